@@ -1,0 +1,1 @@
+"""Analysis: raw samples of a run directory -> metrics -> summary.json (a pure function of the folder)."""

@@ -1,0 +1,133 @@
+"""`bench doctor`: can this machine run a lab, and how big?
+
+Each check gives one line: ``ok``, ``warn`` (a run works but something limits
+it) or ``FAIL`` (a run cannot start), with the fix. A FAIL makes the exit
+status non-zero.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import engine, images
+from .errors import UserError
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    level: str  # ok | warn | FAIL
+    detail: str
+    fix: str = ""
+
+    def line(self) -> str:
+        fix = f"; fix: {self.fix}" if self.fix and self.level != "ok" else ""
+        return f"{self.level:<4} {self.name}: {self.detail}{fix}"
+
+
+def _engine() -> tuple[Check, bool]:
+    try:
+        c = engine.client()
+        v = c.version()
+        info = c.info()
+    except UserError as exc:
+        return Check("engine", "FAIL", exc.problem, exc.fix or ""), False
+    detail = (
+        f"Docker {v.get('Version')} (API {v.get('ApiVersion')}), storage {info.get('Driver')}, "
+        f"cgroup v{info.get('CgroupVersion', '1')}"
+    )
+    return Check("engine", "ok", detail), True
+
+
+def _compose() -> Check:
+    try:
+        cmd = engine.compose_binary()
+        return Check("compose", "ok", f"{engine.compose_version()} ({' '.join(cmd)})")
+    except UserError as exc:
+        return Check("compose", "FAIL", exc.problem, exc.fix or "")
+
+
+def _images() -> list[Check]:
+    out = []
+    for flavour in ("node",):
+        ref = images.image_ref(flavour)
+        if images._exists(ref.node_tag):
+            out.append(Check(f"image {flavour}", "ok", ref.node_tag))
+        elif images._exists(ref.base_tag):
+            out.append(Check(f"image {flavour}", "warn", f"{ref.node_tag} not built yet (base present; builds in seconds on first run)", "bench images build"))
+        else:
+            can = shutil.which("debootstrap") and os.geteuid() == 0
+            level = "warn" if can else "FAIL"
+            fix = "bench images build (about a minute, offline)" if can else "run `make setup` as root (installs debootstrap, builds the images)"
+            out.append(Check(f"image {flavour}", level, f"{ref.node_tag} missing", fix))
+    return out
+
+
+def _cores() -> Check:
+    n = os.cpu_count() or 1
+    if n < 2:
+        return Check("cores", "warn", f"{n} core: load generator and lab share one core; figures will be the client's", "use a machine with 2+ cores")
+    return Check("cores", "ok", f"{n} cores (load generators and the lab share them; see the report's bottleneck line)")
+
+
+def fd_limits() -> tuple[int, int]:
+    """This process's soft and hard file-descriptor limits."""
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+def _fds() -> Check:
+    soft, hard = fd_limits()
+    # A Locust process holds one fd per connection; HAProxy two per proxied connection.
+    per_loadgen = max(hard - 200, 0)
+    per_haproxy = max((hard - 200) // 2, 0)
+    detail = (
+        f"soft {soft}, hard {hard}: at most ~{per_loadgen} client connections per load-generator process, "
+        f"~{per_haproxy} proxied connections per HAProxy process; spread over processes beyond that"
+    )
+    if hard < 4096:
+        return Check("file descriptors", "warn", detail, "raise the hard limit (ulimit -Hn) if you can")
+    return Check("file descriptors", "ok", detail)
+
+
+def _subnets(engine_ok: bool) -> Check:
+    if not engine_ok:
+        return Check("lab subnets", "FAIL", "cannot check without an engine", "start the engine first")
+    from .topology.lab import free_subnet_pairs
+
+    pairs = len(free_subnet_pairs())
+    if pairs == 0:
+        return Check("lab subnets", "FAIL", "no free /23 left in 198.18.0.0/16", "bench down --all")
+    return Check("lab subnets", "ok", f"room for {pairs} more labs in 198.18.0.0/16 (a lab takes a /23)")
+
+
+def _cgroup() -> Check:
+    if Path("/sys/fs/cgroup/cgroup.controllers").exists():
+        return Check("cgroups", "ok", "v2 (per-container CPU from cpu.stat)")
+    if Path("/sys/fs/cgroup/cpuacct").exists():
+        return Check("cgroups", "ok", "v1 (per-container per-core CPU from cpuacct.usage_percpu)")
+    return Check("cgroups", "warn", "no cgroup CPU accounting found: per-container CPU will be missing", "mount cgroupfs")
+
+
+def _leftovers(engine_ok: bool) -> Check:
+    if not engine_ok:
+        return Check("leftover labs", "warn", "cannot check without an engine")
+    from .topology.lab import list_labs
+
+    labs = list_labs()
+    if labs:
+        return Check("leftover labs", "warn", f"{len(labs)} lab(s) exist: {', '.join(sorted(labs))}", "bench down --all (or `bench down PROJECT`)")
+    return Check("leftover labs", "ok", "none")
+
+
+def run_checks() -> list[Check]:
+    """All checks, in order."""
+    eng, ok = _engine()
+    checks = [eng, _compose()]
+    if ok:
+        checks += _images()
+    checks += [_cores(), _fds(), _cgroup(), _subnets(ok), _leftovers(ok)]
+    return checks

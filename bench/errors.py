@@ -1,0 +1,33 @@
+"""The one user-facing error type.
+
+Anything raised as :class:`UserError` is a problem with the user's input or
+machine (a bad scenario file, a missing Docker engine, a port in use). The CLI
+catches it once, prints one line naming the problem and the fix, and exits
+non-zero. Every other exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A problem the user can fix; ``fix`` says how."""
+
+    exit_code = 2
+
+    def __init__(self, problem: str, fix: str | None = None):
+        super().__init__(problem)
+        self.problem = problem
+        self.fix = fix
+
+    def __str__(self) -> str:
+        if self.fix:
+            return f"{self.problem}; fix: {self.fix}"
+        return self.problem
+
+
+class RunInterrupted(Exception):
+    """Raised inside a run when SIGINT or SIGTERM arrives; the run tears down and keeps its data."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"interrupted by signal {signum}")
+        self.signum = signum

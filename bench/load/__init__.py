@@ -1,0 +1,1 @@
+"""Load generation: Locust users, the per-request capture and the Locust runner."""

@@ -1,0 +1,134 @@
+"""Per-request capture: every request Locust reports lands in ``samples/requests/``.
+
+One row per request, timed on the host's wall clock like every other sample::
+
+    t           float64  request start, seconds since the epoch
+    latency_ms  float64  time to the full response (or to the error)
+    bytes       int64    response body bytes
+    status      int32    HTTP status; 0 when no response arrived
+    error       string   "" on success, else an error kind (see ``classify``)
+    name        string   request name (Locust's)
+    worker      string   host:pid of the Locust process
+
+Rows are buffered in memory for at most ``FLUSH_INTERVAL`` seconds, then written
+as one chunk (see :mod:`bench.collect.store`).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import ssl
+from pathlib import Path
+
+import gevent
+import pyarrow as pa
+
+from ..collect.store import ChunkWriter
+
+FLUSH_INTERVAL = 1.0
+TABLE = "requests"
+
+SCHEMA = pa.schema(
+    [
+        ("t", pa.float64()),
+        ("latency_ms", pa.float64()),
+        ("bytes", pa.int64()),
+        ("status", pa.int32()),
+        ("error", pa.string()),
+        ("name", pa.string()),
+        ("worker", pa.string()),
+    ]
+)
+
+#: Error kinds, in the words of the field.
+ERROR_KINDS = ("refused", "reset", "timeout", "tls", "http_4xx", "http_5xx", "closed", "other")
+
+
+def classify(exception: BaseException | None, status: int) -> str:
+    """Map a request's outcome to an error kind ("" when it succeeded)."""
+    if exception is None:
+        if status >= 500:
+            return "http_5xx"
+        if status >= 400:
+            return "http_4xx"
+        return ""
+    exc = exception
+    # Locust wraps some errors; look through the chain for the transport error.
+    seen = 0
+    while seen < 5 and not isinstance(exc, OSError) and (exc.__cause__ or exc.__context__):
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
+        return "tls"
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused"
+    if isinstance(exc, ConnectionResetError | BrokenPipeError):
+        return "reset"
+    if isinstance(exc, TimeoutError | socket.timeout | gevent.Timeout):
+        return "timeout"
+    if isinstance(exc, OSError) and exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
+        return "refused"
+    if isinstance(exc, OSError) and exc.errno in (errno.ECONNRESET, errno.EPIPE):
+        return "reset"
+    if status >= 500:
+        return "http_5xx"
+    if status >= 400:
+        return "http_4xx"
+    text = f"{type(exc).__name__} {exc}".lower()
+    if "timed out" in text or "timeout" in text:
+        return "timeout"
+    if "refused" in text:
+        return "refused"
+    if "reset" in text:
+        return "reset"
+    if "ssl" in text or "certificate" in text:
+        return "tls"
+    if "closed" in text or "eof" in text or "incomplete" in text:
+        return "closed"
+    return "other"
+
+
+class RequestCapture:
+    """Buffers request events and flushes them to chunk files once per second."""
+
+    def __init__(self, run_dir: Path):
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.writer = ChunkWriter(run_dir, TABLE, f"{os.getpid()}", SCHEMA)
+        self._reset()
+        self._flusher: gevent.Greenlet | None = None
+
+    def _reset(self) -> None:
+        self.cols: dict[str, list] = {name: [] for name in SCHEMA.names}
+
+    def on_request(self, request_type, name, response_time, response_length, response=None, exception=None, start_time=None, **_):
+        """Locust ``events.request`` listener."""
+        status = int(getattr(response, "status_code", 0) or 0) if response is not None else 0
+        cols = self.cols
+        cols["t"].append(float(start_time) if start_time else 0.0)
+        cols["latency_ms"].append(float(response_time or 0.0))
+        cols["bytes"].append(int(response_length or 0))
+        cols["status"].append(status)
+        cols["error"].append(classify(exception, status))
+        cols["name"].append(str(name))
+        cols["worker"].append(self.worker)
+
+    def flush(self) -> None:
+        cols = self.cols
+        self._reset()
+        self.writer.write(cols)
+
+    def start(self) -> None:
+        def loop() -> None:
+            while True:
+                gevent.sleep(FLUSH_INTERVAL)
+                self.flush()
+
+        self._flusher = gevent.spawn(loop)
+
+    def stop(self) -> None:
+        if self._flusher is not None:
+            self._flusher.kill(block=False)
+            self._flusher = None
+        self.flush()

@@ -1,0 +1,32 @@
+"""The default locustfile of lbbench scenarios: users from :mod:`bench.load.users`
+and the per-request capture into the run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from locust import events
+
+from bench.load.capture import RequestCapture
+from bench.load.users import KeepAliveUser, settings
+
+__all__ = ["KeepAliveUser"]
+
+_capture: RequestCapture | None = None
+
+
+@events.init.add_listener
+def _on_init(environment, **_kwargs) -> None:
+    global _capture
+    run_dir = settings().get("run_dir")
+    if not run_dir or _capture is not None:
+        return
+    _capture = RequestCapture(Path(run_dir))
+    environment.events.request.add_listener(_capture.on_request)
+    _capture.start()
+
+
+@events.quitting.add_listener
+def _on_quitting(environment, **_kwargs) -> None:
+    if _capture is not None:
+        _capture.stop()

@@ -1,0 +1,68 @@
+"""Locust users that drive the lab through its VIP.
+
+Settings arrive in the ``LBBENCH_LOAD`` environment variable (JSON) written by
+:mod:`bench.load.runner`, so the same locustfile serves every scenario:
+
+    {"ca": "/path/ca.pem", "path": "/?size=1024", "think_time": 0.0,
+     "run_dir": "/path/to/run", "timeout": 5.0}
+
+TLS is always verified against the run's CA (no ``insecure``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from typing import Any
+from urllib.parse import urlsplit
+
+import gevent.ssl
+from locust import FastHttpUser, constant, task
+from locust.exception import StopUser
+
+
+def settings() -> dict[str, Any]:
+    """The load settings of this Locust process."""
+    return json.loads(os.environ.get("LBBENCH_LOAD", "{}"))
+
+
+def check_lab_host(host: str) -> None:
+    """Refuse any target outside the lab range (198.18.0.0/15) or loopback."""
+    name = urlsplit(host).hostname or ""
+    try:
+        addr = ipaddress.ip_address(name)
+    except ValueError:
+        raise StopUser(f"lbbench only sends load to lab addresses, got host {name!r}") from None
+    if not (addr in ipaddress.ip_network("198.18.0.0/15") or addr.is_loopback):
+        raise StopUser(f"lbbench only sends load to 198.18.0.0/15 or loopback, got {addr}")
+
+
+_S = settings()
+
+
+def lab_ssl_context(*_args: Any, **_kwargs: Any) -> gevent.ssl.SSLContext:
+    """A verifying TLS context trusting only the run's CA.
+
+    geventhttpclient passes its own ``cafile`` (certifi's bundle); ignore it, the
+    lab's CA is the only one that may vouch for the VIP.
+    """
+    return gevent.ssl.create_default_context(cafile=_S.get("ca"))
+
+
+class KeepAliveUser(FastHttpUser):
+    """Keep-alive HTTPS client: one connection per user, reused for every request (Locust FastHttpUser)."""
+
+    insecure = False
+    max_retries = 0
+    network_timeout = float(_S.get("timeout", 5.0))
+    connection_timeout = float(_S.get("timeout", 5.0))
+    wait_time = constant(float(_S.get("think_time", 0.0)))
+    ssl_context_factory = staticmethod(lab_ssl_context)
+
+    def on_start(self) -> None:
+        check_lab_host(self.host or "")
+
+    @task
+    def get(self) -> None:
+        self.client.get(_S.get("path", "/"), name=_S.get("name", "GET"))

@@ -1,0 +1,219 @@
+"""`bench run`: bring up a lab, drive load, collect, tear down, analyse.
+
+The run directory is created only after every input has been validated, so a
+bad scenario, topology or flag leaves nothing behind. Once load has started,
+SIGINT/SIGTERM stop the load, tear the lab down and keep everything gathered so
+far (``run.json`` says ``"status": "interrupted"``). A run that fails before
+load starts removes its half-made run directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from . import __version__, engine, images, paths
+from .analysis.summary import write_summary
+from .errors import RunInterrupted, UserError
+from .load.runner import LocustProcess, start_locust
+from .spec import load_scenario, load_topology
+from .topology.lab import Lab
+
+RUN_SCHEMA_VERSION = 1
+#: Extra seconds Locust gets beyond the run time to stop users and write its files.
+LOCUST_EXIT_GRACE = 20.0
+
+
+class SignalGuard:
+    """Turn SIGINT/SIGTERM into :class:`RunInterrupted` in the main thread.
+
+    Inside ``shielded()`` (teardown), signals are remembered instead of raised, so
+    cleanup always finishes.
+    """
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._shield = 0
+        self._old: dict[int, Any] = {}
+
+    def _handler(self, signum: int, _frame: Any) -> None:
+        first = self.received is None
+        self.received = signum
+        if self._shield == 0 and first:
+            raise RunInterrupted(signum)
+
+    def __enter__(self) -> SignalGuard:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+    @contextlib.contextmanager
+    def shielded(self) -> Iterator[None]:
+        self._shield += 1
+        try:
+            yield
+        finally:
+            self._shield -= 1
+
+
+def _git_sha() -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(paths.ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+def _copy_public_configs(lab: Lab, dest: Path) -> None:
+    """Copy the rendered configs (never the private TLS key) into the run directory."""
+    shutil.copytree(lab.files.configs, dest, dirs_exist_ok=True)
+    for leaked in dest.rglob("*.pem"):
+        if leaked.name != "ca.pem":  # only the CA may be there; anything else could hold a key
+            leaked.unlink()
+    for path in dest.rglob("*"):
+        if path.is_file() and b"PRIVATE KEY" in path.read_bytes():
+            path.unlink()
+
+
+def run_scenario(
+    name: str,
+    duration: str | None = None,
+    out: Path | None = None,
+    variant: str | None = None,
+    sets: list[str] | None = None,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Run a scenario end to end and return its run directory."""
+    scenario, scenario_path = load_scenario(name, duration)
+    variant = variant or scenario.variant
+    topology, overrides = load_topology(scenario.topology, variant, sets)
+    client = engine.client()  # fails early with a clear line when no engine answers
+    engine.compose_binary()
+    ref = images.ensure_images(topology.image, log=log)
+
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_id = f"{scenario.name}-{variant or 'base'}-{stamp}"
+    run_dir = Path(out) if out else paths.REPORTS / run_id
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise UserError(f"{run_dir} already exists and is not empty", "choose another --out or remove it")
+
+    run: dict[str, Any] = {
+        "schema_version": RUN_SCHEMA_VERSION,
+        "id": run_id,
+        "status": "starting",
+        "scenario": scenario.model_dump(mode="json"),
+        "scenario_file": str(scenario_path),
+        "topology": topology.model_dump(mode="json", exclude={"variants"}),
+        "variant": variant,
+        "overrides": overrides,
+        "versions": {
+            "lbbench": __version__,
+            "git_sha": _git_sha(),
+            "python": platform.python_version(),
+            "locust": _locust_version(),
+            "docker_engine": client.version().get("Version"),
+            "compose": engine.compose_version(),
+            "image": ref.node_tag,
+            "base_image": ref.base_tag,
+        },
+        "machine": {"cpus": os.cpu_count(), "kernel": platform.release()},
+        "started_at": _now(),
+    }
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(run_dir / "run.json", run)
+
+    locust: LocustProcess | None = None
+    load_started = False
+    guard = SignalGuard()
+    lab = Lab(topology, ref.node_tag, variant, log=log)
+    try:
+        with guard:
+            try:
+                lab.prepare()
+                assert lab.plan is not None and lab.tls is not None
+                _copy_public_configs(lab, run_dir / "configs")
+                run["versions"].update(images.versions(ref.node_tag))
+                run["lab"] = {
+                    "project": lab.project,
+                    "vip": lab.plan.vip,
+                    "client_subnet": lab.plan.client_subnet,
+                    "server_subnet": lab.plan.server_subnet,
+                    "services": list(lab.plan.services),
+                }
+                _write_json(run_dir / "run.json", run)
+                lab.up()
+                host = f"{scenario.load.scheme}://{lab.plan.vip}"
+                log(f"driving load: {scenario.load.users} users, {scenario.duration:g}s against {host}")
+                locust = start_locust(scenario, host, lab.tls.ca_pem, run_dir, scenario.duration)
+                load_started = True
+                run["load_window"] = {"start": locust.started_at, "end": None}
+                run["status"] = "running"
+                _write_json(run_dir / "run.json", run)
+                deadline = time.monotonic() + scenario.duration + LOCUST_EXIT_GRACE
+                while locust.wait(0.5) is None:
+                    if time.monotonic() > deadline:
+                        log("locust did not stop on time; stopping it")
+                        break
+                code = locust.stop()
+                run["load_window"]["end"] = time.time()
+                if code != 0:
+                    raise UserError(
+                        f"locust exited with status {code}: {locust.log_tail()}",
+                        f"see {run_dir / 'locust' / 'locust.log'}",
+                    )
+                run["status"] = "completed"
+            except RunInterrupted as exc:
+                run["status"] = "interrupted"
+                log(f"interrupted (signal {exc.signum}): stopping load and tearing down; data so far is kept")
+            finally:
+                with guard.shielded():
+                    if locust is not None:
+                        locust.stop()
+                        if run.get("load_window") and run["load_window"].get("end") is None:
+                            run["load_window"]["end"] = time.time()
+                    if lab.started:
+                        lab.save_logs(run_dir / "logs")
+                    lab.down()
+    except BaseException:
+        if not load_started:
+            # Nothing was measured: leave no half-written report behind.
+            shutil.rmtree(run_dir, ignore_errors=True)
+        else:
+            run["status"] = run["status"] if run["status"] == "interrupted" else "failed"
+            run["ended_at"] = _now()
+            _write_json(run_dir / "run.json", run)
+        raise
+    run["ended_at"] = _now()
+    _write_json(run_dir / "run.json", run)
+    write_summary(run_dir)
+    return run_dir
+
+
+def _locust_version() -> str:
+    from importlib.metadata import version
+
+    return version("locust")

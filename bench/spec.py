@@ -1,0 +1,394 @@
+"""Scenario and topology specs: typed, validated, one error type.
+
+A *topology* (``topology/NAME.yaml``) describes the lab: the LB nodes and their
+HAProxy processes, the dummy servers, TLS, keepalived and kernel settings, plus
+named *variants* that override parts of it. A *scenario*
+(``scenarios/NAME.yaml``) names a topology and variant, the load to drive and
+for how long.
+
+Every mistake in either file becomes one :class:`~bench.errors.UserError` whose
+message names the file, the field and the fix, for example::
+
+    topology/split.yaml: lb.backend.processes: Input should be greater than or equal to 1 (got 0)
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from . import paths
+from .errors import UserError
+
+SCHEMA_VERSION = 1
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> float:
+    """Parse ``"10s"``, ``"500ms"``, ``"2m"``, ``"1h"`` or a number of seconds into seconds.
+
+    >>> parse_duration("1m")
+    60.0
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"not a duration: {value!r} (use for example 500ms, 10s, 2m)")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds < 0:
+        raise ValueError(f"duration must not be negative: {value!r}")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """Inverse of :func:`parse_duration` for the values we render into configs (``3s``, ``500ms``)."""
+    ms = int(round(seconds * 1000))
+    if ms % 1000 == 0:
+        return f"{ms // 1000}s"
+    return f"{ms}ms"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+Duration = float  # seconds, parsed by the validators below
+
+
+def _duration_fields(*names: str):
+    return field_validator(*names, mode="before")(lambda cls, v: parse_duration(v))
+
+
+# --------------------------------------------------------------------------- topology
+
+
+class Timeouts(_Model):
+    """HAProxy timeouts used by every LB process (values like ``30s``)."""
+
+    connect: Duration = 3.0
+    client: Duration = 30.0
+    server: Duration = 30.0
+    http_keep_alive: Duration = 10.0
+    http_request: Duration = 10.0
+    queue: Duration = 10.0
+
+    parse_durations = _duration_fields("connect", "client", "server", "http_keep_alive", "http_request", "queue")
+
+
+class Process(_Model):
+    """One kind of HAProxy process on an LB node."""
+
+    nbthread: int = Field(1, ge=1, le=64)
+    cpus: str | None = Field(None, description="cpuset for the container, e.g. '0' or '0-1'; null = no pinning")
+    maxconn: int = Field(8000, ge=1, le=1_000_000)
+
+
+class Backend(Process):
+    """The backend processes (K of them) behind the frontend in the ``split`` layout."""
+
+    processes: int = Field(2, ge=1, le=16)
+
+
+class Sysctls(_Model):
+    """Kernel settings of each LB node's network namespace."""
+
+    ip_local_port_range: str = "32768 60999"
+    tcp_tw_reuse: int = Field(2, ge=0, le=2)
+
+    @field_validator("ip_local_port_range")
+    @classmethod
+    def _range(cls, v: str) -> str:
+        parts = str(v).split()
+        if len(parts) != 2 or not all(p.isdigit() for p in parts):
+            raise ValueError(f"expected two port numbers like '32768 60999', got {v!r}")
+        low, high = (int(p) for p in parts)
+        if not 1024 <= low <= high <= 65535:
+            raise ValueError(f"need 1024 <= low <= high <= 65535, got {v!r}")
+        return f"{low} {high}"
+
+    @property
+    def port_range_size(self) -> int:
+        low, high = (int(p) for p in self.ip_local_port_range.split())
+        return high - low + 1
+
+
+class LB(_Model):
+    """The load-balancer nodes."""
+
+    layout: Literal["split", "monolith"] = "split"
+    nodes: int = Field(2, ge=1, le=2, description="1 = no standby; 2 = lb-a MASTER + lb-b BACKUP")
+    frontend: Process = Process()
+    backend: Backend = Backend()
+    local_addresses: int = Field(4, ge=1, le=16, description="M: 127.0.0.1..M between frontend and backends")
+    http_reuse: Literal["never", "safe", "aggressive", "always"] = "always"
+    server_close: bool = Field(True, description="option http-server-close towards the servers")
+    timeouts: Timeouts = Timeouts()
+    sysctls: Sysctls = Sysctls()
+
+
+class Servers(_Model):
+    """The dummy servers behind the load balancer."""
+
+    count: int = Field(3, ge=1, le=32)
+    maxconn: int = Field(100, ge=1, le=100_000, description="per-server pool size on each backend process")
+    nbthread: int = Field(1, ge=1, le=64)
+
+
+class TLS(_Model):
+    """TLS offload at the frontend."""
+
+    key_type: Literal["ecdsa-p256", "rsa-2048"] = "ecdsa-p256"
+    resumption: bool = Field(True, description="session cache and tickets on; off = every handshake is full")
+
+
+class Keepalived(_Model):
+    """VRRP between the LB nodes."""
+
+    advert_int: float = Field(1.0, gt=0, le=255)
+    virtual_router_id: int = Field(51, ge=1, le=255)
+    priority_master: int = Field(150, ge=1, le=254)
+    priority_backup: int = Field(100, ge=1, le=254)
+    preempt: bool = True
+    track_frontend: bool = Field(True, description="demote a node whose HAProxy frontend stops answering")
+
+    @model_validator(mode="after")
+    def _priorities(self) -> Keepalived:
+        if self.priority_backup >= self.priority_master:
+            raise ValueError("priority_backup must be lower than priority_master")
+        return self
+
+
+class Variant(_Model):
+    """A named set of overrides of the base topology."""
+
+    description: str = ""
+    overrides: dict[str, Any] = Field(default_factory=dict)
+
+
+class Topology(_Model):
+    """A lab topology (``topology/*.yaml``)."""
+
+    schema_version: int = SCHEMA_VERSION
+    name: str
+    description: str = ""
+    image: str = Field("node", description="image flavour built by `bench images build`")
+    lb: LB = LB()
+    servers: Servers = Servers()
+    tls: TLS = TLS()
+    keepalived: Keepalived = Keepalived()
+    variants: dict[str, Variant] = Field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- scenario
+
+
+class Load(_Model):
+    """The load a scenario drives through the VIP."""
+
+    engine: Literal["fasthttp"] = "fasthttp"
+    model: Literal["keep-alive"] = "keep-alive"
+    scheme: Literal["https", "http"] = "https"
+    users: int = Field(20, ge=1, le=100_000)
+    spawn_rate: float = Field(20.0, gt=0)
+    path: str = "/?size=1024"
+    think_time: Duration = 0.0
+    processes: int = Field(1, ge=1, le=64, description="Locust processes on this machine")
+
+    parse_durations = _duration_fields("think_time")
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if not v.startswith("/"):
+            raise ValueError(f"must start with '/', got {v!r}")
+        return v
+
+
+class Scenario(_Model):
+    """A runnable scenario (``scenarios/*.yaml``)."""
+
+    schema_version: int = SCHEMA_VERSION
+    name: str
+    description: str = ""
+    topology: str = "split"
+    variant: str | None = None
+    duration: Duration = 30.0
+    ramp_up: Duration = 2.0
+    locustfile: str | None = Field(None, description="relative to scenarios/; default bench/load/locustfile.py")
+    load: Load = Load()
+
+    parse_durations = _duration_fields("duration", "ramp_up")
+
+    @field_validator("duration")
+    @classmethod
+    def _positive(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError("must be longer than 0s")
+        return v
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _format_validation_error(source: str, err: ValidationError) -> UserError:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown field"
+    elif first["type"] == "value_error":
+        msg = msg.removeprefix("Value error, ")
+    elif "input" in first and first["type"] not in ("missing",):
+        shown = first["input"]
+        if not isinstance(shown, dict | list):
+            msg = f"{msg} (got {shown!r})"
+    more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return UserError(f"{source}: {loc}: {msg}{more}", "correct that field; README lists every field")
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file", "check the name; `bench scenarios` lists what ships") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise UserError(f"{path}:{where}: not valid YAML ({getattr(exc, 'problem', exc)})", "fix the YAML syntax") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping at the top level", "see scenarios/smoke.yaml for the shape")
+    version = data.get("schema_version", SCHEMA_VERSION)
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        raise UserError(
+            f"{path}: schema_version {version} is newer than this lbbench understands ({SCHEMA_VERSION})",
+            "upgrade lbbench",
+        )
+    return data
+
+
+def _relname(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(paths.ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _resolve(name_or_path: str, folder: Path, kind: str) -> Path:
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml") or "/" in name_or_path:
+        return candidate
+    path = folder / f"{name_or_path}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in folder.glob("*.yaml"))
+        raise UserError(f"no {kind} named {name_or_path!r}", f"use one of: {', '.join(known) or '(none shipped)'}")
+    return path
+
+
+def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Return ``base`` with ``overrides`` merged in recursively (mappings merge, anything else replaces)."""
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_set(assignment: str) -> dict[str, Any]:
+    """Turn ``--set lb.backend.processes=4`` into ``{"lb": {"backend": {"processes": 4}}}``.
+
+    The value is parsed as YAML, so ``true``, ``4`` and ``"32768 60999"`` keep their types.
+    """
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key.strip() or any(not part for part in key.strip().split(".")):
+        raise UserError(f"--set {assignment!r}: expected KEY=VALUE with a dotted key", "for example --set lb.backend.processes=4")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    out: dict[str, Any] = {}
+    cursor = out
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        cursor = cursor.setdefault(part, {})
+    cursor[parts[-1]] = value
+    return out
+
+
+def load_topology(
+    name_or_path: str,
+    variant: str | None = None,
+    sets: list[str] | None = None,
+) -> tuple[Topology, dict[str, Any]]:
+    """Load a topology, apply a variant and ``--set`` overrides, validate.
+
+    Returns the validated topology and the overrides that were applied (for run.json).
+    """
+    path = _resolve(name_or_path, paths.TOPOLOGY, "topology")
+    source = _relname(path)
+    raw = _read_yaml(path)
+    try:
+        base = Topology.model_validate(raw)
+    except ValidationError as err:
+        raise _format_validation_error(source, err) from None
+    overrides: dict[str, Any] = {}
+    if variant:
+        if variant not in base.variants:
+            raise UserError(
+                f"{source}: no variant named {variant!r}",
+                f"use one of: {', '.join(sorted(base.variants)) or '(none declared)'}",
+            )
+        overrides = deep_merge(overrides, base.variants[variant].overrides)
+    for assignment in sets or []:
+        overrides = deep_merge(overrides, parse_set(assignment))
+    if "variants" in overrides or "name" in overrides:
+        raise UserError(f"{source}: overrides may not change 'name' or 'variants'", "override topology fields only")
+    merged = deep_merge(raw, overrides)
+    try:
+        topo = Topology.model_validate(merged)
+    except ValidationError as err:
+        label = f"variant {variant!r}" if variant else "--set"
+        raise _format_validation_error(f"{source} ({label})", err) from None
+    return topo, overrides
+
+
+def load_scenario(name_or_path: str, duration: str | None = None) -> tuple[Scenario, Path]:
+    """Load and validate a scenario; ``duration`` (e.g. ``"10s"``) overrides the file's."""
+    path = _resolve(name_or_path, paths.SCENARIOS, "scenario")
+    source = _relname(path)
+    raw = _read_yaml(path)
+    if duration is not None:
+        try:
+            parse_duration(duration)
+        except ValueError as exc:
+            raise UserError(f"--duration: {exc}", "use for example --duration 10s") from None
+        raw = {**raw, "duration": duration}
+    try:
+        scenario = Scenario.model_validate(raw)
+    except ValidationError as err:
+        raise _format_validation_error(source, err) from None
+    if scenario.ramp_up >= scenario.duration:
+        raise UserError(
+            f"{source}: ramp_up ({scenario.ramp_up:g}s) must be shorter than duration ({scenario.duration:g}s)",
+            "lengthen --duration or shorten ramp_up",
+        )
+    return scenario, path
+
+
+def list_scenarios() -> list[Scenario]:
+    """Every shipped scenario, validated (a broken one raises)."""
+    return [load_scenario(str(p))[0] for p in sorted(paths.SCENARIOS.glob("*.yaml"))]

@@ -1,0 +1,2 @@
+"""Topologies: plan the lab (addresses, processes), render its configs and
+compose project, and run its lifecycle."""

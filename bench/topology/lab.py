@@ -1,0 +1,387 @@
+"""The lifecycle of one lab: allocate subnets, render, validate, start, wait, stop.
+
+:class:`Lab` is a context manager. ``__enter__`` brings the lab up and, if
+anything fails on the way, tears down what it started before re-raising;
+``__exit__`` always tears down. Every container and network carries the labels
+``org.lbbench.project=lbbench`` and ``org.lbbench.run=<project>``, so
+:func:`down_all` can reap leftovers of any lab, even of a killed ``bench``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import json
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker.errors
+
+from .. import engine, paths
+from ..errors import UserError
+from ..spec import Topology
+from ..tls import TLSFiles, make_tls
+from . import render
+from .plan import Plan, make_plan
+
+#: Lab subnets come from the benchmarking range (RFC 2544), never from private or public space.
+LAB_RANGE = ipaddress.ip_network("198.18.0.0/16")
+READY_TIMEOUT = 60.0
+
+
+def new_project_name() -> str:
+    """A short, unique compose project name."""
+    return f"lbbench-{uuid.uuid4().hex[:8]}"
+
+
+def _used_networks() -> list[ipaddress.IPv4Network]:
+    used = []
+    for net in engine.client().networks.list():
+        for cfg in (net.attrs.get("IPAM") or {}).get("Config") or []:
+            subnet = cfg.get("Subnet")
+            if subnet and ":" not in subnet:
+                used.append(ipaddress.ip_network(subnet, strict=False))
+    routes = subprocess.run(["ip", "-4", "-o", "route", "show"], capture_output=True, text=True).stdout
+    for line in routes.splitlines():
+        dest = line.split()[0]
+        if dest != "default" and "/" in dest:
+            used.append(ipaddress.ip_network(dest, strict=False))
+    return used
+
+
+def free_subnet_pairs() -> list[tuple[ipaddress.IPv4Network, ipaddress.IPv4Network]]:
+    """Free (client, server) /24 pairs: the halves of each /23 in 198.18.0.0/16 that nothing overlaps."""
+    used = _used_networks()
+    pairs = []
+    for block in LAB_RANGE.subnets(new_prefix=23):
+        if not any(block.overlaps(u) for u in used):
+            client, server = block.subnets(new_prefix=24)
+            pairs.append((client, server))
+    return pairs
+
+
+def allocate_subnets() -> tuple[str, str]:
+    """Two free /24 subnets (client, server) inside 198.18.0.0/16."""
+    pairs = free_subnet_pairs()
+    if not pairs:
+        raise UserError(
+            "no free /23 left in 198.18.0.0/16 for a lab",
+            "remove leftover labs with `bench down --all` or unused Docker networks",
+        )
+    client, server = pairs[0]
+    return str(client), str(server)
+
+
+@dataclass
+class LabFiles:
+    """Host folders of a running lab (under the private state folder)."""
+
+    root: Path
+    configs: Path  # rendered configs + compose.yaml (no private keys)
+    tls: Path  # CA + server cert + private key
+    run: Path  # stats sockets
+
+    @classmethod
+    def for_project(cls, project: str) -> LabFiles:
+        root = paths.STATE / project
+        return cls(root, root / "configs", root / "tls", root / "run")
+
+
+class Lab:
+    """A running lab. Use as ``with Lab(topology, image) as lab: ...``."""
+
+    def __init__(
+        self,
+        topology: Topology,
+        image: str,
+        variant: str | None = None,
+        project: str | None = None,
+        log: Callable[[str], None] = print,
+        ready_timeout: float = READY_TIMEOUT,
+    ):
+        self.topology = topology
+        self.image = image
+        self.variant = variant
+        self.project = project or new_project_name()
+        self.log = log
+        self.ready_timeout = ready_timeout
+        self.files = LabFiles.for_project(self.project)
+        self.plan: Plan | None = None
+        self.tls: TLSFiles | None = None
+        self.started = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> Lab:
+        try:
+            self.up()
+        except BaseException:
+            self.down()
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.down()
+
+    def prepare(self, subnets: tuple[str, str] | None = None) -> Plan:
+        """Render configs, TLS material and compose.yaml into the state folder; start nothing."""
+        client_subnet, server_subnet = subnets or allocate_subnets()
+        self.plan = make_plan(self.topology, self.project, client_subnet, server_subnet, self.variant)
+        for folder in (self.files.configs, self.files.tls, self.files.run):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.files.root.chmod(0o700)
+        self.tls = make_tls(self.files.tls, self.plan.vip, self.topology.tls.key_type)
+        for rel, text in render.render_configs(self.plan).items():
+            target = self.files.configs / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+        public = self.files.configs / "tls"
+        public.mkdir(exist_ok=True)
+        shutil.copy(self.tls.ca_pem, public / "ca.pem")
+        shutil.copy(self.tls.server_crt, public / "server.crt")
+        compose = render.render_compose(self.plan, self.image, self.files.configs, self.files.tls, self.files.run)
+        (self.files.configs / "compose.yaml").write_text(render.dump_compose(compose))
+        return self.plan
+
+    def validate(self) -> None:
+        """Check every rendered config with ``haproxy -c`` / ``keepalived -t`` inside the image."""
+        assert self.plan is not None
+        files = sorted(
+            str(p.relative_to(self.files.configs))
+            for p in self.files.configs.rglob("*")
+            if p.suffix in (".cfg", ".conf")
+        )
+        # haproxy -c resolves paths as the containers see them, so mount the same way.
+        volumes = {
+            str(self.files.configs): {"bind": "/lab", "mode": "ro"},
+            str(self.files.tls): {"bind": render.TLS_MOUNT, "mode": "ro"},
+        }
+        try:
+            out = engine.client().containers.run(
+                self.image,
+                ["lbbench-validate", *(f"/lab/{f}" for f in files)],
+                volumes=volumes,
+                remove=True,
+                labels={render.LABEL_PROJECT: render.PROJECT_VALUE, render.LABEL_RUN: self.project},
+            )
+            self.log(f"configs valid: {len(files)} files checked with haproxy -c / keepalived -t")
+            del out
+        except docker.errors.ContainerError as exc:
+            lines = (exc.stderr or b"").decode(errors="replace") if exc.stderr else ""
+            raise UserError(f"rendered config rejected: {_first_fail(str(exc), lines)}", "fix the topology field that produced it") from None
+
+    def up(self) -> None:
+        """Prepare (if not yet), validate, start and wait until the VIP answers HTTPS."""
+        if self.plan is None:
+            self.prepare()
+        self.validate()
+        self.started = True
+        assert self.plan is not None
+        self.log(f"starting {self.project}: {len(self.plan.services)} containers, VIP {self.plan.vip}")
+        self._compose(["up", "-d", "--no-build", "--pull", "never", "--quiet-pull"], "starting the lab", timeout=180)
+        self.wait_ready()
+
+    def down(self) -> None:
+        """Stop and remove everything of this lab (idempotent), and drop its private files."""
+        compose_file = self.files.configs / "compose.yaml"
+        if compose_file.exists():
+            subprocess.run(
+                [*engine.compose_binary(), "-f", str(compose_file), "-p", self.project, "down", "-v", "--remove-orphans", "-t", "2"],
+                capture_output=True,
+                text=True,
+                timeout=180,
+            )
+        remove_by_label(f"{render.LABEL_RUN}={self.project}")
+        shutil.rmtree(self.files.root, ignore_errors=True)
+        self.started = False
+
+    # ------------------------------------------------------------------ helpers
+
+    def _compose(self, args: list[str], what: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        compose_file = self.files.configs / "compose.yaml"
+        return engine.run_checked(
+            [*engine.compose_binary(), "-f", str(compose_file), "-p", self.project, *args], what, timeout=timeout
+        )
+
+    def containers(self) -> dict[str, Any]:
+        """Compose service name -> docker SDK container, for this lab."""
+        found = engine.client().containers.list(all=True, filters={"label": f"{render.LABEL_RUN}={self.project}"})
+        out = {}
+        for c in found:
+            service = c.labels.get("com.docker.compose.service")
+            if service:
+                out[service] = c
+        return out
+
+    def socket_path(self, service: str) -> Path:
+        """Host path of a HAProxy process's stats socket."""
+        return self.files.run / f"{service}.sock"
+
+    def wait_ready(self) -> None:
+        """Wait until every container runs, every HAProxy answers its socket and the VIP serves HTTPS."""
+        assert self.plan is not None and self.tls is not None
+        deadline = time.monotonic() + self.ready_timeout
+        pending = "containers running"
+        last_error = ""
+        while time.monotonic() < deadline:
+            containers = self.containers()
+            dead = [name for name, c in containers.items() if c.status in ("exited", "dead")]
+            if dead:
+                raise UserError(
+                    f"container {dead[0]} exited while starting: {self._log_tail(containers[dead[0]])}",
+                    "see the container log above; `bench doctor` checks the machine",
+                )
+            missing = set(self.plan.services) - set(containers)
+            if missing:
+                pending = f"containers {sorted(missing)} to be created"
+            else:
+                sockets = [p.socket for _, p in self.plan.haproxy_processes] + [s.socket for s in self.plan.servers]
+                silent = [s for s in sockets if not _stats_ok(self.files.run / s)]
+                if silent:
+                    pending = f"stats sockets {silent}"
+                else:
+                    try:
+                        probe(self.plan.vip, self.tls.ca_pem, "/?echo=1", timeout=1.0)
+                        return
+                    except (OSError, http.client.HTTPException, ValueError) as exc:
+                        pending = f"HTTPS on the VIP {self.plan.vip}"
+                        last_error = f"{type(exc).__name__}: {exc}"
+            time.sleep(0.25)
+        containers = self.containers()
+        logs = "; ".join(f"{n}: {self._log_tail(c, 2)}" for n, c in sorted(containers.items())[:3])
+        raise UserError(
+            f"lab not ready after {self.ready_timeout:g}s: waiting for {pending} {last_error}".strip() + f" [{logs}]",
+            "see the container logs; `bench doctor` checks the machine",
+        )
+
+    @staticmethod
+    def _log_tail(container: Any, lines: int = 3) -> str:
+        try:
+            text = container.logs(tail=lines).decode(errors="replace").strip()
+        except docker.errors.APIError:
+            return "(no log)"
+        return " | ".join(text.splitlines()) or "(empty log)"
+
+    def save_logs(self, dest: Path) -> None:
+        """Write each container's log to ``dest/<service>.log``."""
+        dest.mkdir(parents=True, exist_ok=True)
+        for name, c in self.containers().items():
+            try:
+                (dest / f"{name}.log").write_bytes(c.logs(timestamps=True))
+            except docker.errors.APIError:
+                pass
+
+
+def _first_fail(message: str, stderr: str) -> str:
+    for line in (stderr + "\n" + message).splitlines():
+        if line.startswith("FAIL "):
+            return line[5:]
+    return message.splitlines()[0] if message else "unknown error"
+
+
+def _stats_ok(path: Path) -> bool:
+    try:
+        return "Name:" in stats_command(path, "show info", timeout=0.5)
+    except OSError:
+        return False
+
+
+def stats_command(path: Path, command: str, timeout: float = 2.0) -> str:
+    """Send one command to a HAProxy stats socket and return the answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(path))
+        sock.sendall(command.encode() + b"\n")
+        chunks = []
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                break
+            chunks.append(data)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def probe(vip: str, ca_pem: Path, path: str = "/?echo=1", timeout: float = 2.0) -> tuple[int, dict[str, str], bytes]:
+    """One HTTPS GET to the VIP with CA verification; returns status, headers and body.
+
+    Only lab addresses are accepted: this refuses anything outside 198.18.0.0/15.
+    """
+    if ipaddress.ip_address(vip) not in ipaddress.ip_network("198.18.0.0/15"):
+        raise ValueError(f"refusing to send traffic to {vip}: not a lab address")
+    ctx = ssl.create_default_context(cafile=str(ca_pem))
+    conn = http.client.HTTPSConnection(vip, 443, timeout=timeout, context=ctx)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        body = resp.read()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body
+    finally:
+        conn.close()
+
+
+def remove_by_label(label: str) -> tuple[int, int]:
+    """Remove every container and network carrying ``label`` (``key=value``); returns counts."""
+    client = engine.client()
+    n_containers = 0
+    for c in client.containers.list(all=True, filters={"label": label}):
+        try:
+            c.remove(force=True, v=True)
+            n_containers += 1
+        except docker.errors.NotFound:
+            pass
+    n_networks = 0
+    for net in client.networks.list(filters={"label": label}):
+        try:
+            net.remove()
+            n_networks += 1
+        except docker.errors.NotFound:
+            pass
+    for vol in client.volumes.list(filters={"label": label}):
+        try:
+            vol.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+    return n_containers, n_networks
+
+
+def down_all() -> tuple[int, int]:
+    """Remove every leftover of every lbbench lab (containers, networks, volumes, private files)."""
+    counts = remove_by_label(f"{render.LABEL_PROJECT}={render.PROJECT_VALUE}")
+    if paths.STATE.exists():
+        for child in paths.STATE.iterdir():
+            if child.is_dir() and child.name.startswith("lbbench-"):
+                shutil.rmtree(child, ignore_errors=True)
+    return counts
+
+
+def list_labs() -> dict[str, list[dict[str, str]]]:
+    """Running labs: project -> [{service, status, role, node}]."""
+    out: dict[str, list[dict[str, str]]] = {}
+    label = f"{render.LABEL_PROJECT}={render.PROJECT_VALUE}"
+    for c in engine.client().containers.list(all=True, filters={"label": label}):
+        project = c.labels.get(render.LABEL_RUN, "?")
+        out.setdefault(project, []).append(
+            {
+                "service": c.labels.get("com.docker.compose.service", c.name),
+                "status": c.status,
+                "role": c.labels.get(render.LABEL_ROLE, ""),
+                "node": c.labels.get(render.LABEL_NODE, ""),
+            }
+        )
+    return out
+
+
+def read_state(project: str) -> dict[str, Any]:
+    """The lab.json a `bench up` wrote for ``project`` (VIP, CA path ...)."""
+    path = LabFiles.for_project(project).root / "lab.json"
+    if not path.exists():
+        raise UserError(f"no lab {project!r} is up", "`bench status` lists running labs")
+    return json.loads(path.read_text())

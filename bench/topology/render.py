@@ -1,0 +1,190 @@
+"""Render a :class:`~bench.topology.plan.Plan` into config files and a compose project.
+
+Everything here is a pure function of the plan (and the image tag and host
+folders), so golden tests can pin the exact output.
+
+Layout of the rendered folder (``configs/`` in a run directory)::
+
+    compose.yaml
+    lb-a/keepalived.conf  lb-a/frontend.cfg  lb-a/backend1.cfg ...
+    lb-b/...
+    servers/srv1.cfg ...
+    tls/ca.pem tls/server.crt        (public parts only; the key lives elsewhere)
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from .. import paths
+from ..spec import format_duration
+from . import plan as P
+
+LABEL_PROJECT = "org.lbbench.project"
+LABEL_RUN = "org.lbbench.run"
+LABEL_ROLE = "org.lbbench.role"
+LABEL_NODE = "org.lbbench.node"
+PROJECT_VALUE = "lbbench"
+
+# Inside every container: configs read-only here, TLS key material here, stats sockets here.
+CONFIG_MOUNT = "/etc/lbbench"
+TLS_MOUNT = "/etc/lbbench-tls"
+RUN_MOUNT = "/run/lbbench"
+DUMMY_LUA = "/usr/local/share/lbbench/dummy.lua"
+
+
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(paths.TEMPLATES)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def _timeouts(plan: P.Plan) -> dict[str, str]:
+    t = plan.topology.lb.timeouts
+    return {name: format_duration(getattr(t, name)) for name in type(t).model_fields}
+
+
+def render_configs(plan: P.Plan) -> dict[str, str]:
+    """Every HAProxy and keepalived config of the lab, as ``{relative path: text}``."""
+    env = _env()
+    topo = plan.topology
+    common = {
+        "plan": plan,
+        "topo": topo,
+        "t": _timeouts(plan),
+        "https_port": P.HTTPS_PORT,
+        "http_port": P.HTTP_PORT,
+        "monitor_port": P.MONITOR_PORT,
+        "backend_port_base": P.FRONTEND_BACKEND_PORT_BASE,
+        "backend_indexes": list(range(1, topo.lb.backend.processes + 1)),
+        "global_extra": [],
+    }
+    files: dict[str, str] = {}
+    for node in plan.nodes:
+        for proc in node.processes:
+            template = {"frontend": "frontend.cfg.j2", "backend": "backend.cfg.j2", "monolith": "monolith.cfg.j2"}[proc.kind]
+            limits = topo.lb.backend if proc.kind == "backend" else topo.lb.frontend
+            files[f"{node.name}/{proc.config}"] = env.get_template(template).render(
+                **common,
+                proc_label=proc.service,
+                nbthread=proc.nbthread,
+                maxconn=limits.maxconn,
+                socket=proc.socket,
+                tls=proc.kind in ("frontend", "monolith"),
+                index=proc.index,
+            )
+        peers = [n for n in plan.nodes if n.name != node.name]
+        files[f"{node.name}/keepalived.conf"] = env.get_template("keepalived.conf.j2").render(
+            **common,
+            node=node,
+            peers=peers,
+            ka=topo.keepalived,
+            prefixlen=ipaddress.ip_network(plan.client_subnet).prefixlen,
+        )
+    for server in plan.servers:
+        files[f"servers/{server.name}.cfg"] = env.get_template("server.cfg.j2").render(
+            **{**common, "global_extra": [f"lua-load-per-thread {DUMMY_LUA}"]},
+            proc_label=server.name,
+            server=server,
+            nbthread=topo.servers.nbthread,
+            maxconn=max(topo.servers.maxconn * 4 * len(plan.nodes), 4096),
+            socket=server.socket,
+            tls=False,
+        )
+    return files
+
+
+def _labels(plan: P.Plan, role: str, node: str | None = None) -> dict[str, str]:
+    labels = {LABEL_PROJECT: PROJECT_VALUE, LABEL_RUN: plan.project, LABEL_ROLE: role}
+    if node:
+        labels[LABEL_NODE] = node
+    return labels
+
+
+def render_compose(plan: P.Plan, image: str, config_dir: Path, tls_dir: Path, run_dir: Path) -> dict[str, Any]:
+    """The compose project for ``plan`` as a dict (dump it with :func:`dump_compose`).
+
+    ``config_dir`` holds the rendered configs, ``tls_dir`` the private TLS files
+    and ``run_dir`` the stats sockets; all are host paths bind-mounted into the
+    containers.
+    """
+    topo = plan.topology
+    sysctls = {
+        "net.ipv4.ip_nonlocal_bind": "1",
+        "net.ipv4.ip_local_port_range": topo.lb.sysctls.ip_local_port_range,
+        "net.ipv4.tcp_tw_reuse": str(topo.lb.sysctls.tcp_tw_reuse),
+    }
+    services: dict[str, Any] = {}
+    for node in plan.nodes:
+        node_cfg = f"{config_dir}/{node.name}:{CONFIG_MOUNT}:ro"
+        services[node.name] = {
+            "image": image,
+            "hostname": node.name,
+            "command": ["/usr/local/bin/lbbench-keepalived"],
+            "environment": {"LBBENCH_CLIENT_ADDR": node.client_addr},
+            # keepalived alone needs these, to own the VIP and send VRRP / gratuitous ARP.
+            "cap_add": ["NET_ADMIN", "NET_BROADCAST", "NET_RAW"],
+            "sysctls": sysctls,
+            "networks": {
+                "client": {"ipv4_address": node.client_addr},
+                "server": {"ipv4_address": node.server_addr},
+            },
+            "volumes": [node_cfg, f"{run_dir}:{RUN_MOUNT}"],
+            "labels": _labels(plan, "keepalived", node.name),
+            "stop_grace_period": "2s",
+        }
+        for proc in node.processes:
+            svc: dict[str, Any] = {
+                "image": image,
+                "command": ["haproxy", "-db", "-f", f"{CONFIG_MOUNT}/{proc.config}"],
+                # Share the node's network namespace: localhost between frontend and
+                # backends is real, and each process keeps its own CPU account.
+                "network_mode": f"service:{node.name}",
+                "depends_on": [node.name],
+                "volumes": [node_cfg, f"{run_dir}:{RUN_MOUNT}"],
+                "labels": _labels(plan, proc.kind, node.name),
+                "stop_grace_period": "2s",
+            }
+            if proc.kind in ("frontend", "monolith"):
+                svc["volumes"].append(f"{tls_dir}:{TLS_MOUNT}:ro")
+            if proc.cpus:
+                svc["cpuset"] = proc.cpus
+            services[proc.service] = svc
+    for server in plan.servers:
+        services[server.name] = {
+            "image": image,
+            "hostname": server.name,
+            "command": ["haproxy", "-db", "-f", f"{CONFIG_MOUNT}/{server.name}.cfg"],
+            "networks": {"server": {"ipv4_address": server.addr}},
+            "volumes": [f"{config_dir}/servers:{CONFIG_MOUNT}:ro", f"{run_dir}:{RUN_MOUNT}"],
+            "labels": _labels(plan, "server"),
+            "stop_grace_period": "2s",
+        }
+    networks = {
+        "client": {
+            "name": f"{plan.project}-client",
+            "driver": "bridge",
+            "ipam": {"config": [{"subnet": plan.client_subnet, "gateway": plan.client_gateway}]},
+            "labels": _labels(plan, "client-network"),
+        },
+        "server": {
+            "name": f"{plan.project}-server",
+            "driver": "bridge",
+            "ipam": {"config": [{"subnet": plan.server_subnet, "gateway": plan.server_gateway}]},
+            "labels": _labels(plan, "server-network"),
+        },
+    }
+    return {"name": plan.project, "services": services, "networks": networks}
+
+
+def dump_compose(compose: dict[str, Any]) -> str:
+    """YAML text of a compose dict, stable for golden tests."""
+    return "# Rendered by lbbench; do not edit.\n" + yaml.safe_dump(compose, sort_keys=False, default_flow_style=False)

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Set-up and the two entry points of lbbench on a fresh Debian machine.
+#
+#   scripts/dev.sh setup   venv + Docker engine + Compose + images (idempotent)
+#   scripts/dev.sh run     setup, then `bench run smoke` (the default scenario, end to end)
+#   scripts/dev.sh test    setup, then the whole test suite (unit + integration)
+#
+# `make setup|run|test` call this. It installs only what is missing: Python deps in
+# .venv, and, when no Docker engine answers and we are root on Debian, Debian's
+# docker.io (started in the background with its bridge inside 198.18.0.0/15) and
+# debootstrap for the offline base image. No container registry is needed.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+VENV="$ROOT/.venv"
+PY="${PYTHON:-python3}"
+DOCKERD_LOG=/var/log/lbbench-dockerd.log
+# Docker's own networks stay inside the benchmarking range too (RFC 2544).
+DOCKERD_BIP="198.19.0.1/24"
+DOCKERD_POOL="base=198.19.128.0/17,size=24"
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 2; }
+is_root() { [ "$(id -u)" -eq 0 ]; }
+have() { command -v "$1" >/dev/null 2>&1; }
+
+apt_install() {
+    is_root || die "need root to install $* (or install them yourself: apt-get install $*)"
+    have apt-get || die "no apt-get: install $* by hand"
+    say "installing $* (apt)"
+    if [ ! -f /var/lib/apt/lists/.lbbench-updated ] || [ -n "$(find /var/lib/apt/lists/.lbbench-updated -mmin +1440)" ]; then
+        apt-get update -qq && touch /var/lib/apt/lists/.lbbench-updated
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+setup_venv() {
+    "$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
+        || die "$PY is older than Python 3.11: install python3.11 or set PYTHON=/path/to/python3.11"
+    if [ ! -x "$VENV/bin/python" ]; then
+        say "creating $VENV"
+        if ! "$PY" -m venv "$VENV" 2>/dev/null; then
+            apt_install python3-venv
+            "$PY" -m venv "$VENV"
+        fi
+    fi
+    local stamp="$VENV/.lbbench-installed" want
+    want=$(sha256sum pyproject.toml | cut -c1-16)
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        say "installing lbbench and its test extras into $VENV"
+        local log="$VENV/pip-install.log"
+        if ! { "$VENV/bin/python" -m pip install --upgrade pip && "$VENV/bin/python" -m pip install -e '.[test]'; } >"$log" 2>&1; then
+            tail -20 "$log" >&2
+            die "pip install failed (full log: $log)"
+        fi
+        echo "$want" > "$stamp"
+    fi
+}
+
+engine_answers() {
+    "$VENV/bin/python" -c 'import docker; docker.from_env(timeout=5).ping()' >/dev/null 2>&1
+}
+
+setup_engine() {
+    if engine_answers; then
+        say "Docker engine reachable"
+        return
+    fi
+    is_root || die "no Docker engine answers and we are not root: start one (or run this as root)"
+    have dockerd || apt_install docker.io
+    have ip || apt_install iproute2
+    if ! pgrep -x dockerd >/dev/null; then
+        pgrep -x containerd >/dev/null || true
+        say "starting dockerd in the background (log: $DOCKERD_LOG)"
+        nohup dockerd --bip "$DOCKERD_BIP" --default-address-pool "$DOCKERD_POOL" \
+            >"$DOCKERD_LOG" 2>&1 </dev/null &
+    fi
+    for _ in $(seq 1 120); do
+        engine_answers && { say "Docker engine up"; return; }
+        sleep 0.5
+    done
+    tail -5 "$DOCKERD_LOG" >&2 || true
+    die "dockerd did not answer within 60 s; see $DOCKERD_LOG"
+}
+
+setup_images() {
+    # The base image is built offline with debootstrap when it is not there yet.
+    if ! have debootstrap && is_root && have apt-get; then
+        apt_install debootstrap
+    fi
+    "$VENV/bin/bench" images build >/dev/null
+}
+
+setup() {
+    local t0=$SECONDS
+    setup_venv
+    setup_engine
+    setup_images
+    "$VENV/bin/bench" doctor >&2 || die "bench doctor found a blocking problem (see above)"
+    say "ready in $((SECONDS - t0)) s"
+}
+
+case "${1:-}" in
+    setup) setup ;;
+    run) setup; exec "$VENV/bin/bench" run "${SCENARIO:-smoke}" ${DURATION:+--duration "$DURATION"} ;;
+    test) setup; exec "$VENV/bin/python" -m pytest tests "${@:2}" ;;
+    *) echo "usage: $0 setup|run|test" >&2; exit 2 ;;
+esac

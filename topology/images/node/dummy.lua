@@ -1,0 +1,66 @@
+-- Dummy server for lbbench: an HAProxy Lua HTTP service, so the servers run on
+-- the same event loop as HAProxy and are never the bottleneck of a lab run.
+--
+-- Per-request controls (query string):
+--   size=N       response body of N bytes (default 0)
+--   delay_ms=N   answer after N milliseconds (default 0)
+--   status=N     HTTP status code (default 200)
+--   echo=1       body is a JSON document with what the server saw
+-- The client's real address arrives in X-Forwarded-For (added by the load
+-- balancer's backend, which learnt it from PROXY protocol v2); it is echoed in
+-- the X-Lbbench-Client response header on every response.
+
+local bodies = {}
+local MAX_CACHED = 1048576
+
+local function body_of(n)
+    local b = bodies[n]
+    if b == nil then
+        b = string.rep("x", n)
+        if n <= MAX_CACHED then bodies[n] = b end
+    end
+    return b
+end
+
+local function first_header(applet, name)
+    local h = applet.headers[name]
+    if h == nil then return "" end
+    return h[0] or ""
+end
+
+local function json_escape(s)
+    return (s:gsub('[%c"\\]', function(c) return string.format("\\u%04x", c:byte()) end))
+end
+
+core.register_service("dummy", "http", function(applet)
+    local size, delay, status, echo = 0, 0, 200, false
+    local qs = applet.qs or ""
+    for k, v in qs:gmatch("([^&=]+)=([^&]*)") do
+        if k == "size" then size = math.max(0, math.floor(tonumber(v) or 0))
+        elseif k == "delay_ms" then delay = math.max(0, math.floor(tonumber(v) or 0))
+        elseif k == "status" then
+            local s = math.floor(tonumber(v) or 200)
+            if s >= 200 and s <= 599 then status = s end
+        elseif k == "echo" then echo = (v ~= "0")
+        end
+    end
+    if delay > 0 then core.msleep(delay) end
+    local client = first_header(applet, "x-forwarded-for")
+    local server = applet:get_var("txn.lbbench_server") or "?"
+    local body
+    if echo then
+        body = string.format(
+            '{"server":"%s","client":"%s","peer":"%s","method":"%s","path":"%s","qs":"%s"}\n',
+            json_escape(server), json_escape(client), json_escape(applet.sf:src() or ""),
+            json_escape(applet.method or ""), json_escape(applet.path or ""), json_escape(qs))
+    else
+        body = body_of(size)
+    end
+    applet:set_status(status)
+    applet:add_header("content-type", echo and "application/json" or "application/octet-stream")
+    applet:add_header("content-length", tostring(#body))
+    applet:add_header("x-lbbench-server", server)
+    applet:add_header("x-lbbench-client", client)
+    applet:start_response()
+    applet:send(body)
+end)
