@@ -9,6 +9,15 @@ One row per request, timed on the host's wall clock like every other sample::
     error       string   "" on success, else an error kind (see ``classify``)
     name        string   request name (Locust's)
     worker      string   host:pid of the Locust process
+    conn_new    bool     the request opened a new connection (null when the engine cannot tell)
+
+Alongside, ``samples/latency_hist/`` holds one mergeable latency histogram
+(:mod:`bench.analysis.histogram`) per worker per second of successful requests::
+
+    t           int64    second (floor of the request start)
+    worker      string
+    bucket      int32    histogram bucket
+    count       int64
 
 Rows are buffered in memory for at most ``FLUSH_INTERVAL`` seconds, then written
 as one chunk (see :mod:`bench.collect.store`).
@@ -23,8 +32,10 @@ import ssl
 from pathlib import Path
 
 import gevent
+import numpy as np
 import pyarrow as pa
 
+from ..analysis.histogram import buckets_of
 from ..collect.store import ChunkWriter
 
 FLUSH_INTERVAL = 1.0
@@ -39,6 +50,17 @@ SCHEMA = pa.schema(
         ("error", pa.string()),
         ("name", pa.string()),
         ("worker", pa.string()),
+        ("conn_new", pa.bool_()),
+    ]
+)
+
+HIST_TABLE = "latency_hist"
+HIST_SCHEMA = pa.schema(
+    [
+        ("t", pa.int64()),
+        ("worker", pa.string()),
+        ("bucket", pa.int32()),
+        ("count", pa.int64()),
     ]
 )
 
@@ -90,34 +112,77 @@ def classify(exception: BaseException | None, status: int) -> str:
     return "other"
 
 
+def histogram_columns(cols: dict[str, list], worker: str) -> dict[str, list]:
+    """Per-second latency histograms of the successful requests in ``cols``."""
+    if not cols["t"]:
+        return {}
+    t = np.asarray(cols["t"], dtype=float)
+    ok = np.asarray([e == "" for e in cols["error"]], dtype=bool)
+    if not ok.any():
+        return {}
+    seconds = np.floor(t[ok]).astype(np.int64)
+    buckets = buckets_of(np.asarray(cols["latency_ms"], dtype=float)[ok])
+    pairs, counts = np.unique(np.stack([seconds, buckets]), axis=1, return_counts=True)
+    n = counts.size
+    return {
+        "t": pairs[0].tolist(),
+        "worker": [worker] * n,
+        "bucket": pairs[1].astype(np.int32).tolist(),
+        "count": counts.tolist(),
+    }
+
+
 class RequestCapture:
     """Buffers request events and flushes them to chunk files once per second."""
 
     def __init__(self, run_dir: Path):
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self.writer = ChunkWriter(run_dir, TABLE, f"{os.getpid()}", SCHEMA)
+        self.hist_writer = ChunkWriter(run_dir, HIST_TABLE, f"{os.getpid()}", HIST_SCHEMA)
         self._reset()
         self._flusher: gevent.Greenlet | None = None
 
     def _reset(self) -> None:
         self.cols: dict[str, list] = {name: [] for name in SCHEMA.names}
 
+    def record(
+        self,
+        t: float,
+        latency_ms: float,
+        nbytes: int,
+        status: int,
+        error: str,
+        name: str,
+        conn_new: bool | None = None,
+    ) -> None:
+        """Record one request (for engines that time requests themselves)."""
+        cols = self.cols
+        cols["t"].append(t)
+        cols["latency_ms"].append(latency_ms)
+        cols["bytes"].append(nbytes)
+        cols["status"].append(status)
+        cols["error"].append(error)
+        cols["name"].append(name)
+        cols["worker"].append(self.worker)
+        cols["conn_new"].append(conn_new)
+
     def on_request(self, request_type, name, response_time, response_length, response=None, exception=None, start_time=None, **_):
         """Locust ``events.request`` listener."""
         status = int(getattr(response, "status_code", 0) or 0) if response is not None else 0
-        cols = self.cols
-        cols["t"].append(float(start_time) if start_time else 0.0)
-        cols["latency_ms"].append(float(response_time or 0.0))
-        cols["bytes"].append(int(response_length or 0))
-        cols["status"].append(status)
-        cols["error"].append(classify(exception, status))
-        cols["name"].append(str(name))
-        cols["worker"].append(self.worker)
+        self.record(
+            float(start_time) if start_time else 0.0,
+            float(response_time or 0.0),
+            int(response_length or 0),
+            status,
+            classify(exception, status),
+            str(name),
+        )
 
     def flush(self) -> None:
         cols = self.cols
         self._reset()
         self.writer.write(cols)
+        self.hist_writer.write(histogram_columns(cols, self.worker))
 
     def start(self) -> None:
         def loop() -> None:
