@@ -111,15 +111,14 @@ def run_scenario(
     scenario, scenario_path = load_scenario(name, duration)
     variant = variant or scenario.variant
     topology, overrides = load_topology(scenario.topology, variant, sets)
-    client = engine.client()  # fails early with a clear line when no engine answers
-    engine.compose_binary()
-    ref = images.ensure_images(topology.image, log=log)
-
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_id = f"{scenario.name}-{variant or 'base'}-{stamp}"
     run_dir = Path(out) if out else paths.REPORTS / run_id
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         raise UserError(f"{run_dir} already exists and is not empty", "choose another --out or remove it")
+    client = engine.client()  # fails early with a clear line when no engine answers
+    engine.compose_binary()
+    ref = images.ensure_images(topology.image, log=log)
 
     run: dict[str, Any] = {
         "schema_version": RUN_SCHEMA_VERSION,
@@ -153,24 +152,25 @@ def run_scenario(
     try:
         with guard:
             try:
-                lab.prepare()
-                assert lab.plan is not None and lab.tls is not None
-                _copy_public_configs(lab, run_dir / "configs")
                 run["versions"].update(images.versions(ref.node_tag))
-                run["lab"] = {
-                    "project": lab.project,
-                    "vip": lab.plan.vip,
-                    "client_subnet": lab.plan.client_subnet,
-                    "server_subnet": lab.plan.server_subnet,
-                    "services": list(lab.plan.services),
-                }
+                run["lab"] = {"project": lab.project}
                 _write_json(run_dir / "run.json", run)
                 lab.up()
+                assert lab.plan is not None and lab.tls is not None
+                _copy_public_configs(lab, run_dir / "configs")
+                run["lab"].update(
+                    vip=lab.plan.vip,
+                    client_subnet=lab.plan.client_subnet,
+                    server_subnet=lab.plan.server_subnet,
+                    services=list(lab.plan.services),
+                )
+                _write_json(run_dir / "run.json", run)
                 host = f"{scenario.load.scheme}://{lab.plan.vip}"
                 log(f"driving load: {scenario.load.users} users, {scenario.duration:g}s against {host}")
                 locust = start_locust(scenario, host, lab.tls.ca_pem, run_dir, scenario.duration)
                 load_started = True
                 run["load_window"] = {"start": locust.started_at, "end": None}
+                run["load_pid"] = locust.proc.pid  # its process group, should bench itself be killed
                 run["status"] = "running"
                 _write_json(run_dir / "run.json", run)
                 deadline = time.monotonic() + scenario.duration + LOCUST_EXIT_GRACE

@@ -93,6 +93,15 @@ class Process(_Model):
     cpus: str | None = Field(None, description="cpuset for the container, e.g. '0' or '0-1'; null = no pinning")
     maxconn: int = Field(8000, ge=1, le=1_000_000)
 
+    @field_validator("cpus", mode="before")
+    @classmethod
+    def _cpus(cls, v: Any) -> Any:
+        if isinstance(v, int) and not isinstance(v, bool):
+            v = str(v)
+        if isinstance(v, str) and not re.fullmatch(r"\d+(-\d+)?(,\d+(-\d+)?)*", v):
+            raise ValueError(f"expected a cpuset like '0', '0-1' or '0,2', got {v!r}")
+        return v
+
 
 class Backend(Process):
     """The backend processes (K of them) behind the frontend in the ``split`` layout."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.client
 import ipaddress
 import json
+import random
 import shutil
 import socket
 import ssl
@@ -35,6 +36,7 @@ from .plan import Plan, make_plan
 #: Lab subnets come from the benchmarking range (RFC 2544), never from private or public space.
 LAB_RANGE = ipaddress.ip_network("198.18.0.0/16")
 READY_TIMEOUT = 60.0
+SUBNET_ATTEMPTS = 4
 
 
 def new_project_name() -> str:
@@ -76,7 +78,8 @@ def allocate_subnets() -> tuple[str, str]:
             "no free /23 left in 198.18.0.0/16 for a lab",
             "remove leftover labs with `bench down --all` or unused Docker networks",
         )
-    client, server = pairs[0]
+    # A random free pair, so labs started at the same moment rarely race for one.
+    client, server = random.choice(pairs)
     return str(client), str(server)
 
 
@@ -179,14 +182,27 @@ class Lab:
             raise UserError(f"rendered config rejected: {_first_fail(str(exc), lines)}", "fix the topology field that produced it") from None
 
     def up(self) -> None:
-        """Prepare (if not yet), validate, start and wait until the VIP answers HTTPS."""
+        """Prepare (if not yet), validate, start and wait until the VIP answers HTTPS.
+
+        Another lab may take the same free subnets between our check and our
+        start; then Docker refuses the network and we retry on other subnets.
+        """
         if self.plan is None:
             self.prepare()
         self.validate()
         self.started = True
-        assert self.plan is not None
-        self.log(f"starting {self.project}: {len(self.plan.services)} containers, VIP {self.plan.vip}")
-        self._compose(["up", "-d", "--no-build", "--pull", "never", "--quiet-pull"], "starting the lab", timeout=180)
+        for attempt in range(1, SUBNET_ATTEMPTS + 1):
+            assert self.plan is not None
+            self.log(f"starting {self.project}: {len(self.plan.services)} containers, VIP {self.plan.vip}")
+            try:
+                self._compose(["up", "-d", "--no-build", "--pull", "never", "--quiet-pull"], "starting the lab", timeout=180)
+                break
+            except UserError as exc:
+                if "overlap" not in str(exc).lower() or attempt == SUBNET_ATTEMPTS:
+                    raise
+                self.log(f"subnets {self.plan.client_subnet} taken meanwhile; retrying on others")
+                self._compose(["down", "-v", "--remove-orphans", "-t", "1"], "removing the half-started lab")
+                self.prepare()
         self.wait_ready()
 
     def down(self) -> None:
@@ -248,12 +264,17 @@ class Lab:
                 if silent:
                     pending = f"stats sockets {silent}"
                 else:
-                    try:
-                        probe(self.plan.vip, self.tls.ca_pem, "/?echo=1", timeout=1.0)
-                        return
-                    except (OSError, http.client.HTTPException, ValueError) as exc:
-                        pending = f"HTTPS on the VIP {self.plan.vip}"
-                        last_error = f"{type(exc).__name__}: {exc}"
+                    holders = self.vip_holders()
+                    expected = self.expected_vip_holder()
+                    if len(holders) != 1 or (expected and holders != [expected]):
+                        pending = f"the VIP on {expected or 'one node'} (held by {holders or 'nobody'})"
+                    else:
+                        try:
+                            probe(self.plan.vip, self.tls.ca_pem, "/?echo=1", timeout=1.0)
+                            return
+                        except (OSError, http.client.HTTPException, ValueError) as exc:
+                            pending = f"HTTPS on the VIP {self.plan.vip}"
+                            last_error = f"{type(exc).__name__}: {exc}"
             time.sleep(0.25)
         containers = self.containers()
         logs = "; ".join(f"{n}: {self._log_tail(c, 2)}" for n, c in sorted(containers.items())[:3])
@@ -261,6 +282,30 @@ class Lab:
             f"lab not ready after {self.ready_timeout:g}s: waiting for {pending} {last_error}".strip() + f" [{logs}]",
             "see the container logs; `bench doctor` checks the machine",
         )
+
+    def expected_vip_holder(self) -> str | None:
+        """The node that should hold the VIP once the lab settles (None: either may)."""
+        assert self.plan is not None
+        if not self.topology.keepalived.preempt and len(self.plan.nodes) > 1:
+            return None
+        return max(self.plan.nodes, key=lambda n: n.priority).name
+
+    def vip_holders(self) -> list[str]:
+        """LB nodes whose namespace currently holds the VIP (normally exactly one)."""
+        assert self.plan is not None
+        holders = []
+        containers = self.containers()
+        for node in self.plan.nodes:
+            c = containers.get(node.name)
+            if c is None or c.status != "running":
+                continue
+            try:
+                code, out = c.exec_run(["ip", "-o", "-4", "addr", "show"])
+            except docker.errors.APIError:
+                continue
+            if code == 0 and f" {self.plan.vip}/" in out.decode(errors="replace"):
+                holders.append(node.name)
+        return holders
 
     @staticmethod
     def _log_tail(container: Any, lines: int = 3) -> str:

@@ -1,0 +1,66 @@
+"""The CLI in-process: bad input gives one line on stderr and exit status 2, and leaves nothing behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench import paths
+from bench.cli import main
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize(
+    ("argv", "expect"),
+    [
+        (["run", "nope"], "no scenario named 'nope'"),
+        (["run", "smoke", "--duration", "ten"], "--duration: not a duration: 'ten'"),
+        (["run", "smoke", "--variant", "nope"], "no variant named 'nope'"),
+        (["run", "smoke", "--set", "lb.backend.processes=0"], "lb.backend.processes: Input should be greater than or equal to 1"),
+        (["run", "smoke", "--set", "nonsense"], "expected KEY=VALUE"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+        (["run"], "the following arguments are required: scenario"),
+        (["down"], "name a PROJECT or pass --all"),
+        (["report", "/nonexistent/run"], "no run.json"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str], expect: str) -> None:
+    before = set(paths.REPORTS.iterdir()) if paths.REPORTS.exists() else set()
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert expect in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bench: error: ")
+    assert "fix:" in lines[0]
+    after = set(paths.REPORTS.iterdir()) if paths.REPORTS.exists() else set()
+    assert after == before, "bad input must not leave a run directory"
+
+
+def test_scenarios_lists_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "scenarios")
+    assert code == 0
+    assert out.startswith("smoke") or "\nsmoke" in out
+
+
+def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("run", "up", "down", "status", "doctor", "scenarios", "images", "report"):
+        assert command in out
+
+
+def test_run_with_unwritable_out_is_clear(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "something").write_text("x")
+    code, _, err = run(capsys, "run", "smoke", "--out", str(occupied), "--duration", "5s")
+    assert code == 2
+    assert "already exists and is not empty" in err
