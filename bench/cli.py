@@ -1,6 +1,6 @@
 """The `bench` command: parse, call one function, print. No logic lives here.
 
-Exit status: 0 success, 1 a check failed (`bench doctor`), 2 a usage or input
+Exit status: 0 success, 1 a check failed (`bench doctor`) or a regression (`bench gate`), 2 a usage or input
 error (one line on stderr naming the problem and the fix), 130 interrupted.
 """
 
@@ -102,8 +102,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_scenarios(args: argparse.Namespace) -> int:
     from .spec import list_scenarios
 
-    for s in list_scenarios():
-        print(f"{s.name:<16} {s.topology}{'/' + s.variant if s.variant else '':<12} {s.duration:>5g}s  {s.description}")
+    rows = [(s.name, s.topology + (f"/{s.variant}" if s.variant else ""), f"{s.duration:g}s", s.description) for s in list_scenarios()]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)] if rows else [0, 0, 0]
+    for name, topo, duration, description in rows:
+        print(f"{name:<{widths[0]}}  {topo:<{widths[1]}}  {duration:>{widths[2]}}  {description}")
     return EXIT_OK
 
 
@@ -116,14 +118,65 @@ def cmd_images(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .analysis.summary import SummaryError, write_summary
+    from .analysis.summary import SummaryError
+    from .report import build_report
 
     run_dir = Path(args.run_dir)
     try:
-        write_summary(run_dir)
+        report = build_report(run_dir)
     except SummaryError as exc:
         raise UserError(str(exc), "pass a run directory (it holds run.json)") from None
-    print(run_dir / "summary.json")
+    _say(f"wrote {run_dir / 'summary.json'}, {run_dir / 'plots'}/ and {run_dir / 'derived'}/")
+    print(report)
+    return EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare
+
+    compare(args.runs, fmt=args.format, output=args.output, alpha=args.alpha, extra_metrics=args.metric)
+    if args.output:
+        _say(f"wrote {args.output}")
+    return EXIT_OK
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    from .gate import gate
+
+    return gate(
+        baseline=args.baseline,
+        candidate=args.candidate,
+        rule_texts=args.rule,
+        rules_file=args.rules,
+        alpha=args.alpha,
+        strict=args.strict,
+        junit=args.junit,
+        json_out=args.json,
+        run=args.run,
+        repeat=args.repeat,
+        baseline_spec={"variant": args.baseline_variant, "sets": args.baseline_set, "scenario": args.baseline_scenario},
+        candidate_spec={"variant": args.candidate_variant, "sets": args.candidate_set, "scenario": args.candidate_scenario},
+        duration=args.duration,
+        out=args.out,
+        log=_say,
+    )
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .calibrate import render_table, run_calibrate
+
+    result = run_calibrate(
+        seconds=args.seconds,
+        rounds=args.rounds,
+        connections=args.connections,
+        clients=args.client or None,
+        haproxy_threads=args.haproxy_threads,
+        out=Path(args.out) if args.out else None,
+        log=_say,
+    )
+    print(render_table(result), end="")
+    if args.out:
+        _say(f"wrote {args.out}")
     return EXIT_OK
 
 
@@ -167,9 +220,45 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--base", help="use this official base image instead of a debootstrap one (needs a registry)")
     im.set_defaults(func=cmd_images)
 
-    rep = sub.add_parser("report", help="rebuild summary.json (and the report) from a run directory alone")
+    cal = sub.add_parser("calibrate", help="load generator efficiency: lean engine and FastHttpUser vs wrk on one loopback HAProxy")
+    cal.add_argument("--seconds", type=float, default=5.0, help="measuring window per client and round (default 5)")
+    cal.add_argument("--rounds", type=int, default=3, help="interleaved rounds A B A B ... (default 3)")
+    cal.add_argument("--connections", type=int, default=50, help="concurrent connections (wrk -c, Locust users; default 50)")
+    cal.add_argument("--client", action="append", default=[], metavar="NAME", help="measure only these clients (repeatable): wrk-ka lean-ka fasthttp-ka wrk-close lean-close lean-resume")
+    cal.add_argument("--haproxy-threads", type=int, default=1, help="HAProxy nbthread (default 1)")
+    cal.add_argument("--out", help="write the result as JSON to this file")
+    cal.set_defaults(func=cmd_calibrate)
+
+    rep = sub.add_parser("report", help="rebuild summary.json, plots/ and report.html from a run directory alone")
     rep.add_argument("run_dir", help="a run directory")
     rep.set_defaults(func=cmd_report)
+
+    cmp_ = sub.add_parser("compare", help="put runs side by side: ratios to the first, significant or within noise")
+    cmp_.add_argument("runs", nargs="+", metavar="RUN", help="run directories or folders of them (repeats of one scenario+variant are grouped; the first group is the baseline)")
+    cmp_.add_argument("--format", choices=["table", "markdown", "json", "html"], help="output format (default: from --output's suffix, else a terminal table)")
+    cmp_.add_argument("--output", metavar="FILE", help="write to FILE instead of the terminal")
+    cmp_.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    cmp_.add_argument("--metric", action="append", default=[], metavar="KEY", help="also compare this summary.json field, e.g. latency_ms.p90 (repeatable)")
+    cmp_.set_defaults(func=cmd_compare)
+
+    g = sub.add_parser("gate", help="exit 1 when a candidate regressed beyond threshold AND noise (0 pass, 2 usage/data error)")
+    g.add_argument("--baseline", nargs="+", default=[], metavar="RUN", help="baseline run directories or folders")
+    g.add_argument("--candidate", nargs="+", default=[], metavar="RUN", help="candidate run directories or folders")
+    g.add_argument("--rule", action="append", default=[], metavar="RULE", help="e.g. 'requests.per_s: -5%%', 'latency_ms.p99: +10%%', 'errors.total: <= 0' (repeatable)")
+    g.add_argument("--rules", metavar="FILE", help="YAML gate file with a 'rules' mapping (and optional alpha)")
+    g.add_argument("--alpha", type=float, help="significance level (default 0.05, or the gate file's)")
+    g.add_argument("--strict", action="store_true", help="count a change beyond the threshold with too few data to tell as a regression")
+    g.add_argument("--junit", metavar="FILE", help="write JUnit XML, one testcase per rule")
+    g.add_argument("--json", metavar="FILE", help="write the full verdict as JSON")
+    g.add_argument("--run", metavar="SCENARIO", help="run the scenario first: baseline and candidate interleaved A B A B ...")
+    g.add_argument("--repeat", type=int, default=3, help="runs per side with --run (default 3, at most 20)")
+    g.add_argument("--duration", help="with --run: override the scenario's duration, e.g. 20s")
+    g.add_argument("--out", help="with --run: parent folder of the runs (default reports/gate-<scenario>-<time>)")
+    for side in ("baseline", "candidate"):
+        g.add_argument(f"--{side}-variant", help=f"with --run: topology variant of the {side}")
+        g.add_argument(f"--{side}-set", action="append", default=[], metavar="KEY=VALUE", help=f"with --run: topology override of the {side} (repeatable)")
+        g.add_argument(f"--{side}-scenario", metavar="SCENARIO", help=f"with --run: another scenario (name or file) for the {side}")
+    g.set_defaults(func=cmd_gate)
     return p
 
 

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, engine, images, paths
-from .analysis.summary import write_summary
+from .report import build_report
+from .collect.collectors import Collectors
 from .errors import RunInterrupted, UserError
 from .load.runner import LocustProcess, start_locust
 from .spec import load_scenario, load_topology
@@ -146,6 +147,7 @@ def run_scenario(
     _write_json(run_dir / "run.json", run)
 
     locust: LocustProcess | None = None
+    collectors: Collectors | None = None
     load_started = False
     guard = SignalGuard()
     lab = Lab(topology, ref.node_tag, variant, log=log)
@@ -165,9 +167,13 @@ def run_scenario(
                     services=list(lab.plan.services),
                 )
                 _write_json(run_dir / "run.json", run)
+                # Sampling starts before the load (idle baseline) and ends after it (final state).
+                collectors = Collectors(run_dir, lab, log=log)
+                collectors.start()
                 host = f"{scenario.load.scheme}://{lab.plan.vip}"
                 log(f"driving load: {scenario.load.users} users, {scenario.duration:g}s against {host}")
                 locust = start_locust(scenario, host, lab.tls.ca_pem, run_dir, scenario.duration)
+                collectors.track_loadgen(locust.proc.pid)
                 load_started = True
                 run["load_window"] = {"start": locust.started_at, "end": None}
                 run["load_pid"] = locust.proc.pid  # its process group, should bench itself be killed
@@ -195,6 +201,8 @@ def run_scenario(
                         locust.stop()
                         if run.get("load_window") and run["load_window"].get("end") is None:
                             run["load_window"]["end"] = time.time()
+                    if collectors is not None:
+                        collectors.stop()
                     if lab.started:
                         lab.save_logs(run_dir / "logs")
                     lab.down()
@@ -209,7 +217,7 @@ def run_scenario(
         raise
     run["ended_at"] = _now()
     _write_json(run_dir / "run.json", run)
-    write_summary(run_dir)
+    build_report(run_dir)
     return run_dir
 
 

@@ -205,7 +205,11 @@ class Topology(_Model):
 class Load(_Model):
     """The load a scenario drives through the VIP."""
 
-    engine: Literal["fasthttp"] = "fasthttp"
+    engine: Literal["fasthttp", "lean"] = Field(
+        "fasthttp",
+        description="fasthttp = Locust FastHttpUser; lean = bench.load.lean.LeanHttpsUser (plain sockets + ssl, "
+        "several times cheaper per request; see docs/load-engine.md)",
+    )
     model: Literal["keep-alive"] = "keep-alive"
     scheme: Literal["https", "http"] = "https"
     users: int = Field(20, ge=1, le=100_000)
@@ -213,14 +217,70 @@ class Load(_Model):
     path: str = "/?size=1024"
     think_time: Duration = 0.0
     processes: int = Field(1, ge=1, le=64, description="Locust processes on this machine")
+    timeout: Duration = Field(5.0, gt=0, description="response timeout: from sending a request to the end of its response")
+    connect_timeout: Duration = Field(5.0, gt=0, description="lean engine: TCP connect + TLS handshake timeout")
+    requests_per_connection: int = Field(
+        0,
+        ge=0,
+        le=1_000_000,
+        description="lean engine: requests on one connection before it is closed (the last one says "
+        "`Connection: close`) and the next request opens a new one; 0 = unlimited keep-alive, "
+        "1 = a new connection (and TLS handshake) per request",
+    )
+    resumption: bool = Field(
+        True,
+        description="lean engine: offer the TLS session of the user's previous connection when it reconnects "
+        "(resumed handshake); false = every new connection does a full handshake",
+    )
 
-    parse_durations = _duration_fields("think_time")
+    parse_durations = _duration_fields("think_time", "timeout", "connect_timeout")
+
+    @model_validator(mode="after")
+    def _engine_fields(self) -> Load:
+        lean_only = {"connect_timeout", "requests_per_connection", "resumption"} & self.model_fields_set
+        if self.engine != "lean" and lean_only:
+            raise ValueError(f"{', '.join(sorted(lean_only))}: only the lean engine supports this; set engine: lean")
+        return self
 
     @field_validator("path")
     @classmethod
     def _path(cls, v: str) -> str:
         if not v.startswith("/"):
             raise ValueError(f"must start with '/', got {v!r}")
+        return v
+
+
+FaultKind = Literal["crash", "freeze", "link-down", "keepalived-stop", "haproxy-kill", "backend-kill", "server-kill"]
+
+
+class Fault(_Model):
+    """One fault a scenario injects during the load (see bench/faults.py for each kind)."""
+
+    kind: FaultKind
+    at: Duration = Field(description="seconds after the load started")
+    target: str = Field("master", description="master | backup | lb-a | lb-b | a service such as lb-a-backend1 or srv1")
+    recover_after: Duration | None = Field(None, description="undo the fault this long after injecting it; null = never")
+
+    parse_durations = _duration_fields("at")
+
+    @field_validator("recover_after", mode="before")
+    @classmethod
+    def _recover(cls, v: Any) -> Any:
+        return None if v is None else parse_duration(v)
+
+
+class Repeat(_Model):
+    """How a scenario's fault cycle repeats with ``--repeat N``."""
+
+    every: Duration = Field(30.0, description="cycle length: cycle i shifts every fault by i * every")
+
+    parse_durations = _duration_fields("every")
+
+    @field_validator("every")
+    @classmethod
+    def _positive(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError("must be longer than 0s")
         return v
 
 
@@ -236,8 +296,33 @@ class Scenario(_Model):
     ramp_up: Duration = 2.0
     locustfile: str | None = Field(None, description="relative to scenarios/; default bench/load/locustfile.py")
     load: Load = Load()
+    faults: list[Fault] = Field(default_factory=list)
+    repeat: Repeat = Repeat()
+    overrides: dict[str, Any] = Field(default_factory=dict, description="topology fields this scenario always changes")
+    variants: dict[str, Variant] = Field(default_factory=dict, description="variants of this scenario; they win over the topology's")
 
     parse_durations = _duration_fields("duration", "ramp_up")
+
+    @model_validator(mode="after")
+    def _faults_fit(self) -> Scenario:
+        for i, fault in enumerate(self.faults):
+            if fault.at >= self.duration:
+                raise ValueError(f"faults.{i}.at ({fault.at:g}s) must be before the end of the load ({self.duration:g}s)")
+        return self
+
+    def with_repeats(self, repeats: int) -> Scenario:
+        """This scenario with its fault cycle repeated ``repeats`` times (the load lengthened to fit)."""
+        if repeats <= 1 or not self.faults:
+            return self
+        cycle = max(f.at + (f.recover_after or 0.0) for f in self.faults)
+        if cycle > self.repeat.every:
+            raise UserError(
+                f"scenario {self.name}: repeat.every ({self.repeat.every:g}s) is shorter than one fault cycle ({cycle:g}s)",
+                "raise repeat.every in the scenario",
+            )
+        faults = [f.model_copy(update={"at": f.at + i * self.repeat.every}) for i in range(repeats) for f in self.faults]
+        duration = self.duration + (repeats - 1) * self.repeat.every
+        return self.model_copy(update={"faults": faults, "duration": duration})
 
     @field_validator("duration")
     @classmethod
@@ -342,10 +427,15 @@ def load_topology(
     name_or_path: str,
     variant: str | None = None,
     sets: list[str] | None = None,
+    base_overrides: dict[str, Any] | None = None,
+    extra_variants: dict[str, Variant] | None = None,
 ) -> tuple[Topology, dict[str, Any]]:
-    """Load a topology, apply a variant and ``--set`` overrides, validate.
+    """Load a topology, apply overrides, a variant and ``--set`` overrides, validate.
 
-    Returns the validated topology and the overrides that were applied (for run.json).
+    Order: the topology file, then ``base_overrides`` (a scenario's ``overrides``),
+    then the variant (``extra_variants``, a scenario's own, win over the
+    topology's), then each ``--set``. Returns the validated topology and the
+    overrides that were applied on top of the file (for run.json).
     """
     path = _resolve(name_or_path, paths.TOPOLOGY, "topology")
     source = _relname(path)
@@ -354,14 +444,15 @@ def load_topology(
         base = Topology.model_validate(raw)
     except ValidationError as err:
         raise _format_validation_error(source, err) from None
-    overrides: dict[str, Any] = {}
+    overrides: dict[str, Any] = deep_merge({}, base_overrides or {})
+    variants = {**base.variants, **(extra_variants or {})}
     if variant:
-        if variant not in base.variants:
+        if variant not in variants:
             raise UserError(
                 f"{source}: no variant named {variant!r}",
-                f"use one of: {', '.join(sorted(base.variants)) or '(none declared)'}",
+                f"use one of: {', '.join(sorted(variants)) or '(none declared)'}",
             )
-        overrides = deep_merge(overrides, base.variants[variant].overrides)
+        overrides = deep_merge(overrides, variants[variant].overrides)
     for assignment in sets or []:
         overrides = deep_merge(overrides, parse_set(assignment))
     if "variants" in overrides or "name" in overrides:
@@ -370,16 +461,30 @@ def load_topology(
     try:
         topo = Topology.model_validate(merged)
     except ValidationError as err:
-        label = f"variant {variant!r}" if variant else "--set"
+        label = f"variant {variant!r}" if variant else ("--set" if sets else "scenario overrides")
         raise _format_validation_error(f"{source} ({label})", err) from None
     return topo, overrides
+
+
+def _read_scenario_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A scenario's YAML with ``extends: OTHER`` resolved (OTHER's fields, then this file's on top)."""
+    raw = _read_yaml(path)
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw
+    if not isinstance(parent, str):
+        raise UserError(f"{_relname(path)}: extends: expected a scenario name", "for example extends: failover")
+    base_path = _resolve(parent, paths.SCENARIOS, "scenario")
+    if base_path.resolve() in seen or base_path.resolve() == path.resolve():
+        raise UserError(f"{_relname(path)}: extends {parent!r} loops back", "break the cycle of extends")
+    return deep_merge(_read_scenario_yaml(base_path, (*seen, path.resolve())), raw)
 
 
 def load_scenario(name_or_path: str, duration: str | None = None) -> tuple[Scenario, Path]:
     """Load and validate a scenario; ``duration`` (e.g. ``"10s"``) overrides the file's."""
     path = _resolve(name_or_path, paths.SCENARIOS, "scenario")
     source = _relname(path)
-    raw = _read_yaml(path)
+    raw = _read_scenario_yaml(path)
     if duration is not None:
         try:
             parse_duration(duration)
@@ -401,3 +506,17 @@ def load_scenario(name_or_path: str, duration: str | None = None) -> tuple[Scena
 def list_scenarios() -> list[Scenario]:
     """Every shipped scenario, validated (a broken one raises)."""
     return [load_scenario(str(p))[0] for p in sorted(paths.SCENARIOS.glob("*.yaml"))]
+
+
+def scenario_topology(
+    scenario: Scenario, variant: str | None = None, sets: list[str] | None = None
+) -> tuple[Topology, dict[str, Any]]:
+    """The topology a scenario runs on, with its overrides, the variant and ``--set`` applied."""
+    return load_topology(scenario.topology, variant, sets, scenario.overrides, scenario.variants)
+
+
+def variant_names(scenario: Scenario) -> list[str]:
+    """Every variant a scenario can run: its own and its topology's."""
+    path = _resolve(scenario.topology, paths.TOPOLOGY, "topology")
+    raw = _read_yaml(path)
+    return sorted({*(raw.get("variants") or {}), *scenario.variants})

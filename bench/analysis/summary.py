@@ -1,123 +1,110 @@
 """Turn a run directory into ``summary.json``.
 
 Everything here reads only files of the run directory, so ``bench report DIR``
-can rebuild the summary of any run, finished, interrupted or killed.
+can rebuild the summary of any run, finished, interrupted or killed. Each section
+comes from one module of this package (follow the names: ``cpu`` -> cpu.py ...);
+this module only composes them. Every field is documented in reports/README.md.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
-from ..collect.store import read_table
-from ..load import capture
+from .bottleneck import find_bottleneck
+from .checks import run_checks
+from .common import TAIL_S, RunData, SummaryError, load_run, load_window, num, read_run, steady_window
+from .cpu import collector_overhead, cpu_pct, cpu_summary
+from .failover import failover_summary
+from .haproxy import connections_summary, haproxy_summary, tls_summary
+from .ports import established_by_hop, ports_in_use, ports_summary, sockets_summary
+from .requests import client_connections, error_summary, latency_summary, request_summary
+from .traffic import traffic_rates, traffic_summary
+from .vrrp import vrrp_summary
 
 SCHEMA_VERSION = 1
-#: Seconds dropped at the end of the load window (requests cut off by the stop).
-TAIL_S = 1.0
+
+__all__ = ["SCHEMA_VERSION", "TAIL_S", "SummaryError", "read_run", "steady_window", "summarise", "summarise_data", "write_summary"]
+
+# kept for callers of the first version of this module
+_num = num
 
 
-class SummaryError(Exception):
-    """The run directory cannot be summarised (no run.json, newer schema ...)."""
+def summarise_data(data: RunData) -> dict[str, Any]:
+    """The summary of already-loaded run data (see :func:`summarise`)."""
+    run, req = data.run, data.requests
+    window = data.window
+    start, end = window
+    info, stat = data.table("haproxy_info"), data.table("haproxy_stat")
 
-
-def read_run(run_dir: Path) -> dict[str, Any]:
-    """run.json of a run directory."""
-    path = Path(run_dir) / "run.json"
-    if not path.exists():
-        raise SummaryError(f"{run_dir}: no run.json (not a run directory)")
-    run = json.loads(path.read_text())
-    if run.get("schema_version", 1) > SCHEMA_VERSION:
-        raise SummaryError(f"{path}: schema_version {run['schema_version']} is newer than this lbbench understands")
-    return run
-
-
-def _num(x: float | int | None, digits: int = 3) -> float | None:
-    if x is None:
-        return None
-    x = float(x)
-    if math.isnan(x) or math.isinf(x):
-        return None
-    return round(x, digits)
-
-
-def steady_window(run: dict[str, Any], requests: pd.DataFrame) -> tuple[float, float]:
-    """The steady-state window: after the ramp-up, before the tail (epoch seconds)."""
-    load = run.get("load_window") or {}
-    start = load.get("start")
-    end = load.get("end")
-    if start is None or end is None:
-        if requests.empty:
-            return 0.0, 0.0
-        start, end = float(requests["t"].min()), float(requests["t"].max())
-    ramp = float(run.get("scenario", {}).get("ramp_up", 0.0))
-    s, e = start + ramp, end - TAIL_S
-    if e <= s:  # very short runs: keep the whole window
-        s, e = start, end
-    return float(s), float(e)
-
-
-def summarise(run_dir: Path) -> dict[str, Any]:
-    """The summary of a run directory as a dict (see reports/README.md for every field)."""
-    run_dir = Path(run_dir)
-    run = read_run(run_dir)
-    req = read_table(run_dir, capture.TABLE, capture.SCHEMA)
-    start, end = steady_window(run, req)
-    span = max(end - start, 1e-9)
-    steady = req[(req["t"] >= start) & (req["t"] < end)] if not req.empty else req
-    ok = steady[steady["error"] == ""] if not steady.empty else steady
-    errors_all = req[req["error"] != ""] if not req.empty else req
-    lat = ok["latency_ms"].to_numpy(dtype=float) if not ok.empty else np.array([])
-
-    def pct(q: float) -> float | None:
-        return _num(np.percentile(lat, q)) if lat.size else None
-
-    by_kind = {str(k): int(v) for k, v in errors_all["error"].value_counts().sort_index().items()} if not errors_all.empty else {}
+    connections = connections_summary(info, stat, window)
+    connections["per_s_client"] = client_connections(req, window)["per_s"]
+    split = ((run.get("topology") or {}).get("lb") or {}).get("layout", "split") != "monolith"
+    connections["sockets"] = sockets_summary(established_by_hop(data.table("sockets")), window, split)
+    cpu = cpu_summary(cpu_pct(data.table("cpu")), window)
+    ports = ports_summary(ports_in_use(data.table("sockets"), data.table("port_range")), data.table("port_range"), window)
+    haproxy = haproxy_summary(info, stat, window)
     return {
         "schema_version": SCHEMA_VERSION,
         "run": {
             "id": run.get("id"),
-            "scenario": run.get("scenario", {}).get("name"),
+            "scenario": (run.get("scenario") or {}).get("name"),
             "variant": run.get("variant"),
             "status": run.get("status"),
             "started_at": run.get("started_at"),
             "ended_at": run.get("ended_at"),
         },
-        "window": {"start": _num(start), "end": _num(end), "seconds": _num(span if end > start else 0.0)},
-        "requests": {
-            "total": int(len(req)),
-            "ok": int((req["error"] == "").sum()) if not req.empty else 0,
-            "steady": int(len(steady)),
-            "per_s": _num(len(ok) / span if end > start else 0.0, 1),
-        },
-        "errors": {
-            "total": int(len(errors_all)),
-            "by_kind": by_kind,
-            "steady": int((steady["error"] != "").sum()) if not steady.empty else 0,
-        },
-        "latency_ms": {
-            "p50": pct(50),
-            "p90": pct(90),
-            "p99": pct(99),
-            "p999": pct(99.9),
-            "mean": _num(lat.mean()) if lat.size else None,
-            "max": _num(lat.max()) if lat.size else None,
-        },
+        "window": {"start": num(start), "end": num(end), "seconds": num(end - start if end > start else 0.0)},
+        "requests": request_summary(req, window),
+        "errors": error_summary(req, window),
+        "latency_ms": latency_summary(req, data.latency_hist, window),
         "bytes": {"total": int(req["bytes"].sum()) if not req.empty else 0},
+        "connections": connections,
+        "tls": tls_summary(info, window, stat),
+        "haproxy": haproxy,
+        "cpu": cpu,
+        "ports": ports,
+        "traffic": traffic_summary(traffic_rates(data.table("netdev")), window),
+        "vrrp": vrrp_summary(data.table("vrrp"), data.table("vrrp_events")),
+        "failover": _failover(data),
+        "collectors": collector_overhead(data.table("collector_self"), window),
+        "bottleneck": find_bottleneck(run, cpu, haproxy["idle_pct"], ports),
+        "checks": run_checks(req, info, stat, run),
     }
+
+
+def _failover(data: RunData) -> dict[str, Any]:
+    """``failover``: per injected fault (events.jsonl), see :mod:`bench.analysis.failover`."""
+    lw = load_window(data.run, data.requests)
+    end = lw[1] if lw else max((float(e["t"]) for e in data.event_records), default=0.0)
+    return failover_summary(
+        data.event_records,
+        data.requests,
+        data.table("vrrp_events"),
+        data.table("vrrp"),
+        data.run.get("topology") or {},
+        end,
+    )
+
+
+def summarise(run_dir: Path) -> dict[str, Any]:
+    """The summary of a run directory as a dict (see reports/README.md for every field)."""
+    return summarise_data(load_run(Path(run_dir)))
+
+
+def save_summary(summary: dict[str, Any], run_dir: Path) -> Path:
+    """Write ``summary.json`` atomically."""
+    path = Path(run_dir) / "summary.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+    return path
 
 
 def write_summary(run_dir: Path) -> dict[str, Any]:
     """Compute the summary and write ``summary.json`` atomically."""
     summary = summarise(run_dir)
-    path = Path(run_dir) / "summary.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    save_summary(summary, run_dir)
     return summary

@@ -7,10 +7,12 @@ from pathlib import Path
 
 from locust import events
 
+from bench.load import lean
 from bench.load.capture import RequestCapture
+from bench.load.lean import LeanHttpsUser
 from bench.load.users import KeepAliveUser, settings
 
-__all__ = ["KeepAliveUser"]
+__all__ = ["KeepAliveUser", "LeanHttpsUser"]
 
 _capture: RequestCapture | None = None
 
@@ -23,6 +25,8 @@ def _on_init(environment, **_kwargs) -> None:
         return
     _capture = RequestCapture(Path(run_dir))
     environment.events.request.add_listener(_capture.on_request)
+    # The lean engine records its requests itself (it fires no events.request).
+    lean.attach_capture(_capture)
     _capture.start()
 
 

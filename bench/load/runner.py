@@ -23,7 +23,7 @@ from ..spec import Scenario
 DEFAULT_LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 STOP_GRACE = 10.0
 
-USER_CLASSES = {"fasthttp": "KeepAliveUser"}
+USER_CLASSES = {"fasthttp": "KeepAliveUser", "lean": "LeanHttpsUser"}
 
 
 @dataclass
@@ -89,8 +89,12 @@ def start_locust(
         "path": load.path,
         "think_time": load.think_time,
         "run_dir": str(run_dir),
-        "timeout": 5.0,
+        "timeout": load.timeout,
         "name": f"GET {load.path.split('?')[0]}",
+        # lean engine only (FastHttpUser ignores them)
+        "connect_timeout": load.connect_timeout,
+        "requests_per_connection": load.requests_per_connection,
+        "resumption": load.resumption,
     }
     cmd = [
         sys.executable,

@@ -1,0 +1,177 @@
+"""Cross-checks between what the load generator counted and what HAProxy counted.
+
+Each check compares two counts over the same interval: from the first to the last
+HAProxy sample of the client-facing processes (a collector that starts before the
+load and stops after it covers all of it; the processes' samplers tick a few ms
+apart, so each process's counters are taken over all of its own samples). A check is ``ok`` when the two agree
+within its tolerance, false when they do not, and null when one side has no data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .common import in_window, num
+from .haproxy import CLIENT_KINDS, INTERNAL_FRONTENDS, STAT_FRONTEND, client_frontends, info_metric, ssl_session_counts, window_counter_delta
+
+#: name -> (tolerance %, tolerance in absolute counts): a check passes within the larger.
+TOLERANCES = {
+    "requests": (2.0, 2.0),
+    "connections": (2.0, 2.0),
+    "handshakes": (10.0, 3.0),
+}
+
+
+def sampled_span(info: pd.DataFrame) -> tuple[float, float] | None:
+    """From the first to the last ``show info`` sample of the client-facing HAProxy processes."""
+    d = info[info["kind"].isin(CLIENT_KINDS)] if not info.empty else info
+    if d.empty:
+        return None
+    start, end = float(d["t"].min()), float(d["t"].max())
+    return (start, end) if end > start else None
+
+
+def make_check(name: str, client: float | None, haproxy: float | None, note: str) -> dict[str, Any]:
+    """One check record ``{name, ok, client, haproxy, diff_pct, note}``."""
+    if client is None or haproxy is None:
+        return {"name": name, "ok": None, "client": num(client, 1), "haproxy": num(haproxy, 1), "diff_pct": None, "note": note}
+    tol_pct, tol_abs = TOLERANCES[name]
+    diff = client - haproxy
+    diff_pct = 100.0 * diff / haproxy if haproxy else (0.0 if client == 0 else None)
+    ok = abs(diff) <= max(tol_abs, tol_pct / 100.0 * abs(haproxy))
+    note = f"{note}; tolerance {tol_pct:g}% or {tol_abs:g}"
+    return {"name": name, "ok": bool(ok), "client": num(client, 1), "haproxy": num(haproxy, 1), "diff_pct": num(diff_pct, 2), "note": note}
+
+
+def _client_rows(req: pd.DataFrame, span: tuple[float, float]) -> pd.DataFrame:
+    if req.empty:
+        return req
+    return req[(req["t"] >= span[0]) & (req["t"] <= span[1])]
+
+
+def check_requests(req: pd.DataFrame, info: pd.DataFrame, stat: pd.DataFrame, span: tuple[float, float] | None) -> dict[str, Any]:
+    """Requests the client got an HTTP answer to vs HAProxy's CumReq increase (less health checks)."""
+    if span is None:
+        return make_check("requests", None, None, "no HAProxy show info samples")
+    rows = _client_rows(req, span)
+    client = float((rows["status"] > 0).sum()) if not rows.empty else 0.0
+    cum = in_window(info_metric(info, "CumReq"), span)
+    got = window_counter_delta(cum, ["node", "service"], "value", span)
+    if got is None:
+        return make_check("requests", client, None, "no CumReq samples")
+    # HAProxy counts every stream in CumReq, the collector's stats-socket session too:
+    # one per sample and process, each one inside the delta from the second sample on
+    cli = float((cum.groupby(["node", "service"]).size() - 1).clip(lower=0).sum())
+    haproxy = got[0] - cli
+    note = f"requests answered with an HTTP status vs CumReq delta of the client-facing processes minus {cli:.0f} stats-socket sessions of the collector"
+    internal = stat[(stat["type"] == STAT_FRONTEND) & stat["kind"].isin(CLIENT_KINDS) & stat["pxname"].isin(INTERNAL_FRONTENDS)] if not stat.empty else stat
+    if not internal.empty and "req_tot" in internal:
+        health = window_counter_delta(internal, ["node", "service", "pxname"], "req_tot", span)
+        if health is not None:
+            haproxy -= health[0]
+            note += f" and {health[0]:.0f} health-check requests"
+    else:
+        note += " (health-check requests included: no show stat samples)"
+    unanswered = int((rows["status"] == 0).sum()) if not rows.empty else 0
+    if unanswered:
+        note += f"; {unanswered} requests without an answer left out"
+    return make_check("requests", client, haproxy, note)
+
+
+def _conn_new(rows: pd.DataFrame) -> float | None:
+    if rows.empty or "conn_new" not in rows or rows["conn_new"].isna().all():
+        return None
+    return float(rows["conn_new"].fillna(False).astype(bool).sum())
+
+
+def check_connections(req: pd.DataFrame, stat: pd.DataFrame, span: tuple[float, float] | None) -> dict[str, Any]:
+    """New connections the client opened vs the client frontends' ``conn_tot`` increase."""
+    if span is None:
+        return make_check("connections", None, None, "no HAProxy samples")
+    client = _conn_new(_client_rows(req, span))
+    fe = client_frontends(stat)
+    got = window_counter_delta(fe, ["node", "service", "pxname"], "conn_tot", span) if not fe.empty and "conn_tot" in fe else None
+    haproxy = got[0] if got is not None else None
+    note = "requests flagged conn_new vs conn_tot delta of the client-facing frontends"
+    if client is None:
+        note += "; the load generator does not report new connections (conn_new is null)"
+    return make_check("connections", client, haproxy, note)
+
+
+def integrate_rate(rows: pd.DataFrame, span: tuple[float, float]) -> float | None:
+    """Events counted by a per-second rate gauge sampled over ``span``: sum of rate x interval, per process."""
+    d = rows[(rows["t"] >= span[0]) & (rows["t"] <= span[1])] if not rows.empty else rows
+    if d.empty:
+        return None
+    total = 0.0
+    for _, g in d.sort_values("t", kind="stable").groupby(["node", "service"], sort=False):
+        t = g["t"].to_numpy(dtype=float)
+        v = g["value"].to_numpy(dtype=float)
+        if t.size >= 2:
+            total += float(np.nansum(v[1:] * np.diff(t)))
+    return total
+
+
+def client_resumes(run: dict[str, Any]) -> bool:
+    """Whether the load generator may resume TLS sessions (then not every new connection is a full handshake).
+
+    The lean engine offers the previous session unless ``load.resumption`` is false;
+    Locust's FastHttpUser never does; a topology with ``tls.resumption`` false refuses it.
+    """
+    load = ((run.get("scenario") or {}).get("load")) or {}
+    if ((run.get("topology") or {}).get("tls") or {}).get("resumption") is False:
+        return False
+    return load.get("engine", "fasthttp") == "lean" and bool(load.get("resumption", True))
+
+
+def check_handshakes(req: pd.DataFrame, info: pd.DataFrame, stat: pd.DataFrame, run: dict[str, Any], span: tuple[float, float] | None) -> dict[str, Any]:
+    """New TLS connections the client opened vs HAProxy's handshakes.
+
+    When the client does not resume sessions, each of its new connections is a full
+    handshake: compared with SslFrontendKeyRate x sampling interval, summed (an
+    estimate from a one-second rate). When it may resume, the client cannot tell full
+    from resumed handshakes, so its new connections are compared with every new TLS
+    handshake HAProxy counted (``ssl_sess`` + ``ssl_reused_sess``, else SslRate integrated).
+    """
+    scheme = (((run.get("scenario") or {}).get("load")) or {}).get("scheme")
+    if scheme != "https":
+        return make_check("handshakes", None, None, f"not a TLS run (scheme {scheme})")
+    if span is None:
+        return make_check("handshakes", None, None, "no HAProxy samples")
+    client = _conn_new(_client_rows(req, span))
+    full = integrate_rate(info_metric(info, "SslFrontendKeyRate"), span)
+    counts = ssl_session_counts(stat, span)
+    if not client_resumes(run):
+        haproxy = full
+        note = "new TLS connections of the client (it does not resume sessions: each is a full handshake) vs SslFrontendKeyRate x interval summed (an estimate from a 1 s rate sampled at 1 Hz)"
+        if counts is not None:
+            note += f"; the frontends' counters saw {counts[0]:.0f} full (ssl_sess) and {counts[1]:.0f} resumed (ssl_reused_sess) handshakes"
+    elif counts is not None:
+        haproxy = counts[0] + counts[1]
+        note = (
+            f"new TLS connections of the client (it may resume sessions) vs TLS handshakes of the client frontends: "
+            f"{counts[0]:.0f} full (ssl_sess) + {counts[1]:.0f} resumed (ssl_reused_sess)"
+        )
+        if full is not None:
+            note += f"; full handshakes from SslFrontendKeyRate: about {full:.0f}"
+    else:
+        haproxy = integrate_rate(info_metric(info, "SslRate"), span)
+        note = "new TLS connections of the client (it may resume sessions) vs SslRate x interval summed (an estimate from a 1 s rate sampled at 1 Hz)"
+        if full is not None:
+            note += f"; full handshakes from SslFrontendKeyRate: about {full:.0f}"
+    if client is None:
+        note += "; the load generator does not report new connections (conn_new is null)"
+    return make_check("handshakes", client, haproxy, note)
+
+
+def run_checks(req: pd.DataFrame, info: pd.DataFrame, stat: pd.DataFrame, run: dict[str, Any]) -> list[dict[str, Any]]:
+    """All cross-checks, in a fixed order."""
+    span = sampled_span(info)
+    return [
+        check_requests(req, info, stat, span),
+        check_connections(req, stat, span),
+        check_handshakes(req, info, stat, run, span),
+    ]

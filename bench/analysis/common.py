@@ -1,0 +1,244 @@
+"""Shared pieces of the analysis: the run's tables, the steady-state window, counters.
+
+Every analysis module takes plain DataFrames (as :func:`load_run` reads them) and
+returns plain values or DataFrames, so each can be tested on a few hand-written rows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..collect.store import read_table
+from ..load import capture
+
+#: The newest run.json schema this analysis reads.
+RUN_SCHEMA_VERSION = 1
+#: Seconds dropped at the end of the load window (requests cut off by the stop).
+TAIL_S = 1.0
+
+#: Tables the analysis reads besides ``requests`` and ``latency_hist`` (written by bench/collect/).
+SAMPLE_TABLES = (
+    "haproxy_info",
+    "haproxy_stat",
+    "cpu",
+    "sockets",
+    "port_range",
+    "netdev",
+    "vrrp",
+    "vrrp_events",
+    "collector_self",
+)
+
+
+class SummaryError(Exception):
+    """The run directory cannot be summarised (no run.json, newer schema ...)."""
+
+
+def read_run(run_dir: Path) -> dict[str, Any]:
+    """run.json of a run directory."""
+    path = Path(run_dir) / "run.json"
+    if not path.exists():
+        raise SummaryError(f"{run_dir}: no run.json (not a run directory)")
+    try:
+        run = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise SummaryError(f"{path}: not valid JSON ({exc})") from None
+    if run.get("schema_version", 1) > RUN_SCHEMA_VERSION:
+        raise SummaryError(f"{path}: schema_version {run['schema_version']} is newer than this lbbench understands")
+    return run
+
+
+def read_event_records(run_dir: Path) -> list[dict[str, Any]]:
+    """Every event of ``events.jsonl`` (phases, faults, recoveries) as written, sorted by time.
+
+    Lines that are not JSON objects with a numeric ``t`` are skipped: a run killed
+    mid-write may leave half a line.
+    """
+    path = Path(run_dir) / "events.jsonl"
+    out: list[dict[str, Any]] = []
+    if path.exists():
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                ev = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(ev, dict) and isinstance(ev.get("t"), int | float) and not isinstance(ev.get("t"), bool):
+                out.append(ev)
+    return sorted(out, key=lambda e: float(e["t"]))
+
+
+def events_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """Events as a DataFrame ``t, kind, name`` (for plots and tables)."""
+    rows = [{"t": float(e["t"]), "kind": str(e.get("kind", "")), "name": str(e.get("name", ""))} for e in records]
+    return pd.DataFrame(rows, columns=["t", "kind", "name"]).astype({"t": float})
+
+
+def read_events(run_dir: Path) -> pd.DataFrame:
+    """``events.jsonl`` as a DataFrame ``t, kind, name`` sorted by time (see :func:`read_event_records`)."""
+    return events_frame(read_event_records(run_dir))
+
+
+@dataclass
+class RunData:
+    """Everything the analysis reads from one run directory."""
+
+    run_dir: Path
+    run: dict[str, Any]
+    requests: pd.DataFrame
+    latency_hist: pd.DataFrame
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    event_records: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def events(self) -> pd.DataFrame:
+        """Events as ``t, kind, name`` rows."""
+        return events_frame(self.event_records)
+
+    def table(self, name: str) -> pd.DataFrame:
+        """A collector table (an empty DataFrame when the run has none)."""
+        return self.tables.get(name, pd.DataFrame())
+
+    @property
+    def window(self) -> tuple[float, float]:
+        return steady_window(self.run, self.requests)
+
+
+def load_run(run_dir: Path) -> RunData:
+    """Read run.json, events and every sample table of a run directory."""
+    run_dir = Path(run_dir)
+    run = read_run(run_dir)
+    return RunData(
+        run_dir=run_dir,
+        run=run,
+        requests=read_table(run_dir, capture.TABLE, capture.SCHEMA),
+        latency_hist=read_table(run_dir, capture.HIST_TABLE, capture.HIST_SCHEMA),
+        tables={name: read_table(run_dir, name) for name in SAMPLE_TABLES},
+        event_records=read_event_records(run_dir),
+    )
+
+
+def num(x: float | int | None, digits: int = 3) -> float | None:
+    """A JSON-safe rounded float: None for None, NaN and infinities."""
+    if x is None:
+        return None
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return None
+    if math.isnan(x) or math.isinf(x):
+        return None
+    return round(x, digits)
+
+
+def steady_window(run: dict[str, Any], requests: pd.DataFrame) -> tuple[float, float]:
+    """The steady-state window: after the ramp-up, before the tail (epoch seconds)."""
+    load = run.get("load_window") or {}
+    start = load.get("start")
+    end = load.get("end")
+    if start is None or end is None:
+        if requests.empty:
+            return 0.0, 0.0
+        start = float(requests["t"].min()) if start is None else start
+        end = float(requests["t"].max()) if end is None else end
+    ramp = float((run.get("scenario") or {}).get("ramp_up", 0.0) or 0.0)
+    s, e = start + ramp, end - TAIL_S
+    if e <= s:  # very short runs: keep the whole window
+        s, e = start, end
+    return float(s), float(e)
+
+
+def load_window(run: dict[str, Any], requests: pd.DataFrame) -> tuple[float, float] | None:
+    """The whole load window (start, end), falling back to the span of the requests."""
+    load = run.get("load_window") or {}
+    start, end = load.get("start"), load.get("end")
+    if start is None and not requests.empty:
+        start = float(requests["t"].min())
+    if end is None and not requests.empty:
+        end = float(requests["t"].max())
+    if start is None or end is None:
+        return None
+    return float(start), float(end)
+
+
+def in_window(df: pd.DataFrame, window: tuple[float, float], col: str = "t") -> pd.DataFrame:
+    """Rows with ``window[0] <= t <= window[1]``."""
+    if df.empty or col not in df:
+        return df
+    t = df[col]
+    return df[(t >= window[0]) & (t <= window[1])]
+
+
+def counter_delta(values: pd.Series | np.ndarray) -> float:
+    """Increase of a cumulative counter over consecutive samples, surviving restarts.
+
+    A drop means the process restarted and counts again from zero, so the value after
+    the drop is the increase since the restart.
+
+    >>> counter_delta(np.array([10.0, 15.0, 3.0, 5.0]))
+    10.0
+    """
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    if v.size < 2:
+        return 0.0
+    d = np.diff(v)
+    return float(np.where(d >= 0, d, v[1:]).sum())
+
+
+def counter_rates(df: pd.DataFrame, keys: list[str], value: str, scale: float = 1.0) -> pd.DataFrame:
+    """Per-interval rates of a cumulative counter, per group of ``keys``.
+
+    Returns ``keys + [t, rate]``: one row per pair of consecutive samples, stamped at
+    the middle of the interval (so flooring ``t`` puts it in the second it mostly
+    covers), ``rate = scale * delta(value) / delta(t)``. Intervals where the counter
+    fell (a restart) or time did not advance are dropped.
+    """
+    cols = [*keys, "t", "rate"]
+    if df.empty or value not in df:
+        return pd.DataFrame(columns=cols)
+    d = df[[*keys, "t", value]].sort_values([*keys, "t"], kind="stable")
+    grouped = d.groupby(keys, sort=False, dropna=False) if keys else None
+    dv = grouped[value].diff() if grouped is not None else d[value].diff()
+    dt = grouped["t"].diff() if grouped is not None else d["t"].diff()
+    out = d[keys + ["t"]].copy()
+    out["t"] = d["t"] - dt / 2.0
+    out["rate"] = scale * dv.astype(float) / dt.astype(float)
+    ok = (dv >= 0) & (dt > 0)
+    return out[ok.fillna(False).to_numpy(dtype=bool)].reset_index(drop=True)[cols]
+
+
+def per_second(df: pd.DataFrame, keys: list[str], value: str, how: str = "last") -> pd.DataFrame:
+    """One value per whole second and group: ``t`` becomes ``floor(t)`` (float seconds)."""
+    if df.empty:
+        return pd.DataFrame(columns=[*keys, "t", value])
+    d = df[[*keys, "t", value]].copy()
+    d["t"] = np.floor(d["t"].astype(float))
+    return d.groupby([*keys, "t"], sort=True, dropna=False)[value].agg(how).reset_index()
+
+
+def sum_across(df: pd.DataFrame, keys: list[str], value: str, fill_limit: int = 1) -> pd.Series:
+    """Per-second sum of a gauge over groups (``keys``), each group held for ``fill_limit`` missing seconds.
+
+    Samplers of different processes tick at slightly different moments; a group that
+    skipped one second keeps its last value instead of dropping out of the sum.
+    Returns a Series indexed by second (float), named ``value``.
+    """
+    if df.empty:
+        return pd.Series(dtype=float, name=value)
+    ps = per_second(df, keys, value)
+    wide = ps.pivot_table(index="t", columns=keys, values=value, aggfunc="last") if keys else ps.set_index("t")[[value]]
+    if wide.empty:
+        return pd.Series(dtype=float, name=value)
+    grid = np.arange(wide.index.min(), wide.index.max() + 1.0, 1.0)
+    wide = wide.reindex(grid).ffill(limit=fill_limit)
+    out = wide.sum(axis=1, min_count=1)
+    out.index.name = "t"
+    out.name = value
+    return out

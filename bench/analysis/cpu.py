@@ -1,0 +1,89 @@
+"""CPU per core per container, for the host, the load generators and the collectors.
+
+Input is the ``cpu`` table: cumulative CPU seconds (``usage_s``) per ``container``
+and core (``cpu``; -1 when only a total is known, e.g. cgroup v2). A percentage is
+of one core: 100 % = one core busy for the whole interval, so a container's total
+can exceed 100 %.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .common import counter_rates, in_window, num
+
+CPU_KEYS = ["container", "role", "node", "cpu"]
+CPU_COLUMNS = ["t", *CPU_KEYS, "pct"]
+TOTAL = -1
+
+
+def cpu_pct(cpu: pd.DataFrame) -> pd.DataFrame:
+    """Per-interval CPU use, % of one core, per container and core (``cpu`` = -1: the container's total).
+
+    For containers measured per core, total rows (``cpu`` = -1) are added as the sum
+    over their cores at each sample, so every container has a total.
+    """
+    if cpu.empty:
+        return pd.DataFrame({c: pd.Series(dtype=float if c in ("t", "pct") else object) for c in CPU_COLUMNS})
+    d = cpu.copy()
+    d["node"] = d["node"].fillna("")
+    rates = counter_rates(d, CPU_KEYS, "usage_s", scale=100.0).rename(columns={"rate": "pct"})
+    rates["cpu"] = rates["cpu"].astype(int)
+    per_core = rates[rates["cpu"] != TOTAL]
+    has_total = set(rates.loc[rates["cpu"] == TOTAL, "container"])
+    summed = per_core[~per_core["container"].isin(has_total)]
+    if not summed.empty:
+        tot = summed.groupby(["container", "role", "node", "t"], sort=False)["pct"].sum().reset_index()
+        tot["cpu"] = TOTAL
+        rates = pd.concat([rates, tot[CPU_COLUMNS]], ignore_index=True)
+    return rates.sort_values(["container", "cpu", "t"], kind="stable").reset_index(drop=True)[CPU_COLUMNS]
+
+
+def _per_core_lists(rows: pd.DataFrame) -> tuple[list[float | None] | None, list[float | None] | None]:
+    cores = rows[rows["cpu"] != TOTAL]
+    if cores.empty:
+        return None, None
+    g = cores.groupby("cpu")["pct"]
+    means, maxes = g.mean(), g.max()
+    return [num(v, 1) for v in means.tolist()], [num(v, 1) for v in maxes.tolist()]
+
+
+def cpu_summary(pct: pd.DataFrame, window: tuple[float, float]) -> dict[str, Any]:
+    """``cpu``: the host's per-core mean and every container's per-core and total mean/max, steady window."""
+    d = in_window(pct, window)
+    host_per_core: list[float | None] | None = None
+    host_mean = None
+    by_container: dict[str, Any] = {}
+    if not d.empty:
+        host = d[d["container"] == "host"]
+        host_per_core, _ = _per_core_lists(host)
+        if host_per_core:
+            host_mean = float(np.mean([v for v in host_per_core if v is not None]))
+        for name, rows in d.groupby("container", sort=True):
+            total = rows[rows["cpu"] == TOTAL]["pct"]
+            means, maxes = _per_core_lists(rows)
+            by_container[str(name)] = {
+                "role": str(rows["role"].iloc[0]),
+                "node": str(rows["node"].iloc[0]),
+                "mean_pct": means,
+                "max_pct": maxes,
+                "total_mean_pct": num(total.mean(), 1) if not total.empty else None,
+                "total_max_pct": num(total.max(), 1) if not total.empty else None,
+            }
+    return {
+        "host_per_core_pct": host_per_core,
+        "host_mean_pct": num(host_mean, 1),
+        "by_container": by_container,
+    }
+
+
+def collector_overhead(collector_self: pd.DataFrame, window: tuple[float, float]) -> dict[str, Any]:
+    """``collectors.cpu_pct``: CPU the collectors themselves used, % of one core, mean over the steady window."""
+    if collector_self.empty or "usage_s" not in collector_self:
+        return {"cpu_pct": None}
+    rates = counter_rates(collector_self, [], "usage_s", scale=100.0)
+    rates = in_window(rates, window)
+    return {"cpu_pct": num(rates["rate"].mean(), 2) if not rates.empty else None}

@@ -1,0 +1,140 @@
+"""Ephemeral ports in use per source address in each LB node's namespace, against ``ip_local_port_range``.
+
+Inputs are the ``sockets`` table (TCP sockets per ``t, node, state, src, lport, dst,
+dport`` with a ``count``; LISTEN excluded) and ``port_range`` (``t, node, low, high``).
+A socket holds an ephemeral port when it was opened from the namespace
+(``direction`` "out": the collector folds its local port, the ephemeral one, to 0);
+accepted connections (``direction`` "in": local port 443, or a backend's bind port)
+never count. Samples without a ``direction`` column fall back to "the local port
+lies inside the node's range". TIME_WAIT sockets hold their port too and are counted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .common import in_window, num
+
+PORT_COLUMNS = ["t", "node", "src", "in_use", "time_wait", "low", "high", "range_size"]
+
+
+def node_ranges(port_range: pd.DataFrame) -> pd.DataFrame:
+    """The last ``ip_local_port_range`` seen per node: ``node, low, high, range_size``."""
+    if port_range.empty:
+        return pd.DataFrame(columns=["node", "low", "high", "range_size"])
+    last = port_range.sort_values("t", kind="stable").groupby("node").tail(1)
+    out = last[["node", "low", "high"]].astype({"low": int, "high": int}).reset_index(drop=True)
+    out["range_size"] = out["high"] - out["low"] + 1
+    return out
+
+
+def ports_in_use(sockets: pd.DataFrame, port_range: pd.DataFrame) -> pd.DataFrame:
+    """Ephemeral ports in use per sample, node and source address (columns :data:`PORT_COLUMNS`).
+
+    Every (sample, node, source) with sockets appears; a source address that had
+    ports at some sample and none at a later one appears with 0 there, so lines drop
+    to zero in plots instead of stopping.
+    """
+    ranges = node_ranges(port_range)
+    if sockets.empty or ranges.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object if c in ("node", "src") else float) for c in PORT_COLUMNS})
+    d = sockets.merge(ranges, on="node", how="inner")
+    if "direction" in d:
+        d = d[d["direction"] == "out"]
+    else:
+        d = d[(d["lport"] >= d["low"]) & (d["lport"] <= d["high"])]
+    tw = d["count"].where(d["state"] == "TIME_WAIT", 0)
+    d = d.assign(time_wait=tw)
+    g = d.groupby(["t", "node", "src"], sort=True)[["count", "time_wait"]].sum().rename(columns={"count": "in_use"})
+    # complete the grid: each node's sample times x the sources ever seen on that node
+    samples = sockets[["t", "node"]].drop_duplicates()
+    sources = d[["node", "src"]].drop_duplicates()
+    grid = samples.merge(sources, on="node", how="inner").set_index(["t", "node", "src"]).index
+    g = g.reindex(grid, fill_value=0).reset_index()
+    g = g.merge(ranges, on="node", how="left")
+    g[["in_use", "time_wait"]] = g[["in_use", "time_wait"]].astype(float)
+    return g.sort_values(["node", "src", "t"], kind="stable").reset_index(drop=True)[PORT_COLUMNS]
+
+
+def ports_summary(ports: pd.DataFrame, port_range: pd.DataFrame, window: tuple[float, float]) -> dict[str, Any]:
+    """``ports``: the busiest source address's ports in use against the range, steady window."""
+    ranges = node_ranges(port_range)
+    range_size = int(ranges["range_size"].min()) if not ranges.empty else None
+    d = in_window(ports, window)
+    if d.empty:
+        return {"max_in_use": None, "range_size": range_size, "max_utilisation_pct": None, "by_source": {}}
+    util = 100.0 * d["in_use"] / d["range_size"]
+    by_source: dict[str, dict[str, Any]] = {}
+    for (node, src), rows in d.groupby(["node", "src"], sort=True):
+        u = 100.0 * rows["in_use"] / rows["range_size"]
+        by_source.setdefault(str(node), {})[str(src)] = {
+            "max_in_use": int(rows["in_use"].max()),
+            "max_time_wait": int(rows["time_wait"].max()),
+            "max_utilisation_pct": num(u.max(), 2),
+        }
+    return {
+        "max_in_use": int(d["in_use"].max()),
+        "range_size": range_size,
+        "max_utilisation_pct": num(float(np.max(util)), 2),
+        "by_source": by_source,
+    }
+
+
+#: Established connections per hop as the kernel sees them (columns of :func:`established_by_hop`).
+HOP_SOCKET_COLUMNS = ["client_sockets", "frontend_backend_sockets", "backend_server_sockets"]
+
+
+def _loopback(addr: pd.Series) -> pd.Series:
+    return addr.str.startswith("127.") | (addr == "::1")
+
+
+def established_by_hop(sockets: pd.DataFrame) -> pd.DataFrame:
+    """ESTABLISHED TCP connections per hop and second, summed over the LB nodes (kernel view).
+
+    - ``client_sockets``: accepted ("in") from a non-loopback peer: client connections;
+    - ``frontend_backend_sockets``: opened ("out") to a loopback address: the frontend's
+      connections to the backend processes (keepalived's health check adds at most one);
+    - ``backend_server_sockets``: opened to a non-loopback address: connections to the servers.
+
+    Unlike HAProxy's ``scur``, this counts idle pooled connections too.
+    Needs the ``direction`` column; returns an empty frame without it.
+    """
+    if sockets.empty or "direction" not in sockets:
+        return pd.DataFrame(columns=["t", *HOP_SOCKET_COLUMNS], dtype=float)
+    est = sockets[sockets["state"] == "ESTABLISHED"]
+    loop = _loopback(est["dst"].astype(str))
+    out_dir = est["direction"] == "out"
+    hop = np.select(
+        [~out_dir & ~loop, out_dir & loop, out_dir & ~loop],
+        HOP_SOCKET_COLUMNS,
+        default="",
+    )
+    d = est.assign(hop=hop)
+    d = d[d["hop"] != ""]
+    # every sample time of every node, so a hop without sockets counts 0 rather than missing
+    samples = sockets[["t", "node"]].drop_duplicates()
+    per_sample = d.groupby(["t", "node", "hop"])["count"].sum().unstack("hop")
+    per_sample = per_sample.reindex(pd.MultiIndex.from_frame(samples)).fillna(0.0).reset_index()
+    for c in HOP_SOCKET_COLUMNS:
+        if c not in per_sample:
+            per_sample[c] = 0.0
+    per_sample["t"] = np.floor(per_sample["t"].astype(float))
+    per_node = per_sample.groupby(["t", "node"])[HOP_SOCKET_COLUMNS].last()
+    out = per_node.groupby(level="t").sum().reset_index()
+    return out[["t", *HOP_SOCKET_COLUMNS]].astype(float)
+
+
+def sockets_summary(hops: pd.DataFrame, window: tuple[float, float], split: bool = True) -> dict[str, Any]:
+    """``connections.sockets``: the maxima of :func:`established_by_hop` in the steady window.
+
+    ``split`` False (monolith layout): there is no frontend -> backend hop, so its maximum is null.
+    """
+    d = hops[(hops["t"] >= np.floor(window[0])) & (hops["t"] <= window[1])] if not hops.empty else hops
+    keys = {"client_sockets": "client_max", "frontend_backend_sockets": "backend_max", "backend_server_sockets": "server_max"}
+    out = {v: (int(d[k].max()) if not d.empty else None) for k, v in keys.items()}
+    if not split:
+        out["backend_max"] = None
+    return out

@@ -1,0 +1,137 @@
+"""Time series of a run for plots and compare tools, also written as derived Parquet files.
+
+``derived/`` in a run directory holds what :func:`build_series` computes; it is
+rebuilt with the summary and never read back by the analysis (the raw samples stay
+the source of truth). Every file carries ``lbbench.schema_version`` in its Parquet
+metadata.
+
+- ``timeline.parquet``: the 100 ms request timeline (:func:`bench.analysis.requests.timeline`).
+- ``per_second.parquet``: one row per second, client and HAProxy figures side by side.
+- ``cpu.parquet``: CPU % per container and core (:func:`bench.analysis.cpu.cpu_pct`).
+- ``ports.parquet``: ephemeral ports per node and source (:func:`bench.analysis.ports.ports_in_use`).
+- ``traffic.parquet``: Mbit/s and packets/s per node and network (:func:`bench.analysis.traffic.traffic_rates`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .common import RunData
+from .cpu import cpu_pct
+from .haproxy import haproxy_series
+from .ports import established_by_hop, ports_in_use
+from .requests import per_second_requests, timeline
+from .traffic import network_series, traffic_rates
+from .vrrp import vip_holders
+
+DERIVED = "derived"
+DERIVED_SCHEMA_VERSION = 1
+
+PER_SECOND_COLUMNS = [
+    "t",
+    # client side
+    "requests",
+    "ok",
+    "errors",
+    "conn_new",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "p999_ms",
+    # HAProxy, client-facing processes of all nodes
+    "conn_rate",
+    "req_rate",
+    "ssl_key_rate",
+    "ssl_rate",
+    "client",
+    "frontend_backend",
+    "backend_server",
+    # the same hops as the kernel counts ESTABLISHED sockets, all LB nodes
+    "client_sockets",
+    "frontend_backend_sockets",
+    "backend_server_sockets",
+    # traffic, all LB nodes
+    "client_in_mbps",
+    "client_out_mbps",
+    "server_in_mbps",
+    "server_out_mbps",
+    # VRRP
+    "vip_holder",
+]
+
+
+@dataclass
+class Series:
+    """The derived time series of one run."""
+
+    timeline: pd.DataFrame
+    per_second: pd.DataFrame
+    cpu: pd.DataFrame
+    ports: pd.DataFrame
+    traffic: pd.DataFrame
+
+    def frames(self) -> dict[str, pd.DataFrame]:
+        return {"timeline": self.timeline, "per_second": self.per_second, "cpu": self.cpu, "ports": self.ports, "traffic": self.traffic}
+
+
+def per_second_table(data: RunData, traffic: pd.DataFrame) -> pd.DataFrame:
+    """The per-second table (columns :data:`PER_SECOND_COLUMNS`), over the union of all sources' seconds."""
+    parts = [
+        per_second_requests(data.requests, data.latency_hist).set_index("t"),
+        haproxy_series(data.table("haproxy_info"), data.table("haproxy_stat")).set_index("t"),
+        established_by_hop(data.table("sockets")).set_index("t"),
+    ]
+    for network in ("client", "server"):
+        s = network_series(traffic, network)
+        parts.append(s.rename(columns={"in_mbps": f"{network}_in_mbps", "out_mbps": f"{network}_out_mbps"}))
+    parts = [p for p in parts if not p.empty]
+    holders = vip_holders(data.table("vrrp")).set_index("t")
+    if parts:
+        out = pd.concat(parts, axis=1).sort_index()
+    else:
+        out = pd.DataFrame(index=pd.Index([], dtype=float, name="t"))
+    out = out.join(holders.rename(columns={"holder": "vip_holder"}), how="outer") if not holders.empty else out
+    for c in PER_SECOND_COLUMNS[1:]:
+        if c not in out:
+            out[c] = np.nan if c != "vip_holder" else None
+    out.index.name = "t"
+    out = out.reset_index()
+    numeric = [c for c in PER_SECOND_COLUMNS if c != "vip_holder"]
+    out[numeric] = out[numeric].astype(float)
+    out["vip_holder"] = out["vip_holder"].astype(object).where(out["vip_holder"].notna(), None)
+    return out[PER_SECOND_COLUMNS]
+
+
+def build_series(data: RunData) -> Series:
+    """Compute every derived time series of a run."""
+    traffic = traffic_rates(data.table("netdev"))
+    return Series(
+        timeline=timeline(data.requests),
+        per_second=per_second_table(data, traffic),
+        cpu=cpu_pct(data.table("cpu")),
+        ports=ports_in_use(data.table("sockets"), data.table("port_range")),
+        traffic=traffic,
+    )
+
+
+def write_series(series: Series, run_dir: Path) -> Path:
+    """Write each series to ``<run_dir>/derived/<name>.parquet`` (atomically); returns the folder."""
+    folder = Path(run_dir) / DERIVED
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, df in series.frames().items():
+        table = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
+        meta = dict(table.schema.metadata or {})
+        meta[b"lbbench.schema_version"] = str(DERIVED_SCHEMA_VERSION).encode()
+        table = table.replace_schema_metadata(meta)
+        final = folder / f"{name}.parquet"
+        tmp = final.with_suffix(".parquet.tmp")
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, final)
+    return folder

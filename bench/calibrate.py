@@ -1,0 +1,608 @@
+"""`bench calibrate`: how fast is the load generator, next to wrk, on one HAProxy.
+
+One HAProxy (the lab image, one thread, ``--network host``) listens on loopback
+with TLS (ECDSA P-256 certificate from a throw-away trustme CA) and answers
+every request itself (``http-request return status 200``), so the only thing
+that varies is the client. Two TLS listeners:
+
+``full``    no session cache, no tickets: every handshake is a full one
+``resume``  session tickets on: a client that offers its session resumes
+
+Clients, run one after the other in interleaved rounds (A B A B ...), each for
+the same time against the same listener:
+
+``wrk-ka``        wrk -t1 -cN, keep-alive (the reference)
+``lean-ka``       Locust + :class:`bench.load.lean.LeanHttpsUser`, keep-alive
+``fasthttp-ka``   Locust + FastHttpUser (``KeepAliveUser``), keep-alive
+``wrk-close``     wrk -t1 -cN ``-H 'Connection: close'``: a new TLS connection per request
+``lean-close``    lean engine, a new TLS connection per request, resumption off
+``lean-resume``   lean engine, a new connection per request with session resumption,
+                  on the ``resume`` listener; HAProxy's SslFrontendSessionReuse_pct is sampled
+
+The figure that matters is requests per client CPU-second ("per client core"):
+the client's user+system CPU time comes from ``/proc/<pid>/stat`` (Locust) or the
+child's rusage (wrk), so a client that idles while waiting is not flattered and
+one that shares its core with others is not punished. Ratios are taken per round
+(lean/wrk, fasthttp/wrk of the same round) and summarised as the median of the
+rounds with their spread (min-max).
+
+The HAProxy container carries ``org.lbbench.project=lbbench`` and
+``org.lbbench.run=<run name>`` and is removed at the end, also on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trustme
+
+from . import __version__, engine, images, paths
+from .errors import UserError
+from .topology.render import LABEL_PROJECT, LABEL_RUN, PROJECT_VALUE
+
+SCHEMA_VERSION = 1
+
+LABEL_ROLE = "org.lbbench.role"
+CONTAINER_MOUNT = "/etc/lbbench-calibrate"
+READY_TIMEOUT = 20.0
+#: Seconds a Locust client gets to start and spawn its users before the window opens.
+LOCUST_START_TIMEOUT = 30.0
+#: Settling time after the first requests appear, before the measuring window opens.
+WARMUP = 1.0
+#: Seconds after the window closes that a client may take to stop before it is killed.
+STOP_GRACE = 15.0
+
+CLIENTS = ("wrk-ka", "lean-ka", "fasthttp-ka", "wrk-close", "lean-close", "lean-resume")
+
+HAPROXY_CFG = """\
+# Rendered by `bench calibrate`; one HAProxy thread answers every request itself.
+global
+    nbthread {nbthread}
+    maxconn 8000
+    stats socket {mount}/haproxy.sock mode 600 level admin
+    stats timeout 30s
+    ssl-default-bind-options ssl-min-ver TLSv1.2
+    # no stateful session cache: with `no-tls-tickets` below, `full` can never resume
+    tune.ssl.cachesize 0
+{global_extra}
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    timeout http-keep-alive 10s
+    timeout http-request 10s
+
+frontend full
+    bind 127.0.0.1:{port_full} ssl crt {mount}/server.pem no-tls-tickets
+    http-request return status 200
+
+frontend resume
+    bind 127.0.0.1:{port_resume} ssl crt {mount}/server.pem
+    http-request return status 200
+{extra}"""
+
+
+# --------------------------------------------------------------------------- the endpoint
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stats_command(sock_path: Path, command: str, timeout: float = 2.0) -> str:
+    """Send one command to a HAProxy stats socket and return the answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(sock_path))
+        sock.sendall(command.encode() + b"\n")
+        chunks = []
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                break
+            chunks.append(data)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def show_info(sock_path: Path) -> dict[str, str]:
+    """HAProxy's ``show info`` as a dict of strings."""
+    out: dict[str, str] = {}
+    for line in stats_command(sock_path, "show info").splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            out[key.strip()] = value.strip()
+    return out
+
+
+@dataclass
+class Endpoint:
+    """A running loopback HAProxy."""
+
+    name: str
+    folder: Path
+    ca_pem: Path
+    port_full: int
+    port_resume: int
+    ports: dict[str, int]
+    container: Any = None
+
+    @property
+    def stats_socket(self) -> Path:
+        return self.folder / "haproxy.sock"
+
+    def url(self, listener: str = "full") -> str:
+        return f"https://127.0.0.1:{self.ports[listener]}"
+
+    def info(self) -> dict[str, str]:
+        return show_info(self.stats_socket)
+
+    def log_tail(self, lines: int = 5) -> str:
+        try:
+            text = self.container.logs(tail=lines).decode(errors="replace").strip()
+        except Exception:  # noqa: BLE001 - best effort, only for an error message
+            return "(no log)"
+        return " | ".join(text.splitlines()) or "(empty log)"
+
+
+def new_run_name() -> str:
+    """A unique name for one calibrate run (the ``org.lbbench.run`` label)."""
+    return f"lbbench-calibrate-{dt.datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+@contextlib.contextmanager
+def loopback_haproxy(
+    name: str | None = None,
+    nbthread: int = 1,
+    extra_config: str = "",
+    extra_ports: tuple[str, ...] = (),
+    extra_files: dict[str, str] | None = None,
+    global_extra: str = "",
+    log: Callable[[str], None] = lambda _msg: None,
+) -> Iterator[Endpoint]:
+    """Run one HAProxy of the lab image on loopback (``--network host``); remove it on exit.
+
+    ``extra_config`` is appended to the config; it may use ``{port_NAME}`` for each
+    name in ``extra_ports`` (free loopback ports allocated here) and ``{mount}`` for
+    the folder that holds ``extra_files`` inside the container. The container is
+    removed when the block ends, also on exceptions and Ctrl-C.
+    """
+    name = name or new_run_name()
+    ref = images.ensure_images(log=log)
+    folder = paths.STATE / name
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    container = None
+    try:
+        ca = trustme.CA(key_type=trustme.KeyType.ECDSA)
+        cert = ca.issue_cert("127.0.0.1", "localhost", key_type=trustme.KeyType.ECDSA)
+        ca.cert_pem.write_to_path(str(folder / "ca.pem"))
+        fd = os.open(folder / "server.pem", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(b"".join(blob.bytes() for blob in cert.cert_chain_pems) + cert.private_key_pem.bytes())
+        for fname, text in (extra_files or {}).items():
+            (folder / fname).write_text(text)
+        ports = {"full": free_port(), "resume": free_port()}
+        for extra in extra_ports:
+            ports[extra] = free_port()
+        fmt = {"mount": CONTAINER_MOUNT, **{f"port_{k}": v for k, v in ports.items()}}
+        cfg = HAPROXY_CFG.format(
+            nbthread=nbthread,
+            global_extra=global_extra.format(**fmt),
+            extra=extra_config.format(**fmt),
+            **fmt,
+        )
+        (folder / "haproxy.cfg").write_text(cfg)
+        container = engine.client().containers.run(
+            ref.node_tag,
+            ["haproxy", "-db", "-f", f"{CONTAINER_MOUNT}/haproxy.cfg"],
+            name=name,
+            detach=True,
+            network_mode="host",
+            volumes={str(folder): {"bind": CONTAINER_MOUNT, "mode": "rw"}},
+            labels={LABEL_PROJECT: PROJECT_VALUE, LABEL_RUN: name, LABEL_ROLE: "calibrate"},
+        )
+        ep = Endpoint(name, folder, folder / "ca.pem", ports["full"], ports["resume"], ports, container)
+        _wait_ready(ep)
+        yield ep
+    finally:
+        # Ctrl-C during cleanup must not leave the container behind.
+        with _signals_deferred():
+            if container is not None:
+                with contextlib.suppress(Exception):
+                    container.remove(force=True)
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    old = {s: signal.signal(s, lambda signum, _f: received.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    if received:
+        raise KeyboardInterrupt
+
+
+def _wait_ready(ep: Endpoint) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        ep.container.reload()
+        if ep.container.status in ("exited", "dead"):
+            raise UserError(f"calibrate HAProxy exited while starting: {ep.log_tail()}", "see the HAProxy message")
+        try:
+            if "Name:" in stats_command(ep.stats_socket, "show info", timeout=0.5):
+                with socket.create_connection(("127.0.0.1", ep.port_full), timeout=0.5):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise UserError(f"calibrate HAProxy not ready after {READY_TIMEOUT:g}s: {ep.log_tail()}", "see `bench doctor`")
+
+
+# --------------------------------------------------------------------------- measuring one client
+
+
+@dataclass
+class Measurement:
+    """One client's run of one round."""
+
+    client: str
+    round: int
+    seconds: float  # length of the measuring window
+    requests: int
+    errors: int
+    cpu_seconds: float  # client user+system CPU time in the window
+    haproxy: dict[str, float] = field(default_factory=dict)  # medians of `show info` samples in the window
+    note: str = ""
+
+    @property
+    def rate(self) -> float:
+        """Requests per second (wall clock)."""
+        return self.requests / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def per_core(self) -> float:
+        """Requests per client CPU-second."""
+        return self.requests / self.cpu_seconds if self.cpu_seconds > 0 else 0.0
+
+    @property
+    def cpu_pct(self) -> float:
+        return 100.0 * self.cpu_seconds / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "rate": round(self.rate, 1), "per_core": round(self.per_core, 1), "cpu_pct": round(self.cpu_pct, 1)}
+
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+INFO_FIELDS = ("SslFrontendSessionReuse_pct", "SslFrontendKeyRate", "SslRate", "ConnRate", "SessRate", "Idle_pct")
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """User+system CPU seconds of every live process in process group ``pgid`` (from /proc)."""
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as fh:
+                raw = fh.read()
+        except OSError:
+            continue
+        # the command name (field 2) may contain spaces: split after its closing parenthesis
+        fields = raw[raw.rindex(b")") + 2 :].split()
+        if int(fields[2]) == pgid:  # field 5: pgrp
+            total += int(fields[11]) + int(fields[12])  # fields 14, 15: utime, stime
+    return total / _CLK_TCK
+
+
+class InfoSampler:
+    """Samples HAProxy's `show info` twice a second in a thread while a window is open."""
+
+    def __init__(self, ep: Endpoint):
+        self.ep = ep
+        self.samples: list[dict[str, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            try:
+                self.samples.append(self.ep.info())
+            except OSError:
+                pass
+
+    def __enter__(self) -> InfoSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def medians(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for key in INFO_FIELDS:
+            values = [float(s[key]) for s in self.samples if s.get(key, "").replace(".", "", 1).isdigit()]
+            if values:
+                out[key] = statistics.median(values)
+        return out
+
+
+_WRK_REQUESTS = re.compile(r"(\d+) requests in ([\d.]+)(us|ms|s|m)")
+_WRK_SOCKET_ERRORS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
+_WRK_NON2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
+_UNIT = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
+
+
+def parse_wrk(text: str) -> tuple[int, float, int]:
+    """(requests, seconds, errors) from wrk's report."""
+    m = _WRK_REQUESTS.search(text)
+    if not m:
+        raise UserError(f"could not read wrk's report: {text.strip()[-300:]!r}", "run wrk by hand to see what it says")
+    errors = 0
+    if s := _WRK_SOCKET_ERRORS.search(text):
+        errors += sum(int(g) for g in s.groups())
+    if n := _WRK_NON2XX.search(text):
+        errors += int(n.group(1))
+    return int(m.group(1)), float(m.group(2)) * _UNIT[m.group(3)], errors
+
+
+def run_wrk(ep: Endpoint, listener: str, connections: int, seconds: float, close: bool, round_: int, client: str) -> Measurement:
+    """wrk -t1 for ``seconds``; CPU from the child's rusage (wait4)."""
+    wrk = shutil.which("wrk")
+    if not wrk:
+        raise UserError("wrk is not installed", "apt-get install wrk")
+    cmd = [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "5s"]
+    if close:
+        cmd += ["-H", "Connection: close"]
+    cmd.append(ep.url(listener) + "/")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + seconds + STOP_GRACE
+    try:
+        with InfoSampler(ep) as sampler:
+            out = b""
+            assert proc.stdout is not None
+            os.set_blocking(proc.stdout.fileno(), False)
+            while True:
+                chunk = proc.stdout.read() or b""
+                out += chunk
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    out += proc.stdout.read() or b""
+                    proc.returncode = os.waitstatus_to_exitcode(status)
+                    break
+                if time.monotonic() > deadline:
+                    raise UserError(f"wrk did not finish within {seconds + STOP_GRACE:g}s", "see `bench doctor`")
+                time.sleep(0.1)
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+    text = out.decode(errors="replace")
+    if proc.returncode != 0:
+        raise UserError(f"wrk exited with status {proc.returncode}: {text.strip()[-300:]}", "run wrk by hand to see why")
+    requests, took, errors = parse_wrk(text)
+    return Measurement(client, round_, took, requests, errors, usage.ru_utime + usage.ru_stime, sampler.medians())
+
+
+def run_locust(
+    ep: Endpoint,
+    listener: str,
+    engine_name: str,
+    connections: int,
+    seconds: float,
+    round_: int,
+    client: str,
+    lean: dict[str, Any] | None = None,
+) -> Measurement:
+    """Locust headless with ``engine_name``'s user; count requests from our capture inside the window."""
+    from .collect.store import read_table
+    from .load import capture
+    from .load.runner import start_locust
+    from .spec import Load, Scenario
+
+    load = Load(engine=engine_name, users=connections, spawn_rate=float(connections), path="/", **(lean or {}))
+    scenario = Scenario(name="calibrate", duration=LOCUST_START_TIMEOUT + seconds + WARMUP + 5, load=load)
+    run_dir = ep.folder / f"locust-{client}-{round_}"
+    locust = start_locust(scenario, ep.url(listener), ep.ca_pem, run_dir, scenario.duration)
+    try:
+        chunks = run_dir / "samples" / capture.TABLE
+        deadline = time.monotonic() + LOCUST_START_TIMEOUT
+        while not (chunks.exists() and any(chunks.glob("part-*.parquet"))):
+            if locust.proc.poll() is not None:
+                raise UserError(f"locust ({client}) exited early: {locust.log_tail()}", f"see {locust.log_path}")
+            if time.monotonic() > deadline:
+                raise UserError(f"locust ({client}) sent no request within {LOCUST_START_TIMEOUT:g}s: {locust.log_tail()}", "see `bench doctor`")
+            time.sleep(0.1)
+        time.sleep(WARMUP)
+        with InfoSampler(ep) as sampler:
+            t0, cpu0 = time.time(), group_cpu_seconds(locust.proc.pid)
+            time.sleep(seconds)
+            t1, cpu1 = time.time(), group_cpu_seconds(locust.proc.pid)
+    finally:
+        locust.stop()
+    df = read_table(run_dir, capture.TABLE, capture.SCHEMA)
+    window = df[(df["t"] >= t0) & (df["t"] < t1)]
+    errors = int((window["error"] != "").sum())
+    return Measurement(client, round_, t1 - t0, len(window), errors, cpu1 - cpu0, sampler.medians())
+
+
+# --------------------------------------------------------------------------- the benchmark
+
+
+def measure(ep: Endpoint, client: str, connections: int, seconds: float, round_: int) -> Measurement:
+    """One client, one round."""
+    if client == "wrk-ka":
+        return run_wrk(ep, "full", connections, seconds, close=False, round_=round_, client=client)
+    if client == "wrk-close":
+        return run_wrk(ep, "full", connections, seconds, close=True, round_=round_, client=client)
+    if client == "lean-ka":
+        return run_locust(ep, "full", "lean", connections, seconds, round_, client)
+    if client == "fasthttp-ka":
+        return run_locust(ep, "full", "fasthttp", connections, seconds, round_, client)
+    if client == "lean-close":
+        return run_locust(ep, "full", "lean", connections, seconds, round_, client, {"requests_per_connection": 1, "resumption": False})
+    if client == "lean-resume":
+        return run_locust(ep, "resume", "lean", connections, seconds, round_, client, {"requests_per_connection": 1, "resumption": True})
+    raise UserError(f"unknown calibrate client {client!r}", f"use some of: {', '.join(CLIENTS)}")
+
+
+#: (name, numerator client, denominator client): ratios of per-core rates, one per round.
+RATIOS = (
+    ("lean/wrk keep-alive", "lean-ka", "wrk-ka"),
+    ("fasthttp/wrk keep-alive", "fasthttp-ka", "wrk-ka"),
+    ("lean/wrk new connection", "lean-close", "wrk-close"),
+)
+TARGETS = {"lean/wrk keep-alive": 0.6, "lean/wrk new connection": 0.8}
+REUSE_TARGET = 90.0
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def summarise(measurements: list[Measurement]) -> dict[str, Any]:
+    """Per-client medians and per-round ratios (median of the pairs, with min-max)."""
+    clients: dict[str, Any] = {}
+    for name in dict.fromkeys(m.client for m in measurements):
+        ms = [m for m in measurements if m.client == name]
+        entry: dict[str, Any] = {
+            "rate": _spread([m.rate for m in ms]),
+            "per_core": _spread([m.per_core for m in ms]),
+            "cpu_pct": _spread([m.cpu_pct for m in ms]),
+            "errors": sum(m.errors for m in ms),
+        }
+        for key in INFO_FIELDS:
+            values = [m.haproxy[key] for m in ms if key in m.haproxy]
+            if values:
+                entry[f"haproxy_{key}"] = statistics.median(values)
+        clients[name] = entry
+    ratios: dict[str, Any] = {}
+    rounds = sorted({m.round for m in measurements})
+    for label, num, den in RATIOS:
+        pairs = []
+        for r in rounds:
+            a = [m for m in measurements if m.client == num and m.round == r]
+            b = [m for m in measurements if m.client == den and m.round == r]
+            if a and b and b[0].per_core > 0:
+                pairs.append(a[0].per_core / b[0].per_core)
+        if pairs:
+            ratios[label] = {**_spread(pairs), "pairs": pairs, "target": TARGETS.get(label)}
+    reuse = clients.get("lean-resume", {}).get("haproxy_SslFrontendSessionReuse_pct")
+    return {"clients": clients, "ratios": ratios, "lean_resume_reuse_pct": reuse, "reuse_target_pct": REUSE_TARGET}
+
+
+def run_calibrate(
+    seconds: float = 5.0,
+    rounds: int = 3,
+    connections: int = 50,
+    clients: list[str] | None = None,
+    haproxy_threads: int = 1,
+    out: Path | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run the benchmark and return its result (also written to ``out`` as JSON when given)."""
+    clients = list(clients or CLIENTS)
+    unknown = [c for c in clients if c not in CLIENTS]
+    if unknown:
+        raise UserError(f"unknown calibrate client(s): {', '.join(unknown)}", f"use some of: {', '.join(CLIENTS)}")
+    if not 1 <= rounds <= 20 or not 1 <= seconds <= 120 or not 1 <= connections <= 5000:
+        raise UserError("calibrate: need 1 <= --rounds <= 20, 1 <= --seconds <= 120, 1 <= --connections <= 5000", "see `bench calibrate --help`")
+    started = time.time()
+    load_before = os.getloadavg()
+    measurements: list[Measurement] = []
+    with loopback_haproxy(nbthread=haproxy_threads, log=log) as ep:
+        version = ep.info().get("Version", "?")
+        log(f"calibrate: HAProxy {version} ({haproxy_threads} thread) on {ep.url('full')}; {rounds} rounds x {len(clients)} clients x {seconds:g}s, {connections} connections")
+        for r in range(1, rounds + 1):
+            for client in clients:
+                m = measure(ep, client, connections, seconds, r)
+                measurements.append(m)
+                reuse = m.haproxy.get("SslFrontendSessionReuse_pct")
+                log(
+                    f"  round {r} {client:<12} {m.rate:>9.0f} req/s  cpu {m.cpu_pct:>4.0f}%  {m.per_core:>9.0f} req/s per core"
+                    f"  errors {m.errors}" + (f"  reuse {reuse:.0f}%" if reuse is not None and ("close" in client or "resume" in client) else "")
+                )
+    result = {
+        "schema_version": SCHEMA_VERSION,
+        "lbbench": __version__,
+        "started": started,
+        "haproxy": version,
+        "settings": {"seconds": seconds, "rounds": rounds, "connections": connections, "clients": clients, "haproxy_threads": haproxy_threads},
+        "machine": {"cpus": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
+        "measurements": [m.to_dict() for m in measurements],
+        "summary": summarise(measurements),
+    }
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def render_table(result: dict[str, Any]) -> str:
+    """The result as terminal text (rich tables)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    summary = result["summary"]
+    table = Table(title=f"bench calibrate: {result['settings']['connections']} connections, HAProxy {result['haproxy']} one thread, loopback TLS")
+    for col in ("client", "req/s", "client CPU", "req/s per client core (min-max)", "errors", "HAProxy idle", "TLS reuse"):
+        table.add_column(col, justify="left" if col == "client" else "right")
+    for name, c in summary["clients"].items():
+        pc = c["per_core"]
+        reuse = c.get("haproxy_SslFrontendSessionReuse_pct")
+        idle = c.get("haproxy_Idle_pct")
+        table.add_row(
+            name,
+            f"{c['rate']['median']:,.0f}",
+            f"{c['cpu_pct']['median']:.0f}%",
+            f"{pc['median']:,.0f} ({pc['min']:,.0f}-{pc['max']:,.0f})",
+            str(c["errors"]),
+            "-" if idle is None else f"{idle:.0f}%",
+            "-" if reuse is None or name.endswith("-ka") else f"{reuse:.0f}%",
+        )
+    ratios = Table(title="ratios of req/s per client core, median of the rounds' pairs")
+    for col in ("ratio", "median", "min-max", "target"):
+        ratios.add_column(col, justify="left" if col == "ratio" else "right")
+    for label, r in summary["ratios"].items():
+        target = r.get("target")
+        verdict = "" if target is None else (f">= {target:g} met" if r["median"] >= target else f">= {target:g} NOT met")
+        ratios.add_row(label, f"{r['median']:.2f}", f"{r['min']:.2f}-{r['max']:.2f}", verdict)
+    reuse = summary.get("lean_resume_reuse_pct")
+    if reuse is not None:
+        verdict = "met" if reuse > summary["reuse_target_pct"] else "NOT met"
+        ratios.add_row("lean-resume SslFrontendSessionReuse_pct", f"{reuse:.0f}%", "", f"> {summary['reuse_target_pct']:g}% {verdict}")
+    console = Console(record=True, width=120)
+    with console.capture() as cap:
+        console.print(table)
+        console.print(ratios)
+        m = result["machine"]
+        console.print(f"machine: {m['cpus']} CPUs, load average before {m['loadavg_before'][0]:.2f}, after {m['loadavg_after'][0]:.2f}")
+    return cap.get()

@@ -1,0 +1,400 @@
+"""Run every sampler of a lab at 1 Hz on the host and stream the samples to the run directory.
+
+    collectors = Collectors(run_dir, lab, log=log)
+    collectors.start()                      # right after lab.up(): records the idle baseline
+    locust = start_locust(...)
+    collectors.track_loadgen(locust.proc.pid)
+    ...
+    collectors.stop()                       # after the load stopped, before lab.down()
+
+One daemon thread samples everything once per interval, stamps every reading
+with ``time.time()`` when it is taken, and flushes each table as one Parquet
+chunk per interval, so a run killed with SIGKILL keeps every complete second.
+A sampler that fails logs once (and once more when it recovers) and the rest
+go on: collection never ends a run. The tables are declared in
+:mod:`bench.collect.tables` and documented in ``reports/README.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from . import cpu, haproxy, netns, vrrp
+from .store import SAMPLES
+from .tables import TABLES, TableBuffer
+
+INTERVAL = 1.0
+#: Seconds between attempts to find a node's process again after its namespace became unreadable.
+REFRESH_EVERY = 5.0
+#: Seconds between re-scans of the load generator's process group (forks inherit the cgroup anyway).
+LOADGEN_RESCAN = 5.0
+META_SCHEMA_VERSION = 1
+META_FILE = "collectors.json"
+#: `sockets` state of the one zero-count row written for a sample that found no socket.
+NO_SOCKETS = "NONE"
+
+
+class _CpuTarget:
+    """A container whose CPU is sampled; its cgroup is looked up lazily (and again after a failure)."""
+
+    def __init__(self, service: str, role: str, node: str, container: Any):
+        self.service = service
+        self.role = role
+        self.node = node
+        self.container = container
+        self.account: cpu.CpuAccount | None = None
+
+
+class _Node:
+    """An LB node's namespace plus the container that owns it."""
+
+    def __init__(self, name: str, container: Any, namespace: netns.NodeNamespace):
+        self.name = name
+        self.container = container
+        self.ns = namespace
+        self.next_refresh = 0.0
+
+
+class Collectors:
+    """Samplers for one lab, writing into ``run_dir/samples/`` (see the module docstring).
+
+    ``cgroup`` forces the hierarchy CPU is read from ("v1", "v2"; default "auto").
+    """
+
+    def __init__(
+        self,
+        run_dir: Path,
+        lab: Any,
+        loadgen_pids: Iterable[int] = (),
+        interval: float = INTERVAL,
+        log: Callable[[str], None] = print,
+        cgroup: str = "auto",
+    ):
+        self.run_dir = Path(run_dir)
+        self.lab = lab
+        self.interval = interval
+        self.log = log
+        self.cgroup_mode = cgroup
+        self._initial_loadgen = list(loadgen_pids)
+        self.buffers = {name: TableBuffer(self.run_dir, name) for name in TABLES}
+        self.errors: dict[str, str] = {}  # sampler -> first error, for the whole run
+        self._failing: set[str] = set()
+        self._lock = threading.RLock()  # buffers + loadgen state, shared with the main thread
+        self._stop = threading.Event()
+        self._first_tick = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._started = False
+        self._stopped = False
+        self.ticks = 0
+        self.cgroups: cpu.Cgroups | None = None
+        self.haproxy: list[haproxy.HAProxyTarget] = []
+        self.cpu_targets: list[_CpuTarget] = []
+        self.nodes: list[_Node] = []
+        self.loadgen: cpu.LoadgenCgroup | None = None
+        self._loadgen_groups: set[int] = set()
+        self._loadgen_next_scan = 0.0
+        self.started_at: float | None = None
+        self.stopped_at: float | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> Collectors:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Find every process of the lab and start sampling; returns after the first sample."""
+        if self._started:
+            return
+        self._started = True
+        self.started_at = time.time()
+        self._guard("discover", self._discover)
+        for pid in self._initial_loadgen:
+            self.track_loadgen(pid)
+        self._thread = threading.Thread(target=self._run, name="lbbench-collectors", daemon=True)
+        self._thread.start()
+        self._first_tick.wait(timeout=10 * self.interval)
+
+    def stop(self) -> None:
+        """Take a last sample, read keepalived's log, flush, remove the load-generator cgroup. Idempotent."""
+        if not self._started or self._stopped:
+            return
+        self._stopped = True
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self._guard("vrrp_events", self._vrrp_events)
+        self._flush()
+        if self.loadgen is not None:
+            self._guard("loadgen cgroup removal", self.loadgen.remove)
+        self.stopped_at = time.time()
+        self._guard("collectors.json", self._write_meta)
+
+    def track_loadgen(self, pid: int) -> None:
+        """Count the CPU of ``pid``'s process group (the load generator) in a cgroup of its own."""
+
+        def track() -> None:
+            try:
+                pgid = os.getpgid(pid)
+            except ProcessLookupError:
+                return
+            with self._lock:
+                if self.loadgen is None:
+                    if self.cgroups is None:
+                        self.cgroups = cpu.Cgroups(prefer=self.cgroup_mode)
+                    self.loadgen = cpu.LoadgenCgroup(self.cgroups, f"{self.lab.project}-loadgen")
+                self._loadgen_groups.add(pgid)
+                self.loadgen.add(pid)  # the leader first: children forked from now on inherit it
+                self.loadgen.add_group(pgid)
+                self._loadgen_next_scan = time.monotonic() + 1.0
+
+        self._guard("loadgen cgroup", track)
+
+    # ------------------------------------------------------------------ discovery
+
+    def _discover(self) -> None:
+        plan = self.lab.plan
+        containers = self.lab.containers()
+        self.cgroups = self.cgroups or cpu.Cgroups(prefer=self.cgroup_mode)
+        for node in plan.nodes:
+            self.cpu_targets.append(_CpuTarget(node.name, "keepalived", node.name, containers.get(node.name)))
+            for proc in node.processes:
+                self.cpu_targets.append(_CpuTarget(proc.service, proc.kind, node.name, containers.get(proc.service)))
+                self.haproxy.append(haproxy.HAProxyTarget(proc.service, node.name, proc.kind, self.lab.socket_path(proc.service)))
+        for server in plan.servers:
+            self.cpu_targets.append(_CpuTarget(server.name, "server", "", containers.get(server.name)))
+            self.haproxy.append(haproxy.HAProxyTarget(server.name, "", "server", self.lab.socket_path(server.name)))
+        for node in plan.nodes:
+            container = containers.get(node.name)
+            pid = _pid(container)
+            entry = _Node(node.name, container, netns.NodeNamespace(node.name, pid))
+            self.nodes.append(entry)
+            self._guard(f"namespace {node.name}", self._learn_namespace, entry)
+
+    def _learn_namespace(self, node: _Node) -> None:
+        """Once per namespace (nsenter): interface addresses and ip_local_port_range."""
+        plan = self.lab.plan
+        node.ns.learn_interfaces(plan.client_subnet, plan.server_subnet)
+        t = time.time()
+        low, high = node.ns.port_range()
+        with self._lock:
+            self.buffers["port_range"].add(t=t, node=node.name, low=low, high=high)
+
+    # ------------------------------------------------------------------ sampling
+
+    def _run(self) -> None:
+        next_at = time.monotonic()
+        while True:
+            final = self._stop.is_set()  # stop() was called before this sample began: it shows the final state
+            self._guard("tick", self._tick)
+            self._first_tick.set()
+            if final:
+                break
+            if self._stop.is_set():
+                continue  # stop() came during that sample: take one more, right now
+            next_at += self.interval
+            delay = next_at - time.monotonic()
+            if delay < 0:  # overran: skip the missed ticks, keep the cadence
+                next_at = time.monotonic()
+                delay = 0.0
+            self._stop.wait(delay)
+
+    def _tick(self) -> None:
+        began = time.monotonic()
+        with self._lock:
+            b = self.buffers
+            for target in self.haproxy:
+                self._guard(f"haproxy {target.service}", haproxy.sample, target, b["haproxy_info"], b["haproxy_stat"])
+            self._guard("cpu host", self._sample_host)
+            for ct in self.cpu_targets:
+                self._guard(f"cpu {ct.service}", self._sample_container, ct)
+            if self.loadgen is not None:
+                self._guard("cpu loadgen", self._sample_loadgen)
+            for node in self.nodes:
+                ok = self._guard(f"sockets {node.name}", self._sample_sockets, node)
+                ok &= self._guard(f"netdev {node.name}", self._sample_netdev, node)
+                ok &= self._guard(f"vrrp {node.name}", self._sample_vrrp, node)
+                if not ok:
+                    self._guard(f"namespace {node.name}", self._refresh_node, node)
+            self.ticks += 1
+            b["collector_self"].add(t=time.time(), usage_s=time.thread_time(), tick_s=time.monotonic() - began)
+        self._flush()
+
+    def _cpu_rows(self, container: str, role: str, node: str, t: float, values: Iterable[tuple[int, float]]) -> None:
+        values = list(values)
+        n = len(values)
+        self.buffers["cpu"].add_many(
+            {
+                "t": [t] * n,
+                "container": [container] * n,
+                "role": [role] * n,
+                "node": [node] * n,
+                "cpu": [c for c, _ in values],
+                "usage_s": [v for _, v in values],
+            }
+        )
+
+    def _sample_host(self) -> None:
+        t = time.time()
+        self._cpu_rows("host", "host", "", t, sorted(cpu.read_host().items()))
+
+    def _sample_container(self, ct: _CpuTarget) -> None:
+        if ct.account is None:
+            if ct.container is None:
+                raise OSError(f"container of {ct.service} not found")
+            ct.account = self.cgroups.account_of(_pid(ct.container))  # type: ignore[union-attr]
+        t = time.time()
+        try:
+            values = ct.account.read()
+        except FileNotFoundError:
+            ct.account = None  # container gone or restarted: look it up again next time
+            if ct.container is not None:
+                ct.container.reload()
+            raise
+        self._cpu_rows(ct.service, ct.role, ct.node, t, values)
+
+    def _sample_loadgen(self) -> None:
+        assert self.loadgen is not None
+        if time.monotonic() >= self._loadgen_next_scan:
+            for pgid in self._loadgen_groups:
+                self.loadgen.add_group(pgid)
+            self._loadgen_next_scan = time.monotonic() + LOADGEN_RESCAN
+        t = time.time()
+        self._cpu_rows("loadgen", "loadgen", "", t, self.loadgen.account.read())
+
+    def _sample_sockets(self, node: _Node) -> None:
+        t = time.time()
+        counts = node.ns.socket_counts()
+        if not counts:
+            # An idle namespace: one zero row, so every sample of every node is in the table.
+            counts = {(NO_SOCKETS, "", "", 0, "", 0): 0}
+        n = len(counts)
+        keys = list(counts)
+        self.buffers["sockets"].add_many(
+            {
+                "t": [t] * n,
+                "node": [node.name] * n,
+                "state": [k[0] for k in keys],
+                "direction": [k[1] for k in keys],
+                "src": [k[2] for k in keys],
+                "lport": [k[3] for k in keys],
+                "dst": [k[4] for k in keys],
+                "dport": [k[5] for k in keys],
+                "count": list(counts.values()),
+            }
+        )
+
+    def _sample_netdev(self, node: _Node) -> None:
+        t = time.time()
+        buf = self.buffers["netdev"]
+        for iface, c in node.ns.netdev().items():
+            buf.add(
+                t=t,
+                node=node.name,
+                iface=iface,
+                network=node.ns.networks.get(iface, "lo" if iface == "lo" else "other"),
+                rx_bytes=c.rx_bytes,
+                tx_bytes=c.tx_bytes,
+                rx_packets=c.rx_packets,
+                tx_packets=c.tx_packets,
+                rx_dropped=c.rx_dropped,
+                tx_dropped=c.tx_dropped,
+            )
+
+    def _sample_vrrp(self, node: _Node) -> None:
+        t = time.time()
+        holds = self.lab.plan.vip in node.ns.local_addresses()
+        self.buffers["vrrp"].add(t=t, node=node.name, holds_vip=holds)
+
+    def _refresh_node(self, node: _Node) -> None:
+        """The namespace became unreadable (container restarted?): find its process again, now and then."""
+        now = time.monotonic()
+        if now < node.next_refresh or node.container is None:
+            return
+        node.next_refresh = now + REFRESH_EVERY
+        node.container.reload()
+        pid = _pid(node.container)
+        if pid and pid != node.ns.pid:
+            self.log(f"collectors: {node.name} has a new process (pid {pid}); following its namespace")
+            node.ns = netns.NodeNamespace(node.name, pid)
+            self._learn_namespace(node)
+
+    # ------------------------------------------------------------------ at stop
+
+    def _vrrp_events(self) -> None:
+        buf = self.buffers["vrrp_events"]
+        for node in self.nodes:
+            if node.container is None:
+                continue
+            text = node.container.logs(timestamps=True).decode(errors="replace")
+            for t, state, instance in vrrp.parse_keepalived_log(text):
+                with self._lock:
+                    buf.add(t=t, node=node.name, state=state, instance=instance)
+
+    def _flush(self) -> None:
+        with self._lock:
+            for name, buf in self.buffers.items():
+                self._guard(f"write {name}", buf.flush)
+
+    def _write_meta(self) -> None:
+        meta = {
+            "schema_version": META_SCHEMA_VERSION,
+            "interval_s": self.interval,
+            "cgroup_version": self.cgroups.version if self.cgroups else None,
+            "started_at": self.started_at,
+            "stopped_at": self.stopped_at,
+            "ticks": self.ticks,
+            "nodes": {
+                n.name: {"pid": n.ns.pid, "addresses": n.ns.addresses, "networks": n.ns.networks, "tcp6": n.ns.read_tcp6}
+                for n in self.nodes
+            },
+            "loadgen_cgroup": str(self.loadgen.path) if self.loadgen else None,
+            "errors": self.errors,
+        }
+        path = self.run_dir / SAMPLES / META_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(meta, indent=2) + "\n")
+        os.replace(tmp, path)
+
+    # ------------------------------------------------------------------ failures
+
+    def _guard(self, name: str, fn: Callable[..., Any], *args: Any) -> bool:
+        """Run one sampler step; a failure is logged once (and its recovery once) and never raised."""
+        try:
+            fn(*args)
+        except Exception as exc:  # noqa: BLE001 - collection must never end a run
+            if name not in self._failing:
+                self._failing.add(name)
+                message = f"{type(exc).__name__}: {exc}"
+                self.errors.setdefault(name, message)
+                self._say(f"collectors: {name} failed ({message}); going on without it")
+                if not isinstance(exc, OSError):
+                    self._say("".join(traceback.format_exception(exc)).rstrip())
+            return False
+        if name in self._failing:
+            self._failing.discard(name)
+            self._say(f"collectors: {name} works again")
+        return True
+
+    def _say(self, message: str) -> None:
+        try:
+            self.log(message)
+        except Exception:  # noqa: BLE001 - a broken log must not stop sampling
+            pass
+
+
+def _pid(container: Any) -> int:
+    if container is None:
+        return 0
+    return int(((container.attrs or {}).get("State") or {}).get("Pid") or 0)

@@ -1,0 +1,279 @@
+"""CPU seconds per core: per container (cgroups), for the host, and for the load generator.
+
+Containers: the cgroup of a container's main process is read from
+``/proc/<pid>/cgroup`` and located through ``/proc/self/mountinfo`` (no guessed
+paths). With cgroup v1 the ``cpuacct`` hierarchy gives ``cpuacct.usage_percpu``
+(nanoseconds per core); with cgroup v2 only a total is available
+(``cpu.stat`` ``usage_usec``), recorded as core -1. Hybrid hosts (v1
+controllers plus a unified mount) use v1, where Docker places containers.
+
+Host: ``/proc/stat`` per core, busy time = user + nice + system + irq +
+softirq + steal (guest time is already inside user).
+
+Load generator: Locust runs on the host, not in a container, so lbbench gives
+it a cgroup of its own (:class:`LoadgenCgroup`) and moves its process group
+there; forks inherit it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Ticks per second of the counters in /proc/stat.
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PROC = Path("/proc")
+#: Name of the folder lbbench creates under a cgroup hierarchy's root.
+CGROUP_PARENT = "lbbench"
+
+
+# ---------------------------------------------------------------- parsers
+
+
+def parse_proc_stat(text: str, clk_tck: int = CLK_TCK) -> dict[int, float]:
+    """Busy CPU seconds per core from ``/proc/stat`` (``{core: seconds}``)."""
+    out: dict[int, float] = {}
+    for line in text.splitlines():
+        if not line.startswith("cpu") or line.startswith("cpu "):
+            continue
+        fields = line.split()
+        core = fields[0][3:]
+        if not core.isdigit():
+            continue
+        # user nice system idle iowait irq softirq steal guest guest_nice
+        v = [int(x) for x in fields[1:9]] + [0] * max(0, 9 - len(fields))
+        busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
+        out[int(core)] = busy / clk_tck
+    return out
+
+
+def parse_usage_percpu(text: str) -> list[float]:
+    """cgroup v1 ``cpuacct.usage_percpu`` (nanoseconds per core) as seconds per core."""
+    return [int(x) / 1e9 for x in text.split()]
+
+
+def parse_cpu_stat(text: str) -> float:
+    """cgroup v2 ``cpu.stat``: total ``usage_usec`` as seconds."""
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "usage_usec":
+            return int(value) / 1e6
+    raise ValueError("cpu.stat has no usage_usec")
+
+
+def parse_proc_cgroup(text: str) -> dict[str, str]:
+    """``/proc/<pid>/cgroup`` as ``{controller: path}``; the v2 entry is under ``""``.
+
+    Named v1 hierarchies keep their ``name=`` prefix (``name=systemd``).
+    """
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        if controllers == "":
+            out[""] = path
+        for c in controllers.split(","):
+            if c:
+                out[c] = path
+    return out
+
+
+@dataclass(frozen=True)
+class CgroupMount:
+    """One mounted cgroup hierarchy."""
+
+    root: str  # the hierarchy's folder that is mounted (usually "/")
+    mountpoint: str
+    version: int  # 1 | 2
+    controllers: frozenset[str]  # v1 only
+
+    def path_of(self, cgroup_path: str) -> Path:
+        """Host folder of a cgroup given as in /proc/<pid>/cgroup."""
+        rel = cgroup_path
+        if self.root != "/" and (rel == self.root or rel.startswith(self.root + "/")):
+            rel = rel[len(self.root) :]
+        return Path(self.mountpoint) / rel.lstrip("/")
+
+
+def parse_mountinfo(text: str) -> list[CgroupMount]:
+    """The cgroup (v1 and v2) mounts listed in ``/proc/self/mountinfo``."""
+    mounts = []
+    for line in text.splitlines():
+        pre, sep, post = line.partition(" - ")
+        if not sep:
+            continue
+        fields = pre.split()
+        fstype, _source, *rest = post.split()
+        options = rest[0] if rest else ""
+        if fstype == "cgroup2":
+            mounts.append(CgroupMount(fields[3], _unescape(fields[4]), 2, frozenset()))
+        elif fstype == "cgroup":
+            opts = frozenset(o for o in options.split(",") if o not in ("rw", "ro"))
+            mounts.append(CgroupMount(fields[3], _unescape(fields[4]), 1, opts))
+    return mounts
+
+
+def _unescape(path: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as octal.
+    return path.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+
+
+def parse_pgrp(stat_text: str) -> int:
+    """Process group from ``/proc/<pid>/stat`` (the command name may contain spaces and parentheses)."""
+    rest = stat_text[stat_text.rfind(")") + 2 :].split(None, 3)
+    return int(rest[2])
+
+
+# ---------------------------------------------------------------- cgroup lookup
+
+
+@dataclass(frozen=True)
+class CpuAccount:
+    """Where a cgroup's CPU counter lives and how to read it."""
+
+    path: Path  # the cgroup folder
+    version: int  # 1: cpuacct.usage_percpu per core; 2: cpu.stat total
+
+    def read(self) -> list[tuple[int, float]]:
+        """``[(core, cumulative seconds)]``; core -1 is the total (cgroup v2)."""
+        if self.version == 1:
+            text = (self.path / "cpuacct.usage_percpu").read_text()
+            return list(enumerate(parse_usage_percpu(text)))
+        return [(-1, parse_cpu_stat((self.path / "cpu.stat").read_text()))]
+
+
+class Cgroups:
+    """The host's cgroup mounts, and how to find a process's CPU account in them."""
+
+    def __init__(self, mountinfo: str | None = None, prefer: str = "auto"):
+        if mountinfo is None:
+            mountinfo = (PROC / "self" / "mountinfo").read_text()
+        self.mounts = parse_mountinfo(mountinfo)
+        self.v1 = next((m for m in self.mounts if m.version == 1 and "cpuacct" in m.controllers), None)
+        self.v2 = next((m for m in self.mounts if m.version == 2), None)
+        if prefer == "v1":
+            self.v2 = None
+        elif prefer == "v2":
+            self.v1 = None
+        elif prefer != "auto":
+            raise ValueError(f"prefer must be auto, v1 or v2, not {prefer!r}")
+
+    @property
+    def version(self) -> int | None:
+        """1 or 2: the hierarchy CPU is read from (None: no cgroup mount found)."""
+        return 1 if self.v1 else 2 if self.v2 else None
+
+    def account_of(self, pid: int) -> CpuAccount:
+        """The CPU account of the cgroup ``pid`` is in."""
+        groups = parse_proc_cgroup((PROC / str(pid) / "cgroup").read_text())
+        if self.v1 is not None and "cpuacct" in groups:
+            return CpuAccount(self.v1.path_of(groups["cpuacct"]), 1)
+        if self.v2 is not None and "" in groups:
+            return CpuAccount(self.v2.path_of(groups[""]), 2)
+        raise OSError(f"no cpuacct (v1) or unified (v2) cgroup for pid {pid}")
+
+
+class LoadgenCgroup:
+    """A cgroup lbbench creates for the load generator, so its CPU is counted per core.
+
+    v1: ``<cpuacct mount>/lbbench/<name>/``; v2: ``<cgroup2 mount>/lbbench/<name>/``.
+    :meth:`add_group` moves every process of a process group in (forks
+    inherit the cgroup); :meth:`remove` moves any leftover back to the root and
+    deletes the folder.
+    """
+
+    def __init__(self, cgroups: Cgroups, name: str):
+        mount = cgroups.v1 or cgroups.v2
+        if mount is None:
+            raise OSError("no cgroup hierarchy to count load-generator CPU in")
+        self.version = 1 if cgroups.v1 else 2
+        self.root = Path(mount.mountpoint)
+        self.path = self.root / CGROUP_PARENT / name
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.account = CpuAccount(self.path, self.version)
+
+    def members(self) -> set[int]:
+        return {int(x) for x in (self.path / "cgroup.procs").read_text().split()}
+
+    def add(self, pid: int) -> None:
+        (self.path / "cgroup.procs").write_text(str(pid))
+
+    def add_group(self, pgid: int) -> int:
+        """Move every process of process group ``pgid`` in; returns how many were moved."""
+        members = self.members()
+        moved = 0
+        for pid in group_pids(pgid):
+            if pid in members:
+                continue
+            try:
+                self.add(pid)
+                moved += 1
+            except (ProcessLookupError, FileNotFoundError):
+                pass  # exited meanwhile
+        return moved
+
+    def remove(self) -> None:
+        """Move leftovers to the hierarchy root and delete the cgroup (and the parent when empty)."""
+        _remove_cgroup(self.root, self.path)
+
+
+def _remove_cgroup(root: Path, path: Path) -> None:
+    if not path.exists():
+        return
+    for pid in (path / "cgroup.procs").read_text().split():
+        try:
+            (root / "cgroup.procs").write_text(pid)
+        except OSError:
+            pass  # exited meanwhile
+    path.rmdir()
+    try:
+        path.parent.rmdir()
+    except OSError:
+        pass  # other labs still use it
+
+
+def remove_loadgen_cgroups(project: str | None = None, cgroups: Cgroups | None = None) -> int:
+    """Remove load-generator cgroups a killed ``bench`` left behind (one project's, or all); returns how many.
+
+    For a reaper such as ``bench down``: processes still inside go back to the root first.
+    """
+    cgroups = cgroups or Cgroups()
+    removed = 0
+    for mount in (cgroups.v1, cgroups.v2):
+        if mount is None:
+            continue
+        root = Path(mount.mountpoint)
+        parent = root / CGROUP_PARENT
+        if not parent.is_dir():
+            continue
+        for child in sorted(parent.iterdir()):
+            if child.is_dir() and child.name.endswith("-loadgen") and project in (None, child.name[: -len("-loadgen")]):
+                try:
+                    _remove_cgroup(root, child)
+                    removed += 1
+                except OSError:
+                    pass
+    return removed
+
+
+def group_pids(pgid: int) -> list[int]:
+    """PIDs of every process in process group ``pgid``."""
+    out = []
+    for entry in os.scandir(PROC):
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (PROC / entry.name / "stat").read_text()
+        except OSError:
+            continue
+        if parse_pgrp(text) == pgid:
+            out.append(int(entry.name))
+    return out
+
+
+def read_host() -> dict[int, float]:
+    """Busy CPU seconds per core of the host."""
+    return parse_proc_stat((PROC / "stat").read_text())

@@ -1,0 +1,43 @@
+"""Build everything a run directory's report consists of, from the run directory alone.
+
+``build_report(run_dir)`` writes, inside ``run_dir``:
+
+- ``summary.json`` (:mod:`bench.analysis.summary`);
+- ``derived/*.parquet``: the time series the plots are drawn from (:mod:`bench.analysis.series`);
+- ``plots/<name>.png``: every plot as a file;
+- ``report.html``: one self-contained page with the plots embedded.
+
+It is what ``bench report DIR`` and the end of ``bench run`` call.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..analysis.common import load_run
+from ..analysis.series import build_series, write_series
+from ..analysis.summary import save_summary, summarise_data
+from .html import render_html
+from .plots import make_context, render_plots
+
+REPORT = "report.html"
+PLOTS = "plots"
+
+
+def build_report(run_dir: Path) -> Path:
+    """Rebuild summary.json, derived series, plots and report.html of ``run_dir``; returns the report's path."""
+    run_dir = Path(run_dir)
+    data = load_run(run_dir)
+    summary = summarise_data(data)
+    save_summary(summary, run_dir)
+    series = build_series(data)
+    write_series(series, run_dir)
+    ctx = make_context(data, series, summary)
+    plots = render_plots(ctx, run_dir / PLOTS)
+    page = render_html(data.run, summary, plots, data.events, ctx.t0)
+    path = run_dir / REPORT
+    tmp = path.with_suffix(".html.tmp")
+    tmp.write_text(page)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,234 @@
+"""report.html: one self-contained page (inline CSS, plots as base64 PNG, no external assets)."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from html import escape
+from typing import Any
+
+import pandas as pd
+
+from .plots import Plot
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:1.5em auto;max-width:1100px;color:#222;line-height:1.4}
+h1{font-size:1.5em;margin-bottom:.2em}h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;margin:.5em 0;font-size:.9em}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left;vertical-align:top}
+th{background:#f5f5f5}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.ok{background:#e6f4ea;color:#137333}.warn{background:#fef7e0;color:#8a5300}.info{background:#e8f0fe;color:#174ea6}.fail{background:#fce8e6;color:#c5221f;font-weight:bold}.na{background:#f1f3f4;color:#5f6368}
+.verdict{padding:.6em .9em;border-radius:4px;margin:.4em 0}.muted{color:#666;font-size:.85em}
+img{max-width:100%;border:1px solid #eee}figure{margin:1em 0}figcaption{font-size:.85em;color:#555}
+code{background:#f5f5f5;padding:0 .2em}
+"""
+
+
+#: Colour of the bottleneck verdict: a saturated load generator voids the result; a saturated host taints it.
+BOTTLENECK_CLASS = {None: "na", "none": "ok", "loadgen": "fail", "server": "fail", "host": "warn", "ports": "info"}
+
+
+def _fmt(v: Any, unit: str = "") -> str:
+    if v is None:
+        return '<span class="na">no data</span>'
+    if isinstance(v, float):
+        text = f"{v:,.3f}".rstrip("0").rstrip(".") if abs(v) < 1000 else f"{v:,.0f}"
+    else:
+        text = escape(str(v))
+    return f"{text}{(' ' + escape(unit)) if unit else ''}"
+
+
+def _when(t: float | None) -> str:
+    if t is None:
+        return "?"
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _rows(pairs: list[tuple[str, Any, str]]) -> str:
+    def cls(v: Any) -> str:
+        return " class='num'" if isinstance(v, int | float) and not isinstance(v, bool) else ""
+
+    return "".join(f"<tr><th>{escape(k)}</th><td{cls(v)}>{_fmt(v, u)}</td></tr>" for k, v, u in pairs)
+
+
+def _checks_table(checks: list[dict[str, Any]]) -> str:
+    head = "<tr><th>check</th><th>result</th><th>client</th><th>HAProxy</th><th>diff %</th><th>how</th></tr>"
+    body = []
+    for c in checks:
+        if c["ok"] is True:
+            cls, word = "ok", "pass"
+        elif c["ok"] is False:
+            cls, word = "fail", "FAIL"
+        else:
+            cls, word = "na", "not checked"
+        body.append(
+            f"<tr class='{cls}'><td>{escape(c['name'])}</td><td>{word}</td><td class='num'>{_fmt(c['client'])}</td>"
+            f"<td class='num'>{_fmt(c['haproxy'])}</td><td class='num'>{_fmt(c['diff_pct'])}</td><td>{escape(c['note'])}</td></tr>"
+        )
+    return f"<table>{head}{''.join(body)}</table>"
+
+
+def _checks_verdict(checks: list[dict[str, Any]]) -> tuple[str, str]:
+    failed = [c["name"] for c in checks if c["ok"] is False]
+    passed = [c["name"] for c in checks if c["ok"] is True]
+    unknown = [c["name"] for c in checks if c["ok"] is None]
+    text = f"{len(passed)} passed, {len(failed)} failed, {len(unknown)} not checked (no data on one side)"
+    if failed:
+        return "fail", f"{text} (FAILED: {', '.join(failed)})"
+    return ("ok" if passed else "na"), text
+
+
+def _container_table(by_container: dict[str, Any]) -> str:
+    head = "<tr><th>container</th><th>role</th><th>node</th><th>total mean %</th><th>total max %</th><th>per-core mean %</th><th>per-core max %</th></tr>"
+    rows = []
+    for name, c in by_container.items():
+        rows.append(
+            f"<tr><td>{escape(name)}</td><td>{escape(c['role'])}</td><td>{escape(c['node'])}</td>"
+            f"<td class='num'>{_fmt(c['total_mean_pct'])}</td><td class='num'>{_fmt(c['total_max_pct'])}</td>"
+            f"<td class='num'>{_fmt(c['mean_pct'])}</td><td class='num'>{_fmt(c['max_pct'])}</td></tr>"
+        )
+    return f"<table>{head}{''.join(rows)}</table>" if rows else "<p class='na'>no CPU samples</p>"
+
+
+def _events_table(events: pd.DataFrame, t0: float) -> str:
+    if events.empty:
+        return "<p class='muted'>no events.jsonl in this run (no phases or faults recorded)</p>"
+    rows = "".join(f"<tr><td class='num'>{ev.t - t0:+.3f}</td><td>{escape(ev.kind)}</td><td>{escape(ev.name)}</td></tr>" for ev in events.itertuples())
+    return f"<table><tr><th>s since load start</th><th>kind</th><th>name</th></tr>{rows}</table>"
+
+
+def _failover_table(failover: dict[str, Any] | None, t0: float) -> str:
+    events = (failover or {}).get("events") or []
+    if not events:
+        return ""
+    head = (
+        "<tr><th>fault</th><th>target</th><th>s since load start</th><th>VIP moved after s (expected)</th>"
+        "<th>failover gap s</th><th>first success after s</th><th>errors</th><th>recovered after s</th></tr>"
+    )
+    rows = []
+    for e in events:
+        expected = e.get("expected_vip_move_s")
+        moved = _fmt(e.get("vip_moved_after_s")) + (f" ({expected[0]:g}-{expected[1]:g})" if expected else "")
+        gap = _fmt(e.get("gap_s")) + (" (no success at all)" if e.get("censored") else "")
+        errors = e.get("errors") or {}
+        kinds = ", ".join(f"{k} {v}" for k, v in (errors.get("by_kind") or {}).items())
+        injected = e.get("injected_at")
+        rows.append(
+            f"<tr><td>{escape(str(e.get('kind')))}</td><td>{escape(str(e.get('target') or e.get('node') or ''))}</td>"
+            f"<td class='num'>{_fmt(None if injected is None else round(injected - t0, 3))}</td><td class='num'>{moved}</td>"
+            f"<td class='num'>{gap}</td><td class='num'>{_fmt(e.get('first_success_after_s'))}</td>"
+            f"<td class='num'>{_fmt(errors.get('total'))}{(' (' + escape(kinds) + ')') if kinds else ''}</td>"
+            f"<td class='num'>{_fmt(e.get('recovered_after_s'))}</td></tr>"
+        )
+    return f"<h2>Failover</h2><table>{head}{''.join(rows)}</table>"
+
+
+def render_html(run: dict[str, Any], summary: dict[str, Any], plots: list[Plot], events: pd.DataFrame, t0: float) -> str:
+    """The whole report page as a string."""
+    s = summary
+    r = s["run"]
+    versions = run.get("versions") or {}
+    topo = run.get("topology") or {}
+    lb = topo.get("lb") or {}
+    b = s["bottleneck"]
+    b_cls = BOTTLENECK_CLASS.get(b["component"], "info")
+    c_cls, c_text = _checks_verdict(s["checks"])
+    lat, conn, tls, ports, traffic = s["latency_ms"], s["connections"], s["tls"], s["ports"], s["traffic"]
+    key = _rows(
+        [
+            ("successful requests / s (steady)", s["requests"]["per_s"], ""),
+            ("requests total / ok", f"{s['requests']['total']} / {s['requests']['ok']}", ""),
+            ("errors total", s["errors"]["total"], ""),
+            ("errors by kind", ", ".join(f"{k}: {v}" for k, v in s["errors"]["by_kind"].items()) or "none", ""),
+            ("latency p50 / p90 / p99 / p99.9", " / ".join(_plain(lat[k]) for k in ("p50", "p90", "p99", "p999")), "ms"),
+            ("new client connections / s", conn["per_s"], ""),
+            ("client connections (max)", conn["client_max"], ""),
+            ("frontend -> backend connections (max)", conn["backend_max"], ""),
+            ("backend -> server connections (max)", conn["server_max"], ""),
+            ("full TLS handshakes / s", tls["handshakes_per_s"], ""),
+            ("TLS resumption", tls["resumption_pct"], "%"),
+            ("ephemeral ports, busiest source (max)", None if ports["max_in_use"] is None else f"{ports['max_in_use']} of {ports['range_size']} ({ports['max_utilisation_pct']}%)", ""),
+            ("client network in / out", _pair(traffic["client_mbps"]), "Mbit/s"),
+            ("server network in / out", _pair(traffic["server_mbps"]), "Mbit/s"),
+            ("host CPU per core (mean)", s["cpu"]["host_per_core_pct"], "%"),
+            ("VIP holder(s), changes", None if s["vrrp"]["changes"] is None else f"{', '.join(s['vrrp']['holders']) or 'none'}; {s['vrrp']['changes']} change(s)", ""),
+            ("collectors' own CPU", s["collectors"]["cpu_pct"], "% of a core"),
+        ]
+    )
+    header = _rows(
+        [
+            ("run", r["id"], ""),
+            ("scenario", f"{r['scenario']} ({(run.get('scenario') or {}).get('description', '')})", ""),
+            ("variant", r["variant"] or "base", ""),
+            ("topology", f"{topo.get('name')}: layout {lb.get('layout')}, {lb.get('nodes')} node(s), {((lb.get('backend') or {}).get('processes'))} backend process(es), {lb.get('local_addresses')} local address(es), TLS {(topo.get('tls') or {}).get('key_type')} resumption {(topo.get('tls') or {}).get('resumption')}", ""),
+            ("overrides", ", ".join(f"{k}={v}" for k, v in (run.get("overrides") or {}).items()) or "none", ""),
+            ("versions", _versions_text(versions), ""),
+            ("status", r["status"], ""),
+            ("load", _load_text(run), ""),
+            ("steady window", f"{_when(s['window']['start'])} + {s['window']['seconds']} s", ""),
+        ]
+    )
+    vers = _rows([(k, v, "") for k, v in versions.items()])
+    figs = []
+    for p in plots:
+        if p.png is None:
+            figs.append(f"<h2>{escape(p.title)}</h2><p class='na'>no data for this plot in this run</p>")
+            continue
+        b64 = base64.b64encode(p.png).decode("ascii")
+        figs.append(
+            f"<h2>{escape(p.title)}</h2><figure><img alt='{escape(p.title)}' src='data:image/png;base64,{b64}'>"
+            f"<figcaption>{escape(p.caption)} (also <code>plots/{escape(p.name)}.png</code>)</figcaption></figure>"
+        )
+    evidence = "".join(f"<li>{escape(e)}</li>" for e in b["evidence"]) or "<li>none</li>"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>lbbench report {escape(str(r['id']))}</title><style>{CSS}</style></head>
+<body>
+<h1>lbbench report: {escape(str(r['scenario']))} / {escape(str(r['variant'] or 'base'))}</h1>
+<p class="muted">{escape(str(r['id']))}, started {escape(str(r['started_at']))}. Built from the run directory alone by <code>bench report</code>; figures in <code>summary.json</code>.</p>
+<div class="verdict {b_cls}"><b>Bottleneck:</b> {escape(str(b['component']))}: {escape(b['verdict'])}</div>
+<div class="verdict {c_cls}"><b>Cross-checks:</b> {escape(c_text)}</div>
+<h2>Run</h2><table>{header}</table>
+<h2>Key figures (steady window)</h2><table>{key}</table>
+<h2>Cross-checks: client vs HAProxy</h2>{_checks_table(s['checks'])}
+{_failover_table(s.get('failover'), t0)}
+<h2>Bottleneck evidence</h2><ul>{evidence}</ul>
+<h2>CPU by container (steady window, % of one core)</h2>{_container_table(s['cpu']['by_container'])}
+{''.join(figs)}
+<h2>Events</h2>{_events_table(events, t0)}
+<h2>Versions</h2><table>{vers}</table>
+</body></html>
+"""
+
+
+def _plain(v: Any) -> str:
+    return "?" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _pair(d: dict[str, Any]) -> str | None:
+    if d.get("in") is None and d.get("out") is None:
+        return None
+    return f"{_plain(d.get('in'))} / {_plain(d.get('out'))} (peak {_plain(d.get('in_max'))} / {_plain(d.get('out_max'))})"
+
+
+def _versions_text(versions: dict[str, Any]) -> str:
+    """The versions that decide a result, in one line (all of them are in the Versions table)."""
+    parts = []
+    for key, label in (("haproxy", "HAProxy"), ("keepalived", "keepalived"), ("locust", "Locust"), ("lbbench", "lbbench")):
+        v = versions.get(key)
+        if v:
+            words = str(v).split()
+            # "HAProxy version 2.6.12-1+deb12u3 2025/10/03 - ..." and "Keepalived v2.2.7 (...)" -> the version word
+            ver = next((w for w in words if w[:1].isdigit() or (w[:1] == "v" and w[1:2].isdigit())), str(v))
+            parts.append(f"{label} {ver.lstrip('v')}")
+    sha = versions.get("git_sha")
+    if sha:
+        parts[-1:] = [f"{parts[-1]} (git {str(sha)[:7]})"] if parts else [f"git {str(sha)[:7]}"]
+    return ", ".join(parts) or "unknown"
+
+
+def _load_text(run: dict[str, Any]) -> str:
+    sc = run.get("scenario") or {}
+    load = sc.get("load") or {}
+    return (
+        f"{load.get('engine')} {load.get('model')} {load.get('scheme')} {load.get('path')}, {load.get('users')} users, "
+        f"{load.get('processes')} process(es), {sc.get('duration')} s incl. {sc.get('ramp_up')} s ramp-up"
+    )

@@ -1,0 +1,355 @@
+"""The report's plots, drawn with matplotlib (Agg) from the derived series of a run.
+
+Each ``plot_*`` function takes a :class:`Context` and returns a Figure, or None when
+the run has no data for it (the report then says so instead of drawing an empty
+frame). Time runs along x in seconds since the load started, so every plot of a
+report lines up with the others and with the event markers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
+
+from ..analysis.bottleneck import capacities  # noqa: E402
+from ..analysis.common import RunData  # noqa: E402
+from ..analysis.series import Series  # noqa: E402
+
+WIDTH = 11.0
+DPI = 90
+EVENT_COLOURS = {"phase": "#555555", "fault": "#d62728", "recovery": "#2ca02c"}
+ROLE_ORDER = ("host", "loadgen", "frontend", "backend", "monolith", "keepalived", "server")
+
+
+@dataclass
+class Context:
+    """What a plot needs: the run's data and series, the time origin and the steady window."""
+
+    data: RunData
+    series: Series
+    summary: dict[str, Any]
+    t0: float
+    window: tuple[float, float]
+    xlim: tuple[float, float] = (-1.0, 1.0)
+
+    def rel(self, t: pd.Series | np.ndarray | float) -> Any:
+        """Epoch seconds -> seconds since the load started."""
+        return np.asarray(t, dtype=float) - self.t0 if not isinstance(t, float) else t - self.t0
+
+
+def make_context(data: RunData, series: Series, summary: dict[str, Any]) -> Context:
+    """A plot context; the time origin is the start of the load (or the first sample)."""
+    load = data.run.get("load_window") or {}
+    t0 = load.get("start")
+    if t0 is None:
+        starts = [float(df["t"].min()) for df in series.frames().values() if not df.empty and "t" in df]
+        t0 = min(starts) if starts else 0.0
+    end = load.get("end")
+    if end is None:
+        ends = [float(df["t"].max()) for df in series.frames().values() if not df.empty and "t" in df]
+        end = max(ends) if ends else float(t0)
+    return Context(data, series, summary, float(t0), data.window, (-1.0, float(end) - float(t0) + 1.5))
+
+
+def _sec(ctx: Context, t: pd.Series) -> Any:
+    """x of a per-second value: the middle of its second."""
+    return ctx.rel(t) + 0.5
+
+
+def _decorate(ax: Axes, ctx: Context, labels: bool = False) -> None:
+    """Steady-window shading, phase/fault/recovery markers, VIP holder changes, the common x range."""
+    ax.set_xlim(*ctx.xlim)
+    s, e = ctx.window
+    if e > s:
+        ax.axvspan(ctx.rel(s), ctx.rel(e), color="#2ca02c", alpha=0.06, lw=0, label="steady window" if labels else None)
+    for ev in ctx.data.events.itertuples():
+        colour = EVENT_COLOURS.get(ev.kind, "#555555")
+        x = ctx.rel(float(ev.t))
+        ax.axvline(x, color=colour, lw=1.2, ls="--" if ev.kind == "phase" else "-", alpha=0.8)
+        if labels:
+            ax.annotate(f"{ev.kind}: {ev.name}", (x, 1.0), xycoords=("data", "axes fraction"), rotation=90, va="top", ha="right", fontsize=7, color=colour)
+    ps = ctx.series.per_second
+    if not ps.empty and ps["vip_holder"].notna().any():
+        h = ps[["t", "vip_holder"]].dropna()
+        changed = h["vip_holder"].ne(h["vip_holder"].shift()) & h.index.to_series().gt(h.index.min())
+        for row in h[changed].itertuples():
+            x = ctx.rel(float(row.t)) + 0.5
+            ax.axvline(x, color="#9467bd", lw=1.5, alpha=0.9)
+            if labels:
+                ax.annotate(f"VIP -> {row.vip_holder or 'none'}", (x, 0.02), xycoords=("data", "axes fraction"), rotation=90, va="bottom", ha="left", fontsize=7, color="#9467bd")
+
+
+def _legend(ax: Axes) -> None:
+    """A legend outside the plot, on the right, so it never hides a line."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=7, frameon=False, borderaxespad=0.0)
+
+
+def _margins(fig: Figure, height: float, left_in: float = 0.9, right_in: float = 2.4) -> None:
+    """Fixed margins in inches (a layout engine costs more time than all the drawing); legends go in the right margin."""
+    fig.subplots_adjust(left=left_in / WIDTH, right=1.0 - right_in / WIDTH, top=1.0 - 0.3 / height, bottom=0.5 / height, hspace=0.4)
+
+
+def _figure(rows: int, height_per_row: float = 2.2) -> tuple[Figure, list[Axes]]:
+    height = max(2.5, rows * height_per_row)
+    fig, axes = plt.subplots(rows, 1, figsize=(WIDTH, height), sharex=True, squeeze=False)
+    _margins(fig, height)
+    return fig, list(axes[:, 0])
+
+
+def plot_requests(ctx: Context) -> Figure | None:
+    """Request rate (successes and errors, 100 ms bins scaled to per second), error share and latency percentiles."""
+    tl = ctx.series.timeline
+    ps = ctx.series.per_second
+    if tl.empty:
+        return None
+    fig, (ax_rate, ax_err, ax_lat) = _figure(3, 2.4)
+    x = ctx.rel(tl["t"]) + 0.05
+    scale = 1.0 / 0.1
+    ax_rate.plot(x, tl["ok"] * scale, lw=0.6, color="#1f77b4", alpha=0.45, label="successes/s (100 ms bins)")
+    if not ps.empty and ps["ok"].notna().any():
+        ax_rate.plot(_sec(ctx, ps["t"]), ps["ok"], lw=1.6, color="#1f77b4", marker=".", ms=4, label="successes/s (per second)")
+    if ps["req_rate"].notna().any():
+        ax_rate.plot(_sec(ctx, ps["t"]), ps["req_rate"], lw=1.2, color="#ff7f0e", ls="--", marker="x", ms=4, label="HAProxy req_rate (client frontends)")
+    ax_rate.set_ylabel("requests/s")
+    ax_rate.set_ylim(bottom=0)
+    _legend(ax_rate)
+    _decorate(ax_rate, ctx, labels=True)
+
+    ax_err.plot(x, tl["errors"] * scale, lw=0.8, color="#d62728", alpha=0.6, label="errors/s (100 ms bins)")
+    if not ps.empty and ps["errors"].notna().any():
+        ax_err.plot(_sec(ctx, ps["t"]), ps["errors"], lw=1.6, color="#d62728", marker=".", ms=4, label="errors/s (per second)")
+    total, errors = int(tl["requests"].sum()), int(tl["errors"].sum())
+    by_kind = ", ".join(f"{k} {v}" for k, v in ctx.summary["errors"]["by_kind"].items())
+    ax_err.set_title(f"errors: {errors} of {total} requests ({100.0 * errors / max(total, 1):.2f}%){': ' + by_kind if by_kind else ''}", fontsize=9, loc="left")
+    ax_err.set_ylabel("errors/s")
+    ax_err.set_ylim(bottom=0, top=max(1.0, float((tl["errors"] * scale).max()) * 1.1))
+    _legend(ax_err)
+    _decorate(ax_err, ctx)
+
+    colours = {"p50_ms": "#2ca02c", "p90_ms": "#1f77b4", "p99_ms": "#ff7f0e", "p999_ms": "#d62728"}
+    plotted = False
+    if not ps.empty:
+        for col, colour in colours.items():
+            if ps[col].notna().any():
+                ax_lat.plot(_sec(ctx, ps["t"]), ps[col], lw=1.4, color=colour, label=col.replace("_ms", "") + " (per second)", marker=".", ms=3)
+                plotted = True
+    if tl["p99_ms"].notna().any():
+        ax_lat.plot(x, tl["p99_ms"], lw=0.5, color="#ff7f0e", alpha=0.35, label="p99 (100 ms bins)")
+        plotted = True
+    if plotted:
+        ax_lat.set_yscale("log")
+        ax_lat.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+        # label the minor ticks at 2x and 5x only, so a wide range stays readable
+        ax_lat.yaxis.set_minor_formatter(FuncFormatter(lambda v, _pos: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
+        ax_lat.tick_params(axis="y", which="minor", labelsize=7)
+        _legend(ax_lat)
+    ax_lat.set_ylabel("latency (ms)")
+    ax_lat.set_xlabel("seconds since load start")
+    _decorate(ax_lat, ctx)
+    return fig
+
+
+def _cpu_rows(cpu: pd.DataFrame) -> list[tuple[str, str, int]]:
+    """(container, role, core) rows of the heatmap: per-core rows where known, else the total."""
+    rows = []
+    meta = cpu.drop_duplicates(["container", "cpu"])[["container", "role", "cpu"]]
+    for container, g in meta.groupby("container", sort=False):
+        role = str(g["role"].iloc[0])
+        cores = sorted(c for c in g["cpu"] if c >= 0)
+        for c in cores or [-1]:
+            rows.append((str(container), role, int(c)))
+    order = {r: i for i, r in enumerate(ROLE_ORDER)}
+    return sorted(rows, key=lambda r: (order.get(r[1], len(order)), r[0], r[2]))
+
+
+def plot_cpu_heatmap(ctx: Context) -> Figure | None:
+    """CPU per core over time: one heatmap row per container and core, % of one core."""
+    cpu = ctx.series.cpu
+    if cpu.empty:
+        return None
+    rows = _cpu_rows(cpu)
+    sec = np.floor(cpu["t"].to_numpy(dtype=float))
+    t_first, t_last = sec.min(), sec.max()
+    n = int(t_last - t_first) + 1
+    grid = np.full((len(rows), n), np.nan)
+    d = cpu.assign(sec=((sec - t_first)).astype(int))
+    for i, (container, _role, core) in enumerate(rows):
+        r = d[(d["container"] == container) & (d["cpu"] == core)]
+        if not r.empty:
+            vals = r.groupby("sec")["pct"].mean()
+            grid[i, vals.index.to_numpy()] = vals.to_numpy()
+    height = max(3.0, 0.22 * len(rows) + 1.2)
+    fig, ax = plt.subplots(figsize=(WIDTH, height))
+    _margins(fig, height, left_in=1.6, right_in=1.2)
+    extent = (ctx.rel(t_first), ctx.rel(t_first + n), len(rows) - 0.5, -0.5)
+    cmap = matplotlib.colormaps["magma_r"].with_extremes(bad="#f0f0f0")
+    im = ax.imshow(np.clip(grid, 0, 100), aspect="auto", interpolation="nearest", cmap=cmap, vmin=0, vmax=100, extent=extent)
+    labels = [f"{c} {'cpu' + str(k) if k >= 0 else 'total'}" for c, _r, k in rows]
+    ax.set_yticks(range(len(rows)), labels, fontsize=7)
+    ax.set_xlim(*ctx.xlim)
+    ax.set_xlabel("seconds since load start")
+    cb = fig.colorbar(im, ax=ax, pad=0.015, fraction=0.04)
+    cb.set_label("% of one core (total rows clipped at 100)")
+    for ev in ctx.data.events.itertuples():
+        ax.axvline(ctx.rel(float(ev.t)), color=EVENT_COLOURS.get(ev.kind, "#555555"), lw=1.2)
+    s, e = ctx.window
+    for edge in (s, e):
+        ax.axvline(ctx.rel(edge), color="#2ca02c", lw=1, ls=":")
+    return fig
+
+
+def plot_cpu_totals(ctx: Context) -> Figure | None:
+    """CPU of each container over time (sum over its cores), one panel per role, against the cores it may use."""
+    cpu = ctx.series.cpu
+    if cpu.empty:
+        return None
+    tot = cpu[cpu["cpu"] == -1]
+    roles = [r for r in ROLE_ORDER if r in set(tot["role"])] + sorted(set(tot["role"]) - set(ROLE_ORDER))
+    caps = capacities(ctx.data.run)  # what each role's container may use
+    fig, axes = _figure(len(roles), 1.8)
+    for ax, role in zip(axes, roles, strict=True):
+        for container, g in tot[tot["role"] == role].groupby("container"):
+            ax.plot(ctx.rel(g["t"]), g["pct"], lw=1.2, label=str(container))
+        if role in caps:
+            ax.axhline(100.0 * caps[role], color="#d62728", lw=1.0, ls=":", label=f"limit: {caps[role]:g} core(s)")
+        ax.set_ylabel(f"{role}\n% of a core", fontsize=8)
+        ax.set_ylim(bottom=0)
+        _legend(ax)
+        _decorate(ax, ctx)
+    axes[-1].set_xlabel("seconds since load start")
+    return fig
+
+
+def plot_ports(ctx: Context) -> Figure | None:
+    """Ephemeral ports in use per source address, per LB node, against ip_local_port_range."""
+    ports = ctx.series.ports
+    if ports.empty:
+        return None
+    nodes = sorted(ports["node"].unique())
+    fig, axes = _figure(len(nodes), 2.6)
+    for ax, node in zip(axes, nodes, strict=True):
+        d = ports[ports["node"] == node]
+        limit = float(d["range_size"].max())
+        for src, g in d.groupby("src"):
+            line = ax.plot(ctx.rel(g["t"]), g["in_use"], lw=1.4, label=f"{src} in use")[0]
+            if g["time_wait"].max() > 0:
+                ax.plot(ctx.rel(g["t"]), g["time_wait"], lw=0.8, ls="--", color=line.get_color(), label=f"{src} TIME_WAIT")
+        ax.axhline(limit, color="#d62728", lw=1.5, label=f"limit {limit:.0f} (ip_local_port_range)")
+        peak = d["in_use"].max()
+        ax.set_yscale("symlog", linthresh=10)
+        ax.set_ylim(0, limit * 2)
+        ax.set_ylabel(f"{node}\nports", fontsize=8)
+        ax.set_title(f"{node}: peak {peak:.0f} of {limit:.0f} ports from one source ({100 * peak / limit:.2f}%)", fontsize=9, loc="left")
+        _legend(ax)
+        _decorate(ax, ctx)
+    axes[-1].set_xlabel("seconds since load start")
+    return fig
+
+
+def plot_connections(ctx: Context) -> Figure | None:
+    """Established connections per hop (HAProxy sessions, solid; kernel ESTABLISHED sockets, dashed), new connections and full TLS handshakes per second."""
+    ps = ctx.series.per_second
+    hops = {"client": ("client -> frontend", "#1f77b4"), "frontend_backend": ("frontend -> backend", "#ff7f0e"), "backend_server": ("backend -> server", "#2ca02c")}
+    rates = {"conn_rate": ("new connections/s (HAProxy)", "-", "o"), "ssl_key_rate": ("full TLS handshakes/s", "--", "x"), "conn_new": ("new connections/s (client)", ":", "s")}
+    cols = [*hops, *(f"{h}_sockets" for h in hops), *rates]
+    if ps.empty or not any(ps[c].notna().any() for c in cols):
+        return None
+    fig, (ax, ax_rate) = _figure(2, 2.6)
+    x = _sec(ctx, ps["t"])
+    for col, (label, colour) in hops.items():
+        if ps[col].notna().any():
+            ax.plot(x, ps[col], lw=1.5, color=colour, label=f"{label} (scur)", marker=".", ms=3)
+        if ps[f"{col}_sockets"].notna().any():
+            ax.plot(x, ps[f"{col}_sockets"], lw=1.2, ls="--", color=colour, label=f"{label} (sockets)")
+    ax.set_ylabel("established")
+    ax.set_ylim(bottom=0)
+    _legend(ax)
+    _decorate(ax, ctx, labels=True)
+    for col, (label, ls, marker) in rates.items():
+        if ps[col].notna().any():
+            ax_rate.plot(x, ps[col], lw=1.2, ls=ls, marker=marker, ms=4, label=label)
+    ax_rate.set_ylabel("per second")
+    ax_rate.set_ylim(bottom=0)
+    ax_rate.set_xlabel("seconds since load start")
+    if ax_rate.lines:
+        _legend(ax_rate)
+    _decorate(ax_rate, ctx)
+    return fig
+
+
+def plot_traffic(ctx: Context) -> Figure | None:
+    """Traffic in and out of the LB nodes, on the client and on the server network (Mbit/s)."""
+    ps = ctx.series.per_second
+    cols = ["client_in_mbps", "client_out_mbps", "server_in_mbps", "server_out_mbps"]
+    if ps.empty or not any(ps[c].notna().any() for c in cols):
+        return None
+    fig, axes = _figure(2, 2.2)
+    x = _sec(ctx, ps["t"])
+    for ax, network in zip(axes, ("client", "server"), strict=True):
+        ax.plot(x, ps[f"{network}_in_mbps"], lw=1.4, label="in (received by the LB)")
+        ax.plot(x, ps[f"{network}_out_mbps"], lw=1.4, label="out (sent by the LB)")
+        ax.set_ylabel(f"{network} network\nMbit/s", fontsize=8)
+        ax.set_ylim(bottom=0)
+        _legend(ax)
+        _decorate(ax, ctx)
+    axes[-1].set_xlabel("seconds since load start")
+    return fig
+
+
+@dataclass
+class Plot:
+    """One plot of the report: file stem, title, what it shows, and its PNG (None: no data)."""
+
+    name: str
+    title: str
+    caption: str
+    png: bytes | None
+
+
+PLOTS: list[tuple[str, str, Callable[[Context], Figure | None]]] = [
+    ("requests", "Requests, errors and latency", plot_requests),
+    ("cpu_cores", "CPU per core", plot_cpu_heatmap),
+    ("cpu_containers", "CPU per process", plot_cpu_totals),
+    ("ports", "Ephemeral ports", plot_ports),
+    ("connections", "Connections", plot_connections),
+    ("traffic", "Traffic", plot_traffic),
+]
+
+
+def render_plots(ctx: Context, out_dir: Path | None = None) -> list[Plot]:
+    """Draw every plot; with ``out_dir``, also write ``<name>.png`` there (stale PNGs of empty plots are removed)."""
+    import io
+
+    plots = []
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    for name, title, fn in PLOTS:
+        fig = fn(ctx)
+        png = None
+        if fig is not None:
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+            plt.close(fig)
+            png = buf.getvalue()
+        if out_dir is not None:
+            path = out_dir / f"{name}.png"
+            if png is not None:
+                path.write_bytes(png)
+            elif path.exists():
+                path.unlink()
+        plots.append(Plot(name, title, (fn.__doc__ or "").strip().splitlines()[0], png))
+    return plots

@@ -1,0 +1,43 @@
+"""Turn a real run directory into a golden one: python tests/golden/runs/trim_run.py RUN_DIR NAME.
+
+Keeps run.json, events.jsonl and every sample table, each table's chunks merged
+into one Parquet file (same rows, same columns), and drops what the analysis does
+not read (logs, Locust CSVs, configs, derived files, plots, the report). The
+expected summary.json is then written by `pytest tests/unit/test_report_golden.py --update-golden`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+HERE = Path(__file__).parent
+
+
+def trim(run_dir: Path, name: str) -> Path:
+    dest = HERE / name
+    if dest.exists():
+        shutil.rmtree(dest)
+    (dest / "samples").mkdir(parents=True)
+    shutil.copy(run_dir / "run.json", dest / "run.json")
+    if (run_dir / "events.jsonl").exists():
+        shutil.copy(run_dir / "events.jsonl", dest / "events.jsonl")
+    for folder in sorted((run_dir / "samples").iterdir()):
+        if folder.is_file():
+            shutil.copy(folder, dest / "samples" / folder.name)
+            continue
+        parts = sorted(folder.glob("part-*.parquet"))
+        if not parts:
+            continue
+        table = pa.concat_tables([pq.read_table(p) for p in parts], promote_options="default")
+        (dest / "samples" / folder.name).mkdir()
+        pq.write_table(table, dest / "samples" / folder.name / "part-golden-000000.parquet", compression="zstd")
+    return dest
+
+
+if __name__ == "__main__":
+    print(trim(Path(sys.argv[1]), sys.argv[2]))

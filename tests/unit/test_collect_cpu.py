@@ -1,0 +1,144 @@
+"""CPU counters: /proc/stat, cgroup v1 cpuacct.usage_percpu, cgroup v2 cpu.stat, and finding a cgroup."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.collect import cpu
+
+DATA = Path(__file__).parent / "data" / "collect"
+CONTAINER = "4e203fbc269d89263d143bd7b08ba563ec6f053ef4352e37fccbeedbb10da628"
+
+
+def recorded(name: str) -> str:
+    return (DATA / name).read_text()
+
+
+def test_proc_stat_busy_seconds_per_core() -> None:
+    per_core = cpu.parse_proc_stat(recorded("proc_stat.txt"), clk_tck=100)
+    assert sorted(per_core) == [0, 1]  # the aggregate "cpu " line is not a core
+    # cpu0: user 32969 + nice 0 + system 10525 + irq 0 + softirq 2373 + steal 42 (idle, iowait excluded)
+    assert per_core[0] == pytest.approx((32969 + 10525 + 2373 + 42) / 100)
+    assert per_core[1] == pytest.approx((29281 + 10731 + 2475 + 38) / 100)
+
+
+def test_proc_stat_tolerates_old_kernels_with_fewer_fields() -> None:
+    assert cpu.parse_proc_stat("cpu0 10 0 10 500 0 0 0\n", clk_tck=100) == {0: 0.2}
+
+
+def test_cpuacct_usage_percpu_is_nanoseconds_per_core() -> None:
+    assert cpu.parse_usage_percpu(recorded("cpuacct_usage_percpu.txt")) == pytest.approx([0.056765386, 0.094994806])
+
+
+def test_cgroup_v2_cpu_stat_usage() -> None:
+    assert cpu.parse_cpu_stat(recorded("cpu_stat_v2.txt")) == pytest.approx(0.151760)
+    with pytest.raises(ValueError):
+        cpu.parse_cpu_stat("user_usec 1\n")
+
+
+def test_proc_pid_cgroup() -> None:
+    v1 = cpu.parse_proc_cgroup(recorded("proc_pid_cgroup_v1.txt"))
+    assert v1["cpuacct"] == v1["cpu"] == v1[""] == f"/docker/{CONTAINER}"
+    assert "name=systemd" in v1
+    v2 = cpu.parse_proc_cgroup(recorded("proc_pid_cgroup_v2.txt"))
+    assert list(v2) == [""] and v2[""].startswith("/system.slice/docker-")
+
+
+def test_hybrid_host_reads_v1_cpuacct() -> None:
+    cg = cpu.Cgroups(recorded("mountinfo_hybrid.txt"))
+    assert cg.version == 1
+    assert cg.v1 is not None and cg.v1.mountpoint == "/sys/fs/cgroup/cpuacct"
+    assert cg.v2 is not None and cg.v2.mountpoint == "/sys/fs/cgroup/unified"
+    assert cg.v1.path_of(f"/docker/{CONTAINER}") == Path(f"/sys/fs/cgroup/cpuacct/docker/{CONTAINER}")
+    forced = cpu.Cgroups(recorded("mountinfo_hybrid.txt"), prefer="v2")
+    assert forced.version == 2 and forced.v2 is not None
+    assert forced.v2.path_of(f"/docker/{CONTAINER}") == Path(f"/sys/fs/cgroup/unified/docker/{CONTAINER}")
+
+
+def test_pure_v2_host() -> None:
+    cg = cpu.Cgroups(recorded("mountinfo_v2.txt"))
+    assert cg.version == 2 and cg.v1 is None
+    assert cg.v2 is not None
+    assert cg.v2.path_of("/system.slice/docker-x.scope") == Path("/sys/fs/cgroup/system.slice/docker-x.scope")
+
+
+def test_comounted_v1_with_a_non_root_mount() -> None:
+    # Inside a container without a cgroup namespace: the hierarchy's /docker/4c1f0e3a is mounted.
+    cg = cpu.Cgroups(recorded("mountinfo_v1_nested.txt"))
+    assert cg.v1 is not None and cg.v1.controllers == frozenset({"cpu", "cpuacct"})
+    assert cg.v1.path_of("/docker/4c1f0e3a/inner") == Path("/sys/fs/cgroup/cpu,cpuacct/inner")
+    assert cg.v1.path_of("/elsewhere") == Path("/sys/fs/cgroup/cpu,cpuacct/elsewhere")
+
+
+def test_no_cgroup_mount_at_all() -> None:
+    cg = cpu.Cgroups("22 27 0:21 / /proc rw,relatime - proc proc rw\n")
+    assert cg.version is None
+    with pytest.raises(OSError):
+        cpu.LoadgenCgroup(cg, "x-loadgen")
+
+
+def test_cpu_account_reads_v1_per_core_and_v2_total(tmp_path: Path) -> None:
+    (tmp_path / "cpuacct.usage_percpu").write_text("1000000000 2500000000 \n")
+    (tmp_path / "cpu.stat").write_text("usage_usec 1500000\nuser_usec 1000000\nsystem_usec 500000\n")
+    assert cpu.CpuAccount(tmp_path, 1).read() == [(0, 1.0), (1, 2.5)]
+    assert cpu.CpuAccount(tmp_path, 2).read() == [(-1, 1.5)]
+
+
+def test_pgrp_from_proc_stat_with_awkward_command_names() -> None:
+    assert cpu.parse_pgrp("4242 (python3) S 1 4242 4242 0 -1 4194560") == 4242
+    assert cpu.parse_pgrp("77 (a) b (c)) R 5 70 70 0 -1") == 70
+
+
+def test_loadgen_cgroup_lifecycle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Against a fake hierarchy: created under lbbench/, pids written to cgroup.procs, removed at the end."""
+    root = tmp_path / "cpuacct"
+    root.mkdir()
+    (root / "cgroup.procs").write_text("")
+    mountinfo = f"33 31 0:30 / {root} rw,relatime - cgroup cgroup rw,cpuacct\n"
+    cg = cpu.Cgroups(mountinfo)
+    real_mkdir = Path.mkdir
+
+    def mkdir(self: Path, *args: object, **kwargs: object) -> None:
+        real_mkdir(self, *args, **kwargs)  # type: ignore[arg-type]
+        (self / "cgroup.procs").write_text("")  # the kernel would create it
+
+    real_rmdir = Path.rmdir
+
+    def rmdir(self: Path) -> None:
+        (self / "cgroup.procs").unlink(missing_ok=True)  # the kernel ignores its control files
+        real_rmdir(self)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    monkeypatch.setattr(Path, "rmdir", rmdir)
+    lg = cpu.LoadgenCgroup(cg, "lbbench-1234-loadgen")
+    assert lg.path == root / "lbbench" / "lbbench-1234-loadgen"
+    assert lg.account == cpu.CpuAccount(lg.path, 1)
+    lg.add(99)
+    assert lg.members() == {99}
+    lg.remove()
+    assert (root / "cgroup.procs").read_text() == "99"  # a leftover goes back to the root first
+    assert not lg.path.exists() and not (root / "lbbench").exists()
+
+
+def test_leftover_loadgen_cgroups_are_reaped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "cpuacct"
+    (root / "lbbench" / "lbbench-aaaa-loadgen").mkdir(parents=True)
+    (root / "lbbench" / "lbbench-bbbb-loadgen").mkdir()
+    (root / "cgroup.procs").write_text("")
+    (root / "lbbench" / "lbbench-aaaa-loadgen" / "cgroup.procs").write_text("4242\n")
+    (root / "lbbench" / "lbbench-bbbb-loadgen" / "cgroup.procs").write_text("")
+    real_rmdir = Path.rmdir
+
+    def rmdir(self: Path) -> None:
+        (self / "cgroup.procs").unlink(missing_ok=True)  # the kernel ignores its control files
+        real_rmdir(self)
+
+    monkeypatch.setattr(Path, "rmdir", rmdir)
+    cg = cpu.Cgroups(f"33 31 0:30 / {root} rw,relatime - cgroup cgroup rw,cpuacct\n")
+    assert cpu.remove_loadgen_cgroups("lbbench-aaaa", cg) == 1
+    assert (root / "cgroup.procs").read_text() == "4242"
+    assert (root / "lbbench" / "lbbench-bbbb-loadgen").exists()
+    assert cpu.remove_loadgen_cgroups(None, cg) == 1
+    assert not (root / "lbbench").exists()

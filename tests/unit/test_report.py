@@ -1,0 +1,120 @@
+"""The report builder on small synthetic run directories: empty, requests only, interrupted; and `bench report`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.analysis.summary import summarise
+from bench.cli import main
+from bench.collect.store import ChunkWriter
+from bench.load import capture
+from bench.report import build_report
+from bench.report.html import render_html
+from bench.report.plots import PLOTS, Plot
+
+T0 = 1_700_000_000.0
+
+
+def make_run(tmp_path: Path, *, requests: bool = True, end: float | None = T0 + 6.0, events: list[dict] | None = None) -> Path:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    run = {
+        "schema_version": 1,
+        "id": "unit-base-1",
+        "status": "completed" if end else "interrupted",
+        "scenario": {"name": "unit", "ramp_up": 1.0, "duration": 6.0, "load": {"scheme": "https", "users": 2, "processes": 1}},
+        "topology": {"name": "split", "lb": {"layout": "split", "frontend": {"nbthread": 1}, "backend": {"nbthread": 1, "processes": 2}}, "servers": {"nbthread": 1}},
+        "variant": None,
+        "machine": {"cpus": 2},
+        "versions": {"lbbench": "0.1.0"},
+        "load_window": {"start": T0, "end": end},
+        "started_at": "2023-11-14T22:13:20+00:00",
+    }
+    (run_dir / "run.json").write_text(json.dumps(run))
+    if requests:
+        rng = np.random.default_rng(1)
+        t = np.sort(T0 + rng.uniform(0, 6, 600))
+        lat = rng.gamma(2.0, 2.0, t.size)
+        err = np.where((t > T0 + 3.0) & (t < T0 + 3.5), "refused", "")
+        cols = {
+            "t": t.tolist(),
+            "latency_ms": lat.tolist(),
+            "bytes": [100] * t.size,
+            "status": np.where(err == "", 200, 0).tolist(),
+            "error": err.tolist(),
+            "name": ["GET /"] * t.size,
+            "worker": ["w:1"] * t.size,
+            "conn_new": [None] * t.size,
+        }
+        ChunkWriter(run_dir, capture.TABLE, "1", capture.SCHEMA).write(cols)
+        ChunkWriter(run_dir, capture.HIST_TABLE, "1", capture.HIST_SCHEMA).write(capture.histogram_columns(cols, "w:1"))
+    if events:
+        (run_dir / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    return run_dir
+
+
+def test_empty_run_renders_with_nulls(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path, requests=False)
+    report = build_report(run_dir)
+    html = report.read_text()
+    s = json.loads((run_dir / "summary.json").read_text())
+    assert s["requests"]["total"] == 0 and s["latency_ms"]["p50"] is None
+    assert s["connections"]["client_max"] is None and s["cpu"]["host_per_core_pct"] is None
+    assert s["bottleneck"]["component"] is None
+    assert all(c["ok"] is None for c in s["checks"])
+    assert html.count("no data for this plot") == len(PLOTS)
+    assert not list((run_dir / "plots").glob("*.png"))
+
+
+def test_requests_only_run_with_events(tmp_path: Path) -> None:
+    events = [{"t": T0 + 3.0, "kind": "fault", "name": "crash", "id": 1, "target": "master", "node": "lb-a"}, {"t": T0 + 3.5, "kind": "recovery", "name": "crash", "id": 1}]
+    run_dir = make_run(tmp_path, events=events)
+    html = build_report(run_dir).read_text()
+    assert (run_dir / "plots" / "requests.png").exists()
+    assert not (run_dir / "plots" / "cpu_cores.png").exists()
+    assert "<td>fault</td><td>crash</td>" in html and "<td>recovery</td>" in html
+    s = json.loads((run_dir / "summary.json").read_text())
+    assert [e["kind"] for e in s["failover"]["events"]] == ["crash"]
+    assert "<h2>Failover</h2>" in html and "<td>crash</td><td>master</td>" in html
+    assert s["errors"]["by_kind"]["refused"] == s["errors"]["total"] > 0
+    assert s["latency_ms"]["source"] == "latency_hist"
+
+
+def test_stale_plots_are_removed(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path, requests=False)
+    (run_dir / "plots").mkdir()
+    (run_dir / "plots" / "ports.png").write_bytes(b"old")
+    build_report(run_dir)
+    assert not (run_dir / "plots" / "ports.png").exists()
+
+
+def test_interrupted_run_without_end(tmp_path: Path) -> None:
+    s = summarise(make_run(tmp_path, end=None))
+    assert s["run"]["status"] == "interrupted"
+    assert s["window"]["seconds"] > 0 and s["requests"]["per_s"] > 0
+
+
+def test_failing_check_is_red_and_named() -> None:
+    summary = json.loads((Path(__file__).resolve().parents[1] / "golden" / "runs" / "smoke" / "summary.json").read_text())
+    summary["checks"][0].update(ok=False, client=900.0, haproxy=1000.0, diff_pct=-10.0)
+    html = render_html({}, summary, [Plot("x", "X", "x", None)], _no_events(), 0.0)
+    assert "<div class=\"verdict fail\"><b>Cross-checks:</b> 0 passed, 1 failed" in html
+    assert "FAILED: requests" in html
+    assert "<tr class='fail'><td>requests</td><td>FAIL</td>" in html
+
+
+def _no_events() -> pd.DataFrame:
+    return pd.DataFrame(columns=["t", "kind", "name"])
+
+
+def test_cli_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = make_run(tmp_path, requests=False)
+    assert main(["report", str(run_dir)]) == 0
+    assert capsys.readouterr().out.strip() == str(run_dir / "report.html")
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    assert "no run.json" in capsys.readouterr().err
