@@ -43,7 +43,6 @@ import signal
 import socket
 import statistics
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -247,6 +246,23 @@ def _signals_deferred() -> Iterator[None]:
             signal.signal(s, h)
     if received:
         raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM tears down like Ctrl-C (the container is removed), in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def _wait_ready(ep: Endpoint) -> None:
@@ -538,7 +554,7 @@ def run_calibrate(
     started = time.time()
     load_before = os.getloadavg()
     measurements: list[Measurement] = []
-    with loopback_haproxy(nbthread=haproxy_threads, log=log) as ep:
+    with _sigterm_as_interrupt(), loopback_haproxy(nbthread=haproxy_threads, log=log) as ep:
         version = ep.info().get("Version", "?")
         log(f"calibrate: HAProxy {version} ({haproxy_threads} thread) on {ep.url('full')}; {rounds} rounds x {len(clients)} clients x {seconds:g}s, {connections} connections")
         for r in range(1, rounds + 1):

@@ -29,27 +29,32 @@ def _say(msg: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .run import run_scenario
+    from .matrix import run_command
 
-    run_dir = run_scenario(
+    folder, is_parent = run_command(
         args.scenario,
+        matrix=args.matrix,
+        repeat=args.repeat,
         duration=args.duration,
         out=Path(args.out) if args.out else None,
         variant=args.variant,
         sets=args.set,
         log=_say,
     )
-    run = json.loads((run_dir / "run.json").read_text())
-    summary_path = run_dir / "summary.json"
-    if summary_path.exists():
-        s = json.loads(summary_path.read_text())
-        lat = s["latency_ms"]
-        _say(
-            f"{s['requests']['per_s']} req/s, {s['requests']['total']} requests, {s['errors']['total']} errors, "
-            f"p50 {lat['p50']} ms, p99 {lat['p99']} ms"
-        )
-    print(run_dir)
-    return EXIT_INTERRUPTED if run.get("status") == "interrupted" else EXIT_OK
+    run_dirs = sorted(p.parent for p in folder.glob("*/run.json")) if is_parent else [folder]
+    for run_dir in run_dirs:
+        summary_path = run_dir / "summary.json"
+        if summary_path.exists():
+            s = json.loads(summary_path.read_text())
+            lat = s["latency_ms"]
+            label = f"{run_dir.name}: " if is_parent else ""
+            _say(
+                f"{label}{s['requests']['per_s']} req/s, {s['requests']['total']} requests, {s['errors']['total']} errors, "
+                f"p50 {lat['p50']} ms, p99 {lat['p99']} ms"
+            )
+    print(folder)
+    statuses = [json.loads((d / "run.json").read_text()).get("status") for d in run_dirs if (d / "run.json").exists()]
+    return EXIT_INTERRUPTED if "interrupted" in statuses else EXIT_OK
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -192,6 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="run directory to write (default reports/<scenario>-<variant>-<time>)")
     r.add_argument("--variant", help="topology variant to run (default: the scenario's)")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one topology field, e.g. lb.backend.processes=4 (repeatable)")
+    r.add_argument("--matrix", metavar="A,B,C|FILE", help="run once per variant (names, or a YAML file of variants) into one parent folder")
+    r.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="N runs, variants interleaved A B C A B C ...; a scenario with faults repeats its fault cycle N times in one run instead",
+    )
     r.set_defaults(func=cmd_run)
 
     u = sub.add_parser("up", help="bring a topology up and leave it running (for working by hand)")

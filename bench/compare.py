@@ -523,13 +523,18 @@ def notes_for(tests_used: set[str], groups: list[Group]) -> list[str]:
 # --------------------------------------------------------------------------- rendering
 
 
-def fmt_value(value: float | None, spread: float | None = None) -> str:
-    """A figure's value for a table: ``3108.0``, ``4.41``, ``0``, with ``±1.2%`` for repeats; ``n/a`` when absent."""
+def is_count(metric: str) -> bool:
+    """Figures that count things (shown without decimals): ``errors.total``, ``requests.ok`` ..."""
+    return (metric.startswith("errors.") and not metric.endswith(("per_s", "pct"))) or metric.endswith((".total", ".ok", ".steady"))
+
+
+def fmt_value(value: float | None, spread: float | None = None, count: bool = False) -> str:
+    """A figure's value for a table: ``3108.0``, ``4.41``, ``0.219``, counts as ``12``, with ``±1.2%`` for repeats; ``n/a`` when absent."""
     if value is None:
         return "n/a"
     if math.isinf(value):
         return "inf"
-    if float(value).is_integer() and abs(value) < 1e12:
+    if value == 0 or (count and float(value).is_integer()):
         text = f"{int(value)}"
     elif abs(value) >= 100:
         text = f"{value:.1f}"
@@ -571,8 +576,8 @@ def table_rows(doc: dict[str, Any], comparison: dict[str, Any]) -> tuple[list[st
     rows = [
         [
             r["metric"],
-            fmt_value(r["baseline"], r["baseline_spread_pct"]),
-            fmt_value(r["candidate"], r["candidate_spread_pct"]),
+            fmt_value(r["baseline"], r["baseline_spread_pct"], is_count(r["metric"])),
+            fmt_value(r["candidate"], r["candidate_spread_pct"], is_count(r["metric"])),
             r["phrase"],
             _change(r),
             r["significance"],

@@ -36,7 +36,7 @@ import numpy as np
 import yaml
 
 from . import stats
-from .compare import MISSING, Group, figure_for, load_groups, lookup, numeric_keys, phrase, series_pair
+from .compare import MISSING, Group, figure_for, fmt_value, is_count, load_groups, lookup, numeric_keys, phrase, series_pair
 from .errors import UserError
 
 SCHEMA_VERSION = 1
@@ -215,10 +215,8 @@ def _values(group: Group, metric: str, side: str) -> list[float]:
     return group.values(metric)
 
 
-def _fmt(x: float | None) -> str:
-    from .compare import fmt_value
-
-    return fmt_value(x)
+def _fmt(x: float | None, metric: str = "") -> str:
+    return fmt_value(x, count=is_count(metric))
 
 
 def evaluate_rule(rule: Rule, base: Group, cand: Group, alpha: float, strict: bool = False) -> Outcome:
@@ -231,7 +229,7 @@ def evaluate_rule(rule: Rule, base: Group, cand: Group, alpha: float, strict: bo
         worst = max(cand_vals) if rule.op in ("<=", "<") else min(cand_vals)
         ok = _OPS[rule.op](worst, rule.threshold)
         which = "worst candidate run" if len(cand_vals) > 1 else "candidate"
-        msg = f"{rule.metric} = {_fmt(worst)} ({which}); limit {rule.op} {rule.threshold:g}"
+        msg = f"{rule.metric} = {_fmt(worst, rule.metric)} ({which}); limit {rule.op} {rule.threshold:g}"
         base_vals = base.values(rule.metric)
         return Outcome(
             rule.text, rule.metric, rule.kind, "pass" if ok else "fail", msg,
@@ -242,7 +240,7 @@ def evaluate_rule(rule: Rule, base: Group, cand: Group, alpha: float, strict: bo
         raise UserError(f"figure {rule.metric!r} is null in every baseline run ({base.runs[0].path})", "gate on a figure the baseline measured")
     b = float(np.median(base_vals))
     if not cand_vals:
-        msg = f"{rule.metric}: the candidate has no value (null in summary.json), baseline {_fmt(b)}"
+        msg = f"{rule.metric}: the candidate has no value (null in summary.json), baseline {_fmt(b, rule.metric)}"
         return Outcome(rule.text, rule.metric, rule.kind, "fail", msg, b, None, None, "n/a", "-", "-", "-", None, None)
     c = float(np.median(cand_vals))
     if b == 0:
@@ -253,9 +251,10 @@ def evaluate_rule(rule: Rule, base: Group, cand: Group, alpha: float, strict: bo
     sig = stats.significance(base_vals, cand_vals, *series_pair(base, cand, figure), alpha=alpha, seed=stats.seed_for(rule.metric))
     ratio = None if b == 0 and c != 0 else (1.0 if b == 0 else c / b)
     words = phrase(ratio if ratio is not None else math.inf, figure)
-    change_txt = f"{change * 100:+.1f}%" if math.isfinite(change) else "from 0"
+    change_pct = round(change * 100, 2) if math.isfinite(change) else None
+    change_txt = f"{change_pct:+.1f}%" if change_pct is not None else "from 0"
     limit = f"{rule.threshold * 100:+g}%"
-    head = f"{rule.metric} {_fmt(b)} -> {_fmt(c)} ({change_txt}, {words}); limit {limit}"
+    head = f"{rule.metric} {_fmt(b, rule.metric)} -> {_fmt(c, rule.metric)} ({change_txt}, {words}); limit {limit}"
     evidence = f"{sig.describe()}, {sig.evidence()}" if sig.test != "none" else "no test possible"
     if not beyond:
         status, msg = "pass", f"{head}: within the threshold"
@@ -268,7 +267,7 @@ def evaluate_rule(rule: Rule, base: Group, cand: Group, alpha: float, strict: bo
         status, msg = "pass", f"{head}: beyond the threshold but within noise ({evidence})"
     return Outcome(
         rule.text, rule.metric, rule.kind, status, msg, b, c,
-        round(change * 100, 2) if math.isfinite(change) else None, words,
+        change_pct, words,
         sig.marker, sig.describe(), sig.evidence(),
         None if sig.p is None else round(sig.p, 4),
         [round(x, 4) for x in sig.ci95] if sig.ci95 else None,
@@ -375,7 +374,7 @@ def print_verdict(verdict: dict[str, Any], console: Any = None) -> None:
     for o in verdict["rules"]:
         change = "n/a" if o["change_pct"] is None else f"{o['change_pct']:+.1f}%"
         test = o["test"] if o["evidence"] in ("-", "") else f"{o['test']}, {o['evidence']}"
-        t.add_row(o["rule"], _fmt(o["baseline"]), _fmt(o["candidate"]), change, o["significance"], test, o["status"].upper(), style=styles.get(o["status"], ""))
+        t.add_row(o["rule"], _fmt(o["baseline"], o["metric"]), _fmt(o["candidate"], o["metric"]), change, o["significance"], test, o["status"].upper(), style=styles.get(o["status"], ""))
     console.print(t)
     for o in verdict["rules"]:
         if o["status"] != "pass":

@@ -145,3 +145,31 @@ def _write(parent: Path, record: dict[str, Any]) -> None:
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(record, indent=2) + "\n")
     os.replace(tmp, path)
+
+
+def run_command(
+    scenario_name: str,
+    matrix: str | None = None,
+    repeat: int = 1,
+    duration: str | None = None,
+    out: Path | None = None,
+    variant: str | None = None,
+    sets: list[str] | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[Path, bool]:
+    """What `bench run` does: one run, or a matrix / repeats into a parent folder.
+
+    Returns the folder written and whether it is a parent of several runs.
+    """
+    from .run import run_scenario
+
+    if matrix and variant:
+        raise UserError("--matrix and --variant both given", "name the variants in --matrix only")
+    scenario, _ = load_scenario(scenario_name, duration)
+    if repeat < 1:
+        raise UserError(f"--repeat {repeat}: must be at least 1", "use --repeat 1 or more")
+    if matrix or (repeat > 1 and not scenario.faults):
+        if variant:
+            matrix = variant
+        return run_matrix(scenario_name, matrix, repeat, duration, out, sets, log), True
+    return run_scenario(scenario_name, duration=duration, out=out, variant=variant, sets=sets, log=log, repeat=repeat), False

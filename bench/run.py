@@ -23,16 +23,20 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, engine, images, paths
-from .report import build_report
 from .collect.collectors import Collectors
 from .errors import RunInterrupted, UserError
+from .faults import EVENTS_FILE, EventLog, FaultInjector, FaultSchedule
 from .load.runner import LocustProcess, start_locust
-from .spec import load_scenario, load_topology
+from .report import build_report
+from .spec import Variant, load_scenario, load_topology, scenario_topology
+from .topology.diff import config_diff
 from .topology.lab import Lab
 
 RUN_SCHEMA_VERSION = 1
 #: Extra seconds Locust gets beyond the run time to stop users and write its files.
 LOCUST_EXIT_GRACE = 20.0
+#: How often the run loop checks for a fault that is due.
+FAULT_POLL_S = 0.05
 
 
 class SignalGuard:
@@ -107,11 +111,21 @@ def run_scenario(
     variant: str | None = None,
     sets: list[str] | None = None,
     log: Callable[[str], None] = print,
+    repeat: int = 1,
+    extra_variants: dict[str, Variant] | None = None,
 ) -> Path:
-    """Run a scenario end to end and return its run directory."""
+    """Run a scenario end to end and return its run directory.
+
+    ``repeat`` repeats a scenario's fault cycle inside the run (every
+    ``repeat.every`` seconds); ``extra_variants`` are variants from a matrix file.
+    """
     scenario, scenario_path = load_scenario(name, duration)
+    if extra_variants:
+        scenario = scenario.model_copy(update={"variants": {**scenario.variants, **extra_variants}})
+    scenario = scenario.with_repeats(repeat)
     variant = variant or scenario.variant
-    topology, overrides = load_topology(scenario.topology, variant, sets)
+    topology, overrides = scenario_topology(scenario, variant, sets)
+    base_topology, _ = load_topology(scenario.topology)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_id = f"{scenario.name}-{variant or 'base'}-{stamp}"
     run_dir = Path(out) if out else paths.REPORTS / run_id
@@ -148,6 +162,7 @@ def run_scenario(
 
     locust: LocustProcess | None = None
     collectors: Collectors | None = None
+    schedule: FaultSchedule | None = None
     load_started = False
     guard = SignalGuard()
     lab = Lab(topology, ref.node_tag, variant, log=log)
@@ -166,7 +181,10 @@ def run_scenario(
                     server_subnet=lab.plan.server_subnet,
                     services=list(lab.plan.services),
                 )
+                # What this variant changed in the rendered configs, against the topology file as written.
+                run["config_diff"] = config_diff(base_topology, topology, lab.project, lab.plan.client_subnet, lab.plan.server_subnet)
                 _write_json(run_dir / "run.json", run)
+                events = EventLog(run_dir / EVENTS_FILE)
                 # Sampling starts before the load (idle baseline) and ends after it (final state).
                 collectors = Collectors(run_dir, lab, log=log)
                 collectors.start()
@@ -179,13 +197,18 @@ def run_scenario(
                 run["load_pid"] = locust.proc.pid  # its process group, should bench itself be killed
                 run["status"] = "running"
                 _write_json(run_dir / "run.json", run)
+                events.phase("load", t=locust.started_at)
+                events.phase("steady", t=locust.started_at + scenario.ramp_up)
+                schedule = FaultSchedule(FaultInjector(lab, events, log=log), scenario.faults, locust.started_at)
                 deadline = time.monotonic() + scenario.duration + LOCUST_EXIT_GRACE
-                while locust.wait(0.5) is None:
+                while locust.wait(FAULT_POLL_S if schedule.next_due() is not None else 0.5) is None:
+                    schedule.poll()
                     if time.monotonic() > deadline:
                         log("locust did not stop on time; stopping it")
                         break
                 code = locust.stop()
                 run["load_window"]["end"] = time.time()
+                events.phase("end", t=run["load_window"]["end"])
                 if code != 0:
                     raise UserError(
                         f"locust exited with status {code}: {locust.log_tail()}",
@@ -197,6 +220,8 @@ def run_scenario(
                 log(f"interrupted (signal {exc.signum}): stopping load and tearing down; data so far is kept")
             finally:
                 with guard.shielded():
+                    if schedule is not None:
+                        schedule.finish()
                     if locust is not None:
                         locust.stop()
                         if run.get("load_window") and run["load_window"].get("end") is None:
@@ -214,6 +239,10 @@ def run_scenario(
             run["status"] = run["status"] if run["status"] == "interrupted" else "failed"
             run["ended_at"] = _now()
             _write_json(run_dir / "run.json", run)
+            try:  # keep what was measured readable; the original error is what matters
+                build_report(run_dir)
+            except Exception as exc:  # noqa: BLE001
+                log(f"could not build the report of the failed run: {exc}")
         raise
     run["ended_at"] = _now()
     _write_json(run_dir / "run.json", run)

@@ -233,6 +233,9 @@ def significance(
     """
     a, b = _clean(base_runs), _clean(cand_runs)
     rng = np.random.default_rng(seed)
+    if a.size and b.size and np.ptp(np.concatenate([a, b])) == 0:
+        # every run on both sides has the same value (typically 0 errors): nothing to test
+        return Significance("identical", False, None, None, (int(a.size), int(b.size)), "runs")
     if a.size >= MIN_REPEATS and b.size >= MIN_REPEATS:
         if mann_whitney_min_p(a.size, b.size) <= alpha:
             test, p = "mann-whitney", mann_whitney(a, b)
@@ -244,9 +247,6 @@ def significance(
     if sa.size >= MIN_SECONDS and sb.size >= MIN_SECONDS:
         p, ci = batch_means_test(sa, sb)
         return Significance("batch-means", p < alpha, p, ci, (int(sa.size), int(sb.size)), "seconds")
-    if a.size and b.size and np.ptp(np.concatenate([a, b])) == 0:
-        # every run on both sides has the same value (typically 0 errors): nothing to test
-        return Significance("identical", False, None, None, (int(a.size), int(b.size)), "runs")
     n = (int(max(a.size, sa.size)), int(max(b.size, sb.size)))
     return Significance("none", None, None, None, n, "")
 

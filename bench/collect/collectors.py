@@ -167,7 +167,9 @@ class Collectors:
         containers = self.lab.containers()
         self.cgroups = self.cgroups or cpu.Cgroups(prefer=self.cgroup_mode)
         for node in plan.nodes:
-            self.cpu_targets.append(_CpuTarget(node.name, "keepalived", node.name, containers.get(node.name)))
+            self.cpu_targets.append(_CpuTarget(node.name, "node", node.name, containers.get(node.name)))
+            ka = node.keepalived_service
+            self.cpu_targets.append(_CpuTarget(ka, "keepalived", node.name, containers.get(ka)))
             for proc in node.processes:
                 self.cpu_targets.append(_CpuTarget(proc.service, proc.kind, node.name, containers.get(proc.service)))
                 self.haproxy.append(haproxy.HAProxyTarget(proc.service, node.name, proc.kind, self.lab.socket_path(proc.service)))
@@ -333,10 +335,12 @@ class Collectors:
 
     def _vrrp_events(self) -> None:
         buf = self.buffers["vrrp_events"]
+        containers = self.lab.containers()
         for node in self.nodes:
-            if node.container is None:
+            keepalived = containers.get(f"{node.name}-keepalived")
+            if keepalived is None:
                 continue
-            text = node.container.logs(timestamps=True).decode(errors="replace")
+            text = keepalived.logs(timestamps=True).decode(errors="replace")
             for t, state, instance in vrrp.parse_keepalived_log(text):
                 with self._lock:
                     buf.add(t=t, node=node.name, state=state, instance=instance)

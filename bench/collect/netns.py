@@ -1,4 +1,4 @@
-"""An LB node's network namespace, seen from the host through its keepalived process.
+"""An LB node's network namespace, seen from the host through the process owning it.
 
 ``/proc/<pid>/net/*`` shows the namespace of ``<pid>``, so one plain file read
 per sample gives, without entering the namespace:

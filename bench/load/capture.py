@@ -122,12 +122,14 @@ def histogram_columns(cols: dict[str, list], worker: str) -> dict[str, list]:
         return {}
     seconds = np.floor(t[ok]).astype(np.int64)
     buckets = buckets_of(np.asarray(cols["latency_ms"], dtype=float)[ok])
-    pairs, counts = np.unique(np.stack([seconds, buckets]), axis=1, return_counts=True)
+    # One integer key per (second, bucket): a 1-D unique is ~100x cheaper than axis=1.
+    first = int(seconds.min())
+    keys, counts = np.unique(((seconds - first) << 20) | buckets, return_counts=True)
     n = counts.size
     return {
-        "t": pairs[0].tolist(),
+        "t": ((keys >> 20) + first).tolist(),
         "worker": [worker] * n,
-        "bucket": pairs[1].astype(np.int32).tolist(),
+        "bucket": (keys & ((1 << 20) - 1)).astype(np.int32).tolist(),
         "count": counts.tolist(),
     }
 

@@ -1,31 +1,29 @@
-"""The lean load engine: a Locust ``User`` on plain sockets, ``ssl`` and :mod:`bench.load.http1`.
+"""The lean load engine under Locust: :class:`LeanHttpsUser` (``load: {engine: lean}``).
 
 Locust's ``FastHttpUser`` spends most of its time in its client library and in
-per-request bookkeeping. :class:`LeanHttpsUser` drives HTTP/1.1 over TLS
-itself, with as little Python per request as we could manage:
+per-request bookkeeping. :class:`LeanHttpsUser` runs one
+:class:`~bench.load.leanclient.LeanClient` per user instead: plain non-blocking
+sockets on gevent's loop, TLS through ``ssl`` memory BIOs, the response read by
+:mod:`bench.load.http1`; see :mod:`bench.load.leanclient` for the details.
 
-- one non-blocking socket per user, waited on with gevent's event loop, TLS
-  through an ``ssl.SSLObject`` over memory BIOs (one ``send`` and one ``recv``
-  system call per small request, no exceptions on the hot path);
-- the response read by :func:`bench.load.http1.read_response` (Content-Length,
-  chunked, until-close bodies; ``Connection: close``; a close mid-body is an error);
-- CA verification always on, against the run's CA (``settings()["ca"]``);
-- ``requests_per_connection`` (0 = unlimited keep-alive, 1 = a new connection
-  per request), TLS session resumption on or off (the ``SSLSession`` of the
-  user's previous connection is offered on the next), a connect timeout (TCP +
-  TLS handshake) and a response timeout, enforced by one watchdog greenlet per
-  process instead of a timer per request;
-- every request recorded exactly into our timeline with
-  :meth:`RequestCapture.record` (``conn_new`` says the request opened its
-  connection; its latency includes the connect and the handshake);
-- Locust's statistics fed in batches: requests are aggregated per name in this
-  process and merged into ``environment.stats`` once per ``STATS_FLUSH``
-  seconds and when the test stops, so Locust's console, web UI, CSV files and
-  distributed mode keep working. ``events.request`` is *not* fired per
-  request; listeners of that event do not see this engine's requests.
+What stays Locust's: users, spawning, shapes, ``wait_time`` (think time), the
+console, web UI, CSV files and distributed mode. What changes:
 
-Targets are restricted to the lab range 198.18.0.0/15 and loopback
-(:func:`bench.load.users.check_lab_host`); every loop is bounded in time and count.
+- every request is recorded exactly into our timeline
+  (:meth:`RequestCapture.record`, with ``conn_new``), and into Locust's
+  statistics in batches: per-name lists in this process, merged into
+  ``environment.stats`` every ``STATS_FLUSH`` seconds and when the test stops.
+  ``events.request`` is *not* fired per request, so other listeners of that
+  event do not see this engine's requests;
+- with ``think_time`` 0 a task is a burst of back-to-back requests, bounded by
+  ``BURST_REQUESTS`` and ``BURST_SECONDS`` so stopping stays prompt;
+- on its first user, each process freezes the objects alive at that point out of
+  the garbage collector's reach and raises its thresholds (the profile showed
+  the collector at a fifth of the CPU otherwise).
+
+Several processes: Locust's ``--processes N`` (``load.processes``) forks N
+workers, each with its own connections, file-descriptor limit and capture
+files; the master merges their statistics as usual.
 
 Settings (``LBBENCH_LOAD`` JSON, written by :mod:`bench.load.runner`)::
 
@@ -35,491 +33,38 @@ Settings (``LBBENCH_LOAD`` JSON, written by :mod:`bench.load.runner`)::
 
 from __future__ import annotations
 
-import errno
 import gc
-import math
 import os
-import _ssl
-import socket
 import ssl
 import time
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import gevent
-import numpy as np
-from gevent import get_hub, getcurrent
-from gevent.monkey import get_original
+from gevent import getcurrent
 from locust import User, constant, task
-from locust import stats as locust_stats
 from locust.exception import StopUser
-from locust.stats import StatsEntry, StatsError
 from locust.user.users import LOCUST_STATE_STOPPING
 
-from .capture import RequestCapture, classify
-from .http1 import HTTPError, IncompleteResponse, ProtocolError, read_response
+from .capture import RequestCapture
+from .leanclient import (
+    LeanClient,
+    LeanSettings,
+    LeanTimeout,
+    StatsBatch,
+    Watchdog,
+    error_kind,
+    lab_tls_context,
+)
 from .users import check_lab_host, settings
 
-# The unpatched classes: we do our own waiting on gevent's loop, so neither the
-# socket nor the TLS object may block or yield by themselves.
-_RawSocket = get_original("socket", "socket")
-_SSLContext = get_original("ssl", "SSLContext")
-
-#: Bytes asked of one recv() (below glibc's mmap threshold, several TLS records).
-RECV_SIZE = 65536
 #: A burst of back-to-back requests ends after this many requests ...
 BURST_REQUESTS = 512
 #: ... or this many seconds, so Locust can stop or rebalance users in time.
 BURST_SECONDS = 0.5
 #: Seconds between merges of the aggregated statistics into Locust's (its CSV writer runs every 1 s).
 STATS_FLUSH = 0.25
-#: A keep-alive connection idle this long is checked for a close by the server before reuse.
-IDLE_CHECK = 1.0
 
-_INF = math.inf
 _time = time.time
-
-
-class LeanTimeout(TimeoutError):
-    """A connect or response timeout of the lean engine (error kind ``timeout``)."""
-
-
-def error_kind(exc: BaseException | None, status: int = 0) -> str:
-    """The capture error kind of a lean request's outcome ("" on success).
-
-    Same kinds as :func:`bench.load.capture.classify`: refused, reset, timeout,
-    tls, http_4xx, http_5xx, closed, other.
-    """
-    if exc is None:
-        return classify(None, status)
-    if isinstance(exc, IncompleteResponse):
-        return "closed"
-    if isinstance(exc, ProtocolError):
-        return "other"
-    if isinstance(exc, TimeoutError | socket.timeout):
-        return "timeout"
-    return classify(exc, status)
-
-
-# --------------------------------------------------------------------------- settings
-
-
-@dataclass(frozen=True)
-class LeanSettings:
-    """What one lean user needs, parsed once per process."""
-
-    scheme: str
-    host: str
-    port: int
-    path: str
-    name: str
-    ca: str | None
-    think_time: float = 0.0
-    timeout: float = 5.0
-    connect_timeout: float = 5.0
-    requests_per_connection: int = 0
-    resumption: bool = True
-
-    @classmethod
-    def from_settings(cls, url: str, s: dict[str, Any]) -> LeanSettings:
-        """Build from Locust's ``--host`` URL and the ``LBBENCH_LOAD`` settings."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("https", "http"):
-            raise StopUser(f"lean engine: host must be https:// or http://, got {url!r}")
-        path = str(s.get("path", "/"))
-        rpc = int(s.get("requests_per_connection", 0) or 0)
-        if rpc < 0:
-            raise StopUser(f"lean engine: requests_per_connection must be >= 0, got {rpc}")
-        return cls(
-            scheme=parts.scheme,
-            host=parts.hostname or "",
-            port=parts.port or (443 if parts.scheme == "https" else 80),
-            path=path,
-            name=str(s.get("name") or f"GET {path.split('?')[0]}"),
-            ca=s.get("ca"),
-            think_time=float(s.get("think_time", 0.0) or 0.0),
-            timeout=float(s.get("timeout", 5.0)),
-            connect_timeout=float(s.get("connect_timeout", s.get("timeout", 5.0))),
-            requests_per_connection=rpc,
-            resumption=bool(s.get("resumption", True)),
-        )
-
-    def request_bytes(self, close: bool) -> bytes:
-        """The request, ready to send (``Connection: close`` on a connection's last request)."""
-        default = 443 if self.scheme == "https" else 80
-        host = self.host if self.port == default else f"{self.host}:{self.port}"
-        if ":" in self.host and not self.host.startswith("["):
-            host = f"[{self.host}]" if self.port == default else f"[{self.host}]:{self.port}"
-        lines = [f"GET {self.path} HTTP/1.1", f"Host: {host}", "User-Agent: lbbench-lean"]
-        if close:
-            lines.append("Connection: close")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
-
-
-def lab_tls_context(ca: str | None) -> ssl.SSLContext:
-    """A client TLS context that verifies the server against ``ca`` only (never insecure)."""
-    if not ca:
-        raise StopUser("lean engine: no CA given (settings 'ca'); lbbench always verifies TLS")
-    ctx = _SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # check_hostname + CERT_REQUIRED
-    # The C-level setter: ssl.SSLContext's Python property recurses once gevent has patched ssl.
-    _ssl._SSLContext.minimum_version.__set__(ctx, ssl.TLSVersion.TLSv1_2)
-    ctx.load_verify_locations(cafile=ca)
-    return ctx
-
-
-# --------------------------------------------------------------------------- connections
-
-
-class Connection:
-    """One client connection (TLS through memory BIOs, or plain TCP), driven by gevent's loop.
-
-    Blocking points (connect, handshake, waiting for bytes) wait on gevent I/O
-    watchers; they are interrupted by the process :class:`Watchdog` when their
-    deadline passes.
-    """
-
-    __slots__ = (
-        "sock", "obj", "inc", "out", "rw", "ww", "buf", "requests", "last_used",
-        "_hub", "_sock_recv", "_sock_send", "_tls", "_switch",
-    )
-
-    def __init__(self, addr: tuple[str, int], ctx: ssl.SSLContext | None, server_hostname: str, session: ssl.SSLSession | None):
-        self._hub = get_hub()
-        # A connection is only ever used by the greenlet that opened it.
-        self._switch = getcurrent().switch
-        family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
-        sock = _RawSocket(family, socket.SOCK_STREAM)
-        self.sock = sock
-        self.obj = None
-        self.inc = self.out = None
-        self.rw = self.ww = None
-        self.buf = b""
-        self.requests = 0
-        self.last_used = 0.0
-        try:
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            loop = self._hub.loop
-            self.rw = loop.io(sock.fileno(), 1)
-            self.ww = loop.io(sock.fileno(), 2)
-            self._sock_recv = sock.recv
-            self._sock_send = sock.send
-            err = sock.connect_ex(addr)
-            if err in (errno.EINPROGRESS, errno.EAGAIN, errno.EALREADY):
-                self._hub.wait(self.ww)
-                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if err:
-                raise OSError(err, os.strerror(err))  # ConnectionRefusedError etc. by errno
-            if ctx is not None:
-                self.inc = ssl.MemoryBIO()
-                self.out = ssl.MemoryBIO()
-                self.obj = ctx.wrap_bio(self.inc, self.out, server_hostname=server_hostname, session=session)
-                # The C object under ssl.SSLObject: same methods, one Python frame less per call.
-                self._tls = getattr(self.obj, "_sslobj", self.obj)
-                self._handshake()
-            else:
-                self._tls = None
-        except BaseException:
-            self.close()
-            raise
-
-    # ------------------------------------------------------------------ raw I/O
-
-    def _wait_readable(self) -> None:
-        """Park this greenlet until the socket is readable.
-
-        gevent's ``hub.wait`` wraps the same in a Waiter object per call; starting
-        the watcher with the greenlet's own switch is cheaper and does the same.
-        A wake-up by anything else is harmless: callers retry on EAGAIN.
-        """
-        rw = self.rw
-        rw.start(self._switch)
-        try:
-            self._hub.switch()
-        finally:
-            rw.stop()
-
-    def _fill(self) -> None:
-        """Wait until the socket is readable and move what arrived into the TLS input BIO."""
-        for _ in range(1 << 16):  # bounded: spurious wake-ups are rare
-            self._wait_readable()
-            try:
-                data = self._sock_recv(RECV_SIZE)
-            except BlockingIOError:
-                continue
-            if data:
-                self.inc.write(data)
-            else:
-                self.inc.write_eof()
-            return
-        raise LeanTimeout("socket never became readable")
-
-    def _flush(self) -> None:
-        """Send everything the TLS object has produced."""
-        data = self.out.read()
-        if data:
-            self._send_all(data)
-
-    def _send_all(self, data: bytes) -> None:
-        try:
-            sent = self._sock_send(data)
-        except BlockingIOError:
-            sent = 0
-        if sent == len(data):
-            return
-        view = memoryview(data)
-        for _ in range(1 << 20):  # bounded: each round waits for room in the socket buffer
-            if sent >= len(data):
-                return
-            self._hub.wait(self.ww)
-            try:
-                sent += self._sock_send(view[sent:])
-            except BlockingIOError:
-                pass
-        raise LeanTimeout("could not send the request")
-
-    def _handshake(self) -> None:
-        obj = self.obj
-        for _ in range(64):  # a TLS handshake takes a handful of round trips
-            try:
-                obj.do_handshake()
-                # The client's last handshake flight goes out with the first request.
-                return
-            except ssl.SSLWantReadError:
-                self._flush()
-                if self.inc.eof:
-                    raise ssl.SSLEOFError("connection closed during the TLS handshake") from None
-                self._fill()
-        raise ssl.SSLError("TLS handshake did not finish in 64 rounds")
-
-    # ------------------------------------------------------------------ HTTP I/O
-
-    def send(self, data: bytes) -> None:
-        """Send request bytes (encrypted when TLS)."""
-        tls = self._tls
-        if tls is not None:
-            tls.write(data)
-            data = self.out.read()
-        try:
-            sent = self._sock_send(data)
-        except BlockingIOError:
-            sent = 0
-        if sent != len(data):
-            # Rare: the socket buffer is full; send the rest as room appears.
-            self._send_all(data[sent:])
-
-    def recv(self) -> bytes:
-        """The next bytes of the response stream; ``b""`` when the server has closed.
-
-        This is the hot path: the waiting of :meth:`_fill` is inlined.
-        """
-        tls = self._tls
-        if tls is None:
-            for _ in range(1 << 16):
-                self._wait_readable()
-                try:
-                    return self._sock_recv(RECV_SIZE)
-                except BlockingIOError:
-                    continue
-            raise LeanTimeout("socket never became readable")
-        inc = self.inc
-        # TLS never holds decrypted bytes back here: every read asks for more than a
-        # record (16 KiB) can carry. So an empty input BIO means nothing is buffered.
-        if not inc.pending:
-            # The usual case right after a request: wait first, so the read below
-            # finds a whole record and raises no SSLWantReadError.
-            if inc.eof:
-                return b""
-            rw = self.rw
-            for _ in range(1 << 16):  # bounded: spurious wake-ups are rare
-                rw.start(self._switch)
-                try:
-                    self._hub.switch()
-                finally:
-                    rw.stop()
-                try:
-                    data = self._sock_recv(RECV_SIZE)
-                except BlockingIOError:
-                    continue
-                if data:
-                    inc.write(data)
-                else:
-                    inc.write_eof()
-                break
-        for _ in range(1 << 20):  # bounded: each round consumes bytes or waits
-            try:
-                return tls.read(RECV_SIZE)
-            except ssl.SSLWantReadError:
-                if inc.eof:
-                    return b""
-                self._fill()
-            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
-                return b""
-        return b""
-
-    def closed_by_peer(self) -> bool:
-        """True when the server has closed (or sent something unasked, such as a TLS alert) while the connection idled."""
-        try:
-            self.sock.recv(1, socket.MSG_PEEK)
-        except BlockingIOError:
-            return False  # nothing to read: still open
-        except OSError:
-            pass
-        return True
-
-    @property
-    def session(self) -> ssl.SSLSession | None:
-        return self.obj.session if self.obj is not None else None
-
-    @property
-    def session_reused(self) -> bool:
-        return bool(self.obj is not None and self.obj.session_reused)
-
-    def close(self) -> None:
-        """Close without a TLS close_notify (as a load generator would: cheap, and the server does not care)."""
-        for w in (self.rw, self.ww):
-            if w is not None:
-                w.stop()
-                w.close()
-        self.rw = self.ww = None
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
-
-
-# --------------------------------------------------------------------------- per-process helpers
-
-
-class Watchdog:
-    """Interrupts lean users whose connect or response deadline has passed.
-
-    One greenlet per process checks every ``tick`` seconds; a timed-out user gets
-    :class:`LeanTimeout` thrown into its greenlet from the hub, only if the same
-    operation (sequence number) is still pending. That costs two attribute
-    writes per request instead of a timer per wait.
-    """
-
-    def __init__(self) -> None:
-        self.users: set[LeanClient] = set()
-        self.tick = 0.5
-        self._glet: gevent.Greenlet | None = None
-
-    def add(self, user: LeanClient, timeout: float) -> None:
-        self.users.add(user)
-        self.tick = min(self.tick, max(0.02, timeout / 10))
-        if self._glet is None or self._glet.dead:
-            self._glet = gevent.spawn(self._run)
-
-    def discard(self, user: LeanClient) -> None:
-        self.users.discard(user)
-
-    def _run(self) -> None:
-        loop = get_hub().loop
-        while self.users:
-            gevent.sleep(self.tick)
-            now = _time()
-            for user in list(self.users):
-                if user._deadline < now:
-                    loop.run_callback(self._fire, user, user._op)
-
-    @staticmethod
-    def _fire(user: LeanClient, op: int) -> None:
-        glet = user._glet
-        if user._op == op and user._deadline < _time() and glet is not None and not glet.dead:
-            user._deadline = _INF
-            what = "connect" if user._deadline_what == "connect" else "response"
-            limit = user._s.connect_timeout if what == "connect" else user._s.timeout
-            glet.throw(LeanTimeout(f"{what} timeout ({limit:g}s)"))
-
-
-class StatsBatch:
-    """Requests aggregated per name in one process, merged into Locust's stats in batches.
-
-    Per request: three list appends (plus one per failure). Per flush: numpy
-    turns the lists into Locust's rounded response-time histogram, per-second
-    counts and totals, and :meth:`locust.stats.StatsEntry.extend` merges them,
-    as Locust's master merges its workers' reports.
-    """
-
-    METHOD = "GET"
-
-    def __init__(self) -> None:
-        self.names: dict[str, tuple[list[float], list[float], list[int], list[tuple[float, str]]]] = {}
-
-    def lists(self, name: str) -> tuple[list[float], list[float], list[int], list[tuple[float, str]]]:
-        """(start times, latencies ms, body bytes, failures) of ``name``: append to them."""
-        lists = self.names.get(name)
-        if lists is None:
-            lists = self.names[name] = ([], [], [], [])
-        return lists
-
-    def flush(self, stats: locust_stats.RequestStats) -> int:
-        """Merge everything gathered since the last flush into ``stats``; returns the request count.
-
-        The lists are emptied in place (users hold references to them); nothing
-        here yields to other greenlets, so no request lands half-way.
-        """
-        total = 0
-        for name, lists in self.names.items():
-            n = len(lists[0])
-            if n == 0:
-                continue
-            ts, ms, nb, failures = (list(x) for x in lists)
-            for x in lists:
-                x.clear()
-            entry = self._entry(stats, name, ts, ms, nb, failures)
-            stats.entries[(name, self.METHOD)].extend(entry)
-            stats.total.extend(entry)
-            for when, error in failures:
-                key = StatsError.create_key(self.METHOD, name, error)
-                err = stats.errors.get(key)
-                if err is None:
-                    err = stats.errors[key] = StatsError(self.METHOD, name, error)
-                err.occurrences += 1
-                err.first_seen = when if err.first_seen is None else min(err.first_seen, when)
-                err.last_seen = when if err.last_seen is None else max(err.last_seen, when)
-            total += n
-        return total
-
-    def _entry(self, stats, name, ts, ms, nb, failures) -> StatsEntry:
-        entry = StatsEntry(stats, name, self.METHOD, use_response_times_cache=False)
-        t = np.asarray(ts, dtype=float)
-        lat = np.asarray(ms, dtype=float)
-        entry.num_requests = len(ts)
-        entry.num_failures = len(failures)
-        entry.total_response_time = float(lat.sum())
-        entry.min_response_time = float(lat.min())
-        entry.max_response_time = float(lat.max())
-        entry.total_content_length = int(sum(nb))
-        entry.start_time = float(t.min())
-        entry.last_request_timestamp = float((t + lat / 1000.0).max())
-        entry.response_times = _bucket_counts(lat)
-        secs, counts = np.unique(np.floor(t).astype(np.int64), return_counts=True)
-        entry.num_reqs_per_sec = dict(zip(secs.tolist(), counts.tolist(), strict=True))
-        if failures:
-            fsecs, fcounts = np.unique(np.floor([w for w, _ in failures]).astype(np.int64), return_counts=True)
-            entry.num_fail_per_sec = dict(zip(fsecs.tolist(), fcounts.tolist(), strict=True))
-        return entry
-
-
-_LOCUST_BUCKET = locust_stats.bucket_response_time
-
-
-def _bucket_counts(lat: np.ndarray) -> dict[int, int]:
-    """Locust's rounded response-time histogram ({bucket ms: count}) of ``lat``, vectorised."""
-    if locust_stats.bucket_response_time is not _LOCUST_BUCKET:
-        # Someone replaced Locust's bucketing (a documented hook): honour it.
-        out: dict[int, int] = {}
-        for value in lat.tolist():
-            key = locust_stats.bucket_response_time(value)
-            out[key] = out.get(key, 0) + 1
-        return out
-    digits = np.select([lat < 100, lat < 1000, lat < 10000], [0, -1, -2], -3)
-    scale = 10.0 ** (-digits)
-    buckets = (np.round(lat / scale) * scale).astype(np.int64)
-    keys, counts = np.unique(buckets, return_counts=True)
-    return dict(zip(keys.tolist(), counts.tolist(), strict=True))
 
 
 class _Process:
@@ -545,8 +90,12 @@ class _Process:
         if self.pid == os.getpid():
             return
         self.pid = os.getpid()
-        self.settings = LeanSettings.from_settings(user.host or "", settings())
-        self.ctx = lab_tls_context(self.settings.ca) if self.settings.scheme == "https" else None
+        try:
+            self.settings = LeanSettings.from_settings(user.host or "", settings())
+            self.ctx = lab_tls_context(self.settings.ca) if self.settings.scheme == "https" else None
+        except ValueError as exc:
+            self.pid = -1
+            raise StopUser(str(exc)) from None
         self.environment = user.environment
         events = user.environment.events
         events.test_stopping.add_listener(lambda **_kw: self.flush_stats())
@@ -580,104 +129,6 @@ def attach_capture(capture: RequestCapture | None) -> None:
     _PROC.capture = capture
 
 
-# --------------------------------------------------------------------------- the user
-
-
-class LeanClient:
-    """One connection's worth of client: connects, sends, reads, records. No Locust in here.
-
-    :class:`LeanHttpsUser` runs one per user; tests drive it directly. The
-    :class:`Watchdog` interrupts it when ``_deadline`` passes while it waits.
-    """
-
-    def __init__(self, s: LeanSettings, ctx: ssl.SSLContext | None, lists: tuple[list, list, list, list] | None = None):
-        self._s = s
-        self._ctx = ctx
-        self._conn: Connection | None = None
-        self._session: ssl.SSLSession | None = None
-        self._req_keep = s.request_bytes(close=False)
-        self._req_close = s.request_bytes(close=True)
-        self._addr = (s.host, s.port)
-        self._rpc = s.requests_per_connection
-        self._lists = lists if lists is not None else ([], [], [], [])
-        self._deadline = _INF
-        self._deadline_what = ""
-        self._op = 0
-        self._glet: Any = None
-        #: connections opened, and how many of them resumed a TLS session
-        self.connections = 0
-        self.resumed = 0
-
-    def close(self) -> None:
-        """Close the connection, if one is open."""
-        self._drop()
-
-    def _drop(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    def request(self) -> float:
-        """Send one request and record it; returns the time it finished (epoch seconds)."""
-        s = self._s
-        conn = self._conn
-        conn_new = False
-        status = 0
-        nbytes = 0
-        exc: BaseException | None = None
-        t0 = _time()
-        self._op += 1
-        try:
-            if conn is not None and (t0 - conn.last_used) > IDLE_CHECK and conn.closed_by_peer():
-                self._drop()
-                conn = None
-            if conn is None:
-                self._glet = getcurrent()  # the greenlet the watchdog interrupts
-                self._deadline_what = "connect"
-                self._deadline = t0 + s.connect_timeout
-                conn = self._conn = Connection(self._addr, self._ctx, s.host, self._session if s.resumption else None)
-                conn_new = True
-                self.connections += 1
-                if conn.session_reused:
-                    self.resumed += 1
-                self._deadline = _time() + s.timeout
-            else:
-                self._deadline = t0 + s.timeout
-            self._deadline_what = "response"
-            conn.requests += 1
-            last = self._rpc and conn.requests >= self._rpc
-            conn.send(self._req_close if last else self._req_keep)
-            response, conn.buf = read_response(conn.recv, conn.buf)
-            self._deadline = _INF
-            status = response.status
-            nbytes = response.body_bytes
-            if conn_new and s.resumption and conn.obj is not None:
-                # TLS 1.3 tickets arrive after the handshake: take the session now.
-                self._session = conn.obj.session
-            if last or not response.keep_alive:
-                self._drop()
-            else:
-                conn.last_used = t0
-        except Exception as e:  # noqa: BLE001 - every failure is a recorded request (GreenletExit passes)
-            self._deadline = _INF
-            exc = e
-            self._drop()
-        t1 = _time()
-        latency = (t1 - t0) * 1000.0
-        error = "" if exc is None and status < 400 else error_kind(exc, status)
-        capture = _PROC.capture
-        if capture is not None:
-            capture.record(t0, latency, nbytes, status, error, s.name, conn_new)
-        ts, ms, nb, failures = self._lists
-        ts.append(t0)
-        ms.append(latency)
-        nb.append(nbytes)
-        if error:
-            failures.append((t1, _failure_text(error, exc, status)))
-        return t1
-
-
-
 class LeanHttpsUser(User):
     """Keep-alive or new-connection HTTPS (or HTTP) from plain sockets; see the module doc.
 
@@ -695,7 +146,7 @@ class LeanHttpsUser(User):
         _PROC.setup(self)
         s = _PROC.settings
         assert s is not None
-        self.client = LeanClient(s, _PROC.ctx, _PROC.batch.lists(s.name))
+        self.client = LeanClient(s, _PROC.ctx, _PROC.batch.lists(s.name), _PROC.capture)
         self._burst = BURST_REQUESTS if s.think_time <= 0 else 1
         _PROC.watchdog.add(self.client, min(s.timeout, s.connect_timeout))
 
@@ -718,13 +169,4 @@ class LeanHttpsUser(User):
                 return
 
 
-def _failure_text(kind: str, exc: BaseException | None, status: int) -> str:
-    """A bounded error text for Locust's failure table (no addresses or counters in it)."""
-    if exc is None:
-        return f"{kind}: HTTP {status}"
-    if isinstance(exc, HTTPError | LeanTimeout):
-        return f"{kind}: {type(exc).__name__}"
-    return f"{kind}: {type(exc).__name__}" + (f" [errno {exc.errno}]" if isinstance(exc, OSError) and exc.errno else "")
-
-
-__all__ = ["LeanClient", "LeanHttpsUser", "LeanSettings", "LeanTimeout", "Watchdog", "attach_capture", "error_kind", "lab_tls_context"]
+__all__ = ["LeanClient", "LeanHttpsUser", "LeanSettings", "LeanTimeout", "attach_capture", "error_kind"]

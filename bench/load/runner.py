@@ -124,7 +124,7 @@ def start_locust(
         USER_CLASSES[load.engine],
     ]
     if load.processes > 1:
-        cmd[4:4] = ["--processes", str(load.processes)]
+        cmd[5:5] = ["--processes", str(load.processes)]  # after "-f FILE"
     env = {**os.environ, "LBBENCH_LOAD": json.dumps(settings), "PYTHONUNBUFFERED": "1"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(paths.ROOT), env.get("PYTHONPATH", "")]))
     log_path = out / "locust.log"

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from .plots import Plot
+from .plots import OPTIONAL_PLOTS, Plot
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:1.5em auto;max-width:1100px;color:#222;line-height:1.4}
@@ -171,6 +171,8 @@ def render_html(run: dict[str, Any], summary: dict[str, Any], plots: list[Plot],
     figs = []
     for p in plots:
         if p.png is None:
+            if p.name in OPTIONAL_PLOTS:
+                continue  # only runs with faults have these; no need to say so on every other report
             figs.append(f"<h2>{escape(p.title)}</h2><p class='na'>no data for this plot in this run</p>")
             continue
         b64 = base64.b64encode(p.png).decode("ascii")

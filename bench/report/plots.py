@@ -31,7 +31,7 @@ from ..analysis.series import Series  # noqa: E402
 WIDTH = 11.0
 DPI = 90
 EVENT_COLOURS = {"phase": "#555555", "fault": "#d62728", "recovery": "#2ca02c"}
-ROLE_ORDER = ("host", "loadgen", "frontend", "backend", "monolith", "keepalived", "server")
+ROLE_ORDER = ("host", "loadgen", "frontend", "backend", "monolith", "keepalived", "node", "server")
 
 
 @dataclass
@@ -310,6 +310,139 @@ def plot_traffic(ctx: Context) -> Figure | None:
     return fig
 
 
+FAILOVER_BEFORE_S = 3.0
+FAILOVER_AFTER_MIN_S = 8.0
+HOLDER_COLOURS = {"lb-a": "#1f77b4", "lb-b": "#ff7f0e", "none": "#bbbbbb", "both": "#d62728"}
+
+
+def _holder_spans(ctx: Context, t_from: float, t_to: float) -> list[tuple[float, float, str]]:
+    """(start, end, holder) spans of the VIP owner between two epoch times.
+
+    keepalived's state changes (ms precision) when there are any, else the 1 Hz
+    ``vrrp`` samples.
+    """
+    vrrp = ctx.data.table("vrrp")
+    changes: list[tuple[float, str]] = []
+    if not vrrp.empty:
+        held = vrrp[vrrp["holds_vip"]].groupby("t")["node"].agg(lambda n: "both" if len(n) > 1 else n.iloc[0])
+        ts = sorted(vrrp["t"].unique())
+        for t in ts:
+            changes.append((float(t), str(held.get(t, "none"))))
+    events = ctx.data.table("vrrp_events")
+    if not events.empty:
+        # A node entering MASTER takes the VIP; leaving it (BACKUP/FAULT/STOP) drops it.
+        ev = events.sort_values("t")
+        owner = None
+        precise: list[tuple[float, str]] = []
+        for row in ev.itertuples():
+            if row.state == "MASTER":
+                owner = row.node
+            elif owner == row.node:
+                owner = None
+            precise.append((float(row.t), owner or "none"))
+        # Samples before the first logged change still say who started as owner.
+        changes = [c for c in changes if c[0] < precise[0][0]] + precise if precise else changes
+    changes.sort()
+    if not changes:
+        return []
+    spans = []
+    for (t, holder), nxt in zip(changes, [*changes[1:], (t_to, "")], strict=True):
+        a, b = max(t, t_from), min(nxt[0], t_to)
+        if b > a:
+            spans.append((a, b, holder))
+    return spans
+
+
+def plot_failover(ctx: Context) -> Figure | None:
+    """Around each injected fault (x = seconds since the injection): successful responses and errors per 100 ms, p99 latency, and who held the VIP."""
+    faults = (ctx.summary.get("failover") or {}).get("events") or []
+    req = ctx.data.requests
+    if not faults or req.empty:
+        return None
+    longest = max((f.get("gap_s") or 0.0) for f in faults)
+    after = max(FAILOVER_AFTER_MIN_S, longest + 4.0)
+    fig, (ax_ok, ax_err, ax_lat, ax_vip) = _figure(4, 2.0)
+    done = (req["t"] + req["latency_ms"] / 1000.0).to_numpy(dtype=float)
+    ok = (req["error"] == "").to_numpy(dtype=bool)
+    lat = req["latency_ms"].to_numpy(dtype=float)
+    bins = np.arange(-FAILOVER_BEFORE_S, after + 1e-9, 0.1)
+    cmap = plt.get_cmap("tab10")
+    for i, f in enumerate(faults):
+        t0 = float(f["injected_at"])
+        colour = cmap(i % 10)
+        label = f"#{f['id']} {f['kind']} on {f.get('node') or f.get('target')}"
+        rel = done - t0
+        sel = (rel >= bins[0]) & (rel < bins[-1])
+        n_ok, _ = np.histogram(rel[sel & ok], bins=bins)
+        n_err, _ = np.histogram(rel[sel & ~ok], bins=bins)
+        ax_ok.step(bins[:-1], n_ok * 10, where="post", lw=1.1, color=colour, label=label)
+        ax_err.step(bins[:-1], n_err * 10, where="post", lw=1.1, color=colour)
+        idx = np.digitize(rel[sel & ok], bins) - 1
+        if idx.size:
+            p99 = np.full(bins.size - 1, np.nan)  # NaN where no success: the line breaks over the gap
+            q = pd.Series(lat[sel & ok]).groupby(idx).quantile(0.99)
+            p99[q.index.to_numpy()] = q.to_numpy()
+            ax_lat.plot(bins[:-1] + 0.05, p99, lw=1.0, color=colour)
+        for a, b, holder in _holder_spans(ctx, t0 + bins[0], t0 + bins[-1]):
+            ax_vip.broken_barh([(a - t0, b - a)], (i - 0.4, 0.8), color=HOLDER_COLOURS.get(holder, "#999999"))
+        for ax in (ax_ok, ax_err, ax_lat):
+            if f.get("gap_s") is not None:
+                ax.axvspan(0, f["gap_s"], color=colour, alpha=0.05, lw=0)
+    expected = faults[0].get("expected_vip_move_s")
+    for ax in (ax_ok, ax_err, ax_lat, ax_vip):
+        ax.axvline(0, color=EVENT_COLOURS["fault"], lw=1.4)
+        if expected:
+            ax.axvspan(expected[0], expected[1], color="#9467bd", alpha=0.12, lw=0, label="VIP move expected" if ax is ax_ok else None)
+        ax.set_xlim(bins[0], bins[-1])
+    ax_ok.set_ylabel("successes/s\n(100 ms bins)", fontsize=8)
+    ax_err.set_ylabel("errors/s\n(100 ms bins)", fontsize=8)
+    ax_lat.set_ylabel("p99 latency\n(ms)", fontsize=8)
+    ax_lat.set_yscale("log")
+    ax_vip.set_ylabel("VIP held by", fontsize=8)
+    ax_vip.set_yticks(range(len(faults)), [f"#{f['id']}" for f in faults], fontsize=7)
+    ax_vip.set_ylim(-0.6, len(faults) - 0.4)
+    ax_vip.invert_yaxis()
+    for holder, colour in HOLDER_COLOURS.items():
+        ax_vip.bar(0, 0, color=colour, label=holder)
+    _legend(ax_ok)
+    _legend(ax_vip)
+    ax_vip.set_xlabel("seconds since the injection (shaded: the gap without a successful response)")
+    return fig
+
+
+def plot_failover_distribution(ctx: Context) -> Figure | None:
+    """Distribution over repeated faults of each kind: failover gap, VIP move and recovery, with the window VRRP's timers predict."""
+    by_kind = (ctx.summary.get("failover") or {}).get("by_kind") or {}
+    faults = (ctx.summary.get("failover") or {}).get("events") or []
+    if len(faults) < 2:
+        return None
+    figures = [("gap_s", "gap without success (s)"), ("vip_moved_after_s", "VIP moved after (s)"), ("recovered_after_s", "back to 95 % after (s)")]
+    kinds = sorted(by_kind)
+    fig, axes = plt.subplots(1, len(figures), figsize=(WIDTH, 2.2 + 0.35 * len(kinds)), squeeze=False)
+    fig.subplots_adjust(left=0.14, right=0.98, bottom=0.25, top=0.88, wspace=0.35)
+    rng = np.random.default_rng(0)  # jitter only, for legibility
+    for ax, (key, title) in zip(axes[0], figures, strict=True):
+        for y, kind in enumerate(kinds):
+            vals = np.asarray([f[key] for f in faults if f["kind"] == kind and f.get(key) is not None], dtype=float)
+            if vals.size:
+                ax.scatter(vals, y + rng.uniform(-0.15, 0.15, vals.size), s=18, color="#1f77b4", zorder=3)
+                ax.plot([np.median(vals)] * 2, [y - 0.3, y + 0.3], color="#d62728", lw=2, zorder=4)
+            window = (by_kind.get(kind) or {}).get("expected_vip_move_s")
+            if key == "vip_moved_after_s" and window:
+                ax.barh(y, window[1] - window[0], left=window[0], height=0.7, color="#9467bd", alpha=0.15, lw=0)
+        ax.set_yticks(range(len(kinds)), kinds, fontsize=8)
+        ax.set_ylim(-0.6, len(kinds) - 0.4)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlim(left=0)
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle("dots: each fault; red bar: median; shaded: expected VIP-move window", fontsize=8, y=0.99)
+    return fig
+
+
+#: Plots drawn only when the run has what they show (faults); absent otherwise.
+OPTIONAL_PLOTS = frozenset({"failover", "failover_distribution"})
+
+
 @dataclass
 class Plot:
     """One plot of the report: file stem, title, what it shows, and its PNG (None: no data)."""
@@ -327,6 +460,8 @@ PLOTS: list[tuple[str, str, Callable[[Context], Figure | None]]] = [
     ("ports", "Ephemeral ports", plot_ports),
     ("connections", "Connections", plot_connections),
     ("traffic", "Traffic", plot_traffic),
+    ("failover", "Failover timeline", plot_failover),
+    ("failover_distribution", "Failover distribution", plot_failover_distribution),
 ]
 
 

@@ -45,7 +45,14 @@ class Process:
 
 @dataclass(frozen=True)
 class Node:
-    """An LB node: a keepalived container owning the network namespace plus its HAProxy processes."""
+    """An LB node: a container owning the network namespace (service ``lb-a``, a
+    process that only sleeps, like a Kubernetes pod's pause container), keepalived
+    (``lb-a-keepalived``) and the HAProxy processes, all joined to it.
+
+    Keeping the namespace in a container of its own means keepalived or an
+    HAProxy process can stop and start again without taking the node's network
+    with it; only a crash of the whole node does.
+    """
 
     name: str  # lb-a | lb-b
     state: str  # MASTER | BACKUP
@@ -55,8 +62,13 @@ class Node:
     processes: tuple[Process, ...]
 
     @property
+    def keepalived_service(self) -> str:
+        return f"{self.name}-keepalived"
+
+    @property
     def services(self) -> tuple[str, ...]:
-        return (self.name, *(p.service for p in self.processes))
+        """Every container of the node, namespace owner first (the order to start them in)."""
+        return (self.name, self.keepalived_service, *(p.service for p in self.processes))
 
 
 @dataclass(frozen=True)

@@ -125,18 +125,28 @@ def render_compose(plan: P.Plan, image: str, config_dir: Path, tls_dir: Path, ru
     services: dict[str, Any] = {}
     for node in plan.nodes:
         node_cfg = f"{config_dir}/{node.name}:{CONFIG_MOUNT}:ro"
+        # The namespace owner: holds the node's interfaces, addresses and sysctls.
         services[node.name] = {
             "image": image,
             "hostname": node.name,
-            "command": ["/usr/local/bin/lbbench-keepalived"],
-            "environment": {"LBBENCH_CLIENT_ADDR": node.client_addr},
-            # keepalived alone needs these, to own the VIP and send VRRP / gratuitous ARP.
-            "cap_add": ["NET_ADMIN", "NET_BROADCAST", "NET_RAW"],
+            "command": ["sleep", "infinity"],
+            "init": True,
             "sysctls": sysctls,
             "networks": {
                 "client": {"ipv4_address": node.client_addr},
                 "server": {"ipv4_address": node.server_addr},
             },
+            "labels": _labels(plan, "node", node.name),
+            "stop_grace_period": "2s",
+        }
+        services[node.keepalived_service] = {
+            "image": image,
+            "command": ["/usr/local/bin/lbbench-keepalived"],
+            "environment": {"LBBENCH_CLIENT_ADDR": node.client_addr},
+            # keepalived alone needs these, to own the VIP and send VRRP / gratuitous ARP.
+            "cap_add": ["NET_ADMIN", "NET_BROADCAST", "NET_RAW"],
+            "network_mode": f"service:{node.name}",
+            "depends_on": [node.name],
             "volumes": [node_cfg, f"{run_dir}:{RUN_MOUNT}"],
             "labels": _labels(plan, "keepalived", node.name),
             "stop_grace_period": "2s",

@@ -46,7 +46,7 @@ def test_cpu_per_core_for_every_container_host_and_loadgen(smoke_run: Path) -> N
         assert ((rows["cpu"] >= 0) if per_core else (rows["cpu"] == -1)).all(), service
     roles = cpu.groupby("container")["role"].first()
     assert roles["lb-a-frontend"] == "frontend" and roles["lb-a-backend1"] == "backend"
-    assert roles["lb-a"] == "keepalived" and roles["srv1"] == "server"
+    assert roles["lb-a"] == "node" and roles["lb-a-keepalived"] == "keepalived" and roles["srv1"] == "server"
     host = cpu[cpu["container"] == "host"]
     assert sorted(host["cpu"].unique()) == list(range(host["cpu"].nunique()))
     loadgen = cpu[cpu["container"] == "loadgen"]
@@ -62,7 +62,7 @@ def test_cpu_per_core_for_every_container_host_and_loadgen(smoke_run: Path) -> N
 
 def test_haproxy_counters_from_every_process(smoke_run: Path) -> None:
     run = json.loads((smoke_run / "run.json").read_text())
-    haproxy_services = [s for s in run["lab"]["services"] if s not in ("lb-a", "lb-b")]
+    haproxy_services = [s for s in run["lab"]["services"] if s not in ("lb-a", "lb-b") and not s.endswith("-keepalived")]
     info = table(smoke_run, "haproxy_info")
     assert set(info["service"]) == set(haproxy_services)
     assert set(info["kind"]) == {"frontend", "backend", "server"}

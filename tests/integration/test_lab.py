@@ -33,23 +33,13 @@ def _check_lab(lab: Lab) -> None:
     assert status == 203 and len(body) == 5000
 
 
-def _vip_holder(lab: Lab) -> list[str]:
-    holders = []
-    for name, c in lab.containers().items():
-        if c.labels.get("org.lbbench.role") == "keepalived":
-            code, out = c.exec_run(["ip", "-o", "-4", "addr", "show"])
-            if f" {lab.plan.vip}/" in out.decode():
-                holders.append(name)
-    return holders
-
-
 @pytest.mark.parametrize("variant", [None, "monolith"])
 def test_lab_serves_https_through_the_vip(node_image: str, variant: str | None) -> None:
     topo, _ = load_topology("split", variant)
     lab = Lab(topo, node_image, variant, log=lambda _m: None)
     with lab:
         _check_lab(lab)
-        assert _vip_holder(lab) == ["lb-a"]
+        assert lab.vip_holders() == ["lb-a"]
         services = set(lab.containers())
         if variant is None:
             assert {"lb-a-frontend", "lb-a-backend1", "lb-a-backend2", "lb-b-frontend"} <= services

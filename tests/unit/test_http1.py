@@ -198,7 +198,7 @@ def test_head_request_reads_no_body(length: int, splits: list[int]) -> None:
 
 
 def one(wire: bytes, **kw) -> Response:
-    return read_response(iter([wire]).__next__ if wire else (lambda: b""), **kw)[0]
+    return read_response(feeder(wire, [])[0], **kw)[0]
 
 
 @pytest.mark.parametrize(

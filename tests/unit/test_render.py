@@ -57,15 +57,18 @@ def test_split_shape() -> None:
 def test_only_keepalived_gets_capabilities_and_lab_subnets() -> None:
     compose = yaml.safe_load(rendered(None)["compose.yaml"])
     with_caps = sorted(name for name, svc in compose["services"].items() if "cap_add" in svc)
-    assert with_caps == ["lb-a", "lb-b"]
+    assert with_caps == ["lb-a-keepalived", "lb-b-keepalived"]
     for net in compose["networks"].values():
         subnet = net["ipam"]["config"][0]["subnet"]
         assert subnet.startswith("198.18.")
     for name, svc in compose["services"].items():
         assert svc["labels"]["org.lbbench.run"] == "lbbench-golden", name
         assert not any(".pem" in v and "configs" in v for v in svc.get("volumes", [])), name
-    # frontend/backends share the node's network namespace
-    assert compose["services"]["lb-a-backend2"]["network_mode"] == "service:lb-a"
+    # keepalived, frontend and backends share the node's network namespace, owned by a process that only sleeps
+    for service in ("lb-a-keepalived", "lb-a-frontend", "lb-a-backend2"):
+        assert compose["services"][service]["network_mode"] == "service:lb-a"
+    assert compose["services"]["lb-a"]["command"] == ["sleep", "infinity"]
+    assert "sysctls" in compose["services"]["lb-a"]
 
 
 def test_monolith_has_one_haproxy_per_node() -> None:

@@ -15,7 +15,7 @@ from bench.collect.store import ChunkWriter
 from bench.load import capture
 from bench.report import build_report
 from bench.report.html import render_html
-from bench.report.plots import PLOTS, Plot
+from bench.report.plots import OPTIONAL_PLOTS, PLOTS, Plot
 
 T0 = 1_700_000_000.0
 
@@ -67,7 +67,7 @@ def test_empty_run_renders_with_nulls(tmp_path: Path) -> None:
     assert s["connections"]["client_max"] is None and s["cpu"]["host_per_core_pct"] is None
     assert s["bottleneck"]["component"] is None
     assert all(c["ok"] is None for c in s["checks"])
-    assert html.count("no data for this plot") == len(PLOTS)
+    assert html.count("no data for this plot") == len(PLOTS) - len(OPTIONAL_PLOTS)
     assert not list((run_dir / "plots").glob("*.png"))
 
 

@@ -25,7 +25,7 @@ from bench.analysis.requests import TIMELINE_COLUMNS
 from bench.analysis.summary import summarise
 from bench.analysis.traffic import TRAFFIC_COLUMNS
 from bench.report import build_report
-from bench.report.plots import PLOTS
+from bench.report.plots import OPTIONAL_PLOTS, PLOTS
 
 RUNS = Path(__file__).resolve().parents[1] / "golden" / "runs"
 NAMES = sorted(p.name for p in RUNS.iterdir() if (p / "run.json").exists())
@@ -122,10 +122,14 @@ def test_golden_derived_columns(built: tuple[str, Path]) -> None:
 def test_golden_report_renders_self_contained(built: tuple[str, Path]) -> None:
     _, run_dir = built
     html = (run_dir / "report.html").read_text()
-    for name, title, _fn in PLOTS:
+    drawn = [(name, title) for name, title, _fn in PLOTS if name not in OPTIONAL_PLOTS]
+    for name, title in drawn:
         assert (run_dir / "plots" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert title in html
-    assert html.count("src='data:image/png;base64,") == len(PLOTS)
+    # the golden smoke run has no faults: no failover plots, and no empty frames for them
+    for name in OPTIONAL_PLOTS:
+        assert not (run_dir / "plots" / f"{name}.png").exists()
+    assert html.count("src='data:image/png;base64,") == len(drawn)
     # self-contained: nothing loaded from elsewhere
     assert not re.search(r"""(src|href)=["'](?!data:)""", html)
     assert "<script" not in html and "<link" not in html

@@ -49,6 +49,8 @@ def test_the_test_follows_the_data() -> None:
     assert (s.test, s.significant, s.unit) == ("batch-means", True, "seconds")
     s = stats.significance([1000], [800])
     assert (s.test, s.significant, s.marker, s.describe()) == ("none", None, "too few data", "-")
+    s = stats.significance([0], [0])
+    assert (s.test, s.significant, s.marker) == ("identical", False, "within noise")
     s = stats.significance([1000], [800], series_a[:5], series_b[:5])  # fewer than MIN_SECONDS
     assert s.marker == "too few data"
 
@@ -89,7 +91,8 @@ def test_repeat_tests_keep_their_level(n: int, capsys: pytest.CaptureFixture[str
 
 def test_per_second_test_keeps_its_level_on_autocorrelated_series(capsys: pytest.CaptureFixture[str]) -> None:
     def draw(rng):
-        return [1.0], [1.0], ar1(rng, 30, 0.5, 0.1), ar1(rng, 30, 0.5, 0.1)
+        a, b = ar1(rng, 30, 0.5, 0.1), ar1(rng, 30, 0.5, 0.1)
+        return [a.mean()], [b.mean()], a, b
 
     rate = false_positive_rate(400, draw)
     with capsys.disabled():
