@@ -18,7 +18,9 @@ import pandas as pd
 
 from .common import in_window, num
 
-PORT_COLUMNS = ["t", "node", "src", "in_use", "time_wait", "low", "high", "range_size"]
+PORT_COLUMNS = ["t", "node", "src", "dst", "dport", "in_use", "time_wait", "low", "high", "range_size"]
+#: A (source, destination) pair counts as exhausted from this share of its port range on.
+EXHAUSTED_PCT = 99.0
 
 
 def node_ranges(port_range: pd.DataFrame) -> pd.DataFrame:
@@ -32,15 +34,17 @@ def node_ranges(port_range: pd.DataFrame) -> pd.DataFrame:
 
 
 def ports_in_use(sockets: pd.DataFrame, port_range: pd.DataFrame) -> pd.DataFrame:
-    """Ephemeral ports in use per sample, node and source address (columns :data:`PORT_COLUMNS`).
+    """Ephemeral ports in use per sample, node and (source, destination:port) pair (:data:`PORT_COLUMNS`).
 
-    Every (sample, node, source) with sockets appears; a source address that had
-    ports at some sample and none at a later one appears with 0 there, so lines drop
-    to zero in plots instead of stopping.
+    The kernel picks a connection's ephemeral port so that the 4-tuple is unique,
+    so the range is a budget per (source address, destination address and port):
+    that is the unit that runs out. Every (sample, node, pair) appears; a pair
+    that had ports at some sample and none at a later one appears with 0 there,
+    so lines drop to zero in plots instead of stopping.
     """
     ranges = node_ranges(port_range)
     if sockets.empty or ranges.empty:
-        return pd.DataFrame({c: pd.Series(dtype=object if c in ("node", "src") else float) for c in PORT_COLUMNS})
+        return pd.DataFrame({c: pd.Series(dtype=object if c in ("node", "src", "dst") else float) for c in PORT_COLUMNS})
     d = sockets.merge(ranges, on="node", how="inner")
     if "direction" in d:
         d = d[d["direction"] == "out"]
@@ -48,37 +52,64 @@ def ports_in_use(sockets: pd.DataFrame, port_range: pd.DataFrame) -> pd.DataFram
         d = d[(d["lport"] >= d["low"]) & (d["lport"] <= d["high"])]
     tw = d["count"].where(d["state"] == "TIME_WAIT", 0)
     d = d.assign(time_wait=tw)
-    g = d.groupby(["t", "node", "src"], sort=True)[["count", "time_wait"]].sum().rename(columns={"count": "in_use"})
-    # complete the grid: each node's sample times x the sources ever seen on that node
+    keys = ["t", "node", "src", "dst", "dport"]
+    g = d.groupby(keys, sort=True)[["count", "time_wait"]].sum().rename(columns={"count": "in_use"})
+    # complete the grid: each node's sample times x the pairs ever seen on that node
     samples = sockets[["t", "node"]].drop_duplicates()
-    sources = d[["node", "src"]].drop_duplicates()
-    grid = samples.merge(sources, on="node", how="inner").set_index(["t", "node", "src"]).index
+    pairs = d[["node", "src", "dst", "dport"]].drop_duplicates()
+    grid = samples.merge(pairs, on="node", how="inner").set_index(keys).index
     g = g.reindex(grid, fill_value=0).reset_index()
     g = g.merge(ranges, on="node", how="left")
     g[["in_use", "time_wait"]] = g[["in_use", "time_wait"]].astype(float)
-    return g.sort_values(["node", "src", "t"], kind="stable").reset_index(drop=True)[PORT_COLUMNS]
+    g["dport"] = g["dport"].astype(int)
+    return g.sort_values(["node", "src", "dst", "dport", "t"], kind="stable").reset_index(drop=True)[PORT_COLUMNS]
 
 
-def ports_summary(ports: pd.DataFrame, port_range: pd.DataFrame, window: tuple[float, float]) -> dict[str, Any]:
-    """``ports``: the busiest source address's ports in use against the range, steady window."""
+def ports_summary(ports: pd.DataFrame, port_range: pd.DataFrame, window: tuple[float, float], load_start: float | None = None) -> dict[str, Any]:
+    """``ports``: the busiest (source, destination) pair against the range, over the whole run.
+
+    Exhaustion can start during a ramp, so unlike the request figures these
+    are not limited to the steady window (``window`` is kept for the caller's
+    symmetry and unused).
+    """
+    del window
     ranges = node_ranges(port_range)
     range_size = int(ranges["range_size"].min()) if not ranges.empty else None
-    d = in_window(ports, window)
-    if d.empty:
-        return {"max_in_use": None, "range_size": range_size, "max_utilisation_pct": None, "by_source": {}}
+    empty = {
+        "max_in_use": None,
+        "range_size": range_size,
+        "max_utilisation_pct": None,
+        "exhausted": None if ports.empty else False,
+        "first_exhaustion_at": None,
+        "first_exhaustion_after_s": None,
+        "exhausted_pairs": [],
+        "by_source": {},
+    }
+    if ports.empty:
+        return empty
+    d = ports
     util = 100.0 * d["in_use"] / d["range_size"]
     by_source: dict[str, dict[str, Any]] = {}
     for (node, src), rows in d.groupby(["node", "src"], sort=True):
+        per_pair = rows.groupby(["dst", "dport"])["in_use"].max()
         u = 100.0 * rows["in_use"] / rows["range_size"]
         by_source.setdefault(str(node), {})[str(src)] = {
-            "max_in_use": int(rows["in_use"].max()),
-            "max_time_wait": int(rows["time_wait"].max()),
+            "max_in_use": int(per_pair.max()),
+            "max_time_wait": int(rows.groupby(["dst", "dport"])["time_wait"].max().max()),
             "max_utilisation_pct": num(u.max(), 2),
+            "destinations": {f"{dst}:{int(dport)}": int(v) for (dst, dport), v in per_pair.items()},
         }
+    hot = d[util >= EXHAUSTED_PCT]
+    first = float(hot["t"].min()) if not hot.empty else None
+    pairs = sorted({f"{r.node} {r.src} -> {r.dst}:{int(r.dport)}" for r in hot.itertuples()})
     return {
         "max_in_use": int(d["in_use"].max()),
         "range_size": range_size,
         "max_utilisation_pct": num(float(np.max(util)), 2),
+        "exhausted": bool(not hot.empty),
+        "first_exhaustion_at": num(first, 3),
+        "first_exhaustion_after_s": num(first - load_start, 3) if first is not None and load_start is not None else None,
+        "exhausted_pairs": pairs,
         "by_source": by_source,
     }
 

@@ -44,7 +44,8 @@ def summarise_data(data: RunData) -> dict[str, Any]:
     split = ((run.get("topology") or {}).get("lb") or {}).get("layout", "split") != "monolith"
     connections["sockets"] = sockets_summary(established_by_hop(data.table("sockets")), window, split)
     cpu = cpu_summary(cpu_pct(data.table("cpu")), window)
-    ports = ports_summary(ports_in_use(data.table("sockets"), data.table("port_range")), data.table("port_range"), window)
+    load_start = (run.get("load_window") or {}).get("start")
+    ports = ports_summary(ports_in_use(data.table("sockets"), data.table("port_range")), data.table("port_range"), window, load_start)
     haproxy = haproxy_summary(info, stat, window)
     return {
         "schema_version": SCHEMA_VERSION,

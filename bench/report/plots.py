@@ -156,6 +156,9 @@ def plot_requests(ctx: Context) -> Figure | None:
         # label the minor ticks at 2x and 5x only, so a wide range stays readable
         ax_lat.yaxis.set_minor_formatter(FuncFormatter(lambda v, _pos: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
         ax_lat.tick_params(axis="y", which="minor", labelsize=7)
+        lo, hi = ax_lat.get_ylim()
+        if lo > 0 and hi / lo < 10:  # less than a decade: label every minor tick, or the axis shows no number at all
+            ax_lat.yaxis.set_minor_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
         _legend(ax_lat)
     ax_lat.set_ylabel("latency (ms)")
     ax_lat.set_xlabel("seconds since load start")
@@ -235,25 +238,31 @@ def plot_cpu_totals(ctx: Context) -> Figure | None:
 
 
 def plot_ports(ctx: Context) -> Figure | None:
-    """Ephemeral ports in use per source address, per LB node, against ip_local_port_range."""
+    """Ephemeral ports in use per (source address -> destination) pair, per LB node, against ip_local_port_range; the first exhaustion is marked."""
     ports = ctx.series.ports
     if ports.empty:
         return None
     nodes = sorted(ports["node"].unique())
-    fig, axes = _figure(len(nodes), 2.6)
+    fig, axes = _figure(len(nodes), 2.8)
+    first = (ctx.summary.get("ports") or {}).get("first_exhaustion_at")
     for ax, node in zip(axes, nodes, strict=True):
         d = ports[ports["node"] == node]
         limit = float(d["range_size"].max())
-        for src, g in d.groupby("src"):
-            line = ax.plot(ctx.rel(g["t"]), g["in_use"], lw=1.4, label=f"{src} in use")[0]
+        for (src, dst, dport), g in d.groupby(["src", "dst", "dport"]):
+            line = ax.plot(ctx.rel(g["t"]), g["in_use"], lw=1.4, label=f"{src} -> {dst}:{dport}")[0]
             if g["time_wait"].max() > 0:
-                ax.plot(ctx.rel(g["t"]), g["time_wait"], lw=0.8, ls="--", color=line.get_color(), label=f"{src} TIME_WAIT")
-        ax.axhline(limit, color="#d62728", lw=1.5, label=f"limit {limit:.0f} (ip_local_port_range)")
+                ax.plot(ctx.rel(g["t"]), g["time_wait"], lw=0.8, ls="--", color=line.get_color(), label=f"{src} -> {dst}:{dport} TIME_WAIT")
+        ax.axhline(limit, color="black", lw=1.6, ls="--", label=f"limit {limit:.0f} (ip_local_port_range)")
+        if first is not None:
+            ax.axvline(ctx.rel(float(first)), color="black", lw=1.2, ls=":", label="first exhaustion")
         peak = d["in_use"].max()
-        ax.set_yscale("symlog", linthresh=10)
-        ax.set_ylim(0, limit * 2)
+        if peak >= 0.1 * limit:  # near the limit a linear axis shows the plateau plainly
+            ax.set_ylim(0, limit * 1.15)
+        else:  # far below it, symlog keeps both the few ports in use and the limit visible
+            ax.set_yscale("symlog", linthresh=10)
+            ax.set_ylim(0, limit * 2)
         ax.set_ylabel(f"{node}\nports", fontsize=8)
-        ax.set_title(f"{node}: peak {peak:.0f} of {limit:.0f} ports from one source ({100 * peak / limit:.2f}%)", fontsize=9, loc="left")
+        ax.set_title(f"{node}: peak {peak:.0f} of {limit:.0f} ports of one source -> destination pair ({100 * peak / limit:.2f}%)", fontsize=9, loc="left")
         _legend(ax)
         _decorate(ax, ctx)
     axes[-1].set_xlabel("seconds since load start")

@@ -278,14 +278,17 @@ def sockets_rows() -> pd.DataFrame:
 PORT_RANGE = pd.DataFrame({"t": [T0, T0], "node": ["lb-a", "lb-b"], "low": [1000, 1000], "high": [1099, 1199]})
 
 
-def test_ports_in_use_counts_outgoing_sockets_per_source() -> None:
+def test_ports_in_use_counts_outgoing_sockets_per_pair() -> None:
     p = ports.ports_in_use(sockets_rows(), PORT_RANGE)
     assert list(p.columns) == ports.PORT_COLUMNS
-    lo = p[p["src"] == "127.0.0.1"]
-    assert lo["in_use"].tolist() == [15.0, 25.0, 35.0]
-    assert lo["time_wait"].tolist() == [5.0, 5.0, 5.0]
+    # the range is a budget per (source, destination:port): two destinations, two budgets
+    to_8001 = p[(p["src"] == "127.0.0.1") & (p["dport"] == 8001)]
+    assert to_8001["in_use"].tolist() == [10.0, 20.0, 30.0]
+    to_8002 = p[(p["src"] == "127.0.0.1") & (p["dport"] == 8002)]
+    assert to_8002["in_use"].tolist() == [5.0, 5.0, 5.0]
+    assert to_8002["time_wait"].tolist() == [5.0, 5.0, 5.0]
     srv = p[p["src"] == "198.18.1.11"]
-    assert srv["in_use"].tolist() == [3.0, 0.0, 0.0]  # a source that stopped shows 0, not a gap
+    assert srv["in_use"].tolist() == [3.0, 0.0, 0.0]  # a pair that stopped shows 0, not a gap
     assert set(p["node"]) == {"lb-a"} and p["range_size"].iloc[0] == 100
 
 
@@ -307,11 +310,28 @@ def test_established_by_hop() -> None:
 
 def test_ports_summary() -> None:
     p = ports.ports_in_use(sockets_rows(), PORT_RANGE)
-    s = ports.ports_summary(p, PORT_RANGE, (T0, T0 + 2))
-    assert s["max_in_use"] == 35 and s["range_size"] == 100 and s["max_utilisation_pct"] == 35.0
-    assert s["by_source"]["lb-a"]["127.0.0.1"] == {"max_in_use": 35, "max_time_wait": 5, "max_utilisation_pct": 35.0}
+    s = ports.ports_summary(p, PORT_RANGE, (T0, T0 + 2), load_start=T0)
+    assert s["max_in_use"] == 30 and s["range_size"] == 100 and s["max_utilisation_pct"] == 30.0
+    assert s["exhausted"] is False and s["first_exhaustion_at"] is None and s["exhausted_pairs"] == []
+    assert s["by_source"]["lb-a"]["127.0.0.1"] == {
+        "max_in_use": 30,
+        "max_time_wait": 5,
+        "max_utilisation_pct": 30.0,
+        "destinations": {"127.0.0.1:8001": 30, "127.0.0.1:8002": 5},
+    }
     empty = ports.ports_summary(ports.ports_in_use(pd.DataFrame(), PORT_RANGE), PORT_RANGE, (T0, T0 + 2))
-    assert empty == {"max_in_use": None, "range_size": 100, "max_utilisation_pct": None, "by_source": {}}
+    assert empty["max_in_use"] is None and empty["exhausted"] is None and empty["by_source"] == {}
+
+
+def test_ports_exhaustion_onset() -> None:
+    rows = sockets_rows()
+    rows.loc[(rows["dport"] == 8001) & (rows["t"] == T0 + 1), "count"] = 99  # 99 of 100: at the limit
+    rows.loc[(rows["dport"] == 8001) & (rows["t"] == T0 + 2), "count"] = 100
+    s = ports.ports_summary(ports.ports_in_use(rows, PORT_RANGE), PORT_RANGE, (T0, T0 + 2), load_start=T0 - 5)
+    assert s["exhausted"] is True
+    assert s["first_exhaustion_at"] == T0 + 1 and s["first_exhaustion_after_s"] == 6.0
+    assert s["exhausted_pairs"] == ["lb-a 127.0.0.1 -> 127.0.0.1:8001"]
+    assert s["max_utilisation_pct"] == 100.0
 
 
 # ------------------------------------------------------------------ traffic
