@@ -78,6 +78,21 @@ def cmd_down(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_fault(args: argparse.Namespace) -> int:
+    from .labctl import lab_fault, lab_recover
+
+    if args.recover is not None or args.recover_all:
+        done = lab_recover(None if args.recover_all else args.recover, project=args.lab, log=_say)
+        _say(f"recovered fault(s) {', '.join(map(str, done)) or 'none'}")
+        return EXIT_OK
+    if not args.kind:
+        raise UserError("bench fault: name a KIND, or --recover ID / --recover-all", "see `bench fault --help`")
+    inj = lab_fault(args.kind, args.target, project=args.lab, log=_say)
+    _say(f"fault {inj['id']} injected: {inj['kind']} on {inj['node'] or inj['services'][0]}; undo with `bench fault --recover {inj['id']}`")
+    print(inj["id"])
+    return EXIT_OK
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from .labctl import lab_status
 
@@ -216,6 +231,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("project", nargs="?", help="lab project name (see `bench status`)")
     d.add_argument("--all", action="store_true", help="remove every container, network and volume labelled by lbbench")
     d.set_defaults(func=cmd_down)
+
+    from .faults import FAULT_KINDS
+
+    f = sub.add_parser("fault", help="inject a fault into a running lab by hand (or recover one)")
+    f.add_argument("kind", nargs="?", choices=sorted(FAULT_KINDS), metavar="KIND", help="one of: " + ", ".join(sorted(FAULT_KINDS)))
+    f.add_argument("--target", default="master", help="master (default: the node holding the VIP), backup, lb-a, lb-b, or a service (lb-a-backend1, srv2)")
+    f.add_argument("--lab", metavar="PROJECT", help="the lab (default: the only one up)")
+    f.add_argument("--recover", type=int, metavar="ID", help="undo fault ID")
+    f.add_argument("--recover-all", action="store_true", help="undo every fault still injected")
+    f.set_defaults(func=cmd_fault)
 
     s = sub.add_parser("status", help="list labs, their containers and who holds the VIP")
     s.set_defaults(func=cmd_status)

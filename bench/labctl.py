@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from . import engine, images
+from .collect.cpu import remove_loadgen_cgroups
+from .errors import UserError
+from .faults import EVENTS_FILE, EventLog, FaultInjector, Injection, read_events
 from .spec import load_topology
 from .topology import lab as labmod
 from .topology.lab import Lab, LabFiles
@@ -24,20 +29,8 @@ def lab_up(topology: str = "split", variant: str | None = None, sets: list[str] 
     except BaseException:
         lab.down()
         raise
-    assert lab.plan is not None and lab.tls is not None
-    info = {
-        "project": lab.project,
-        "topology": topo.name,
-        "variant": variant,
-        "overrides": overrides,
-        "vip": lab.plan.vip,
-        "ca": str(lab.files.configs / "tls" / "ca.pem"),
-        "client_subnet": lab.plan.client_subnet,
-        "server_subnet": lab.plan.server_subnet,
-        "nodes": [n.name for n in lab.plan.nodes],
-        "image": ref.node_tag,
-    }
-    (lab.files.root / "lab.json").write_text(json.dumps(info, indent=2) + "\n")
+    info = json.loads((lab.files.root / "lab.json").read_text())
+    info["overrides"] = overrides
     return info
 
 
@@ -46,22 +39,72 @@ def lab_down(project: str | None) -> tuple[int, int]:
     if project is None:
         return labmod.down_all()
     counts = labmod.remove_by_label(f"{labmod.render.LABEL_RUN}={project}")
-    import shutil
-
+    remove_loadgen_cgroups(project)
     shutil.rmtree(LabFiles.for_project(project).root, ignore_errors=True)
     return counts
 
 
-def vip_holder(project: str, vip: str) -> str | None:
-    """Which LB node of ``project`` currently holds ``vip`` (None when nobody does)."""
-    label = f"{labmod.render.LABEL_RUN}={project}"
-    for c in engine.client().containers.list(filters={"label": label}):
-        if c.labels.get(labmod.render.LABEL_ROLE) != "keepalived":
-            continue
-        code, out = c.exec_run(["ip", "-o", "-4", "addr", "show"])
-        if code == 0 and f" {vip}/" in out.decode(errors="replace"):
-            return c.labels.get(labmod.render.LABEL_NODE)
-    return None
+def lab_fault(kind: str, target: str = "master", project: str | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Inject one fault into a running lab by hand; returns the injection (to recover with :func:`lab_recover`)."""
+    project = _one_project(project)
+    lab, info = Lab.attach(project, log=log)
+    injector = FaultInjector(lab, EventLog(Path(info["events"])), log=log)
+    _restore_ids(injector, project)
+    inj = injector.inject(kind, target)
+    pending = _pending(project)
+    pending[str(inj.id)] = {"id": inj.id, "kind": inj.kind, "target": inj.target, "node": inj.node, "services": inj.services, "t": inj.t, "extra": inj.extra}
+    _save_pending(project, pending)
+    return pending[str(inj.id)]
+
+
+def lab_recover(fault_id: int | None = None, project: str | None = None, log: Callable[[str], None] = print) -> list[int]:
+    """Recover one injected fault (or all of them) of a running lab."""
+    project = _one_project(project)
+    lab, info = Lab.attach(project, log=log)
+    injector = FaultInjector(lab, EventLog(Path(info["events"])), log=log)
+    pending = _pending(project)
+    if fault_id is not None and str(fault_id) not in pending:
+        raise UserError(f"no unrecovered fault {fault_id} in {project}", f"pending: {', '.join(pending) or 'none'}")
+    done = []
+    for key in [str(fault_id)] if fault_id is not None else sorted(pending, key=int):
+        p = pending[key]
+        injector.recover(Injection(p["id"], p["kind"], p["target"], p["node"], p["services"], p["t"], p.get("extra") or {}))
+        del pending[key]
+        done.append(int(key))
+    _save_pending(project, pending)
+    return done
+
+
+def _one_project(project: str | None) -> str:
+    if project:
+        return project
+    running = [p for p in labmod.list_labs() if (LabFiles.for_project(p).root / "lab.json").exists()]
+    if len(running) != 1:
+        raise UserError(
+            f"{len(running)} labs are up ({', '.join(sorted(running)) or 'none'}): which one?",
+            "pass --lab PROJECT (`bench status` lists them)",
+        )
+    return running[0]
+
+
+def _pending_path(project: str) -> Path:
+    return LabFiles.for_project(project).root / "faults.json"
+
+
+def _pending(project: str) -> dict[str, Any]:
+    path = _pending_path(project)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _save_pending(project: str, pending: dict[str, Any]) -> None:
+    _pending_path(project).write_text(json.dumps(pending, indent=2) + "\n")
+
+
+def _restore_ids(injector: FaultInjector, project: str) -> None:
+    """Fault ids keep counting across `bench fault` calls on one lab."""
+    events = Path(labmod.read_state(project)["events"])
+    ids = [int(e["id"]) for e in read_events(events.parent) if "id" in e] if events.name == EVENTS_FILE else []
+    injector._next_id = max(ids, default=0) + 1
 
 
 def lab_status() -> dict[str, dict[str, Any]]:
@@ -71,7 +114,8 @@ def lab_status() -> dict[str, dict[str, Any]]:
         info: dict[str, Any] = {"containers": containers}
         state = LabFiles.for_project(project).root / "lab.json"
         if state.exists():
-            info.update(json.loads(state.read_text()))
-            info["vip_holder"] = vip_holder(project, info["vip"])
+            lab, saved = Lab.attach(project, log=lambda _m: None)
+            info.update(saved)
+            info["vip_holder"] = ", ".join(lab.vip_holders()) or None
         out[project] = info
     return out

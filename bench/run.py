@@ -185,6 +185,8 @@ def run_scenario(
                 run["config_diff"] = config_diff(base_topology, topology, lab.project, lab.plan.client_subnet, lab.plan.server_subnet)
                 _write_json(run_dir / "run.json", run)
                 events = EventLog(run_dir / EVENTS_FILE)
+                # `bench fault` during the run writes into the run's own events file.
+                lab.write_state(events=str(run_dir / EVENTS_FILE), run_dir=str(run_dir))
                 # Sampling starts before the load (idle baseline) and ends after it (final state).
                 collectors = Collectors(run_dir, lab, log=log)
                 collectors.start()

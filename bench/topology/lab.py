@@ -27,6 +27,7 @@ from typing import Any
 import docker.errors
 
 from .. import engine, paths
+from ..collect.cpu import remove_loadgen_cgroups
 from ..errors import UserError
 from ..spec import Topology
 from ..tls import TLSFiles, make_tls
@@ -204,6 +205,7 @@ class Lab:
                 self._compose(["down", "-v", "--remove-orphans", "-t", "1"], "removing the half-started lab")
                 self.prepare()
         self.wait_ready()
+        self.write_state()
 
     def down(self) -> None:
         """Stop and remove everything of this lab (idempotent), and drop its private files."""
@@ -216,6 +218,7 @@ class Lab:
                 timeout=180,
             )
         remove_by_label(f"{render.LABEL_RUN}={self.project}")
+        remove_loadgen_cgroups(self.project)
         shutil.rmtree(self.files.root, ignore_errors=True)
         self.started = False
 
@@ -282,6 +285,36 @@ class Lab:
             f"lab not ready after {self.ready_timeout:g}s: waiting for {pending} {last_error}".strip() + f" [{logs}]",
             "see the container logs; `bench doctor` checks the machine",
         )
+
+    def write_state(self, **extra: Any) -> dict[str, Any]:
+        """Write ``lab.json`` in the state folder: what `bench status`, `bench fault` and `bench down` need."""
+        assert self.plan is not None
+        info = {
+            "project": self.project,
+            "topology": self.topology.name,
+            "topology_spec": self.topology.model_dump(mode="json"),
+            "variant": self.variant,
+            "vip": self.plan.vip,
+            "ca": str(self.files.configs / "tls" / "ca.pem"),
+            "client_subnet": self.plan.client_subnet,
+            "server_subnet": self.plan.server_subnet,
+            "nodes": [n.name for n in self.plan.nodes],
+            "image": self.image,
+            "events": str(self.files.root / "events.jsonl"),
+            **extra,
+        }
+        path = self.files.root / "lab.json"
+        path.write_text(json.dumps(info, indent=2) + "\n")
+        return info
+
+    @classmethod
+    def attach(cls, project: str, log: Callable[[str], None] = print) -> tuple[Lab, dict[str, Any]]:
+        """The running lab ``project`` (from its lab.json), to inject faults into or inspect; never started or stopped here."""
+        info = read_state(project)
+        topo = Topology.model_validate(info["topology_spec"])
+        lab = cls(topo, info["image"], info.get("variant"), project=project, log=log)
+        lab.plan = make_plan(topo, project, info["client_subnet"], info["server_subnet"], info.get("variant"))
+        return lab, info
 
     def expected_vip_holder(self) -> str | None:
         """The node that should hold the VIP once the lab settles (None: either may)."""
@@ -398,8 +431,9 @@ def remove_by_label(label: str) -> tuple[int, int]:
 
 
 def down_all() -> tuple[int, int]:
-    """Remove every leftover of every lbbench lab (containers, networks, volumes, private files)."""
+    """Remove every leftover of every lbbench lab (containers, networks, volumes, load-generator cgroups, private files)."""
     counts = remove_by_label(f"{render.LABEL_PROJECT}={render.PROJECT_VALUE}")
+    remove_loadgen_cgroups(None)
     if paths.STATE.exists():
         for child in paths.STATE.iterdir():
             if child.is_dir() and child.name.startswith("lbbench-"):
