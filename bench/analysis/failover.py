@@ -14,7 +14,7 @@ For each ``fault`` event of ``events.jsonl`` (see :mod:`bench.faults`):
     success came at all it is the whole window and ``censored`` is true.
 ``first_success_after_s``
     seconds from the injection to the first successful response of a request
-    started after the injection.
+    started after the injection was complete (``done_at``).
 ``errors``
     failed requests started between the injection and recovery, by kind.
 ``recovered_after_s``
@@ -119,7 +119,10 @@ def analyse_event(
     else:
         gap = float(np.max(np.diff(edges))) if edges.size > 1 else 0.0
 
-    started_after = req[(req["t"] >= t0) & (req["t"] <= window_end)]
+    # A request counts as "after" once the injection is complete (freezing five
+    # containers takes tens of ms; a SIGKILL from the host, microseconds).
+    t_done = float(ev.get("done_at") or t0)
+    started_after = req[(req["t"] >= t_done) & (req["t"] <= window_end)]
     first_ok = started_after[started_after["error"] == ""]
     first_success = None
     if not first_ok.empty:
