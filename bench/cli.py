@@ -40,6 +40,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         variant=args.variant,
         sets=args.set,
         log=_say,
+        scale=args.scale,
+        workers=args.workers,
     )
     run_dirs = sorted(p.parent for p in folder.glob("*/run.json")) if is_parent else [folder]
     for run_dir in run_dirs:
@@ -52,6 +54,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                 f"{label}{s['requests']['per_s']} req/s, {s['requests']['total']} requests, {s['errors']['total']} errors, "
                 f"p50 {lat['p50']} ms, p99 {lat['p99']} ms"
             )
+            load = s.get("load") or {}
+            if load.get("reached") is not None or load.get("find_max"):
+                # target vs achieved; says so when the load generator could not reach it
+                _say(f"{label}load: {load['verdict']}")
     print(folder)
     statuses = [json.loads((d / "run.json").read_text()).get("status") for d in run_dirs if (d / "run.json").exists()]
     return EXIT_INTERRUPTED if "interrupted" in statuses else EXIT_OK
@@ -218,6 +224,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         help="N runs, variants interleaved A B C A B C ...; a scenario with faults repeats its fault cycle N times in one run instead",
+    )
+    r.add_argument(
+        "--scale",
+        type=float,
+        metavar="F",
+        help="multiply a scalable scenario's load (seed-peak) by F; default: what fits this machine. A scale that does not fit stops before starting",
+    )
+    r.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="load generator as Locust's master here plus N worker containers on the lab's client network (each load.processes processes)",
     )
     r.set_defaults(func=cmd_run)
 

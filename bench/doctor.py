@@ -93,6 +93,36 @@ def _fds() -> Check:
     return Check("file descriptors", "ok", detail)
 
 
+def _scales() -> list[Check]:
+    """What the scalable scenarios (seed-peak) fit on this machine (bench/load/fit.py)."""
+    from .load.fit import DEFAULT_SHARE, Machine, floor_digits, held_interval_of, max_scale, nice_floor
+    from .spec import list_scenarios, scenario_topology
+
+    out = []
+    try:
+        scenarios = [s for s in list_scenarios() if s.scalable]
+    except UserError as exc:
+        return [Check("scenarios", "FAIL", exc.problem, exc.fix or "")]
+    for sc in scenarios:
+        topo, _ = scenario_topology(sc)
+        try:
+            best, binding = max_scale(sc, topo, Machine.here(), held_interval_of(sc.load, topo))
+        except UserError as exc:
+            out.append(Check(f"scale of {sc.name}", "FAIL", exc.problem, exc.fix or ""))
+            continue
+        default = nice_floor(best * DEFAULT_SHARE)
+        level = "ok" if default > 0 else "FAIL"
+        out.append(
+            Check(
+                f"scale of {sc.name}",
+                level,
+                f"fits up to --scale {floor_digits(best):g} (limited by {binding}); runs at {default:g} by default",
+                "a machine with more cores or file descriptors",
+            )
+        )
+    return out
+
+
 def _subnets(engine_ok: bool) -> Check:
     if not engine_ok:
         return Check("lab subnets", "FAIL", "cannot check without an engine", "start the engine first")
@@ -129,5 +159,5 @@ def run_checks() -> list[Check]:
     checks = [eng, _compose()]
     if ok:
         checks += _images()
-    checks += [_cores(), _fds(), _cgroup(), _subnets(ok), _leftovers(ok)]
+    checks += [_cores(), _fds(), *_scales(), _cgroup(), _subnets(ok), _leftovers(ok)]
     return checks

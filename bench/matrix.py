@@ -69,8 +69,13 @@ def run_matrix(
     out: Path | None = None,
     sets: list[str] | None = None,
     log: Callable[[str], None] = print,
+    scale: float | None = None,
+    workers: int = 0,
 ) -> Path:
-    """Run the scenario once per variant (times ``repeat``, interleaved); return the parent folder."""
+    """Run the scenario once per variant (times ``repeat``, interleaved); return the parent folder.
+
+    ``scale`` and ``workers`` go to every run (see :func:`bench.run.run_scenario`).
+    """
     from .run import run_scenario
 
     scenario, _ = load_scenario(scenario_name, duration)
@@ -126,6 +131,8 @@ def run_matrix(
                     log=log,
                     repeat=cycles,
                     extra_variants=extra,
+                    scale=scale,
+                    workers=workers,
                 )
             except BaseException:
                 entry["status"] = "failed" if (parent / label / "run.json").exists() else "not started"
@@ -156,6 +163,8 @@ def run_command(
     variant: str | None = None,
     sets: list[str] | None = None,
     log: Callable[[str], None] = print,
+    scale: float | None = None,
+    workers: int = 0,
 ) -> tuple[Path, bool]:
     """What `bench run` does: one run, or a matrix / repeats into a parent folder.
 
@@ -171,5 +180,5 @@ def run_command(
     if matrix or (repeat > 1 and not scenario.faults):
         if variant:
             matrix = variant
-        return run_matrix(scenario_name, matrix, repeat, duration, out, sets, log), True
-    return run_scenario(scenario_name, duration=duration, out=out, variant=variant, sets=sets, log=log, repeat=repeat), False
+        return run_matrix(scenario_name, matrix, repeat, duration, out, sets, log, scale=scale, workers=workers), True
+    return run_scenario(scenario_name, duration=duration, out=out, variant=variant, sets=sets, log=log, repeat=repeat, scale=scale, workers=workers), False

@@ -26,7 +26,10 @@ from . import __version__, engine, images, paths
 from .collect.collectors import Collectors
 from .errors import RunInterrupted, UserError
 from .faults import EVENTS_FILE, EventLog, FaultInjector, FaultSchedule
-from .load.runner import LocustProcess, start_locust
+from .load.fit import prepare_load
+from .load.runner import LocustProcess, describe_load
+from .load.workers import WorkerSet, start_load
+from .load.workers import ensure_image as ensure_worker_image
 from .report import build_report
 from .spec import Variant, load_scenario, load_topology, scenario_topology
 from .topology.diff import config_diff
@@ -113,11 +116,16 @@ def run_scenario(
     log: Callable[[str], None] = print,
     repeat: int = 1,
     extra_variants: dict[str, Variant] | None = None,
+    scale: float | None = None,
+    workers: int = 0,
 ) -> Path:
     """Run a scenario end to end and return its run directory.
 
     ``repeat`` repeats a scenario's fault cycle inside the run (every
     ``repeat.every`` seconds); ``extra_variants`` are variants from a matrix file.
+    ``scale`` multiplies a scalable scenario's load (default: what fits the
+    machine, see bench/load/fit.py); ``workers`` runs the load generator as
+    Locust's master here plus that many worker containers on the client network.
     """
     scenario, scenario_path = load_scenario(name, duration)
     if extra_variants:
@@ -125,6 +133,8 @@ def run_scenario(
     scenario = scenario.with_repeats(repeat)
     variant = variant or scenario.variant
     topology, overrides = scenario_topology(scenario, variant, sets)
+    # scale, processes and the machine's limits, before anything starts (one line when it does not fit)
+    scenario, load_extra, load_fit = prepare_load(scenario, topology, scale=scale, workers=workers, log=log)
     base_topology, _ = load_topology(scenario.topology)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_id = f"{scenario.name}-{variant or 'base'}-{stamp}"
@@ -134,6 +144,7 @@ def run_scenario(
     client = engine.client()  # fails early with a clear line when no engine answers
     engine.compose_binary()
     ref = images.ensure_images(topology.image, log=log)
+    worker_image = ensure_worker_image(topology.image, log=log) if workers else None
 
     run: dict[str, Any] = {
         "schema_version": RUN_SCHEMA_VERSION,
@@ -155,12 +166,16 @@ def run_scenario(
             "base_image": ref.base_tag,
         },
         "machine": {"cpus": os.cpu_count(), "kernel": platform.release()},
+        "scale": load_fit.scale,
+        "load_fit": load_fit.as_dict(),
+        "load_workers": {"count": workers, "processes": scenario.load.processes, "image": worker_image} if workers else None,
         "started_at": _now(),
     }
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_json(run_dir / "run.json", run)
 
     locust: LocustProcess | None = None
+    worker_set: WorkerSet | None = None
     collectors: Collectors | None = None
     schedule: FaultSchedule | None = None
     load_started = False
@@ -191,9 +206,8 @@ def run_scenario(
                 collectors = Collectors(run_dir, lab, log=log)
                 collectors.start()
                 host = f"{scenario.load.scheme}://{lab.plan.vip}"
-                log(f"driving load: {scenario.load.users} users, {scenario.duration:g}s against {host}")
-                locust = start_locust(scenario, host, lab.tls.ca_pem, run_dir, scenario.duration)
-                collectors.track_loadgen(locust.proc.pid)
+                log(f"driving load: {describe_load(scenario)}, {scenario.duration:g}s against {host}")
+                locust, worker_set = start_load(scenario, host, lab, run_dir, collectors, load_extra, workers, worker_image, log)
                 load_started = True
                 run["load_window"] = {"start": locust.started_at, "end": None}
                 run["load_pid"] = locust.proc.pid  # its process group, should bench itself be killed
@@ -230,6 +244,9 @@ def run_scenario(
                             run["load_window"]["end"] = time.time()
                     if collectors is not None:
                         collectors.stop()
+                    if worker_set is not None:  # after the collectors' last sample of their CPU
+                        worker_set.save_logs(run_dir / "locust")
+                        worker_set.remove()
                     if lab.started:
                         lab.save_logs(run_dir / "logs")
                     lab.down()

@@ -159,6 +159,11 @@ class TLS(_Model):
 
     key_type: Literal["ecdsa-p256", "rsa-2048"] = "ecdsa-p256"
     resumption: bool = Field(True, description="session cache and tickets on; off = every handshake is full")
+    tickets: bool = Field(
+        True,
+        description="session tickets on the TLS bind; false = `no-tls-tickets`: sessions resume from the "
+        "frontend's session cache only (session IDs in TLS 1.2, stateful tickets in TLS 1.3)",
+    )
 
 
 class Keepalived(_Model):
@@ -191,7 +196,7 @@ class Topology(_Model):
     schema_version: int = SCHEMA_VERSION
     name: str
     description: str = ""
-    image: str = Field("node", description="image flavour built by `bench images build`")
+    image: Literal["node", "node-trixie"] = Field("node", description="image flavour: node = Debian 12 (HAProxy 2.6), node-trixie = Debian 13 (HAProxy 3.0)")
     lb: LB = LB()
     servers: Servers = Servers()
     tls: TLS = TLS()
@@ -202,21 +207,159 @@ class Topology(_Model):
 # --------------------------------------------------------------------------- scenario
 
 
+#: Load models (``load.model``); see README "Load models".
+LoadModel = Literal["keep-alive", "open", "connection-rate", "handshake-rate"]
+#: Models paced by a schedule of intended send times (open loop), as opposed to N users in a closed loop.
+RATE_MODELS = ("open", "connection-rate", "handshake-rate")
+#: The field each model's target is given in (also the key of ``load.target`` in summary.json).
+TARGET_FIELDS = {
+    "keep-alive": "users",
+    "open": "requests_per_s",
+    "connection-rate": "connections_per_s",
+    "handshake-rate": "handshakes_per_s",
+}
+
+
+class Stage(_Model):
+    """One stage of ``load.stages``: the model's target over ``duration``.
+
+    A stage sets the model's target field (``users`` for keep-alive,
+    ``requests_per_s`` for open, ``connections_per_s`` for connection-rate,
+    ``handshakes_per_s`` for handshake-rate). With ``ramp: true`` the target
+    moves linearly from the previous stage's (0 before the first stage) to this
+    one over the stage; otherwise it steps there at once and holds.
+    """
+
+    duration: Duration
+    ramp: bool = False
+    users: int | None = Field(None, ge=0, le=100_000)
+    requests_per_s: float | None = Field(None, ge=0)
+    connections_per_s: float | None = Field(None, ge=0)
+    handshakes_per_s: float | None = Field(None, ge=0)
+
+    parse_durations = _duration_fields("duration")
+
+    @field_validator("duration")
+    @classmethod
+    def _positive(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError("must be longer than 0s")
+        return v
+
+    def target(self, field: str) -> float | None:
+        value = getattr(self, field)
+        return None if value is None else float(value)
+
+
+class FindMax(_Model):
+    """``load.find_max``: search the highest rate within bounds, then hold a plateau at a fraction of it.
+
+    Steps start at ``start`` and grow by ``growth`` until one fails (errors above
+    ``error_pct``, p99 above ``p99_ms``, or less than 95 % of the target sent);
+    then the rate is bisected between the last good and the first bad step until
+    they are within ``precision`` of each other. The plateau (``plateau`` long,
+    at ``fraction`` x the highest good rate) is the run's steady window.
+    """
+
+    start: float = Field(gt=0, description="target of the first step, in the model's unit")
+    limit: float | None = Field(None, gt=0, description="highest target tried; null = no limit")
+    growth: float = Field(2.0, gt=1.0, le=10.0)
+    precision: float = Field(0.1, gt=0, lt=1, description="stop bisecting when (bad - good) / good is at most this")
+    step: Duration = Field(5.0, description="length of one search step")
+    settle: Duration = Field(1.0, description="seconds at the start of each step left out of its verdict")
+    p99_ms: float = Field(200.0, gt=0, description="bound on the step's p99 latency (from the intended send time)")
+    error_pct: float = Field(1.0, ge=0, le=100, description="bound on the step's failed requests, %")
+    fraction: float = Field(0.7, gt=0, le=1, description="the plateau runs at this fraction of the highest good rate")
+    plateau: Duration = Field(10.0, description="length of the plateau at the end of the run")
+
+    parse_durations = _duration_fields("step", "settle", "plateau")
+
+    @model_validator(mode="after")
+    def _times(self) -> FindMax:
+        if self.step <= 0 or self.plateau <= 0:
+            raise ValueError("step and plateau must be longer than 0s")
+        if self.settle >= self.step:
+            raise ValueError(f"settle ({self.settle:g}s) must be shorter than step ({self.step:g}s)")
+        if self.limit is not None and self.limit < self.start:
+            raise ValueError(f"limit ({self.limit:g}) must not be below start ({self.start:g})")
+        return self
+
+
+class Held(_Model):
+    """``load.held``: N mostly idle keep-alive connections, established and held while the model runs.
+
+    They are spread over the load-generator processes; each sends one request
+    every ``interval`` (jittered) so HAProxy's ``timeout http-keep-alive`` does
+    not close it, and is re-opened when it closes anyway.
+    """
+
+    connections: int = Field(ge=1, le=10_000_000, description="connections to hold, all processes together")
+    tls: bool | int = Field(
+        True,
+        description="true = all over TLS (VIP:443); false = all plain HTTP (VIP:80); a number = that many of them TLS",
+    )
+    interval: Duration | None = Field(
+        None,
+        description="one request per held connection this often; null = half of the topology's "
+        "lb.timeouts.http_keep_alive",
+    )
+    rate: float = Field(500.0, gt=0, description="new held connections per second while establishing them (all processes)")
+    path: str | None = Field(None, description="request path of the held connections; null = load.path")
+    resumption: bool = Field(True, description="resume the process's last TLS session when opening a held connection")
+
+    @field_validator("interval", mode="before")
+    @classmethod
+    def _interval(cls, v: Any) -> Any:
+        return None if v is None else parse_duration(v)
+
+    @model_validator(mode="after")
+    def _tls(self) -> Held:
+        if not isinstance(self.tls, bool) and not 0 <= self.tls <= self.connections:
+            raise ValueError(f"tls ({self.tls}) must be between 0 and connections ({self.connections})")
+        if self.interval is not None and self.interval <= 0:
+            raise ValueError("interval must be longer than 0s")
+        if self.path is not None and not self.path.startswith("/"):
+            raise ValueError(f"path must start with '/', got {self.path!r}")
+        return self
+
+    @property
+    def tls_connections(self) -> int:
+        """How many of the held connections use TLS."""
+        if isinstance(self.tls, bool):
+            return self.connections if self.tls else 0
+        return int(self.tls)
+
+
 class Load(_Model):
-    """The load a scenario drives through the VIP."""
+    """The load a scenario drives through the VIP (README "Load models" describes each model)."""
 
     engine: Literal["fasthttp", "lean"] = Field(
         "fasthttp",
         description="fasthttp = Locust FastHttpUser; lean = bench.load.lean.LeanHttpsUser (plain sockets + ssl, "
-        "several times cheaper per request; see docs/load-engine.md)",
+        "several times cheaper per request; see docs/load-engine.md). Every model but keep-alive needs lean "
+        "(and gets it when engine is not given)",
     )
-    model: Literal["keep-alive"] = "keep-alive"
+    model: LoadModel = Field(
+        "keep-alive",
+        description="keep-alive = N users in a closed loop; open = requests/s on keep-alive connections; "
+        "connection-rate = new connections/s with R requests each; handshake-rate = new TLS connections/s",
+    )
     scheme: Literal["https", "http"] = "https"
-    users: int = Field(20, ge=1, le=100_000)
+    users: int = Field(
+        20,
+        ge=1,
+        le=100_000,
+        description="keep-alive: users (one connection each); rate models: the pool of connections that may be "
+        "busy at once (a send that finds none free waits and is counted late)",
+    )
     spawn_rate: float = Field(20.0, gt=0)
     path: str = "/?size=1024"
     think_time: Duration = 0.0
-    processes: int = Field(1, ge=1, le=64, description="Locust processes on this machine")
+    processes: int | Literal["auto"] = Field(
+        1,
+        description="Locust processes on this machine; auto = one per core, more when held connections need "
+        "the file descriptors",
+    )
     timeout: Duration = Field(5.0, gt=0, description="response timeout: from sending a request to the end of its response")
     connect_timeout: Duration = Field(5.0, gt=0, description="lean engine: TCP connect + TLS handshake timeout")
     requests_per_connection: int = Field(
@@ -225,21 +368,105 @@ class Load(_Model):
         le=1_000_000,
         description="lean engine: requests on one connection before it is closed (the last one says "
         "`Connection: close`) and the next request opens a new one; 0 = unlimited keep-alive, "
-        "1 = a new connection (and TLS handshake) per request",
+        "1 = a new connection (and TLS handshake) per request. connection-rate and handshake-rate: R, default 1",
     )
     resumption: bool = Field(
         True,
         description="lean engine: offer the TLS session of the user's previous connection when it reconnects "
         "(resumed handshake); false = every new connection does a full handshake",
     )
+    tls_version: Literal["1.2", "1.3"] | None = Field(
+        None, description="lean engine: highest TLS version offered (1.2 = classic session IDs when tickets are off); null = 1.3"
+    )
+    requests_per_s: float | None = Field(None, gt=0, description="open: target requests per second, all processes")
+    connections_per_s: float | None = Field(None, gt=0, description="connection-rate: target new connections per second")
+    handshakes_per_s: float | None = Field(
+        None,
+        gt=0,
+        description="handshake-rate: target new TLS connections per second (full or resumed per `resumption`); "
+        "connection-rate: how many of connections_per_s are TLS (VIP:443), the rest plain HTTP (VIP:80)",
+    )
+    stages: list[Stage] = Field(default_factory=list, description="the target over time: steps, ramps, plateaus")
+    find_max: FindMax | None = Field(None, description="search the highest rate within bounds, then hold a plateau")
+    held: Held | None = Field(None, description="idle keep-alive connections held while the model runs")
+    max_lag: Duration = Field(
+        1.0,
+        gt=0,
+        description="rate models: a send more than this late (no free connection, or the generator too busy) "
+        "is dropped and counted instead of sent",
+    )
 
-    parse_durations = _duration_fields("think_time", "timeout", "connect_timeout")
+    parse_durations = _duration_fields("think_time", "timeout", "connect_timeout", "max_lag")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_by_model(cls, data: Any) -> Any:
+        """Rate models and held connections run on the lean engine; connection models open one connection per request by default."""
+        if not isinstance(data, dict):
+            return data
+        model = data.get("model", "keep-alive")
+        out = dict(data)
+        if (model in RATE_MODELS or out.get("held")) and "engine" not in out:
+            out["engine"] = "lean"
+        if model in ("connection-rate", "handshake-rate") and "requests_per_connection" not in out:
+            out["requests_per_connection"] = 1
+        return out
+
+    @field_validator("processes", mode="before")
+    @classmethod
+    def _processes(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            raise ValueError("expected a number of processes or 'auto'")
+        if isinstance(v, int) and not 1 <= v <= 64:
+            raise ValueError(f"must be between 1 and 64 (or 'auto'), got {v}")
+        return v
 
     @model_validator(mode="after")
     def _engine_fields(self) -> Load:
-        lean_only = {"connect_timeout", "requests_per_connection", "resumption"} & self.model_fields_set
+        # Only what differs from its default counts: a Load dumped and validated again
+        # (the Locust process does that) marks every field as set.
+        fields = type(self).model_fields
+        lean_only = {
+            name
+            for name in ("connect_timeout", "requests_per_connection", "resumption", "tls_version", "held")
+            if name in self.model_fields_set and getattr(self, name) != fields[name].get_default(call_default_factory=True)
+        }
         if self.engine != "lean" and lean_only:
             raise ValueError(f"{', '.join(sorted(lean_only))}: only the lean engine supports this; set engine: lean")
+        if self.model in RATE_MODELS and self.engine != "lean":
+            raise ValueError(f"model {self.model} runs on the lean engine only; set engine: lean (or leave engine out)")
+        return self
+
+    @model_validator(mode="after")
+    def _model_fields(self) -> Load:
+        field = TARGET_FIELDS[self.model]
+        rate_fields = {"requests_per_s", "connections_per_s", "handshakes_per_s"}
+        allowed = {field} | ({"handshakes_per_s"} if self.model == "connection-rate" else set())
+        stray = sorted((rate_fields - allowed) & {f for f in rate_fields if getattr(self, f) is not None})
+        if stray:
+            raise ValueError(f"{', '.join(stray)}: not a field of model {self.model} (its target is {field})")
+        if self.model in RATE_MODELS:
+            if getattr(self, field) is None and not self.stages and self.find_max is None:
+                raise ValueError(f"model {self.model} needs a target: set {field} (or stages, or find_max)")
+            if self.think_time:
+                raise ValueError(f"think_time: not used by model {self.model} (its schedule sets when requests go out)")
+        elif self.find_max is not None:
+            raise ValueError("find_max searches a rate: use model open, connection-rate or handshake-rate")
+        if self.model in ("connection-rate", "handshake-rate") and self.requests_per_connection < 1:
+            raise ValueError(f"requests_per_connection must be at least 1 for model {self.model} (0 = unlimited keeps one connection)")
+        if self.model == "handshake-rate" and self.scheme != "https":
+            raise ValueError("model handshake-rate needs scheme: https")
+        if self.model == "connection-rate" and self.handshakes_per_s is not None:
+            if self.connections_per_s is not None and self.handshakes_per_s > self.connections_per_s:
+                raise ValueError(f"handshakes_per_s ({self.handshakes_per_s:g}) must not exceed connections_per_s ({self.connections_per_s:g})")
+            if self.connections_per_s is None:
+                raise ValueError("handshakes_per_s (the TLS share of connection-rate) needs connections_per_s")
+        if self.stages and self.find_max is not None:
+            raise ValueError("stages and find_max both given: find_max makes its own steps")
+        for i, stage in enumerate(self.stages):
+            set_targets = [f for f in ("users", *rate_fields) if getattr(stage, f) is not None]
+            if set_targets != [field]:
+                raise ValueError(f"stages.{i}: set exactly the model's target, {field} (got {', '.join(set_targets) or 'none'})")
         return self
 
     @field_validator("path")
@@ -248,6 +475,54 @@ class Load(_Model):
         if not v.startswith("/"):
             raise ValueError(f"must start with '/', got {v!r}")
         return v
+
+    @property
+    def target_field(self) -> str:
+        """The field this model's target is given in."""
+        return TARGET_FIELDS[self.model]
+
+    @property
+    def is_rate(self) -> bool:
+        """Whether this is an open-loop (paced) model."""
+        return self.model in RATE_MODELS
+
+    def scaled(self, factor: float) -> Load:
+        """This load with every count and rate multiplied by ``factor`` (``bench run --scale``)."""
+
+        def rate(v: float | None) -> float | None:
+            return None if v is None else max(v * factor, 0.001)
+
+        def count(v: int) -> int:
+            return max(1, int(round(v * factor)))
+
+        update: dict[str, Any] = {
+            "requests_per_s": rate(self.requests_per_s),
+            "connections_per_s": rate(self.connections_per_s),
+            "handshakes_per_s": rate(self.handshakes_per_s),
+            "users": min(count(self.users), 100_000),
+        }
+        if self.stages:
+            update["stages"] = [
+                s.model_copy(
+                    update={
+                        "users": None if s.users is None else count(s.users),
+                        "requests_per_s": rate(s.requests_per_s),
+                        "connections_per_s": rate(s.connections_per_s),
+                        "handshakes_per_s": rate(s.handshakes_per_s),
+                    }
+                )
+                for s in self.stages
+            ]
+        if self.find_max is not None:
+            update["find_max"] = self.find_max.model_copy(
+                update={"start": rate(self.find_max.start), "limit": rate(self.find_max.limit)}
+            )
+        if self.held is not None:
+            held_update: dict[str, Any] = {"connections": count(self.held.connections), "rate": rate(self.held.rate)}
+            if not isinstance(self.held.tls, bool):
+                held_update["tls"] = min(int(round(self.held.tls * factor)), held_update["connections"])
+            update["held"] = self.held.model_copy(update=held_update)
+        return self.model_copy(update=update)
 
 
 FaultKind = Literal["crash", "freeze", "link-down", "keepalived-stop", "haproxy-kill", "backend-kill", "server-kill"]
@@ -300,6 +575,11 @@ class Scenario(_Model):
     repeat: Repeat = Repeat()
     overrides: dict[str, Any] = Field(default_factory=dict, description="topology fields this scenario always changes")
     variants: dict[str, Variant] = Field(default_factory=dict, description="variants of this scenario; they win over the topology's")
+    scalable: bool = Field(
+        False,
+        description="the load's counts and rates are production figures: `bench run --scale F` multiplies them "
+        "(default: the largest scale that fits the machine, see bench/load/fit.py)",
+    )
 
     parse_durations = _duration_fields("duration", "ramp_up")
 
@@ -309,6 +589,22 @@ class Scenario(_Model):
             if fault.at >= self.duration:
                 raise ValueError(f"faults.{i}.at ({fault.at:g}s) must be before the end of the load ({self.duration:g}s)")
         return self
+
+    @model_validator(mode="after")
+    def _find_max_fits(self) -> Scenario:
+        fm = self.load.find_max
+        if fm is not None and self.duration < fm.plateau + 2 * fm.step:
+            raise ValueError(
+                f"duration ({self.duration:g}s) is too short for find_max: the plateau ({fm.plateau:g}s) "
+                f"plus at least two steps ({fm.step:g}s each)"
+            )
+        return self
+
+    def scaled(self, factor: float) -> Scenario:
+        """This scenario with the load's counts and rates multiplied by ``factor`` (see :meth:`Load.scaled`)."""
+        if factor <= 0:
+            raise UserError(f"--scale {factor:g}: must be greater than 0", "for example --scale 0.02")
+        return self.model_copy(update={"load": self.load.scaled(factor)})
 
     def with_repeats(self, repeats: int) -> Scenario:
         """This scenario with its fault cycle repeated ``repeats`` times (the load lengthened to fit)."""

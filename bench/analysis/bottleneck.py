@@ -61,6 +61,17 @@ def capacities(run: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def container_cap(run: dict[str, Any], name: str, role: str, caps: dict[str, float]) -> float:
+    """Cores one container may use: its role's, except for load-generator worker containers
+    (``bench run --workers``: each runs ``load.processes`` processes) and the master beside them (one)."""
+    workers = run.get("load_workers") or {}
+    if role == "loadgen" and workers.get("count"):
+        if name.startswith("loadgen-worker"):
+            return float(workers.get("processes") or 1)
+        return 1.0
+    return caps[role]
+
+
 def find_bottleneck(
     run: dict[str, Any],
     cpu: dict[str, Any],
@@ -80,7 +91,7 @@ def find_bottleneck(
         role, mean = c.get("role"), c.get("total_mean_pct")
         if role not in caps or role == "host" or mean is None:
             continue
-        u = 100.0 * mean / (100.0 * caps[role])
+        u = 100.0 * mean / (100.0 * container_cap(run, name, role, caps))
         if u > utilisation.get(role, -1.0):
             utilisation[role], busiest[role] = u, name
     evidence: list[str] = []
@@ -88,7 +99,7 @@ def find_bottleneck(
     for role in ROLES:
         if role in utilisation:
             u = utilisation[role]
-            evidence.append(f"{busiest[role]} ({role}) used {u:.0f}% of its {caps[role]:g} core(s)")
+            evidence.append(f"{busiest[role]} ({role}) used {u:.0f}% of its {container_cap(run, busiest[role], role, caps):g} core(s)")
             if u >= SATURATED_PCT:
                 saturated.append(role)
     role_of = {name: c.get("role") for name, c in by_container.items()}
@@ -134,3 +145,31 @@ def find_bottleneck(
         "utilisation_pct": {r: num(u, 1) for r, u in sorted(utilisation.items())},
         "evidence": evidence,
     }
+
+
+def apply_load_verdict(bottleneck: dict[str, Any], load: dict[str, Any], cpu: dict[str, Any]) -> dict[str, Any]:
+    """Name the load generator as the bottleneck when it could not reach the scenario's target.
+
+    ``load`` is the ``load`` summary section (:mod:`bench.analysis.load`): when a
+    target was missed because the generator fell behind its schedule or ran out of
+    CPU, every figure of the run is the client's, whatever the CPU shares say.
+    """
+    if load.get("limited_by") != "loadgen":
+        return bottleneck
+    out = dict(bottleneck)
+    saturated = list(out.get("saturated") or [])
+    if "loadgen" not in saturated:
+        saturated.insert(0, "loadgen")
+    loadgen_cpu = [
+        f"{name} used {c.get('total_mean_pct')}% CPU (of one core; per core {c.get('mean_pct')})"
+        for name, c in (cpu.get("by_container") or {}).items()
+        if c.get("role") == "loadgen"
+    ]
+    out["component"] = "loadgen"
+    out["saturated"] = saturated
+    out["verdict"] = (
+        "loadgen could not reach the target: the figures measure the load generator, not the load balancer "
+        f"({load.get('verdict')})"
+    )
+    out["evidence"] = [f"load: {load.get('verdict')}", *loadgen_cpu, *(out.get("evidence") or [])]
+    return out

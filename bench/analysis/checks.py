@@ -16,12 +16,14 @@ import pandas as pd
 
 from .common import in_window, num
 from .haproxy import CLIENT_KINDS, INTERNAL_FRONTENDS, STAT_FRONTEND, client_frontends, info_metric, ssl_session_counts, window_counter_delta
+from .load import tls_mask
 
 #: name -> (tolerance %, tolerance in absolute counts): a check passes within the larger.
 TOLERANCES = {
     "requests": (2.0, 2.0),
     "connections": (2.0, 2.0),
     "handshakes": (10.0, 3.0),
+    "resumption": (10.0, 3.0),
 }
 
 
@@ -131,8 +133,9 @@ def check_handshakes(req: pd.DataFrame, info: pd.DataFrame, stat: pd.DataFrame, 
     """New TLS connections the client opened vs HAProxy's handshakes.
 
     When the client does not resume sessions, each of its new connections is a full
-    handshake: compared with SslFrontendKeyRate x sampling interval, summed (an
-    estimate from a one-second rate). When it may resume, the client cannot tell full
+    handshake: compared with the full handshakes the client frontends counted
+    (``ssl_sess``), else with SslFrontendKeyRate x sampling interval, summed (an
+    estimate from a one-second rate, poor for bursts). When it may resume, the client cannot tell full
     from resumed handshakes, so its new connections are compared with every new TLS
     handshake HAProxy counted (``ssl_sess`` + ``ssl_reused_sess``, else SslRate integrated).
     """
@@ -141,14 +144,26 @@ def check_handshakes(req: pd.DataFrame, info: pd.DataFrame, stat: pd.DataFrame, 
         return make_check("handshakes", None, None, f"not a TLS run (scheme {scheme})")
     if span is None:
         return make_check("handshakes", None, None, "no HAProxy samples")
-    client = _conn_new(_client_rows(req, span))
+    rows = _client_rows(req, span)
+    if not rows.empty:
+        rows = rows[tls_mask(rows, scheme)]  # plain-HTTP connections of a two-flow model or held ones do no handshake
+    client = _conn_new(rows)
     full = integrate_rate(info_metric(info, "SslFrontendKeyRate"), span)
     counts = ssl_session_counts(stat, span)
     if not client_resumes(run):
-        haproxy = full
-        note = "new TLS connections of the client (it does not resume sessions: each is a full handshake) vs SslFrontendKeyRate x interval summed (an estimate from a 1 s rate sampled at 1 Hz)"
         if counts is not None:
-            note += f"; the frontends' counters saw {counts[0]:.0f} full (ssl_sess) and {counts[1]:.0f} resumed (ssl_reused_sess) handshakes"
+            # The exact counter wins: a 1 s rate sampled at 1 Hz misjudges bursts (all
+            # connections of a keep-alive run open within the first second).
+            haproxy = counts[0]
+            note = (
+                f"new TLS connections of the client (it does not resume sessions: each is a full handshake) vs full handshakes "
+                f"the client frontends counted (ssl_sess; {counts[1]:.0f} resumed)"
+            )
+            if full is not None:
+                note += f"; SslFrontendKeyRate x interval summed gives about {full:.0f}"
+        else:
+            haproxy = full
+            note = "new TLS connections of the client (it does not resume sessions: each is a full handshake) vs SslFrontendKeyRate x interval summed (an estimate from a 1 s rate sampled at 1 Hz)"
     elif counts is not None:
         haproxy = counts[0] + counts[1]
         note = (
@@ -167,11 +182,51 @@ def check_handshakes(req: pd.DataFrame, info: pd.DataFrame, stat: pd.DataFrame, 
     return make_check("handshakes", client, haproxy, note)
 
 
-def run_checks(req: pd.DataFrame, info: pd.DataFrame, stat: pd.DataFrame, run: dict[str, Any]) -> list[dict[str, Any]]:
-    """All cross-checks, in a fixed order."""
+def check_resumption(pacing: pd.DataFrame, held: pd.DataFrame, stat: pd.DataFrame, run: dict[str, Any], span: tuple[float, float] | None) -> dict[str, Any] | None:
+    """Resumed TLS handshakes the client counted vs the client frontends' ``ssl_reused_sess`` increase.
+
+    Only for runs whose client counts them: the connection-rate and handshake-rate
+    models (``pacing.resumed``) and held connections (``held.resumed``). None (no
+    check at all) for other runs.
+    """
+    model = (((run.get("scenario") or {}).get("load")) or {}).get("model")
+    has_pacing = not pacing.empty and "resumed" in pacing and model in ("connection-rate", "handshake-rate")
+    has_held = not held.empty and "resumed" in held
+    if not has_pacing and not has_held:
+        return None
+    if span is None:
+        return make_check("resumption", None, None, "no HAProxy samples")
+    client = 0.0
+    if has_pacing:
+        # pacing rows are whole seconds of intended send time
+        p = pacing[(pacing["t"] + 1.0 > span[0]) & (pacing["t"] <= span[1])]
+        client += float(p["resumed"].sum())
+    if has_held:
+        h = held[(held["t"] >= span[0]) & (held["t"] <= span[1] + 1.0)]
+        client += float(h["resumed"].sum())
+    counts = ssl_session_counts(stat, span)
+    note = "TLS connections the client saw resume a session (pacing.resumed + held.resumed) vs ssl_reused_sess increase of the client frontends"
+    if counts is None:
+        return make_check("resumption", client, None, note + "; HAProxy does not report ssl_reused_sess")
+    return make_check("resumption", client, counts[1], note + f" ({counts[0]:.0f} full handshakes there)")
+
+
+def run_checks(
+    req: pd.DataFrame,
+    info: pd.DataFrame,
+    stat: pd.DataFrame,
+    run: dict[str, Any],
+    pacing: pd.DataFrame | None = None,
+    held: pd.DataFrame | None = None,
+) -> list[dict[str, Any]]:
+    """All cross-checks, in a fixed order (``resumption`` only where the client counts resumed handshakes)."""
     span = sampled_span(info)
-    return [
+    checks = [
         check_requests(req, info, stat, span),
         check_connections(req, stat, span),
         check_handshakes(req, info, stat, run, span),
     ]
+    resumption = check_resumption(pacing if pacing is not None else pd.DataFrame(), held if held is not None else pd.DataFrame(), stat, run, span)
+    if resumption is not None:
+        checks.append(resumption)
+    return checks

@@ -34,6 +34,8 @@ SAMPLE_TABLES = (
     "vrrp",
     "vrrp_events",
     "collector_self",
+    "pacing",
+    "held",
 )
 
 
@@ -107,7 +109,7 @@ class RunData:
 
     @property
     def window(self) -> tuple[float, float]:
-        return steady_window(self.run, self.requests)
+        return steady_window(self.run, self.requests, self.event_records)
 
 
 def load_run(run_dir: Path) -> RunData:
@@ -137,8 +139,32 @@ def num(x: float | int | None, digits: int = 3) -> float | None:
     return round(x, digits)
 
 
-def steady_window(run: dict[str, Any], requests: pd.DataFrame) -> tuple[float, float]:
-    """The steady-state window: after the ramp-up, before the tail (epoch seconds)."""
+def schedule_span(events: list[dict[str, Any]] | None) -> tuple[float | None, float | None]:
+    """Start and end of the load models' schedule (the controller's phases, ``schedule: true``); None where unknown."""
+    phases = [e for e in events or [] if e.get("kind") == "phase" and e.get("schedule")]
+    if not phases:
+        return None, None
+    start = min(float(e["t"]) for e in phases)
+    ends = [float(e["end"]) for e in phases if isinstance(e.get("end"), int | float)]
+    return start, (max(ends) if ends else None)
+
+
+def plateau_start(events: list[dict[str, Any]] | None) -> float | None:
+    """Start of a find-max run's plateau (after its settle time), from its ``plateau`` phase; None without one."""
+    for ev in events or []:
+        if ev.get("kind") == "phase" and ev.get("name") == "plateau":
+            return float(ev["t"]) + float(ev.get("settle") or 0.0)
+    return None
+
+
+def steady_window(run: dict[str, Any], requests: pd.DataFrame, events: list[dict[str, Any]] | None = None) -> tuple[float, float]:
+    """The steady-state window: after the ramp-up, before the tail (epoch seconds).
+
+    With ``events`` (the run's events.jsonl): a load model's schedule (its
+    controller's phases) bounds the window, the ramp-up counted from the
+    schedule's start; a find-max run's steady window is its plateau, after the
+    plateau's settle time.
+    """
     load = run.get("load_window") or {}
     start = load.get("start")
     end = load.get("end")
@@ -149,6 +175,16 @@ def steady_window(run: dict[str, Any], requests: pd.DataFrame) -> tuple[float, f
         end = float(requests["t"].max()) if end is None else end
     ramp = float((run.get("scenario") or {}).get("ramp_up", 0.0) or 0.0)
     s, e = start + ramp, end - TAIL_S
+    # a load model's schedule starts after Locust has started and ends when Locust stops it:
+    # time outside it is not steady state
+    sched_start, sched_end = schedule_span(events)
+    if sched_start is not None and sched_start + ramp < e - 1.0:
+        s = max(s, sched_start + ramp)
+    if sched_end is not None and sched_end - TAIL_S > s:
+        e = min(e, sched_end - TAIL_S)
+    plateau = plateau_start(events)
+    if plateau is not None and plateau < e:
+        s = max(s, plateau)
     if e <= s:  # very short runs: keep the whole window
         s, e = start, end
     return float(s), float(e)

@@ -13,12 +13,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .bottleneck import find_bottleneck
+from .bottleneck import apply_load_verdict, find_bottleneck
 from .checks import run_checks
 from .common import TAIL_S, RunData, SummaryError, load_run, load_window, num, read_run, steady_window
 from .cpu import collector_overhead, cpu_pct, cpu_summary
 from .failover import failover_summary
-from .haproxy import connections_summary, haproxy_summary, tls_summary
+from .haproxy import connection_series, connections_summary, haproxy_summary, tls_summary
+from .load import corrected_latency, load_summary
 from .ports import established_by_hop, ports_in_use, ports_summary, sockets_summary
 from .requests import client_connections, error_summary, latency_summary, request_summary
 from .traffic import traffic_rates, traffic_summary
@@ -47,6 +48,16 @@ def summarise_data(data: RunData) -> dict[str, Any]:
     load_start = (run.get("load_window") or {}).get("start")
     ports = ports_summary(ports_in_use(data.table("sockets"), data.table("port_range")), data.table("port_range"), window, load_start)
     haproxy = haproxy_summary(info, stat, window)
+    tls = tls_summary(info, window, stat)
+    bottleneck = find_bottleneck(run, cpu, haproxy["idle_pct"], ports)
+    client_series = connection_series(stat).set_index("t")["client"] if not stat.empty else None
+    load = load_summary(
+        run, req, data.table("pacing"), data.table("held"), data.event_records, window,
+        connections, tls, haproxy, bottleneck.get("utilisation_pct") or {}, client_series,
+    )
+    bottleneck = apply_load_verdict(bottleneck, load, cpu)
+    latency = latency_summary(req, data.latency_hist, window)
+    latency["corrected"] = corrected_latency(req, window)
     return {
         "schema_version": SCHEMA_VERSION,
         "run": {
@@ -60,10 +71,10 @@ def summarise_data(data: RunData) -> dict[str, Any]:
         "window": {"start": num(start), "end": num(end), "seconds": num(end - start if end > start else 0.0)},
         "requests": request_summary(req, window),
         "errors": error_summary(req, window),
-        "latency_ms": latency_summary(req, data.latency_hist, window),
+        "latency_ms": latency,
         "bytes": {"total": int(req["bytes"].sum()) if not req.empty else 0},
         "connections": connections,
-        "tls": tls_summary(info, window, stat),
+        "tls": tls,
         "haproxy": haproxy,
         "cpu": cpu,
         "ports": ports,
@@ -71,8 +82,9 @@ def summarise_data(data: RunData) -> dict[str, Any]:
         "vrrp": vrrp_summary(data.table("vrrp"), data.table("vrrp_events")),
         "failover": _failover(data),
         "collectors": collector_overhead(data.table("collector_self"), window),
-        "bottleneck": find_bottleneck(run, cpu, haproxy["idle_pct"], ports),
-        "checks": run_checks(req, info, stat, run),
+        "bottleneck": bottleneck,
+        "load": load,
+        "checks": run_checks(req, info, stat, run, data.table("pacing"), data.table("held")),
     }
 
 

@@ -160,6 +160,11 @@ class Collectors:
 
         self._guard("loadgen cgroup", track)
 
+    def track_container(self, service: str, role: str, container: Any, node: str = "") -> None:
+        """Sample the CPU of one more container (a load-generator worker) like the lab's own."""
+        with self._lock:
+            self.cpu_targets.append(_CpuTarget(service, role, node, container))
+
     # ------------------------------------------------------------------ discovery
 
     def _discover(self) -> None:

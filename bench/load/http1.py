@@ -110,6 +110,35 @@ _SIMPLE_HEAD = re.compile(
 )
 
 
+def complete_simple(buf: bytes | bytearray, n: int) -> tuple[int, int, int] | None:
+    """``(status, head length, body length)`` when ``buf[:n]`` is exactly one usual response, else None.
+
+    "Usual" is what :func:`read_response`'s short path takes: HTTP/1.1, exactly
+    one Content-Length, no Transfer-Encoding or Connection field, a final
+    status other than 204 and 304; such a response keeps the connection.
+    "Exactly" means the head and its Content-Length body bytes, nothing before
+    or after. ``buf`` may be longer than ``n`` (a reusable receive buffer).
+
+    None says nothing is wrong, only that this function cannot tell: read the
+    bytes with :func:`read_response`, which gives the same status, length and
+    keep-alive for anything this accepts (the property tests hold it to that).
+
+    >>> complete_simple(b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nhi", 40)
+    (200, 38, 2)
+    """
+    # Matching up to n, not up to the first CRLF CRLF, is the same: no header line
+    # can be empty, so a match always ends at the first empty line.
+    m = _SIMPLE_HEAD.match(buf, 0, n)
+    if m is None:
+        return None
+    status = int(m.group(1))
+    head = m.end()
+    length = int(m.group(4))
+    if head + length != n or status < 200 or status == 204 or status == 304 or head - 4 > MAX_HEAD:
+        return None
+    return status, head, length
+
+
 def parse_header_block(block: bytes) -> list[tuple[bytes, bytes]]:
     """Header lines (each ending in CRLF, as matched by the head pattern) as (name, value) pairs."""
     out = []

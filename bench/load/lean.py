@@ -33,6 +33,7 @@ Settings (``LBBENCH_LOAD`` JSON, written by :mod:`bench.load.runner`)::
 
 from __future__ import annotations
 
+import _ssl
 import gc
 import os
 import ssl
@@ -40,7 +41,6 @@ import time
 from typing import Any
 
 import gevent
-from gevent import getcurrent
 from locust import User, constant, task
 from locust.exception import StopUser
 from locust.user.users import LOCUST_STATE_STOPPING
@@ -87,17 +87,25 @@ class _Process:
         Locust forks its ``--processes`` workers before any user starts, so each
         process sets itself up on its own first user.
         """
+        self.setup_env(user.environment, user.host or "")
+
+    def setup_env(self, environment: Any, host: str) -> None:
+        """:meth:`setup` without a user (a process that only holds connections, or gets a message first)."""
         if self.pid == os.getpid():
             return
         self.pid = os.getpid()
         try:
-            self.settings = LeanSettings.from_settings(user.host or "", settings())
-            self.ctx = lab_tls_context(self.settings.ca) if self.settings.scheme == "https" else None
+            s = settings()
+            self.settings = LeanSettings.from_settings(host, s)
+            self.ctx = lab_tls_context(self.settings.ca) if self.settings.scheme == "https" or s.get("hosts") else None
+            if self.ctx is not None and s.get("tls_version") == "1.2":
+                # the C-level setter, as in lab_tls_context (gevent's patched property recurses)
+                _ssl._SSLContext.maximum_version.__set__(self.ctx, ssl.TLSVersion.TLSv1_2)
         except ValueError as exc:
             self.pid = -1
             raise StopUser(str(exc)) from None
-        self.environment = user.environment
-        events = user.environment.events
+        self.environment = environment
+        events = environment.events
         events.test_stopping.add_listener(lambda **_kw: self.flush_stats())
         events.test_stop.add_listener(lambda **_kw: self.flush_stats())
         events.quitting.add_listener(lambda **_kw: self.flush_stats())
@@ -160,13 +168,10 @@ class LeanHttpsUser(User):
     @task
     def run_requests(self) -> None:
         """A burst of requests (one when there is think time)."""
-        client = self.client
-        client._glet = getcurrent()
-        until = _time() + BURST_SECONDS
-        request = client.request
-        for _ in range(self._burst):
-            if request() > until or self._state == LOCUST_STATE_STOPPING:
-                return
+        # LeanClient.burst drives the requests from gevent's hub (no greenlet switch per
+        # request); a stopping user finishes its burst (at most BURST_SECONDS) first.
+        if self._state != LOCUST_STATE_STOPPING:
+            self.client.burst(self._burst, _time() + BURST_SECONDS)
 
 
 __all__ = ["LeanClient", "LeanHttpsUser", "LeanSettings", "LeanTimeout", "attach_capture", "error_kind"]

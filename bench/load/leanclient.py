@@ -31,7 +31,7 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import gevent
@@ -40,7 +40,7 @@ from gevent import get_hub, getcurrent
 from gevent.monkey import get_original
 
 from .capture import RequestCapture, classify
-from .http1 import HTTPError, IncompleteResponse, ProtocolError, read_response
+from .http1 import HTTPError, IncompleteResponse, ProtocolError, complete_simple, read_response
 
 # The unpatched classes: we do our own waiting on gevent's loop, so neither the
 # socket nor the TLS object may block or yield by themselves.
@@ -54,6 +54,16 @@ IDLE_CHECK = 1.0
 
 _INF = math.inf
 _time = time.time
+
+# Scratch buffers of Connection.exchange, shared by every connection of the process:
+# a connection uses them only between a wake-up and its next yield to the hub, and
+# copies out whatever it has to keep across a yield. Receiving into them costs no
+# 64 KiB allocation per recv() and per TLS read.
+_SCRATCH_IN = bytearray(RECV_SIZE)
+_SCRATCH_IN_VIEW = memoryview(_SCRATCH_IN)
+_SCRATCH_PLAIN = bytearray(RECV_SIZE)
+_SCRATCH_PLAIN_VIEW = memoryview(_SCRATCH_PLAIN)
+_CLOSED_BEFORE_ANY_BYTE = "connection closed before any response byte"
 
 
 
@@ -157,10 +167,10 @@ class Connection:
 
     __slots__ = (
         "sock", "obj", "inc", "out", "rw", "ww", "buf", "requests", "last_used",
-        "_hub", "_sock_recv", "_sock_send", "_tls", "_switch",
+        "_hub", "_sock_recv", "_sock_recv_into", "_sock_send", "_tls", "_switch", "_usual",
     )
 
-    def __init__(self, addr: tuple[str, int], ctx: ssl.SSLContext | None, server_hostname: str, session: ssl.SSLSession | None):
+    def __init__(self, addr: tuple[str, int], ctx: ssl.SSLContext | None, server_hostname: str | bytes, session: ssl.SSLSession | None):
         self._hub = get_hub()
         # A connection is only ever used by the greenlet that opened it.
         self._switch = getcurrent().switch
@@ -173,6 +183,9 @@ class Connection:
         self.buf = b""
         self.requests = 0
         self.last_used = 0.0
+        # (head, status, response length, body length) of the last usual response
+        # (see exchange): a response with the same head and length is the same kind.
+        self._usual: tuple[bytes, int, int, int] | None = None
         try:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -180,6 +193,7 @@ class Connection:
             self.rw = loop.io(sock.fileno(), 1)
             self.ww = loop.io(sock.fileno(), 2)
             self._sock_recv = sock.recv
+            self._sock_recv_into = sock.recv_into
             self._sock_send = sock.send
             err = sock.connect_ex(addr)
             if err in (errno.EINPROGRESS, errno.EAGAIN, errno.EALREADY):
@@ -256,7 +270,7 @@ class Connection:
         raise LeanTimeout("could not send the request")
 
     def _handshake(self) -> None:
-        obj = self.obj
+        obj = self._tls  # the C object: no Python wrapper frame per step
         for _ in range(64):  # a TLS handshake takes a handful of round trips
             try:
                 obj.do_handshake()
@@ -333,6 +347,89 @@ class Connection:
             except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
                 return b""
         return b""
+
+    def exchange(self, request: bytes) -> tuple[int, int, bool]:
+        """Send ``request`` and read its response: ``(status, body bytes, keep-alive)``.
+
+        The usual response takes :meth:`_receive`'s fast path; everything else
+        (a response in several pieces, chunked, ``Connection: close``, interim
+        responses, anything malformed, a close) goes to
+        :func:`~bench.load.http1.read_response` with the bytes received so
+        far, and gets the same answer it would have got without that path.
+        """
+        self.send(request)
+        if self.buf or (self._tls is not None and self.inc.pending):
+            # Bytes from before this request come first. (After an EOF the socket is
+            # readable: the read below sees it at once and the general path reports it.)
+            return self._read_rest(self.buf)
+        rw = self.rw
+        rw.start(self._switch)
+        try:
+            self._hub.switch()
+        finally:
+            rw.stop()
+        got = self._receive()
+        if type(got) is tuple:
+            return got[0], got[1], True
+        return self._read_rest(got or b"")
+
+    def _receive(self) -> tuple[int, int] | bytes | None:
+        """Read what the socket has after a wake-up; never waits.
+
+        Returns ``(status, body bytes)`` when that is exactly one usual response
+        (which keeps the connection); else the bytes of the response received so
+        far, to read on with :meth:`_read_rest` (``b""`` when a TLS record is not
+        complete yet, or after the end of the stream); None when the socket had
+        nothing (a spurious wake-up). Raises :class:`IncompleteResponse` when the
+        server closed before any byte of the response.
+
+        Bytes are received and decrypted into the process's scratch buffers and
+        recognised in place by :func:`~bench.load.http1.complete_simple`; a
+        response with the same head and length as the connection's last usual
+        one is recognised by one ``startswith``. Nothing is allocated for a
+        usual response.
+        """
+        try:
+            n = self._sock_recv_into(_SCRATCH_IN)
+        except BlockingIOError:
+            return None
+        tls = self._tls
+        if tls is None:
+            if not n:
+                raise IncompleteResponse(_CLOSED_BEFORE_ANY_BYTE, started=False)
+            plain, view, k = _SCRATCH_IN, _SCRATCH_IN_VIEW, n
+        else:
+            inc = self.inc
+            if not n:
+                inc.write_eof()
+                return b""
+            inc.write(_SCRATCH_IN_VIEW[:n])
+            try:
+                k = tls.read(RECV_SIZE, _SCRATCH_PLAIN)
+            except ssl.SSLWantReadError:
+                return b""  # the record is not complete yet
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                raise IncompleteResponse(_CLOSED_BEFORE_ANY_BYTE, started=False) from None
+            plain, view = _SCRATCH_PLAIN, _SCRATCH_PLAIN_VIEW
+            if inc.pending:
+                # More records came with this one: not one lone response, read on in order.
+                return bytes(view[:k])
+        usual = self._usual
+        if usual is not None and k == usual[2] and plain.startswith(usual[0]):
+            # The head is byte for byte one that complete_simple accepted, and ends at its
+            # first CRLF CRLF, so this response has the same status and framing.
+            return usual[1], usual[3]
+        simple = complete_simple(plain, k)
+        if simple is not None:
+            status, head, length = simple
+            self._usual = (bytes(view[:head]), status, k, length)
+            return status, length
+        return bytes(view[:k])
+
+    def _read_rest(self, buf: bytes) -> tuple[int, int, bool]:
+        """The general way: :func:`read_response` from ``buf`` on, through :meth:`recv`."""
+        response, self.buf = read_response(self.recv, buf)
+        return response.status, response.body_bytes, response.keep_alive
 
     def closed_by_peer(self) -> bool:
         """True when the server has closed (or sent something unasked, such as a TLS alert) while the connection idled."""
@@ -457,10 +554,14 @@ class StatsBatch:
             n = len(lists[0])
             if n == 0:
                 continue
-            ts, ms, nb, failures = (list(x) for x in lists)
+            # Converted before the lists are emptied in place (users hold references to them).
+            t = np.array(lists[0], dtype=float)
+            lat = np.array(lists[1], dtype=float)
+            nbytes = sum(lists[2])
+            failures = list(lists[3])
             for x in lists:
                 x.clear()
-            entry = self._entry(stats, name, ts, ms, nb, failures)
+            entry = self._entry(stats, name, t, lat, nbytes, failures)
             stats.entries[(name, self.METHOD)].extend(entry)
             stats.total.extend(entry)
             for when, error in failures:
@@ -474,23 +575,28 @@ class StatsBatch:
             total += n
         return total
 
-    def _entry(self, stats: Any, name: str, ts: list, ms: list, nb: list, failures: list) -> Any:
+    def _entry(self, stats: Any, name: str, t: np.ndarray, lat: np.ndarray, nbytes: int, failures: list) -> Any:
         from locust.stats import StatsEntry
 
         entry = StatsEntry(stats, name, self.METHOD, use_response_times_cache=False)
-        t = np.asarray(ts, dtype=float)
-        lat = np.asarray(ms, dtype=float)
-        entry.num_requests = len(ts)
+        entry.num_requests = len(t)
         entry.num_failures = len(failures)
         entry.total_response_time = float(lat.sum())
         entry.min_response_time = float(lat.min())
         entry.max_response_time = float(lat.max())
-        entry.total_content_length = int(sum(nb))
+        entry.total_content_length = int(nbytes)
         entry.start_time = float(t.min())
         entry.last_request_timestamp = float((t + lat / 1000.0).max())
         entry.response_times = _bucket_counts(lat)
-        secs, counts = np.unique(np.floor(t).astype(np.int64), return_counts=True)
-        entry.num_reqs_per_sec = dict(zip(secs.tolist(), counts.tolist(), strict=True))
+        secs = np.floor(t).astype(np.int64)
+        first = int(secs.min())
+        if int(secs.max()) - first < 4096:
+            counts = np.bincount(secs - first)  # a flush spans a second or so: linear, no sort
+            seen = np.flatnonzero(counts)
+            entry.num_reqs_per_sec = dict(zip((seen + first).tolist(), counts[seen].tolist(), strict=True))
+        else:
+            keys, n = np.unique(secs, return_counts=True)
+            entry.num_reqs_per_sec = dict(zip(keys.tolist(), n.tolist(), strict=True))
         if failures:
             fsecs, fcounts = np.unique(np.floor([w for w, _ in failures]).astype(np.int64), return_counts=True)
             entry.num_fail_per_sec = dict(zip(fsecs.tolist(), fcounts.tolist(), strict=True))
@@ -508,6 +614,11 @@ def _bucket_counts(lat: np.ndarray) -> dict[int, int]:
             key = locust_stats.bucket_response_time(value)
             out[key] = out.get(key, 0) + 1
         return out
+    if lat.max() < 100:
+        # the usual case: whole milliseconds (round half to even, as Python's round)
+        counts = np.bincount(np.round(lat).astype(np.int64))
+        keys = np.flatnonzero(counts)
+        return dict(zip(keys.tolist(), counts[keys].tolist(), strict=True))
     digits = np.select([lat < 100, lat < 1000, lat < 10000], [0, -1, -2], -3)
     scale = 10.0 ** (-digits)
     buckets = (np.round(lat / scale) * scale).astype(np.int64)
@@ -539,15 +650,39 @@ class LeanClient:
         self._req_close = s.request_bytes(close=True)
         self._addr = (s.host, s.port)
         self._rpc = s.requests_per_connection
+        self._timeout = s.timeout
+        self._name = s.name
+        # encoded once: ssl would run the (Python) IDNA codec on every connection
+        self._hostname = s.host.encode("idna")
         self._lists = lists if lists is not None else ([], [], [], [])
         self.capture = capture
         self._deadline = _INF
         self._deadline_what = ""
         self._op = 0
         self._glet: Any = None
+        # burst(): the greenlet to wake, the request in flight, how many may still be sent, until when
+        self._wake: Any = None
+        self._t0 = 0.0
+        self._left = 0
+        self._until = 0.0
         #: connections opened, and how many of them resumed a TLS session
         self.connections = 0
         self.resumed = 0
+
+    @property
+    def capture(self) -> Any:
+        """Where requests are recorded: a :class:`RequestCapture`, anything with its ``record()``, or None."""
+        return self._capture
+
+    @capture.setter
+    def capture(self, capture: Any) -> None:
+        # One tuple appended to the capture's list per request when it offers that
+        # (RequestCapture.record_row); otherwise its record().
+        self._capture = capture
+        if capture is None:
+            self._record_row = None
+        else:
+            self._record_row = getattr(capture, "record_row", None) or (lambda row, record=capture.record: record(*row))
 
     def close(self) -> None:
         """Close the connection, if one is open."""
@@ -560,13 +695,185 @@ class LeanClient:
 
     def request(self) -> float:
         """Send one request and record it; returns the time it finished (epoch seconds)."""
+        conn = self._conn
+        t0 = _time()
+        if conn is None or self._rpc or t0 - conn.last_used > IDLE_CHECK:
+            return self._request(t0)
+        # The hot path: the next request on a kept-alive connection used within IDLE_CHECK.
+        self._op += 1
+        self._deadline = t0 + self._timeout
+        conn.requests += 1
+        try:
+            status, nbytes, keep = conn.exchange(self._req_keep)
+        except Exception as e:  # noqa: BLE001 - every failure is a recorded request (GreenletExit passes)
+            self._deadline = _INF
+            self._drop()
+            return self._record(t0, _time(), False, 0, 0, e)
+        t1 = _time()
+        self._deadline = _INF
+        if keep:
+            conn.last_used = t0
+        else:
+            self._drop()
+        if status >= 400:
+            return self._record(t0, t1, False, status, nbytes, None)
+        latency = (t1 - t0) * 1000.0
+        record_row = self._record_row
+        if record_row is not None:
+            record_row((t0, latency, nbytes, status, "", self._name, False))
+        ts, ms, nb, _ = self._lists
+        ts.append(t0)
+        ms.append(latency)
+        nb.append(nbytes)
+        return t1
+
+    def burst(self, count: int, until: float) -> float:
+        """Up to ``count`` requests back to back, ending after the first that finishes past ``until``.
+
+        Records what ``count`` calls of :meth:`request` would (``until`` in
+        epoch seconds, like the time :meth:`request` returns); returns when the
+        last request finished (0.0 when ``count`` < 1).
+
+        On a kept-alive connection the requests are driven from gevent's hub:
+        the socket's read watcher calls :meth:`_on_readable`, which reads the
+        response, records it and sends the next request, so the calling greenlet
+        is not switched to and back per request (the switches cost more than
+        all the rest of our Python per request). The greenlet takes over for
+        everything else: connecting, a response that needs the general reader,
+        an error, a socket buffer that is full, the end of the burst. The
+        watchdog's timeouts and ``GreenletExit`` reach it as with :meth:`request`.
+        """
+        glet = self._glet = getcurrent()  # the greenlet the watchdog interrupts
+        self._wake = glet.switch
+        t1 = 0.0
+        left = count
+        while left > 0:
+            conn = self._conn
+            if (
+                conn is None
+                or self._rpc
+                or conn.buf
+                or (conn._tls is not None and conn.inc.pending)
+                or _time() - conn.last_used > IDLE_CHECK
+            ):
+                t1 = self.request()
+                left -= 1
+            else:
+                t1 = self._drive(conn, left, until)
+                left = self._left
+            if t1 > until:
+                break
+        return t1
+
+    def _drive(self, conn: Connection, count: int, until: float) -> float:
+        """Up to ``count`` requests on ``conn``, driven by its read watcher (see :meth:`burst`).
+
+        Returns when the last one finished; ``self._left`` says how many of
+        ``count`` were not sent.
+        """
+        self._left = count - 1
+        self._until = until
+        self._deadline_what = "response"
+        t0 = self._t0 = _time()
+        self._op += 1
+        self._deadline = t0 + self._timeout
+        conn.requests += 1
+        rw = conn.rw
+        hub = conn._hub
+        try:
+            conn.send(self._req_keep)
+            while True:
+                rw.start(self._on_readable)
+                try:
+                    got = hub.switch()  # until _on_readable hands over (or the watchdog throws)
+                finally:
+                    rw.stop()
+                if type(got) is float:
+                    return got  # the burst is over; _on_readable recorded the last response
+                if type(got) is not _Unsent:
+                    break
+                conn._send_all(got.data)  # the socket buffer was full: send the rest from here
+            if isinstance(got, Exception):
+                raise got
+            # The response in flight needs the general reader.
+            status, nbytes, keep = conn._read_rest(got)
+        except Exception as e:  # noqa: BLE001 - every failure is a recorded request (GreenletExit passes)
+            self._deadline = _INF
+            self._drop()
+            return self._record(self._t0, _time(), False, 0, 0, e)
+        t1 = _time()
+        self._deadline = _INF
+        if keep:
+            conn.last_used = self._t0
+        else:
+            self._drop()
+        return self._record(self._t0, t1, False, status, nbytes, None)
+
+    def _on_readable(self) -> None:
+        """The read watcher's callback during :meth:`_drive`; runs in the hub and never waits.
+
+        A usual response is recorded here and the next request sent; anything
+        else is handed to the driving greenlet (switched to with what it needs:
+        the time the burst ended, the bytes received so far, an exception, or
+        the unsent rest of a request).
+        """
+        conn = self._conn
+        try:
+            got = conn._receive()
+            if type(got) is not tuple:
+                if got is None:
+                    return  # a spurious wake-up: keep waiting
+                handoff: Any = got
+            else:
+                t1 = _time()
+                t0 = self._t0
+                status, nbytes = got
+                conn.last_used = t0
+                if status >= 400:
+                    self._record(t0, t1, False, status, nbytes, None)
+                else:
+                    latency = (t1 - t0) * 1000.0
+                    record_row = self._record_row
+                    if record_row is not None:
+                        record_row((t0, latency, nbytes, status, "", self._name, False))
+                    ts, ms, nb, _ = self._lists
+                    ts.append(t0)
+                    ms.append(latency)
+                    nb.append(nbytes)
+                if self._left <= 0 or t1 > self._until:
+                    self._deadline = _INF
+                    handoff = t1
+                else:
+                    # The next request, sent from here (Connection.send without its waiting).
+                    self._left -= 1
+                    t0 = self._t0 = _time()
+                    self._op += 1
+                    self._deadline = t0 + self._timeout
+                    conn.requests += 1
+                    data = self._req_keep
+                    tls = conn._tls
+                    if tls is not None:
+                        tls.write(data)
+                        data = conn.out.read()
+                    try:
+                        sent = conn._sock_send(data)
+                    except BlockingIOError:
+                        sent = 0
+                    if sent == len(data):
+                        return
+                    handoff = _Unsent(data[sent:])
+        except Exception as e:  # noqa: BLE001 - the greenlet records it as the request's error
+            handoff = e
+        self._wake(handoff)
+
+    def _request(self, t0: float) -> float:
+        """A request that opens a connection, follows an idle time, or is a connection's last."""
         s = self._s
         conn = self._conn
         conn_new = False
         status = 0
         nbytes = 0
         exc: BaseException | None = None
-        t0 = _time()
         self._op += 1
         try:
             if conn is not None and (t0 - conn.last_used) > IDLE_CHECK and conn.closed_by_peer():
@@ -576,7 +883,7 @@ class LeanClient:
                 self._glet = getcurrent()  # the greenlet the watchdog interrupts
                 self._deadline_what = "connect"
                 self._deadline = t0 + s.connect_timeout
-                conn = self._conn = Connection(self._addr, self._ctx, s.host, self._session if s.resumption else None)
+                conn = self._conn = Connection(self._addr, self._ctx, self._hostname, self._session if s.resumption else None)
                 conn_new = True
                 self.connections += 1
                 if conn.session_reused:
@@ -587,15 +894,12 @@ class LeanClient:
             self._deadline_what = "response"
             conn.requests += 1
             last = self._rpc and conn.requests >= self._rpc
-            conn.send(self._req_close if last else self._req_keep)
-            response, conn.buf = read_response(conn.recv, conn.buf)
+            status, nbytes, keep = conn.exchange(self._req_close if last else self._req_keep)
             self._deadline = _INF
-            status = response.status
-            nbytes = response.body_bytes
             if conn_new and s.resumption and conn.obj is not None:
                 # TLS 1.3 tickets arrive after the handshake: take the session now.
                 self._session = conn.obj.session
-            if last or not response.keep_alive:
+            if last or not keep:
                 self._drop()
             else:
                 conn.last_used = t0
@@ -603,12 +907,15 @@ class LeanClient:
             self._deadline = _INF
             exc = e
             self._drop()
-        t1 = _time()
+        return self._record(t0, _time(), conn_new, status, nbytes, exc)
+
+    def _record(self, t0: float, t1: float, conn_new: bool, status: int, nbytes: int, exc: BaseException | None) -> float:
+        """Record a request into the capture and the statistics lists; returns ``t1``."""
         latency = (t1 - t0) * 1000.0
         error = "" if exc is None and status < 400 else error_kind(exc, status)
-        capture = self.capture
-        if capture is not None:
-            capture.record(t0, latency, nbytes, status, error, s.name, conn_new)
+        record_row = self._record_row
+        if record_row is not None:
+            record_row((t0, latency, nbytes, status, error, self._name, conn_new))
         ts, ms, nb, failures = self._lists
         ts.append(t0)
         ms.append(latency)
@@ -618,6 +925,10 @@ class LeanClient:
         return t1
 
 
+class _Unsent(NamedTuple):
+    """The bytes of a request the socket did not take (its buffer was full)."""
+
+    data: bytes
 
 
 def _failure_text(kind: str, exc: BaseException | None, status: int) -> str:

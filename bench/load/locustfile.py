@@ -1,5 +1,6 @@
-"""The default locustfile of lbbench scenarios: users from :mod:`bench.load.users`
-and the per-request capture into the run directory."""
+"""The default locustfile of lbbench scenarios: users from :mod:`bench.load.users`,
+:mod:`bench.load.lean` and :mod:`bench.load.models`, the per-request capture into
+the run directory, and the load models' control plane."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ from pathlib import Path
 
 from locust import events
 
-from bench.load import lean
+from bench.load import lean, models
 from bench.load.capture import RequestCapture
 from bench.load.lean import LeanHttpsUser
+from bench.load.models import LeanRateUser
 from bench.load.users import KeepAliveUser, settings
 
-__all__ = ["KeepAliveUser", "LeanHttpsUser"]
+__all__ = ["KeepAliveUser", "LeanHttpsUser", "LeanRateUser"]
 
 _capture: RequestCapture | None = None
 
@@ -20,6 +22,8 @@ _capture: RequestCapture | None = None
 @events.init.add_listener
 def _on_init(environment, **_kwargs) -> None:
     global _capture
+    # the load models listen for the controller's messages (and the owning process runs it)
+    models.on_init(environment)
     run_dir = settings().get("run_dir")
     if not run_dir or _capture is not None:
         return

@@ -15,6 +15,8 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 from .. import paths
 from ..errors import UserError
@@ -24,6 +26,47 @@ DEFAULT_LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 STOP_GRACE = 10.0
 
 USER_CLASSES = {"fasthttp": "KeepAliveUser", "lean": "LeanHttpsUser"}
+#: The user class of the rate models (open, connection-rate, handshake-rate): the pool of connections.
+RATE_USER_CLASS = "LeanRateUser"
+
+
+def user_class(scenario: Scenario) -> str:
+    """The Locust user class a scenario's load runs with."""
+    return RATE_USER_CLASS if scenario.load.is_rate else USER_CLASSES[scenario.load.engine]
+
+
+def lab_hosts(host: str) -> dict[str, str]:
+    """Both schemes of the target (``https://VIP`` and ``http://VIP``), or only the given one when it names a port."""
+    parts = urlsplit(host)
+    if parts.port is not None or not parts.hostname:
+        return {parts.scheme: host}
+    name = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return {"https": f"https://{name}", "http": f"http://{name}"}
+
+
+def load_settings(scenario: Scenario, host: str, ca_pem: Path, run_dir: Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``LBBENCH_LOAD`` settings every Locust process of the run reads (see bench/load/users.py)."""
+    load = scenario.load
+    settings: dict[str, Any] = {
+        "ca": str(ca_pem),
+        "path": load.path,
+        "think_time": load.think_time,
+        "run_dir": str(run_dir),
+        "timeout": load.timeout,
+        "name": f"GET {load.path.split('?')[0]}",
+        # lean engine only (FastHttpUser ignores them)
+        "connect_timeout": load.connect_timeout,
+        "requests_per_connection": load.requests_per_connection,
+        "resumption": load.resumption,
+        "tls_version": load.tls_version,
+        # the load models (bench/load/models.py, bench/load/control.py)
+        "model": load.model,
+        "load": load.model_dump(mode="json"),
+        "duration": scenario.duration,
+        "hosts": lab_hosts(host),
+    }
+    settings.update(extra or {})
+    return settings
 
 
 @dataclass
@@ -33,6 +76,8 @@ class LocustProcess:
     proc: subprocess.Popen
     log_path: Path
     started_at: float
+    #: the settings every process of the run reads (LBBENCH_LOAD); worker containers get the same
+    settings: dict[str, Any] | None = None
 
     def wait(self, timeout: float) -> int | None:
         try:
@@ -63,6 +108,31 @@ class LocustProcess:
         return " | ".join(text[-lines:])
 
 
+def describe_load(scenario: Scenario) -> str:
+    """One line on what the load is (for the terminal)."""
+    load = scenario.load
+    field = load.target_field
+    if load.find_max is not None:
+        what = f"{load.model}, find-max from {load.find_max.start:g} {field}"
+    elif load.stages:
+        what = f"{load.model}, {len(load.stages)} stage(s) of {field}"
+    elif load.is_rate:
+        what = f"{load.model}, {getattr(load, field):g} {field}"
+    else:
+        what = f"{load.model}, {load.users} users"
+    if load.is_rate:
+        what += f" ({load.users} connections in the pool)"
+    if load.held is not None:
+        what += f", {load.held.connections} held connections ({load.held.tls_connections} TLS)"
+    return f"{what}, {processes_of(scenario)} process(es)"
+
+
+def processes_of(scenario: Scenario) -> int:
+    """Locust processes of a scenario (``auto`` resolves to one per core; bench/load/fit.py resolves it earlier)."""
+    n = scenario.load.processes
+    return (os.cpu_count() or 1) if n == "auto" else int(n)
+
+
 def locustfile_for(scenario: Scenario) -> Path:
     """The locustfile a scenario uses."""
     if scenario.locustfile:
@@ -79,23 +149,25 @@ def start_locust(
     ca_pem: Path,
     run_dir: Path,
     duration: float,
+    extra: dict[str, Any] | None = None,
+    master: tuple[str, int, int] | None = None,
 ) -> LocustProcess:
-    """Start headless Locust for ``scenario`` against ``host`` (the VIP URL); returns at once."""
+    """Start headless Locust for ``scenario`` against ``host`` (the VIP URL); returns at once.
+
+    ``extra`` adds to the settings every process reads (for example ``held_interval``).
+    ``master`` = (bind address, port, workers): run as Locust's master for that many
+    workers (bench/load/workers.py) instead of sending load from this machine.
+    """
     load = scenario.load
     out = run_dir / "locust"
     out.mkdir(parents=True, exist_ok=True)
-    settings = {
-        "ca": str(ca_pem),
-        "path": load.path,
-        "think_time": load.think_time,
-        "run_dir": str(run_dir),
-        "timeout": load.timeout,
-        "name": f"GET {load.path.split('?')[0]}",
-        # lean engine only (FastHttpUser ignores them)
-        "connect_timeout": load.connect_timeout,
-        "requests_per_connection": load.requests_per_connection,
-        "resumption": load.resumption,
-    }
+    settings = load_settings(scenario, host, ca_pem, run_dir, extra)
+    senders = processes_of(scenario) * (master[2] if master is not None else 1)
+    users = max(load.users, senders) if load.is_rate else load.users
+    if load.model == "keep-alive" and load.stages:
+        users = max(int(round(load.stages[0].users or 0)), 1) if not load.stages[0].ramp else 1
+    # a rate model's users are an idle pool until slots come: start them all at once
+    spawn_rate = float(min(users, 100 * senders)) if load.is_rate else load.spawn_rate
     cmd = [
         sys.executable,
         "-m",
@@ -106,9 +178,9 @@ def start_locust(
         "--host",
         host,
         "--users",
-        str(load.users),
+        str(users),
         "--spawn-rate",
-        f"{load.spawn_rate:g}",
+        f"{spawn_rate:g}",
         "--run-time",
         f"{max(1, round(duration))}s",
         "--stop-timeout",
@@ -121,10 +193,13 @@ def start_locust(
         "WARNING",
         "--exit-code-on-error",
         "0",
-        USER_CLASSES[load.engine],
+        user_class(scenario),
     ]
-    if load.processes > 1:
-        cmd[5:5] = ["--processes", str(load.processes)]  # after "-f FILE"
+    if master is not None:
+        bind, port, count = master
+        cmd[5:5] = ["--master", "--master-bind-host", bind, "--master-bind-port", str(port), "--expect-workers", str(count)]
+    elif processes_of(scenario) > 1:
+        cmd[5:5] = ["--processes", str(processes_of(scenario))]  # after "-f FILE"
     env = {**os.environ, "LBBENCH_LOAD": json.dumps(settings), "PYTHONUNBUFFERED": "1"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(paths.ROOT), env.get("PYTHONPATH", "")]))
     log_path = out / "locust.log"
@@ -133,4 +208,5 @@ def start_locust(
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=run_dir)
     finally:
         log.close()
-    return LocustProcess(proc, log_path, time.time())
+    (out / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
+    return LocustProcess(proc, log_path, time.time(), settings)

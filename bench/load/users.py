@@ -17,6 +17,7 @@ import os
 from typing import Any
 from urllib.parse import urlsplit
 
+import gevent
 import gevent.ssl
 from locust import FastHttpUser, constant, task
 from locust.exception import StopUser
@@ -50,6 +51,31 @@ def lab_ssl_context(*_args: Any, **_kwargs: Any) -> gevent.ssl.SSLContext:
     return gevent.ssl.create_default_context(cafile=_S.get("ca"))
 
 
+def _track_new_connections() -> None:
+    """Mark the running greenlet whenever geventhttpclient opens a connection.
+
+    A FastHttpUser sends its requests from its own greenlet, one at a time, and
+    Locust fires the request event in that greenlet right after the response, so
+    a flag on the greenlet tells the capture whether this request opened a
+    connection (``conn_new``).
+    """
+    from geventhttpclient.connectionpool import ConnectionPool
+
+    if getattr(ConnectionPool, "_lbbench_tracked", False):
+        return
+    original = ConnectionPool.after_connect
+
+    def after_connect(self: Any, sock: Any) -> None:
+        gevent.getcurrent().lbbench_conn_new = True
+        original(self, sock)
+
+    ConnectionPool.after_connect = after_connect  # type: ignore[method-assign]
+    ConnectionPool._lbbench_tracked = True  # type: ignore[attr-defined]
+
+
+_track_new_connections()
+
+
 class KeepAliveUser(FastHttpUser):
     """Keep-alive HTTPS client: one connection per user, reused for every request (Locust FastHttpUser)."""
 
@@ -65,4 +91,5 @@ class KeepAliveUser(FastHttpUser):
 
     @task
     def get(self) -> None:
+        gevent.getcurrent().lbbench_conn_new = False
         self.client.get(_S.get("path", "/"), name=_S.get("name", "GET"))

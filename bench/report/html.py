@@ -188,9 +188,11 @@ def render_html(run: dict[str, Any], summary: dict[str, Any], plots: list[Plot],
 <p class="muted">{escape(str(r['id']))}, started {escape(str(r['started_at']))}. Built from the run directory alone by <code>bench report</code>; figures in <code>summary.json</code>.</p>
 <div class="verdict {b_cls}"><b>Bottleneck:</b> {escape(str(b['component']))}: {escape(b['verdict'])}</div>
 <div class="verdict {c_cls}"><b>Cross-checks:</b> {escape(c_text)}</div>
+{_load_verdict(s.get('load'))}
 <h2>Run</h2><table>{header}</table>
 <h2>Key figures (steady window)</h2><table>{key}</table>
 <h2>Cross-checks: client vs HAProxy</h2>{_checks_table(s['checks'])}
+{_load_section(s.get('load'), s['latency_ms'].get('corrected'), t0)}
 {_failover_table(s.get('failover'), t0)}
 <h2>Bottleneck evidence</h2><ul>{evidence}</ul>
 <h2>CPU by container (steady window, % of one core)</h2>{_container_table(s['cpu']['by_container'])}
@@ -230,7 +232,99 @@ def _versions_text(versions: dict[str, Any]) -> str:
 def _load_text(run: dict[str, Any]) -> str:
     sc = run.get("scenario") or {}
     load = sc.get("load") or {}
-    return (
-        f"{load.get('engine')} {load.get('model')} {load.get('scheme')} {load.get('path')}, {load.get('users')} users, "
-        f"{load.get('processes')} process(es), {sc.get('duration')} s incl. {sc.get('ramp_up')} s ramp-up"
+    model = load.get("model")
+    targets = ", ".join(
+        f"{k} {load[k]:g}" for k in ("requests_per_s", "connections_per_s", "handshakes_per_s") if isinstance(load.get(k), int | float)
     )
+    extra = f" ({targets})" if targets else ""
+    if model in ("connection-rate", "handshake-rate") or load.get("requests_per_connection"):
+        extra += f", {load.get('requests_per_connection') or 'unlimited'} request(s) per connection"
+    if load.get("stages"):
+        extra += f", {len(load['stages'])} stage(s)"
+    if load.get("find_max"):
+        extra += ", find-max"
+    held = load.get("held")
+    if held:
+        extra += f", {held.get('connections')} held connection(s) (TLS: {held.get('tls')})"
+    pool = "users" if model == "keep-alive" else "connections in the pool"
+    scale = f", scale {run['scale']:g}" if isinstance(run.get("scale"), int | float) else ""
+    workers = run.get("load_workers") or {}
+    where = f"{workers.get('count')} worker container(s) x {workers.get('processes')} process(es)" if workers.get("count") else f"{load.get('processes')} process(es)"
+    return (
+        f"{load.get('engine')} {model}{extra}, {load.get('scheme')} {load.get('path')}, {load.get('users')} {pool}, "
+        f"{where}, {sc.get('duration')} s incl. {sc.get('ramp_up')} s ramp-up{scale}"
+    )
+
+
+def _load_verdict(load: dict[str, Any] | None) -> str:
+    """The header line: target vs achieved, and whose limit it was."""
+    if not load or (load.get("reached") is None and not load.get("find_max")):
+        return ""
+    limited = load.get("limited_by")
+    cls = "ok" if load.get("reached") else ("fail" if limited == "loadgen" else "warn")
+    return f'<div class="verdict {cls}"><b>Load target vs achieved:</b> {escape(str(load.get("verdict")))}</div>'
+
+
+def _load_section(load: dict[str, Any] | None, corrected: dict[str, Any] | None, t0: float) -> str:
+    """Targets next to what the client and HAProxy achieved; phases; find-max steps; corrected latency."""
+    if not load:
+        return ""
+    target, client, hap, pct = load.get("target") or {}, load.get("achieved") or {}, load.get("achieved_haproxy") or {}, load.get("achieved_pct") or {}
+    rows = []
+    for key, label, hkey in (
+        ("requests_per_s", "requests / s", "requests_per_s"),
+        ("connections_per_s", "new connections / s", "connections_per_s"),
+        ("handshakes_per_s", "TLS handshakes / s (full + resumed)", "handshakes_per_s"),
+        ("resumption_pct", "TLS resumption %", "resumption_pct"),
+        ("held_connections", "held connections (open, mean)", "client_connections"),
+        ("held_tls_connections", "held TLS connections (open, mean)", None),
+    ):
+        t, c, h = target.get(key), client.get(key), hap.get(hkey) if hkey else None
+        if t is None and key not in ("requests_per_s", "resumption_pct") and not (key == "connections_per_s" and c):
+            continue  # a figure the model does not target (keep the request rate, and new connections when there are any)
+        if key == "resumption_pct" and c is None and h is None:
+            continue
+        rows.append(
+            f"<tr><td>{escape(label)}</td><td class='num'>{_fmt(t)}</td><td class='num'>{_fmt(c)}</td>"
+            f"<td class='num'>{_fmt(pct.get(key))}</td><td class='num'>{_fmt(h)}</td></tr>"
+        )
+    if hap.get("full_handshakes_per_s") is not None and target.get("handshakes_per_s"):
+        rows.append(f"<tr><td>full TLS handshakes / s (SslFrontendKeyRate)</td><td></td><td></td><td></td><td class='num'>{_fmt(hap['full_handshakes_per_s'])}</td></tr>")
+    table = (
+        "<table><tr><th>figure</th><th>target</th><th>achieved (client)</th><th>% of target</th><th>HAProxy</th></tr>"
+        + "".join(rows)
+        + "</table>"
+        if rows
+        else ""
+    )
+    pace = load.get("pacing")
+    pacing = ""
+    if pace:
+        pacing = (
+            f"<p class='muted'>Schedule (steady window): {pace['due']} sends due, {pace['sent']} sent, {pace['late']} late (&gt; 10 ms), "
+            f"{pace['dropped']} dropped (&gt; max_lag), {pace['waited']} found every connection busy; generator dispatch lag up to "
+            f"{_fmt(pace.get('dispatch_lag_max_ms'))} ms.</p>"
+        )
+    lat = ""
+    if corrected and corrected.get("n"):
+        cells = "".join(
+            f"<tr><td>{k}</td><td class='num'>{_fmt(corrected.get(k))}</td><td class='num'>{_fmt(corrected.get(k + '_uncorrected'))}</td></tr>"
+            for k in ("p50", "p90", "p99", "p999", "mean", "max")
+        )
+        lat = (
+            "<h3>Latency from the intended send time (coordinated-omission corrected)</h3>"
+            f"<table><tr><th></th><th>corrected ms</th><th>uncorrected ms</th></tr>{cells}</table>"
+        )
+    phases = ""
+    if load.get("phases"):
+        prow = "".join(
+            f"<tr><td>{escape(str(p.get('name')))}</td><td class='num'>{_fmt(None if p.get('start') is None else round(p['start'] - t0, 2))}</td>"
+            f"<td class='num'>{_fmt(None if p.get('end') is None else round(p['end'] - t0, 2))}</td><td class='num'>{_fmt(p.get('target'))}</td>"
+            f"<td class='num'>{_fmt(p.get('achieved'))}</td><td>{escape(str(p.get('verdict') or ''))} {escape(str(p.get('reason') or ''))}</td></tr>"
+            for p in load["phases"]
+        )
+        phases = (
+            "<h3>Phases</h3><table><tr><th>phase</th><th>start s</th><th>end s</th><th>target</th><th>achieved</th><th>verdict</th></tr>"
+            f"{prow}</table>"
+        )
+    return f"<h2>Load: target vs achieved ({escape(str(load.get('model')))})</h2>{table}{pacing}{lat}{phases}"

@@ -124,6 +124,13 @@ def plot_requests(ctx: Context) -> Figure | None:
         ax_rate.plot(_sec(ctx, ps["t"]), ps["ok"], lw=1.6, color="#1f77b4", marker=".", ms=4, label="successes/s (per second)")
     if ps["req_rate"].notna().any():
         ax_rate.plot(_sec(ctx, ps["t"]), ps["req_rate"], lw=1.2, color="#ff7f0e", ls="--", marker="x", ms=4, label="HAProxy req_rate (client frontends)")
+    pacing = ctx.data.table("pacing")
+    if not pacing.empty:
+        # the load model's schedule: what the target asked for, per second (all processes)
+        load = (ctx.data.run.get("scenario") or {}).get("load") or {}
+        per = 1 if load.get("model") == "open" else max(int(load.get("requests_per_connection") or 1), 1)
+        due = pacing.groupby("t")["due"].sum()
+        ax_rate.step(ctx.rel(due.index.to_series()) + 0.5, due.to_numpy() * per, where="mid", lw=1.2, color="#2ca02c", label="target (the schedule's sends due/s)" if per == 1 else f"target ({per} x connections due/s)")
     ax_rate.set_ylabel("requests/s")
     ax_rate.set_ylim(bottom=0)
     _legend(ax_rate)
@@ -248,8 +255,10 @@ def plot_ports(ctx: Context) -> Figure | None:
     for ax, node in zip(axes, nodes, strict=True):
         d = ports[ports["node"] == node]
         limit = float(d["range_size"].max())
-        for (src, dst, dport), g in d.groupby(["src", "dst", "dport"]):
-            line = ax.plot(ctx.rel(g["t"]), g["in_use"], lw=1.4, label=f"{src} -> {dst}:{dport}")[0]
+        groups = list(d.groupby(["src", "dst", "dport"]))
+        colours = plt.get_cmap("tab20" if len(groups) > 10 else "tab10")
+        for i, ((src, dst, dport), g) in enumerate(groups):
+            line = ax.plot(ctx.rel(g["t"]), g["in_use"], lw=1.4, color=colours(i % colours.N), label=f"{src} -> {dst}:{dport}")[0]
             if g["time_wait"].max() > 0:
                 ax.plot(ctx.rel(g["t"]), g["time_wait"], lw=0.8, ls="--", color=line.get_color(), label=f"{src} -> {dst}:{dport} TIME_WAIT")
         ax.axhline(limit, color="black", lw=1.6, ls="--", label=f"limit {limit:.0f} (ip_local_port_range)")
@@ -321,44 +330,31 @@ def plot_traffic(ctx: Context) -> Figure | None:
 
 FAILOVER_BEFORE_S = 3.0
 FAILOVER_AFTER_MIN_S = 8.0
-HOLDER_COLOURS = {"lb-a": "#1f77b4", "lb-b": "#ff7f0e", "none": "#bbbbbb", "both": "#d62728"}
+HOLDER_COLOURS = {"lb-a": "#1f77b4", "lb-b": "#ff7f0e"}
 
 
-def _holder_spans(ctx: Context, t_from: float, t_to: float) -> list[tuple[float, float, str]]:
-    """(start, end, holder) spans of the VIP owner between two epoch times.
+def _holding(ctx: Context, node: str, t_from: float, t_to: float) -> list[tuple[float, float]]:
+    """(start, width) spans in which ``node``'s namespace held the VIP, from the 1 Hz ``vrrp`` samples.
 
-    keepalived's state changes (ms precision) when there are any, else the 1 Hz
-    ``vrrp`` samples.
+    A sample stands until the next one. A frozen or cut-off node still has
+    the address configured, so during such a fault both nodes may show it: what
+    the clients reach then depends on the host's ARP cache.
     """
     vrrp = ctx.data.table("vrrp")
-    changes: list[tuple[float, str]] = []
-    if not vrrp.empty:
-        held = vrrp[vrrp["holds_vip"]].groupby("t")["node"].agg(lambda n: "both" if len(n) > 1 else n.iloc[0])
-        ts = sorted(vrrp["t"].unique())
-        for t in ts:
-            changes.append((float(t), str(held.get(t, "none"))))
-    events = ctx.data.table("vrrp_events")
-    if not events.empty:
-        # A node entering MASTER takes the VIP; leaving it (BACKUP/FAULT/STOP) drops it.
-        ev = events.sort_values("t")
-        owner = None
-        precise: list[tuple[float, str]] = []
-        for row in ev.itertuples():
-            if row.state == "MASTER":
-                owner = row.node
-            elif owner == row.node:
-                owner = None
-            precise.append((float(row.t), owner or "none"))
-        # Samples before the first logged change still say who started as owner.
-        changes = [c for c in changes if c[0] < precise[0][0]] + precise if precise else changes
-    changes.sort()
-    if not changes:
+    if vrrp.empty:
         return []
+    d = vrrp[(vrrp["node"] == node) & (vrrp["t"] >= t_from - 3.0) & (vrrp["t"] <= t_to)].sort_values("t")
+    times = d["t"].to_numpy(dtype=float)
+    holds = d["holds_vip"].to_numpy(dtype=bool)
     spans = []
-    for (t, holder), nxt in zip(changes, [*changes[1:], (t_to, "")], strict=True):
-        a, b = max(t, t_from), min(nxt[0], t_to)
+    for k, (t, held) in enumerate(zip(times, holds, strict=True)):
+        if not held:
+            continue
+        # a sample holds until the next one (the collector can be late while a node is frozen), at most 3 s
+        nxt = times[k + 1] if k + 1 < len(times) else t + 1.0
+        a, b = max(t, t_from), min(nxt, t + 3.0, t_to)
         if b > a:
-            spans.append((a, b, holder))
+            spans.append((a, b - a))
     return spans
 
 
@@ -392,8 +388,16 @@ def plot_failover(ctx: Context) -> Figure | None:
             q = pd.Series(lat[sel & ok]).groupby(idx).quantile(0.99)
             p99[q.index.to_numpy()] = q.to_numpy()
             ax_lat.plot(bins[:-1] + 0.05, p99, lw=1.0, color=colour)
-        for a, b, holder in _holder_spans(ctx, t0 + bins[0], t0 + bins[-1]):
-            ax_vip.broken_barh([(a - t0, b - a)], (i - 0.4, 0.8), color=HOLDER_COLOURS.get(holder, "#999999"))
+        nodes = sorted(set(ctx.data.table("vrrp").get("node", pd.Series(dtype=str))) | {"lb-a"})
+        for j, node in enumerate(nodes):
+            y = i - 0.4 + j * 0.8 / len(nodes)
+            h = 0.8 / len(nodes) * 0.9
+            spans = [(a - t0, w) for a, w in _holding(ctx, node, t0 + bins[0], t0 + bins[-1])]
+            ax_vip.broken_barh(spans, (y, h), color=HOLDER_COLOURS.get(node, "#999999"))
+            logged = ctx.data.table("vrrp_events")
+            if not logged.empty:
+                became = logged[(logged["node"] == node) & (logged["state"] == "MASTER") & (logged["t"] >= t0 + bins[0]) & (logged["t"] <= t0 + bins[-1])]
+                ax_vip.plot(became["t"].to_numpy(dtype=float) - t0, [y + h / 2] * len(became), "v", color="black", ms=5)
         for ax in (ax_ok, ax_err, ax_lat):
             if f.get("gap_s") is not None:
                 ax.axvspan(0, f["gap_s"], color=colour, alpha=0.05, lw=0)
@@ -411,8 +415,9 @@ def plot_failover(ctx: Context) -> Figure | None:
     ax_vip.set_yticks(range(len(faults)), [f"#{f['id']}" for f in faults], fontsize=7)
     ax_vip.set_ylim(-0.6, len(faults) - 0.4)
     ax_vip.invert_yaxis()
-    for holder, colour in HOLDER_COLOURS.items():
-        ax_vip.bar(0, 0, color=colour, label=holder)
+    for holder in ("lb-a", "lb-b"):
+        ax_vip.bar(0, 0, color=HOLDER_COLOURS[holder], label=f"{holder} holds the VIP (1 s samples)")
+    ax_vip.plot([], [], "v", color="black", ms=5, label="entered MASTER (keepalived log)")
     _legend(ax_ok)
     _legend(ax_vip)
     ax_vip.set_xlabel("seconds since the injection (shaded: the gap without a successful response)")
@@ -428,7 +433,7 @@ def plot_failover_distribution(ctx: Context) -> Figure | None:
     figures = [("gap_s", "gap without success (s)"), ("vip_moved_after_s", "VIP moved after (s)"), ("recovered_after_s", "back to 95 % after (s)")]
     kinds = sorted(by_kind)
     fig, axes = plt.subplots(1, len(figures), figsize=(WIDTH, 2.2 + 0.35 * len(kinds)), squeeze=False)
-    fig.subplots_adjust(left=0.14, right=0.98, bottom=0.25, top=0.88, wspace=0.35)
+    fig.subplots_adjust(left=0.14, right=0.98, bottom=0.25, top=0.78, wspace=0.35)
     rng = np.random.default_rng(0)  # jitter only, for legibility
     for ax, (key, title) in zip(axes[0], figures, strict=True):
         for y, kind in enumerate(kinds):
@@ -442,9 +447,10 @@ def plot_failover_distribution(ctx: Context) -> Figure | None:
         ax.set_yticks(range(len(kinds)), kinds, fontsize=8)
         ax.set_ylim(-0.6, len(kinds) - 0.4)
         ax.set_title(title, fontsize=9)
-        ax.set_xlim(left=0)
+        right = max([f[key] for f in faults if f.get(key) is not None] + [w[1] for k in kinds if key == "vip_moved_after_s" and (w := (by_kind.get(k) or {}).get("expected_vip_move_s"))] + [1.0])
+        ax.set_xlim(0, right * 1.15)
         ax.grid(axis="x", alpha=0.3)
-    fig.suptitle("dots: each fault; red bar: median; shaded: expected VIP-move window", fontsize=8, y=0.99)
+    fig.suptitle("dots: each fault; red bar: median; shaded: expected VIP-move window", fontsize=8, y=0.97)
     return fig
 
 

@@ -53,6 +53,7 @@ class Built:
     keep_alive: bool
     until_close: bool  # the body ends where the stream ends
     head_len: int  # bytes up to and including the final response's CRLF CRLF
+    usual: bool = False  # what complete_simple must take: HTTP/1.1, Content-Length, no Connection, no interim, not 204/304
 
 
 @st.composite
@@ -108,7 +109,8 @@ def responses(draw) -> Built:
     else:
         keep = not conn_close and not until_close and (minor == 1 or conn_keep)
     wire = interim + head.encode("latin-1") + payload
-    return Built(wire, status, minor, body, keep, until_close, len(interim) + len(head))
+    usual = minor == 1 and not interim and framing == "length" and not conn_close and status not in (204, 304)
+    return Built(wire, status, minor, body, keep, until_close, len(interim) + len(head), usual)
 
 
 cuts = st.lists(st.integers(0, 4000), max_size=12)
@@ -174,6 +176,39 @@ def test_short_path_agrees_with_general_reader(built: Built, splits: list[int]) 
     b, rest_b = http1._read_general(recv_b, b"", False, False)
     assert a == b
     assert rest_a + unread_a() == rest_b + unread_b()
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(responses(), cuts, st.binary(max_size=40), st.data())
+def test_complete_simple_agrees_with_reader(built: Built, splits: list[int], junk: bytes, data) -> None:
+    """The lean engine's fast path (one whole usual response in a receive buffer) takes exactly
+    the usual responses, only whole, and says what the general reader says about them."""
+    wire = built.wire
+    fast = http1.complete_simple(wire, len(wire))
+    assert (fast is not None) == built.usual
+    # the same in a larger, reused buffer with other bytes after the response
+    assert http1.complete_simple(bytearray(wire + junk), len(wire)) == fast
+    if fast is not None:
+        status, head, length = fast
+        recv, unread = feeder(wire, splits)
+        response, rest = read_response(recv)
+        assert (response.status, response.body_bytes, response.keep_alive) == (status, length, True)
+        assert rest + unread() == b""
+        assert head == built.head_len and head + length == len(wire)
+    # a part of a response is never a whole one, nor is a response with more after it
+    cut = data.draw(st.integers(0, len(wire) - 1))
+    assert http1.complete_simple(wire, cut) is None
+    assert http1.complete_simple(wire + b"x", len(wire) + 1) is None
+
+
+@settings(max_examples=500)
+@given(st.binary(max_size=300))
+def test_complete_simple_on_garbage(data: bytes) -> None:
+    """Any bytes: None, or a verdict the general reader shares."""
+    fast = http1.complete_simple(data, len(data))
+    if fast is not None:
+        response, rest = read_response(feeder(data, [])[0])
+        assert (response.status, response.body_bytes, response.keep_alive, rest) == (fast[0], fast[2], True, b"")
 
 
 @settings(max_examples=500)

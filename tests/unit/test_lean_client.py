@@ -10,20 +10,23 @@ which does not; the Locust side runs in a subprocess test below.
 from __future__ import annotations
 
 import errno
+import functools
 import json
+import math
 import socket
 import ssl
 import struct
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import gevent
 import pytest
 import trustme
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bench.load.http1 import IncompleteResponse, ProtocolError
@@ -143,15 +146,21 @@ def client_for(port: int, ca: Path | None, scheme: str = "https", **kw) -> LeanC
     return LeanClient(s, ctx, capture=FakeCapture())
 
 
-def run(client: LeanClient, n: int, timeout: float = 20.0) -> list[tuple]:
-    """n requests in a greenlet (with a watchdog), the captured rows back."""
+def run(client: LeanClient, n: int, timeout: float = 20.0, burst: bool = False) -> list[tuple]:
+    """n requests in a greenlet (with a watchdog), the captured rows back.
+
+    ``burst``: one ``client.burst(n)`` (requests driven from the hub) instead of n ``request()``.
+    """
     dog = Watchdog()
 
     def go() -> None:
         dog.add(client, min(client._s.timeout, client._s.connect_timeout))
         try:
-            for _ in range(n):
-                client.request()
+            if burst:
+                client.burst(n, math.inf)
+            else:
+                for _ in range(n):
+                    client.request()
         finally:
             dog.discard(client)
             client.close()
@@ -160,14 +169,20 @@ def run(client: LeanClient, n: int, timeout: float = 20.0) -> list[tuple]:
     return client.capture.rows  # type: ignore[union-attr]
 
 
+@pytest.fixture(params=["request", "burst"])
+def drive(request: pytest.FixtureRequest) -> Callable[..., list[tuple]]:
+    """``run`` one request at a time, or as one burst: both must record the same."""
+    return functools.partial(run, burst=request.param == "burst")
+
+
 def kinds(rows: list[tuple]) -> list[str]:
     return [r[4] for r in rows]
 
 
-def test_keep_alive_reuses_one_connection(serve, pki) -> None:
+def test_keep_alive_reuses_one_connection(serve, pki, drive) -> None:
     server = serve(ok(b"x" * 1000))
     client = client_for(server.port, pki[0])
-    rows = run(client, 20)
+    rows = drive(client, 20)
     assert kinds(rows) == [""] * 20
     assert [r[6] for r in rows] == [True] + [False] * 19
     assert {r[2] for r in rows} == {1000} and {r[3] for r in rows} == {200}
@@ -217,36 +232,36 @@ def test_refused() -> None:
     assert kinds(rows) == ["refused", "refused"]
 
 
-def test_http_errors(serve, pki) -> None:
+def test_http_errors(serve, pki, drive) -> None:
     for status, kind in ((404, "http_4xx"), (503, "http_5xx")):
         server = serve(ok(b"no", status=status))
-        rows = run(client_for(server.port, pki[0]), 2)
+        rows = drive(client_for(server.port, pki[0]), 2)
         assert kinds(rows) == [kind, kind] and rows[0][3] == status
         assert server.accepted == 1  # an HTTP error does not cost the connection
 
 
-def test_closed_mid_body(serve, pki) -> None:
+def test_closed_mid_body(serve, pki, drive) -> None:
     def half(conn: socket.socket, _request: bytes) -> bool:
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000)
         return False
 
     server = serve(half)
-    rows = run(client_for(server.port, pki[0]), 3)
+    rows = drive(client_for(server.port, pki[0]), 3)
     assert kinds(rows) == ["closed"] * 3
     assert server.accepted == 3  # a failed connection is not reused
 
 
-def test_reset(serve) -> None:
+def test_reset(serve, drive) -> None:
     def rst(conn: socket.socket, _request: bytes) -> bool:
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         return False  # close with linger 0: the client sees a reset
 
     server = serve(rst, tls=False)
-    rows = run(client_for(server.port, None, scheme="http"), 2)
+    rows = drive(client_for(server.port, None, scheme="http"), 2)
     assert set(kinds(rows)) <= {"reset", "closed"} and "reset" in kinds(rows)
 
 
-def test_response_timeout(serve, pki) -> None:
+def test_response_timeout(serve, pki, drive) -> None:
     hold = threading.Event()
 
     def silent(_conn: socket.socket, _request: bytes) -> bool:
@@ -256,20 +271,193 @@ def test_response_timeout(serve, pki) -> None:
     server = serve(silent)
     client = client_for(server.port, pki[0], timeout=0.3)
     try:
-        rows = run(client, 2)
+        rows = drive(client, 2)
     finally:
         hold.set()
     assert kinds(rows) == ["timeout", "timeout"]
     assert all(r[1] < 3000 for r in rows)  # bounded by the timeout, not by the server
 
 
-def test_garbage_is_other(serve, pki) -> None:
+def test_garbage_is_other(serve, pki, drive) -> None:
     def garbage(conn: socket.socket, _request: bytes) -> bool:
         conn.sendall(b"SPDY/9 what\r\n\r\n")
         return False
 
     server = serve(garbage)
-    assert kinds(run(client_for(server.port, pki[0]), 1)) == ["other"]
+    assert kinds(drive(client_for(server.port, pki[0]), 1)) == ["other"]
+
+
+# --------------------------------------------------------------------------- scripted responses
+# One response per request from a script, on keep-alive connections, so that every kind of
+# response and failure also happens in the middle of a burst (driven from the hub).
+
+SIZES = st.sampled_from([0, 7, 3000, 20_000, 70_000])
+STEP = st.one_of(
+    st.tuples(st.just("ok"), st.sampled_from([200, 200, 201, 204, 404, 503]), SIZES, st.sampled_from(["", "same", "seq"])),
+    st.tuples(st.sampled_from(["chunked", "close", "interim", "split", "cut", "drop"]), SIZES),
+    st.tuples(st.just("garbage")),
+)
+
+
+def scripted(script: list[tuple]) -> tuple[Handler, list[tuple]]:
+    """A handler answering request i with ``script[i]``, and what the client must record for each."""
+    expected = []
+    for step in script:
+        kind = step[0]
+        if kind == "ok":
+            status, size = step[1], (0 if step[1] == 204 else step[2])
+            expected.append((status, size, "http_4xx" if 400 <= status < 500 else "http_5xx" if status >= 500 else "", False))
+        elif kind in ("chunked", "interim", "split"):
+            expected.append((200, step[1], "", False))
+        elif kind == "close":
+            expected.append((200, step[1], "", True))
+        elif kind == "cut":
+            expected.append((0, 0, "closed", True))
+        elif kind == "garbage":
+            expected.append((0, 0, "other", True))
+        elif kind == "drop":
+            # a usual response, then the server closes: the next request finds the connection gone
+            expected.append((200, step[1], "", False))
+            expected.append((0, 0, "closed|reset", True))
+    state = {"i": 0}  # requests that reached the server (the one after a "drop" does not)
+
+    def handle(conn: socket.socket, _request: bytes) -> bool:
+        i = state["i"]
+        state["i"] += 1
+        step = script[i] if i < len(script) else ("ok", 200, 0, "")
+        kind = step[0]
+        if kind == "ok":
+            status, size, extra = step[1], step[2], step[3]
+            head = f"HTTP/1.1 {status} X\r\n" + {"": "", "same": "X-Pad: abc\r\n", "seq": f"X-Seq: {i}\r\n"}[extra]
+            if status == 204:
+                conn.sendall((head + "\r\n").encode())
+            else:
+                conn.sendall((head + f"Content-Length: {size}\r\n\r\n").encode() + b"o" * size)
+            return True
+        size = step[1] if len(step) > 1 else 0
+        body = b"b" * size
+        if kind == "chunked":
+            payload = b"".join(b"%x\r\n" % len(body[j : j + 5000]) + body[j : j + 5000] + b"\r\n" for j in range(0, size, 5000))
+            conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + payload + b"0\r\n\r\n")
+            return True
+        if kind == "interim":
+            conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size + body)
+            return True
+        if kind == "split":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size + body[: size // 2])
+            time.sleep(0.02)
+            conn.sendall(body[size // 2 :])
+            return True
+        if kind == "close":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % size + body)
+            return False
+        if kind == "cut":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (size + 10) + body)
+            return False
+        if kind == "drop":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size + body)
+            return False  # no Connection: close, and no further answer on this connection
+        conn.sendall(b"SPDY/9 what\r\n\r\n")  # garbage
+        return False
+
+    return handle, expected
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(STEP, min_size=1, max_size=12), st.booleans(), st.booleans())
+def test_scripted_responses(pki, script: list[tuple], tls: bool, burst: bool) -> None:
+    """Every kind of response, anywhere in a keep-alive sequence, is recorded the same whether
+    requests are sent one by one or driven from the hub in a burst."""
+    handler, expected = scripted(script)
+    server = Server(handler, pki[1] if tls else None)
+    try:
+        client = client_for(server.port, pki[0] if tls else None, scheme="https" if tls else "http", timeout=2.0)
+        rows = run(client, len(expected), burst=burst)
+    finally:
+        server.close()
+    assert [(r[3], r[2]) for r in rows] == [e[:2] for e in expected]
+    assert all(r[4] in e[2].split("|") if e[2] else r[4] == "" for r, e in zip(rows, expected, strict=True))
+    new = [True] + [e[3] for e in expected[:-1]]
+    assert [r[6] for r in rows] == new
+    assert client.connections == sum(new)
+    ts, ms, nb, failures = client._lists
+    assert len(ts) == len(ms) == len(nb) == len(expected)
+    assert len(failures) == sum(1 for e in expected if e[2])
+
+
+def test_burst_sends_what_the_socket_did_not_take(serve, pki) -> None:
+    """A request the socket takes only in part is finished from the greenlet."""
+    server = serve(ok())
+    client = client_for(server.port, pki[0])
+
+    def go() -> None:
+        client.request()
+        conn = client._conn
+        send = conn._sock_send
+        conn._sock_send = lambda data: send(bytes(data)[:10])  # a socket that takes 10 bytes at a time
+        client.burst(20, math.inf)
+        client.close()
+
+    gevent.spawn(go).get(timeout=20)
+    assert kinds(client.capture.rows) == [""] * 21
+    assert client.connections == 1
+
+
+def test_burst_count_and_until(serve, pki) -> None:
+    server = serve(ok())
+    client = client_for(server.port, pki[0])
+    assert len(run(client, 7, burst=True)) == 7
+    client = client_for(server.port, pki[0])
+    dog = Watchdog()
+
+    def go() -> float:
+        dog.add(client, 5.0)
+        try:
+            client.request()  # a connection to drive
+            return client.burst(100, 0.0)  # until: long past
+        finally:
+            dog.discard(client)
+            client.close()
+
+    assert gevent.spawn(go).get(timeout=20) > 0
+    assert len(client.capture.rows) == 2  # the first request of the burst ends it
+
+
+def test_burst_timeout_mid_burst(pki) -> None:
+    """The watchdog interrupts a burst whose request in flight gets no answer."""
+    hold = threading.Event()
+    state = {"n": 0}
+
+    def third_silent(conn: socket.socket, request: bytes) -> bool:
+        state["n"] += 1
+        if state["n"] == 3:
+            hold.wait(5)
+            return False
+        return ok()(conn, request)
+
+    server = Server(third_silent, pki[1])
+    try:
+        client = client_for(server.port, pki[0], timeout=0.3)
+        rows = run(client, 4, burst=True)
+    finally:
+        hold.set()
+        server.close()
+    assert kinds(rows) == ["", "", "timeout", ""]
+    assert [r[6] for r in rows] == [True, False, False, True]
+
+
+def test_killed_burst_stops_sending(serve, pki) -> None:
+    """GreenletExit (Locust stopping a user) stops the hub from sending on the user's behalf."""
+    server = serve(ok())
+    client = client_for(server.port, pki[0])
+    glet = gevent.spawn(client.burst, 10**9, math.inf)
+    gevent.sleep(0.3)
+    glet.kill(block=True, timeout=5)
+    rows = len(client.capture.rows)
+    assert rows > 10
+    gevent.sleep(0.3)
+    assert len(client.capture.rows) == rows
+    client.close()
 
 
 def test_only_lab_or_loopback_targets() -> None:
@@ -355,6 +543,7 @@ print(json.dumps(out))
 
 
 @settings(max_examples=5, deadline=None)
+@example([0.4, 0.5, 1.5, 2.5, 12.0, 99.4, 99.5])  # all under 100 ms: the whole-millisecond fast path
 @given(st.lists(st.floats(0, 120_000, allow_nan=False).filter(lambda v: abs(v * 2 - round(v * 2)) > 1e-6 or v < 100), min_size=1, max_size=300))
 def test_stats_batch_matches_locust(latencies: list[float]) -> None:
     """Batched merging gives Locust the same statistics as one log_request per request.
