@@ -70,6 +70,16 @@ def _duration_fields(*names: str):
     return field_validator(*names, mode="before")(lambda cls, v: parse_duration(v))
 
 
+def _must_be_positive(cls: type, v: float) -> float:
+    if v <= 0:
+        raise ValueError("must be longer than 0s")
+    return v
+
+
+def _positive_fields(*names: str):
+    return field_validator(*names)(_must_be_positive)
+
+
 # --------------------------------------------------------------------------- topology
 
 
@@ -239,12 +249,7 @@ class Stage(_Model):
 
     parse_durations = _duration_fields("duration")
 
-    @field_validator("duration")
-    @classmethod
-    def _positive(cls, v: float) -> float:
-        if v <= 0:
-            raise ValueError("must be longer than 0s")
-        return v
+    check_positive = _positive_fields("duration")
 
     def target(self, field: str) -> float | None:
         value = getattr(self, field)
@@ -551,12 +556,7 @@ class Repeat(_Model):
 
     parse_durations = _duration_fields("every")
 
-    @field_validator("every")
-    @classmethod
-    def _positive(cls, v: float) -> float:
-        if v <= 0:
-            raise ValueError("must be longer than 0s")
-        return v
+    check_positive = _positive_fields("every")
 
 
 class Scenario(_Model):
@@ -620,12 +620,7 @@ class Scenario(_Model):
         duration = self.duration + (repeats - 1) * self.repeat.every
         return self.model_copy(update={"faults": faults, "duration": duration})
 
-    @field_validator("duration")
-    @classmethod
-    def _positive(cls, v: float) -> float:
-        if v <= 0:
-            raise ValueError("must be longer than 0s")
-        return v
+    check_positive = _positive_fields("duration")
 
 
 # --------------------------------------------------------------------------- loading

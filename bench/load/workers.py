@@ -26,7 +26,6 @@ Workers on other hosts: see README ("Load generator on several machines").
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -40,6 +39,7 @@ from typing import Any
 
 from .. import engine, images, paths
 from ..errors import UserError
+from ..images import _digest
 
 LOADGEN_REPO = "lbbench/loadgen"
 #: What the locustfile needs in a worker (their dependencies come along).
@@ -53,14 +53,6 @@ MASTER_PORT = 5557
 def requirements() -> str:
     """The worker's requirements, pinned to what this lbbench runs with."""
     return "".join(f"{name}=={version(name)}\n" for name in WORKER_PACKAGES)
-
-
-def _digest(*parts: bytes) -> str:
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(len(part).to_bytes(8, "big"))
-        h.update(part)
-    return h.hexdigest()[:12]
 
 
 def wheelhouse(reqs: str, log: Callable[[str], None] = print) -> Path:
