@@ -98,7 +98,15 @@ def test_sockets_and_port_range_per_node(smoke_run: Path) -> None:
     server_net = ipaddress.ip_network(run["lab"]["server_subnet"])
     in_server_net = sockets["dst"].map(lambda a: bool(a) and ipaddress.ip_address(a) in server_net)
     be_srv = sockets[(sockets["node"] == "lb-a") & (sockets["direction"] == "out") & in_server_net]
-    assert not be_srv.empty, sockets[sockets["node"] == "lb-a"].groupby(["state", "direction", "dst", "dport"])["count"].max()
+    if be_srv.empty:
+        # With http-server-close each server connection lives about a millisecond and
+        # HAProxy closes it without TIME_WAIT, so a 1 Hz sample may never catch one;
+        # then the servers' own counters must show they were used.
+        stat = table(smoke_run, "haproxy_stat")
+        served = stat[(stat["kind"] == "server") & (stat["svname"] == "FRONTEND")].groupby("service")["stot"].max()
+        assert (served > 0).all(), sockets[sockets["node"] == "lb-a"].groupby(["state", "direction", "dst", "dport"])["count"].max()
+    else:
+        assert (be_srv["dport"] == 8080).all()
     ranges = table(smoke_run, "port_range")
     assert set(ranges["node"]) == {"lb-a", "lb-b"}
     assert ((ranges["low"] > 1023) & (ranges["high"] >= ranges["low"])).all()
