@@ -15,7 +15,8 @@ console, web UI, CSV files and distributed mode. What changes:
   ``environment.stats`` every ``STATS_FLUSH`` seconds and when the test stops.
   ``events.request`` is *not* fired per request, so other listeners of that
   event do not see this engine's requests;
-- with ``think_time`` 0 a task is a burst of back-to-back requests, bounded by
+- with ``think_time`` 0 a task is a burst of back-to-back requests
+  (:meth:`LeanClient.burst`, driven from gevent's hub), bounded by
   ``BURST_REQUESTS`` and ``BURST_SECONDS`` so stopping stays prompt;
 - on its first user, each process freezes the objects alive at that point out of
   the garbage collector's reach and raises its thresholds (the profile showed

@@ -4,12 +4,21 @@
 module imports no Locust (importing Locust monkey-patches the process), so
 tests and tools can drive the client directly inside gevent greenlets.
 
-Per request the client sends one pre-built ``GET``, reads the response with
-:func:`bench.load.http1.read_response`, and records it twice: exactly, into
-the run's :class:`~bench.load.capture.RequestCapture` (``conn_new`` says the
-request opened its connection; its latency then includes the connect and the
-TLS handshake), and cheaply, as three list appends that
-:class:`StatsBatch` later merges into Locust's statistics.
+Per request the client sends one pre-built ``GET``, reads the response, and
+records it twice: exactly, into the run's
+:class:`~bench.load.capture.RequestCapture` (one tuple; ``conn_new`` says the
+request opened its connection, its latency then includes the connect and the
+TLS handshake), and cheaply, as three list appends that :class:`StatsBatch`
+later merges into Locust's statistics.
+
+The usual response (HTTP/1.1, one Content-Length, nothing else that frames it)
+arriving whole is recognised in scratch buffers without allocating
+(:meth:`Connection._receive`); anything else goes to
+:func:`bench.load.http1.read_response`. :meth:`LeanClient.request` does one
+request from its greenlet; :meth:`LeanClient.burst` drives back-to-back
+requests on a kept-alive connection from gevent's hub (the socket's read
+callback records a response and sends the next request), which saves the two
+greenlet switches per request.
 
 I/O: one non-blocking socket per client, waited on with gevent's loop; TLS
 through an ``ssl.SSLObject`` over memory BIOs, so a small request costs one

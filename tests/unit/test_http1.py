@@ -4,7 +4,8 @@ Property tests build valid responses (sizes, chunked with random chunk splits,
 extensions and trailers, random extra headers in random case, Connection:
 close, HTTP/1.0, interim 1xx, no-body statuses), feed them in random
 fragmentations, and check the reader against what was built; truncated streams
-must fail as "closed"; the short path must agree with the general reader.
+must fail as "closed"; the short path, and the lean engine's receive fast
+path (``complete_simple``), must agree with the general reader.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Covers keep-alive and connection reuse, requests per connection, TLS session
 resumption, CA verification, and the error kinds (refused, reset, timeout, tls,
-http_4xx/5xx, closed, other) as they come out of real sockets. Importing Locust
+http_4xx/5xx, closed, other) as they come out of real sockets; requests one at
+a time and in bursts driven from the hub must record the same. Importing Locust
 monkey-patches the process, so these tests use :mod:`bench.load.leanclient`,
 which does not; the Locust side runs in a subprocess test below.
 """
