@@ -53,6 +53,7 @@ from typing import Any
 import trustme
 
 from . import __version__, engine, images, paths
+from .collect.haproxy import stats_command
 from .errors import UserError
 from .topology.render import LABEL_PROJECT, LABEL_RUN, PROJECT_VALUE
 
@@ -109,25 +110,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def stats_command(sock_path: Path, command: str, timeout: float = 2.0) -> str:
-    """Send one command to a HAProxy stats socket and return the answer."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(str(sock_path))
-        sock.sendall(command.encode() + b"\n")
-        chunks = []
-        while True:
-            data = sock.recv(65536)
-            if not data:
-                break
-            chunks.append(data)
-    return b"".join(chunks).decode(errors="replace")
-
-
 def show_info(sock_path: Path) -> dict[str, str]:
     """HAProxy's ``show info`` as a dict of strings."""
     out: dict[str, str] = {}
-    for line in stats_command(sock_path, "show info").splitlines():
+    for line in stats_command(sock_path, "show info", timeout=2.0).splitlines():
         key, sep, value = line.partition(":")
         if sep:
             out[key.strip()] = value.strip()

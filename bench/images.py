@@ -14,6 +14,7 @@ with nothing changed builds nothing::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -147,7 +148,12 @@ def ensure_images(flavour: str = "node", base: str | None = None, log: Callable[
 
 
 def versions(image: str) -> dict[str, str]:
-    """HAProxy and keepalived versions inside ``image`` (for run.json)."""
+    """HAProxy and keepalived versions inside ``image`` (for run.json); asked once per image and process."""
+    return dict(_versions(image))
+
+
+@functools.lru_cache(maxsize=8)
+def _versions(image: str) -> dict[str, str]:
     raw = engine.client().containers.run(
         image,
         ["sh", "-c", "haproxy -v | head -1; keepalived -v 2>&1 | head -1"],

@@ -30,7 +30,7 @@ from pydantic import ValidationError
 
 from . import paths
 from .errors import UserError
-from .spec import Variant, _read_yaml, load_scenario, scenario_topology, variant_names
+from .spec import Variant, format_validation_error, load_scenario, read_yaml, scenario_topology, variant_names
 
 MATRIX_SCHEMA_VERSION = 1
 MAX_RUNS = 60
@@ -40,7 +40,7 @@ def parse_matrix(matrix: str) -> tuple[list[str], dict[str, Variant]]:
     """``A,B,C`` or a YAML file -> variant names and inline variants."""
     if matrix.endswith((".yaml", ".yml")):
         path = Path(matrix)
-        raw = _read_yaml(path)
+        raw = read_yaml(path)
         declared = raw.get("variants")
         if not isinstance(declared, dict) or not declared:
             raise UserError(f"{path}: expected a 'variants' mapping of name -> {{description, overrides}}", "see README (Variants)")
@@ -49,9 +49,7 @@ def parse_matrix(matrix: str) -> tuple[list[str], dict[str, Variant]]:
             try:
                 extra[str(name)] = Variant.model_validate(body or {})
             except ValidationError as err:
-                first = err.errors()[0]
-                loc = ".".join(str(p) for p in first["loc"])
-                raise UserError(f"{path}: variants.{name}.{loc}: {first['msg']}", "a variant has description and overrides") from None
+                raise format_validation_error(f"{path}: variants.{name}", err) from None
         return list(extra), extra
     names = [n.strip() for n in matrix.split(",") if n.strip()]
     if not names:

@@ -626,7 +626,7 @@ class Scenario(_Model):
 # --------------------------------------------------------------------------- loading
 
 
-def _format_validation_error(source: str, err: ValidationError) -> UserError:
+def format_validation_error(source: str, err: ValidationError) -> UserError:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
     msg = first["msg"]
@@ -642,7 +642,7 @@ def _format_validation_error(source: str, err: ValidationError) -> UserError:
     return UserError(f"{source}: {loc}: {msg}{more}", "correct that field; README lists every field")
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -730,11 +730,11 @@ def load_topology(
     """
     path = _resolve(name_or_path, paths.TOPOLOGY, "topology")
     source = _relname(path)
-    raw = _read_yaml(path)
+    raw = read_yaml(path)
     try:
         base = Topology.model_validate(raw)
     except ValidationError as err:
-        raise _format_validation_error(source, err) from None
+        raise format_validation_error(source, err) from None
     overrides: dict[str, Any] = deep_merge({}, base_overrides or {})
     variants = {**base.variants, **(extra_variants or {})}
     if variant:
@@ -753,13 +753,13 @@ def load_topology(
         topo = Topology.model_validate(merged)
     except ValidationError as err:
         label = f"variant {variant!r}" if variant else ("--set" if sets else "scenario overrides")
-        raise _format_validation_error(f"{source} ({label})", err) from None
+        raise format_validation_error(f"{source} ({label})", err) from None
     return topo, overrides
 
 
 def _read_scenario_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """A scenario's YAML with ``extends: OTHER`` resolved (OTHER's fields, then this file's on top)."""
-    raw = _read_yaml(path)
+    raw = read_yaml(path)
     parent = raw.pop("extends", None)
     if parent is None:
         return raw
@@ -785,7 +785,7 @@ def load_scenario(name_or_path: str, duration: str | None = None) -> tuple[Scena
     try:
         scenario = Scenario.model_validate(raw)
     except ValidationError as err:
-        raise _format_validation_error(source, err) from None
+        raise format_validation_error(source, err) from None
     if scenario.ramp_up >= scenario.duration:
         raise UserError(
             f"{source}: ramp_up ({scenario.ramp_up:g}s) must be shorter than duration ({scenario.duration:g}s)",
@@ -809,5 +809,5 @@ def scenario_topology(
 def variant_names(scenario: Scenario) -> list[str]:
     """Every variant a scenario can run: its own and its topology's."""
     path = _resolve(scenario.topology, paths.TOPOLOGY, "topology")
-    raw = _read_yaml(path)
+    raw = read_yaml(path)
     return sorted({*(raw.get("variants") or {}), *scenario.variants})

@@ -27,13 +27,13 @@ For each ``fault`` event of ``events.jsonl`` (see :mod:`bench.faults`):
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..faults import VIP_MOVING
+from .common import num
 
 PRE_FAULT_S = 5.0
 RECOVERED_FRACTION = 0.95
@@ -84,12 +84,6 @@ def _vip_moved(ev: dict[str, Any], t0: float, vrrp_events: pd.DataFrame, vrrp: p
         if not held.empty:
             return float(held["t"].min() - t0), "vrrp samples"
     return None, None
-
-
-def _num(x: float | None, digits: int = 3) -> float | None:
-    if x is None or (isinstance(x, float) and (math.isnan(x) or math.isinf(x))):
-        return None
-    return round(float(x), digits)
 
 
 def analyse_event(
@@ -151,17 +145,17 @@ def analyse_event(
         "kind": kind,
         "target": ev.get("target"),
         "node": ev.get("node"),
-        "injected_at": _num(t0, 3),
-        "vip_moved_after_s": _num(moved),
+        "injected_at": num(t0, 3),
+        "vip_moved_after_s": num(moved),
         "vip_moved_source": moved_source,
         "expected_vip_move_s": expected_window(kind, topology),
-        "gap_s": _num(gap),
+        "gap_s": num(gap),
         "censored": bool(censored),
-        "first_success_after_s": _num(first_success),
+        "first_success_after_s": num(first_success),
         "errors": {"total": int(len(errs)), "by_kind": by_kind},
-        "recovered_after_s": _num(recovered),
-        "pre_fault_per_s": _num(pre_rate, 1),
-        "window_s": _num(window_end - t0),
+        "recovered_after_s": num(recovered),
+        "pre_fault_per_s": num(pre_rate, 1),
+        "window_s": num(window_end - t0),
     }
 
 
@@ -172,10 +166,10 @@ def _dist(values: list[float]) -> dict[str, float | None] | None:
     arr = np.asarray(vals, dtype=float)
     return {
         "n": int(arr.size),
-        "min": _num(arr.min()),
-        "median": _num(np.median(arr)),
-        "p95": _num(np.percentile(arr, 95)),
-        "max": _num(arr.max()),
+        "min": num(arr.min()),
+        "median": num(np.median(arr)),
+        "p95": num(np.percentile(arr, 95)),
+        "max": num(arr.max()),
     }
 
 

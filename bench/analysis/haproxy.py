@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .common import counter_delta, in_window, num, sum_across
+from .common import in_window, num, sum_across
 
 #: Frontends that do not carry client traffic (keepalived's `monitor-uri` check, a stats page).
 INTERNAL_FRONTENDS = frozenset({"monitor", "stats"})

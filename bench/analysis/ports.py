@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .common import in_window, num
+from .common import num
 
 PORT_COLUMNS = ["t", "node", "src", "dst", "dport", "in_use", "time_wait", "low", "high", "range_size"]
 #: A (source, destination) pair counts as exhausted from this share of its port range on.
@@ -65,14 +65,12 @@ def ports_in_use(sockets: pd.DataFrame, port_range: pd.DataFrame) -> pd.DataFram
     return g.sort_values(["node", "src", "dst", "dport", "t"], kind="stable").reset_index(drop=True)[PORT_COLUMNS]
 
 
-def ports_summary(ports: pd.DataFrame, port_range: pd.DataFrame, window: tuple[float, float], load_start: float | None = None) -> dict[str, Any]:
+def ports_summary(ports: pd.DataFrame, port_range: pd.DataFrame, load_start: float | None = None) -> dict[str, Any]:
     """``ports``: the busiest (source, destination) pair against the range, over the whole run.
 
-    Exhaustion can start during a ramp, so unlike the request figures these
-    are not limited to the steady window (``window`` is kept for the caller's
-    symmetry and unused).
+    Exhaustion can start during a ramp, so unlike the request figures these are
+    not limited to the steady window.
     """
-    del window
     ranges = node_ranges(port_range)
     range_size = int(ranges["range_size"].min()) if not ranges.empty else None
     empty = {

@@ -76,17 +76,21 @@ class Series:
     cpu: pd.DataFrame
     ports: pd.DataFrame
     traffic: pd.DataFrame
+    #: established connections per hop (kernel view), the per-second table's source; not written on its own
+    hops: pd.DataFrame
 
     def frames(self) -> dict[str, pd.DataFrame]:
         return {"timeline": self.timeline, "per_second": self.per_second, "cpu": self.cpu, "ports": self.ports, "traffic": self.traffic}
 
 
-def per_second_table(data: RunData, traffic: pd.DataFrame) -> pd.DataFrame:
+def per_second_table(data: RunData, traffic: pd.DataFrame, hops: pd.DataFrame | None = None) -> pd.DataFrame:
     """The per-second table (columns :data:`PER_SECOND_COLUMNS`), over the union of all sources' seconds."""
+    if hops is None:
+        hops = established_by_hop(data.table("sockets"))
     parts = [
         per_second_requests(data.requests, data.latency_hist).set_index("t"),
         haproxy_series(data.table("haproxy_info"), data.table("haproxy_stat")).set_index("t"),
-        established_by_hop(data.table("sockets")).set_index("t"),
+        hops.set_index("t"),
     ]
     for network in ("client", "server"):
         s = network_series(traffic, network)
@@ -112,12 +116,14 @@ def per_second_table(data: RunData, traffic: pd.DataFrame) -> pd.DataFrame:
 def build_series(data: RunData) -> Series:
     """Compute every derived time series of a run."""
     traffic = traffic_rates(data.table("netdev"))
+    hops = established_by_hop(data.table("sockets"))
     return Series(
         timeline=timeline(data.requests),
-        per_second=per_second_table(data, traffic),
+        per_second=per_second_table(data, traffic, hops),
         cpu=cpu_pct(data.table("cpu")),
         ports=ports_in_use(data.table("sockets"), data.table("port_range")),
         traffic=traffic,
+        hops=hops,
     )
 
 

@@ -22,6 +22,7 @@ from .haproxy import connection_series, connections_summary, haproxy_summary, tl
 from .load import corrected_latency, load_summary
 from .ports import established_by_hop, ports_in_use, ports_summary, sockets_summary
 from .requests import client_connections, error_summary, latency_summary, request_summary
+from .series import Series
 from .traffic import traffic_rates, traffic_summary
 from .vrrp import vrrp_summary
 
@@ -29,13 +30,21 @@ SCHEMA_VERSION = 1
 
 __all__ = ["SCHEMA_VERSION", "TAIL_S", "SummaryError", "read_run", "steady_window", "summarise", "summarise_data", "write_summary"]
 
-# kept for callers of the first version of this module
-_num = num
 
+def summarise_data(data: RunData, series: Series | None = None) -> dict[str, Any]:
+    """The summary of already-loaded run data (see :func:`summarise`).
 
-def summarise_data(data: RunData) -> dict[str, Any]:
-    """The summary of already-loaded run data (see :func:`summarise`)."""
+    ``series`` (from :func:`bench.analysis.series.build_series`) saves computing
+    the CPU, ports, traffic and per-hop series again when the report has them.
+    """
     run, req = data.run, data.requests
+    if series is not None:
+        hops, cpu_series, ports_series, traffic = series.hops, series.cpu, series.ports, series.traffic
+    else:
+        hops = established_by_hop(data.table("sockets"))
+        cpu_series = cpu_pct(data.table("cpu"))
+        ports_series = ports_in_use(data.table("sockets"), data.table("port_range"))
+        traffic = traffic_rates(data.table("netdev"))
     window = data.window
     start, end = window
     info, stat = data.table("haproxy_info"), data.table("haproxy_stat")
@@ -43,10 +52,10 @@ def summarise_data(data: RunData) -> dict[str, Any]:
     connections = connections_summary(info, stat, window)
     connections["per_s_client"] = client_connections(req, window)["per_s"]
     split = ((run.get("topology") or {}).get("lb") or {}).get("layout", "split") != "monolith"
-    connections["sockets"] = sockets_summary(established_by_hop(data.table("sockets")), window, split)
-    cpu = cpu_summary(cpu_pct(data.table("cpu")), window)
+    connections["sockets"] = sockets_summary(hops, window, split)
+    cpu = cpu_summary(cpu_series, window)
     load_start = (run.get("load_window") or {}).get("start")
-    ports = ports_summary(ports_in_use(data.table("sockets"), data.table("port_range")), data.table("port_range"), window, load_start)
+    ports = ports_summary(ports_series, data.table("port_range"), load_start)
     haproxy = haproxy_summary(info, stat, window)
     tls = tls_summary(info, window, stat)
     bottleneck = find_bottleneck(run, cpu, haproxy["idle_pct"], ports)
@@ -78,7 +87,7 @@ def summarise_data(data: RunData) -> dict[str, Any]:
         "haproxy": haproxy,
         "cpu": cpu,
         "ports": ports,
-        "traffic": traffic_summary(traffic_rates(data.table("netdev")), window),
+        "traffic": traffic_summary(traffic, window),
         "vrrp": vrrp_summary(data.table("vrrp"), data.table("vrrp_events")),
         "failover": _failover(data),
         "collectors": collector_overhead(data.table("collector_self"), window),

@@ -90,6 +90,11 @@ def split_info_stat(text: str) -> tuple[str, str]:
     return text[:at], text[at:]
 
 
+def stats_command(path: Path | str, command: str, timeout: float = SOCKET_TIMEOUT) -> str:
+    """Send one command (``show info``, ``show stat`` ...) to a stats socket and return the answer."""
+    return query(path, command.encode() + b"\n", timeout)
+
+
 def query(path: Path | str, command: bytes = COMMAND, timeout: float = SOCKET_TIMEOUT) -> str:
     """Send one command line to a stats socket and read the answer to EOF."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:

@@ -294,8 +294,8 @@ class Connection:
 
     # ------------------------------------------------------------------ HTTP I/O
 
-    def send(self, data: bytes) -> None:
-        """Send request bytes (encrypted when TLS)."""
+    def try_send(self, data: bytes) -> bytes:
+        """Encrypt (when TLS) and send what the socket takes now, without waiting; returns what it did not take."""
         tls = self._tls
         if tls is not None:
             tls.write(data)
@@ -304,9 +304,14 @@ class Connection:
             sent = self._sock_send(data)
         except BlockingIOError:
             sent = 0
-        if sent != len(data):
+        return b"" if sent == len(data) else data[sent:]
+
+    def send(self, data: bytes) -> None:
+        """Send request bytes (encrypted when TLS)."""
+        rest = self.try_send(data)
+        if rest:
             # Rare: the socket buffer is full; send the rest as room appears.
-            self._send_all(data[sent:])
+            self._send_all(rest)
 
     def recv(self) -> bytes:
         """The next bytes of the response stream; ``b""`` when the server has closed.
@@ -859,18 +864,10 @@ class LeanClient:
                     self._op += 1
                     self._deadline = t0 + self._timeout
                     conn.requests += 1
-                    data = self._req_keep
-                    tls = conn._tls
-                    if tls is not None:
-                        tls.write(data)
-                        data = conn.out.read()
-                    try:
-                        sent = conn._sock_send(data)
-                    except BlockingIOError:
-                        sent = 0
-                    if sent == len(data):
+                    rest = conn.try_send(self._req_keep)
+                    if not rest:
                         return
-                    handoff = _Unsent(data[sent:])
+                    handoff = _Unsent(rest)
         except Exception as e:  # noqa: BLE001 - the greenlet records it as the request's error
             handoff = e
         self._wake(handoff)

@@ -29,9 +29,9 @@ def build_report(run_dir: Path) -> Path:
     """Rebuild summary.json, derived series, plots and report.html of ``run_dir``; returns the report's path."""
     run_dir = Path(run_dir)
     data = load_run(run_dir)
-    summary = summarise_data(data)
-    save_summary(summary, run_dir)
     series = build_series(data)
+    summary = summarise_data(data, series)
+    save_summary(summary, run_dir)
     write_series(series, run_dir)
     ctx = make_context(data, series, summary)
     plots = render_plots(ctx, run_dir / PLOTS)

@@ -372,6 +372,10 @@ def plot_failover(ctx: Context) -> Figure | None:
     lat = req["latency_ms"].to_numpy(dtype=float)
     bins = np.arange(-FAILOVER_BEFORE_S, after + 1e-9, 0.1)
     cmap = plt.get_cmap("tab10")
+    nodes = sorted(set(ctx.data.table("vrrp").get("node", pd.Series(dtype=str))) | {"lb-a"})
+    band = 0.8 / len(nodes)
+    logged = ctx.data.table("vrrp_events")
+    masters = logged[logged["state"] == "MASTER"] if not logged.empty else logged
     for i, f in enumerate(faults):
         t0 = float(f["injected_at"])
         colour = cmap(i % 10)
@@ -388,15 +392,13 @@ def plot_failover(ctx: Context) -> Figure | None:
             q = pd.Series(lat[sel & ok]).groupby(idx).quantile(0.99)
             p99[q.index.to_numpy()] = q.to_numpy()
             ax_lat.plot(bins[:-1] + 0.05, p99, lw=1.0, color=colour)
-        nodes = sorted(set(ctx.data.table("vrrp").get("node", pd.Series(dtype=str))) | {"lb-a"})
         for j, node in enumerate(nodes):
-            y = i - 0.4 + j * 0.8 / len(nodes)
-            h = 0.8 / len(nodes) * 0.9
+            y = i - 0.4 + j * band
+            h = band * 0.9
             spans = [(a - t0, w) for a, w in _holding(ctx, node, t0 + bins[0], t0 + bins[-1])]
             ax_vip.broken_barh(spans, (y, h), color=HOLDER_COLOURS.get(node, "#999999"))
-            logged = ctx.data.table("vrrp_events")
-            if not logged.empty:
-                became = logged[(logged["node"] == node) & (logged["state"] == "MASTER") & (logged["t"] >= t0 + bins[0]) & (logged["t"] <= t0 + bins[-1])]
+            if not masters.empty:
+                became = masters[(masters["node"] == node) & (masters["t"] >= t0 + bins[0]) & (masters["t"] <= t0 + bins[-1])]
                 ax_vip.plot(became["t"].to_numpy(dtype=float) - t0, [y + h / 2] * len(became), "v", color="black", ms=5)
         for ax in (ax_ok, ax_err, ax_lat):
             if f.get("gap_s") is not None:

@@ -14,7 +14,6 @@ import ipaddress
 import json
 import random
 import shutil
-import socket
 import ssl
 import subprocess
 import time
@@ -28,6 +27,7 @@ import docker.errors
 
 from .. import engine, paths
 from ..collect.cpu import remove_loadgen_cgroups
+from ..collect.haproxy import stats_command
 from ..errors import UserError
 from ..spec import Topology
 from ..tls import TLSFiles, make_tls
@@ -267,7 +267,7 @@ class Lab:
                 if silent:
                     pending = f"stats sockets {silent}"
                 else:
-                    holders = self.vip_holders()
+                    holders = self.vip_holders(containers)
                     expected = self.expected_vip_holder()
                     if len(holders) != 1 or (expected and holders != [expected]):
                         pending = f"the VIP on {expected or 'one node'} (held by {holders or 'nobody'})"
@@ -323,11 +323,11 @@ class Lab:
             return None
         return max(self.plan.nodes, key=lambda n: n.priority).name
 
-    def vip_holders(self) -> list[str]:
-        """LB nodes whose namespace currently holds the VIP (normally exactly one)."""
+    def vip_holders(self, containers: dict[str, Any] | None = None) -> list[str]:
+        """LB nodes whose namespace currently holds the VIP (normally exactly one); ``containers`` as from :meth:`containers`."""
         assert self.plan is not None
         holders = []
-        containers = self.containers()
+        containers = self.containers() if containers is None else containers
         for node in self.plan.nodes:
             c = containers.get(node.name)
             if c is None or c.status != "running":
@@ -370,21 +370,6 @@ def _stats_ok(path: Path) -> bool:
         return "Name:" in stats_command(path, "show info", timeout=0.5)
     except OSError:
         return False
-
-
-def stats_command(path: Path, command: str, timeout: float = 2.0) -> str:
-    """Send one command to a HAProxy stats socket and return the answer."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(str(path))
-        sock.sendall(command.encode() + b"\n")
-        chunks = []
-        while True:
-            data = sock.recv(65536)
-            if not data:
-                break
-            chunks.append(data)
-    return b"".join(chunks).decode(errors="replace")
 
 
 def probe(vip: str, ca_pem: Path, path: str = "/?echo=1", timeout: float = 2.0) -> tuple[int, dict[str, str], bytes]:

@@ -310,7 +310,7 @@ def test_established_by_hop() -> None:
 
 def test_ports_summary() -> None:
     p = ports.ports_in_use(sockets_rows(), PORT_RANGE)
-    s = ports.ports_summary(p, PORT_RANGE, (T0, T0 + 2), load_start=T0)
+    s = ports.ports_summary(p, PORT_RANGE, load_start=T0)
     assert s["max_in_use"] == 30 and s["range_size"] == 100 and s["max_utilisation_pct"] == 30.0
     assert s["exhausted"] is False and s["first_exhaustion_at"] is None and s["exhausted_pairs"] == []
     assert s["by_source"]["lb-a"]["127.0.0.1"] == {
@@ -319,7 +319,7 @@ def test_ports_summary() -> None:
         "max_utilisation_pct": 30.0,
         "destinations": {"127.0.0.1:8001": 30, "127.0.0.1:8002": 5},
     }
-    empty = ports.ports_summary(ports.ports_in_use(pd.DataFrame(), PORT_RANGE), PORT_RANGE, (T0, T0 + 2))
+    empty = ports.ports_summary(ports.ports_in_use(pd.DataFrame(), PORT_RANGE), PORT_RANGE)
     assert empty["max_in_use"] is None and empty["exhausted"] is None and empty["by_source"] == {}
 
 
@@ -327,7 +327,7 @@ def test_ports_exhaustion_onset() -> None:
     rows = sockets_rows()
     rows.loc[(rows["dport"] == 8001) & (rows["t"] == T0 + 1), "count"] = 99  # 99 of 100: at the limit
     rows.loc[(rows["dport"] == 8001) & (rows["t"] == T0 + 2), "count"] = 100
-    s = ports.ports_summary(ports.ports_in_use(rows, PORT_RANGE), PORT_RANGE, (T0, T0 + 2), load_start=T0 - 5)
+    s = ports.ports_summary(ports.ports_in_use(rows, PORT_RANGE), PORT_RANGE, load_start=T0 - 5)
     assert s["exhausted"] is True
     assert s["first_exhaustion_at"] == T0 + 1 and s["first_exhaustion_after_s"] == 6.0
     assert s["exhausted_pairs"] == ["lb-a 127.0.0.1 -> 127.0.0.1:8001"]

@@ -8,7 +8,6 @@ The rates are printed (run pytest with ``-s`` to see them) and asserted under 5 
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -18,19 +17,12 @@ import pytest
 from bench import gate as g
 from bench.compare import Group, Run
 
+from .synthetic import ar1
+
 TRIALS = 400
 #: Trials for the informational measurements (power, drift): fewer, to keep the unit tests fast.
 FEW_TRIALS = 200
 RULES = [g.parse_rule(t) for t in g.DEFAULT_RULES]
-
-
-def ar1(rng: np.random.Generator, n: int, rho: float, cv: float, mean: float) -> np.ndarray:
-    e = rng.normal(0.0, 1.0, n)
-    x = np.empty(n)
-    x[0] = e[0]
-    for i in range(1, n):
-        x[i] = rho * x[i - 1] + math.sqrt(1 - rho**2) * e[i]
-    return mean * (1 + cv * x)
 
 
 def synthetic_group(rng: np.random.Generator, label: str, runs: int, run_cv: float, scale: float = 1.0, seconds: int = 30) -> Group:
