@@ -64,3 +64,20 @@ def test_run_with_unwritable_out_is_clear(capsys: pytest.CaptureFixture[str], tm
     code, _, err = run(capsys, "run", "smoke", "--out", str(occupied), "--duration", "5s")
     assert code == 2
     assert "already exists and is not empty" in err
+
+
+def test_every_command_module_is_registered() -> None:
+    """A module under bench/commands is a command only when COMMANDS lists it (and `bench --help` shows it)."""
+    import pkgutil
+
+    import bench.commands
+    from bench.cli import build_parser
+    from bench.commands import COMMANDS
+
+    modules = {m.name for m in pkgutil.iter_modules(bench.commands.__path__)} - {"common"}
+    assert modules == {c.__name__.rsplit(".", 1)[1] for c in COMMANDS}
+    help_text = build_parser().format_help()
+    for command in COMMANDS:
+        assert hasattr(command, "register")
+        assert callable(getattr(command, "cmd_" + command.__name__.rsplit(".", 1)[1]))
+        assert "    " + command.__name__.rsplit(".", 1)[1] in help_text

@@ -1,0 +1,29 @@
+"""`bench report RUN_DIR`: rebuild summary.json, plots/ and report.html from a run directory alone."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import UserError
+from .common import EXIT_OK, Subparsers, say
+
+
+def register(sub: Subparsers) -> None:
+    rep = sub.add_parser("report", help="rebuild summary.json, plots/ and report.html from a run directory alone")
+    rep.add_argument("run_dir", help="a run directory")
+    rep.set_defaults(func=cmd_report)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ..analysis.summary import SummaryError
+    from ..report import build_report
+
+    run_dir = Path(args.run_dir)
+    try:
+        report = build_report(run_dir)
+    except SummaryError as exc:
+        raise UserError(str(exc), "pass a run directory (it holds run.json)") from None
+    say(f"wrote {run_dir / 'summary.json'}, {run_dir / 'plots'}/ and {run_dir / 'derived'}/")
+    print(report)
+    return EXIT_OK

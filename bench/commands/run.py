@@ -1,0 +1,74 @@
+"""`bench run SCENARIO`: a scenario end to end into a run directory."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .common import EXIT_INTERRUPTED, EXIT_OK, Subparsers, say
+
+
+def register(sub: Subparsers) -> None:
+    r = sub.add_parser("run", help="run a scenario end to end and write a run directory")
+    r.add_argument("scenario", help="scenario name (see `bench scenarios`) or path to a scenario YAML")
+    r.add_argument("--duration", help="override the scenario's duration, e.g. 10s, 2m")
+    r.add_argument("--out", help="run directory to write (default reports/<scenario>-<variant>-<time>)")
+    r.add_argument("--variant", help="topology variant to run (default: the scenario's)")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one topology field, e.g. lb.backend.processes=4 (repeatable)")
+    r.add_argument("--matrix", metavar="A,B,C|FILE", help="run once per variant (names, or a YAML file of variants) into one parent folder")
+    r.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="N runs, variants interleaved A B C A B C ...; a scenario with faults repeats its fault cycle N times in one run instead",
+    )
+    r.add_argument(
+        "--scale",
+        type=float,
+        metavar="F",
+        help="multiply a scalable scenario's load (seed-peak) by F; default: what fits this machine. A scale that does not fit stops before starting",
+    )
+    r.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="load generator as Locust's master here plus N worker containers on the lab's client network (each load.processes processes)",
+    )
+    r.set_defaults(func=cmd_run)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ..matrix import run_command
+
+    folder, is_parent = run_command(
+        args.scenario,
+        matrix=args.matrix,
+        repeat=args.repeat,
+        duration=args.duration,
+        out=Path(args.out) if args.out else None,
+        variant=args.variant,
+        sets=args.set,
+        log=say,
+        scale=args.scale,
+        workers=args.workers,
+    )
+    run_dirs = sorted(p.parent for p in folder.glob("*/run.json")) if is_parent else [folder]
+    for run_dir in run_dirs:
+        summary_path = run_dir / "summary.json"
+        if summary_path.exists():
+            s = json.loads(summary_path.read_text())
+            lat = s["latency_ms"]
+            label = f"{run_dir.name}: " if is_parent else ""
+            say(
+                f"{label}{s['requests']['per_s']} req/s, {s['requests']['total']} requests, {s['errors']['total']} errors, "
+                f"p50 {lat['p50']} ms, p99 {lat['p99']} ms"
+            )
+            load = s.get("load") or {}
+            if load.get("reached") is not None or load.get("find_max"):
+                # target vs achieved; says so when the load generator could not reach it
+                say(f"{label}load: {load['verdict']}")
+    print(folder)
+    statuses = [json.loads((d / "run.json").read_text()).get("status") for d in run_dirs if (d / "run.json").exists()]
+    return EXIT_INTERRUPTED if "interrupted" in statuses else EXIT_OK

@@ -1,0 +1,29 @@
+"""`bench status`: the labs that are up, their containers and who holds the VIP."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import EXIT_OK, Subparsers
+
+
+def register(sub: Subparsers) -> None:
+    s = sub.add_parser("status", help="list labs, their containers and who holds the VIP")
+    s.set_defaults(func=cmd_status)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from ..labctl import lab_status
+
+    labs = lab_status()
+    if not labs:
+        print("no lbbench labs")
+    for project, info in sorted(labs.items()):
+        vip = info.get("vip") or "?"
+        containers = info["containers"]
+        running = sum(1 for c in containers if c["status"] == "running")
+        holder = info.get("vip_holder") or "?"
+        print(f"{project}  VIP {vip} on {holder}  {running}/{len(containers)} running")
+        for c in sorted(containers, key=lambda c: c["service"]):
+            print(f"  {c['service']:<20} {c['role']:<10} {c['status']}")
+    return EXIT_OK
