@@ -31,3 +31,29 @@ class RunInterrupted(Exception):
     def __init__(self, signum: int):
         super().__init__(f"interrupted by signal {signum}")
         self.signum = signum
+
+
+class Problems(UserError):
+    """Several problems found at once (``bench validate``, the checks before a run), each with its fix.
+
+    Printed as one line per problem, so a user fixes them all in one go instead
+    of meeting them one run at a time.
+    """
+
+    def __init__(self, problems: list[tuple[str, str | None]], context: str = ""):
+        if not problems:
+            raise ValueError("Problems needs at least one problem")
+        self.problems = list(problems)
+        self.context = context
+        first, fix = self.problems[0]
+        super().__init__(first, fix)
+
+    def lines(self) -> list[str]:
+        """One line per problem: ``problem; fix: how``."""
+        return [f"{p}; fix: {f}" if f else p for p, f in self.problems]
+
+    def __str__(self) -> str:
+        if len(self.problems) == 1:
+            return self.lines()[0]
+        head = f"{len(self.problems)} problems" + (f" in {self.context}" if self.context else "")
+        return head + ":\n" + "\n".join(f"  - {line}" for line in self.lines())

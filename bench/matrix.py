@@ -30,7 +30,7 @@ from pydantic import ValidationError
 
 from . import paths
 from .errors import UserError
-from .spec import Variant, format_validation_error, load_scenario, read_yaml, scenario_topology, variant_names
+from .spec import Variant, format_validation_error, load_scenario, read_yaml, resolve_variant_paths, scenario_topology, variant_names
 
 MATRIX_SCHEMA_VERSION = 1
 MAX_RUNS = 60
@@ -45,7 +45,7 @@ def parse_matrix(matrix: str) -> tuple[list[str], dict[str, Variant]]:
         if not isinstance(declared, dict) or not declared:
             raise UserError(f"{path}: expected a 'variants' mapping of name -> {{description, overrides}}", "see README (Variants)")
         extra: dict[str, Variant] = {}
-        for name, body in declared.items():
+        for name, body in resolve_variant_paths(declared, path.parent).items():
             try:
                 extra[str(name)] = Variant.model_validate(body or {})
             except ValidationError as err:

@@ -15,6 +15,7 @@ message names the file, the field and the fix, for example::
 from __future__ import annotations
 
 import copy
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -142,6 +143,108 @@ class Sysctls(_Model):
         return high - low + 1
 
 
+#: Where the files of ``lb.haproxy.files`` appear inside every LB HAProxy container.
+USER_FILES_MOUNT = "/etc/lbbench-files"
+#: HAProxy roles a user's configuration can address (``lb.haproxy.<role>``).
+HAPROXY_ROLES = ("all", "frontend", "backend", "monolith")
+
+
+def _lines(v: Any) -> Any:
+    """A section's extra lines: a list of strings, or one block of text (one line per line)."""
+    if isinstance(v, str):
+        v = v.splitlines()
+    if not isinstance(v, list):
+        return v
+    out = []
+    for line in v:
+        if not isinstance(line, str):
+            raise ValueError(f"expected config lines as text, got {line!r}")
+        if "\n" in line.strip():
+            raise ValueError(f"one config line per list item, got {line!r}")
+        if line.strip():
+            out.append(line.strip())
+    return out
+
+
+class HAProxyRole(_Model):
+    """A user's configuration for one HAProxy role (docs/own-config.md).
+
+    ``lines`` appends lines to named sections of the role's rendered config
+    (``global``, ``defaults``, or a ``frontend``/``backend``/``listen`` name such as
+    ``clients`` or ``servers``); ``sections`` appends whole sections to the file;
+    ``template`` replaces the role's shipped template with the user's own.
+    """
+
+    lines: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="section name -> config lines appended to that section, e.g. {clients: ['http-response set-header X-A 1']}",
+    )
+    sections: str = Field("", description="whole config sections (backend, userlist, ...) appended to the role's file")
+    template: str | None = Field(
+        None, description="a Jinja template replacing the role's shipped one; a relative path is relative to the file naming it"
+    )
+
+    @field_validator("lines", mode="before")
+    @classmethod
+    def _lines_by_section(cls, v: Any) -> Any:
+        if v is None:
+            return {}
+        if not isinstance(v, dict):
+            return v
+        out = {}
+        for section, lines in v.items():
+            name = " ".join(str(section).split())
+            if not name:
+                raise ValueError("a section name is empty")
+            out[name] = _lines(lines if lines is not None else [])
+        return out
+
+    @field_validator("sections", mode="before")
+    @classmethod
+    def _sections(cls, v: Any) -> Any:
+        return "" if v is None else v
+
+
+class HAProxy(_Model):
+    """The user's own HAProxy configuration and build (``lb.haproxy``; docs/own-config.md)."""
+
+    image: str | None = Field(
+        None,
+        description="image whose haproxy binary runs the LB processes (a local tag or one the engine can pull, "
+        "e.g. haproxy:3.0); null = the node image's Debian build. keepalived and the dummy servers stay on the node image",
+    )
+    all: HAProxyRole = Field(HAProxyRole(), description="every LB process (frontend, backends, monolith)")
+    frontend: HAProxyRole = Field(HAProxyRole(), description="the split layout's frontend process")
+    backend: HAProxyRole = Field(HAProxyRole(), description="each backend process of the split layout")
+    monolith: HAProxyRole = Field(HAProxyRole(), description="the monolith layout's one process")
+    files: list[str] = Field(
+        default_factory=list,
+        description=f"files or folders (maps, ACL lists, Lua, error pages) copied to {USER_FILES_MOUNT}/<name> in every "
+        "LB HAProxy container; relative paths are relative to the file naming them",
+    )
+
+    @model_validator(mode="after")
+    def _checks(self) -> HAProxy:
+        if self.all.template is not None:
+            raise ValueError("all.template: a template replaces one role's file; set frontend, backend or monolith .template")
+        names = [Path(f).name for f in self.files]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"files: two files named {twice[0]!r} (each lands in {USER_FILES_MOUNT}/<name>)")
+        if self.image is not None and not self.image.strip():
+            raise ValueError("image: empty; give an image reference such as haproxy:3.0, or null")
+        return self
+
+    def roles_for(self, kind: str) -> tuple[HAProxyRole, ...]:
+        """The user configuration that applies to a process of ``kind`` (frontend, backend, monolith): ``all`` first."""
+        return (self.all, getattr(self, kind))
+
+    @property
+    def customised(self) -> bool:
+        """Whether anything is set (the shipped configs are then not what runs)."""
+        return self != HAProxy()
+
+
 class LB(_Model):
     """The load-balancer nodes."""
 
@@ -154,6 +257,7 @@ class LB(_Model):
     server_close: bool = Field(True, description="option http-server-close towards the servers")
     timeouts: Timeouts = Timeouts()
     sysctls: Sysctls = Sysctls()
+    haproxy: HAProxy = Field(HAProxy(), description="the user's own HAProxy configuration and build (docs/own-config.md)")
 
 
 class Servers(_Model):
@@ -693,6 +797,52 @@ def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any
     return out
 
 
+#: Topology fields holding paths of the user's files; a relative one is relative to the file that sets it.
+PATH_FIELDS: tuple[tuple[str, ...], ...] = (
+    *(("lb", "haproxy", role, "template") for role in HAPROXY_ROLES),
+    ("lb", "haproxy", "files"),
+)
+
+
+def _absolute(value: Any, base: Path) -> Any:
+    if isinstance(value, str) and value.strip():
+        path = Path(value.strip()).expanduser()
+        return str(path if path.is_absolute() else Path(os.path.normpath(base / path)))
+    return value
+
+
+def resolve_paths(layer: dict[str, Any], base: Path) -> dict[str, Any]:
+    """``layer`` (a topology, or overrides of one) with every path of :data:`PATH_FIELDS` made absolute against ``base``.
+
+    Each layer is resolved against its own file before layers merge, so a
+    scenario's ``overrides`` name files next to the scenario and a topology's next
+    to the topology; ``--set`` values are relative to the working directory.
+    """
+    out = copy.deepcopy(layer)
+    for fieldpath in PATH_FIELDS:
+        cursor: Any = out
+        for key in fieldpath[:-1]:
+            cursor = cursor.get(key) if isinstance(cursor, dict) else None
+        last = fieldpath[-1]
+        if not isinstance(cursor, dict) or last not in cursor:
+            continue
+        value = cursor[last]
+        cursor[last] = [_absolute(v, base) for v in value] if isinstance(value, list) else _absolute(value, base)
+    return out
+
+
+def resolve_variant_paths(variants: Any, base: Path) -> Any:
+    """A ``variants`` mapping with each variant's overrides resolved against ``base`` (see :func:`resolve_paths`)."""
+    if not isinstance(variants, dict):
+        return variants
+    out = {}
+    for name, body in variants.items():
+        if isinstance(body, dict) and isinstance(body.get("overrides"), dict):
+            body = {**body, "overrides": resolve_paths(body["overrides"], base)}
+        out[name] = body
+    return out
+
+
 def parse_set(assignment: str) -> dict[str, Any]:
     """Turn ``--set lb.backend.processes=4`` into ``{"lb": {"backend": {"processes": 4}}}``.
 
@@ -730,7 +880,9 @@ def load_topology(
     """
     path = _resolve(name_or_path, paths.TOPOLOGY, "topology")
     source = _relname(path)
-    raw = read_yaml(path)
+    raw = resolve_paths(read_yaml(path), path.parent)
+    if "variants" in raw:
+        raw["variants"] = resolve_variant_paths(raw["variants"], path.parent)
     try:
         base = Topology.model_validate(raw)
     except ValidationError as err:
@@ -745,7 +897,7 @@ def load_topology(
             )
         overrides = deep_merge(overrides, variants[variant].overrides)
     for assignment in sets or []:
-        overrides = deep_merge(overrides, parse_set(assignment))
+        overrides = deep_merge(overrides, resolve_paths(parse_set(assignment), Path.cwd()))
     if "variants" in overrides or "name" in overrides:
         raise UserError(f"{source}: overrides may not change 'name' or 'variants'", "override topology fields only")
     merged = deep_merge(raw, overrides)
@@ -760,6 +912,10 @@ def load_topology(
 def _read_scenario_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """A scenario's YAML with ``extends: OTHER`` resolved (OTHER's fields, then this file's on top)."""
     raw = read_yaml(path)
+    if isinstance(raw.get("overrides"), dict):
+        raw["overrides"] = resolve_paths(raw["overrides"], path.parent)
+    if "variants" in raw:
+        raw["variants"] = resolve_variant_paths(raw["variants"], path.parent)
     parent = raw.pop("extends", None)
     if parent is None:
         return raw

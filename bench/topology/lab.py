@@ -28,10 +28,10 @@ import docker.errors
 from .. import engine, paths
 from ..collect.cpu import remove_loadgen_cgroups
 from ..collect.haproxy import stats_command
-from ..errors import UserError
-from ..spec import Topology
+from ..errors import Problems, UserError
+from ..spec import USER_FILES_MOUNT, Topology
 from ..tls import TLSFiles, make_tls
-from . import render
+from . import render, userconfig
 from .plan import Plan, make_plan
 
 #: Lab subnets come from the benchmarking range (RFC 2544), never from private or public space.
@@ -143,6 +143,9 @@ class Lab:
             folder.mkdir(parents=True, exist_ok=True)
         self.files.root.chmod(0o700)
         self.tls = make_tls(self.files.tls, self.plan.vip, self.topology.tls.key_type)
+        problems = userconfig.copy_user_files(self.topology.lb.haproxy.files, self.files.configs / render.USER_FILES_DIR)
+        if problems:
+            raise Problems(problems, "lb.haproxy.files")
         for rel, text in render.render_configs(self.plan).items():
             target = self.files.configs / rel
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -161,13 +164,15 @@ class Lab:
         files = sorted(
             str(p.relative_to(self.files.configs))
             for p in self.files.configs.rglob("*")
-            if p.suffix in (".cfg", ".conf")
+            if p.suffix in (".cfg", ".conf") and not p.relative_to(self.files.configs).parts[0] == render.USER_FILES_DIR
         )
         # haproxy -c resolves paths as the containers see them, so mount the same way.
         volumes = {
             str(self.files.configs): {"bind": "/lab", "mode": "ro"},
             str(self.files.tls): {"bind": render.TLS_MOUNT, "mode": "ro"},
         }
+        if self.topology.lb.haproxy.files:
+            volumes[str(self.files.configs / render.USER_FILES_DIR)] = {"bind": USER_FILES_MOUNT, "mode": "ro"}
         try:
             out = engine.client().containers.run(
                 self.image,

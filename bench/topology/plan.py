@@ -20,6 +20,7 @@ VIP_HOST = 100
 
 FRONTEND_BACKEND_PORT_BASE = 8000  # backend process k listens on 127.0.0.m:(8000 + k)
 MONITOR_PORT = 8404  # frontend's monitor-uri on 127.0.0.1, for keepalived's track_script
+MONITOR_URI = "/lbbench-health"  # what lbbench-check-frontend asks (topology/images/node)
 SERVER_PORT = 8080
 HTTPS_PORT = 443
 HTTP_PORT = 80

@@ -10,6 +10,7 @@ Layout of the rendered folder (``configs/`` in a run directory)::
     lb-b/...
     servers/srv1.cfg ...
     tls/ca.pem tls/server.crt        (public parts only; the key lives elsewhere)
+    files/...                        the user's files (lb.haproxy.files), in every LB HAProxy container
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ import jinja2
 import yaml
 
 from .. import paths
-from ..spec import format_duration
+from ..errors import Problems
+from ..spec import USER_FILES_MOUNT, format_duration
 from . import plan as P
+from . import userconfig
 
 LABEL_PROJECT = "org.lbbench.project"
 LABEL_RUN = "org.lbbench.run"
@@ -36,11 +39,15 @@ CONFIG_MOUNT = "/etc/lbbench"
 TLS_MOUNT = "/etc/lbbench-tls"
 RUN_MOUNT = "/run/lbbench"
 DUMMY_LUA = "/usr/local/share/lbbench/dummy.lua"
+#: Folder of the rendered configs holding the user's files (``lb.haproxy.files``), mounted at USER_FILES_MOUNT.
+USER_FILES_DIR = "files"
 
 
-def _env() -> jinja2.Environment:
+def _env(user_folder: Path | None = None) -> jinja2.Environment:
+    """Templates from ``topology/templates`` (a user's template folder first, so its own partials win there)."""
+    folders = [str(paths.TEMPLATES)] if user_folder is None else [str(user_folder), str(paths.TEMPLATES)]
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(paths.TEMPLATES)),
+        loader=jinja2.FileSystemLoader(folders),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
@@ -52,35 +59,117 @@ def _timeouts(plan: P.Plan) -> dict[str, str]:
     return {name: format_duration(getattr(t, name)) for name in type(t).model_fields}
 
 
-def render_configs(plan: P.Plan) -> dict[str, str]:
-    """Every HAProxy and keepalived config of the lab, as ``{relative path: text}``."""
-    env = _env()
+#: The shipped template of each HAProxy role.
+ROLE_TEMPLATES = {"frontend": "frontend.cfg.j2", "backend": "backend.cfg.j2", "monolith": "monolith.cfg.j2"}
+
+
+def template_context(plan: P.Plan, proc: P.Process | None = None) -> dict[str, Any]:
+    """The variables every config template sees (docs/own-config.md lists them); ``proc`` adds that process's own."""
     topo = plan.topology
-    common = {
+    ctx: dict[str, Any] = {
         "plan": plan,
         "topo": topo,
         "t": _timeouts(plan),
+        "vip": plan.vip,
         "https_port": P.HTTPS_PORT,
         "http_port": P.HTTP_PORT,
         "monitor_port": P.MONITOR_PORT,
+        "monitor_uri": P.MONITOR_URI,
         "backend_port_base": P.FRONTEND_BACKEND_PORT_BASE,
         "backend_indexes": list(range(1, topo.lb.backend.processes + 1)),
+        "local_addresses": list(plan.local_addresses),
+        # the PROXY v2 hops from the frontend to every backend process: one per (backend k, localhost address m)
+        "backend_hops": [
+            {"name": f"be{k}-{m}", "backend": k, "addr": addr, "port": P.FRONTEND_BACKEND_PORT_BASE + k}
+            for k in range(1, topo.lb.backend.processes + 1)
+            for m, addr in enumerate(plan.local_addresses, start=1)
+        ],
+        "servers": list(plan.servers),
+        "server_maxconn": topo.servers.maxconn,
+        "tls_crt": f"{TLS_MOUNT}/server.pem",
+        "files": USER_FILES_MOUNT,
         "global_extra": [],
     }
+    if proc is not None:
+        limits = topo.lb.backend if proc.kind == "backend" else topo.lb.frontend
+        ctx.update(
+            proc_label=proc.service,
+            kind=proc.kind,
+            nbthread=proc.nbthread,
+            maxconn=limits.maxconn,
+            socket=proc.socket,
+            stats_socket=f"{RUN_MOUNT}/{proc.socket}",
+            tls=proc.kind in ("frontend", "monolith"),
+            index=proc.index,
+            backend_binds=[f"{addr}:{P.FRONTEND_BACKEND_PORT_BASE + proc.index}" for addr in plan.local_addresses]
+            if proc.kind == "backend"
+            else [],
+        )
+    return ctx
+
+
+def _render_process(plan: P.Plan, proc: P.Process, env: jinja2.Environment) -> tuple[str, list[tuple[str, str]]]:
+    """One LB process's config: its template (the user's or the shipped one), then the user's sections and lines."""
+    cfg = plan.topology.lb.haproxy
+    user_template = getattr(cfg, proc.kind).template
+    field = f"lb.haproxy.{proc.kind}.template"
+    try:
+        if user_template:
+            path = Path(user_template)
+            text = _env(path.parent).get_template(path.name).render(**template_context(plan, proc))
+        else:
+            text = env.get_template(ROLE_TEMPLATES[proc.kind]).render(**template_context(plan, proc))
+    except jinja2.TemplateNotFound as exc:
+        return "", [(f"{field}: {exc.message or exc.name}: template not found", "check the path; includes are looked up next to the template, then in topology/templates")]
+    except jinja2.TemplateSyntaxError as exc:
+        return "", [(f"{field}: {exc.filename or user_template} line {exc.lineno}: {exc.message}", "fix the Jinja syntax")]
+    except jinja2.UndefinedError as exc:
+        return "", [(f"{field}: {user_template}: {exc.message}", "use the variables docs/own-config.md lists")]
+    except jinja2.TemplateError as exc:
+        return "", [(f"{field}: {user_template}: {exc}", "fix the template")]
+    lines, blocks = userconfig.role_additions(cfg, proc.kind)
+    text = userconfig.append_sections(text, blocks)
+    text, line_problems = userconfig.add_lines(text, lines)
+    problems: list[tuple[str, str]] = [(msg, "name a section of that config") for msg in line_problems]
+    for missing in userconfig.unreferenced_mount_paths(text, cfg):
+        problems.append(
+            (
+                f"uses {USER_FILES_MOUNT}/{missing} but lb.haproxy.files provides no {missing.split('/', 1)[0]!r}",
+                "list the file under lb.haproxy.files",
+            )
+        )
+    needs = userconfig.Needs(
+        service=proc.service,
+        kind=proc.kind,
+        socket=f"{RUN_MOUNT}/{proc.socket}",
+        vip=plan.vip if proc.kind in ("frontend", "monolith") else None,
+        monitor=("127.0.0.1", P.MONITOR_PORT, P.MONITOR_URI) if proc.kind in ("frontend", "monolith") else None,
+        backend_binds=tuple(template_context(plan, proc)["backend_binds"]),
+    )
+    problems += userconfig.check_needs(text, needs, plan.topology.keepalived.track_frontend)
+    return text, problems
+
+
+def render_configs(plan: P.Plan) -> dict[str, str]:
+    """Every HAProxy and keepalived config of the lab, as ``{relative path: text}``.
+
+    Raises :class:`~bench.errors.Problems` listing every problem of the user's
+    configuration (``lb.haproxy``) at once.
+    """
+    env = _env()
+    topo = plan.topology
+    common = template_context(plan)
     files: dict[str, str] = {}
+    # problem -> the processes it was found in; the other node's configs come from the
+    # same templates, so only the first node's are asked
+    found: dict[tuple[str, str, str], list[str]] = {}
     for node in plan.nodes:
         for proc in node.processes:
-            template = {"frontend": "frontend.cfg.j2", "backend": "backend.cfg.j2", "monolith": "monolith.cfg.j2"}[proc.kind]
-            limits = topo.lb.backend if proc.kind == "backend" else topo.lb.frontend
-            files[f"{node.name}/{proc.config}"] = env.get_template(template).render(
-                **common,
-                proc_label=proc.service,
-                nbthread=proc.nbthread,
-                maxconn=limits.maxconn,
-                socket=proc.socket,
-                tls=proc.kind in ("frontend", "monolith"),
-                index=proc.index,
-            )
+            text, problems_here = _render_process(plan, proc, env)
+            files[f"{node.name}/{proc.config}"] = text
+            if node is plan.nodes[0]:
+                for msg, fix in problems_here:
+                    found.setdefault((proc.kind, msg, fix), []).append(proc.service)
         peers = [n for n in plan.nodes if n.name != node.name]
         files[f"{node.name}/keepalived.conf"] = env.get_template("keepalived.conf.j2").render(
             **common,
@@ -89,6 +178,9 @@ def render_configs(plan: P.Plan) -> dict[str, str]:
             ka=topo.keepalived,
             prefixlen=ipaddress.ip_network(plan.client_subnet).prefixlen,
         )
+    if found:
+        problems = [(f"{kind} config ({', '.join(services)}): {msg}", fix) for (kind, msg, fix), services in found.items()]
+        raise Problems(problems, "the user's HAProxy configuration (lb.haproxy)")
     for server in plan.servers:
         files[f"servers/{server.name}.cfg"] = env.get_template("server.cfg.j2").render(
             **{**common, "global_extra": [f"lua-load-per-thread {DUMMY_LUA}"]},
@@ -165,6 +257,8 @@ def render_compose(plan: P.Plan, image: str, config_dir: Path, tls_dir: Path, ru
             }
             if proc.kind in ("frontend", "monolith"):
                 svc["volumes"].append(f"{tls_dir}:{TLS_MOUNT}:ro")
+            if topo.lb.haproxy.files:
+                svc["volumes"].append(f"{config_dir}/{USER_FILES_DIR}:{USER_FILES_MOUNT}:ro")
             if proc.cpus:
                 svc["cpuset"] = proc.cpus
             services[proc.service] = svc
