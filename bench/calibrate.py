@@ -55,6 +55,7 @@ import trustme
 from . import __version__, engine, images, paths
 from .collect.haproxy import stats_command
 from .errors import UserError
+from .results.layout import RunDir
 from .topology.render import LABEL_PROJECT, LABEL_RUN, PROJECT_VALUE
 
 SCHEMA_VERSION = 1
@@ -435,7 +436,7 @@ def run_locust(
     run_dir = ep.folder / f"locust-{client}-{round_}"
     locust = start_locust(scenario, ep.url(listener), ep.ca_pem, run_dir, scenario.duration)
     try:
-        chunks = run_dir / "samples" / capture.TABLE
+        chunks = RunDir(run_dir).table(capture.TABLE)
         deadline = time.monotonic() + LOCUST_START_TIMEOUT
         while not (chunks.exists() and any(chunks.glob("part-*.parquet"))):
             if locust.proc.poll() is not None:

@@ -28,7 +28,6 @@ object per line, fsynced), on the host's clock like every sample::
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -36,12 +35,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import docker.errors
 
 from .errors import UserError
+from .results.events import EventLog
 
 FAULT_KINDS: dict[str, str] = {
     "crash": "SIGKILL of every process of the node at once (no goodbye advert)",
@@ -55,40 +54,6 @@ FAULT_KINDS: dict[str, str] = {
 SIGKILL_KINDS = ("crash", "haproxy-kill", "backend-kill", "server-kill")
 #: Faults after which the VIP is expected to move to the other node.
 VIP_MOVING = {"crash", "freeze", "link-down", "keepalived-stop", "haproxy-kill"}
-EVENTS_FILE = "events.jsonl"
-
-
-class EventLog:
-    """Append-only ``events.jsonl``: phases, faults, recoveries."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self._lock = threading.Lock()
-
-    def write(self, event: dict[str, Any]) -> dict[str, Any]:
-        line = json.dumps(event, sort_keys=True) + "\n"
-        with self._lock, open(self.path, "a") as fh:
-            fh.write(line)
-            fh.flush()
-            os.fsync(fh.fileno())
-        return event
-
-    def phase(self, name: str, t: float | None = None, **extra: Any) -> dict[str, Any]:
-        return self.write({"t": time.time() if t is None else t, "kind": "phase", "name": name, **extra})
-
-
-def read_events(run_dir: Path) -> list[dict[str, Any]]:
-    """Every event of a run (a torn last line from a killed run is skipped)."""
-    path = Path(run_dir) / EVENTS_FILE
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
 
 
 @dataclass

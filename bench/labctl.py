@@ -11,7 +11,9 @@ from typing import Any
 from . import engine, images
 from .collect.cpu import remove_loadgen_cgroups
 from .errors import UserError
-from .faults import EVENTS_FILE, EventLog, FaultInjector, Injection, read_events
+from .faults import FaultInjector, Injection
+from .results.events import EventLog, read_events
+from .results.layout import EVENTS_JSONL, LabDir
 from .spec import load_topology
 from .topology import lab as labmod
 from .topology.lab import Lab, LabFiles
@@ -29,7 +31,7 @@ def lab_up(topology: str = "split", variant: str | None = None, sets: list[str] 
     except BaseException:
         lab.down()
         raise
-    info = json.loads((lab.files.root / "lab.json").read_text())
+    info = json.loads(LabDir(lab.files.root).lab_json.read_text())
     info["overrides"] = overrides
     return info
 
@@ -78,7 +80,7 @@ def lab_recover(fault_id: int | None = None, project: str | None = None, log: Ca
 def _one_project(project: str | None) -> str:
     if project:
         return project
-    running = [p for p in labmod.list_labs() if (LabFiles.for_project(p).root / "lab.json").exists()]
+    running = [p for p in labmod.list_labs() if LabDir(LabFiles.for_project(p).root).lab_json.exists()]
     if len(running) != 1:
         raise UserError(
             f"{len(running)} labs are up ({', '.join(sorted(running)) or 'none'}): which one?",
@@ -88,7 +90,7 @@ def _one_project(project: str | None) -> str:
 
 
 def _pending_path(project: str) -> Path:
-    return LabFiles.for_project(project).root / "faults.json"
+    return LabDir(LabFiles.for_project(project).root).faults_json
 
 
 def _pending(project: str) -> dict[str, Any]:
@@ -103,7 +105,7 @@ def _save_pending(project: str, pending: dict[str, Any]) -> None:
 def _restore_ids(injector: FaultInjector, project: str) -> None:
     """Fault ids keep counting across `bench fault` calls on one lab."""
     events = Path(labmod.read_state(project)["events"])
-    ids = [int(e["id"]) for e in read_events(events.parent) if "id" in e] if events.name == EVENTS_FILE else []
+    ids = [int(e["id"]) for e in read_events(events) if "id" in e] if events.name == EVENTS_JSONL else []
     injector._next_id = max(ids, default=0) + 1
 
 
@@ -112,7 +114,7 @@ def lab_status() -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for project, containers in labmod.list_labs().items():
         info: dict[str, Any] = {"containers": containers}
-        state = LabFiles.for_project(project).root / "lab.json"
+        state = LabDir(LabFiles.for_project(project).root).lab_json
         if state.exists():
             lab, saved = Lab.attach(project, log=lambda _m: None)
             info.update(saved)

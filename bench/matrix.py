@@ -30,6 +30,7 @@ from pydantic import ValidationError
 
 from . import paths
 from .errors import UserError
+from .results.layout import RunDir, is_run_dir, matrix_json
 from .spec import Variant, format_validation_error, load_scenario, read_yaml, resolve_variant_paths, scenario_topology, variant_names
 
 MATRIX_SCHEMA_VERSION = 1
@@ -133,10 +134,10 @@ def run_matrix(
                     workers=workers,
                 )
             except BaseException:
-                entry["status"] = "failed" if (parent / label / "run.json").exists() else "not started"
+                entry["status"] = "failed" if is_run_dir(parent / label) else "not started"
                 _write(parent, record)
                 raise
-            status = json.loads((run_dir / "run.json").read_text()).get("status")
+            status = json.loads(RunDir(run_dir).run_json.read_text()).get("status")
             entry["status"] = status
             _write(parent, record)
             if status == "interrupted":
@@ -146,7 +147,7 @@ def run_matrix(
 
 
 def _write(parent: Path, record: dict[str, Any]) -> None:
-    path = parent / "matrix.json"
+    path = matrix_json(parent)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(record, indent=2) + "\n")
     os.replace(tmp, path)

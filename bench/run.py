@@ -25,12 +25,14 @@ from typing import Any
 from . import __version__, engine, images, paths
 from .collect.collectors import Collectors
 from .errors import RunInterrupted, UserError
-from .faults import EVENTS_FILE, EventLog, FaultInjector, FaultSchedule
+from .faults import FaultInjector, FaultSchedule
 from .load.fit import prepare_load
 from .load.runner import LocustProcess, describe_load
 from .load.workers import WorkerSet, start_load
 from .load.workers import ensure_image as ensure_worker_image
 from .report import build_report
+from .results.events import EventLog
+from .results.layout import RunDir
 from .spec import Variant, load_scenario, load_topology, scenario_topology
 from .topology.diff import config_diff
 from .topology.lab import Lab
@@ -141,6 +143,7 @@ def run_scenario(
     run_dir = Path(out) if out else paths.REPORTS / run_id
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         raise UserError(f"{run_dir} already exists and is not empty", "choose another --out or remove it")
+    rd = RunDir(run_dir)
     client = engine.client()  # fails early with a clear line when no engine answers
     engine.compose_binary()
     ref = images.ensure_images(topology.image, log=log)
@@ -172,7 +175,7 @@ def run_scenario(
         "started_at": _now(),
     }
     run_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(run_dir / "run.json", run)
+    _write_json(rd.run_json, run)
 
     locust: LocustProcess | None = None
     worker_set: WorkerSet | None = None
@@ -186,10 +189,10 @@ def run_scenario(
             try:
                 run["versions"].update(images.versions(ref.node_tag))
                 run["lab"] = {"project": lab.project}
-                _write_json(run_dir / "run.json", run)
+                _write_json(rd.run_json, run)
                 lab.up()
                 assert lab.plan is not None and lab.tls is not None
-                _copy_public_configs(lab, run_dir / "configs")
+                _copy_public_configs(lab, rd.configs)
                 run["lab"].update(
                     vip=lab.plan.vip,
                     client_subnet=lab.plan.client_subnet,
@@ -198,10 +201,10 @@ def run_scenario(
                 )
                 # What this variant changed in the rendered configs, against the topology file as written.
                 run["config_diff"] = config_diff(base_topology, topology, lab.project, lab.plan.client_subnet, lab.plan.server_subnet)
-                _write_json(run_dir / "run.json", run)
-                events = EventLog(run_dir / EVENTS_FILE)
+                _write_json(rd.run_json, run)
+                events = EventLog(rd.events)
                 # `bench fault` during the run writes into the run's own events file.
-                lab.write_state(events=str(run_dir / EVENTS_FILE), run_dir=str(run_dir))
+                lab.write_state(events=str(rd.events), run_dir=str(run_dir))
                 # Sampling starts before the load (idle baseline) and ends after it (final state).
                 collectors = Collectors(run_dir, lab, log=log)
                 collectors.start()
@@ -212,7 +215,7 @@ def run_scenario(
                 run["load_window"] = {"start": locust.started_at, "end": None}
                 run["load_pid"] = locust.proc.pid  # its process group, should bench itself be killed
                 run["status"] = "running"
-                _write_json(run_dir / "run.json", run)
+                _write_json(rd.run_json, run)
                 events.phase("load", t=locust.started_at)
                 events.phase("steady", t=locust.started_at + scenario.ramp_up)
                 schedule = FaultSchedule(FaultInjector(lab, events, log=log), scenario.faults, locust.started_at)
@@ -228,7 +231,7 @@ def run_scenario(
                 if code != 0:
                     raise UserError(
                         f"locust exited with status {code}: {locust.log_tail()}",
-                        f"see {run_dir / 'locust' / 'locust.log'}",
+                        f"see {rd.locust_log}",
                     )
                 run["status"] = "completed"
             except RunInterrupted as exc:
@@ -245,10 +248,10 @@ def run_scenario(
                     if collectors is not None:
                         collectors.stop()
                     if worker_set is not None:  # after the collectors' last sample of their CPU
-                        worker_set.save_logs(run_dir / "locust")
+                        worker_set.save_logs(rd.locust)
                         worker_set.remove()
                     if lab.started:
-                        lab.save_logs(run_dir / "logs")
+                        lab.save_logs(rd.logs)
                     lab.down()
     except BaseException:
         if not load_started:
@@ -257,14 +260,14 @@ def run_scenario(
         else:
             run["status"] = run["status"] if run["status"] == "interrupted" else "failed"
             run["ended_at"] = _now()
-            _write_json(run_dir / "run.json", run)
+            _write_json(rd.run_json, run)
             try:  # keep what was measured readable; the original error is what matters
                 build_report(run_dir)
             except Exception as exc:  # noqa: BLE001
                 log(f"could not build the report of the failed run: {exc}")
         raise
     run["ended_at"] = _now()
-    _write_json(run_dir / "run.json", run)
+    _write_json(rd.run_json, run)
     build_report(run_dir)
     return run_dir
 

@@ -38,6 +38,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from .results.layout import RunDir
+
 #: Significance level of every test (two-sided).
 ALPHA = 0.05
 #: Runs per side needed before per-run values are tested.
@@ -255,7 +257,7 @@ def significance(
 
 
 def _read_requests(run_dir: Path, columns: Sequence[str]) -> pd.DataFrame:
-    folder = Path(run_dir) / "samples" / "requests"
+    folder = RunDir(run_dir).table("requests")
     files = sorted(folder.glob("part-*.parquet")) if folder.exists() else []
     frames = []
     for f in files:
@@ -271,7 +273,7 @@ def steady_window_of(run_dir: Path) -> tuple[float, float] | None:
     """The steady-state window (epoch seconds) of a run: summary.json's ``window`` (recomputed when there is none)."""
     import json
 
-    path = Path(run_dir) / "summary.json"
+    path = RunDir(run_dir).summary_json
     if path.exists():
         window = json.loads(path.read_text()).get("window") or {}
     else:

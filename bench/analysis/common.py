@@ -17,6 +17,8 @@ import pandas as pd
 
 from ..collect.store import read_table
 from ..load import capture
+from ..results.events import read_events
+from ..results.layout import RunDir
 
 #: The newest run.json schema this analysis reads.
 RUN_SCHEMA_VERSION = 1
@@ -45,7 +47,7 @@ class SummaryError(Exception):
 
 def read_run(run_dir: Path) -> dict[str, Any]:
     """run.json of a run directory."""
-    path = Path(run_dir) / "run.json"
+    path = RunDir(run_dir).run_json
     if not path.exists():
         raise SummaryError(f"{run_dir}: no run.json (not a run directory)")
     try:
@@ -57,34 +59,10 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     return run
 
 
-def read_event_records(run_dir: Path) -> list[dict[str, Any]]:
-    """Every event of ``events.jsonl`` (phases, faults, recoveries) as written, sorted by time.
-
-    Lines that are not JSON objects with a numeric ``t`` are skipped: a run killed
-    mid-write may leave half a line.
-    """
-    path = Path(run_dir) / "events.jsonl"
-    out: list[dict[str, Any]] = []
-    if path.exists():
-        for line in path.read_text(errors="replace").splitlines():
-            try:
-                ev = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(ev, dict) and isinstance(ev.get("t"), int | float) and not isinstance(ev.get("t"), bool):
-                out.append(ev)
-    return sorted(out, key=lambda e: float(e["t"]))
-
-
 def events_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     """Events as a DataFrame ``t, kind, name`` (for plots and tables)."""
     rows = [{"t": float(e["t"]), "kind": str(e.get("kind", "")), "name": str(e.get("name", ""))} for e in records]
     return pd.DataFrame(rows, columns=["t", "kind", "name"]).astype({"t": float})
-
-
-def read_events(run_dir: Path) -> pd.DataFrame:
-    """``events.jsonl`` as a DataFrame ``t, kind, name`` sorted by time (see :func:`read_event_records`)."""
-    return events_frame(read_event_records(run_dir))
 
 
 @dataclass
@@ -122,7 +100,7 @@ def load_run(run_dir: Path) -> RunData:
         requests=read_table(run_dir, capture.TABLE, capture.SCHEMA),
         latency_hist=read_table(run_dir, capture.HIST_TABLE, capture.HIST_SCHEMA),
         tables={name: read_table(run_dir, name) for name in SAMPLE_TABLES},
-        event_records=read_event_records(run_dir),
+        event_records=read_events(run_dir),
     )
 
 

@@ -23,6 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..results.layout import RunDir
 from .common import RunData
 from .cpu import cpu_pct
 from .haproxy import haproxy_series
@@ -31,7 +32,6 @@ from .requests import per_second_requests, timeline
 from .traffic import network_series, traffic_rates
 from .vrrp import vip_holders
 
-DERIVED = "derived"
 DERIVED_SCHEMA_VERSION = 1
 
 PER_SECOND_COLUMNS = [
@@ -129,14 +129,14 @@ def build_series(data: RunData) -> Series:
 
 def write_series(series: Series, run_dir: Path) -> Path:
     """Write each series to ``<run_dir>/derived/<name>.parquet`` (atomically); returns the folder."""
-    folder = Path(run_dir) / DERIVED
+    folder = RunDir(run_dir).derived
     folder.mkdir(parents=True, exist_ok=True)
     for name, df in series.frames().items():
         table = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
         meta = dict(table.schema.metadata or {})
         meta[b"lbbench.schema_version"] = str(DERIVED_SCHEMA_VERSION).encode()
         table = table.replace_schema_metadata(meta)
-        final = folder / f"{name}.parquet"
+        final = RunDir(run_dir).derived_file(name)
         tmp = final.with_suffix(".parquet.tmp")
         pq.write_table(table, tmp, compression="zstd")
         os.replace(tmp, final)

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..results.layout import RunDir
 from .bottleneck import apply_load_verdict, find_bottleneck
 from .checks import run_checks
 from .common import TAIL_S, RunData, SummaryError, load_run, load_window, num, read_run, steady_window
@@ -118,7 +119,7 @@ def summarise(run_dir: Path) -> dict[str, Any]:
 
 def save_summary(summary: dict[str, Any], run_dir: Path) -> Path:
     """Write ``summary.json`` atomically."""
-    path = Path(run_dir) / "summary.json"
+    path = RunDir(run_dir).summary_json
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n")
     os.replace(tmp, path)

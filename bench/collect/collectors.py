@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from . import cpu, haproxy, netns, vrrp
-from .store import SAMPLES
+from ..results.layout import RunDir
 from .tables import TABLES, TableBuffer
 
 INTERVAL = 1.0
@@ -36,7 +36,6 @@ REFRESH_EVERY = 5.0
 #: Seconds between re-scans of the load generator's process group (forks inherit the cgroup anyway).
 LOADGEN_RESCAN = 5.0
 META_SCHEMA_VERSION = 1
-META_FILE = "collectors.json"
 #: `sockets` state of the one zero-count row written for a sample that found no socket.
 NO_SOCKETS = "NONE"
 
@@ -370,7 +369,7 @@ class Collectors:
             "loadgen_cgroup": str(self.loadgen.path) if self.loadgen else None,
             "errors": self.errors,
         }
-        path = self.run_dir / SAMPLES / META_FILE
+        path = RunDir(self.run_dir).collectors_json
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(meta, indent=2) + "\n")

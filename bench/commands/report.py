@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import UserError
+from ..results.layout import RunDir
 from .common import EXIT_OK, Subparsers, say
 
 
@@ -24,6 +25,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         report = build_report(run_dir)
     except SummaryError as exc:
         raise UserError(str(exc), "pass a run directory (it holds run.json)") from None
-    say(f"wrote {run_dir / 'summary.json'}, {run_dir / 'plots'}/ and {run_dir / 'derived'}/")
+    rd = RunDir(run_dir)
+    say(f"wrote {rd.summary_json}, {rd.plots}/ and {rd.derived}/")
     print(report)
     return EXIT_OK

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..results.layout import RunDir, find_run_dirs
 from .common import EXIT_INTERRUPTED, EXIT_OK, Subparsers, say
 
 
@@ -54,13 +55,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         scale=args.scale,
         workers=args.workers,
     )
-    run_dirs = sorted(p.parent for p in folder.glob("*/run.json")) if is_parent else [folder]
+    run_dirs = [RunDir(d) for d in (find_run_dirs(folder) if is_parent else [folder])]
     for run_dir in run_dirs:
-        summary_path = run_dir / "summary.json"
-        if summary_path.exists():
-            s = json.loads(summary_path.read_text())
+        if run_dir.summary_json.exists():
+            s = json.loads(run_dir.summary_json.read_text())
             lat = s["latency_ms"]
-            label = f"{run_dir.name}: " if is_parent else ""
+            label = f"{run_dir.root.name}: " if is_parent else ""
             say(
                 f"{label}{s['requests']['per_s']} req/s, {s['requests']['total']} requests, {s['errors']['total']} errors, "
                 f"p50 {lat['p50']} ms, p99 {lat['p99']} ms"
@@ -70,5 +70,5 @@ def cmd_run(args: argparse.Namespace) -> int:
                 # target vs achieved; says so when the load generator could not reach it
                 say(f"{label}load: {load['verdict']}")
     print(folder)
-    statuses = [json.loads((d / "run.json").read_text()).get("status") for d in run_dirs if (d / "run.json").exists()]
+    statuses = [json.loads(d.run_json.read_text()).get("status") for d in run_dirs if d.run_json.exists()]
     return EXIT_INTERRUPTED if "interrupted" in statuses else EXIT_OK

@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from ..analysis.histogram import Histogram
+from ..results.events import EventLog
+from ..results.layout import RunDir
 from ..spec import Load
 from .findmax import Bounds, Search, StepResult, judge
 from .pacing import REPORT_BIN_S, Segment
@@ -45,8 +47,6 @@ MSG_REPORT = "lbbench_report"
 LEAD_S = 0.5
 #: Seconds between the processes' reports (find_max only).
 REPORT_INTERVAL = 0.5
-#: Events file of a run directory (the same file bench/faults.py writes).
-EVENTS_FILE = "events.jsonl"
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +54,7 @@ log = logging.getLogger(__name__)
 def _events(run_dir: str | None) -> Any:
     if not run_dir:
         return None
-    from ..faults import EventLog
-
-    return EventLog(Path(run_dir) / EVENTS_FILE)
+    return EventLog(RunDir(Path(run_dir)).events)
 
 
 def worker_count(runner: Any) -> int:

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from .. import paths
 from ..errors import UserError
+from ..results.layout import LOCUST_CSV_PREFIX, RunDir
 from ..spec import Scenario
 
 DEFAULT_LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -159,7 +160,8 @@ def start_locust(
     workers (bench/load/workers.py) instead of sending load from this machine.
     """
     load = scenario.load
-    out = run_dir / "locust"
+    rd = RunDir(run_dir)
+    out = rd.locust
     out.mkdir(parents=True, exist_ok=True)
     settings = load_settings(scenario, host, ca_pem, run_dir, extra)
     senders = processes_of(scenario) * (master[2] if master is not None else 1)
@@ -186,7 +188,7 @@ def start_locust(
         "--stop-timeout",
         "5",
         "--csv",
-        str(out / "locust"),
+        str(out / LOCUST_CSV_PREFIX),
         "--csv-full-history",
         "--only-summary",
         "--loglevel",
@@ -202,11 +204,11 @@ def start_locust(
         cmd[5:5] = ["--processes", str(processes_of(scenario))]  # after "-f FILE"
     env = {**os.environ, "LBBENCH_LOAD": json.dumps(settings), "PYTHONUNBUFFERED": "1"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(paths.ROOT), env.get("PYTHONPATH", "")]))
-    log_path = out / "locust.log"
+    log_path = rd.locust_log
     log = open(log_path, "wb")  # noqa: SIM115 - the child owns it until it exits
     try:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=run_dir)
     finally:
         log.close()
-    (out / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
+    rd.locust_settings.write_text(json.dumps(settings, indent=2) + "\n")
     return LocustProcess(proc, log_path, time.time(), settings)

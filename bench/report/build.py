@@ -18,11 +18,10 @@ from pathlib import Path
 from ..analysis.common import load_run
 from ..analysis.series import build_series, write_series
 from ..analysis.summary import save_summary, summarise_data
+from ..results.layout import RunDir
 from .html import render_html
 from .plots import make_context, render_plots
 
-REPORT = "report.html"
-PLOTS = "plots"
 
 
 def build_report(run_dir: Path) -> Path:
@@ -34,9 +33,9 @@ def build_report(run_dir: Path) -> Path:
     save_summary(summary, run_dir)
     write_series(series, run_dir)
     ctx = make_context(data, series, summary)
-    plots = render_plots(ctx, run_dir / PLOTS)
+    plots = render_plots(ctx, RunDir(run_dir).plots)
     page = render_html(data.run, summary, plots, data.events, ctx.t0)
-    path = run_dir / REPORT
+    path = RunDir(run_dir).report_html
     tmp = path.with_suffix(".html.tmp")
     tmp.write_text(page)
     os.replace(tmp, path)

@@ -29,6 +29,7 @@ from .. import engine, paths
 from ..collect.cpu import remove_loadgen_cgroups
 from ..collect.haproxy import stats_command
 from ..errors import Problems, UserError
+from ..results.layout import LabDir
 from ..spec import USER_FILES_MOUNT, Topology
 from ..tls import TLSFiles, make_tls
 from . import render, userconfig
@@ -95,8 +96,8 @@ class LabFiles:
 
     @classmethod
     def for_project(cls, project: str) -> LabFiles:
-        root = paths.STATE / project
-        return cls(root, root / "configs", root / "tls", root / "run")
+        d = LabDir(paths.STATE / project)
+        return cls(d.root, d.configs, d.tls, d.sockets)
 
 
 class Lab:
@@ -305,10 +306,10 @@ class Lab:
             "server_subnet": self.plan.server_subnet,
             "nodes": [n.name for n in self.plan.nodes],
             "image": self.image,
-            "events": str(self.files.root / "events.jsonl"),
+            "events": str(LabDir(self.files.root).events),
             **extra,
         }
-        path = self.files.root / "lab.json"
+        path = LabDir(self.files.root).lab_json
         path.write_text(json.dumps(info, indent=2) + "\n")
         return info
 
@@ -450,7 +451,7 @@ def list_labs() -> dict[str, list[dict[str, str]]]:
 
 def read_state(project: str) -> dict[str, Any]:
     """The lab.json a `bench up` wrote for ``project`` (VIP, CA path ...)."""
-    path = LabFiles.for_project(project).root / "lab.json"
+    path = LabDir(LabFiles.for_project(project).root).lab_json
     if not path.exists():
         raise UserError(f"no lab {project!r} is up", "`bench status` lists running labs")
     return json.loads(path.read_text())

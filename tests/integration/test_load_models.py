@@ -19,6 +19,7 @@ import pytest
 from bench.collect.store import read_table
 from bench.errors import UserError
 from bench.load import capture
+from bench.results.events import read_events
 from bench.run import run_scenario
 
 from .conftest import project_leftovers
@@ -127,7 +128,7 @@ def test_stages(node_image: str, tmp_path: Path) -> None:
     assert all(p["achieved"] is not None and p["achieved"] > 0 for p in phases[:2])
     # the second step sends more than the first
     assert phases[1]["achieved"] > phases[0]["achieved"]
-    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    events = read_events(run_dir)
     assert sum(1 for e in events if e.get("schedule")) >= 2
 
 
@@ -144,7 +145,7 @@ def test_find_max_in_one_run(node_image: str, tmp_path: Path) -> None:
     assert fm["plateau_target"] is not None and fm["plateau_target"] > 0
     if fm["max_ok"] is not None:
         assert fm["plateau_target"] == pytest.approx(0.7 * fm["max_ok"])
-    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    events = read_events(run_dir)
     plateau = [e for e in events if e.get("name") == "plateau"]
     assert len(plateau) == 1
     # the steady window is the plateau

@@ -11,6 +11,7 @@ import pytest
 
 from bench.analysis import bottleneck, checks, common, cpu, haproxy, ports, requests, traffic, vrrp
 from bench.analysis.histogram import Histogram, buckets_of
+from bench.results.events import read_events
 
 T0 = 1_700_000_000.0
 
@@ -62,12 +63,10 @@ def test_steady_window_drops_ramp_and_tail() -> None:
     assert common.steady_window(short, pd.DataFrame()) == (100.0, 102.5)
 
 
-def test_read_events_skips_broken_lines(tmp_path: Path) -> None:
-    lines = [json.dumps({"t": 5.0, "kind": "fault", "name": "kill lb-a"}), "{half", json.dumps({"t": 1.0, "kind": "phase", "name": "warm"}), json.dumps({"kind": "x"})]
-    (tmp_path / "events.jsonl").write_text("\n".join(lines))
-    ev = common.read_events(tmp_path)
-    assert ev.to_dict("records") == [{"t": 1.0, "kind": "phase", "name": "warm"}, {"t": 5.0, "kind": "fault", "name": "kill lb-a"}]
-    assert list(common.read_events(tmp_path / "none").columns) == ["t", "kind", "name"]
+def test_events_frame_has_its_columns_even_without_events(tmp_path: Path) -> None:
+    (tmp_path / "events.jsonl").write_text(json.dumps({"t": 5.0, "kind": "fault", "name": "crash", "id": 1}) + "\n")
+    assert common.events_frame(read_events(tmp_path)).to_dict("records") == [{"t": 5.0, "kind": "fault", "name": "crash"}]
+    assert list(common.events_frame(read_events(tmp_path / "none")).columns) == ["t", "kind", "name"]
 
 
 def test_num_is_json_safe() -> None:

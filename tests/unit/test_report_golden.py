@@ -26,6 +26,7 @@ from bench.analysis.summary import summarise
 from bench.analysis.traffic import TRAFFIC_COLUMNS
 from bench.report import build_report
 from bench.report.plots import OPTIONAL_PLOTS, PLOTS
+from bench.results.events import read_events
 
 RUNS = Path(__file__).resolve().parents[1] / "golden" / "runs"
 NAMES = sorted(p.name for p in RUNS.iterdir() if (p / "run.json").exists())
@@ -134,6 +135,6 @@ def test_golden_report_renders_self_contained(built: tuple[str, Path]) -> None:
     assert not re.search(r"""(src|href)=["'](?!data:)""", html)
     assert "<script" not in html and "<link" not in html
     assert "Bottleneck:" in html and "Cross-checks:" in html
-    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()] if (run_dir / "events.jsonl").exists() else []
+    events = read_events(run_dir)
     for ev in events:
         assert f"<td>{ev['kind']}</td><td>{ev['name']}</td>" in html

@@ -1,0 +1,8 @@
+"""What a run directory holds and how it is read and written.
+
+This package sits below every other part of lbbench (it imports none of them):
+
+- :mod:`bench.results.layout`: where every file of a run directory (and of a lab's
+  state folder) lives; the one place that spells ``run.json``, ``samples/`` ...;
+- :mod:`bench.results.events`: ``events.jsonl``, written and read one way.
+"""
