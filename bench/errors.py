@@ -8,6 +8,11 @@ non-zero. Every other exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class UserError(Exception):
     """A problem the user can fix; ``fix`` says how."""
@@ -57,3 +62,21 @@ class Problems(UserError):
             return self.lines()[0]
         head = f"{len(self.problems)} problems" + (f" in {self.context}" if self.context else "")
         return head + ":\n" + "\n".join(f"  - {line}" for line in self.lines())
+
+
+def from_validation_error(source: str, err: ValidationError, fix: str = "correct that field; README lists every field") -> UserError:
+    """One line for pydantic's first complaint about ``source``: where, what, what was given."""
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown field"
+    elif first["type"] == "value_error":
+        msg = msg.removeprefix("Value error, ")
+    elif "input" in first and first["type"] not in ("missing",):
+        shown = first["input"]
+        if not isinstance(shown, dict | list):
+            text = repr(shown)
+            msg = f"{msg} (got {text[:60] + '...' if len(text) > 60 else text})"
+    more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return UserError(f"{source}: {loc}: {msg}{more}", fix)

@@ -31,7 +31,7 @@ def lab_up(topology: str = "split", variant: str | None = None, sets: list[str] 
     except BaseException:
         lab.down()
         raise
-    info = json.loads(LabDir(lab.files.root).lab_json.read_text())
+    info = labmod.read_state(lab.project)
     info["overrides"] = overrides
     return info
 

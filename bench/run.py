@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import os
 import platform
 import shutil
@@ -31,13 +30,14 @@ from .load.runner import LocustProcess, describe_load
 from .load.workers import WorkerSet, start_load
 from .load.workers import ensure_image as ensure_worker_image
 from .report import build_report
+from .results.document import write_document
 from .results.events import EventLog
 from .results.layout import RunDir
+from .results.run import RunDoc
 from .spec import Variant, load_scenario, load_topology, scenario_topology
 from .topology.diff import config_diff
 from .topology.lab import Lab
 
-RUN_SCHEMA_VERSION = 1
 #: Extra seconds Locust gets beyond the run time to stop users and write its files.
 LOCUST_EXIT_GRACE = 20.0
 #: How often the run loop checks for a fault that is due.
@@ -86,12 +86,6 @@ def _git_sha() -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def _now() -> str:
@@ -150,7 +144,7 @@ def run_scenario(
     worker_image = ensure_worker_image(topology.image, log=log) if workers else None
 
     run: dict[str, Any] = {
-        "schema_version": RUN_SCHEMA_VERSION,
+        "schema_version": RunDoc.SCHEMA_VERSION,
         "id": run_id,
         "status": "starting",
         "scenario": scenario.model_dump(mode="json"),
@@ -175,7 +169,7 @@ def run_scenario(
         "started_at": _now(),
     }
     run_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(rd.run_json, run)
+    write_document(RunDoc, run, rd.run_json)
 
     locust: LocustProcess | None = None
     worker_set: WorkerSet | None = None
@@ -189,7 +183,7 @@ def run_scenario(
             try:
                 run["versions"].update(images.versions(ref.node_tag))
                 run["lab"] = {"project": lab.project}
-                _write_json(rd.run_json, run)
+                write_document(RunDoc, run, rd.run_json)
                 lab.up()
                 assert lab.plan is not None and lab.tls is not None
                 _copy_public_configs(lab, rd.configs)
@@ -201,7 +195,7 @@ def run_scenario(
                 )
                 # What this variant changed in the rendered configs, against the topology file as written.
                 run["config_diff"] = config_diff(base_topology, topology, lab.project, lab.plan.client_subnet, lab.plan.server_subnet)
-                _write_json(rd.run_json, run)
+                write_document(RunDoc, run, rd.run_json)
                 events = EventLog(rd.events)
                 # `bench fault` during the run writes into the run's own events file.
                 lab.write_state(events=str(rd.events), run_dir=str(run_dir))
@@ -215,7 +209,7 @@ def run_scenario(
                 run["load_window"] = {"start": locust.started_at, "end": None}
                 run["load_pid"] = locust.proc.pid  # its process group, should bench itself be killed
                 run["status"] = "running"
-                _write_json(rd.run_json, run)
+                write_document(RunDoc, run, rd.run_json)
                 events.phase("load", t=locust.started_at)
                 events.phase("steady", t=locust.started_at + scenario.ramp_up)
                 schedule = FaultSchedule(FaultInjector(lab, events, log=log), scenario.faults, locust.started_at)
@@ -260,14 +254,14 @@ def run_scenario(
         else:
             run["status"] = run["status"] if run["status"] == "interrupted" else "failed"
             run["ended_at"] = _now()
-            _write_json(rd.run_json, run)
+            write_document(RunDoc, run, rd.run_json)
             try:  # keep what was measured readable; the original error is what matters
                 build_report(run_dir)
             except Exception as exc:  # noqa: BLE001
                 log(f"could not build the report of the failed run: {exc}")
         raise
     run["ended_at"] = _now()
-    _write_json(rd.run_json, run)
+    write_document(RunDoc, run, rd.run_json)
     build_report(run_dir)
     return run_dir
 

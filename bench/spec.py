@@ -24,7 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import paths
-from .errors import UserError
+from .errors import UserError, from_validation_error
 
 SCHEMA_VERSION = 1
 
@@ -731,19 +731,8 @@ class Scenario(_Model):
 
 
 def format_validation_error(source: str, err: ValidationError) -> UserError:
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    msg = first["msg"]
-    if first["type"] == "extra_forbidden":
-        msg = "unknown field"
-    elif first["type"] == "value_error":
-        msg = msg.removeprefix("Value error, ")
-    elif "input" in first and first["type"] not in ("missing",):
-        shown = first["input"]
-        if not isinstance(shown, dict | list):
-            msg = f"{msg} (got {shown!r})"
-    more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-    return UserError(f"{source}: {loc}: {msg}{more}", "correct that field; README lists every field")
+    """One line for a scenario or topology file pydantic rejected (see :func:`bench.errors.from_validation_error`)."""
+    return from_validation_error(source, err)
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

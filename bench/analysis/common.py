@@ -6,7 +6,6 @@ returns plain values or DataFrames, so each can be tested on a few hand-written 
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +17,9 @@ import pandas as pd
 from ..collect.store import read_table
 from ..load import capture
 from ..results.events import read_events
-from ..results.layout import RunDir
+from ..results import run as results_run
+from ..results.document import ResultsError
 
-#: The newest run.json schema this analysis reads.
-RUN_SCHEMA_VERSION = 1
 #: Seconds dropped at the end of the load window (requests cut off by the stop).
 TAIL_S = 1.0
 
@@ -41,22 +39,13 @@ SAMPLE_TABLES = (
 )
 
 
-class SummaryError(Exception):
-    """The run directory cannot be summarised (no run.json, newer schema ...)."""
+#: What compare.py catches when a run directory cannot be summarised.
+SummaryError = ResultsError
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:
-    """run.json of a run directory."""
-    path = RunDir(run_dir).run_json
-    if not path.exists():
-        raise SummaryError(f"{run_dir}: no run.json (not a run directory)")
-    try:
-        run = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise SummaryError(f"{path}: not valid JSON ({exc})") from None
-    if run.get("schema_version", 1) > RUN_SCHEMA_VERSION:
-        raise SummaryError(f"{path}: schema_version {run['schema_version']} is newer than this lbbench understands")
-    return run
+    """run.json of a run directory as written (validated and migrated by :mod:`bench.results.run`)."""
+    return results_run.read_run(run_dir).model_dump(mode="json", exclude_unset=True)
 
 
 def events_frame(records: list[dict[str, Any]]) -> pd.DataFrame:

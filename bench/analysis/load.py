@@ -102,8 +102,7 @@ def pacing_summary(pacing: pd.DataFrame, window: tuple[float, float]) -> dict[st
     if not p.empty:
         for flow, g in p.groupby("flow"):
             by_flow[str(flow)] = {c: int(g[c].sum()) for c in ("due", "sent", "late", "dropped", "waited") if c in g}
-            if "resumed" in g:
-                by_flow[str(flow)]["resumed"] = int(g["resumed"].sum())
+            by_flow[str(flow)]["resumed"] = int(g["resumed"].sum()) if "resumed" in g else None
     sent = sums["sent"]
     return {
         **sums,

@@ -8,12 +8,12 @@ this module only composes them. Every field is documented in reports/README.md.
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
+from ..results.document import write_document
 from ..results.layout import RunDir
+from ..results.summary import SCHEMA_VERSION, Summary, summary_dict
 from .bottleneck import apply_load_verdict, find_bottleneck
 from .checks import run_checks
 from .common import TAIL_S, RunData, SummaryError, load_run, load_window, num, read_run, steady_window
@@ -26,8 +26,6 @@ from .requests import client_connections, error_summary, latency_summary, reques
 from .series import Series
 from .traffic import traffic_rates, traffic_summary
 from .vrrp import vrrp_summary
-
-SCHEMA_VERSION = 1
 
 __all__ = ["SCHEMA_VERSION", "TAIL_S", "SummaryError", "read_run", "steady_window", "summarise", "summarise_data", "write_summary"]
 
@@ -68,7 +66,7 @@ def summarise_data(data: RunData, series: Series | None = None) -> dict[str, Any
     bottleneck = apply_load_verdict(bottleneck, load, cpu)
     latency = latency_summary(req, data.latency_hist, window)
     latency["corrected"] = corrected_latency(req, window)
-    return {
+    return summary_dict({
         "schema_version": SCHEMA_VERSION,
         "run": {
             "id": run.get("id"),
@@ -95,7 +93,7 @@ def summarise_data(data: RunData, series: Series | None = None) -> dict[str, Any
         "bottleneck": bottleneck,
         "load": load,
         "checks": run_checks(req, info, stat, run, data.table("pacing"), data.table("held")),
-    }
+    })
 
 
 def _failover(data: RunData) -> dict[str, Any]:
@@ -118,11 +116,9 @@ def summarise(run_dir: Path) -> dict[str, Any]:
 
 
 def save_summary(summary: dict[str, Any], run_dir: Path) -> Path:
-    """Write ``summary.json`` atomically."""
+    """Write ``summary.json`` atomically (checked against :class:`bench.results.summary.Summary`)."""
     path = RunDir(run_dir).summary_json
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    write_document(Summary, summary, path)
     return path
 
 

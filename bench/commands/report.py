@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import UserError
 from ..results.layout import RunDir
 from .common import EXIT_OK, Subparsers, say
 
@@ -17,14 +16,10 @@ def register(sub: Subparsers) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from ..analysis.summary import SummaryError
     from ..report import build_report
 
     run_dir = Path(args.run_dir)
-    try:
-        report = build_report(run_dir)
-    except SummaryError as exc:
-        raise UserError(str(exc), "pass a run directory (it holds run.json)") from None
+    report = build_report(run_dir)
     rd = RunDir(run_dir)
     say(f"wrote {rd.summary_json}, {rd.plots}/ and {rd.derived}/")
     print(report)

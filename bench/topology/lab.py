@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import http.client
 import ipaddress
-import json
 import random
 import shutil
 import ssl
@@ -29,6 +28,8 @@ from .. import engine, paths
 from ..collect.cpu import remove_loadgen_cgroups
 from ..collect.haproxy import stats_command
 from ..errors import Problems, UserError
+from ..results.document import read_document, write_document
+from ..results.lab import LabState
 from ..results.layout import LabDir
 from ..spec import USER_FILES_MOUNT, Topology
 from ..tls import TLSFiles, make_tls
@@ -296,6 +297,7 @@ class Lab:
         """Write ``lab.json`` in the state folder: what `bench status`, `bench fault` and `bench down` need."""
         assert self.plan is not None
         info = {
+            "schema_version": LabState.SCHEMA_VERSION,
             "project": self.project,
             "topology": self.topology.name,
             "topology_spec": self.topology.model_dump(mode="json"),
@@ -309,9 +311,7 @@ class Lab:
             "events": str(LabDir(self.files.root).events),
             **extra,
         }
-        path = LabDir(self.files.root).lab_json
-        path.write_text(json.dumps(info, indent=2) + "\n")
-        return info
+        return write_document(LabState, info, LabDir(self.files.root).lab_json)
 
     @classmethod
     def attach(cls, project: str, log: Callable[[str], None] = print) -> tuple[Lab, dict[str, Any]]:
@@ -454,4 +454,4 @@ def read_state(project: str) -> dict[str, Any]:
     path = LabDir(LabFiles.for_project(project).root).lab_json
     if not path.exists():
         raise UserError(f"no lab {project!r} is up", "`bench status` lists running labs")
-    return json.loads(path.read_text())
+    return read_document(LabState, path).model_dump(mode="json", exclude_unset=True)

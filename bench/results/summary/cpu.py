@@ -1,0 +1,27 @@
+"""``cpu`` and ``collectors``: CPU of the host, every container and the collectors (bench/analysis/cpu.py)."""
+
+from __future__ import annotations
+
+from .base import Figure, Section
+
+
+class ContainerCpu(Section):
+    """``cpu.by_container.<name>``."""
+
+    role: str
+    node: str
+    mean_pct: list[Figure] | None
+    """one per core; null when only a total is known (cgroup v2)"""
+    max_pct: list[Figure] | None
+    total_mean_pct: Figure
+    total_max_pct: Figure
+
+
+class Cpu(Section):
+    host_per_core_pct: list[Figure] | None
+    host_mean_pct: Figure
+    by_container: dict[str, ContainerCpu]
+
+
+class Collectors(Section):
+    cpu_pct: Figure
