@@ -25,6 +25,8 @@ from ..spec import Scenario
 
 DEFAULT_LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 STOP_GRACE = 10.0
+#: Where the Locust processes of one run on this machine meet (never another interface).
+LOOPBACK = "127.0.0.1"
 
 USER_CLASSES = {"fasthttp": "KeepAliveUser", "lean": "LeanHttpsUser"}
 #: The user class of the rate models (open, connection-rate, handshake-rate): the pool of connections.
@@ -107,6 +109,19 @@ class LocustProcess:
         except FileNotFoundError:
             return ""
         return " | ".join(text[-lines:])
+
+
+def free_port(address: str) -> int:
+    """A TCP port nobody listens on at ``address`` now (the kernel picks it from the ephemeral range).
+
+    Concurrent runs each get their own, so they never share a Locust master port
+    (a second bind of the same port would fail, or worse, join the other run).
+    """
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((address, 0))
+        return int(s.getsockname()[1])
 
 
 def describe_load(scenario: Scenario) -> str:
@@ -201,7 +216,15 @@ def start_locust(
         bind, port, count = master
         cmd[5:5] = ["--master", "--master-bind-host", bind, "--master-bind-port", str(port), "--expect-workers", str(count)]
     elif processes_of(scenario) > 1:
-        cmd[5:5] = ["--processes", str(processes_of(scenario))]  # after "-f FILE"
+        # Locust's forked processes meet on a master port, 5557 unless told otherwise: a second run
+        # at the same time could not bind it, and its processes would join the first run's master.
+        # Each run takes a free loopback port of its own.
+        port = free_port(LOOPBACK)
+        cmd[5:5] = [  # after "-f FILE"
+            "--processes", str(processes_of(scenario)),
+            "--master-bind-host", LOOPBACK, "--master-bind-port", str(port),
+            "--master-host", LOOPBACK, "--master-port", str(port),
+        ]  # fmt: skip
     env = {**os.environ, "LBBENCH_LOAD": json.dumps(settings), "PYTHONUNBUFFERED": "1"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(paths.ROOT), env.get("PYTHONPATH", "")]))
     log_path = rd.locust_log

@@ -46,8 +46,6 @@ LOADGEN_REPO = "lbbench/loadgen"
 WORKER_PACKAGES = ("locust", "gevent", "numpy", "pandas", "pyarrow", "pydantic", "PyYAML")
 #: Inside a worker container.
 CODE_MOUNT = "/opt/lbbench"
-#: Default port the master listens on for its workers (Locust's default).
-MASTER_PORT = 5557
 
 
 def requirements() -> str:
@@ -127,7 +125,8 @@ class WorkerSet:
     settings: dict[str, Any]
     user_class: str
     master_host: str
-    master_port: int = MASTER_PORT
+    #: a free port of this run's own (never Locust's default 5557, which concurrent runs would share)
+    master_port: int
     log: Callable[[str], None] = print
     containers: list[Any] = field(default_factory=list)
 
@@ -253,7 +252,7 @@ def start_load(
     The Locust processes on this machine are counted as the ``loadgen`` container
     (bench/collect/cpu.py), every worker container as ``loadgen-worker<i>``.
     """
-    from .runner import processes_of, start_locust, user_class
+    from .runner import free_port, processes_of, start_locust, user_class
 
     if not workers:
         locust = start_locust(scenario, host, lab.tls.ca_pem, run_dir, scenario.duration, extra=extra)
@@ -261,7 +260,7 @@ def start_load(
         return locust, None
     assert image is not None
     gateway = lab.plan.client_gateway
-    port = _free_port(gateway)
+    port = free_port(gateway)
     locust = start_locust(scenario, host, lab.tls.ca_pem, run_dir, scenario.duration, extra=extra, master=(gateway, port, workers))
     collectors.track_loadgen(locust.proc.pid)
     ws = WorkerSet(
@@ -284,11 +283,3 @@ def start_load(
     for i, container in enumerate(ws.containers):
         collectors.track_container(ws.name(i), "loadgen", container)
     return locust, ws
-
-
-def _free_port(address: str) -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((address, 0))
-        return int(s.getsockname()[1])
