@@ -103,6 +103,66 @@ def _copy_public_configs(lab: Lab, dest: Path) -> None:
             path.unlink()
 
 
+def run_record(
+    run_id: str,
+    scenario: Any,
+    scenario_path: Path,
+    topology: Any,
+    variant: str | None,
+    overrides: dict[str, Any],
+    ref: Any,
+    load_fit: Any,
+    client: Any,
+) -> dict[str, Any]:
+    """The first ``run.json`` of a run: what runs, on which versions and which machine (status ``starting``)."""
+    return {
+        "schema_version": RunDoc.SCHEMA_VERSION,
+        "id": run_id,
+        "status": "starting",
+        "scenario": scenario.model_dump(mode="json"),
+        "scenario_file": str(scenario_path),
+        "topology": topology.model_dump(mode="json", exclude={"variants"}),
+        "variant": variant,
+        "overrides": overrides,
+        "versions": {
+            "lbbench": __version__,
+            "git_sha": _git_sha(),
+            "python": platform.python_version(),
+            "locust": _locust_version(),
+            "docker_engine": client.version().get("Version"),
+            "compose": engine.compose_version(),
+            "image": ref.node_tag,
+            "base_image": ref.base_tag,
+        },
+        "machine": machine_info(),
+        "scale": load_fit.scale,
+        "load_fit": load_fit.as_dict(),
+        "load_workers": None,
+        "started_at": _now(),
+    }
+
+
+def machine_info() -> dict[str, Any]:
+    """The machine a run ran on: host name, cores, kernel (`bench gate` flags runs from different machines)."""
+    return {"hostname": platform.node(), "cpus": os.cpu_count(), "kernel": platform.release()}
+
+
+def record_lab(run: dict[str, Any], lab: Lab, run_dir: Path, base_topology: Any, topology: Any) -> None:
+    """After the lab is up: its configs into the run directory, its addresses and config diff into run.json."""
+    assert lab.plan is not None
+    rd = RunDir(run_dir)
+    _copy_public_configs(lab, rd.configs)
+    run["lab"].update(
+        vip=lab.plan.vip,
+        client_subnet=lab.plan.client_subnet,
+        server_subnet=lab.plan.server_subnet,
+        services=list(lab.plan.services),
+    )
+    # What this variant changed in the rendered configs, against the topology file as written.
+    run["config_diff"] = config_diff(base_topology, topology, lab.project, lab.plan.client_subnet, lab.plan.server_subnet)
+    write_document(RunDoc, run, rd.run_json)
+
+
 def run_scenario(
     name: str,
     duration: str | None = None,
@@ -143,31 +203,9 @@ def run_scenario(
     ref = images.ensure_images(topology.image, log=log)
     worker_image = ensure_worker_image(topology.image, log=log) if workers else None
 
-    run: dict[str, Any] = {
-        "schema_version": RunDoc.SCHEMA_VERSION,
-        "id": run_id,
-        "status": "starting",
-        "scenario": scenario.model_dump(mode="json"),
-        "scenario_file": str(scenario_path),
-        "topology": topology.model_dump(mode="json", exclude={"variants"}),
-        "variant": variant,
-        "overrides": overrides,
-        "versions": {
-            "lbbench": __version__,
-            "git_sha": _git_sha(),
-            "python": platform.python_version(),
-            "locust": _locust_version(),
-            "docker_engine": client.version().get("Version"),
-            "compose": engine.compose_version(),
-            "image": ref.node_tag,
-            "base_image": ref.base_tag,
-        },
-        "machine": {"cpus": os.cpu_count(), "kernel": platform.release()},
-        "scale": load_fit.scale,
-        "load_fit": load_fit.as_dict(),
-        "load_workers": {"count": workers, "processes": scenario.load.processes, "image": worker_image} if workers else None,
-        "started_at": _now(),
-    }
+    run = run_record(run_id, scenario, scenario_path, topology, variant, overrides, ref, load_fit, client)
+    if workers:
+        run["load_workers"] = {"count": workers, "processes": scenario.load.processes, "image": worker_image}
     run_dir.mkdir(parents=True, exist_ok=True)
     write_document(RunDoc, run, rd.run_json)
 
@@ -186,16 +224,7 @@ def run_scenario(
                 write_document(RunDoc, run, rd.run_json)
                 lab.up()
                 assert lab.plan is not None and lab.tls is not None
-                _copy_public_configs(lab, rd.configs)
-                run["lab"].update(
-                    vip=lab.plan.vip,
-                    client_subnet=lab.plan.client_subnet,
-                    server_subnet=lab.plan.server_subnet,
-                    services=list(lab.plan.services),
-                )
-                # What this variant changed in the rendered configs, against the topology file as written.
-                run["config_diff"] = config_diff(base_topology, topology, lab.project, lab.plan.client_subnet, lab.plan.server_subnet)
-                write_document(RunDoc, run, rd.run_json)
+                record_lab(run, lab, run_dir, base_topology, topology)
                 events = EventLog(rd.events)
                 # `bench fault` during the run writes into the run's own events file.
                 lab.write_state(events=str(rd.events), run_dir=str(run_dir))

@@ -17,6 +17,7 @@ from ..results.summary import SCHEMA_VERSION, Summary, summary_dict
 from .bottleneck import apply_load_verdict, find_bottleneck
 from .checks import run_checks
 from .common import TAIL_S, RunData, SummaryError, load_run, load_window, num, read_run, steady_window
+from .cost import cost_summary
 from .cpu import collector_overhead, cpu_pct, cpu_summary
 from .failover import failover_summary
 from .haproxy import connection_series, connections_summary, haproxy_summary, tls_summary
@@ -85,6 +86,7 @@ def summarise_data(data: RunData, series: Series | None = None) -> dict[str, Any
         "tls": tls,
         "haproxy": haproxy,
         "cpu": cpu,
+        "cost": cost_summary(data.table("cpu"), stat, window),
         "ports": ports,
         "traffic": traffic_summary(traffic, window),
         "vrrp": vrrp_summary(data.table("vrrp"), data.table("vrrp_events")),

@@ -1,4 +1,4 @@
-"""`bench gate`: exit 1 when a candidate regressed beyond a threshold and beyond noise."""
+"""`bench gate`: exit 1 when a candidate regressed beyond a threshold, 3 when the evidence cannot tell."""
 
 from __future__ import annotations
 
@@ -7,20 +7,44 @@ import argparse
 from .common import Subparsers, say
 
 
+def _duration(flag: str):  # noqa: ANN202 - an argparse type
+    def parse(text: str) -> float:
+        from ..spec import parse_duration
+
+        try:
+            return parse_duration(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{exc}") from None
+
+    parse.__name__ = flag
+    return parse
+
+
 def register(sub: Subparsers) -> None:
-    g = sub.add_parser("gate", help="exit 1 when a candidate regressed beyond threshold AND noise (0 pass, 2 usage/data error)")
+    g = sub.add_parser(
+        "gate",
+        help="exit 1 when a candidate regressed beyond its threshold (0 pass, 2 usage/data error, 3 inconclusive)",
+        description="Judge a candidate against its baseline. With --run SCENARIO both labs run at once (a duet) at one fixed load.",
+    )
     g.add_argument("--baseline", nargs="+", default=[], metavar="RUN", help="baseline run directories or folders")
     g.add_argument("--candidate", nargs="+", default=[], metavar="RUN", help="candidate run directories or folders")
-    g.add_argument("--rule", action="append", default=[], metavar="RULE", help="e.g. 'requests.per_s: -5%%', 'latency_ms.p99: +10%%', 'errors.total: <= 0' (repeatable)")
+    g.add_argument("--duet", metavar="DIR", help="judge a finished duet folder (the --out of bench gate --run) again")
+    g.add_argument("--rule", action="append", default=[], metavar="RULE", help="e.g. 'cost.lb_us_per_request: +2%%', 'latency_ms.p99: +10%%', 'errors.total: <= 0' (repeatable)")
     g.add_argument("--rules", metavar="FILE", help="YAML gate file with a 'rules' mapping (and optional alpha)")
-    g.add_argument("--alpha", type=float, help="significance level (default 0.05, or the gate file's)")
-    g.add_argument("--strict", action="store_true", help="count a change beyond the threshold with too few data to tell as a regression")
+    g.add_argument("--alpha", type=float, help="1 - the confidence of the intervals (default 0.05: 95%%), or the gate file's")
+    g.add_argument("--strict", action="store_true", help="count an inconclusive rule as a regression (exit 1 instead of 3)")
     g.add_argument("--junit", metavar="FILE", help="write JUnit XML, one testcase per rule")
     g.add_argument("--json", metavar="FILE", help="write the full verdict as JSON")
-    g.add_argument("--run", metavar="SCENARIO", help="run the scenario first: baseline and candidate interleaved A B A B ...")
-    g.add_argument("--repeat", type=int, default=3, help="runs per side with --run (default 3, at most 20)")
-    g.add_argument("--duration", help="with --run: override the scenario's duration, e.g. 20s")
-    g.add_argument("--out", help="with --run: parent folder of the runs (default reports/gate-<scenario>-<time>)")
+    g.add_argument("--run", metavar="SCENARIO", help="run the scenario first: both sides at once (a duet; a rate-model scenario such as open)")
+    g.add_argument("--rate", type=float, help="with --run: the fixed offered load per side, in the scenario's unit (default: the scenario's)")
+    g.add_argument("--slice", dest="slice_s", type=_duration("--slice"), help="with --run: length of one paired slice (default 5s)")
+    g.add_argument("--warmup", dest="warmup_s", type=_duration("--warmup"), help="with --run: time before the first slice (default 10s)")
+    g.add_argument("--budget", dest="budget_s", type=_duration("--budget"), help="with --run: the most slice time; the gate stops earlier once decided (default 4m)")
+    g.add_argument("--fixed", action="store_true", help="with --run: judge once, when the budget is spent (no early stop)")
+    g.add_argument("--interleaved", action="store_true", help="with --run: whole runs of each side one after the other (random order per round) instead of a duet")
+    g.add_argument("--repeat", type=int, help="with --interleaved: runs per side (default 3, at most 20)")
+    g.add_argument("--duration", help="with --interleaved: override the scenario's duration, e.g. 20s")
+    g.add_argument("--out", help="with --run: folder of the runs (default reports/gate-<scenario>-<time>)")
     for side in ("baseline", "candidate"):
         g.add_argument(f"--{side}-variant", help=f"with --run: topology variant of the {side}")
         g.add_argument(f"--{side}-set", action="append", default=[], metavar="KEY=VALUE", help=f"with --run: topology override of the {side} (repeatable)")
@@ -42,9 +66,16 @@ def cmd_gate(args: argparse.Namespace) -> int:
         json_out=args.json,
         run=args.run,
         repeat=args.repeat,
+        interleaved=args.interleaved,
         baseline_spec={"variant": args.baseline_variant, "sets": args.baseline_set, "scenario": args.baseline_scenario},
         candidate_spec={"variant": args.candidate_variant, "sets": args.candidate_set, "scenario": args.candidate_scenario},
         duration=args.duration,
         out=args.out,
+        duet=args.duet,
+        rate=args.rate,
+        slice_s=args.slice_s,
+        warmup_s=args.warmup_s,
+        budget_s=args.budget_s,
+        fixed=args.fixed,
         log=say,
     )

@@ -180,7 +180,10 @@ class Controller:
         load = self.load
         n = self._n = worker_count(self.environment.runner)
         started = time.time()
-        t0 = started + LEAD_S
+        # a duet (bench gate --run) starts two runs' schedules at one agreed moment, so that both
+        # labs get the same offered load at the same time; alone, shortly after the processes are up
+        start_at = self.settings.get("start_at")
+        t0 = float(start_at) if start_at else started + LEAD_S
         end = started + self.duration
         held = load.held
         setup: dict[str, Any] = {"workers": n}

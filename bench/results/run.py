@@ -34,8 +34,19 @@ class Versions(Model):
 class Machine(Model):
     """The machine the run ran on."""
 
+    hostname: str | None = None
+    """the host name (`bench compare`/`gate` flag baseline and candidate from different machines)"""
     cpus: int | None = None
     kernel: str | None = None
+
+
+class DuetSide(Model):
+    """This run is one side of a duet (`bench gate --run`, `bench compare --run`)."""
+
+    side: str
+    """baseline or candidate"""
+    folder: str
+    """the duet folder (its duet.json and gate.json)"""
 
 
 class LabInfo(Model):
@@ -109,6 +120,7 @@ class RunDoc(Document):
     scale: Number | None = None
     load_fit: LoadFit | None = None
     load_workers: LoadWorkers | None = None
+    duet: DuetSide | None = None
     started_at: str | None = None
     ended_at: str | None = None
 

@@ -26,7 +26,7 @@ EXPECTED = FOLDER / "expected"
 CASES = {
     # three groups of 3 repeats: two of the same scenario (A/A) and a slowed one
     "repeats": ["runs/base", "runs/base2", "runs/delay"],
-    # one run each: per-second samples decide
+    # one run each: no verdict (run-to-run noise unknown)
     "single": ["runs/base/smoke-base-1", "runs/delay/smoke-delay-1", "runs/monolith"],
 }
 
@@ -60,19 +60,22 @@ def test_repeats_are_grouped_and_ab_is_within_noise(in_golden: Path) -> None:
     assert [g["label"] for g in doc["groups"]] == ["smoke @runs/base", "smoke @runs/base2", "smoke-delay"]
     assert [len(g["runs"]) for g in doc["groups"]] == [3, 3, 3]
     aa = {r["metric"]: r for r in doc["comparisons"][0]["rows"]}
-    assert aa["requests.per_s"]["test"] == "welch-t 3v3 runs"
+    assert aa["requests.per_s"]["test"] == "welch t 3v3 runs"
     assert all(r["significance"] != "significant" for r in aa.values())
+    lo, hi = aa["requests.per_s"]["ci95"]
+    assert lo < aa["requests.per_s"]["ratio"] < hi
 
 
-def test_single_runs_use_per_second_samples(in_golden: Path) -> None:
+def test_single_runs_are_never_significant(in_golden: Path) -> None:
+    """3060 vs 1569 req/s from one run each: the runs differ, but whether the configurations do is unknown."""
     doc = cmp.compare_groups(cmp.load_groups(CASES["single"]))
     delay = {r["metric"]: r for r in doc["comparisons"][0]["rows"]}
     rps = delay["requests.per_s"]
-    assert rps["test"].startswith("batch-means") and rps["unit"] == "seconds"
-    assert rps["significance"] == "significant" and rps["worse"] is True
-    assert rps["phrase"].endswith("x slower")
+    assert rps["significance"] == "noise unknown" and rps["test"] == "one run per side: run-to-run noise unknown"
+    assert rps["worse"] is True and rps["phrase"].endswith("x slower") and rps["ci95"] is None
     assert delay["tls.handshakes_per_s"]["significance"] == "too few data"
     assert doc["groups"][2]["key"] == "smoke/monolith"
+    assert any("noise unknown: one run per side" in n for n in doc["notes"])
 
 
 def test_html_is_self_contained_with_plots(in_golden: Path, tmp_path: Path) -> None:
@@ -82,7 +85,7 @@ def test_html_is_self_contained_with_plots(in_golden: Path, tmp_path: Path) -> N
     assert page.startswith("<!doctype html>")
     assert page.count('src="data:image/png;base64,') == 2
     assert not re.search(r'(src|href)="(https?:)?//', page)
-    assert "smoke-delay vs smoke" in page and "batch-means" in page
+    assert "smoke-delay vs smoke" in page and "run-to-run noise unknown" in page
 
 
 def test_markdown_file_gets_png_plots(in_golden: Path, tmp_path: Path) -> None:
@@ -98,14 +101,14 @@ def test_terminal_table(in_golden: Path) -> None:
     buf = io.StringIO()
     cmp.compare(CASES["single"][:2], console=Console(file=buf, width=200, color_system=None))
     text = buf.getvalue()
-    assert "smoke-delay vs smoke" in text and "x slower" in text and "significant" in text
+    assert "smoke-delay vs smoke" in text and "x slower" in text and "noise unknown" in text
 
 
 def test_cli_compare_json(in_golden: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "c.json"
     assert main(["compare", *CASES["repeats"][:2], "--output", str(out)]) == 0
     doc = json.loads(out.read_text())
-    assert doc["schema_version"] == 1 and len(doc["comparisons"]) == 1
+    assert doc["schema_version"] == 2 and len(doc["comparisons"]) == 1
 
 
 # --------------------------------------------------------------------------- wording and figures
@@ -120,6 +123,7 @@ def test_cli_compare_json(in_golden: Path, tmp_path: Path, capsys: pytest.Captur
         ("latency_ms.p99", 0.5, "2.00x faster"),
         ("errors.total", 2.0, "2.00x worse"),
         ("cpu.lb_ms_per_request", 0.9, "1.11x better"),
+        ("cost.lb_us_per_request", 1.05, "1.05x worse"),
         ("errors.total", float("inf"), "worse (from 0)"),
         ("requests.per_s", 0.0, "slower (to 0)"),
         ("requests.per_s", 1.001, "same"),
@@ -145,6 +149,9 @@ def test_derived_figures() -> None:
     }
     # 0.4 cores of HAProxy for 1000 req/s = 0.4 ms of CPU per request; the load generator does not count
     assert cmp.lookup(summary, "cpu.lb_ms_per_request") == pytest.approx(0.4)
+    assert cmp.lookup(summary, "cost.lb_us_per_request") == pytest.approx(400.0)  # runs older than the cost section
+    assert cmp.lookup({"cost": {"lb_us_per_request": 380.0}}, "cpu.lb_ms_per_request") == pytest.approx(0.38)
+    assert cmp.lookup({"cost": {"lb_us_per_request": None}, **summary}, "cost.lb_us_per_request") is None
     assert cmp.lookup(summary, "failover.gap_s.median") == pytest.approx(3.0)
     assert cmp.lookup({"failover": {"gap_s": {"p95": 3.3}}}, "failover.gap_s.p95") == 3.3
     assert cmp.lookup({}, "cpu.lb_ms_per_request") is cmp.MISSING
@@ -165,7 +172,7 @@ def test_missing_figures_are_na_never_an_error(tmp_path: Path) -> None:
     doc = cmp.compare([str(a), str(b)], fmt="json", output=str(tmp_path / "c.json"))
     rows = {r["metric"]: r for r in doc["comparisons"][0]["rows"]}
     assert rows["requests.per_s"]["phrase"] == "1.11x slower"
-    assert rows["requests.per_s"]["significance"] == "too few data"
+    assert rows["requests.per_s"]["significance"] == "noise unknown"
     for key in ("latency_ms.p99", "connections.per_s", "failover.gap_s.p95"):
         assert rows[key]["baseline"] is None and rows[key]["phrase"] == "n/a"
     header, cells = cmp.table_rows(doc, doc["comparisons"][0])
@@ -184,6 +191,27 @@ def test_parent_folder_groups_by_key(tmp_path: Path) -> None:
     write_run(tmp_path / "m" / "r3", {"requests": {"per_s": 1.0}}, variant=None)
     groups = cmp.load_groups([str(tmp_path / "m")])
     assert [(g.key, len(g.runs)) for g in groups] == [("synthetic", 2), ("synthetic/x", 1)]
+
+
+def test_repeats_group_whatever_the_order_or_glob(tmp_path: Path) -> None:
+    """main/ and pr/ hold 2 repeats each of one config: any way of naming them gives the same two groups."""
+    for side in ("main", "pr"):
+        for i in (1, 2):
+            write_run(tmp_path / side / f"run-{i}", {"requests": {"per_s": 100.0 + i}})
+    m1, m2, p1, p2 = (str(tmp_path / s / f"run-{i}") for s in ("main", "pr") for i in (1, 2))
+    expect = [(str(tmp_path / "main"), 2), (str(tmp_path / "pr"), 2)]
+    for args in ([str(tmp_path / "main"), str(tmp_path / "pr")], [m1, m2, p1, p2], [m2, p1, m1, p2], [m1, str(tmp_path / "main"), p2, p1]):
+        groups = cmp.load_groups(args)
+        assert [(g.source, len(g.runs)) for g in groups] == expect, args
+        assert [g.label for g in groups] == [f"synthetic @{tmp_path / 'main'}", f"synthetic @{tmp_path / 'pr'}"]
+    # the pr runs first: pr is the baseline
+    assert cmp.load_groups([p2, m1, p1, m2])[0].source == str(tmp_path / "pr")
+
+
+def test_two_runs_of_one_config_side_by_side_stay_two_groups(tmp_path: Path) -> None:
+    a = write_run(tmp_path / "a", {"requests": {"per_s": 100.0}})
+    b = write_run(tmp_path / "b", {"requests": {"per_s": 90.0}})
+    assert [len(g.runs) for g in cmp.load_groups([str(a), str(b)])] == [1, 1]
 
 
 @pytest.mark.parametrize(

@@ -99,29 +99,41 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
     return code, out, err
 
 
-def test_aa_repeats_pass(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    """Two folders of 3 repeats of the same scenario on a noisy machine: no regression."""
+def test_aa_on_noisy_repeats_never_fails_and_says_what_would_decide(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Two folders of 3 repeats of one scenario on a busy machine (throughput 737-3060 req/s): no alarm, and no false comfort."""
     code, out, _ = run_cli(capsys, "gate", "--baseline", str(RUNS / "base"), "--candidate", str(RUNS / "base2"), "--json", str(tmp_path / "v.json"))
-    assert code == 0, out
+    assert code == g.EXIT_INCONCLUSIVE == 3, out
     verdict = json.loads((tmp_path / "v.json").read_text())
-    assert verdict["verdict"] == "pass"
+    assert verdict["verdict"] == "inconclusive" and verdict["failed"] == 0
     assert [r["rule"] for r in verdict["rules"]] == list(g.DEFAULT_RULES)
-    assert "gate: PASS" in out
+    rps = verdict["rules"][0]
+    assert rps["test"] == "welch t 3v3 runs" and rps["more"] > 10 and rps["ci"][0] < 0.95 < 1.05 < rps["ci"][1]
+    assert "more runs per side would decide it" in rps["message"]
+    assert "gate: INCONCLUSIVE" in out
 
 
-def test_beyond_threshold_but_within_noise_passes() -> None:
-    """The delayed runs are slower in p99 by more than 10 %, but 3 noisy repeats cannot tell: no alarm."""
-    verdict = g.evaluate([str(RUNS / "base")], [str(RUNS / "delay")], [g.parse_rule("latency_ms.p99: +10%")])
-    (rule,) = verdict["rules"]
-    assert rule["status"] == "pass" and "beyond the threshold but within noise" in rule["message"]
-    assert rule["test"] == "welch-t 3v3 runs"
+def test_single_runs_are_never_judged_on_within_run_noise(capsys: pytest.CaptureFixture[str]) -> None:
+    """One run per side: 3060 vs 1569 req/s is not "significant"; the noise between runs is unknown."""
+    code, out, _ = run_cli(capsys, "gate", "--baseline", str(RUNS / "base" / "smoke-base-1"), "--candidate", str(RUNS / "delay" / "smoke-delay-1"))
+    assert code == 3
+    assert "one run per side: run-to-run noise unknown" in out
+
+
+def synthetic_runs(folder: Path, values: list[float], p99: float = 10.0, errors: int = 0) -> Path:
+    for i, v in enumerate(values):
+        run = folder / f"run-{i + 1}"
+        run.mkdir(parents=True)
+        (run / "run.json").write_text(json.dumps({"schema_version": 1, "id": run.name, "status": "completed", "scenario": {"name": "synthetic"}, "machine": {"hostname": "h", "cpus": 2, "kernel": "k"}}))
+        summary = {"schema_version": 1, "requests": {"per_s": v}, "latency_ms": {"p99": p99 * (1 + 0.01 * i)}, "errors": {"total": errors}}
+        (run / "summary.json").write_text(json.dumps(summary))
+    return folder
 
 
 def test_slowed_candidate_fails_with_junit(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    base = synthetic_runs(tmp_path / "base", [1000.0, 1010.0, 990.0, 1005.0, 995.0])
+    cand = synthetic_runs(tmp_path / "cand", [800.0, 812.0, 790.0, 805.0, 797.0], errors=2)
     junit = tmp_path / "gate.xml"
-    code, out, _ = run_cli(
-        capsys, "gate", "--baseline", str(RUNS / "base" / "smoke-base-1"), "--candidate", str(RUNS / "delay" / "smoke-delay-1"), "--junit", str(junit)
-    )
+    code, out, _ = run_cli(capsys, "gate", "--baseline", str(base), "--candidate", str(cand), "--junit", str(junit))
     assert code == 1
     assert "gate: FAIL (2 of 3 rules regressed)" in out
     suite = ET.parse(junit).getroot().find("testsuite")
@@ -129,37 +141,28 @@ def test_slowed_candidate_fails_with_junit(capsys: pytest.CaptureFixture[str], t
     cases = {c.get("name"): c for c in suite.iter("testcase")}
     assert sorted(cases) == sorted(g.DEFAULT_RULES)
     failure = cases["requests.per_s: -5%"].find("failure")
-    assert failure is not None and "beyond the threshold and significant" in failure.get("message", "")
-    assert cases["errors.total: <= 0"].find("failure") is None
+    assert failure is not None and "wholly beyond the -5% limit" in failure.get("message", "")
+    assert cases["errors.total: <= 0"].find("failure") is not None
+    assert cases["latency_ms.p99: +10%"].find("failure") is None
 
 
-def plant_drop(src: Path, dest: Path, keep: float, seed: int = 5) -> Path:
-    """A copy of a recorded run with only ``keep`` of its successful requests: its throughput scaled by ``keep``."""
-    shutil.copytree(src, dest)
-    rng = np.random.default_rng(seed)
-    for part in (dest / "samples" / "requests").glob("*.parquet"):
-        table = pq.read_table(part)
-        ok = np.asarray(table.column("error").to_pylist()) == ""
-        mask = ~ok | (rng.random(table.num_rows) < keep)
-        pq.write_table(table.filter(mask), part)
-    summary = json.loads((dest / "summary.json").read_text())
-    summary["requests"]["per_s"] = round(summary["requests"]["per_s"] * keep, 1)
-    (dest / "summary.json").write_text(json.dumps(summary))
-    return dest
+def test_a_real_change_inside_the_threshold_passes(tmp_path: Path) -> None:
+    base = synthetic_runs(tmp_path / "base", [1000.0, 1010.0, 990.0, 1005.0, 995.0])
+    cand = synthetic_runs(tmp_path / "cand", [970.0, 981.0, 960.0, 975.0, 966.0])  # -3 %: real, but within -5 %
+    verdict = g.evaluate([str(base)], [str(cand)], [g.parse_rule("requests.per_s: -5%")])
+    assert verdict["verdict"] == "pass" and "wholly within the -5% limit" in verdict["rules"][0]["message"]
 
 
-def test_planted_20pct_drop_is_caught(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    base = RUNS / "base2" / "smoke-base-4"
-    planted = plant_drop(base, tmp_path / "planted", keep=0.8)
-    verdict = g.evaluate([str(base)], [str(planted)], [g.parse_rule(t) for t in g.DEFAULT_RULES])
-    rules = {r["metric"]: r for r in verdict["rules"]}
-    assert verdict["verdict"] == "fail"
-    assert rules["requests.per_s"]["status"] == "fail"
-    assert rules["requests.per_s"]["change_pct"] == pytest.approx(-20, abs=0.2)
-    assert rules["latency_ms.p99"]["status"] == "pass"  # thinning does not change latency
-    # a 3 % drop is inside the 5 % threshold: no alarm even though it is real
-    small = plant_drop(base, tmp_path / "small", keep=0.97)
-    assert g.evaluate([str(base)], [str(small)], [g.parse_rule("requests.per_s: -5%")])["verdict"] == "pass"
+def test_different_machines_are_flagged(tmp_path: Path) -> None:
+    base = synthetic_runs(tmp_path / "base", [1000.0, 1010.0, 990.0])
+    cand = synthetic_runs(tmp_path / "cand", [1000.0, 1010.0, 990.0])
+    for run in cand.iterdir():
+        record = json.loads((run / "run.json").read_text())
+        record["machine"] = {"hostname": "ci-runner-7", "cpus": 4, "kernel": "k"}
+        (run / "run.json").write_text(json.dumps(record))
+    verdict = g.evaluate([str(base)], [str(cand)], [g.parse_rule("requests.per_s: -5%")])
+    notes = " ".join(verdict["notes"])
+    assert "differ in machine (ci-runner-7 vs h)" in notes and "differ in cores (4 vs 2)" in notes and "kernel" not in notes
 
 
 # --------------------------------------------------------------------------- usage and data errors: exit 2, one line
@@ -172,10 +175,18 @@ def test_planted_20pct_drop_is_caught(tmp_path: Path, capsys: pytest.CaptureFixt
         (["gate", "--baseline", "B", "--candidate", "C", "--rule", "request.per_s: -5%"], "figure 'request.per_s' is not in summary.json"),
         (["gate", "--baseline", "B", "--candidate", "/nonexistent"], "no such run directory"),
         (["gate", "--baseline", "B"], "needs --baseline RUN... and --candidate RUN..."),
+        (["gate", "--run", "smoke", "--rate", "100", "--interleaved"], "--rate applies to a duet only"),
+        (["gate", "--run", "smoke", "--repeat", "3"], "--repeat applies to --interleaved runs only"),
+        (["gate", "--run", "smoke", "--out", "OUT"], "uses the closed keep-alive model; a duet needs a fixed offered load"),
+        (["gate", "--run", "open", "--budget", "20s", "--out", "OUT"], "--budget 20s holds only 4 slices"),
+        (["gate", "--run", "open", "--slice", "0.5s", "--out", "OUT"], "--slice 0.5s: must be between 1s and 60s"),
+        (["gate", "--run", "open", "--rule", "requests.per_s: -5%", "--out", "OUT"], "is not measured per slice in a duet"),
+        (["gate", "--run", "open", "--rate", "400", "--candidate-set", "lb.frontend.nbthread=0", "--out", "OUT"], "nbthread"),
+        (["gate", "--duet", "B"], "no duet.json (not a duet folder)"),
         (["gate", "--baseline", "B", "--candidate", "C", "--rules", "/nonexistent.yaml"], "--rules /nonexistent.yaml: cannot read"),
         (["gate", "--baseline", "B", "--candidate", "C", "--alpha", "1.5"], "--alpha 1.5: must be between 0 and 1"),
-        (["gate", "--run", "smoke", "--baseline", "B"], "use either --run SCENARIO or --baseline/--candidate"),
-        (["gate", "--run", "smoke", "--repeat", "50", "--out", "OUT"], "--repeat 50: must be between 1 and 20"),
+        (["gate", "--run", "smoke", "--baseline", "B"], "use one of --run SCENARIO, --baseline/--candidate or --duet DIR"),
+        (["gate", "--run", "smoke", "--interleaved", "--repeat", "50", "--out", "OUT"], "--repeat 50: must be between 1 and 20"),
     ],
 )
 def test_gate_errors_exit_2(argv: list[str], expect: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -184,6 +195,7 @@ def test_gate_errors_exit_2(argv: list[str], expect: str, capsys: pytest.Capture
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("bench: error: ") and expect in lines[0]
+    assert not (tmp_path / "out").exists()  # nothing started, nothing written
 
 
 def test_missing_candidate_run_status(tmp_path: Path) -> None:
@@ -215,25 +227,27 @@ def test_run_interleaves_and_gates(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     out = tmp_path / "gate"
     code = main(
         [
-            "gate", "--run", "smoke", "--repeat", "3", "--out", str(out), "--duration", "10s",
+            "gate", "--run", "smoke", "--interleaved", "--repeat", "3", "--out", str(out), "--duration", "10s",
             "--baseline-variant", "A", "--candidate-variant", "B", "--candidate-set", "servers.count=1",
             "--rule", "errors.total: <= 0",
         ]
     )  # fmt: skip
     assert code == 0
-    assert [c[1] for c in calls] == ["A", "B", "A", "B", "A", "B"]
-    assert calls[1] == ("smoke", "B", ["servers.count=1"])
+    # every round runs each side once, in an order of its own
+    rounds = [sorted(c[1] for c in calls[i : i + 2]) for i in range(0, 6, 2)]
+    assert rounds == [["A", "B"]] * 3
+    assert ("smoke", "B", ["servers.count=1"]) in calls
     assert sorted(p.name for p in (out / "candidate").iterdir()) == ["run-01", "run-02", "run-03"]
     assert "gate: PASS" in capsys.readouterr().out
 
 
-def test_too_few_data_is_inconclusive_unless_strict(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    """Single runs and a figure without per-second samples: a change beyond the threshold cannot be judged."""
+def test_inconclusive_has_its_own_exit_unless_strict(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Single runs: a change beyond the threshold cannot be judged: exit 3, a <skipped> JUnit case; --strict makes it exit 1."""
     base, cand = str(RUNS / "base2" / "smoke-base-4"), str(RUNS / "base2" / "smoke-base-5")
     junit = tmp_path / "gate.xml"
-    code, out, _ = run_cli(capsys, "gate", "--baseline", base, "--candidate", cand, "--rule", "cpu.lb_ms_per_request: +5%", "--junit", str(junit))
-    assert code == 0 and "INCONCLUSIVE" in out and "too few data to tell" in out
+    code, out, _ = run_cli(capsys, "gate", "--baseline", base, "--candidate", cand, "--rule", "requests.per_s: -5%", "--junit", str(junit))
+    assert code == 3 and "INCONCLUSIVE" in out and "run-to-run noise unknown" in out
     case = ET.parse(junit).getroot().find("testsuite/testcase")
     assert case is not None and case.find("skipped") is not None
-    code, out, _ = run_cli(capsys, "gate", "--baseline", base, "--candidate", cand, "--rule", "cpu.lb_ms_per_request: +5%", "--strict")
+    code, out, _ = run_cli(capsys, "gate", "--baseline", base, "--candidate", cand, "--rule", "requests.per_s: -5%", "--strict")
     assert code == 1

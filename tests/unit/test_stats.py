@@ -1,4 +1,8 @@
-"""bench.stats: the tests behind "significant" / "within noise", and per-second series from a run directory."""
+"""bench.stats: ratios with intervals, the pass/fail/inconclusive decision, sequential looks, per-second series.
+
+The rates here are measured on synthetic data with known effects, through the
+same functions the gate calls; printed with ``pytest -s``.
+"""
 
 from __future__ import annotations
 
@@ -13,83 +17,151 @@ from bench import stats
 from bench.collect.store import ChunkWriter
 from bench.load import capture
 
-from .synthetic import ar1
+
+def test_paired_ratio_and_interval() -> None:
+    base = np.array([400.0, 410.0, 395.0, 420.0, 405.0])
+    cand = base * np.array([1.05, 1.04, 1.06, 1.053, 1.047])
+    e = stats.paired(base, cand)
+    assert e is not None and e.design == "paired" and e.scale == "log" and e.n == (5, 5)
+    assert e.ratio == pytest.approx(1.05, abs=0.005)
+    lo, hi = e.ci()
+    assert lo <= 1.05 <= hi and hi - lo < 0.04
+    assert e.p() < 0.01
 
 
-def test_mann_whitney_cannot_reach_alpha_with_three_repeats() -> None:
-    assert stats.mann_whitney_min_p(3, 3) == pytest.approx(0.1)
-    assert stats.mann_whitney_min_p(4, 4) < 0.05
-    assert stats.mann_whitney([1, 2, 3], [4, 5, 6]) == pytest.approx(0.1)
-    assert stats.mann_whitney([5, 5, 5], [5, 5, 5]) == 1.0
+def test_a_stalled_slice_does_not_decide() -> None:
+    """One slice where a stall hit the candidate 10x harder: the trimmed mean barely moves, the plain mean would."""
+    base = np.full(20, 2.0)
+    cand = 2.0 * np.exp(np.random.default_rng(1).normal(0, 0.03, 20))
+    cand[7] = 200.0
+    e = stats.paired(base, cand)
+    assert e is not None and abs(e.ratio - 1) < 0.03
+    plain = stats.paired(base, cand, trim=0.0)
+    assert plain is not None and plain.ratio > 1.2
 
 
-def test_welch_without_spread() -> None:
-    assert stats.welch_t([0, 0, 0], [0, 0, 0]) == 1.0
-    assert stats.welch_t([0, 0, 0], [3, 3, 3]) == 0.0
-    assert 0 < stats.welch_t([1, 2, 3], [2, 3, 4]) < 1
+def test_pairs_with_a_missing_side_are_left_out() -> None:
+    e = stats.paired([1.0, 2.0, None, 4.0, 5.0], [1.1, 2.2, 3.3, float("nan"), 5.5])
+    assert e is not None and e.n == (3, 3) and e.ratio == pytest.approx(1.1)
+    assert stats.paired([1.0, 2.0], [1.0, 2.0]) is None  # fewer than MIN_PAIRS
+    with pytest.raises(ValueError, match="as many"):
+        stats.paired([1.0, 2.0, 3.0], [1.0])
 
 
-def test_the_test_follows_the_data() -> None:
-    five, five_lower = [100, 101, 99, 100, 102], [80, 81, 79, 80, 82]
-    s = stats.significance(five, five_lower)
-    assert (s.test, s.significant, s.unit, s.n) == ("mann-whitney", True, "runs", (5, 5))
-    assert s.ci95 is not None and s.ci95[1] < 1
-    s = stats.significance(five[:3], five_lower[:3])
-    assert (s.test, s.significant) == ("welch-t", True)
-    series_a, series_b = np.full(20, 1000.0) + np.arange(20), np.full(20, 800.0) + np.arange(20)
-    s = stats.significance([1000], [800], series_a, series_b)
-    assert (s.test, s.significant, s.unit) == ("batch-means", True, "seconds")
-    s = stats.significance([1000], [800])
-    assert (s.test, s.significant, s.marker, s.describe()) == ("none", None, "too few data", "-")
-    s = stats.significance([0], [0])
-    assert (s.test, s.significant, s.marker) == ("identical", False, "within noise")
-    s = stats.significance([1000], [800], series_a[:5], series_b[:5])  # fewer than MIN_SECONDS
-    assert s.marker == "too few data"
+def test_zeros_use_the_linear_scale() -> None:
+    e = stats.paired([0.0, 2.0, 1.0, 1.0], [1.0, 3.0, 2.0, 2.0])
+    assert e is not None and e.scale == "linear" and e.ratio == pytest.approx(2.0)
 
 
-def test_same_input_same_answer() -> None:
-    a, b = [10.0, 11.0, 12.0, 10.5], [11.0, 12.0, 13.0, 11.5]
-    assert stats.significance(a, b, seed=7) == stats.significance(a, b, seed=7)
-    assert stats.seed_for("requests.per_s") != stats.seed_for("latency_ms.p99")
+def test_independent_ratio_is_welch_on_logs() -> None:
+    e = stats.independent([100.0, 104.0, 98.0], [110.0, 112.0, 108.0])
+    assert e is not None and e.design == "independent" and e.describe() == "welch t 3v3 runs"
+    assert e.ratio == pytest.approx(math.exp(np.log([110, 112, 108]).mean() - np.log([100, 104, 98]).mean()))
+    assert stats.independent([100.0], [110.0, 111.0]) is None
 
 
-def test_batch_means_interval_brackets_the_ratio() -> None:
+def test_one_run_per_side_is_never_significant() -> None:
+    sig = stats.significance([3000.0], [1500.0])
+    assert sig.significant is None and sig.marker == stats.NOISE_UNKNOWN
+    assert sig.describe() == stats.ONE_RUN
+
+
+def test_identical_values_need_no_test() -> None:
+    sig = stats.significance([0, 0, 0], [0, 0, 0])
+    assert sig.test == "identical" and sig.marker == stats.WITHIN_NOISE
+
+
+@pytest.mark.parametrize(
+    ("effect", "threshold", "expect"),
+    [
+        (1.10, 0.02, stats.FAIL),  # far beyond a +2% limit
+        (1.00, 0.05, stats.PASS),  # well inside a +5% limit
+        (1.02, 0.02, stats.INCONCLUSIVE),  # on the limit
+        (0.80, -0.05, stats.FAIL),  # a drop beyond a -5% limit
+        (1.20, -0.05, stats.PASS),  # a rise never fails a drop rule
+    ],
+)
+def test_decide(effect: float, threshold: float, expect: str) -> None:
+    rng = np.random.default_rng(7)
+    base = 400 * np.exp(rng.normal(0, 0.03, 40))
+    cand = base * effect * np.exp(rng.normal(0, 0.01, 40))
+    e = stats.paired(base, cand)
+    assert e is not None
+    assert stats.decide(e, threshold).status == expect
+
+
+def test_detectable_and_more_needed() -> None:
     rng = np.random.default_rng(3)
-    a, b = ar1(rng, 40, 0.3, 0.05), ar1(rng, 40, 0.3, 0.05, mean=800)
-    p, ci = stats.batch_means_test(a, b)
-    assert p < 0.01
-    assert ci is not None and ci[0] < 0.8 < ci[1] + 0.05 and ci[1] < 1
+    d = rng.normal(math.log(1.03), 0.04, 20)
+    e = stats.paired(np.ones(20) * 100, 100 * np.exp(d))
+    assert e is not None
+    dec = stats.decide(e, 0.02)
+    assert dec.status == stats.INCONCLUSIVE and dec.more is not None and dec.more > 0
+    # the detectable change is the threshold plus (t_{1-a/2} + t_{power}) standard errors
+    reach = (stats.t_quantile(0.975, e.df) + stats.t_quantile(0.95, e.df)) * e.se
+    assert dec.detectable == pytest.approx(math.exp(math.log(1.02) + reach))
+    assert dec.passable == pytest.approx(math.exp(math.log(1.02) - reach))
+    # with that many more slices of the same mean and spread the interval clears the limit
+    n = 20 + dec.more
+    more = stats.Estimate("paired", "log", (n, n), e.center, e.sd / math.sqrt(n), n * (1 - 2 * stats.TRIM) - 1, e.sd)
+    assert stats.decide(more, 0.02).status != stats.INCONCLUSIVE
 
 
-def false_positive_rate(trials: int, draw, seed: int = 11) -> float:
+def test_look_boundaries_are_obrien_fleming() -> None:
+    # Lan-DeMets O'Brien-Fleming-type, 4 equally spaced looks, two-sided 0.05: 4.33, 2.96, 2.36, 2.01 (textbook values)
+    from scipy.special import ndtri
+
+    z = [float(ndtri(1 - a / 2)) for a in stats.look_alphas([12, 24, 36, 48], 48, 0.05)]
+    assert z == pytest.approx([4.333, 2.963, 2.359, 2.014], abs=0.01)
+    assert stats.look_alphas([48], 48) == pytest.approx([0.05])
+
+
+# --------------------------------------------------------------------------- sequential gate on synthetic slices
+
+
+def sequential_gate(rng: np.random.Generator, effect: float, sd: float, threshold: float = 0.02, looks: tuple[int, ...] = (12, 18, 24, 30, 36, 42, 48)) -> str:
+    """One gate: paired log-ratios with sd ``sd`` around log(``effect``), judged at every look until decided."""
+    planned = looks[-1]
+    d = rng.normal(math.log(effect), sd, planned)
+    cand = 400 * np.exp(d)
+    alphas = stats.look_alphas(looks, planned)
+    for n, a in zip(looks, alphas, strict=True):
+        e = stats.paired(np.full(n, 400.0), cand[:n])
+        assert e is not None
+        status = stats.decide(e, threshold, a).status
+        if status != stats.INCONCLUSIVE:
+            return status
+    return stats.INCONCLUSIVE
+
+
+def rates(effect: float, sd: float, trials: int = 2000, seed: int = 11) -> dict[str, float]:
     rng = np.random.default_rng(seed)
-    hits = 0
-    for t in range(trials):
-        base_runs, cand_runs, base_series, cand_series = draw(rng)
-        hits += bool(stats.significance(base_runs, cand_runs, base_series, cand_series, seed=t).significant)
-    return hits / trials
+    out = [sequential_gate(rng, effect, sd) for _ in range(trials)]
+    return {s: out.count(s) / trials for s in (stats.FAIL, stats.PASS, stats.INCONCLUSIVE)}
 
 
-@pytest.mark.parametrize("n", [3, 5])
-def test_repeat_tests_keep_their_level(n: int, capsys: pytest.CaptureFixture[str]) -> None:
-    def draw(rng):
-        return rng.normal(1000, 30, n), rng.normal(1000, 30, n), None, None
-
-    rate = false_positive_rate(400, draw)
+def test_sequential_wrong_verdicts_stay_within_alpha_at_the_threshold(capsys: pytest.CaptureFixture[str]) -> None:
+    """A true change exactly at the +2% limit: failing it and passing it are both wrong; each at most alpha/2."""
+    r = rates(1.02, 0.04)
     with capsys.disabled():
-        print(f"\nfalse positives, no change, {n}v{n} repeats: {rate:.1%} (alpha 5%)")
-    assert rate <= 0.075  # 5% plus two binomial standard deviations at 400 trials
+        print(f"\nsequential, true change = the +2% limit, slice sd 4%: fail {r['fail']:.1%} pass {r['pass']:.1%} (bound 2.5% each)")
+    assert r[stats.FAIL] <= 0.025 + 0.01 and r[stats.PASS] <= 0.025 + 0.01
 
 
-def test_per_second_test_keeps_its_level_on_autocorrelated_series(capsys: pytest.CaptureFixture[str]) -> None:
-    def draw(rng):
-        a, b = ar1(rng, 30, 0.5, 0.1), ar1(rng, 30, 0.5, 0.1)
-        return [a.mean()], [b.mean()], a, b
-
-    rate = false_positive_rate(400, draw)
+@pytest.mark.parametrize("sd", [0.03, 0.05])
+def test_sequential_aa_never_fails(sd: float, capsys: pytest.CaptureFixture[str]) -> None:
+    r = rates(1.0, sd)
     with capsys.disabled():
-        print(f"\nfalse positives, no change, single runs, 30 s per-second AR(1) rho 0.5: {rate:.1%} (alpha 5%)")
-    assert rate <= 0.075  # batch means hold alpha at 30 s; Mann-Whitney on the single seconds gives ~25% here
+        print(f"\nsequential A/A, slice sd {sd:.0%}: fail {r['fail']:.1%} pass {r['pass']:.1%} inconclusive {r['inconclusive']:.1%}")
+    assert r[stats.FAIL] <= 0.005
+
+
+def test_sequential_catches_a_5pct_rise(capsys: pytest.CaptureFixture[str]) -> None:
+    """+5% against a +2% limit with 4% slice noise and at most 48 slices: caught at least 95% of the time."""
+    r = rates(1.05, 0.04)
+    with capsys.disabled():
+        print(f"\nsequential, true +5%, +2% limit, slice sd 4%: fail {r['fail']:.1%}")
+    assert r[stats.FAIL] >= 0.95
 
 
 # --------------------------------------------------------------------------- per-second series

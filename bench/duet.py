@@ -1,0 +1,415 @@
+"""Duet runs: the baseline lab and the candidate lab up at once, driven by one schedule, cut into paired slices.
+
+On a shared, noisy machine two runs measured one after the other differ by
+whatever the machine did in between (repeats of one configuration here varied by
+up to 55 % in throughput). A duet (Bulej et al., ICPE 2020) measures both at the
+same time instead:
+
+1. Both labs come up side by side (two compose projects, two lab subnets),
+   from the same images unless a side asks for another.
+2. One open-model schedule at one fixed offered load drives both: each side has
+   its own Locust, and both start their schedule at the same agreed moment
+   (``start_at`` in the load settings), so the intended send times of the two
+   sides are the same instants. Whatever disturbs the machine in a second
+   disturbs both.
+3. After a warm-up the time is cut into slices (:data:`SLICE_S` each). Every
+   slice gives each side's figures from the same window (:mod:`bench.slices`):
+   the load balancer's CPU per request (and per handshake, per MB), latency
+   p50/p99 from the intended send time, errors. Slice i of the baseline and slice
+   i of the candidate form a pair.
+4. The caller looks at the pairs as they come (``look``) and stops the duet as
+   soon as it has decided, or when the budget is spent.
+
+Fair sharing of the cores: both sides run the same containers with Docker's
+default equal CPU shares (and their Locust processes in load-generator cgroups
+of equal shares), so neither side is favoured by the scheduler; nothing is
+pinned (pinning each side to its own core would make their disturbances
+independent, which is what a duet avoids). The side that starts first is drawn
+at random.
+
+Every side is a complete run directory (run.json, samples, summary.json): `bench
+report` and `bench compare` read them like any other run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import random
+import signal
+import shutil
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import engine, images, paths
+from .collect.collectors import Collectors
+from .errors import RunInterrupted, UserError
+from .load.fit import prepare_load
+from .load.runner import LocustProcess, describe_load, start_locust
+from .results.events import EventLog
+from .results.layout import RunDir
+from .spec import Scenario, Topology, load_scenario, load_topology, scenario_topology
+from .topology.lab import Lab
+
+SCHEMA_VERSION = 1
+DUET_FILE = "duet.json"
+SIDES = ("baseline", "candidate")
+#: Default length of one slice.
+SLICE_S = 5.0
+#: Default warm-up before the first slice (connections open, caches warm).
+WARMUP_S = 10.0
+#: Default budget of slice time.
+BUDGET_S = 240.0
+#: Seconds between starting the Locusts and the agreed start of the schedule (processes forked and connected).
+START_LEAD_S = 4.0
+#: How long after a slice ends its samples are on disk (collectors and Locust flush every second).
+FLUSH_SLACK_S = 2.5
+#: Extra run time Locust gets beyond the planned end (it is stopped as soon as the duet ends).
+RUN_TIME_MARGIN_S = 30.0
+
+
+@dataclass
+class SideSpec:
+    """What one side runs: another scenario (name or file), a variant, ``--set`` overrides."""
+
+    scenario: str | None = None
+    variant: str | None = None
+    sets: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Side:
+    """One side of a duet, validated (no container yet)."""
+
+    name: str
+    scenario: Scenario
+    scenario_path: Path
+    topology: Topology
+    base_topology: Topology
+    variant: str | None
+    overrides: dict[str, Any]
+    load_extra: dict[str, Any]
+    fit: Any
+    run_dir: Path
+    run: dict[str, Any] = field(default_factory=dict)
+    lab: Lab | None = None
+    collectors: Collectors | None = None
+    locust: LocustProcess | None = None
+    events: EventLog | None = None
+
+
+@dataclass
+class Design:
+    """When the slices are: the agreed start, warm-up, slice length, and how many at most."""
+
+    slice_s: float
+    warmup_s: float
+    planned: int
+    start_at: float | None = None
+
+    def edges(self, n: int) -> list[float]:
+        """Edges (epoch seconds) of the first ``n`` slices."""
+        assert self.start_at is not None
+        first = self.start_at + self.warmup_s
+        return [first + i * self.slice_s for i in range(n + 1)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"slice_s": self.slice_s, "warmup_s": self.warmup_s, "planned": self.planned, "start_at": self.start_at}
+
+
+def _constant_rate(scenario: Scenario, rate: float | None, where: str) -> Scenario:
+    """The scenario with its rate model's target fixed (``rate``), or one clear line why it cannot be a duet."""
+    load = scenario.load
+    if not load.is_rate:
+        raise UserError(
+            f"{where}: scenario {scenario.name} uses the closed {load.model} model; a duet needs a fixed offered load",
+            "use a rate model (model: open, connection-rate or handshake-rate), e.g. the `open` scenario",
+        )
+    if load.stages or load.find_max is not None:
+        raise UserError(f"{where}: scenario {scenario.name} changes its target over time (stages/find_max)", "use a constant target; --rate sets it")
+    if scenario.faults:
+        raise UserError(f"{where}: scenario {scenario.name} injects faults", "gate on a scenario without faults (faults are for `bench run`)")
+    update: dict[str, Any] = {}
+    if rate is not None:
+        update[load.target_field] = rate
+    if load.processes == "auto":
+        update["processes"] = 1  # two sides share the machine: one sending process each unless told otherwise
+    if update:
+        scenario = scenario.model_copy(update={"load": load.model_copy(update=update)})
+    if not getattr(scenario.load, scenario.load.target_field):
+        raise UserError(f"{where}: scenario {scenario.name} has no {load.target_field}", "give one with --rate")
+    return scenario
+
+
+def prepare_side(name: str, default_scenario: str, spec: SideSpec, out: Path, rate: float | None, seconds: float, warmup_s: float, log: Callable[[str], None]) -> Side:
+    """Validate one side (scenario, topology, load fit) without starting anything."""
+    scenario, scenario_path = load_scenario(spec.scenario or default_scenario, None)
+    scenario = _constant_rate(scenario, rate, f"the {name}")
+    scenario = scenario.model_copy(update={"duration": seconds, "ramp_up": warmup_s})
+    variant = spec.variant or scenario.variant
+    topology, overrides = scenario_topology(scenario, variant, list(spec.sets))
+    scenario, load_extra, fit = prepare_load(scenario, topology, log=log)
+    base_topology, _ = load_topology(scenario.topology)
+    return Side(name, scenario, scenario_path, topology, base_topology, variant, overrides, load_extra, fit, out / name)
+
+
+def plan_duet(
+    scenario: str,
+    baseline: SideSpec,
+    candidate: SideSpec,
+    out: Path | None = None,
+    rate: float | None = None,
+    slice_s: float = SLICE_S,
+    warmup_s: float = WARMUP_S,
+    budget_s: float = BUDGET_S,
+    log: Callable[[str], None] = print,
+) -> tuple[list[Side], Design, Path]:
+    """Everything checked before any container starts: both sides, the slice design, the output folder."""
+    if not 1.0 <= slice_s <= 60.0:
+        raise UserError(f"--slice {slice_s:g}s: must be between 1s and 60s", "use for example --slice 5s")
+    if warmup_s < 0 or warmup_s > 300:
+        raise UserError(f"--warmup {warmup_s:g}s: must be between 0s and 300s", "use for example --warmup 10s")
+    if rate is not None and not rate > 0:
+        raise UserError(f"--rate {rate:g}: must be above 0", "for example --rate 400")
+    planned = int(budget_s // slice_s)
+    if planned < 6:
+        raise UserError(f"--budget {budget_s:g}s holds only {planned} slices of {slice_s:g}s", "give at least 6 slices, e.g. --budget 2m")
+    if budget_s > 3600:
+        raise UserError(f"--budget {budget_s:g}s: at most 1h", "use for example --budget 10m")
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    target = Path(out) if out else paths.REPORTS / f"gate-{Path(scenario).stem}-{stamp}"
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise UserError(f"{target} already exists and is not empty", "choose another --out or remove it")
+    seconds = START_LEAD_S + warmup_s + budget_s + RUN_TIME_MARGIN_S
+    sides = [prepare_side(n, scenario, s, target, rate, seconds, warmup_s, log) for n, s in zip(SIDES, (baseline, candidate), strict=True)]
+    b, c = (s.scenario.load for s in sides)
+    if getattr(b, b.target_field) != getattr(c, c.target_field) or b.target_field != c.target_field:
+        raise UserError(
+            f"the sides' offered loads differ ({getattr(b, b.target_field):g} {b.target_field} vs {getattr(c, c.target_field):g} {c.target_field})",
+            "a duet compares the load balancers at the same load: give both sides the same target (or --rate)",
+        )
+    return sides, Design(slice_s, warmup_s, planned), target
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    tmp.replace(path)
+
+
+def read_duet(out: Path) -> dict[str, Any]:
+    """The ``duet.json`` of a duet folder (one clear line when it is not one)."""
+    path = Path(out) / DUET_FILE
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{out}: no {DUET_FILE} (not a duet folder)", "pass the --out folder of `bench gate --run`") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: not valid JSON ({exc})", "rerun the duet") from None
+    if not isinstance(doc, dict) or int(doc.get("schema_version", 1)) > SCHEMA_VERSION:
+        raise UserError(f"{path}: newer or unknown format", "upgrade lbbench")
+    return doc
+
+
+def run_duet(
+    sides: list[Side],
+    design: Design,
+    out: Path,
+    look: Callable[[int], bool],
+    looks: list[int],
+    log: Callable[[str], None] = print,
+    seed: int | None = None,
+    history: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Run both sides at once; after ``looks[k]`` slices call ``look(n)``, stop when it returns True.
+
+    ``history`` (a list the ``look`` callback appends to) is kept in duet.json as ``looks``.
+
+    Returns the duet document (also written to ``out/duet.json``): the design,
+    the slices measured, both run directories, the order the sides started in,
+    and the status (``completed`` or ``interrupted``).
+    """
+    from .report import build_report
+    from .run import SignalGuard, _now, record_lab, run_record
+
+    client = engine.client()
+    engine.compose_binary()
+    refs = {s.name: images.ensure_images(s.topology.image, log=log) for s in sides}
+    rng = random.Random(seed)
+    order = list(sides)
+    rng.shuffle(order)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    doc: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "status": "starting",
+        "design": design.to_dict(),
+        "sides": {s.name: str(s.run_dir.relative_to(out)) for s in sides},
+        "start_order": [s.name for s in order],
+        "slices": 0,
+        "looks": history if history is not None else [],
+        "started_at": _now(),
+    }
+    _write_json(out / DUET_FILE, doc)
+    for s in sides:
+        s.run_dir.mkdir(parents=True)
+        s.run = run_record(f"{s.scenario.name}-{s.variant or 'base'}-{s.name}-{stamp}", s.scenario, s.scenario_path, s.topology, s.variant, s.overrides, refs[s.name], s.fit, client)
+        s.run["duet"] = {"side": s.name, "folder": str(out)}
+        _write_json(RunDir(s.run_dir).run_json, s.run)
+    guard = SignalGuard()
+    load_started = False
+    n_done = 0
+    try:
+        with guard:
+            try:
+                with ThreadPoolExecutor(max_workers=2) as pool:
+                    for s in order:
+                        s.lab = Lab(s.topology, refs[s.name].node_tag, s.variant, log=log)
+                        s.run["versions"].update(images.versions(refs[s.name].node_tag))
+                        s.run["lab"] = {"project": s.lab.project}
+                        _write_json(RunDir(s.run_dir).run_json, s.run)
+                    # both labs come up at once (each retries on subnets the other took meanwhile)
+                    for fut in [pool.submit(s.lab.up) for s in order if s.lab is not None]:
+                        fut.result()
+                for s in order:
+                    assert s.lab is not None
+                    record_lab(s.run, s.lab, s.run_dir, s.base_topology, s.topology)
+                    s.events = EventLog(RunDir(s.run_dir).events)
+                    s.lab.write_state(events=str(RunDir(s.run_dir).events), run_dir=str(s.run_dir))
+                    s.collectors = Collectors(s.run_dir, s.lab, log=log)
+                    s.collectors.start()
+                design.start_at = time.time() + START_LEAD_S
+                doc["design"] = design.to_dict()
+                for s in order:
+                    assert s.lab is not None and s.lab.plan is not None and s.lab.tls is not None and s.collectors is not None
+                    host = f"{s.scenario.load.scheme}://{s.lab.plan.vip}"
+                    log(f"{s.name}: {describe_load(s.scenario)} against {host}")
+                    extra = {**s.load_extra, "start_at": design.start_at}
+                    s.locust = start_locust(s.scenario, host, s.lab.tls.ca_pem, s.run_dir, s.scenario.duration, extra=extra)
+                    s.collectors.track_loadgen(s.locust.proc.pid)
+                    s.run["load_window"] = {"start": s.locust.started_at, "end": None}
+                    s.run["load_pid"] = s.locust.proc.pid
+                    s.run["status"] = "running"
+                    _write_json(RunDir(s.run_dir).run_json, s.run)
+                    s.events.phase("load", t=s.locust.started_at)
+                    s.events.phase("steady", t=design.start_at + design.warmup_s)
+                load_started = True
+                doc["status"] = "running"
+                _write_json(out / DUET_FILE, doc)
+                log(
+                    f"duet: slices of {design.slice_s:g}s after {design.warmup_s:g}s of warm-up, "
+                    f"looks at {', '.join(str(n) for n in looks)} slices (at most {design.planned})"
+                )
+                for n in looks:
+                    due = design.start_at + design.warmup_s + n * design.slice_s + FLUSH_SLACK_S
+                    while time.time() < due:
+                        for s in sides:
+                            assert s.locust is not None
+                            if s.locust.proc.poll() is not None:
+                                raise UserError(f"{s.name}: locust exited early ({s.locust.log_tail()})", f"see {RunDir(s.run_dir).locust_log}")
+                        time.sleep(min(0.5, max(due - time.time(), 0.0)))
+                    n_done = n
+                    doc["slices"] = n
+                    stop = look(n)
+                    _write_json(out / DUET_FILE, doc)
+                    if stop:
+                        break
+                for s in sides:
+                    s.run["status"] = "completed"
+                doc["status"] = "completed"
+            except RunInterrupted as exc:
+                log(f"interrupted (signal {exc.signum}): stopping both sides; slices so far are kept")
+                doc["status"] = "interrupted"
+                for s in sides:
+                    s.run["status"] = "interrupted"
+            finally:
+                with guard.shielded():
+                    _teardown(sides, log)
+    except BaseException:
+        if not load_started:
+            shutil.rmtree(out, ignore_errors=True)
+        else:
+            doc["status"] = doc["status"] if doc["status"] == "interrupted" else "failed"
+            _finish(sides, doc, out, n_done, _now(), build_report, log)
+        raise
+    _finish(sides, doc, out, n_done, _now(), build_report, log)
+    return doc
+
+
+def _teardown(sides: list[Side], log: Callable[[str], None]) -> None:
+    """Stop both Locusts at once, then the collectors; save logs; both labs down at once."""
+    for s in sides:
+        if s.locust is not None and s.locust.proc.poll() is None:
+            try:
+                os.killpg(s.locust.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    for s in sides:
+        if s.locust is not None:
+            code = s.locust.stop()
+            if s.run.get("load_window"):
+                s.run["load_window"]["end"] = time.time()
+            if s.events is not None:
+                s.events.phase("end", t=s.run["load_window"]["end"])
+            if code not in (0, -15, None):
+                log(f"{s.name}: locust exited with status {code}: {s.locust.log_tail()}")
+        if s.collectors is not None:
+            s.collectors.stop()
+        if s.lab is not None and s.lab.started:
+            s.lab.save_logs(RunDir(s.run_dir).logs)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for fut in [pool.submit(s.lab.down) for s in sides if s.lab is not None]:
+            fut.result()
+
+
+def _finish(sides: list[Side], doc: dict[str, Any], out: Path, n: int, ended: str, build_report: Callable[[Path], Any], log: Callable[[str], None]) -> None:
+    for s in sides:
+        if s.run.get("status") == "running":
+            s.run["status"] = "failed"
+        s.run["ended_at"] = ended
+        if s.run:
+            _write_json(RunDir(s.run_dir).run_json, s.run)
+    doc["slices"] = n
+    doc["ended_at"] = ended
+    _write_json(out / DUET_FILE, doc)
+    for s in sides:
+        if RunDir(s.run_dir).run_json.exists():
+            try:
+                build_report(s.run_dir)
+            except Exception as exc:  # noqa: BLE001 - the slices are what the gate needs
+                log(f"{s.name}: could not build the report: {exc}")
+
+
+def planned_looks(planned: int, first: int, every: int) -> list[int]:
+    """Slice counts at which a sequential duet looks: ``first``, then every ``every``, the last at ``planned``.
+
+    >>> planned_looks(48, 12, 12)
+    [12, 24, 36, 48]
+    >>> planned_looks(50, 12, 12)
+    [12, 24, 36, 50]
+    """
+    first = min(max(first, 1), planned)
+    out = list(range(first, planned + 1, max(every, 1)))
+    if out[-1] != planned:
+        if planned - out[-1] < max(every, 1) / 2 and len(out) > 1:
+            out[-1] = planned
+        else:
+            out.append(planned)
+    return out
+
+
+def slices_between(design: dict[str, Any], n: int) -> list[float]:
+    """Slice edges from a duet document's design."""
+    start = float(design["start_at"]) + float(design["warmup_s"])
+    return [start + i * float(design["slice_s"]) for i in range(n + 1)]
+
+
+__all__ = [
+    "BUDGET_S", "DUET_FILE", "SLICE_S", "WARMUP_S", "Design", "Side", "SideSpec",
+    "plan_duet", "planned_looks", "read_duet", "run_duet", "slices_between",
+]  # fmt: skip

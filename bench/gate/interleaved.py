@@ -1,0 +1,65 @@
+"""`bench gate --run --interleaved`: whole runs of each side one after the other, in a random order per round.
+
+For what cannot run at once (two labs do not fit the machine, a change of the
+machine itself): round i runs the baseline and the candidate once each, in an
+order drawn at random (A B, B A, B A, A B ...), so that slow drift of the machine
+and any effect of going first spread over both sides alike. Each run is a
+complete run directory; the gate then compares the repeats (Welch's t on the
+logs of the per-run values). A duet (the default of ``--run``) is much tighter
+on a shared machine; use this when a duet is impossible.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+
+#: Upper bound of `bench gate --run --repeat`, so a typo cannot occupy a CI machine for hours.
+MAX_REPEAT = 20
+
+
+def run_interleaved(
+    scenario: str,
+    repeat: int,
+    out: Path,
+    baseline: dict[str, Any],
+    candidate: dict[str, Any],
+    duration: str | None = None,
+    log: Callable[[str], None] = print,
+    runner: Callable[..., Path] | None = None,
+    seed: int | None = None,
+) -> tuple[list[Path], list[Path]]:
+    """Run each side ``repeat`` times into ``out/baseline`` and ``out/candidate``, rounds in random order.
+
+    ``baseline``/``candidate`` hold ``variant``, ``sets`` and optionally
+    ``scenario`` (a scenario file replacing ``scenario`` for that side).
+    """
+    if runner is None:
+        from ..run import run_scenario as runner
+    if not 1 <= repeat <= MAX_REPEAT:
+        raise UserError(f"--repeat {repeat}: must be between 1 and {MAX_REPEAT}", "use for example --repeat 3")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise UserError(f"{out} already exists and is not empty", "choose another --out or remove it")
+    rng = random.Random(seed)
+    dirs: dict[str, list[Path]] = {"baseline": [], "candidate": []}
+    for i in range(1, repeat + 1):
+        order = [("baseline", baseline), ("candidate", candidate)]
+        rng.shuffle(order)
+        for side, spec in order:
+            target = out / side / f"run-{i:02d}"
+            log(f"gate: round {i}/{repeat}, {side}")
+            run_dir = runner(
+                spec.get("scenario") or scenario,
+                duration=duration,
+                out=target,
+                variant=spec.get("variant"),
+                sets=list(spec.get("sets") or []),
+                log=log,
+            )
+            dirs[side].append(Path(run_dir))
+    return dirs["baseline"], dirs["candidate"]

@@ -1,0 +1,217 @@
+"""`bench gate --run`: a duet judged as it runs, stopping as soon as every rule is decided.
+
+The duet (:mod:`bench.duet`) yields paired slices; at planned looks (the first
+after :data:`FIRST_LOOK_S` of slices, then every :data:`LOOK_EVERY_S`, the last when
+the budget is spent) the rules are judged on the slices so far. The gate stops
+at the first look where a rule fails or every rule passes. Because it looks more
+than once, each look tests at its share of ``alpha`` (:func:`bench.stats.look_alphas`):
+the chance of a wrong verdict over all the looks stays within ``alpha``, and the
+verdict's interval is printed with the confidence of the look that decided.
+
+The same judgement runs again on the finished duet folder
+(:func:`judge_duet_folder`, `bench gate --duet DIR`), so a verdict can be
+reproduced and re-judged with other rules from the files alone.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import stats
+from ..compare import Group, Run, compare_paired, figure_for, provenance_notes
+from ..duet import Design, SideSpec, plan_duet, planned_looks, read_duet, run_duet, slices_between
+from ..errors import UserError
+from ..results.layout import RunDir
+from ..slices import FIGURES, paired_figures, side_slices
+from .rules import DUET_RULES, Rule, parse_rule
+from .verdict import Outcome, judge_absolute, judge_relative, verdict_doc
+
+#: Slice time before the first look, and between looks.
+FIRST_LOOK_S = 60.0
+LOOK_EVERY_S = 30.0
+GATE_FILE = "gate.json"
+#: Share of a side's scheduled sends that went out late or not at all above which the slices are flagged.
+LATE_WARN = 0.01
+
+
+def slice_frames(out: Path, doc: dict[str, Any], n: int) -> tuple[Any, Any]:
+    """Both sides' per-slice figures for the first ``n`` slices of a duet folder."""
+    edges = slices_between(doc["design"], n)
+    return tuple(side_slices(Path(out) / doc["sides"][side], edges) for side in ("baseline", "candidate"))  # type: ignore[return-value]
+
+
+def judge_slices(
+    base: Any,
+    cand: Any,
+    rules: Sequence[Rule],
+    alpha: float,
+    strict: bool = False,
+    defaults: bool = False,
+) -> tuple[list[Outcome], list[str]]:
+    """Every rule on the paired slices; with ``defaults`` a rule whose figure was not measured is left out (noted)."""
+    figs = paired_figures(base, cand)
+    outcomes: list[Outcome] = []
+    notes: list[str] = []
+    for rule in rules:
+        if rule.metric not in figs:
+            raise UserError(
+                f"figure {rule.metric!r} is not measured per slice in a duet",
+                f"use one of: {', '.join(k for k, *_ in FIGURES)}",
+            )
+        b, c = figs[rule.metric]
+        if defaults and not (np.isfinite(b).any() and np.isfinite(c).any()):
+            notes.append(f"rule {rule.text} left out: no slice measured {rule.metric} (nothing of that kind in this load)")
+            continue
+        if rule.kind == "absolute":
+            total = float(np.nansum(c))
+            outcomes.append(judge_absolute(rule, [total], float(np.nansum(b)), f"candidate, total over {len(c)} slices"))
+        else:
+            outcomes.append(judge_relative(rule, compare_paired(b, c, figure_for(rule.metric), alpha), alpha, strict))
+    for side, frame in (("baseline", base), ("candidate", cand)):
+        due = float(frame["load.due"].sum()) if "load.due" in frame else 0.0
+        behind = float(frame["load.late"].sum() + frame["load.dropped"].sum()) if due else 0.0
+        if due and behind / due > LATE_WARN:
+            notes.append(
+                f"the {side}'s load generator sent {100 * behind / due:.1f}% of its scheduled requests late or not at all: "
+                "the machine could not hold the offered load; lower --rate"
+            )
+    return outcomes, notes
+
+
+class Sequential:
+    """The looks of one sequential gate: each judges the slices so far at its share of ``alpha``.
+
+    ``look(n, base, cand)`` returns True when the gate is decided (a rule failed,
+    or every rule passed); the last planned look always decides (what is still
+    open stays inconclusive). Pure: the unit tests drive it with synthetic slices.
+    """
+
+    def __init__(self, rules: Sequence[Rule], looks: Sequence[int], planned: int, alpha: float = stats.ALPHA, defaults: bool = False):
+        self.rules = list(rules)
+        self.looks = list(looks)
+        self.alphas = stats.look_alphas(self.looks, planned, alpha)
+        self.defaults = defaults
+        self.history: list[dict[str, Any]] = []
+        self.outcomes: list[Outcome] = []
+
+    def look(self, n: int, base: Any, cand: Any) -> bool:
+        k = self.looks.index(n)
+        a = self.alphas[k]
+        self.outcomes, _ = judge_slices(base, cand, self.rules, a, False, self.defaults)
+        verdict = verdict_doc(self.outcomes, a, False, {})["verdict"]
+        self.history.append({"n": n, "alpha": a, "verdict": verdict})
+        return verdict in (stats.FAIL, stats.PASS) or k == len(self.looks) - 1
+
+
+def _groups(out: Path, doc: dict[str, Any]) -> list[Group]:
+    groups = []
+    for side in ("baseline", "candidate"):
+        path = Path(out) / doc["sides"][side]
+        run = json.loads(RunDir(path).run_json.read_text())
+        from ..compare.runs import group_key
+
+        groups.append(Group(group_key(run), side, str(path), [Run(path, run, {})]))
+    return groups
+
+
+def _sides(out: Path, doc: dict[str, Any], looks: list[dict[str, Any]]) -> dict[str, Any]:
+    groups = _groups(out, doc)
+    return {
+        "design": "duet",
+        "duet": {**doc["design"], "folder": str(out), "slices": doc.get("slices"), "status": doc.get("status"), "looks": looks, "start_order": doc.get("start_order")},
+        "baseline": {"key": groups[0].key, "runs": [groups[0].source]},
+        "candidate": {"key": groups[1].key, "runs": [groups[1].source]},
+    }
+
+
+def judge_duet_folder(out: Path, rules: Sequence[Rule] | None = None, alpha: float | None = None, strict: bool = False) -> dict[str, Any]:
+    """The verdict of a finished duet folder, from its files (`bench gate --duet DIR`).
+
+    Without ``alpha`` the alpha of the look the duet stopped at is used, so the
+    verdict is the one the duet gave.
+    """
+    out = Path(out)
+    doc = read_duet(out)
+    n = int(doc.get("slices") or 0)
+    if n < stats.MIN_PAIRS:
+        raise UserError(f"{out}: the duet measured only {n} slices", "rerun it with a larger --budget")
+    looks = list(doc.get("looks") or [])
+    if alpha is None:
+        alpha = float(looks[-1]["alpha"]) if looks else stats.ALPHA
+    defaults = rules is None
+    rule_list = list(rules) if rules is not None else [parse_rule(t) for t in DUET_RULES]
+    base, cand = slice_frames(out, doc, n)
+    outcomes, notes = judge_slices(base, cand, rule_list, alpha, strict, defaults)
+    notes += provenance_notes(*_groups(out, doc))
+    return verdict_doc(outcomes, alpha, strict, _sides(out, doc, looks), notes)
+
+
+def gate_duet(
+    scenario: str,
+    baseline: SideSpec,
+    candidate: SideSpec,
+    rules: Sequence[Rule] | None = None,
+    alpha: float = stats.ALPHA,
+    strict: bool = False,
+    out: str | None = None,
+    rate: float | None = None,
+    slice_s: float | None = None,
+    warmup_s: float | None = None,
+    budget_s: float | None = None,
+    sequential: bool = True,
+    log: Callable[[str], None] = print,
+    seed: int | None = None,
+) -> dict[str, Any]:
+    """Run a duet and judge it as it runs (see the module docstring); returns the verdict document.
+
+    ``sequential=False`` is a fixed design: one look when the budget is spent.
+    """
+    from .. import duet as duet_mod
+
+    defaults = rules is None
+    rule_list = list(rules) if rules is not None else [parse_rule(t) for t in DUET_RULES]
+    unknown = [r for r in rule_list if r.metric not in {k for k, *_ in FIGURES} and not r.metric.startswith("cost.by_role.")]
+    if unknown:
+        raise UserError(f"figure {unknown[0].metric!r} is not measured per slice in a duet", f"use one of: {', '.join(k for k, *_ in FIGURES)}")
+    sides, design, target = plan_duet(
+        scenario, baseline, candidate, Path(out) if out else None, rate,
+        slice_s or duet_mod.SLICE_S, duet_mod.WARMUP_S if warmup_s is None else warmup_s,
+        budget_s or duet_mod.BUDGET_S, log,
+    )  # fmt: skip
+    if sequential:
+        looks = planned_looks(design.planned, round(FIRST_LOOK_S / design.slice_s), round(LOOK_EVERY_S / design.slice_s))
+    else:
+        looks = [design.planned]
+    seq = Sequential(rule_list, looks, design.planned, alpha, defaults)
+    started = time.monotonic()
+
+    def look(n: int) -> bool:
+        base, cand = (side_slices(s.run_dir, design.edges(n)) for s in sides)
+        done = seq.look(n, base, cand)
+        seq.history[-1]["t_s"] = round(time.monotonic() - started, 1)
+        k = looks.index(n)
+        summary = "; ".join(f"{o.metric} {_short(o)}" for o in seq.outcomes if o.kind == "relative")
+        log(f"look {k + 1}/{len(looks)} ({n} slices, alpha {seq.alphas[k]:.4f}): {seq.history[-1]['verdict']}: {summary}")
+        return done
+
+    history = seq.history
+    run_duet(sides, design, target, look, looks, log=log, seed=seed, history=history)
+    verdict = judge_duet_folder(target, rule_list if not defaults else None, history[-1]["alpha"] if history else alpha, strict)
+    verdict["duet"]["seconds"] = round(time.monotonic() - started, 1)
+    (target / GATE_FILE).write_text(json.dumps(verdict, indent=2, allow_nan=False) + "\n")
+    return verdict
+
+
+def _short(o: Outcome) -> str:
+    if o.ci is None:
+        return o.status
+    return f"{o.change_pct:+.1f}% [{100 * (o.ci[0] - 1):+.1f}, {100 * (o.ci[1] - 1):+.1f}] {o.status}"
+
+
+__all__ = ["Design", "gate_duet", "judge_duet_folder", "judge_slices"]
