@@ -20,6 +20,12 @@ same time instead:
 4. The caller looks at the pairs as they come (``look``) and stops the duet as
    soon as it has decided, or when the budget is spent.
 
+The offered load is ``--rate`` or, by default (``auto``), 60 % of the highest
+rate both labs held at once in a short find-max (:func:`probe`, dpbench's "safe
+operating area"): steps growing by 1.5x from 50/s, 3 s each, both sides at once;
+a step holds when neither side's load generator fell behind, errors stayed under
+1 % and p99 under 100 ms (bench/load/findmax.py's criteria).
+
 Fair sharing of the cores: both sides run the same containers with Docker's
 default equal CPU shares (and their Locust processes in load-generator cgroups
 of equal shares), so neither side is favoured by the scheduler; nothing is
@@ -35,6 +41,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import random
 import signal
@@ -71,6 +78,17 @@ START_LEAD_S = 4.0
 FLUSH_SLACK_S = 2.5
 #: Extra run time Locust gets beyond the planned end (it is stopped as soon as the duet ends).
 RUN_TIME_MARGIN_S = 30.0
+#: ``--rate auto``: a short find-max on both sides at once (steps of PROBE_STEP_S growing by PROBE_GROWTH
+#: from PROBE_START, in the scenario's unit), then the duet runs at PROBE_FRACTION of the highest step both held.
+PROBE_START = 50.0
+PROBE_GROWTH = 1.5
+PROBE_STEPS = 10
+PROBE_STEP_S = 3.0
+PROBE_SETTLE_S = 1.0
+PROBE_FRACTION = 0.6
+#: What a probe step must hold on both sides (the find-max criteria of bench/load/findmax.py).
+PROBE_P99_MS = 100.0
+PROBE_ERROR_PCT = 1.0
 
 
 @dataclass
@@ -105,12 +123,13 @@ class Side:
 
 @dataclass
 class Design:
-    """When the slices are: the agreed start, warm-up, slice length, and how many at most."""
+    """When the slices are: the agreed start, warm-up, slice length, how many at most, and the load."""
 
     slice_s: float
     warmup_s: float
     planned: int
     start_at: float | None = None
+    rate: float | None = None  # None: found by the probe (--rate auto)
 
     def edges(self, n: int) -> list[float]:
         """Edges (epoch seconds) of the first ``n`` slices."""
@@ -119,7 +138,7 @@ class Design:
         return [first + i * self.slice_s for i in range(n + 1)]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"slice_s": self.slice_s, "warmup_s": self.warmup_s, "planned": self.planned, "start_at": self.start_at}
+        return {"slice_s": self.slice_s, "warmup_s": self.warmup_s, "planned": self.planned, "start_at": self.start_at, "rate": self.rate}
 
 
 def _constant_rate(scenario: Scenario, rate: float | None, where: str) -> Scenario:
@@ -147,9 +166,12 @@ def _constant_rate(scenario: Scenario, rate: float | None, where: str) -> Scenar
 
 
 def prepare_side(name: str, default_scenario: str, spec: SideSpec, out: Path, rate: float | None, seconds: float, warmup_s: float, log: Callable[[str], None]) -> Side:
-    """Validate one side (scenario, topology, load fit) without starting anything."""
+    """Validate one side (scenario, topology, load fit) without starting anything.
+
+    ``rate`` None (auto): the load is checked at the probe's highest step, which the duet may reach.
+    """
     scenario, scenario_path = load_scenario(spec.scenario or default_scenario, None)
-    scenario = _constant_rate(scenario, rate, f"the {name}")
+    scenario = _constant_rate(scenario, rate if rate is not None else probe_targets()[-1], f"the {name}")
     scenario = scenario.model_copy(update={"duration": seconds, "ramp_up": warmup_s})
     variant = spec.variant or scenario.variant
     topology, overrides = scenario_topology(scenario, variant, list(spec.sets))
@@ -188,12 +210,12 @@ def plan_duet(
     seconds = START_LEAD_S + warmup_s + budget_s + RUN_TIME_MARGIN_S
     sides = [prepare_side(n, scenario, s, target, rate, seconds, warmup_s, log) for n, s in zip(SIDES, (baseline, candidate), strict=True)]
     b, c = (s.scenario.load for s in sides)
-    if getattr(b, b.target_field) != getattr(c, c.target_field) or b.target_field != c.target_field:
+    if b.target_field != c.target_field:
         raise UserError(
-            f"the sides' offered loads differ ({getattr(b, b.target_field):g} {b.target_field} vs {getattr(c, c.target_field):g} {c.target_field})",
-            "a duet compares the load balancers at the same load: give both sides the same target (or --rate)",
+            f"the sides use different load models ({b.model} vs {c.model})",
+            "a duet compares the load balancers at the same load: give both sides the same load model",
         )
-    return sides, Design(slice_s, warmup_s, planned), target
+    return sides, Design(slice_s, warmup_s, planned, rate=rate), target
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -283,6 +305,12 @@ def run_duet(
                     s.lab.write_state(events=str(RunDir(s.run_dir).events), run_dir=str(s.run_dir))
                     s.collectors = Collectors(s.run_dir, s.lab, log=log)
                     s.collectors.start()
+                if design.rate is None:
+                    doc["probe"] = probe(sides, out, log)
+                    design.rate = float(doc["probe"]["rate"])
+                for s in sides:
+                    s.scenario = _with_target(s.scenario, design.rate)
+                    s.run["scenario"] = s.scenario.model_dump(mode="json")
                 design.start_at = time.time() + START_LEAD_S
                 doc["design"] = design.to_dict()
                 for s in order:
@@ -383,6 +411,102 @@ def _finish(sides: list[Side], doc: dict[str, Any], out: Path, n: int, ended: st
                 build_report(s.run_dir)
             except Exception as exc:  # noqa: BLE001 - the slices are what the gate needs
                 log(f"{s.name}: could not build the report: {exc}")
+
+
+def probe_targets() -> list[float]:
+    """The probe's step targets (per side, in the scenario's unit).
+
+    >>> [round(t) for t in probe_targets()][:4]
+    [50, 75, 112, 169]
+    """
+    return [PROBE_START * PROBE_GROWTH**k for k in range(PROBE_STEPS)]
+
+
+def _with_target(scenario: Scenario, target: float | None, stages: list[Any] | None = None) -> Scenario:
+    load = scenario.load
+    return scenario.model_copy(update={"load": load.model_copy(update={load.target_field: target, "stages": stages or []})})
+
+
+def probe(sides: list[Side], out: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    """``--rate auto``: a short find-max on both labs at once; returns the steps, the highest both held, and the rate.
+
+    Both sides get the same stepped schedule at the same instant (their Locusts
+    write into ``out/probe/<side>``, not into the run directories, so the runs'
+    summaries cover only the duet's own load). A step holds when it holds on both
+    sides (:func:`bench.load.findmax.judge`).
+    """
+    from .load.findmax import Bounds, judge
+    from .spec import Stage
+
+    targets = probe_targets()
+    field = sides[0].scenario.load.target_field
+    stages = [Stage.model_validate({"duration": PROBE_STEP_S, field: t}) for t in targets]
+    start_at = time.time() + START_LEAD_S
+    length = PROBE_STEP_S * len(targets)
+    locusts = []
+    try:
+        for s in sides:
+            assert s.lab is not None and s.lab.plan is not None and s.lab.tls is not None and s.collectors is not None
+            folder = out / "probe" / s.name
+            folder.mkdir(parents=True, exist_ok=True)
+            scenario = _with_target(s.scenario, None, stages).model_copy(update={"duration": START_LEAD_S + length + 2.0})
+            host = f"{scenario.load.scheme}://{s.lab.plan.vip}"
+            loc = start_locust(scenario, host, s.lab.tls.ca_pem, folder, scenario.duration, extra={**s.load_extra, "start_at": start_at})
+            s.collectors.track_loadgen(loc.proc.pid)
+            locusts.append(loc)
+        log(f"probe (--rate auto): {len(targets)} steps of {PROBE_STEP_S:g}s from {targets[0]:g} to {targets[-1]:.0f} {field}, both sides at once")
+        while time.time() < start_at + length + FLUSH_SLACK_S:
+            time.sleep(0.25)
+    finally:
+        for loc in locusts:
+            loc.stop()
+    bounds = Bounds(p99_ms=PROBE_P99_MS, error_pct=PROBE_ERROR_PCT)
+    steps = []
+    best = None
+    for k, target in enumerate(targets):
+        window = (start_at + k * PROBE_STEP_S + PROBE_SETTLE_S, start_at + (k + 1) * PROBE_STEP_S)
+        verdicts = {}
+        for s in sides:
+            verdicts[s.name] = judge(_probe_step(out / "probe" / s.name, target, window), bounds)
+        held = all(v == "pass" for v, _ in verdicts.values())
+        steps.append({"target": target, "held": held, **{n: f"{v}: {why}" for n, (v, why) in verdicts.items()}})
+        if not held:
+            break
+        best = target
+    if best is None:
+        raise UserError(
+            f"the probe found no rate both labs held, not even {targets[0]:g} {field} ({steps[0]['baseline']}; {steps[0]['candidate']})",
+            "give the load with --rate, or free the machine",
+        )
+    rate = round(PROBE_FRACTION * best, 1)
+    log(f"probe: both labs held {best:.0f} {field}; the duet runs at {PROBE_FRACTION:.0%} of it: {rate:g} {field}")
+    return {"steps": steps, "max_held": best, "fraction": PROBE_FRACTION, "rate": rate}
+
+
+def _probe_step(folder: Path, target: float, window: tuple[float, float]) -> Any:
+    """One probe step of one side, from its Locust's pacing and request samples."""
+    import numpy as np
+
+    from .collect.store import read_table
+    from .load import capture
+    from .load.findmax import StepResult
+
+    a, b = window
+    r = StepResult(target=target, seconds=b - a)
+    pacing = read_table(folder, "pacing")
+    if not pacing.empty:
+        rows = pacing[(pacing["t"] >= math.floor(a)) & (pacing["t"] < b)]
+        r.seconds = float(rows["t"].nunique()) or r.seconds
+        for col in ("due", "sent", "late", "dropped", "waited"):
+            setattr(r, col, int(rows[col].sum()))
+    req = read_table(folder, capture.TABLE, capture.SCHEMA)
+    if not req.empty and "intended_t" in req:
+        inside = req[(req["intended_t"] >= math.floor(a)) & (req["intended_t"] < b)]
+        ok = inside[inside["error"] == ""]
+        r.done = int(len(inside))
+        r.errors = int(len(inside) - len(ok))
+        r.histogram.add_many(np.asarray(ok["latency_corrected_ms"], dtype=float))
+    return r
 
 
 def planned_looks(planned: int, first: int, every: int) -> list[int]:

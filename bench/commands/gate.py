@@ -20,6 +20,38 @@ def _duration(flag: str):  # noqa: ANN202 - an argparse type
     return parse
 
 
+def _rate(text: str) -> float | None:
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a rate: {text!r} (a number such as 400, or auto)") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0: {text!r}")
+    return value
+
+
+def add_duet_args(p: argparse.ArgumentParser, command: str) -> None:
+    """The flags of a duet (`bench gate --run`, `bench compare --run`): the scenario, the load, the slices, each side."""
+    p.add_argument("--run", metavar="SCENARIO", help="run the scenario first: both sides at once (a duet; a rate-model scenario such as open)")
+    p.add_argument("--rate", type=_rate, help="with --run: the fixed offered load per side, in the scenario's unit, or auto (default: 60%% of the highest rate both labs hold at once, found by a short probe)")
+    p.add_argument("--slice", dest="slice_s", metavar="DURATION", type=_duration("--slice"), help="with --run: length of one paired slice (default 5s)")
+    p.add_argument("--warmup", dest="warmup_s", metavar="DURATION", type=_duration("--warmup"), help="with --run: time before the first slice (default 10s)")
+    budget = "the most slice time; the gate stops earlier once decided" if command == "gate" else "slice time"
+    p.add_argument("--budget", dest="budget_s", metavar="DURATION", type=_duration("--budget"), help=f"with --run: {budget} (default 4m)")
+    p.add_argument("--out", help=f"with --run: folder of the runs (default reports/{command}-<scenario>-<time>)")
+    for side in ("baseline", "candidate"):
+        p.add_argument(f"--{side}-variant", help=f"with --run: topology variant of the {side}")
+        p.add_argument(f"--{side}-set", action="append", default=[], metavar="KEY=VALUE", help=f"with --run: topology override of the {side} (repeatable)")
+        p.add_argument(f"--{side}-scenario", metavar="SCENARIO", help=f"with --run: another scenario (name or file) for the {side}")
+
+
+def side_specs(args: argparse.Namespace) -> tuple[dict, dict]:
+    """``--baseline-*`` and ``--candidate-*`` as the two side specs."""
+    return tuple({"variant": getattr(args, f"{s}_variant"), "sets": getattr(args, f"{s}_set"), "scenario": getattr(args, f"{s}_scenario")} for s in ("baseline", "candidate"))  # type: ignore[return-value]
+
+
 def register(sub: Subparsers) -> None:
     g = sub.add_parser(
         "gate",
@@ -35,20 +67,11 @@ def register(sub: Subparsers) -> None:
     g.add_argument("--strict", action="store_true", help="count an inconclusive rule as a regression (exit 1 instead of 3)")
     g.add_argument("--junit", metavar="FILE", help="write JUnit XML, one testcase per rule")
     g.add_argument("--json", metavar="FILE", help="write the full verdict as JSON")
-    g.add_argument("--run", metavar="SCENARIO", help="run the scenario first: both sides at once (a duet; a rate-model scenario such as open)")
-    g.add_argument("--rate", type=float, help="with --run: the fixed offered load per side, in the scenario's unit (default: the scenario's)")
-    g.add_argument("--slice", dest="slice_s", type=_duration("--slice"), help="with --run: length of one paired slice (default 5s)")
-    g.add_argument("--warmup", dest="warmup_s", type=_duration("--warmup"), help="with --run: time before the first slice (default 10s)")
-    g.add_argument("--budget", dest="budget_s", type=_duration("--budget"), help="with --run: the most slice time; the gate stops earlier once decided (default 4m)")
+    add_duet_args(g, "gate")
     g.add_argument("--fixed", action="store_true", help="with --run: judge once, when the budget is spent (no early stop)")
     g.add_argument("--interleaved", action="store_true", help="with --run: whole runs of each side one after the other (random order per round) instead of a duet")
     g.add_argument("--repeat", type=int, help="with --interleaved: runs per side (default 3, at most 20)")
     g.add_argument("--duration", help="with --interleaved: override the scenario's duration, e.g. 20s")
-    g.add_argument("--out", help="with --run: folder of the runs (default reports/gate-<scenario>-<time>)")
-    for side in ("baseline", "candidate"):
-        g.add_argument(f"--{side}-variant", help=f"with --run: topology variant of the {side}")
-        g.add_argument(f"--{side}-set", action="append", default=[], metavar="KEY=VALUE", help=f"with --run: topology override of the {side} (repeatable)")
-        g.add_argument(f"--{side}-scenario", metavar="SCENARIO", help=f"with --run: another scenario (name or file) for the {side}")
     g.set_defaults(func=cmd_gate)
 
 
@@ -67,8 +90,8 @@ def cmd_gate(args: argparse.Namespace) -> int:
         run=args.run,
         repeat=args.repeat,
         interleaved=args.interleaved,
-        baseline_spec={"variant": args.baseline_variant, "sets": args.baseline_set, "scenario": args.baseline_scenario},
-        candidate_spec={"variant": args.candidate_variant, "sets": args.candidate_set, "scenario": args.candidate_scenario},
+        baseline_spec=side_specs(args)[0],
+        candidate_spec=side_specs(args)[1],
         duration=args.duration,
         out=args.out,
         duet=args.duet,

@@ -87,16 +87,37 @@ def compare(
     extra_metrics: Sequence[str] = (),
     plots: bool = True,
     console: Any = None,
+    run: str | None = None,
+    rate: float | None = None,
+    slice_s: float | None = None,
+    warmup_s: float | None = None,
+    budget_s: float | None = None,
+    out: str | None = None,
+    baseline_spec: dict[str, Any] | None = None,
+    candidate_spec: dict[str, Any] | None = None,
+    log: Any = print,
 ) -> dict[str, Any]:
     """`bench compare`: load, group, compare, and print or write the result; returns the document.
 
     ``fmt`` is ``table`` (rich, to the terminal), ``markdown``, ``json`` or ``html``;
     by default it follows the suffix of ``output`` (``.md``, ``.json``, ``.html``),
     else ``table``. Markdown written to a file gets its plots as PNG files next to it.
+    With ``run`` both sides are measured first, at once (a duet, :func:`compare_run`).
     """
     if not 0 < alpha < 1:
         raise UserError(f"--alpha {alpha}: must be between 0 and 1", "use for example --alpha 0.05")
     fmt = format_of(fmt, output)
+    if run:
+        if inputs:
+            raise UserError("use either --run SCENARIO or run directories, not both", "see `bench compare --help`")
+        doc, groups = compare_run(run, baseline_spec or {}, candidate_spec or {}, rate, slice_s, warmup_s, budget_s, out, alpha, log)
+        render_doc(doc, groups, fmt, output, plots, console)
+        return doc
+    duet_flags = [f for f, v in (("--rate", rate), ("--slice", slice_s), ("--warmup", warmup_s), ("--budget", budget_s), ("--out", out)) if v is not None]
+    if duet_flags:
+        raise UserError(f"{duet_flags[0]} applies to --run only", f"drop {duet_flags[0]}, or measure with --run SCENARIO")
+    if not inputs:
+        raise UserError("no runs to compare", "pass run directories or folders holding them, or --run SCENARIO")
     groups = load_groups(inputs)
     if len(groups) < 2:
         only = groups[0]
@@ -108,3 +129,33 @@ def compare(
     doc = compare_groups(groups, figures, alpha)
     render_doc(doc, groups, fmt, output, plots, console)
     return doc
+
+
+def compare_run(
+    scenario: str,
+    baseline_spec: dict[str, Any],
+    candidate_spec: dict[str, Any],
+    rate: float | None,
+    slice_s: float | None,
+    warmup_s: float | None,
+    budget_s: float | None,
+    out: str | None,
+    alpha: float,
+    log: Any = print,
+) -> tuple[dict[str, Any], list[Group]]:
+    """`bench compare --run`: a duet for the whole budget (no early stop), then every per-slice figure compared."""
+    from .. import duet
+    from ..slices import FIGURES, paired_figures, side_slices
+
+    specs = [duet.SideSpec(s.get("scenario"), s.get("variant"), list(s.get("sets") or [])) for s in (baseline_spec, candidate_spec)]
+    sides, design, target = duet.plan_duet(
+        scenario, specs[0], specs[1], Path(out) if out else None, rate, slice_s or duet.SLICE_S,
+        duet.WARMUP_S if warmup_s is None else warmup_s, budget_s or duet.BUDGET_S, log,
+    )  # fmt: skip
+    doc = duet.run_duet(sides, design, target, lambda n: False, [design.planned], log=log)
+    edges = design.edges(int(doc["slices"]))
+    base, cand = (side_slices(s.run_dir, edges) for s in sides)
+    slices = paired_figures(base, cand)
+    groups = [Group(group_key(load_run(s.run_dir).run), s.name, str(s.run_dir), [load_run(s.run_dir)]) for s in sides]
+    figures = [Figure(k, better, description) for k, better, description in FIGURES]
+    return compare_duet(slices, figures, groups, alpha, {**design.to_dict(), "folder": str(target), "slices": doc["slices"]}), groups

@@ -29,7 +29,7 @@ from ..duet import SideSpec
 from ..errors import UserError
 from .interleaved import MAX_REPEAT, run_interleaved
 from .rules import DEFAULT_RULES, DUET_RULES, Rule, load_rules_file, parse_rule
-from .verdict import EXIT_INCONCLUSIVE, EXIT_PASS, EXIT_REGRESSION, Outcome, exit_status, judge, junit_xml, print_verdict
+from .verdict import EXIT_INCONCLUSIVE, EXIT_INTERRUPTED, EXIT_PASS, EXIT_REGRESSION, Outcome, exit_status, judge, junit_xml, print_verdict
 
 __all__ = [
     "DEFAULT_RULES", "DUET_RULES", "EXIT_INCONCLUSIVE", "EXIT_PASS", "EXIT_REGRESSION", "MAX_REPEAT", "Outcome", "Rule",
@@ -136,6 +136,9 @@ def gate(
         Path(json_out).write_text(json.dumps(verdict, indent=2, allow_nan=False) + "\n")
     if junit:
         Path(junit).write_text(junit_xml(verdict))
+    if (verdict.get("duet") or {}).get("status") == "interrupted" and not duet:
+        log("gate: interrupted: the verdict covers the slices measured before Ctrl-C")
+        return EXIT_INTERRUPTED
     return exit_status(verdict)
 
 

@@ -201,7 +201,9 @@ def gate_duet(
         return done
 
     history = seq.history
-    run_duet(sides, design, target, look, looks, log=log, seed=seed, history=history)
+    doc = run_duet(sides, design, target, look, looks, log=log, seed=seed, history=history)
+    if doc["status"] == "interrupted" and int(doc.get("slices") or 0) < stats.MIN_PAIRS:
+        raise KeyboardInterrupt  # nothing to judge: the command's Ctrl-C exit (130); the folder keeps what was measured
     verdict = judge_duet_folder(target, rule_list if not defaults else None, history[-1]["alpha"] if history else alpha, strict)
     verdict["duet"]["seconds"] = round(time.monotonic() - started, 1)
     (target / GATE_FILE).write_text(json.dumps(verdict, indent=2, allow_nan=False) + "\n")

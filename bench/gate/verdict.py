@@ -37,7 +37,7 @@ from ..errors import UserError
 from .rules import OPS, Rule
 
 SCHEMA_VERSION = 2
-EXIT_PASS, EXIT_REGRESSION, EXIT_INCONCLUSIVE = 0, 1, 3
+EXIT_PASS, EXIT_REGRESSION, EXIT_INCONCLUSIVE, EXIT_INTERRUPTED = 0, 1, 3, 130
 
 
 @dataclass

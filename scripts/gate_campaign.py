@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Measure the duet gate on this machine: A/A false alarms, power on a planted +5 % cost, the planted +10 % p99.
+
+Each gate is a real `bench gate --run` (two labs, one schedule). Results are
+appended to a JSON-lines file, one line per gate, so the campaign can run in
+pieces (``--max-gates``: how many gates this call runs) and be resumed; run each
+piece under the lab lock on a shared machine. ``--report`` prints the tally.
+
+    scripts/gate_campaign.py aa --gates 20 --max-gates 4        # A/A: one config against itself
+    scripts/gate_campaign.py power --gates 20 --max-gates 4     # candidate: open's planted-cost variant
+    scripts/gate_campaign.py p99 --gates 5 --max-gates 4        # server delay 20 ms vs 22 ms
+    scripts/gate_campaign.py --report
+
+Every gate's folder keeps its gate.json, duet.json and both sides' per-slice
+figures (slices.csv, for re-analysis); the bulky samples are deleted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent / "gate_campaign"
+BENCH = [sys.executable, "-m", "bench.cli"]
+
+KINDS = {
+    # A/A: the open scenario against itself; every FAIL is a false alarm
+    "aa": [],
+    # power: the candidate adds per-request header work costing about +5 % HAProxy CPU per request
+    "power": ["--candidate-variant", "planted-cost"],
+    # p99: servers answer after 20 ms (baseline) and 22 ms (candidate): latency dominated by a known component
+    "p99": ["--baseline-scenario", str(HERE / "delay-20ms.yaml"), "--candidate-scenario", str(HERE / "delay-22ms.yaml"), "--rule", "latency_ms.p99: +5%", "--rule", "errors.total: <= 0"],
+}
+
+
+def run_gate(kind: str, index: int, folder: Path, rate: float, budget: str, extra: list[str]) -> dict:
+    out = folder / f"{kind}-{index:02d}"
+    if out.exists():
+        shutil.rmtree(out)
+    verdict_file = folder / f"{kind}-{index:02d}.json"
+    cmd = [*BENCH, "gate", "--run", "open", "--rate", f"{rate:g}", "--budget", budget, "--out", str(out), "--json", str(verdict_file), *KINDS[kind], *extra]
+    started = time.time()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=1800)
+    seconds = time.time() - started
+    (folder / f"{kind}-{index:02d}.log").write_text(proc.stdout + proc.stderr)
+    record: dict = {"kind": kind, "index": index, "exit": proc.returncode, "seconds": round(seconds, 1), "started": time.strftime("%H:%M:%S", time.localtime(started))}
+    if verdict_file.exists():
+        v = json.loads(verdict_file.read_text())
+        record["verdict"] = v["verdict"]
+        record["slices"] = v.get("duet", {}).get("slices")
+        record["looks"] = v.get("duet", {}).get("looks")
+        record["rules"] = {
+            r["rule"]: {k: r.get(k) for k in ("status", "ratio", "ci", "detectable_pct", "more", "alpha")} for r in v["rules"]
+        }
+        record["notes"] = v.get("notes")
+        _keep_slices(out)
+    else:
+        record["verdict"] = "error"
+        record["error"] = (proc.stderr.strip().splitlines() or ["?"])[-1]
+    return record
+
+
+def _keep_slices(out: Path) -> None:
+    """Save both sides' per-slice figures, then drop the bulky samples."""
+    sys.path.insert(0, str(ROOT))
+    from bench.duet import read_duet, slices_between
+    from bench.slices import side_slices
+
+    doc = read_duet(out)
+    edges = slices_between(doc["design"], int(doc.get("slices") or 0))
+    for side, rel in doc["sides"].items():
+        side_slices(out / rel, edges).to_csv(out / f"slices-{side}.csv", index=False)
+        shutil.rmtree(out / rel / "samples", ignore_errors=True)
+        shutil.rmtree(out / rel / "derived", ignore_errors=True)
+
+
+def report(results: Path) -> None:
+    rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()] if results.exists() else []
+    for kind in KINDS:
+        mine = [r for r in rows if r["kind"] == kind]
+        if not mine:
+            continue
+        verdicts = [r["verdict"] for r in mine]
+        secs = sorted(r["seconds"] for r in mine)
+        print(f"{kind}: {len(mine)} gates: fail {verdicts.count('fail')}, pass {verdicts.count('pass')}, inconclusive {verdicts.count('inconclusive')}, error {verdicts.count('error')}; "
+              f"seconds per gate median {secs[len(secs) // 2]:.0f} (min {secs[0]:.0f}, max {secs[-1]:.0f})")
+        per_rule: dict[str, list[str]] = {}
+        for r in mine:
+            for rule, o in (r.get("rules") or {}).items():
+                per_rule.setdefault(rule, []).append(o["status"])
+        for rule, st in per_rule.items():
+            print(f"    {rule}: fail {st.count('fail')}, pass {st.count('pass')}, inconclusive {st.count('inconclusive')}")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("kind", nargs="?", choices=sorted(KINDS))
+    p.add_argument("--gates", type=int, default=20, help="gates of this kind in the whole campaign")
+    p.add_argument("--max-gates", type=int, default=4, help="gates to run in this call (keep a piece under ~20 minutes)")
+    p.add_argument("--rate", type=float, default=400.0, help="offered load per side, requests/s")
+    p.add_argument("--budget", default="4m")
+    p.add_argument("--folder", type=Path, default=ROOT / "reports" / "gate-campaign")
+    p.add_argument("--report", action="store_true")
+    p.add_argument("extra", nargs=argparse.REMAINDER, help="more `bench gate` arguments after --")
+    args = p.parse_args()
+    results = args.folder / "results.jsonl"
+    if args.report or not args.kind:
+        report(results)
+        return 0
+    args.folder.mkdir(parents=True, exist_ok=True)
+    done = [json.loads(line) for line in results.read_text().splitlines() if line.strip()] if results.exists() else []
+    index = len([r for r in done if r["kind"] == args.kind])
+    extra = [a for a in args.extra if a != "--"]
+    for _ in range(args.max_gates):
+        if index >= args.gates:
+            break
+        index += 1
+        record = run_gate(args.kind, index, args.folder, args.rate, args.budget, extra)
+        with results.open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        print(json.dumps({k: record.get(k) for k in ("kind", "index", "verdict", "seconds", "slices")}), flush=True)
+    report(results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
