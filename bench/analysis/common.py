@@ -178,6 +178,19 @@ def in_window(df: pd.DataFrame, window: tuple[float, float], col: str = "t") -> 
     return df[(t >= window[0]) & (t <= window[1])]
 
 
+def restart_proof(values: np.ndarray) -> np.ndarray:
+    """A cumulative counter's running increase from its first sample, surviving restarts (a drop counts on from zero).
+
+    >>> restart_proof(np.array([10.0, 15.0, 3.0, 5.0])).tolist()
+    [0.0, 5.0, 8.0, 10.0]
+    """
+    v = np.asarray(values, dtype=float)
+    if v.size == 0:
+        return v
+    d = np.diff(v)
+    return np.concatenate([[0.0], np.cumsum(np.where(d >= 0, d, v[1:]))])
+
+
 def counter_delta(values: pd.Series | np.ndarray) -> float:
     """Increase of a cumulative counter over consecutive samples, surviving restarts.
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .common import num
+from .common import num, restart_proof
 from .haproxy import client_frontends
 
 #: Container roles of the HAProxy processes (the load balancer).
@@ -61,9 +61,7 @@ def cumulative_at(rows: pd.DataFrame, keys: list[str], value: str, times: Sequen
         v = g[value].to_numpy(dtype=float)
         if t.size < 2:
             continue
-        d = np.diff(v)
-        cum = np.concatenate([[0.0], np.cumsum(np.where(d >= 0, d, v[1:]))])
-        part = np.interp(times, t, cum)
+        part = np.interp(times, t, restart_proof(v))
         part[(times < t[0]) | (times > t[-1])] = np.nan
         out += part
         found = True

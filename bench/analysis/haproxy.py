@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .common import in_window, num, sum_across
+from .common import in_window, num, restart_proof, sum_across
 
 #: Frontends that do not carry client traffic (keepalived's `monitor-uri` check, a stats page).
 INTERNAL_FRONTENDS = frozenset({"monitor", "stats"})
@@ -126,9 +126,7 @@ def window_rate(rows: pd.DataFrame, keys: list[str], value: str, window: tuple[f
         start, end = max(window[0], t[0]), min(window[1], t[-1])
         if t.size < 2 or end <= start:
             continue
-        d = np.diff(v)
-        # restart-proof cumulative count: a drop means the process counts from zero again
-        cum = np.concatenate([[0.0], np.cumsum(np.where(d >= 0, d, v[1:]))])
+        cum = restart_proof(v)
         total += float((np.interp(end, t, cum) - np.interp(start, t, cum)) / (end - start))
         found = True
     return total if found else None
