@@ -204,8 +204,7 @@ def counter_delta(values: pd.Series | np.ndarray) -> float:
     v = v[~np.isnan(v)]
     if v.size < 2:
         return 0.0
-    d = np.diff(v)
-    return float(np.where(d >= 0, d, v[1:]).sum())
+    return float(restart_proof(v)[-1])
 
 
 def counter_rates(df: pd.DataFrame, keys: list[str], value: str, scale: float = 1.0) -> pd.DataFrame:
