@@ -11,8 +11,8 @@ piece under the lab lock on a shared machine. ``--report`` prints the tally.
     scripts/gate_campaign.py p99 --gates 5 --max-gates 4        # server delay 20 ms vs 22 ms
     scripts/gate_campaign.py --report
 
-Every gate's folder keeps its gate.json, duet.json and both sides' per-slice
-figures (slices.csv, for re-analysis); the bulky samples are deleted.
+Every gate's folder keeps its gate.json, duet.json, both run directories and
+both sides' per-slice figures (slices-<side>.csv, for re-analysis).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def run_gate(kind: str, index: int, folder: Path, rate: float, budget: str, extr
 
 
 def _keep_slices(out: Path) -> None:
-    """Save both sides' per-slice figures, then drop the bulky samples."""
+    """Save both sides' per-slice figures next to the duet (for re-analysis without re-reading the samples)."""
     sys.path.insert(0, str(ROOT))
     from bench.duet import read_duet, slices_between
     from bench.slices import side_slices
@@ -76,8 +76,6 @@ def _keep_slices(out: Path) -> None:
     edges = slices_between(doc["design"], int(doc.get("slices") or 0))
     for side, rel in doc["sides"].items():
         side_slices(out / rel, edges).to_csv(out / f"slices-{side}.csv", index=False)
-        shutil.rmtree(out / rel / "samples", ignore_errors=True)
-        shutil.rmtree(out / rel / "derived", ignore_errors=True)
 
 
 def report(results: Path) -> None:
