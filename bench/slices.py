@@ -9,7 +9,8 @@ reads, from the files of the run directory only:
 - latency of the successful requests whose *intended* send time (rate models) falls
   in the slice, measured from that time (coordinated-omission corrected):
   ``latency_ms.p50``, ``latency_ms.p99``;
-- ``errors.total`` (failed requests intended in the slice), ``requests.total``;
+- ``errors.total`` (failed requests intended in the slice), ``errors.pct`` (of
+  all requests intended in it), ``requests.total``;
 - the load generator's own health from the ``pacing`` table: ``load.late``,
   ``load.dropped`` (sends that went out late or never), so a slice where the
   harness fell behind is seen for what it is.
@@ -39,6 +40,7 @@ FIGURES: tuple[tuple[str, str, str], ...] = (
     ("latency_ms.p50", "lower", "median latency from the intended send time, ms"),
     ("latency_ms.p99", "lower", "99th percentile latency from the intended send time, ms"),
     ("errors.total", "lower", "failed requests"),
+    ("errors.pct", "lower", "failed requests, % of the requests intended in the slice"),
     ("requests.total", "higher", "requests answered"),
 )
 _COST = {
@@ -80,7 +82,9 @@ def _latency(run_dir: Path, edges: np.ndarray) -> pd.DataFrame:
     cols = ["t", "latency_ms", "error", "intended_t", "latency_corrected_ms"]
     req = read_table(run_dir, capture.TABLE, capture.SCHEMA)
     n = edges.size - 1
-    out = pd.DataFrame({"latency_ms.p50": np.full(n, np.nan), "latency_ms.p99": np.full(n, np.nan), "errors.total": np.zeros(n), "requests.total": np.zeros(n)})
+    out = pd.DataFrame(
+        {"latency_ms.p50": np.full(n, np.nan), "latency_ms.p99": np.full(n, np.nan), "errors.total": np.zeros(n), "requests.total": np.zeros(n), "errors.pct": np.full(n, np.nan)}
+    )
     if req.empty:
         return out
     req = req[[c for c in cols if c in req]]
@@ -98,6 +102,8 @@ def _latency(run_dir: Path, edges: np.ndarray) -> pd.DataFrame:
     bad = (req["error"].to_numpy() != "") & inside
     out["errors.total"] = np.bincount(idx[bad], minlength=n)[:n].astype(float)
     out["requests.total"] = np.bincount(idx[ok], minlength=n)[:n].astype(float)
+    answered = out["requests.total"] + out["errors.total"]
+    out["errors.pct"] = np.where(answered > 0, 100.0 * out["errors.total"] / answered.where(answered > 0, 1.0), np.nan)
     frame = pd.DataFrame({"i": idx[ok], "lat": lat[ok]})
     if not frame.empty:
         g = frame.groupby("i")["lat"]
@@ -130,3 +136,19 @@ def paired_figures(base: pd.DataFrame, cand: pd.DataFrame) -> dict[str, tuple[np
             continue
         out[col] = (base[col].to_numpy(dtype=float)[:n], cand[col].to_numpy(dtype=float)[:n])
     return out
+
+
+def over_slices(metric: str, frame: pd.DataFrame) -> float | None:
+    """One side's value of a figure over all its slices, for an absolute rule.
+
+    Counts (``errors.total``, ``requests.total``) add up; ``errors.pct`` is the
+    share of the totals; any other figure is the median over the slices.
+    """
+    if metric in ("errors.total", "requests.total"):
+        return float(np.nansum(frame[metric]))
+    if metric == "errors.pct":
+        errors, ok = float(np.nansum(frame["errors.total"])), float(np.nansum(frame["requests.total"]))
+        return 100.0 * errors / (errors + ok) if errors + ok > 0 else None
+    values = frame[metric].to_numpy(dtype=float)
+    values = values[np.isfinite(values)]
+    return float(np.median(values)) if values.size else None

@@ -103,24 +103,26 @@ def render_terminal(doc: dict[str, Any], console: Any = None) -> None:
     """Print the comparison with rich (significant regressions red, improvements green, noise dim)."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
+    # every text is the user's (paths, keys holding HAProxy lines with [...]): never rich markup
     console = console or Console()
     groups = Table(title="groups (the first is the baseline)", title_justify="left")
     for col in ("group", "runs"):
         groups.add_column(col)
     for g in doc["groups"]:
-        groups.add_row(g["label"], "\n".join(r["path"] + ("" if r["status"] == "completed" else f" ({r['status']})") for r in g["runs"]))
+        groups.add_row(Text(g["label"]), Text("\n".join(r["path"] + ("" if r["status"] == "completed" else f" ({r['status']})") for r in g["runs"])))
     console.print(groups)
     for comp in doc["comparisons"]:
         header, rows = table_rows(doc, comp)
-        t = Table(title=f"{comp['candidate']} vs {comp['baseline']}", title_justify="left")
+        t = Table(title=Text(f"{comp['candidate']} vs {comp['baseline']}"), title_justify="left")
         for i, h in enumerate(header):
-            t.add_column(h, justify="right" if i in (1, 2, 4) else "left")
+            t.add_column(Text(h), justify="right" if i in (1, 2, 4) else "left")
         for row, raw in zip(rows, comp["rows"], strict=True):
-            t.add_row(*row, style=_style(raw))
+            t.add_row(*(Text(c) for c in row), style=_style(raw))
         console.print(t)
     for n in doc["notes"]:
-        console.print(f"note: {n}", style="dim", highlight=False)
+        console.print(f"note: {n}", style="dim", highlight=False, markup=False)
 
 
 def plot_series(groups: list[Group], column: str, ylabel: str, title: str) -> bytes | None:

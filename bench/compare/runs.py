@@ -132,18 +132,29 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _variant_overrides(run: dict[str, Any]) -> dict[str, Any]:
-    """The overrides the run's variant itself applies (so the key shows only the extra ``--set``s)."""
-    variant = run.get("variant")
-    topology = (run.get("scenario") or {}).get("topology")
-    if not variant or not topology:
-        return {}
-    try:
-        from ..spec import load_topology
+    """The overrides the run's scenario and variant themselves apply (so the key shows only the extra ``--set``s).
 
-        _, overrides = load_topology(str(topology), str(variant))
-    except (UserError, OSError):  # the topology may have changed or be unavailable; then show every override
-        return {}
-    return _flatten(overrides)
+    The scenario's own ``overrides``, then its variant: the scenario's own variant
+    (kept in run.json) or else the topology's.
+    """
+    from ..spec import deep_merge
+
+    scenario = run.get("scenario") or {}
+    base = dict(scenario.get("overrides") or {})
+    variant = run.get("variant")
+    if variant:
+        own = (scenario.get("variants") or {}).get(variant)
+        if isinstance(own, dict):
+            base = deep_merge(base, own.get("overrides") or {})
+        elif scenario.get("topology"):
+            try:
+                from ..spec import load_topology
+
+                _, overrides = load_topology(str(scenario["topology"]), str(variant))
+                base = deep_merge(base, overrides)
+            except (UserError, OSError):  # the topology may have changed or be unavailable; then show every override
+                pass
+    return _flatten(base)
 
 
 def group_key(run: dict[str, Any]) -> str:

@@ -34,7 +34,7 @@ DUET_RULES = (
     "cost.lb_us_per_full_handshake: +2%",
     "latency_ms.p50: +10%",
     "latency_ms.p99: +20%",
-    "errors.total: <= 0",
+    "errors.pct: <= 0.01",
 )
 
 _RULE = re.compile(r"^\s*(?P<metric>[A-Za-z_][\w.]*?)\s*:\s*(?P<spec>.*?)\s*$")

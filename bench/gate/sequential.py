@@ -28,7 +28,7 @@ from ..compare import Group, Run, compare_paired, figure_for, provenance_notes
 from ..duet import Design, SideSpec, plan_duet, planned_looks, read_duet, run_duet, slices_between
 from ..errors import UserError
 from ..results.layout import RunDir
-from ..slices import FIGURES, paired_figures, side_slices
+from ..slices import FIGURES, over_slices, paired_figures, side_slices
 from .rules import DUET_RULES, Rule, parse_rule
 from .verdict import Outcome, judge_absolute, judge_relative, verdict_doc
 
@@ -69,8 +69,9 @@ def judge_slices(
             notes.append(f"rule {rule.text} left out: no slice measured {rule.metric} (nothing of that kind in this load)")
             continue
         if rule.kind == "absolute":
-            total = float(np.nansum(c))
-            outcomes.append(judge_absolute(rule, [total], float(np.nansum(b)), f"candidate, total over {len(c)} slices"))
+            value = over_slices(rule.metric, cand)
+            what = f"candidate, {'total' if rule.metric.startswith('errors.') or rule.metric.endswith('.total') else 'median'} over {len(c)} slices"
+            outcomes.append(judge_absolute(rule, [] if value is None else [value], over_slices(rule.metric, base), what))
         else:
             outcomes.append(judge_relative(rule, compare_paired(b, c, figure_for(rule.metric), alpha), alpha, strict))
     for side, frame in (("baseline", base), ("candidate", cand)):
@@ -197,7 +198,7 @@ def gate_duet(
         seq.history[-1]["t_s"] = round(time.monotonic() - started, 1)
         k = looks.index(n)
         summary = "; ".join(f"{o.metric} {_short(o)}" for o in seq.outcomes if o.kind == "relative")
-        log(f"look {k + 1}/{len(looks)} ({n} slices, alpha {seq.alphas[k]:.4f}): {seq.history[-1]['verdict']}: {summary}")
+        log(f"look {k + 1}/{len(looks)} ({n} slices, alpha {seq.alphas[k]:.2g}): {seq.history[-1]['verdict']}: {summary}")
         return done
 
     history = seq.history

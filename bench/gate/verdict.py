@@ -244,6 +244,14 @@ def _interval(o: dict[str, Any]) -> str:
     return f"{lo:+.1f}% .. {hi:+.1f}%"
 
 
+def _n(o: dict[str, Any]) -> str:
+    """``48 slices``, ``5v5 runs`` or ``-``."""
+    n = o.get("n") or []
+    if not n or not o.get("unit"):
+        return "-"
+    return f"{n[0]} {o['unit']}" if o["unit"] == "slices" else f"{n[0]}v{n[1]} {o['unit']}"
+
+
 def _detectable(o: dict[str, Any]) -> str:
     d = o.get("detectable_pct")
     return "-" if d is None else f"{d:+.1f}%"
@@ -251,30 +259,35 @@ def _detectable(o: dict[str, Any]) -> str:
 
 def print_verdict(verdict: dict[str, Any], console: Any = None) -> None:
     """The verdict as a rich table plus one line: ``gate: PASS``, ``gate: FAIL (n of m rules)`` or ``gate: INCONCLUSIVE``."""
+    import sys
+
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    console = console or Console()
+    # CI logs are no terminal: give the table room instead of wrapping every cell at 80 columns
+    console = console or (Console() if sys.stdout.isatty() else Console(width=140))
     title = f"bench gate: {verdict['candidate']['key']} (candidate) vs {verdict['baseline']['key']} (baseline)"
-    t = Table(title=title, title_justify="left")
-    for col in ("rule", "baseline", "candidate", "change", "interval", "detectable", "test", "verdict"):
-        t.add_column(col, justify="right" if col in ("baseline", "candidate", "change", "interval", "detectable") else "left")
+    t = Table(title=Text(title), title_justify="left")
+    for col in ("rule", "baseline", "candidate", "change", "interval", "detectable", "n", "verdict"):
+        t.add_column(col, justify="right" if col in ("baseline", "candidate", "change", "interval", "detectable") else "left", no_wrap=col != "rule")
     styles = {stats.FAIL: "bold red", stats.PASS: "green", stats.INCONCLUSIVE: "yellow"}
     for o in verdict["rules"]:
-        t.add_row(
+        cells = (
             o["rule"], _fmt(o["baseline"], o["metric"]), _fmt(o["candidate"], o["metric"]), _signed(o["change_pct"]),
-            _interval(o), _detectable(o), o["test"], o["status"].upper(), style=styles.get(o["status"], ""),
+            _interval(o), _detectable(o), _n(o), o["status"].upper(),
         )  # fmt: skip
+        t.add_row(*(Text(c) for c in cells), style=styles.get(o["status"], ""))
     console.print(t)
     for o in verdict["rules"]:
         if o["status"] != stats.PASS:
-            console.print(f"{o['status'].upper()}: {o['message']}", style=styles[o["status"]], highlight=False, soft_wrap=True)
+            console.print(f"{o['status'].upper()}: {o['message']}", style=styles[o["status"]], highlight=False, soft_wrap=True, markup=False)
     for note in verdict.get("notes") or []:
-        console.print(f"note: {note}", style="dim", highlight=False, soft_wrap=True)
+        console.print(f"note: {note}", style="dim", highlight=False, soft_wrap=True, markup=False)
     n = len(verdict["rules"])
     if verdict["verdict"] == stats.FAIL:
-        console.print(f"gate: FAIL ({verdict['failed']} of {n} rules regressed)", style="bold red", highlight=False)
+        console.print(f"gate: FAIL ({verdict['failed']} of {n} rules regressed)", style="bold red", highlight=False, markup=False)
     elif verdict["verdict"] == stats.INCONCLUSIVE:
-        console.print(f"gate: INCONCLUSIVE ({verdict['inconclusive']} of {n} rules undecided; exit {EXIT_INCONCLUSIVE})", style="bold yellow", highlight=False)
+        console.print(f"gate: INCONCLUSIVE ({verdict['inconclusive']} of {n} rules undecided; exit {EXIT_INCONCLUSIVE})", style="bold yellow", highlight=False, markup=False)
     else:
-        console.print(f"gate: PASS ({n} rules)", style="bold green", highlight=False)
+        console.print(f"gate: PASS ({n} rules)", style="bold green", highlight=False, markup=False)
