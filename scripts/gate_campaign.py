@@ -94,6 +94,45 @@ def report(results: Path) -> None:
                 per_rule.setdefault(rule, []).append(o["status"])
         for rule, st in per_rule.items():
             print(f"    {rule}: fail {st.count('fail')}, pass {st.count('pass')}, inconclusive {st.count('inconclusive')}")
+        instance_effect(results.parent, mine)
+
+
+def instance_effect(folder: Path, rows: list[dict]) -> None:
+    """Is there a lab-instance effect? Per gate, the cost estimate over its slices in units of its own standard error.
+
+    Without one, z = log-ratio / se is about N(0, sd 1) over A/A gates (t with the
+    gates' df); an sd of z well above 1 means the duets differ more from each other
+    than their slices say, so a systematic difference between two lab instances
+    persists across slices. Also shown: whether the side that started first matters.
+    """
+    sys.path.insert(0, str(ROOT))
+    import numpy as np
+    import pandas as pd
+
+    from bench import stats
+
+    zs, centers, firsts = [], [], []
+    for r in rows:
+        out = folder / f"{r['kind']}-{r['index']:02d}"
+        try:
+            b, c = (pd.read_csv(out / f"slices-{side}.csv") for side in ("baseline", "candidate"))
+            doc = json.loads((out / "duet.json").read_text())
+        except (OSError, ValueError):
+            continue
+        e = stats.paired(b["cost.lb_us_per_request"], c["cost.lb_us_per_request"])
+        if e is None or e.se == 0:
+            continue
+        zs.append(e.center / e.se)
+        centers.append(e.center)
+        firsts.append((doc.get("start_order") or ["?"])[0])
+    if len(zs) < 3:
+        return
+    z = np.array(zs)
+    cen = 100 * np.array(centers)
+    by_first = {f: cen[[x == f for x in firsts]] for f in sorted(set(firsts))}
+    print(f"    cost log-ratio per gate: mean {cen.mean():+.2f}%, sd {cen.std(ddof=1):.2f}% over {len(cen)} gates; "
+          f"z = centre/se: sd {z.std(ddof=1):.2f} (about 1 without a lab-instance effect), |z| > 2 in {int((abs(z) > 2).sum())}")
+    print("    by the side started first: " + ", ".join(f"{f}: mean {v.mean():+.2f}% (n={v.size})" for f, v in by_first.items()))
 
 
 def main() -> int:
