@@ -59,7 +59,9 @@ from .errors import RunInterrupted, UserError
 from .load.fit import prepare_load
 from .load.runner import LocustProcess, describe_load, start_locust
 from .results.events import EventLog
+from .results.document import write_document
 from .results.layout import RunDir
+from .results.run import RunDoc
 from .spec import Scenario, Topology, load_scenario, load_topology, scenario_topology
 from .topology.lab import Lab
 
@@ -282,7 +284,7 @@ def run_duet(
         s.run_dir.mkdir(parents=True)
         s.run = run_record(f"{s.scenario.name}-{s.variant or 'base'}-{s.name}-{stamp}", s.scenario, s.scenario_path, s.topology, s.variant, s.overrides, refs[s.name], s.fit, client)
         s.run["duet"] = {"side": s.name, "folder": str(out)}
-        _write_json(RunDir(s.run_dir).run_json, s.run)
+        write_document(RunDoc, s.run, RunDir(s.run_dir).run_json)
     guard = SignalGuard()
     load_started = False
     n_done = 0
@@ -294,7 +296,7 @@ def run_duet(
                         s.lab = Lab(s.topology, refs[s.name].node_tag, s.variant, log=log)
                         s.run["versions"].update(images.versions(refs[s.name].node_tag))
                         s.run["lab"] = {"project": s.lab.project}
-                        _write_json(RunDir(s.run_dir).run_json, s.run)
+                        write_document(RunDoc, s.run, RunDir(s.run_dir).run_json)
                     # both labs come up at once (each retries on subnets the other took meanwhile)
                     for fut in [pool.submit(s.lab.up) for s in order if s.lab is not None]:
                         fut.result()
@@ -323,7 +325,7 @@ def run_duet(
                     s.run["load_window"] = {"start": s.locust.started_at, "end": None}
                     s.run["load_pid"] = s.locust.proc.pid
                     s.run["status"] = "running"
-                    _write_json(RunDir(s.run_dir).run_json, s.run)
+                    write_document(RunDoc, s.run, RunDir(s.run_dir).run_json)
                     s.events.phase("load", t=s.locust.started_at)
                     s.events.phase("steady", t=design.start_at + design.warmup_s)
                 load_started = True
@@ -401,7 +403,7 @@ def _finish(sides: list[Side], doc: dict[str, Any], out: Path, n: int, ended: st
             s.run["status"] = "failed"
         s.run["ended_at"] = ended
         if s.run:
-            _write_json(RunDir(s.run_dir).run_json, s.run)
+            write_document(RunDoc, s.run, RunDir(s.run_dir).run_json)
     doc["slices"] = n
     doc["ended_at"] = ended
     _write_json(out / DUET_FILE, doc)

@@ -27,6 +27,7 @@ from pydantic import BaseModel
 from ..document import Document, Migration, document_dict, read_document
 from ..layout import RunDir
 from .base import Section
+from .cost import Cost
 from .cpu import Collectors, Cpu
 from .haproxy import Connections, Haproxy, Tls
 from .header import RunRef, Window
@@ -97,6 +98,7 @@ class Summary(Document):
     tls: Tls | None
     haproxy: Haproxy | None
     cpu: Cpu | None
+    cost: Cost | None = None
     ports: Ports | None
     traffic: Traffic | None
     vrrp: Vrrp | None
