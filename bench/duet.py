@@ -60,13 +60,14 @@ from .load.fit import prepare_load
 from .load.runner import LocustProcess, describe_load, start_locust
 from .results.events import EventLog
 from .results.document import write_document
+from .results.duet import DUET_JSON as DUET_FILE
+from .results.duet import DuetDoc
+from .results.duet import read_duet as read_duet_doc
 from .results.layout import RunDir
 from .results.run import RunDoc
 from .spec import Scenario, Topology, load_scenario, load_topology, scenario_topology
 from .topology.lab import Lab
 
-SCHEMA_VERSION = 1
-DUET_FILE = "duet.json"
 SIDES = ("baseline", "candidate")
 #: Default length of one slice.
 SLICE_S = 5.0
@@ -220,24 +221,13 @@ def plan_duet(
     return sides, Design(slice_s, warmup_s, planned, rate=rate), target
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    tmp.replace(path)
+def _write_duet(out: Path, doc: dict[str, Any]) -> None:
+    write_document(DuetDoc, doc, Path(out) / DUET_FILE)
 
 
 def read_duet(out: Path) -> dict[str, Any]:
-    """The ``duet.json`` of a duet folder (one clear line when it is not one)."""
-    path = Path(out) / DUET_FILE
-    try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{out}: no {DUET_FILE} (not a duet folder)", "pass the --out folder of `bench gate --run`") from None
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: not valid JSON ({exc})", "rerun the duet") from None
-    if not isinstance(doc, dict) or int(doc.get("schema_version", 1)) > SCHEMA_VERSION:
-        raise UserError(f"{path}: newer or unknown format", "upgrade lbbench")
-    return doc
+    """The ``duet.json`` of a duet folder as a dict (one clear line when it is not one)."""
+    return read_duet_doc(out).model_dump(mode="json")
 
 
 def run_duet(
@@ -270,7 +260,7 @@ def run_duet(
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     doc: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": DuetDoc.SCHEMA_VERSION,
         "status": "starting",
         "design": design.to_dict(),
         "sides": {s.name: str(s.run_dir.relative_to(out)) for s in sides},
@@ -279,7 +269,7 @@ def run_duet(
         "looks": history if history is not None else [],
         "started_at": _now(),
     }
-    _write_json(out / DUET_FILE, doc)
+    _write_duet(out, doc)
     for s in sides:
         s.run_dir.mkdir(parents=True)
         s.run = run_record(f"{s.scenario.name}-{s.variant or 'base'}-{s.name}-{stamp}", s.scenario, s.scenario_path, s.topology, s.variant, s.overrides, refs[s.name], s.fit, client)
@@ -330,7 +320,7 @@ def run_duet(
                     s.events.phase("steady", t=design.start_at + design.warmup_s)
                 load_started = True
                 doc["status"] = "running"
-                _write_json(out / DUET_FILE, doc)
+                _write_duet(out, doc)
                 log(
                     f"duet: slices of {design.slice_s:g}s after {design.warmup_s:g}s of warm-up, "
                     f"looks at {', '.join(str(n) for n in looks)} slices (at most {design.planned})"
@@ -346,7 +336,7 @@ def run_duet(
                     n_done = n
                     doc["slices"] = n
                     stop = look(n)
-                    _write_json(out / DUET_FILE, doc)
+                    _write_duet(out, doc)
                     if stop:
                         break
                 for s in sides:
@@ -406,7 +396,7 @@ def _finish(sides: list[Side], doc: dict[str, Any], out: Path, n: int, ended: st
             write_document(RunDoc, s.run, RunDir(s.run_dir).run_json)
     doc["slices"] = n
     doc["ended_at"] = ended
-    _write_json(out / DUET_FILE, doc)
+    _write_duet(out, doc)
     for s in sides:
         if RunDir(s.run_dir).run_json.exists():
             try:

@@ -7,12 +7,13 @@ from typing import Any
 from pydantic import BaseModel
 
 from .document import Document
+from .duet import DuetDoc
 from .lab import LabState
 from .run import RunDoc
 from .summary import Summary
 
 #: The versioned documents, by the name `bench schema` takes.
-DOCUMENTS: dict[str, type[Document]] = {"run": RunDoc, "summary": Summary, "lab": LabState}
+DOCUMENTS: dict[str, type[Document]] = {"run": RunDoc, "summary": Summary, "lab": LabState, "duet": DuetDoc}
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
