@@ -27,6 +27,7 @@ from .. import stats
 from ..compare import Group, load_groups
 from ..duet import SideSpec
 from ..errors import UserError
+from ..results.gate import gate_dict
 from .interleaved import MAX_REPEAT, run_interleaved
 from .rules import DEFAULT_RULES, DUET_RULES, Rule, load_rules_file, parse_rule
 from .verdict import EXIT_INCONCLUSIVE, EXIT_INTERRUPTED, EXIT_PASS, EXIT_REGRESSION, Outcome, exit_status, judge, junit_xml, print_verdict
@@ -133,7 +134,7 @@ def gate(
         verdict = evaluate(baseline, candidate, rules, alpha, strict)
     print_verdict(verdict, console)
     if json_out:
-        Path(json_out).write_text(json.dumps(verdict, indent=2, allow_nan=False) + "\n")
+        Path(json_out).write_text(json.dumps(gate_dict(verdict), indent=2, allow_nan=False) + "\n")
     if junit:
         Path(junit).write_text(junit_xml(verdict))
     if (verdict.get("duet") or {}).get("status") == "interrupted" and not duet:

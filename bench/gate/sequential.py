@@ -27,6 +27,7 @@ from .. import stats
 from ..compare import Group, Run, compare_paired, figure_for, provenance_notes
 from ..duet import Design, SideSpec, plan_duet, planned_looks, read_duet, run_duet, slices_between
 from ..errors import UserError
+from ..results.gate import gate_dict
 from ..results.layout import RunDir
 from ..slices import FIGURES, over_slices, paired_figures, side_slices
 from .rules import DUET_RULES, Rule, parse_rule
@@ -207,7 +208,7 @@ def gate_duet(
         raise KeyboardInterrupt  # nothing to judge: the command's Ctrl-C exit (130); the folder keeps what was measured
     verdict = judge_duet_folder(target, rule_list if not defaults else None, history[-1]["alpha"] if history else alpha, strict)
     verdict["duet"]["seconds"] = round(time.monotonic() - started, 1)
-    (target / GATE_FILE).write_text(json.dumps(verdict, indent=2, allow_nan=False) + "\n")
+    (target / GATE_FILE).write_text(json.dumps(gate_dict(verdict), indent=2, allow_nan=False) + "\n")
     return verdict
 
 

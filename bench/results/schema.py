@@ -8,12 +8,13 @@ from pydantic import BaseModel
 
 from .document import Document
 from .duet import DuetDoc
+from .gate import GateDoc
 from .lab import LabState
 from .run import RunDoc
 from .summary import Summary
 
 #: The versioned documents, by the name `bench schema` takes.
-DOCUMENTS: dict[str, type[Document]] = {"run": RunDoc, "summary": Summary, "lab": LabState, "duet": DuetDoc}
+DOCUMENTS: dict[str, type[Document]] = {"run": RunDoc, "summary": Summary, "lab": LabState, "duet": DuetDoc, "gate": GateDoc}
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
