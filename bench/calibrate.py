@@ -55,7 +55,6 @@ import trustme
 from . import __version__, engine, images, paths
 from .collect.haproxy import stats_command
 from .errors import UserError
-from .results.layout import RunDir
 from .topology.render import LABEL_PROJECT, LABEL_RUN, PROJECT_VALUE
 
 SCHEMA_VERSION = 1
@@ -426,9 +425,8 @@ def run_locust(
     lean: dict[str, Any] | None = None,
 ) -> Measurement:
     """Locust headless with ``engine_name``'s user; count requests from our capture inside the window."""
-    from .collect.store import read_table
-    from .load import capture
     from .load.runner import start_locust
+    from .results.store import chunk_files, read_table
     from .spec import Load, Scenario
 
     load = Load(engine=engine_name, users=connections, spawn_rate=float(connections), path="/", **(lean or {}))
@@ -436,9 +434,8 @@ def run_locust(
     run_dir = ep.folder / f"locust-{client}-{round_}"
     locust = start_locust(scenario, ep.url(listener), ep.ca_pem, run_dir, scenario.duration)
     try:
-        chunks = RunDir(run_dir).table(capture.TABLE)
         deadline = time.monotonic() + LOCUST_START_TIMEOUT
-        while not (chunks.exists() and any(chunks.glob("part-*.parquet"))):
+        while not chunk_files(run_dir, "requests"):
             if locust.proc.poll() is not None:
                 raise UserError(f"locust ({client}) exited early: {locust.log_tail()}", f"see {locust.log_path}")
             if time.monotonic() > deadline:
@@ -451,7 +448,7 @@ def run_locust(
             t1, cpu1 = time.time(), group_cpu_seconds(locust.proc.pid)
     finally:
         locust.stop()
-    df = read_table(run_dir, capture.TABLE, capture.SCHEMA)
+    df = read_table(run_dir, "requests", ["t", "error"])
     window = df[(df["t"] >= t0) & (df["t"] < t1)]
     errors = int((window["error"] != "").sum())
     return Measurement(client, round_, t1 - t0, len(window), errors, cpu1 - cpu0, sampler.medians())

@@ -54,9 +54,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from .results.layout import RunDir
+from .results.store import read_table
 
 #: 1 - the confidence of every interval (two-sided): 0.05 = 95 % intervals.
 ALPHA = 0.05
@@ -545,19 +545,6 @@ def _look_alphas(looks: tuple[int, ...], planned: int, alpha: float) -> tuple[fl
 # --------------------------------------------------------------------------- per-second series (plots)
 
 
-def _read_requests(run_dir: Path, columns: Sequence[str]) -> pd.DataFrame:
-    folder = RunDir(run_dir).table("requests")
-    files = sorted(folder.glob("part-*.parquet")) if folder.exists() else []
-    frames = []
-    for f in files:
-        present = [c for c in columns if c in pq.read_schema(f).names]
-        frames.append(pq.read_table(f, columns=present).to_pandas())
-    frames = [f for f in frames if not f.empty]
-    if not frames:
-        return pd.DataFrame({c: pd.Series(dtype=float) for c in columns})
-    return pd.concat(frames, ignore_index=True)
-
-
 def steady_window_of(run_dir: Path) -> tuple[float, float] | None:
     """The steady-state window (epoch seconds) of a run: summary.json's ``window`` (recomputed when there is none)."""
     import json
@@ -589,7 +576,7 @@ def per_second_series(run_dir: Path, window: tuple[float, float] | None = None) 
         return empty
     start, end = window
     n = int(math.floor(end - start + 1e-9))
-    req = _read_requests(run_dir, ["t", "latency_ms", "error", "conn_new"])
+    req = read_table(run_dir, "requests", ["t", "latency_ms", "error", "conn_new"])
     if n <= 0 or req.empty:
         return empty
     sec = np.floor(req["t"].to_numpy(dtype=float) - start).astype(np.int64)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..results.store import empty_frame
 from .common import in_window, num
 from .haproxy import CLIENT_KINDS, INTERNAL_FRONTENDS, STAT_FRONTEND, client_frontends, info_metric, ssl_session_counts, window_counter_delta
 from .load import tls_mask
@@ -29,7 +30,7 @@ TOLERANCES = {
 
 def sampled_span(info: pd.DataFrame) -> tuple[float, float] | None:
     """From the first to the last ``show info`` sample of the client-facing HAProxy processes."""
-    d = info[info["kind"].isin(CLIENT_KINDS)] if not info.empty else info
+    d = info[info["kind"].isin(CLIENT_KINDS)]
     if d.empty:
         return None
     start, end = float(d["t"].min()), float(d["t"].max())
@@ -48,18 +49,19 @@ def make_check(name: str, client: float | None, haproxy: float | None, note: str
     return {"name": name, "ok": bool(ok), "client": num(client, 1), "haproxy": num(haproxy, 1), "diff_pct": num(diff_pct, 2), "note": note}
 
 
-def _client_rows(req: pd.DataFrame, span: tuple[float, float]) -> pd.DataFrame:
-    if req.empty:
-        return req
-    return req[(req["t"] >= span[0]) & (req["t"] <= span[1])]
+def _in_span(req: pd.DataFrame, span: tuple[float, float]) -> np.ndarray:
+    """Which requests started inside ``span`` (both ends included), as a numpy mask."""
+    t = req["t"].to_numpy(dtype=float)
+    return (t >= span[0]) & (t <= span[1])
 
 
 def check_requests(req: pd.DataFrame, info: pd.DataFrame, stat: pd.DataFrame, span: tuple[float, float] | None) -> dict[str, Any]:
     """Requests the client got an HTTP answer to vs HAProxy's CumReq increase (less health checks)."""
     if span is None:
         return make_check("requests", None, None, "no HAProxy show info samples")
-    rows = _client_rows(req, span)
-    client = float((rows["status"] > 0).sum()) if not rows.empty else 0.0
+    inside = _in_span(req, span)
+    status = req["status"].to_numpy()
+    client = float((inside & (status > 0)).sum())
     cum = in_window(info_metric(info, "CumReq"), span)
     got = window_counter_delta(cum, ["node", "service"], "value", span)
     if got is None:
@@ -69,33 +71,34 @@ def check_requests(req: pd.DataFrame, info: pd.DataFrame, stat: pd.DataFrame, sp
     cli = float((cum.groupby(["node", "service"]).size() - 1).clip(lower=0).sum())
     haproxy = got[0] - cli
     note = f"requests answered with an HTTP status vs CumReq delta of the client-facing processes minus {cli:.0f} stats-socket sessions of the collector"
-    internal = stat[(stat["type"] == STAT_FRONTEND) & stat["kind"].isin(CLIENT_KINDS) & stat["pxname"].isin(INTERNAL_FRONTENDS)] if not stat.empty else stat
-    if not internal.empty and "req_tot" in internal:
+    internal = stat[(stat["type"] == STAT_FRONTEND) & stat["kind"].isin(CLIENT_KINDS) & stat["pxname"].isin(INTERNAL_FRONTENDS)]
+    if not internal.empty:
         health = window_counter_delta(internal, ["node", "service", "pxname"], "req_tot", span)
         if health is not None:
             haproxy -= health[0]
             note += f" and {health[0]:.0f} health-check requests"
     else:
         note += " (health-check requests included: no show stat samples)"
-    unanswered = int((rows["status"] == 0).sum()) if not rows.empty else 0
+    unanswered = int((inside & (status == 0)).sum())
     if unanswered:
         note += f"; {unanswered} requests without an answer left out"
     return make_check("requests", client, haproxy, note)
 
 
-def _conn_new(rows: pd.DataFrame) -> float | None:
-    if rows.empty or "conn_new" not in rows or rows["conn_new"].isna().all():
+def _conn_new(req: pd.DataFrame, rows: np.ndarray) -> float | None:
+    """Requests among ``rows`` (a mask) that opened a connection; None without any that could tell."""
+    known = req["conn_new"].notna().to_numpy(dtype=bool) & rows
+    if not known.any():
         return None
-    return float(rows["conn_new"].fillna(False).astype(bool).sum())
+    return float((req["conn_new"].fillna(False).to_numpy(dtype=bool) & rows).sum())
 
 
 def check_connections(req: pd.DataFrame, stat: pd.DataFrame, span: tuple[float, float] | None) -> dict[str, Any]:
     """New connections the client opened vs the client frontends' ``conn_tot`` increase."""
     if span is None:
         return make_check("connections", None, None, "no HAProxy samples")
-    client = _conn_new(_client_rows(req, span))
-    fe = client_frontends(stat)
-    got = window_counter_delta(fe, ["node", "service", "pxname"], "conn_tot", span) if not fe.empty and "conn_tot" in fe else None
+    client = _conn_new(req, _in_span(req, span))
+    got = window_counter_delta(client_frontends(stat), ["node", "service", "pxname"], "conn_tot", span)
     haproxy = got[0] if got is not None else None
     note = "requests flagged conn_new vs conn_tot delta of the client-facing frontends"
     if client is None:
@@ -105,7 +108,7 @@ def check_connections(req: pd.DataFrame, stat: pd.DataFrame, span: tuple[float, 
 
 def integrate_rate(rows: pd.DataFrame, span: tuple[float, float]) -> float | None:
     """Events counted by a per-second rate gauge sampled over ``span``: sum of rate x interval, per process."""
-    d = rows[(rows["t"] >= span[0]) & (rows["t"] <= span[1])] if not rows.empty else rows
+    d = rows[(rows["t"] >= span[0]) & (rows["t"] <= span[1])]
     if d.empty:
         return None
     total = 0.0
@@ -144,10 +147,8 @@ def check_handshakes(req: pd.DataFrame, info: pd.DataFrame, stat: pd.DataFrame, 
         return make_check("handshakes", None, None, f"not a TLS run (scheme {scheme})")
     if span is None:
         return make_check("handshakes", None, None, "no HAProxy samples")
-    rows = _client_rows(req, span)
-    if not rows.empty:
-        rows = rows[tls_mask(rows, scheme)]  # plain-HTTP connections of a two-flow model or held ones do no handshake
-    client = _conn_new(rows)
+    # plain-HTTP connections of a two-flow model or held ones do no handshake
+    client = _conn_new(req, _in_span(req, span) & tls_mask(req, scheme))
     full = integrate_rate(info_metric(info, "SslFrontendKeyRate"), span)
     counts = ssl_session_counts(stat, span)
     if not client_resumes(run):
@@ -190,8 +191,8 @@ def check_resumption(pacing: pd.DataFrame, held: pd.DataFrame, stat: pd.DataFram
     check at all) for other runs.
     """
     model = (((run.get("scenario") or {}).get("load")) or {}).get("model")
-    has_pacing = not pacing.empty and "resumed" in pacing and model in ("connection-rate", "handshake-rate")
-    has_held = not held.empty and "resumed" in held
+    has_pacing = not pacing.empty and model in ("connection-rate", "handshake-rate")
+    has_held = not held.empty
     if not has_pacing and not has_held:
         return None
     if span is None:
@@ -226,7 +227,9 @@ def run_checks(
         check_connections(req, stat, span),
         check_handshakes(req, info, stat, run, span),
     ]
-    resumption = check_resumption(pacing if pacing is not None else pd.DataFrame(), held if held is not None else pd.DataFrame(), stat, run, span)
+    resumption = check_resumption(
+        pacing if pacing is not None else empty_frame("pacing"), held if held is not None else empty_frame("held"), stat, run, span
+    )
     if resumption is not None:
         checks.append(resumption)
     return checks

@@ -14,29 +14,26 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..collect.store import read_table
-from ..load import capture
 from ..results.events import read_events
 from ..results import run as results_run
 from ..results.document import ResultsError
+from ..results.store import read_table
 
 #: Seconds dropped at the end of the load window (requests cut off by the stop).
 TAIL_S = 1.0
 
-#: Tables the analysis reads besides ``requests`` and ``latency_hist`` (written by bench/collect/).
-SAMPLE_TABLES = (
-    "haproxy_info",
-    "haproxy_stat",
-    "cpu",
-    "sockets",
-    "port_range",
-    "netdev",
-    "vrrp",
-    "vrrp_events",
-    "collector_self",
-    "pacing",
-    "held",
-)
+#: Columns the analysis reads of the tables that are wide or long (every other table is read
+#: whole): the rest stays on disk. A column an analysis starts to use is added here (a unit
+#: test checks that every column the analysis and report code name is).
+READ_COLUMNS: dict[str, tuple[str, ...]] = {
+    # one row per request: everything but the writer's name
+    "requests": ("t", "latency_ms", "bytes", "status", "error", "name", "conn_new", "intended_t", "latency_corrected_ms"),
+    "haproxy_stat": (
+        "t", "node", "service", "kind", "pxname", "svname", "type", "status",
+        "scur", "bin", "econ", "eresp", "wretr", "wredis", "rate", "req_rate", "req_tot", "hrsp_5xx",
+        "qcur", "conn_rate", "conn_tot", "cli_abrt", "srv_abrt", "ssl_sess", "ssl_reused_sess",
+    ),
+}  # fmt: skip
 
 
 #: What compare.py catches when a run directory cannot be summarised.
@@ -56,14 +53,13 @@ def events_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
 
 @dataclass
 class RunData:
-    """Everything the analysis reads from one run directory."""
+    """What the analysis reads from one run directory: run.json and events at once, each sample table when first asked for."""
 
     run_dir: Path
     run: dict[str, Any]
-    requests: pd.DataFrame
-    latency_hist: pd.DataFrame
-    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     event_records: list[dict[str, Any]] = field(default_factory=list)
+    #: tables read so far (or given, in tests), by name
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     @property
     def events(self) -> pd.DataFrame:
@@ -71,8 +67,18 @@ class RunData:
         return events_frame(self.event_records)
 
     def table(self, name: str) -> pd.DataFrame:
-        """A collector table (an empty DataFrame when the run has none)."""
-        return self.tables.get(name, pd.DataFrame())
+        """Sample table ``name`` (:data:`READ_COLUMNS` of it): its declared columns, also when it has no rows."""
+        if name not in self.tables:
+            self.tables[name] = read_table(self.run_dir, name, READ_COLUMNS.get(name))
+        return self.tables[name]
+
+    @property
+    def requests(self) -> pd.DataFrame:
+        return self.table("requests")
+
+    @property
+    def latency_hist(self) -> pd.DataFrame:
+        return self.table("latency_hist")
 
     @property
     def window(self) -> tuple[float, float]:
@@ -80,17 +86,9 @@ class RunData:
 
 
 def load_run(run_dir: Path) -> RunData:
-    """Read run.json, events and every sample table of a run directory."""
+    """run.json and events of a run directory; its sample tables are read when first used."""
     run_dir = Path(run_dir)
-    run = read_run(run_dir)
-    return RunData(
-        run_dir=run_dir,
-        run=run,
-        requests=read_table(run_dir, capture.TABLE, capture.SCHEMA),
-        latency_hist=read_table(run_dir, capture.HIST_TABLE, capture.HIST_SCHEMA),
-        tables={name: read_table(run_dir, name) for name in SAMPLE_TABLES},
-        event_records=read_events(run_dir),
-    )
+    return RunData(run_dir=run_dir, run=read_run(run_dir), event_records=read_events(run_dir))
 
 
 def num(x: float | int | None, digits: int = 3) -> float | None:
@@ -136,7 +134,7 @@ def steady_window(run: dict[str, Any], requests: pd.DataFrame, events: list[dict
     start = load.get("start")
     end = load.get("end")
     if start is None or end is None:
-        if requests.empty:
+        if not len(requests):
             return 0.0, 0.0
         start = float(requests["t"].min()) if start is None else start
         end = float(requests["t"].max()) if end is None else end
@@ -161,9 +159,9 @@ def load_window(run: dict[str, Any], requests: pd.DataFrame) -> tuple[float, flo
     """The whole load window (start, end), falling back to the span of the requests."""
     load = run.get("load_window") or {}
     start, end = load.get("start"), load.get("end")
-    if start is None and not requests.empty:
+    if start is None and len(requests):
         start = float(requests["t"].min())
-    if end is None and not requests.empty:
+    if end is None and len(requests):
         end = float(requests["t"].max())
     if start is None or end is None:
         return None
@@ -172,8 +170,6 @@ def load_window(run: dict[str, Any], requests: pd.DataFrame) -> tuple[float, flo
 
 def in_window(df: pd.DataFrame, window: tuple[float, float], col: str = "t") -> pd.DataFrame:
     """Rows with ``window[0] <= t <= window[1]``."""
-    if df.empty or col not in df:
-        return df
     t = df[col]
     return df[(t >= window[0]) & (t <= window[1])]
 
@@ -216,8 +212,6 @@ def counter_rates(df: pd.DataFrame, keys: list[str], value: str, scale: float = 
     fell (a restart) or time did not advance are dropped.
     """
     cols = [*keys, "t", "rate"]
-    if df.empty or value not in df:
-        return pd.DataFrame(columns=cols)
     d = df[[*keys, "t", value]].sort_values([*keys, "t"], kind="stable")
     grouped = d.groupby(keys, sort=False, dropna=False) if keys else None
     dv = grouped[value].diff() if grouped is not None else d[value].diff()
@@ -231,8 +225,6 @@ def counter_rates(df: pd.DataFrame, keys: list[str], value: str, scale: float = 
 
 def per_second(df: pd.DataFrame, keys: list[str], value: str, how: str = "last") -> pd.DataFrame:
     """One value per whole second and group: ``t`` becomes ``floor(t)`` (float seconds)."""
-    if df.empty:
-        return pd.DataFrame(columns=[*keys, "t", value])
     d = df[[*keys, "t", value]].copy()
     d["t"] = np.floor(d["t"].astype(float))
     return d.groupby([*keys, "t"], sort=True, dropna=False)[value].agg(how).reset_index()

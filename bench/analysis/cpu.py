@@ -26,8 +26,6 @@ def cpu_pct(cpu: pd.DataFrame) -> pd.DataFrame:
     For containers measured per core, total rows (``cpu`` = -1) are added as the sum
     over their cores at each sample, so every container has a total.
     """
-    if cpu.empty:
-        return pd.DataFrame({c: pd.Series(dtype=float if c in ("t", "pct") else object) for c in CPU_COLUMNS})
     d = cpu.copy()
     d["node"] = d["node"].fillna("")
     rates = counter_rates(d, CPU_KEYS, "usage_s", scale=100.0).rename(columns={"rate": "pct"})
@@ -70,8 +68,8 @@ def cpu_summary(pct: pd.DataFrame, window: tuple[float, float]) -> dict[str, Any
                 "node": str(rows["node"].iloc[0]),
                 "mean_pct": means,
                 "max_pct": maxes,
-                "total_mean_pct": num(total.mean(), 1) if not total.empty else None,
-                "total_max_pct": num(total.max(), 1) if not total.empty else None,
+                "total_mean_pct": num(total.mean(), 1),
+                "total_max_pct": num(total.max(), 1),
             }
     return {
         "host_per_core_pct": host_per_core,
@@ -82,8 +80,5 @@ def cpu_summary(pct: pd.DataFrame, window: tuple[float, float]) -> dict[str, Any
 
 def collector_overhead(collector_self: pd.DataFrame, window: tuple[float, float]) -> dict[str, Any]:
     """``collectors.cpu_pct``: CPU the collectors themselves used, % of one core, mean over the steady window."""
-    if collector_self.empty or "usage_s" not in collector_self:
-        return {"cpu_pct": None}
-    rates = counter_rates(collector_self, [], "usage_s", scale=100.0)
-    rates = in_window(rates, window)
-    return {"cpu_pct": num(rates["rate"].mean(), 2) if not rates.empty else None}
+    rates = in_window(counter_rates(collector_self, [], "usage_s", scale=100.0), window)
+    return {"cpu_pct": num(rates["rate"].mean(), 2)}

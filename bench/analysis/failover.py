@@ -34,6 +34,7 @@ import pandas as pd
 
 from ..faults import VIP_MOVING
 from .common import num
+from .requests import counts_by_value, ok_mask
 
 PRE_FAULT_S = 5.0
 RECOVERED_FRACTION = 0.95
@@ -75,21 +76,41 @@ def expected_window(kind: str, topology: dict[str, Any]) -> list[float] | None:
 
 def _vip_moved(ev: dict[str, Any], t0: float, vrrp_events: pd.DataFrame, vrrp: pd.DataFrame) -> tuple[float | None, str | None]:
     node = ev.get("node")
-    if not vrrp_events.empty:
-        moved = vrrp_events[(vrrp_events["t"] >= t0) & (vrrp_events["state"] == "MASTER") & (vrrp_events["node"] != node)]
-        if not moved.empty:
-            return float(moved["t"].min() - t0), "keepalived log"
-    if not vrrp.empty:
-        held = vrrp[(vrrp["t"] >= t0) & (vrrp["holds_vip"]) & (vrrp["node"] != node)]
-        if not held.empty:
-            return float(held["t"].min() - t0), "vrrp samples"
+    moved = vrrp_events[(vrrp_events["t"] >= t0) & (vrrp_events["state"] == "MASTER") & (vrrp_events["node"] != node)]
+    if not moved.empty:
+        return float(moved["t"].min() - t0), "keepalived log"
+    held = vrrp[(vrrp["t"] >= t0) & vrrp["holds_vip"].fillna(False).to_numpy(dtype=bool) & (vrrp["node"] != node)]
+    if not held.empty:
+        return float(held["t"].min() - t0), "vrrp samples"
     return None, None
+
+
+class Timeline:
+    """The requests as the failover figures look at them, sorted once for every fault of the run.
+
+    ``ok_done``: completion times of the successful requests, sorted; ``t``, ``done``,
+    ``ok`` and ``error``: every request by start time. A fault then costs a binary
+    search and a slice of its own window, not a pass over the whole run.
+    """
+
+    def __init__(self, requests: pd.DataFrame):
+        t = requests["t"].to_numpy(dtype=float)
+        done = t + requests["latency_ms"].to_numpy(dtype=float) / 1000.0
+        ok = ok_mask(requests)
+        self.ok_done = np.sort(done[ok])
+        order = np.argsort(t, kind="stable")
+        self.t, self.done, self.ok = t[order], done[order], ok[order]
+        self.error = requests["error"].iloc[order]
+
+    def started(self, start: float, end: float) -> slice:
+        """Requests that started in ``[start, end]``."""
+        return slice(int(np.searchsorted(self.t, start, side="left")), int(np.searchsorted(self.t, end, side="right")))
 
 
 def analyse_event(
     ev: dict[str, Any],
     window_end: float,
-    requests: pd.DataFrame,
+    req: Timeline,
     vrrp_events: pd.DataFrame,
     vrrp: pd.DataFrame,
     topology: dict[str, Any],
@@ -97,15 +118,12 @@ def analyse_event(
     """Figures of one fault (see the module docstring)."""
     t0 = float(ev["t"])
     kind = ev["name"]
-    req = requests
-    done = req["t"] + req["latency_ms"] / 1000.0
-    ok = req["error"] == ""
-    ok_done = np.sort(done[ok].to_numpy(dtype=float))
+    ok_done = req.ok_done
 
-    pre = ok_done[(ok_done >= t0 - PRE_FAULT_S) & (ok_done < t0)]
+    pre = ok_done[np.searchsorted(ok_done, t0 - PRE_FAULT_S, side="left") : np.searchsorted(ok_done, t0, side="left")]
     pre_rate = pre.size / PRE_FAULT_S
 
-    in_window = ok_done[(ok_done >= t0) & (ok_done <= window_end)]
+    in_window = ok_done[np.searchsorted(ok_done, t0, side="left") : np.searchsorted(ok_done, window_end, side="right")]
     edges = np.concatenate([[t0], in_window])
     censored = in_window.size == 0
     if censored:
@@ -116,11 +134,9 @@ def analyse_event(
     # A request counts as "after" once the injection is complete (freezing five
     # containers takes tens of ms; a SIGKILL from the host, microseconds).
     t_done = float(ev.get("done_at") or t0)
-    started_after = req[(req["t"] >= t_done) & (req["t"] <= window_end)]
-    first_ok = started_after[started_after["error"] == ""]
-    first_success = None
-    if not first_ok.empty:
-        first_success = float((first_ok["t"] + first_ok["latency_ms"] / 1000.0).min() - t0)
+    after = req.started(t_done, window_end)
+    first_done = req.done[after][req.ok[after]]
+    first_success = float(first_done.min() - t0) if first_done.size else None
 
     recovered = None
     if pre_rate > 0 and in_window.size:
@@ -134,8 +150,9 @@ def analyse_event(
             recovered = float(in_window[hits[0]] - t0)
 
     err_until = t0 + (recovered if recovered is not None else (window_end - t0))
-    errs = req[(req["t"] >= t0) & (req["t"] <= err_until) & (req["error"] != "")]
-    by_kind = {str(k): int(v) for k, v in errs["error"].value_counts().sort_index().items()}
+    during = req.started(t0, err_until)
+    failed = ~req.ok[during]
+    by_kind = counts_by_value(req.error.iloc[during], failed)
 
     moved, moved_source = (None, None)
     if kind in VIP_MOVING:
@@ -152,7 +169,7 @@ def analyse_event(
         "gap_s": num(gap),
         "censored": bool(censored),
         "first_success_after_s": num(first_success),
-        "errors": {"total": int(len(errs)), "by_kind": by_kind},
+        "errors": {"total": int(failed.sum()), "by_kind": by_kind},
         "recovered_after_s": num(recovered),
         "pre_fault_per_s": num(pre_rate, 1),
         "window_s": num(window_end - t0),
@@ -189,10 +206,11 @@ def failover_summary(
     if not faults:
         return {"events": [], "by_kind": {}, **{fig: None for fig in FIGURES}}
     out = []
+    timeline = Timeline(requests)
     for i, ev in enumerate(faults):
         # A fault's window ends at the next fault (or the end of the load).
         window_end = faults[i + 1]["t"] if i + 1 < len(faults) else load_end
-        out.append(analyse_event(ev, float(window_end), requests, vrrp_events, vrrp, topology))
+        out.append(analyse_event(ev, float(window_end), timeline, vrrp_events, vrrp, topology))
     by_kind: dict[str, Any] = {}
     for kind in sorted({e["kind"] for e in out}):
         mine = [e for e in out if e["kind"] == kind]

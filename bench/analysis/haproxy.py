@@ -34,31 +34,23 @@ CONNECTION_COLUMNS = ["client", "frontend_backend", "backend_server"]
 
 def client_frontends(stat: pd.DataFrame) -> pd.DataFrame:
     """``show stat`` rows of the frontends that face clients."""
-    if stat.empty:
-        return stat
     mask = (stat["type"] == STAT_FRONTEND) & stat["kind"].isin(CLIENT_KINDS) & ~stat["pxname"].isin(INTERNAL_FRONTENDS)
     return stat[mask]
 
 
 def backend_process_frontends(stat: pd.DataFrame) -> pd.DataFrame:
     """``show stat`` frontend rows of the backend processes (the frontend -> backend hop, accepting side)."""
-    if stat.empty:
-        return stat
     mask = (stat["type"] == STAT_FRONTEND) & (stat["kind"] == "backend") & ~stat["pxname"].isin(INTERNAL_FRONTENDS)
     return stat[mask]
 
 
 def server_rows(stat: pd.DataFrame) -> pd.DataFrame:
     """``show stat`` server rows towards the real servers (backend -> server hop)."""
-    if stat.empty:
-        return stat
     return stat[(stat["type"] == STAT_SERVER) & stat["kind"].isin(SERVER_SIDE_KINDS)]
 
 
 def info_metric(info: pd.DataFrame, metric: str, kinds: tuple[str, ...] = CLIENT_KINDS) -> pd.DataFrame:
     """Rows ``t, node, service, value`` of one ``show info`` metric for processes of ``kinds``."""
-    if info.empty:
-        return pd.DataFrame(columns=["t", "node", "service", "value"])
     d = info[(info["metric"] == metric) & info["kind"].isin(kinds)]
     return d[["t", "node", "service", "value"]]
 
@@ -94,8 +86,6 @@ def window_counter_delta(rows: pd.DataFrame, keys: list[str], value: str, window
     groups' samples, or None when no group has two samples in the window.
     """
     d = in_window(rows, window) if window is not None else rows
-    if d.empty or value not in d:
-        return None
     d = d[d[value].notna()].sort_values([*keys, "t"], kind="stable")
     g = d.groupby(keys, sort=False, dropna=False)
     n = g["t"].transform("size")
@@ -117,8 +107,6 @@ def window_rate(rows: pd.DataFrame, keys: list[str], value: str, window: tuple[f
     around them), so the rate covers the same seconds as the client-side figures;
     a group sampled over only part of the window contributes its rate over that part.
     """
-    if rows.empty or value not in rows:
-        return None
     total, found = 0.0, False
     for _, g in rows[rows[value].notna()].sort_values("t", kind="stable").groupby(keys, sort=False, dropna=False):
         t = g["t"].to_numpy(dtype=float)
@@ -150,20 +138,18 @@ def connections_summary(info: pd.DataFrame, stat: pd.DataFrame, window: tuple[fl
     """The HAProxy half of ``connections``: new client connections per second and maxima per hop."""
     per_s, source = None, None
     fe = client_frontends(stat)
-    if not fe.empty and "conn_tot" in fe and fe["conn_tot"].notna().any():
+    if fe["conn_tot"].notna().any():
         per_s, source = window_rate(fe, ["node", "service", "pxname"], "conn_tot", window), "haproxy_stat.conn_tot"
     if per_s is None:
-        cum = info_metric(info, "CumConns")
-        if not cum.empty:
-            per_s, source = window_rate(cum, ["node", "service"], "value", window), "haproxy_info.CumConns"
-    series = connection_series(stat).set_index("t") if not stat.empty else pd.DataFrame(columns=CONNECTION_COLUMNS)
+        per_s, source = window_rate(info_metric(info, "CumConns"), ["node", "service"], "value", window), "haproxy_info.CumConns"
+    series = connection_series(stat).set_index("t")
     curr = info_metric(info, "CurrConns")
 
     def peak(col: str) -> float | None:
-        return _max_of(series[col], window) if col in series else None
+        return _max_of(series[col], window)
 
     client_max = peak("client")
-    if client_max is None and not curr.empty:
+    if client_max is None:
         client_max = _max_of(sum_across(curr, ["node", "service"], "value"), window)
     return {
         "per_s": num(per_s, 1),
@@ -182,7 +168,7 @@ def ssl_session_counts(stat: pd.DataFrame, window: tuple[float, float] | None) -
     reused one). None when HAProxy does not report them.
     """
     fe = client_frontends(stat)
-    if fe.empty or "ssl_sess" not in fe or "ssl_reused_sess" not in fe or fe["ssl_sess"].isna().all():
+    if fe["ssl_sess"].isna().all():
         return None
     keys = ["node", "service", "pxname"]
     sess = window_counter_delta(fe, keys, "ssl_sess", window)
@@ -206,7 +192,7 @@ def tls_summary(info: pd.DataFrame, window: tuple[float, float], stat: pd.DataFr
     key = in_window(info_metric(info, "SslFrontendKeyRate"), window)
     ssl = in_window(info_metric(info, "SslRate"), window)
     resumption = None
-    counts = ssl_session_counts(stat, window) if stat is not None and not stat.empty else None
+    counts = ssl_session_counts(stat, window) if stat is not None else None
     if counts is not None:
         if counts[0] + counts[1] > 0:
             resumption = 100.0 * counts[1] / (counts[0] + counts[1])
@@ -219,7 +205,7 @@ def tls_summary(info: pd.DataFrame, window: tuple[float, float], stat: pd.DataFr
         "handshakes_per_s": num(_sum_of_means(key, window), 1),
         "connections_per_s": num(_sum_of_means(ssl, window), 1),
         "resumption_pct": num(resumption, 1),
-        "connections_max": num(_max_of(sum_across(curr_ssl, ["node", "service"], "value"), window), 0) if not curr_ssl.empty else None,
+        "connections_max": num(_max_of(sum_across(curr_ssl, ["node", "service"], "value"), window), 0),
     }
 
 
@@ -234,21 +220,17 @@ def idle_pct(info: pd.DataFrame, window: tuple[float, float]) -> dict[str, dict[
 
 def haproxy_summary(info: pd.DataFrame, stat: pd.DataFrame, window: tuple[float, float]) -> dict[str, Any]:
     """``haproxy``: HAProxy-counted request rate, Idle_pct per process, pool queueing and server-side errors."""
-    req_rate = None
-    fe = client_frontends(stat)
-    if not fe.empty and "req_tot" in fe:
-        req_rate = window_rate(fe, ["node", "service", "pxname"], "req_tot", window)
+    req_rate = window_rate(client_frontends(stat), ["node", "service", "pxname"], "req_tot", window)
     srv = server_rows(stat)
     errors: dict[str, float | None] = {}
     for col in ("econ", "eresp", "wretr", "wredis", "hrsp_5xx", "srv_abrt", "cli_abrt"):
-        got = window_counter_delta(srv, ["node", "service", "pxname", "svname"], col, window) if not srv.empty and col in srv else None
+        got = window_counter_delta(srv, ["node", "service", "pxname", "svname"], col, window)
         errors[col] = num(got[0], 0) if got is not None else None
-    queue = in_window(stat[stat["type"] == STAT_BACKEND], window) if not stat.empty else stat
-    queue = queue[queue["kind"].isin(SERVER_SIDE_KINDS)] if not queue.empty else queue
+    queue = in_window(stat[(stat["type"] == STAT_BACKEND) & stat["kind"].isin(SERVER_SIDE_KINDS)], window)
     return {
         "requests_per_s": num(req_rate, 1),
         "idle_pct": idle_pct(info, window),
-        "queue_max": num(queue["qcur"].max(), 0) if not queue.empty and "qcur" in queue else None,
+        "queue_max": num(queue["qcur"].max(), 0),
         "server_errors": errors,
     }
 
@@ -274,7 +256,7 @@ def haproxy_series(info: pd.DataFrame, stat: pd.DataFrame) -> pd.DataFrame:
             cols[name] = sum_across(_rate_rows(rows), ["node", "service"], "value")
     for name in ("req_rate", "conn_rate"):
         # the client frontends' own rates leave out the stats socket and the health checks
-        if not fe.empty and name in fe and fe[name].notna().any():
+        if fe[name].notna().any():
             cols[name] = sum_across(_rate_rows(fe), ["node", "service", "pxname"], name)
     out = pd.DataFrame(cols)
     conns = connection_series(stat)

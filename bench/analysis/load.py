@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .common import num, sum_across
-from .requests import PERCENTILES
+from .requests import PERCENTILES, conn_new_mask, ok_mask, steady_mask, str_mask
 
 #: Achieved / target at or above this is "reached" (the issue's 5 % accuracy).
 REACHED = 0.95
@@ -38,31 +38,20 @@ TARGET_FIELDS = {"keep-alive": "users", "open": "requests_per_s", "connection-ra
 
 
 def _in(df: pd.DataFrame, window: tuple[float, float], col: str = "t") -> pd.DataFrame:
-    if df.empty or col not in df:
-        return df
     return df[(df[col] >= window[0]) & (df[col] < window[1])]
 
 
-def model_requests(req: pd.DataFrame) -> pd.DataFrame:
-    """Requests of the model (held connections' requests left out)."""
-    if req.empty or "name" not in req:
-        return req
-    return req[~req["name"].astype(str).str.startswith(HELD_PREFIX)]
+def model_mask(req: pd.DataFrame) -> np.ndarray:
+    """Which requests are the model's (held connections' requests left out)."""
+    return ~str_mask(req["name"], lambda names: names.str.startswith(HELD_PREFIX))
 
 
-def tls_mask(req: pd.DataFrame, scheme: str) -> pd.Series:
+def tls_mask(req: pd.DataFrame, scheme: str) -> np.ndarray:
     """Which requests went over TLS: names ending ``(https)`` / ``(http)`` say so (two flows, held
     connections); any other name has the scenario's ``scheme``."""
-    names = req["name"].astype(str)
-    https = names.str.endswith(" (https)")
-    http = names.str.endswith(" (http)")
+    https = str_mask(req["name"], lambda names: names.str.endswith(" (https)"))
+    http = str_mask(req["name"], lambda names: names.str.endswith(" (http)"))
     return https | (~(https | http) if scheme == "https" else False)
-
-
-def _tls_rows(req: pd.DataFrame, scheme: str) -> pd.DataFrame:
-    if req.empty:
-        return req
-    return req[tls_mask(req, scheme)]
 
 
 def corrected_latency(req: pd.DataFrame, window: tuple[float, float]) -> dict[str, Any] | None:
@@ -72,13 +61,13 @@ def corrected_latency(req: pd.DataFrame, window: tuple[float, float]) -> dict[st
     of a rate model), successful, intended inside the window. None when the run
     has none (a closed-loop model).
     """
-    if req.empty or "intended_t" not in req or req["intended_t"].isna().all():
+    intended = req["intended_t"].to_numpy(dtype=float)
+    if np.isnan(intended).all():
         return None
-    rows = req[req["intended_t"].notna() & (req["error"] == "")]
-    rows = _in(rows, window, "intended_t")
-    out: dict[str, Any] = {"n": int(len(rows))}
-    corr = rows["latency_corrected_ms"].to_numpy(dtype=float)
-    plain = rows["latency_ms"].to_numpy(dtype=float)
+    rows = (intended >= window[0]) & (intended < window[1]) & ok_mask(req)  # NaN compares false
+    out: dict[str, Any] = {"n": int(rows.sum())}
+    corr = req["latency_corrected_ms"].to_numpy(dtype=float)[rows]
+    plain = req["latency_ms"].to_numpy(dtype=float)[rows]
     for key, q in PERCENTILES.items():
         out[key] = num(np.percentile(corr, q)) if corr.size else None
         out[f"{key}_uncorrected"] = num(np.percentile(plain, q)) if plain.size else None
@@ -96,13 +85,9 @@ def pacing_summary(pacing: pd.DataFrame, window: tuple[float, float]) -> dict[st
     p = pacing[(pacing["t"] >= np.ceil(window[0] - 1e-9)) & (pacing["t"] + 1.0 <= window[1] + 1e-9)]
     if p.empty:
         p = pacing[(pacing["t"] + 1.0 > window[0]) & (pacing["t"] < window[1])]
-    seconds = float(p["t"].nunique()) if not p.empty else 0.0
-    sums = {c: int(p[c].sum()) if not p.empty and c in p else 0 for c in ("due", "sent", "late", "dropped", "waited", "resumed")}
-    by_flow = {}
-    if not p.empty:
-        for flow, g in p.groupby("flow"):
-            by_flow[str(flow)] = {c: int(g[c].sum()) for c in ("due", "sent", "late", "dropped", "waited") if c in g}
-            by_flow[str(flow)]["resumed"] = int(g["resumed"].sum()) if "resumed" in g else None
+    seconds = float(p["t"].nunique())
+    sums = {c: int(p[c].sum()) for c in ("due", "sent", "late", "dropped", "waited", "resumed")}
+    by_flow = {str(flow): {c: int(g[c].sum()) for c in ("due", "sent", "late", "dropped", "waited", "resumed")} for flow, g in p.groupby("flow")}
     sent = sums["sent"]
     return {
         **sums,
@@ -110,7 +95,7 @@ def pacing_summary(pacing: pd.DataFrame, window: tuple[float, float]) -> dict[st
         "late_pct": num(100.0 * sums["late"] / sent, 2) if sent else None,
         "dropped_pct": num(100.0 * sums["dropped"] / sums["due"], 2) if sums["due"] else None,
         "waited_pct": num(100.0 * sums["waited"] / sums["due"], 2) if sums["due"] else None,
-        "dispatch_lag_max_ms": num(p["dispatch_lag_max_ms"].max(), 3) if not p.empty else None,
+        "dispatch_lag_max_ms": num(p["dispatch_lag_max_ms"].max(), 3),
         "by_flow": by_flow,
     }
 
@@ -128,11 +113,11 @@ def held_summary(held: pd.DataFrame, window: tuple[float, float]) -> dict[str, A
 
     t, tl, tg = inside(total), inside(tls), inside(target)
     return {
-        "target": num(tg.max(), 0) if not tg.empty else None,
-        "open_mean": num(t.mean(), 1) if not t.empty else None,
-        "open_min": num(t.min(), 0) if not t.empty else None,
-        "open_max": num(t.max(), 0) if not t.empty else None,
-        "tls_open_mean": num(tl.mean(), 1) if not tl.empty else None,
+        "target": num(tg.max(), 0),
+        "open_mean": num(t.mean(), 1),
+        "open_min": num(t.min(), 0),
+        "open_max": num(t.max(), 0),
+        "tls_open_mean": num(tl.mean(), 1),
         "opened": int(held["opened"].sum()),
         "failed": int(held["failed"].sum()),
     }
@@ -148,7 +133,9 @@ def phases_summary(events: list[dict[str, Any]], req: pd.DataFrame, end: float, 
     phs = _phase_events(events)
     verdicts = {int(e["step"]): e for e in events if e.get("kind") == "find-max" and e.get("step") is not None}
     out = []
-    model = model_requests(req)
+    model = model_mask(req)
+    scheduled = model & req["intended_t"].notna().to_numpy(dtype=bool)
+    new = conn_new_mask(req)
     for i, ev in enumerate(phs):
         start = float(ev["t"])
         stop = float(phs[i + 1]["t"]) if i + 1 < len(phs) else end
@@ -158,18 +145,17 @@ def phases_summary(events: list[dict[str, Any]], req: pd.DataFrame, end: float, 
         w = (start + settle, stop)
         secs = w[1] - w[0]
         achieved = None
-        scheduled = "intended_t" in model and model["intended_t"].notna().any()
-        if scheduled and field != "users":
+        if scheduled.any() and field != "users":
             # a rate model's slots, by the time the schedule meant them: the same clock as the target
-            rows = _in(model[model["intended_t"].notna()], w, "intended_t")
-            achieved = len(rows) / secs if secs > 0 else None
+            rows = int((scheduled & steady_mask(req, w, "intended_t")).sum())
+            achieved = rows / secs if secs > 0 else None
         else:
-            rows = _in(model, w)
-            if secs > 0 and not rows.empty:
-                if field in ("connections_per_s", "handshakes_per_s") and "conn_new" in rows:
-                    achieved = float(rows["conn_new"].fillna(False).astype(bool).sum()) / secs
+            rows_mask = model & steady_mask(req, w)
+            if secs > 0 and rows_mask.any():
+                if field in ("connections_per_s", "handshakes_per_s"):
+                    achieved = float((rows_mask & new).sum()) / secs if new is not None else 0.0
                 elif field == "requests_per_s":
-                    achieved = len(rows) / secs
+                    achieved = int(rows_mask.sum()) / secs
         target = ev.get("target")
         if ev.get("ramp") and ev.get("target_start") is not None and target is not None:
             target = (float(ev["target_start"]) + float(target)) / 2.0
@@ -288,20 +274,22 @@ def load_summary(
     fm = find_max_summary(events)
     targets = _targets(load, pace, fm)
 
-    model_req = _in(model_requests(req), window)
-    conn_new = model_req["conn_new"].fillna(False).astype(bool) if not model_req.empty and "conn_new" in model_req and model_req["conn_new"].notna().any() else None
-    tls_req = _tls_rows(model_req, load.get("scheme", "https"))
-    tls_new = tls_req["conn_new"].fillna(False).astype(bool) if conn_new is not None and not tls_req.empty else None
+    rows = model_mask(req) & steady_mask(req, window)
+    new = conn_new_mask(req)
+    known = new is not None and bool((req["conn_new"].notna().to_numpy(dtype=bool) & rows).any())
+    conn_new = int((rows & new).sum()) if known else None
+    tls_rows = rows & tls_mask(req, load.get("scheme", "https"))
+    tls_new = int((tls_rows & new).sum()) if known and tls_rows.any() else None
     hold = held_summary(held, window)
 
     def rate(n: float | int | None) -> float | None:
         return num(n / span, 1) if n is not None and span > 0 else None
 
     achieved: dict[str, float | None] = {
-        "requests_per_s": rate(len(model_req)) if not model_req.empty or span > 0 else None,
-        "ok_requests_per_s": rate(int((model_req["error"] == "").sum())) if not model_req.empty else rate(0),
-        "connections_per_s": rate(int(conn_new.sum())) if conn_new is not None else None,
-        "handshakes_per_s": rate(int(tls_new.sum())) if tls_new is not None else None,
+        "requests_per_s": rate(int(rows.sum())) if rows.any() or span > 0 else None,
+        "ok_requests_per_s": rate(int((rows & ok_mask(req)).sum())),
+        "connections_per_s": rate(conn_new),
+        "handshakes_per_s": rate(tls_new),
         "resumption_pct": None,
         "held_connections": hold["open_mean"] if hold else None,
         "held_tls_connections": hold["tls_open_mean"] if hold else None,
@@ -311,9 +299,9 @@ def load_summary(
         if model in ("connection-rate", "handshake-rate"):
             achieved["resumption_pct"] = num(100.0 * https.get("resumed", 0) / https["sent"], 1)
     client_conns = None
-    if client_series is not None and not client_series.empty:
-        s = client_series[(client_series.index >= np.floor(window[0])) & (client_series.index <= window[1])].dropna()
-        client_conns = num(s.mean(), 1) if not s.empty else None
+    if client_series is not None:
+        s = client_series[(client_series.index >= np.floor(window[0])) & (client_series.index <= window[1])]
+        client_conns = num(s.mean(), 1)
     achieved_haproxy = {
         "requests_per_s": haproxy.get("requests_per_s"),
         "connections_per_s": connections.get("per_s"),

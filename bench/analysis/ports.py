@@ -25,8 +25,6 @@ EXHAUSTED_PCT = 99.0
 
 def node_ranges(port_range: pd.DataFrame) -> pd.DataFrame:
     """The last ``ip_local_port_range`` seen per node: ``node, low, high, range_size``."""
-    if port_range.empty:
-        return pd.DataFrame(columns=["node", "low", "high", "range_size"])
     last = port_range.sort_values("t", kind="stable").groupby("node").tail(1)
     out = last[["node", "low", "high"]].astype({"low": int, "high": int}).reset_index(drop=True)
     out["range_size"] = out["high"] - out["low"] + 1
@@ -46,10 +44,9 @@ def ports_in_use(sockets: pd.DataFrame, port_range: pd.DataFrame) -> pd.DataFram
     if sockets.empty or ranges.empty:
         return pd.DataFrame({c: pd.Series(dtype=object if c in ("node", "src", "dst") else float) for c in PORT_COLUMNS})
     d = sockets.merge(ranges, on="node", how="inner")
-    if "direction" in d:
-        d = d[d["direction"] == "out"]
-    else:
-        d = d[(d["lport"] >= d["low"]) & (d["lport"] <= d["high"])]
+    # runs recorded before `direction` existed read it as null: their ephemeral ports are the ones in the range
+    in_range = (d["lport"] >= d["low"]) & (d["lport"] <= d["high"])
+    d = d[(d["direction"] == "out").fillna(False) | (d["direction"].isna() & in_range)]
     tw = d["count"].where(d["state"] == "TIME_WAIT", 0)
     d = d.assign(time_wait=tw)
     keys = ["t", "node", "src", "dst", "dport"]
@@ -129,9 +126,9 @@ def established_by_hop(sockets: pd.DataFrame) -> pd.DataFrame:
     - ``backend_server_sockets``: opened to a non-loopback address: connections to the servers.
 
     Unlike HAProxy's ``scur``, this counts idle pooled connections too.
-    Needs the ``direction`` column; returns an empty frame without it.
+    Runs recorded before ``direction`` existed (it reads as null) give an empty frame.
     """
-    if sockets.empty or "direction" not in sockets:
+    if sockets["direction"].isna().all():
         return pd.DataFrame(columns=["t", *HOP_SOCKET_COLUMNS], dtype=float)
     est = sockets[sockets["state"] == "ESTABLISHED"]
     loop = _loopback(est["dst"].astype(str))
@@ -161,9 +158,9 @@ def sockets_summary(hops: pd.DataFrame, window: tuple[float, float], split: bool
 
     ``split`` False (monolith layout): there is no frontend -> backend hop, so its maximum is null.
     """
-    d = hops[(hops["t"] >= np.floor(window[0])) & (hops["t"] <= window[1])] if not hops.empty else hops
+    d = hops[(hops["t"] >= np.floor(window[0])) & (hops["t"] <= window[1])]
     keys = {"client_sockets": "client_max", "frontend_backend_sockets": "backend_max", "backend_server_sockets": "server_max"}
-    out = {v: (int(d[k].max()) if not d.empty else None) for k, v in keys.items()}
+    out = {v: num(d[k].max(), 0) for k, v in keys.items()}
     if not split:
         out["backend_max"] = None
     return out

@@ -7,13 +7,14 @@ successful requests); see reports/README.md.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .common import num
-from .histogram import Histogram
+from .histogram import Histogram, grouped_percentiles
 
 #: Width of a request-timeline bin, seconds.
 TIMELINE_BIN_S = 0.1
@@ -23,10 +24,37 @@ PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p999": 99.9}
 TIMELINE_COLUMNS = ["t", "requests", "ok", "errors", "p50_ms", "p90_ms", "p99_ms", "max_ms"]
 
 
-def _steady(req: pd.DataFrame, window: tuple[float, float]) -> pd.DataFrame:
-    if req.empty:
-        return req
-    return req[(req["t"] >= window[0]) & (req["t"] < window[1])]
+def ok_mask(req: pd.DataFrame) -> np.ndarray:
+    """Which requests succeeded (``error`` empty), as a numpy mask."""
+    return (req["error"] == "").to_numpy(dtype=bool)
+
+
+def steady_mask(req: pd.DataFrame, window: tuple[float, float], col: str = "t") -> np.ndarray:
+    """Which requests started inside ``window`` (``start <= t < end``), as a numpy mask.
+
+    Every figure of a long run is a count or a statistic over masks like this one
+    on whole columns: no filtered copy of the table is made.
+    """
+    t = req[col].to_numpy(dtype=float)
+    return (t >= window[0]) & (t < window[1])
+
+
+def str_mask(col: pd.Series, predicate: Callable[[pd.Series], pd.Series]) -> np.ndarray:
+    """``predicate`` (a vectorised test on strings) over a string column, as a numpy mask.
+
+    On a categorical column (how the long tables are read) it is evaluated once per
+    distinct value, not once per row.
+    """
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        per_value = predicate(pd.Series(col.cat.categories.astype(str))).to_numpy(dtype=bool)
+        return np.append(per_value, False)[col.cat.codes.to_numpy()]  # code -1 (missing) -> False
+    return predicate(col.astype(str)).to_numpy(dtype=bool)
+
+
+def counts_by_value(col: pd.Series, mask: np.ndarray) -> dict[str, int]:
+    """``{value: count}`` of ``col`` where ``mask``, by value (categorical or not, no zero counts)."""
+    counts = col[mask].value_counts()
+    return {str(k): int(v) for k, v in sorted(counts.items(), key=lambda kv: str(kv[0])) if v}
 
 
 def merged_histogram(hist: pd.DataFrame, window: tuple[float, float] | None = None) -> Histogram:
@@ -35,8 +63,6 @@ def merged_histogram(hist: pd.DataFrame, window: tuple[float, float] | None = No
     With ``window``, only seconds lying wholly inside it count (a histogram row covers
     the whole second ``[t, t+1)``).
     """
-    if hist.empty:
-        return Histogram()
     h = hist
     if window is not None:
         t = h["t"].astype(float)
@@ -52,9 +78,7 @@ def latency_summary(req: pd.DataFrame, hist: pd.DataFrame, window: tuple[float, 
     bucket width, < 1 %), else from the raw requests; ``source`` says which.
     Mean and max always come from the raw requests.
     """
-    steady = _steady(req, window)
-    ok = steady[steady["error"] == ""] if not steady.empty else steady
-    lat = ok["latency_ms"].to_numpy(dtype=float) if not ok.empty else np.array([])
+    lat = req["latency_ms"].to_numpy(dtype=float)[steady_mask(req, window) & ok_mask(req)]
     merged = merged_histogram(hist, window)
     out: dict[str, Any] = {}
     if merged.total:
@@ -75,43 +99,68 @@ def request_summary(req: pd.DataFrame, window: tuple[float, float]) -> dict[str,
     """``requests``: totals for the whole run and the successful-request rate in the steady window."""
     start, end = window
     span = end - start
-    steady = _steady(req, window)
-    ok_steady = int((steady["error"] == "").sum()) if not steady.empty else 0
+    steady, ok = steady_mask(req, window), ok_mask(req)
     return {
         "total": int(len(req)),
-        "ok": int((req["error"] == "").sum()) if not req.empty else 0,
-        "steady": int(len(steady)),
-        "per_s": num(ok_steady / span if span > 0 else 0.0, 1),
+        "ok": int(ok.sum()),
+        "steady": int(steady.sum()),
+        "per_s": num(int((steady & ok).sum()) / span if span > 0 else 0.0, 1),
     }
 
 
 def error_summary(req: pd.DataFrame, window: tuple[float, float]) -> dict[str, Any]:
     """``errors``: failed requests in the whole run, per kind, and in the steady window."""
-    failed = req[req["error"] != ""] if not req.empty else req
-    steady = _steady(failed, window)
+    failed = ~ok_mask(req)
+    steady = int((failed & steady_mask(req, window)).sum())
     span = window[1] - window[0]
-    by_kind = {str(k): int(v) for k, v in failed["error"].value_counts().sort_index().items()} if not failed.empty else {}
+    total = int(failed.sum())
     return {
-        "total": int(len(failed)),
-        "by_kind": by_kind,
-        "steady": int(len(steady)),
-        "per_s": num(len(steady) / span if span > 0 else 0.0, 3),
-        "pct": num(100.0 * len(failed) / len(req), 3) if len(req) else None,
+        "total": total,
+        "by_kind": counts_by_value(req["error"], failed),
+        "steady": steady,
+        "per_s": num(steady / span if span > 0 else 0.0, 3),
+        "pct": num(100.0 * total / len(req), 3) if len(req) else None,
     }
+
+
+def conn_new_mask(req: pd.DataFrame) -> np.ndarray | None:
+    """Which requests opened a connection (``conn_new``); None when the engine could not tell for any."""
+    flag = req["conn_new"]
+    if flag.isna().all():
+        return None
+    return flag.fillna(False).to_numpy(dtype=bool)
 
 
 def client_connections(req: pd.DataFrame, window: tuple[float, float]) -> dict[str, Any]:
     """New connections as the load generator counted them (``conn_new``); nulls when it cannot tell."""
-    if req.empty or "conn_new" not in req or req["conn_new"].isna().all():
+    new = conn_new_mask(req)
+    if new is None:
         return {"total": None, "steady": None, "per_s": None}
-    flag = req["conn_new"].fillna(False).astype(bool)
-    steady_flag = flag[(req["t"] >= window[0]) & (req["t"] < window[1])]
+    steady = int((new & steady_mask(req, window)).sum())
     span = window[1] - window[0]
     return {
-        "total": int(flag.sum()),
-        "steady": int(steady_flag.sum()),
-        "per_s": num(steady_flag.sum() / span if span > 0 else 0.0, 1),
+        "total": int(new.sum()),
+        "steady": steady,
+        "per_s": num(steady / span if span > 0 else 0.0, 1),
     }
+
+
+def group_quantiles(groups: np.ndarray, values: np.ndarray, qs: list[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per group: quantiles ``qs`` (0-1, linear interpolation: the same floats as pandas' groupby quantile) and the max.
+
+    Returns the sorted distinct groups, an array ``[groups, qs]`` and the maxima.
+    """
+    order = np.lexsort((values, groups))
+    g, v = groups[order], values[order]
+    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]]) if g.size else np.array([], dtype=np.int64)
+    n = np.diff(np.r_[starts, g.size])
+    out = np.empty((starts.size, len(qs)))
+    for j, q in enumerate(qs):
+        pos = q * (n - 1)
+        lo = np.floor(pos).astype(np.int64)
+        a, b = v[starts + lo], v[starts + np.minimum(lo + 1, n - 1)]
+        out[:, j] = a + (b - a) * (pos % 1)
+    return g[starts], out, v[starts + n - 1]
 
 
 def timeline(req: pd.DataFrame, bin_s: float = TIMELINE_BIN_S) -> pd.DataFrame:
@@ -122,34 +171,29 @@ def timeline(req: pd.DataFrame, bin_s: float = TIMELINE_BIN_S) -> pd.DataFrame:
     bin without successes). Empty bins between the first and the last request are
     present with zero counts, so a gap in service shows as a gap.
     """
-    if req.empty:
+    if not len(req):
         return pd.DataFrame({c: pd.Series(dtype="int64" if c in ("requests", "ok", "errors") else "float64") for c in TIMELINE_COLUMNS})
     t = req["t"].to_numpy(dtype=float)
     idx = np.floor(t / bin_s).astype(np.int64)
     first = int(idx.min())
     n = int(idx.max()) - first + 1
     rel = idx - first
-    ok_mask = (req["error"] == "").to_numpy(dtype=bool)
+    ok = ok_mask(req)
     requests = np.bincount(rel, minlength=n)
-    ok = np.bincount(rel[ok_mask], minlength=n)
+    ok_count = np.bincount(rel[ok], minlength=n)
     out = pd.DataFrame(
         {
             "t": (np.arange(n) + first) * bin_s,
             "requests": requests.astype(np.int64),
-            "ok": ok.astype(np.int64),
-            "errors": (requests - ok).astype(np.int64),
+            "ok": ok_count.astype(np.int64),
+            "errors": (requests - ok_count).astype(np.int64),
         }
     )
-    lat = pd.DataFrame({"bin": rel[ok_mask], "lat": req["latency_ms"].to_numpy(dtype=float)[ok_mask]})
-    if not lat.empty:
-        g = lat.groupby("bin")["lat"]
-        q = g.quantile([0.5, 0.9, 0.99]).unstack()
-        q.columns = ["p50_ms", "p90_ms", "p99_ms"]
-        q["max_ms"] = g.max()
-        out = out.join(q, how="left")
-    for c in ("p50_ms", "p90_ms", "p99_ms", "max_ms"):
-        if c not in out:
-            out[c] = np.nan
+    bins, q, top = group_quantiles(rel[ok], req["latency_ms"].to_numpy(dtype=float)[ok], [0.5, 0.9, 0.99])
+    for j, c in enumerate(("p50_ms", "p90_ms", "p99_ms", "max_ms")):
+        col = np.full(n, np.nan)
+        col[bins] = q[:, j] if j < 3 else top
+        out[c] = col
     out["t"] = out["t"].round(6)
     return out[TIMELINE_COLUMNS]
 
@@ -167,24 +211,31 @@ def per_second_requests(req: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
     parts = []
     if not req.empty:
         sec = np.floor(req["t"].to_numpy(dtype=float))
+        first = sec.min()
+        rel = (sec - first).astype(np.int64)
         ok = (req["error"] == "").to_numpy(dtype=bool)
-        d = pd.DataFrame({"t": sec, "requests": 1, "ok": ok.astype(int), "errors": (~ok).astype(int)})
-        if "conn_new" in req and not req["conn_new"].isna().all():
-            d["conn_new"] = req["conn_new"].fillna(False).astype(bool).astype(int).to_numpy()
-        counts = d.groupby("t").sum()
+        n = int(rel.max()) + 1
+        counts = pd.DataFrame(
+            {"requests": np.bincount(rel, minlength=n), "ok": np.bincount(rel[ok], minlength=n)},
+            index=pd.Index(first + np.arange(n, dtype=float), name="t"),
+        )
+        counts["errors"] = counts["requests"] - counts["ok"]
+        if not req["conn_new"].isna().all():
+            new = req["conn_new"].fillna(False).to_numpy(dtype=bool)
+            counts["conn_new"] = np.bincount(rel[new], minlength=n)
+        # seconds without a request have no counts (NaN), as if they were not in the table
+        counts = counts[counts["requests"] > 0]
         parts.append(counts)
+    names = [f"{k}_ms" for k in PERCENTILES]
     if not hist.empty:
-        rows = {}
-        for sec, h in hist.groupby("t"):
-            merged = Histogram({int(b): int(c) for b, c in h.groupby("bucket")["count"].sum().items()})
-            rows[float(sec)] = {f"{k}_ms": merged.percentile(q) for k, q in PERCENTILES.items()}
-        parts.append(pd.DataFrame.from_dict(rows, orient="index"))
+        secs, pct = grouped_percentiles(hist["t"].to_numpy(), hist["bucket"].to_numpy(), hist["count"].to_numpy(), PERCENTILES.values())
+        parts.append(pd.DataFrame(pct, index=pd.Index(secs.astype(float), name="t"), columns=names))
     elif not req.empty:
         ok_req = req[req["error"] == ""]
         if not ok_req.empty:
             g = ok_req.groupby(np.floor(ok_req["t"].to_numpy(dtype=float)))["latency_ms"]
             q = g.quantile([0.5, 0.9, 0.99, 0.999]).unstack()
-            q.columns = ["p50_ms", "p90_ms", "p99_ms", "p999_ms"]
+            q.columns = names
             parts.append(q)
     out = pd.concat(parts, axis=1) if len(parts) > 1 else parts[0]
     if not out.empty:

@@ -132,7 +132,10 @@ def write_series(series: Series, run_dir: Path) -> Path:
     folder = RunDir(run_dir).derived
     folder.mkdir(parents=True, exist_ok=True)
     for name, df in series.frames().items():
-        table = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
+        df = df.reset_index(drop=True)
+        # names read as categories are plain strings in the files others read
+        df = df.astype({c: str for c, dtype in df.dtypes.items() if isinstance(dtype, pd.CategoricalDtype)})
+        table = pa.Table.from_pandas(df, preserve_index=False)
         meta = dict(table.schema.metadata or {})
         meta[b"lbbench.schema_version"] = str(DERIVED_SCHEMA_VERSION).encode()
         table = table.replace_schema_metadata(meta)

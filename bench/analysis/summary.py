@@ -59,7 +59,7 @@ def summarise_data(data: RunData, series: Series | None = None) -> dict[str, Any
     haproxy = haproxy_summary(info, stat, window)
     tls = tls_summary(info, window, stat)
     bottleneck = find_bottleneck(run, cpu, haproxy["idle_pct"], ports)
-    client_series = connection_series(stat).set_index("t")["client"] if not stat.empty else None
+    client_series = connection_series(stat).set_index("t")["client"]
     load = load_summary(
         run, req, data.table("pacing"), data.table("held"), data.event_records, window,
         connections, tls, haproxy, bottleneck.get("utilisation_pct") or {}, client_series,
@@ -81,7 +81,7 @@ def summarise_data(data: RunData, series: Series | None = None) -> dict[str, Any
         "requests": request_summary(req, window),
         "errors": error_summary(req, window),
         "latency_ms": latency,
-        "bytes": {"total": int(req["bytes"].sum()) if not req.empty else 0},
+        "bytes": {"total": int(req["bytes"].sum())},
         "connections": connections,
         "tls": tls,
         "haproxy": haproxy,

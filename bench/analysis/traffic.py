@@ -23,8 +23,6 @@ TRAFFIC_COLUMNS = ["t", "node", "network", "in_mbps", "out_mbps", "in_pps", "out
 
 def traffic_rates(netdev: pd.DataFrame) -> pd.DataFrame:
     """Per-interval rates per node and network (summed over the node's interfaces on it)."""
-    if netdev.empty:
-        return pd.DataFrame({c: pd.Series(dtype=object if c in ("node", "network") else float) for c in TRAFFIC_COLUMNS})
     keys = ["node", "iface", "network"]
     parts = []
     for col, name, scale in (
@@ -33,20 +31,15 @@ def traffic_rates(netdev: pd.DataFrame) -> pd.DataFrame:
         ("rx_packets", "in_pps", 1.0),
         ("tx_packets", "out_pps", 1.0),
     ):
-        if col in netdev:
-            r = counter_rates(netdev, keys, col, scale=scale).rename(columns={"rate": name})
-            parts.append(r.set_index([*keys, "t"])[name])
+        r = counter_rates(netdev, keys, col, scale=scale).rename(columns={"rate": name})
+        parts.append(r.set_index([*keys, "t"])[name])
     wide = pd.concat(parts, axis=1).reset_index()
-    wide = wide.groupby(["t", "node", "network"], sort=True)[[c for c in TRAFFIC_COLUMNS[3:] if c in wide]].sum().reset_index()
-    for c in TRAFFIC_COLUMNS:
-        if c not in wide:
-            wide[c] = np.nan
-    return wide[TRAFFIC_COLUMNS]
+    return wide.groupby(["t", "node", "network"], sort=True)[TRAFFIC_COLUMNS[3:]].sum().reset_index()[TRAFFIC_COLUMNS]
 
 
 def network_series(rates: pd.DataFrame, network: str) -> pd.DataFrame:
     """Per-second ``in_mbps``/``out_mbps`` of one network, summed over nodes (index: second)."""
-    d = rates[rates["network"] == network] if not rates.empty else rates
+    d = rates[rates["network"] == network]
     if d.empty:
         return pd.DataFrame(columns=["in_mbps", "out_mbps"], dtype=float)
     d = d.assign(t=np.floor(d["t"].astype(float)))

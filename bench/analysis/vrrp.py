@@ -10,11 +10,9 @@ import pandas as pd
 
 def vip_holders(vrrp: pd.DataFrame) -> pd.DataFrame:
     """Per whole second: ``t`` and ``holder`` (the node(s) holding the VIP joined by "+", "" for none)."""
-    if vrrp.empty:
-        return pd.DataFrame({"t": pd.Series(dtype=float), "holder": pd.Series(dtype=object)})
     d = vrrp.assign(t=np.floor(vrrp["t"].astype(float)))
     last = d.sort_values("t", kind="stable").groupby(["t", "node"]).tail(1)
-    held = last[last["holds_vip"].astype(bool)]
+    held = last[last["holds_vip"].fillna(False).to_numpy(dtype=bool)]
     holders = held.groupby("t")["node"].agg(lambda s: "+".join(sorted(s)))
     out = pd.Series("", index=sorted(d["t"].unique()), dtype=object)
     out.loc[holders.index] = holders
@@ -34,5 +32,5 @@ def vrrp_summary(vrrp: pd.DataFrame, events: pd.DataFrame) -> dict[str, Any]:
         "changes": int(changes),
         "seconds_without_holder": int(sum(1 for s in seq if s == "")),
         "seconds_with_two_holders": int(sum(1 for s in seq if "+" in s)),
-        "state_changes": int(len(events)) if not events.empty else 0,
+        "state_changes": int(len(events)),
     }

@@ -12,7 +12,7 @@ with ``time.time()`` when it is taken, and flushes each table as one Parquet
 chunk per interval, so a run killed with SIGKILL keeps every complete second.
 A sampler that fails logs once (and once more when it recovers) and the rest
 go on: collection never ends a run. The tables are declared in
-:mod:`bench.collect.tables` and documented in ``reports/README.md``.
+:mod:`bench.results.tables` and documented in ``reports/README.md``.
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from . import cpu, haproxy, netns, vrrp
 from ..results.layout import RunDir
-from .tables import TABLES, TableBuffer
+from ..results.tables import by_source
+from . import cpu, haproxy, netns, vrrp
+from .tables import TableBuffer
 
 INTERVAL = 1.0
 #: Seconds between attempts to find a node's process again after its namespace became unreadable.
@@ -82,7 +83,7 @@ class Collectors:
         self.log = log
         self.cgroup_mode = cgroup
         self._initial_loadgen = list(loadgen_pids)
-        self.buffers = {name: TableBuffer(self.run_dir, name) for name in TABLES}
+        self.buffers = {t.name: TableBuffer(self.run_dir, t.name) for t in by_source("collector")}
         self.errors: dict[str, str] = {}  # sampler -> first error, for the whole run
         self._failing: set[str] = set()
         self._lock = threading.RLock()  # buffers + loadgen state, shared with the main thread

@@ -14,7 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .tables import STAT_EXTRA_FIELDS, STAT_FIELDS, TableBuffer
+from ..results.tables import STAT_EXTRA_FIELDS, STAT_FIELDS
+from .tables import TableBuffer
 
 #: One round trip per process: both answers arrive on the same connection.
 COMMAND = b"show info;show stat\n"

@@ -1,28 +1,11 @@
 """Per-request capture: every request Locust reports lands in ``samples/requests/``.
 
-One row per request, timed on the host's wall clock like every other sample::
-
-    t           float64  request start, seconds since the epoch
-    latency_ms  float64  time to the full response (or to the error)
-    bytes       int64    response body bytes
-    status      int32    HTTP status; 0 when no response arrived
-    error       string   "" on success, else an error kind (see ``classify``)
-    name        string   request name (Locust's)
-    worker      string   host:pid of the Locust process
-    conn_new    bool     the request opened a new connection (null when the engine cannot tell)
-    intended_t  float64  rate models: when the schedule wanted it sent (null otherwise; see bench/load/pacing.py)
-    latency_corrected_ms float64  rate models: from intended_t to the full response (coordinated-omission corrected)
-
-Alongside, ``samples/latency_hist/`` holds one mergeable latency histogram
-(:mod:`bench.analysis.histogram`) per worker per second of successful requests::
-
-    t           int64    second (floor of the request start)
-    worker      string
-    bucket      int32    histogram bucket
-    count       int64
-
-Rows are buffered in memory for at most ``FLUSH_INTERVAL`` seconds, then written
-as one chunk (see :mod:`bench.collect.store`).
+One row per request (table ``requests``), timed on the host's wall clock like
+every other sample, and alongside, in ``samples/latency_hist/``, one mergeable
+latency histogram (:mod:`bench.analysis.histogram`) per worker per second of the
+successful requests. Both tables are declared in :mod:`bench.results.tables`. Rows are buffered in
+memory for at most ``FLUSH_INTERVAL`` seconds, then written as one chunk (see
+:mod:`bench.results.store`).
 """
 
 from __future__ import annotations
@@ -40,37 +23,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..analysis.histogram import buckets_of
-from ..collect.store import ChunkWriter
+from ..results.store import ChunkWriter
+from ..results.tables import LATENCY_HIST, REQUESTS
 
 FLUSH_INTERVAL = 1.0
-TABLE = "requests"
-
-SCHEMA = pa.schema(
-    [
-        ("t", pa.float64()),
-        ("latency_ms", pa.float64()),
-        ("bytes", pa.int64()),
-        ("status", pa.int32()),
-        ("error", pa.string()),
-        ("name", pa.string()),
-        ("worker", pa.string()),
-        ("conn_new", pa.bool_()),
-        ("intended_t", pa.float64()),
-        ("latency_corrected_ms", pa.float64()),
-    ]
-)
 #: Columns filled per request by :meth:`RequestCapture.record`; the others are derived at flush.
 RECORD_COLUMNS = ("t", "latency_ms", "bytes", "status", "error", "name", "worker", "conn_new")
-
-HIST_TABLE = "latency_hist"
-HIST_SCHEMA = pa.schema(
-    [
-        ("t", pa.int64()),
-        ("worker", pa.string()),
-        ("bucket", pa.int32()),
-        ("count", pa.int64()),
-    ]
-)
 
 #: Error kinds, in the words of the field.
 ERROR_KINDS = ("refused", "reset", "timeout", "tls", "http_4xx", "http_5xx", "closed", "other")
@@ -147,7 +105,7 @@ def _histogram(t: np.ndarray, latency_ms: np.ndarray, ok: np.ndarray, worker: st
 
 
 #: One buffered request: record()'s arguments, in order (converted to columns at flush).
-ROW_TYPE = pa.struct([(name, SCHEMA.field(name).type) for name in RECORD_COLUMNS if name != "worker"])
+ROW_TYPE = pa.struct([(name, REQUESTS.schema.field(name).type) for name in RECORD_COLUMNS if name != "worker"])
 
 
 class RequestCapture:
@@ -160,9 +118,8 @@ class RequestCapture:
 
     def __init__(self, run_dir: Path):
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
-        # float columns are nearly all distinct: dictionary-encoding them only costs time
-        self.writer = ChunkWriter(run_dir, TABLE, f"{os.getpid()}", SCHEMA, dictionary=["bytes", "status", "error", "name", "worker"])
-        self.hist_writer = ChunkWriter(run_dir, HIST_TABLE, f"{os.getpid()}", HIST_SCHEMA)
+        self.writer = ChunkWriter(run_dir, REQUESTS, f"{os.getpid()}")
+        self.hist_writer = ChunkWriter(run_dir, LATENCY_HIST, f"{os.getpid()}")
         self._rows: list[tuple] = []
         #: Record one request from a tuple of :meth:`record`'s seven arguments, in order
         #: (``conn_new`` included): one C call, for engines that count nanoseconds.

@@ -14,17 +14,8 @@ anyway is opened again by the next request (counted in ``opened``). Openings
 are paced at the process's share of ``held.rate``.
 
 Requests are recorded like any other (name ``held <name>``), and the pool's
-state goes to ``samples/held/`` once per second::
-
-    t        float64  when sampled
-    worker   string   host:pid
-    target   int64    connections this process should hold
-    tls_target int64  of them over TLS
-    open     int64    connections open now
-    tls_open int64    of them over TLS
-    opened   int64    connections opened since the last row (first openings and re-openings)
-    resumed  int64    of them, TLS connections that resumed a session
-    failed   int64    held requests that failed since the last row
+state goes to ``samples/held/`` once per second (table ``held`` of
+:mod:`bench.results.tables`).
 """
 
 from __future__ import annotations
@@ -37,22 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 
-TABLE = "held"
-SCHEMA = pa.schema(
-    [
-        ("t", pa.float64()),
-        ("worker", pa.string()),
-        ("target", pa.int64()),
-        ("tls_target", pa.int64()),
-        ("open", pa.int64()),
-        ("tls_open", pa.int64()),
-        ("opened", pa.int64()),
-        ("resumed", pa.int64()),
-        ("failed", pa.int64()),
-    ]
-)
 #: Requests on a held connection are spaced by interval x uniform(1 - JITTER, 1 + JITTER).
 JITTER = 0.2
 #: File descriptors a load-generator process keeps for itself (Python, Locust, capture files, sockets to the master).
@@ -107,9 +83,10 @@ class HeldPool:
         self._glets: list[Any] = []
         self._writer: Any = None
         if run_dir is not None:
-            from ..collect.store import ChunkWriter
+            from ..results.store import ChunkWriter
+            from ..results.tables import HELD
 
-            self._writer = ChunkWriter(run_dir, TABLE, f"{os.getpid()}", SCHEMA)
+            self._writer = ChunkWriter(run_dir, HELD, f"{os.getpid()}")
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -36,28 +36,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import pyarrow as pa
 
 #: A send more than this after its intended time counts as late.
 LATE_S = 0.010
 #: Width of a bin of the statistics the processes report to the controller (seconds).
 REPORT_BIN_S = 0.25
-#: Sample table of the pacing counters (one row per process, flow and second).
-TABLE = "pacing"
-SCHEMA = pa.schema(
-    [
-        ("t", pa.float64()),
-        ("worker", pa.string()),
-        ("flow", pa.string()),
-        ("due", pa.int64()),
-        ("sent", pa.int64()),
-        ("late", pa.int64()),
-        ("dropped", pa.int64()),
-        ("waited", pa.int64()),
-        ("resumed", pa.int64()),
-        ("dispatch_lag_max_ms", pa.float64()),
-    ]
-)
 
 _INF = math.inf
 
@@ -288,7 +271,7 @@ class PacingStats:
             b[6] += 1
 
     def take_rows(self) -> dict[str, list]:
-        """The ``pacing`` rows gathered since the last call (columns of :data:`SCHEMA`)."""
+        """The ``pacing`` rows gathered since the last call (columns of :data:`bench.results.tables.PACING`)."""
         rows = self._sec
         self._sec = {}
         keys = sorted(rows, key=lambda k: (k[1], k[0]))
@@ -488,10 +471,11 @@ class PacingWriter:
     """Flushes a process's :class:`PacingStats` rows into ``samples/pacing/`` once per second."""
 
     def __init__(self, run_dir: Path, stats: PacingStats):
-        from ..collect.store import ChunkWriter
+        from ..results.store import ChunkWriter
+        from ..results.tables import PACING
 
         self.stats = stats
-        self.writer = ChunkWriter(run_dir, TABLE, f"{os.getpid()}", SCHEMA)
+        self.writer = ChunkWriter(run_dir, PACING, f"{os.getpid()}")
         self._glet: Any = None
 
     def flush(self) -> None:

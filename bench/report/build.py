@@ -7,7 +7,9 @@
 - ``plots/<name>.png``: every plot as a file;
 - ``report.html``: one self-contained page with the plots embedded.
 
-It is what ``bench report DIR`` and the end of ``bench run`` call.
+It is what ``bench report DIR`` and the end of ``bench run`` call. It first
+compacts the run's sample tables (:func:`bench.results.store.compact_run`: one
+file per table instead of one per second), also those of a run that was killed.
 """
 
 from __future__ import annotations
@@ -15,18 +17,20 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..analysis.common import load_run
+from ..analysis.common import load_run, read_run
 from ..analysis.series import build_series, write_series
 from ..analysis.summary import save_summary, summarise_data
 from ..results.layout import RunDir
+from ..results.store import compact_run
 from .html import render_html
 from .plots import make_context, render_plots
-
 
 
 def build_report(run_dir: Path) -> Path:
     """Rebuild summary.json, derived series, plots and report.html of ``run_dir``; returns the report's path."""
     run_dir = Path(run_dir)
+    read_run(run_dir)  # not a run directory: say so before anything is written
+    compact_run(run_dir)
     data = load_run(run_dir)
     series = build_series(data)
     summary = summarise_data(data, series)

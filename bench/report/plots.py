@@ -26,6 +26,7 @@ from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from ..analysis.bottleneck import capacities  # noqa: E402
 from ..analysis.common import RunData  # noqa: E402
+from ..analysis.requests import ok_mask  # noqa: E402
 from ..analysis.series import Series  # noqa: E402
 
 WIDTH = 11.0
@@ -361,35 +362,38 @@ def _holding(ctx: Context, node: str, t_from: float, t_to: float) -> list[tuple[
 def plot_failover(ctx: Context) -> Figure | None:
     """Around each injected fault (x = seconds since the injection): successful responses and errors per 100 ms, p99 latency, and who held the VIP."""
     faults = (ctx.summary.get("failover") or {}).get("events") or []
-    req = ctx.data.requests
-    if not faults or req.empty:
+    if not faults:
         return None
+    req = ctx.data.requests
     longest = max((f.get("gap_s") or 0.0) for f in faults)
     after = max(FAILOVER_AFTER_MIN_S, longest + 4.0)
     fig, (ax_ok, ax_err, ax_lat, ax_vip) = _figure(4, 2.0)
-    done = (req["t"] + req["latency_ms"] / 1000.0).to_numpy(dtype=float)
-    ok = (req["error"] == "").to_numpy(dtype=bool)
+    # by completion time, sorted once: each fault then looks at its own few seconds only
     lat = req["latency_ms"].to_numpy(dtype=float)
+    done = req["t"].to_numpy(dtype=float) + lat / 1000.0
+    order = np.argsort(done, kind="stable")
+    done, ok, lat = done[order], ok_mask(req)[order], lat[order]
     bins = np.arange(-FAILOVER_BEFORE_S, after + 1e-9, 0.1)
     cmap = plt.get_cmap("tab10")
-    nodes = sorted(set(ctx.data.table("vrrp").get("node", pd.Series(dtype=str))) | {"lb-a"})
+    nodes = sorted(set(ctx.data.table("vrrp")["node"]) | {"lb-a"})
     band = 0.8 / len(nodes)
     logged = ctx.data.table("vrrp_events")
-    masters = logged[logged["state"] == "MASTER"] if not logged.empty else logged
+    masters = logged[logged["state"] == "MASTER"]
     for i, f in enumerate(faults):
         t0 = float(f["injected_at"])
         colour = cmap(i % 10)
         label = f"#{f['id']} {f['kind']} on {f.get('node') or f.get('target')}"
-        rel = done - t0
+        near = slice(int(np.searchsorted(done, t0 + bins[0], side="left")), int(np.searchsorted(done, t0 + bins[-1], side="right")))
+        rel, ok_near, lat_near = done[near] - t0, ok[near], lat[near]
         sel = (rel >= bins[0]) & (rel < bins[-1])
-        n_ok, _ = np.histogram(rel[sel & ok], bins=bins)
-        n_err, _ = np.histogram(rel[sel & ~ok], bins=bins)
+        n_ok, _ = np.histogram(rel[sel & ok_near], bins=bins)
+        n_err, _ = np.histogram(rel[sel & ~ok_near], bins=bins)
         ax_ok.step(bins[:-1], n_ok * 10, where="post", lw=1.1, color=colour, label=label)
         ax_err.step(bins[:-1], n_err * 10, where="post", lw=1.1, color=colour)
-        idx = np.digitize(rel[sel & ok], bins) - 1
+        idx = np.digitize(rel[sel & ok_near], bins) - 1
         if idx.size:
             p99 = np.full(bins.size - 1, np.nan)  # NaN where no success: the line breaks over the gap
-            q = pd.Series(lat[sel & ok]).groupby(idx).quantile(0.99)
+            q = pd.Series(lat_near[sel & ok_near]).groupby(idx).quantile(0.99)
             p99[q.index.to_numpy()] = q.to_numpy()
             ax_lat.plot(bins[:-1] + 0.05, p99, lw=1.0, color=colour)
         for j, node in enumerate(nodes):
@@ -397,7 +401,7 @@ def plot_failover(ctx: Context) -> Figure | None:
             h = band * 0.9
             spans = [(a - t0, w) for a, w in _holding(ctx, node, t0 + bins[0], t0 + bins[-1])]
             ax_vip.broken_barh(spans, (y, h), color=HOLDER_COLOURS.get(node, "#999999"))
-            if not masters.empty:
+            if len(masters):
                 became = masters[(masters["node"] == node) & (masters["t"] >= t0 + bins[0]) & (masters["t"] <= t0 + bins[-1])]
                 ax_vip.plot(became["t"].to_numpy(dtype=float) - t0, [y + h / 2] * len(became), "v", color="black", ms=5)
         for ax in (ax_ok, ax_err, ax_lat):

@@ -4,5 +4,7 @@ This package sits below every other part of lbbench (it imports none of them):
 
 - :mod:`bench.results.layout`: where every file of a run directory (and of a lab's
   state folder) lives; the one place that spells ``run.json``, ``samples/`` ...;
-- :mod:`bench.results.events`: ``events.jsonl``, written and read one way.
+- :mod:`bench.results.events`: ``events.jsonl``, written and read one way;
+- :mod:`bench.results.tables`: the registry of every sample table and its schema;
+- :mod:`bench.results.store`: the one way sample tables are written, compacted and read.
 """

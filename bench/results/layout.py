@@ -109,7 +109,7 @@ class RunDir:
         return self.root / LOGS
 
     def table(self, name: str) -> Path:
-        """``samples/<name>/``: the Parquet chunks of one sample table."""
+        """``samples/<name>/``: the chunks (and compacted file) of one sample table (:mod:`bench.results.store`)."""
         return self.samples / name
 
     def derived_file(self, name: str) -> Path:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.collect.store import read_table
-from bench.collect.tables import TABLES
+from bench.results.store import read_table
+from bench.results.tables import TABLES
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,7 @@ def smoke_run(node_image: str, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 def table(run_dir: Path, name: str) -> pd.DataFrame:
     df = read_table(run_dir, name)
-    assert list(df.columns) == TABLES[name].names, name
+    assert tuple(df.columns) == TABLES[name].names, name
     assert not df.empty, f"{name} is empty"
     return df
 

@@ -23,10 +23,9 @@ import gevent
 import pytest
 
 from bench.calibrate import Endpoint, loopback_haproxy
-from bench.collect.store import read_table
-from bench.load import capture
 from bench.load.http1 import Response, read_response
 from bench.load.leanclient import Connection, LeanClient, LeanSettings, Watchdog, lab_tls_context
+from bench.results.store import read_table
 
 from .conftest import project_leftovers
 
@@ -246,7 +245,7 @@ def test_locust_run_records_requests_with_conn_new(endpoint, tmp_path: Path) -> 
     ep, _ = endpoint
     users = 5
     run_locust(ep, tmp_path, 4, users=users, spawn_rate=50, requests_per_connection=10)
-    df = read_table(tmp_path, capture.TABLE, capture.SCHEMA)
+    df = read_table(tmp_path, "requests")
     assert len(df) > 100
     assert (df["error"] == "").all(), df["error"].value_counts()
     assert (df["status"] == 200).all()
@@ -260,7 +259,7 @@ def test_locust_run_records_requests_with_conn_new(endpoint, tmp_path: Path) -> 
 def test_locust_two_processes(endpoint, tmp_path: Path) -> None:
     ep, _ = endpoint
     run_locust(ep, tmp_path, 5, users=6, spawn_rate=50, processes=2)
-    df = read_table(tmp_path, capture.TABLE, capture.SCHEMA)
+    df = read_table(tmp_path, "requests")
     assert len(df) > 100 and (df["error"] == "").all()
     assert df["worker"].nunique() == 2  # both forked workers sent load
     assert int(df["conn_new"].sum()) == 6  # one keep-alive connection per user
@@ -283,7 +282,7 @@ def test_bench_run_with_lean_engine(node_image: str, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["requests"]["total"] > 0 and summary["errors"]["total"] == 0
-    df = read_table(out, capture.TABLE, capture.SCHEMA)
+    df = read_table(out, "requests")
     assert (df["bytes"] == 1024).all() and df["conn_new"].sum() >= len(df) / 50
     run = json.loads((out / "run.json").read_text())
     assert project_leftovers(run["lab"]["project"]) == ([], [])

@@ -16,10 +16,9 @@ from typing import Any
 
 import pytest
 
-from bench.collect.store import read_table
 from bench.errors import UserError
-from bench.load import capture
 from bench.results.events import read_events
+from bench.results.store import read_table
 from bench.run import run_scenario
 
 from .conftest import project_leftovers
@@ -68,7 +67,7 @@ def test_open_model_measures_from_the_intended_send_time(node_image: str, tmp_pa
     # latency from the intended time can only add to the latency from the actual send
     for key in ("p50", "p99", "max"):
         assert lat[key] >= lat[f"{key}_uncorrected"]
-    df = read_table(run_dir, capture.TABLE, capture.SCHEMA)
+    df = read_table(run_dir, "requests")
     scheduled = df[df["intended_t"].notna()]
     assert len(scheduled) == len(df)
     assert (scheduled["t"] >= scheduled["intended_t"] - 1e-6).all()
@@ -171,7 +170,7 @@ def test_seed_peak_refuses_a_scale_that_does_not_fit(node_image: str, tmp_path: 
 def test_workers_in_containers(node_image: str, tmp_path: Path) -> None:
     summary, run_dir = run("open", tmp_path, workers=2)
     assert_load(summary, "requests_per_s")
-    df = read_table(run_dir, capture.TABLE, capture.SCHEMA)
+    df = read_table(run_dir, "requests")
     workers = {w.split(":")[0] for w in df["worker"].unique()}
     # every request came from a worker container (Locust's master may drop a worker that misses its
     # heartbeats on a busy machine; the controller then gives the others its share)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.results.store import COMPACTED, chunk_files
+
 from .conftest import project_leftovers
 
 pytestmark = pytest.mark.integration
@@ -60,7 +62,7 @@ def _wait_running(out: Path, timeout: float = 120) -> dict:
                 run = json.loads(run_json.read_text())
             except json.JSONDecodeError:
                 run = {}
-            if run.get("status") == "running" and list((out / "samples" / "requests").glob("part-*.parquet")):
+            if run.get("status") == "running" and chunk_files(out, "requests"):
                 return run
         time.sleep(0.5)
     pytest.fail("run never reached the load phase")
@@ -103,6 +105,9 @@ def test_sigkill_keeps_samples_and_report_rebuilds(node_image: str, tmp_path: Pa
         summary = json.loads((out / "summary.json").read_text())
         assert summary["requests"]["total"] > 0
         assert summary["run"]["status"] == "running"  # what run.json said when the process died
+        # the killed run's chunks were compacted by `bench report`: one file per table, no chunk left
+        assert (out / "samples" / "requests" / COMPACTED).exists()
+        assert not chunk_files(out, "requests") and not chunk_files(out, "cpu")
     finally:
         if proc.poll() is None:
             proc.kill()

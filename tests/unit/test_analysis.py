@@ -12,6 +12,7 @@ import pytest
 from bench.analysis import bottleneck, checks, common, cpu, haproxy, ports, requests, traffic, vrrp
 from bench.analysis.histogram import Histogram, buckets_of
 from bench.results.events import read_events
+from bench.results.store import as_read, empty_frame
 
 T0 = 1_700_000_000.0
 
@@ -24,7 +25,7 @@ def reqs(rows: list[tuple]) -> pd.DataFrame:
         status = r[3] if len(r) > 3 else (200 if err == "" else 0)
         conn_new = r[4] if len(r) > 4 else None
         out.append({"t": T0 + t, "latency_ms": lat, "bytes": 100, "status": status, "error": err, "name": "GET /", "worker": "w:1", "conn_new": conn_new})
-    return pd.DataFrame(out)
+    return as_read("requests", pd.DataFrame(out, columns=["t", "latency_ms", "bytes", "status", "error", "name", "worker", "conn_new"]))
 
 
 def hist_of(req: pd.DataFrame) -> pd.DataFrame:
@@ -58,9 +59,9 @@ def test_sum_across_holds_a_missed_second() -> None:
 
 def test_steady_window_drops_ramp_and_tail() -> None:
     run = {"load_window": {"start": 100.0, "end": 120.0}, "scenario": {"ramp_up": 2.0}}
-    assert common.steady_window(run, pd.DataFrame()) == (102.0, 119.0)
+    assert common.steady_window(run, empty_frame("requests")) == (102.0, 119.0)
     short = {"load_window": {"start": 100.0, "end": 102.5}, "scenario": {"ramp_up": 2.0}}
-    assert common.steady_window(short, pd.DataFrame()) == (100.0, 102.5)
+    assert common.steady_window(short, empty_frame("requests")) == (100.0, 102.5)
 
 
 def test_events_frame_has_its_columns_even_without_events(tmp_path: Path) -> None:
@@ -89,14 +90,14 @@ def test_request_and_error_summary() -> None:
 def test_latency_prefers_histograms_and_falls_back_to_requests() -> None:
     req = reqs([(1.0 + i / 100, float(i + 1), "") for i in range(100)])
     w = (T0, T0 + 5.0)
-    from_req = requests.latency_summary(req, pd.DataFrame(), w)
+    from_req = requests.latency_summary(req, empty_frame("latency_hist"), w)
     assert from_req["source"] == "requests" and from_req["p50"] == pytest.approx(50.5)
     from_hist = requests.latency_summary(req, hist_of(req), w)
     assert from_hist["source"] == "latency_hist"
     for key in ("p50", "p90", "p99", "p999"):
         assert from_hist[key] == pytest.approx(from_req[key], rel=0.02)
     assert from_hist["max"] == 100.0 and from_hist["mean"] == 50.5
-    empty = requests.latency_summary(req.iloc[0:0], pd.DataFrame(), w)
+    empty = requests.latency_summary(req.iloc[0:0], empty_frame("latency_hist"), w)
     assert empty["p50"] is None and empty["source"] is None
 
 
@@ -139,12 +140,12 @@ def test_per_second_requests() -> None:
 
 def info_rows(rows: list[tuple]) -> pd.DataFrame:
     """haproxy_info from (t_offset, service, kind, metric, value)."""
-    return pd.DataFrame([{"t": T0 + t, "node": s.split("-")[0] + "-" + s.split("-")[1], "service": s, "kind": k, "metric": m, "value": float(v)} for t, s, k, m, v in rows])
+    return as_read("haproxy_info", pd.DataFrame([{"t": T0 + t, "node": s.split("-")[0] + "-" + s.split("-")[1], "service": s, "kind": k, "metric": m, "value": float(v)} for t, s, k, m, v in rows]))
 
 
 def stat_rows(rows: list[dict]) -> pd.DataFrame:
     base = {"node": "lb-a", "status": "OPEN", "svname": "FRONTEND", "scur": 0.0, "conn_tot": np.nan, "req_tot": np.nan, "req_rate": np.nan, "conn_rate": np.nan, "qcur": 0.0}
-    return pd.DataFrame([{**base, **r, "t": T0 + r["t"]} for r in rows])
+    return as_read("haproxy_stat", pd.DataFrame([{**base, **r, "t": T0 + r["t"]} for r in rows]))
 
 
 def split_stat() -> pd.DataFrame:
@@ -174,7 +175,7 @@ def test_connections_summary_uses_the_client_frontend() -> None:
     info = info_rows([(t, "lb-a-frontend", "frontend", "CumConns", 500 + 100 * t) for t in range(5)])
     s = haproxy.connections_summary(info, split_stat(), (T0 + 1, T0 + 3))
     assert s == {"per_s": 10.0, "per_s_source": "haproxy_stat.conn_tot", "client_max": 23.0, "backend_max": 7.0, "server_max": 2.0}
-    only_info = haproxy.connections_summary(info, pd.DataFrame(), (T0 + 1, T0 + 3))
+    only_info = haproxy.connections_summary(info, empty_frame("haproxy_stat"), (T0 + 1, T0 + 3))
     assert only_info["per_s"] == 100.0 and only_info["per_s_source"] == "haproxy_info.CumConns"
     assert only_info["backend_max"] is None
 
@@ -248,13 +249,13 @@ def test_cpu_summary_host_and_containers() -> None:
     assert s["host_mean_pct"] == 50.0
     lg = s["by_container"]["loadgen"]
     assert lg == {"role": "loadgen", "node": "", "mean_pct": [75.0, 0.0], "max_pct": [100.0, 0.0], "total_mean_pct": 75.0, "total_max_pct": 100.0}
-    assert cpu.cpu_summary(cpu.cpu_pct(pd.DataFrame()), (T0, T0 + 2)) == {"host_per_core_pct": None, "host_mean_pct": None, "by_container": {}}
+    assert cpu.cpu_summary(cpu.cpu_pct(empty_frame("cpu")), (T0, T0 + 2)) == {"host_per_core_pct": None, "host_mean_pct": None, "by_container": {}}
 
 
 def test_collector_overhead() -> None:
     cs = pd.DataFrame({"t": [T0, T0 + 1, T0 + 2], "usage_s": [1.0, 1.02, 1.04], "tick_s": [0.01] * 3})
     assert cpu.collector_overhead(cs, (T0, T0 + 2)) == {"cpu_pct": 2.0}
-    assert cpu.collector_overhead(pd.DataFrame(), (T0, T0 + 2)) == {"cpu_pct": None}
+    assert cpu.collector_overhead(empty_frame("collector_self"), (T0, T0 + 2)) == {"cpu_pct": None}
 
 
 # ------------------------------------------------------------------ ports
@@ -292,7 +293,8 @@ def test_ports_in_use_counts_outgoing_sockets_per_pair() -> None:
 
 
 def test_ports_fall_back_to_the_range_without_direction() -> None:
-    s = pd.DataFrame([{"t": T0, "node": "lb-a", "state": "ESTABLISHED", "src": "10.0.0.1", "lport": lp, "dst": "10.0.0.2", "dport": 80, "count": 1} for lp in (443, 1000, 1050, 2000)])
+    # a run recorded before the sockets table had `direction`: it reads as null
+    s = as_read("sockets", pd.DataFrame([{"t": T0, "node": "lb-a", "state": "ESTABLISHED", "src": "10.0.0.1", "lport": lp, "dst": "10.0.0.2", "dport": 80, "count": 1} for lp in (443, 1000, 1050, 2000)]))
     assert ports.ports_in_use(s, PORT_RANGE)["in_use"].tolist() == [2.0]
 
 
@@ -304,7 +306,7 @@ def test_established_by_hop() -> None:
     assert hops["backend_server_sockets"].tolist() == [3.0, 0.0, 0.0]
     assert ports.sockets_summary(hops, (T0, T0 + 2)) == {"client_max": 20, "backend_max": 30, "server_max": 3}
     assert ports.sockets_summary(hops, (T0, T0 + 2), split=False)["backend_max"] is None
-    assert ports.established_by_hop(sockets_rows().drop(columns="direction")).empty
+    assert ports.established_by_hop(sockets_rows().assign(direction=None)).empty
 
 
 def test_ports_summary() -> None:
@@ -318,7 +320,7 @@ def test_ports_summary() -> None:
         "max_utilisation_pct": 30.0,
         "destinations": {"127.0.0.1:8001": 30, "127.0.0.1:8002": 5},
     }
-    empty = ports.ports_summary(ports.ports_in_use(pd.DataFrame(), PORT_RANGE), PORT_RANGE)
+    empty = ports.ports_summary(ports.ports_in_use(empty_frame("sockets"), PORT_RANGE), PORT_RANGE)
     assert empty["max_in_use"] is None and empty["exhausted"] is None and empty["by_source"] == {}
 
 
@@ -347,7 +349,7 @@ def test_traffic_rates_and_summary() -> None:
     s = traffic.traffic_summary(r, (T0, T0 + 2))
     assert s["client_mbps"] == {"in": 2.0, "out": 10.0, "in_max": 2.0, "out_max": 10.0}
     assert s["server_mbps"] == {"in": 10.0, "out": 1.0, "in_max": 10.0, "out_max": 1.0}
-    assert traffic.traffic_summary(traffic.traffic_rates(pd.DataFrame()), (T0, T0 + 2))["client_mbps"]["in"] is None
+    assert traffic.traffic_summary(traffic.traffic_rates(empty_frame("netdev")), (T0, T0 + 2))["client_mbps"]["in"] is None
 
 
 # ------------------------------------------------------------------ vrrp
@@ -436,7 +438,7 @@ def test_checks_against_haproxy_counters() -> None:
     assert res["handshakes"]["haproxy"] == 40 and res["handshakes"]["client"] == 43
     plain = checks.check_handshakes(req, info, stat, {"scenario": {"load": {"scheme": "http"}}}, (T0, T0 + 4))
     assert plain["ok"] is None and "not a TLS run" in plain["note"]
-    assert checks.run_checks(req, pd.DataFrame(), pd.DataFrame(), run)[0]["ok"] is None
+    assert checks.run_checks(req, empty_frame("haproxy_info"), empty_frame("haproxy_stat"), run)[0]["ok"] is None
 
 
 def test_handshake_check_follows_client_resumption() -> None:
@@ -451,7 +453,7 @@ def test_handshake_check_follows_client_resumption() -> None:
     assert "8 full (ssl_sess) + 12 resumed" in resuming["note"] and "about 8" in resuming["note"]
     full = checks.check_handshakes(req, info, stat, {"scenario": {"load": {"scheme": "https", "engine": "lean", "resumption": False}}}, (T0, T0 + 2))
     assert (full["client"], full["haproxy"], full["ok"]) == (20.0, 8.0, False)
-    no_counters = checks.check_handshakes(req, info, pd.DataFrame(), lean, (T0, T0 + 2))
+    no_counters = checks.check_handshakes(req, info, empty_frame("haproxy_stat"), lean, (T0, T0 + 2))
     assert no_counters["haproxy"] == 20.0 and "SslRate" in no_counters["note"]
 
 

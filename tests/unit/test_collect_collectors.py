@@ -8,11 +8,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from bench.collect.collectors import Collectors
-from bench.collect.store import read_table
-from bench.collect.tables import TABLES, TableBuffer
+from bench.collect.tables import TableBuffer
+from bench.results.store import read_chunk, read_table
+from bench.results.tables import TABLES
 from bench.topology.plan import Server
 
 
@@ -59,7 +58,7 @@ def test_failing_samplers_log_once_and_the_rest_goes_on(tmp_path: Path) -> None:
     collectors.stop()  # idempotent
 
 
-def test_every_flush_is_one_complete_parquet_file(tmp_path: Path) -> None:
+def test_every_flush_is_one_complete_chunk_file(tmp_path: Path) -> None:
     buf = TableBuffer(tmp_path, "vrrp")
     assert buf.flush() is None  # nothing buffered, nothing written
     buf.add(t=1.0, node="lb-a", holds_vip=True)
@@ -67,6 +66,6 @@ def test_every_flush_is_one_complete_parquet_file(tmp_path: Path) -> None:
     buf.add(t=2.0, node="lb-a", holds_vip=False)
     second = buf.flush()
     assert first is not None and second is not None and first != second
-    assert pq.read_table(first).schema.equals(TABLES["vrrp"])
+    assert read_chunk(first).schema.equals(TABLES["vrrp"].schema)
     assert list(read_table(tmp_path, "vrrp")["holds_vip"]) == [True, False]
     assert not list(tmp_path.rglob("*.tmp"))

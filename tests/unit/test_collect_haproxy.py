@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from bench.collect import haproxy
-from bench.collect.store import read_table
-from bench.collect.tables import HAPROXY_STAT, STAT_FIELDS, TableBuffer
+from bench.collect.tables import TableBuffer
+from bench.results.store import read_table
+from bench.results.tables import HAPROXY_STAT, STAT_FIELDS
 
 DATA = Path(__file__).parent / "data" / "collect"
 
@@ -101,7 +102,7 @@ def test_sample_writes_long_info_and_wide_stat(tmp_path: Path) -> None:
     assert set(df_info["service"]) == {"lb-a-backend1"} and set(df_info["kind"]) == {"backend"}
     assert df_info.set_index("metric").loc["CumReq", "value"] == 115.0
     df_stat = read_table(tmp_path, "haproxy_stat")
-    assert list(df_stat.columns) == HAPROXY_STAT.names
+    assert tuple(df_stat.columns) == HAPROXY_STAT.names
     assert len(df_stat) == 5 and df_stat["t"].nunique() == 1
     assert str(df_stat["type"].dtype) == "int32"
 

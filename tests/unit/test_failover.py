@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from bench.analysis.failover import expected_window, failover_summary, master_down_interval
+from bench.results.store import empty_frame
 
 TOPO = {"keepalived": {"advert_int": 1.0, "priority_backup": 100}}
 
@@ -33,7 +34,7 @@ def test_gap_first_success_errors_and_recovery() -> None:
     req = timeline((10.0, 13.5))
     vrrp_events = pd.DataFrame({"t": [13.2], "node": ["lb-b"], "state": ["MASTER"]})
     events = [{"t": 10.0, "kind": "fault", "name": "crash", "id": 1, "target": "master", "node": "lb-a"}]
-    out = failover_summary(events, req, vrrp_events, pd.DataFrame(), TOPO, load_end=30.0)
+    out = failover_summary(events, req, vrrp_events, empty_frame("vrrp"), TOPO, load_end=30.0)
     ev = out["events"][0]
     # last success before: started 9.99, done 9.992; first after: started 13.5, done 13.502
     assert ev["gap_s"] == pytest.approx(3.502, abs=0.003)
@@ -51,7 +52,7 @@ def test_gap_first_success_errors_and_recovery() -> None:
 def test_no_success_after_fault_is_censored() -> None:
     req = timeline((10.0, 99.0), end=20.0)
     events = [{"t": 10.0, "kind": "fault", "name": "freeze", "id": 1, "node": "lb-a"}]
-    ev = failover_summary(events, req, pd.DataFrame(), pd.DataFrame(), TOPO, load_end=20.0)["events"][0]
+    ev = failover_summary(events, req, empty_frame("vrrp_events"), empty_frame("vrrp"), TOPO, load_end=20.0)["events"][0]
     assert ev["censored"] is True
     assert ev["gap_s"] == pytest.approx(10.0)
     assert ev["first_success_after_s"] is None and ev["recovered_after_s"] is None
@@ -62,7 +63,7 @@ def test_vrrp_samples_are_the_fallback_and_other_node_only() -> None:
     req = timeline((5.0, 6.0), end=15.0)
     vrrp = pd.DataFrame({"t": [4.0, 5.0, 6.0, 7.0, 7.0], "node": ["lb-a", "lb-a", "lb-a", "lb-a", "lb-b"], "holds_vip": [True, True, True, False, True]})
     events = [{"t": 5.0, "kind": "fault", "name": "link-down", "id": 1, "node": "lb-a"}]
-    ev = failover_summary(events, req, pd.DataFrame(), vrrp, TOPO, load_end=15.0)["events"][0]
+    ev = failover_summary(events, req, empty_frame("vrrp_events"), vrrp, TOPO, load_end=15.0)["events"][0]
     assert ev["vip_moved_after_s"] == pytest.approx(2.0)
     assert ev["vip_moved_source"] == "vrrp samples"
 
@@ -75,7 +76,7 @@ def test_distributions_over_repeats_and_windows() -> None:
         {"t": 30.0, "kind": "fault", "name": "crash", "id": 2, "node": "lb-a"},
         {"t": 31.0, "kind": "recovery", "name": "crash", "id": 2, "node": "lb-a"},
     ]
-    out = failover_summary(events, req, pd.DataFrame(), pd.DataFrame(), TOPO, load_end=40.0)
+    out = failover_summary(events, req, empty_frame("vrrp_events"), empty_frame("vrrp"), TOPO, load_end=40.0)
     gaps = [e["gap_s"] for e in out["events"]]
     assert gaps == [pytest.approx(2.002, abs=0.003), pytest.approx(4.002, abs=0.003)]
     dist = out["by_kind"]["crash"]["gap_s"]
@@ -84,7 +85,7 @@ def test_distributions_over_repeats_and_windows() -> None:
 
 
 def test_no_faults() -> None:
-    out = failover_summary([], timeline((0, 0)), pd.DataFrame(), pd.DataFrame(), TOPO, 30.0)
+    out = failover_summary([], timeline((0, 0)), empty_frame("vrrp_events"), empty_frame("vrrp"), TOPO, 30.0)
     assert out["events"] == [] and out["gap_s"] is None
 
 

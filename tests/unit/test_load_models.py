@@ -11,7 +11,6 @@ import pytest
 
 from bench.analysis.bottleneck import apply_load_verdict
 from bench.analysis.load import corrected_latency, load_summary, pacing_summary, tls_mask
-from bench.collect.store import read_table
 from bench.errors import UserError
 from bench.load import capture
 from bench.load.control import Reports
@@ -20,6 +19,7 @@ from bench.load.fit import Machine, limits, max_scale, needs_of, nice_floor, pre
 from bench.load.held import _interleave, share
 from bench.load.pacing import LATE_S, Dispatcher, PacingStats, Schedule, Segment, Slot, next_slot
 from bench.load.stages import flow_shares, mean_target, phases, rate_segments, user_steps
+from bench.results.store import empty_frame, read_table
 from bench.spec import Load, Scenario, load_topology
 
 # --------------------------------------------------------------------------- schedules
@@ -418,7 +418,7 @@ def test_capture_stores_intended_time_and_corrected_latency(tmp_path: Path) -> N
     cap.record(10.0, 5.0, 100, 200, "", "GET /", False)
     cap.record_intended(19.9, 20.0, 5.0, 100, 200, "", "GET /", True)  # sent 100 ms late
     cap.flush()
-    df = read_table(tmp_path, capture.TABLE, capture.SCHEMA)
+    df = read_table(tmp_path, "requests")
     assert df["intended_t"].isna().tolist() == [True, False]
     assert df["latency_corrected_ms"].iloc[1] == pytest.approx(105.0)
     assert pd.isna(df["latency_corrected_ms"].iloc[0])
@@ -446,7 +446,7 @@ def test_corrected_latency_next_to_the_uncorrected() -> None:
     out = corrected_latency(requests_frame(late_ms=30.0), (1000.0, 1001.0))
     assert out["n"] == 100
     assert out["p50"] == pytest.approx(32.0) and out["p50_uncorrected"] == pytest.approx(2.0)
-    closed = requests_frame().drop(columns=["intended_t", "latency_corrected_ms"])
+    closed = requests_frame().assign(intended_t=np.nan, latency_corrected_ms=np.nan)  # a closed-loop run
     assert corrected_latency(closed, (1000.0, 1001.0)) is None
 
 
@@ -478,7 +478,7 @@ def pacing_frame(seconds: int, due: int, sent: int, waited: int = 0, late: int =
 
 
 def summarise_load(run: dict, req: pd.DataFrame, pacing: pd.DataFrame, util: dict | None = None) -> dict:
-    return load_summary(run, req, pacing, pd.DataFrame(), [], (1000.0, 1001.0), {"per_s": None}, {}, {}, util or {})
+    return load_summary(run, req, pacing, empty_frame("held"), [], (1000.0, 1001.0), {"per_s": None}, {}, {}, util or {})
 
 
 def test_load_summary_target_reached() -> None:

@@ -11,11 +11,11 @@ import pytest
 
 from bench.analysis.summary import summarise
 from bench.cli import main
-from bench.collect.store import ChunkWriter
 from bench.load import capture
 from bench.report import build_report
 from bench.report.html import render_html
 from bench.report.plots import OPTIONAL_PLOTS, PLOTS, Plot
+from bench.results.store import ChunkWriter
 
 T0 = 1_700_000_000.0
 
@@ -51,8 +51,8 @@ def make_run(tmp_path: Path, *, requests: bool = True, end: float | None = T0 + 
             "worker": ["w:1"] * t.size,
             "conn_new": [None] * t.size,
         }
-        ChunkWriter(run_dir, capture.TABLE, "1", capture.SCHEMA).write(cols)
-        ChunkWriter(run_dir, capture.HIST_TABLE, "1", capture.HIST_SCHEMA).write(capture.histogram_columns(cols, "w:1"))
+        ChunkWriter(run_dir, "requests", "1").write(cols)
+        ChunkWriter(run_dir, "latency_hist", "1").write(capture.histogram_columns(cols, "w:1"))
     if events:
         (run_dir / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
     return run_dir

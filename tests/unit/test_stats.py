@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 
 from bench import stats
-from bench.collect.store import ChunkWriter
-from bench.load import capture
+from bench.results.store import ChunkWriter
 
 
 def test_paired_ratio_and_interval() -> None:
@@ -172,7 +171,7 @@ def write_run(run_dir: Path, rows: list[tuple[float, float, str]], window: tuple
     (run_dir / "run.json").write_text(json.dumps({"schema_version": 1, "id": run_dir.name, "status": "completed"}))
     if window is not None:
         (run_dir / "summary.json").write_text(json.dumps({"schema_version": 1, "window": {"start": window[0], "end": window[1]}}))
-    w = ChunkWriter(run_dir, capture.TABLE, "test", capture.SCHEMA)
+    w = ChunkWriter(run_dir, "requests", "test")
     w.write(
         {
             "t": [r[0] for r in rows],

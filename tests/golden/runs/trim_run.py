@@ -1,7 +1,8 @@
 """Turn a real run directory into a golden one: python tests/golden/runs/trim_run.py RUN_DIR NAME.
 
-Keeps run.json, events.jsonl and every sample table, each table's chunks merged
-into one Parquet file (same rows, same columns), and drops what the analysis does
+Keeps run.json, events.jsonl and every sample table, each as one Parquet chunk in
+the chunked layout of a run that was not compacted (same rows, the declared
+columns), so the golden runs also keep that layout's reader tested; drops what the analysis does
 not read (logs, Locust CSVs, configs, derived files, plots, the report). The
 expected summary.json is then written by `pytest tests/unit/test_report_golden.py --update-golden`.
 """
@@ -12,8 +13,9 @@ import shutil
 import sys
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
+
+from bench.results.store import read_arrow
 
 HERE = Path(__file__).parent
 
@@ -30,10 +32,9 @@ def trim(run_dir: Path, name: str) -> Path:
         if folder.is_file():
             shutil.copy(folder, dest / "samples" / folder.name)
             continue
-        parts = sorted(folder.glob("part-*.parquet"))
-        if not parts:
+        table = read_arrow(run_dir, folder.name)
+        if not table.num_rows:
             continue
-        table = pa.concat_tables([pq.read_table(p) for p in parts], promote_options="default")
         (dest / "samples" / folder.name).mkdir()
         pq.write_table(table, dest / "samples" / folder.name / "part-golden-000000.parquet", compression="zstd")
     return dest

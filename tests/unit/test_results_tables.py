@@ -1,0 +1,171 @@
+"""The table registry and the one Parquet reader/writer/compactor (bench/results/)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from bench.analysis.summary import summarise
+from bench.results import store
+from bench.results.store import COMPACTED, ChunkWriter, compact_run, compact_table, read_arrow, read_table, table_files
+from bench.results.tables import TABLES, Column, Table, by_source, get, register
+
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = ROOT / "tests" / "golden" / "runs"
+
+#: How reports/README.md spells an Arrow type in its "type" column.
+README_TYPES = {pa.float64(): "float64", pa.int64(): "int64", pa.int32(): "int32", pa.string(): "string", pa.bool_(): "bool"}
+
+
+def readme_tables() -> dict[str, list[tuple[list[str], str]]]:
+    """Per table documented in reports/README.md: its column rows as (names, type cell)."""
+    out: dict[str, list[tuple[list[str], str]]] = {}
+    current = None
+    for line in (ROOT / "reports" / "README.md").read_text().splitlines():
+        m = re.match(r"^`(\w+)`:", line)
+        if m:
+            current = m.group(1)
+            out[current] = []
+            continue
+        if current is None:
+            continue
+        if line.startswith("| `"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            out[current].append((re.findall(r"`(\w+)`", cells[0]), cells[1]))
+        elif line.startswith("#"):
+            current = None
+    return out
+
+
+def test_every_table_is_documented_column_by_column_in_the_readme() -> None:
+    documented = readme_tables()
+    for table in TABLES.values():
+        assert table.name in documented, f"reports/README.md does not document table {table.name}"
+        rows = documented[table.name]
+        names = {n for names, _ in rows for n in names}
+        assert set(table.names) <= names, f"{table.name}: README lacks {set(table.names) - names}"
+        for names, type_cell in rows:
+            for n in names:
+                if n in table.names and type_cell:
+                    want = README_TYPES[table.column(n).type]
+                    assert type_cell.startswith(want), f"{table.name}.{n}: README says {type_cell!r}, schema {want}"
+
+
+def test_registry_declarations() -> None:
+    assert {t.name for t in by_source("collector")} | {t.name for t in by_source("load")} == set(TABLES)
+    for table in TABLES.values():
+        assert table.schema.names == list(table.names)
+        assert table.names[0] == "t", table.name  # every sample is stamped on the host clock
+        assert all(c.doc for c in table.columns), table.name
+    with pytest.raises(KeyError, match="no sample table named 'nope'"):
+        get("nope")
+    with pytest.raises(ValueError, match="already declared"):
+        register(Table("vrrp", "other", "collector", "x.py", (Column("t", pa.float64(), "t"),)))
+    with pytest.raises(ValueError, match="duplicate"):
+        Table("x", "x", "collector", "x.py", (Column("t", pa.float64(), "t"), Column("t", pa.float64(), "t")))
+    assert register(TABLES["vrrp"]) is TABLES["vrrp"]  # the same declaration twice is fine
+
+
+@pytest.mark.parametrize("name", sorted(TABLES))
+def test_a_table_without_rows_keeps_its_columns_and_types(tmp_path: Path, name: str) -> None:
+    table = read_arrow(tmp_path, name)
+    assert table.schema == TABLES[name].read_schema and table.num_rows == 0
+    df = read_table(tmp_path, name)
+    assert tuple(df.columns) == TABLES[name].names
+
+
+def write_vrrp_chunks(run_dir: Path, n: int, writer: str = "collector") -> list[Path]:
+    w = ChunkWriter(run_dir, "vrrp", writer)
+    return [w.write({"t": [float(i)], "node": ["lb-a"], "holds_vip": [i % 2 == 0]}) for i in range(n)]
+
+
+def test_chunks_of_older_and_newer_writers_read_with_the_declared_columns(tmp_path: Path) -> None:
+    folder = tmp_path / "samples" / "netdev"
+    folder.mkdir(parents=True)
+    # an older writer: no rx_dropped/tx_dropped, counters as int32, and a column we no longer know
+    old = {"t": [1.0], "node": ["lb-a"], "iface": ["eth0"], "network": ["client"], "rx_bytes": pa.array([5], pa.int32()),
+           "tx_bytes": [6], "rx_packets": [1], "tx_packets": [1], "gone": ["x"]}  # fmt: skip
+    pq.write_table(pa.table(old), folder / "part-old-000000.parquet")
+    ChunkWriter(tmp_path, "netdev", "new").write({"t": [2.0], "node": ["lb-a"], "iface": ["eth0"], "network": ["client"],
+        "rx_bytes": [7], "tx_bytes": [8], "rx_packets": [2], "tx_packets": [2], "rx_dropped": [0], "tx_dropped": [1]})  # fmt: skip
+    table = read_arrow(tmp_path, "netdev")
+    assert table.schema == TABLES["netdev"].read_schema
+    assert sorted(table.column("rx_bytes").to_pylist()) == [5, 7]
+    df = read_table(tmp_path, "netdev").sort_values("t")
+    assert df["rx_dropped"].isna().tolist() == [True, False]
+    assert list(read_table(tmp_path, "netdev", ["t", "tx_dropped"]).columns) == ["t", "tx_dropped"]
+    with pytest.raises(KeyError, match="no column"):
+        read_table(tmp_path, "netdev", ["t", "nope"])
+
+
+def test_compaction_keeps_rows_and_order_and_removes_the_chunks(tmp_path: Path) -> None:
+    chunks = write_vrrp_chunks(tmp_path, 5)
+    before = read_table(tmp_path, "vrrp")
+    assert compact_table(tmp_path, "vrrp") == tmp_path / "samples" / "vrrp" / COMPACTED
+    assert sorted(p.name for p in (tmp_path / "samples" / "vrrp").iterdir()) == [COMPACTED]
+    assert read_table(tmp_path, "vrrp").equals(before)
+    held = pq.read_schema(tmp_path / "samples" / "vrrp" / COMPACTED).metadata[store.CHUNKS_KEY].decode().split("\n")
+    assert held == sorted(c.name for c in chunks)
+    # compacting again changes nothing
+    compact_table(tmp_path, "vrrp")
+    assert read_table(tmp_path, "vrrp").equals(before)
+
+
+def test_a_chunk_written_after_compaction_is_read_beside_it_and_merged_next_time(tmp_path: Path) -> None:
+    write_vrrp_chunks(tmp_path, 3)
+    compact_run(tmp_path)
+    late = ChunkWriter(tmp_path, "vrrp", "late").write({"t": [9.0], "node": ["lb-b"], "holds_vip": [True]})
+    assert table_files(tmp_path, "vrrp")[1] == [late]
+    assert read_table(tmp_path, "vrrp")["t"].tolist() == [0.0, 1.0, 2.0, 9.0]
+    compact_run(tmp_path)
+    assert table_files(tmp_path, "vrrp")[1] == []
+    assert read_table(tmp_path, "vrrp")["t"].tolist() == [0.0, 1.0, 2.0, 9.0]
+
+
+def test_a_compaction_killed_at_any_point_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    chunks = write_vrrp_chunks(tmp_path, 4)
+    expected = read_table(tmp_path, "vrrp")["t"].tolist()
+    saved = {c: c.read_bytes() for c in chunks}
+    folder = tmp_path / "samples" / "vrrp"
+    # killed while writing: a half-written temporary file beside the chunks
+    (folder / f"{COMPACTED}.999.tmp").write_bytes(b"PAR1 half")
+    assert read_table(tmp_path, "vrrp")["t"].tolist() == expected
+    compact_table(tmp_path, "vrrp")
+    assert sorted(p.name for p in folder.iterdir()) == [COMPACTED]
+    # killed after the rename, before the chunks were removed: they are held by the compacted file
+    for c, data in saved.items():
+        c.write_bytes(data)
+    assert read_table(tmp_path, "vrrp")["t"].tolist() == expected
+    compact_table(tmp_path, "vrrp")
+    assert sorted(p.name for p in folder.iterdir()) == [COMPACTED]
+    assert read_table(tmp_path, "vrrp")["t"].tolist() == expected
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in GOLDEN.iterdir() if (p / "run.json").exists()))
+def test_an_old_chunked_run_summarises_the_same_before_and_after_compaction(tmp_path: Path, name: str) -> None:
+    run_dir = tmp_path / name
+    shutil.copytree(GOLDEN / name, run_dir)
+    chunked = json.loads(json.dumps(summarise(run_dir)))
+    assert chunked == json.loads((GOLDEN / name / "summary.json").read_text())
+    compacted = compact_run(run_dir)
+    assert compacted and not list((run_dir / "samples").glob("*/part-*.parquet"))
+    assert json.loads(json.dumps(summarise(run_dir))) == chunked
+
+
+def test_the_analysis_reads_every_column_its_code_names() -> None:
+    """A column of a projected table that bench/analysis or bench/report names in quotes must be read."""
+    from bench.analysis.common import READ_COLUMNS
+
+    code = "".join(p.read_text() for folder in ("analysis", "report") for p in (ROOT / "bench" / folder).glob("*.py"))
+    named = set(re.findall(r"""["'](\w+)["']""", code))
+    elsewhere = {"requests": {"worker"}}  # named for another table (held)
+    for name, columns in READ_COLUMNS.items():
+        assert set(columns) <= set(TABLES[name].names), name
+        missing = (named & set(TABLES[name].names)) - set(columns) - elsewhere.get(name, set())
+        assert not missing, f"bench/analysis/common.py READ_COLUMNS[{name!r}] lacks {sorted(missing)}"
