@@ -121,7 +121,7 @@ def grouped_percentiles(groups: np.ndarray, buckets: np.ndarray, counts: np.ndar
     and an array ``[len(groups), len(qs)]`` of latencies (ms).
 
     >>> g, p = grouped_percentiles(np.array([1, 1, 2]), buckets_of(np.array([1.0, 3.0, 2.0])), np.array([1, 1, 4]), [50, 100])
-    >>> g.tolist(), [[round(v, 2) for v in row] for row in p]
+    >>> g.tolist(), p.round(2).tolist()
     ([1, 2], [[1.0, 3.0], [2.0, 2.0]])
     """
     groups = np.asarray(groups, dtype=np.int64)
