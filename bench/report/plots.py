@@ -65,6 +65,48 @@ def make_context(data: RunData, series: Series, summary: dict[str, Any]) -> Cont
     return Context(data, series, summary, float(t0), data.window, (-1.0, float(end) - float(t0) + 1.5))
 
 
+#: Points one line keeps: two per pixel of the figure's width. A longer series (a long run's
+#: 100 ms or per-second values) is drawn as the minimum and maximum of each run of points, so
+#: every spike and dip stays visible and the drawing costs the same at any run length.
+MAX_POINTS = 2 * int(WIDTH * DPI)
+#: A line with more points than this is drawn without markers (they would merge into a band).
+MARKER_POINTS = 300
+
+
+def envelope(x: np.ndarray, y: np.ndarray, buckets: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` thinned to the minimum and maximum ``y`` of ``buckets`` runs of consecutive points, in order.
+
+    A run with no value (all NaN) keeps one NaN, so a gap in the data stays a gap in the line.
+    """
+    n = x.size
+    k = -(-n // buckets)
+    rows = -(-n // k)
+    pad = rows * k - n
+    yy = np.concatenate([y, np.full(pad, np.nan)]).reshape(rows, k)
+    empty = np.isnan(yy).all(axis=1)
+    lo = np.argmin(np.where(np.isnan(yy), np.inf, yy), axis=1)
+    hi = np.argmax(np.where(np.isnan(yy), -np.inf, yy), axis=1)
+    base = np.arange(rows) * k
+    idx = np.sort(np.unique(np.concatenate([base + lo, base + hi])))
+    idx = idx[idx < n]
+    gaps = base[empty]
+    keep = np.union1d(idx, gaps[gaps < n])
+    xs, ys = x[keep], y[keep].copy()
+    ys[np.isin(keep, gaps)] = np.nan
+    return xs, ys
+
+
+def _line(ax: Axes, x: Any, y: Any, *args: Any, **kw: Any) -> Any:
+    """``ax.plot`` of one series, thinned to :data:`MAX_POINTS` (see :func:`envelope`), markers only on short ones."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.size > MARKER_POINTS:
+        kw.pop("marker", None)
+        kw.pop("ms", None)
+    if x.size > MAX_POINTS:
+        x, y = envelope(x, y, MAX_POINTS // 2)
+    return ax.plot(x, y, *args, **kw)
+
+
 def _sec(ctx: Context, t: pd.Series) -> Any:
     """x of a per-second value: the middle of its second."""
     return ctx.rel(t) + 0.5
@@ -120,11 +162,11 @@ def plot_requests(ctx: Context) -> Figure | None:
     fig, (ax_rate, ax_err, ax_lat) = _figure(3, 2.4)
     x = ctx.rel(tl["t"]) + 0.05
     scale = 1.0 / 0.1
-    ax_rate.plot(x, tl["ok"] * scale, lw=0.6, color="#1f77b4", alpha=0.45, label="successes/s (100 ms bins)")
+    _line(ax_rate, x, tl["ok"] * scale, lw=0.6, color="#1f77b4", alpha=0.45, label="successes/s (100 ms bins)")
     if not ps.empty and ps["ok"].notna().any():
-        ax_rate.plot(_sec(ctx, ps["t"]), ps["ok"], lw=1.6, color="#1f77b4", marker=".", ms=4, label="successes/s (per second)")
+        _line(ax_rate, _sec(ctx, ps["t"]), ps["ok"], lw=1.6, color="#1f77b4", marker=".", ms=4, label="successes/s (per second)")
     if ps["req_rate"].notna().any():
-        ax_rate.plot(_sec(ctx, ps["t"]), ps["req_rate"], lw=1.2, color="#ff7f0e", ls="--", marker="x", ms=4, label="HAProxy req_rate (client frontends)")
+        _line(ax_rate, _sec(ctx, ps["t"]), ps["req_rate"], lw=1.2, color="#ff7f0e", ls="--", marker="x", ms=4, label="HAProxy req_rate (client frontends)")
     pacing = ctx.data.table("pacing")
     if not pacing.empty:
         # the load model's schedule: what the target asked for, per second (all processes)
@@ -137,9 +179,9 @@ def plot_requests(ctx: Context) -> Figure | None:
     _legend(ax_rate)
     _decorate(ax_rate, ctx, labels=True)
 
-    ax_err.plot(x, tl["errors"] * scale, lw=0.8, color="#d62728", alpha=0.6, label="errors/s (100 ms bins)")
+    _line(ax_err, x, tl["errors"] * scale, lw=0.8, color="#d62728", alpha=0.6, label="errors/s (100 ms bins)")
     if not ps.empty and ps["errors"].notna().any():
-        ax_err.plot(_sec(ctx, ps["t"]), ps["errors"], lw=1.6, color="#d62728", marker=".", ms=4, label="errors/s (per second)")
+        _line(ax_err, _sec(ctx, ps["t"]), ps["errors"], lw=1.6, color="#d62728", marker=".", ms=4, label="errors/s (per second)")
     total, errors = int(tl["requests"].sum()), int(tl["errors"].sum())
     by_kind = ", ".join(f"{k} {v}" for k, v in ctx.summary["errors"]["by_kind"].items())
     ax_err.set_title(f"errors: {errors} of {total} requests ({100.0 * errors / max(total, 1):.2f}%){': ' + by_kind if by_kind else ''}", fontsize=9, loc="left")
@@ -153,10 +195,10 @@ def plot_requests(ctx: Context) -> Figure | None:
     if not ps.empty:
         for col, colour in colours.items():
             if ps[col].notna().any():
-                ax_lat.plot(_sec(ctx, ps["t"]), ps[col], lw=1.4, color=colour, label=col.replace("_ms", "") + " (per second)", marker=".", ms=3)
+                _line(ax_lat, _sec(ctx, ps["t"]), ps[col], lw=1.4, color=colour, label=col.replace("_ms", "") + " (per second)", marker=".", ms=3)
                 plotted = True
     if tl["p99_ms"].notna().any():
-        ax_lat.plot(x, tl["p99_ms"], lw=0.5, color="#ff7f0e", alpha=0.35, label="p99 (100 ms bins)")
+        _line(ax_lat, x, tl["p99_ms"], lw=0.5, color="#ff7f0e", alpha=0.35, label="p99 (100 ms bins)")
         plotted = True
     if plotted:
         ax_lat.set_yscale("log")
@@ -234,7 +276,7 @@ def plot_cpu_totals(ctx: Context) -> Figure | None:
     fig, axes = _figure(len(roles), 1.8)
     for ax, role in zip(axes, roles, strict=True):
         for container, g in tot[tot["role"] == role].groupby("container"):
-            ax.plot(ctx.rel(g["t"]), g["pct"], lw=1.2, label=str(container))
+            _line(ax, ctx.rel(g["t"]), g["pct"], lw=1.2, label=str(container))
         if role in caps:
             ax.axhline(100.0 * caps[role], color="#d62728", lw=1.0, ls=":", label=f"limit: {caps[role]:g} core(s)")
         ax.set_ylabel(f"{role}\n% of a core", fontsize=8)
@@ -259,9 +301,9 @@ def plot_ports(ctx: Context) -> Figure | None:
         groups = list(d.groupby(["src", "dst", "dport"]))
         colours = plt.get_cmap("tab20" if len(groups) > 10 else "tab10")
         for i, ((src, dst, dport), g) in enumerate(groups):
-            line = ax.plot(ctx.rel(g["t"]), g["in_use"], lw=1.4, color=colours(i % colours.N), label=f"{src} -> {dst}:{dport}")[0]
+            line = _line(ax, ctx.rel(g["t"]), g["in_use"], lw=1.4, color=colours(i % colours.N), label=f"{src} -> {dst}:{dport}")[0]
             if g["time_wait"].max() > 0:
-                ax.plot(ctx.rel(g["t"]), g["time_wait"], lw=0.8, ls="--", color=line.get_color(), label=f"{src} -> {dst}:{dport} TIME_WAIT")
+                _line(ax, ctx.rel(g["t"]), g["time_wait"], lw=0.8, ls="--", color=line.get_color(), label=f"{src} -> {dst}:{dport} TIME_WAIT")
         ax.axhline(limit, color="black", lw=1.6, ls="--", label=f"limit {limit:.0f} (ip_local_port_range)")
         if first is not None:
             ax.axvline(ctx.rel(float(first)), color="black", lw=1.2, ls=":", label="first exhaustion")
@@ -291,16 +333,16 @@ def plot_connections(ctx: Context) -> Figure | None:
     x = _sec(ctx, ps["t"])
     for col, (label, colour) in hops.items():
         if ps[col].notna().any():
-            ax.plot(x, ps[col], lw=1.5, color=colour, label=f"{label} (scur)", marker=".", ms=3)
+            _line(ax, x, ps[col], lw=1.5, color=colour, label=f"{label} (scur)", marker=".", ms=3)
         if ps[f"{col}_sockets"].notna().any():
-            ax.plot(x, ps[f"{col}_sockets"], lw=1.2, ls="--", color=colour, label=f"{label} (sockets)")
+            _line(ax, x, ps[f"{col}_sockets"], lw=1.2, ls="--", color=colour, label=f"{label} (sockets)")
     ax.set_ylabel("established")
     ax.set_ylim(bottom=0)
     _legend(ax)
     _decorate(ax, ctx, labels=True)
     for col, (label, ls, marker) in rates.items():
         if ps[col].notna().any():
-            ax_rate.plot(x, ps[col], lw=1.2, ls=ls, marker=marker, ms=4, label=label)
+            _line(ax_rate, x, ps[col], lw=1.2, ls=ls, marker=marker, ms=4, label=label)
     ax_rate.set_ylabel("per second")
     ax_rate.set_ylim(bottom=0)
     ax_rate.set_xlabel("seconds since load start")
@@ -319,8 +361,8 @@ def plot_traffic(ctx: Context) -> Figure | None:
     fig, axes = _figure(2, 2.2)
     x = _sec(ctx, ps["t"])
     for ax, network in zip(axes, ("client", "server"), strict=True):
-        ax.plot(x, ps[f"{network}_in_mbps"], lw=1.4, label="in (received by the LB)")
-        ax.plot(x, ps[f"{network}_out_mbps"], lw=1.4, label="out (sent by the LB)")
+        _line(ax, x, ps[f"{network}_in_mbps"], lw=1.4, label="in (received by the LB)")
+        _line(ax, x, ps[f"{network}_out_mbps"], lw=1.4, label="out (sent by the LB)")
         ax.set_ylabel(f"{network} network\nMbit/s", fontsize=8)
         ax.set_ylim(bottom=0)
         _legend(ax)

@@ -118,3 +118,18 @@ def test_cli_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.strip() == str(run_dir / "report.html")
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert "no run.json" in capsys.readouterr().err
+
+
+def test_long_lines_keep_every_spike_and_gap() -> None:
+    from bench.report.plots import envelope
+
+    x = np.arange(100_000, dtype=float)
+    y = np.zeros_like(x)
+    y[12_345] = 50.0  # one spike
+    y[70_000] = -5.0  # one dip
+    y[40_000:41_000] = np.nan  # a gap in the data
+    xs, ys = envelope(x, y, 500)
+    assert xs.size <= 1000 + 10 and np.all(np.diff(xs) > 0)
+    assert 12_345.0 in xs and ys[xs == 12_345.0][0] == 50.0
+    assert np.nanmin(ys) == -5.0 and np.isnan(ys).any()
+    assert not np.isnan(ys[(xs < 39_000) | (xs > 42_000)]).any()
