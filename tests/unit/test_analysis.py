@@ -125,6 +125,20 @@ def test_timeline_bins_and_gaps() -> None:
     assert list(requests.timeline(req.iloc[0:0]).columns) == requests.TIMELINE_COLUMNS
 
 
+def test_group_quantiles_are_pandas_quantiles_exactly() -> None:
+    rng = np.random.default_rng(3)
+    g = rng.integers(0, 500, 20_000)
+    v = np.round(rng.lognormal(2, 1, g.size), 3)  # exact ties
+    v[::97] = -v[::97]
+    v[::89] *= 1 + 1e-12  # equal as float32, not as float64
+    order = requests.sort_by_group_and_value(g, v)
+    assert np.array_equal(v[order], v[np.lexsort((v, g))]) and np.array_equal(g[order], np.sort(g))
+    groups, q, top = requests.group_quantiles(g, v, [0.5, 0.9, 0.99])
+    expected = pd.DataFrame({"g": g, "v": v}).groupby("g")["v"].quantile([0.5, 0.9, 0.99]).unstack()
+    assert np.array_equal(groups, expected.index.to_numpy()) and np.array_equal(q, expected.to_numpy())
+    assert np.array_equal(top, pd.Series(v).groupby(g).max().to_numpy())
+
+
 def test_per_second_requests() -> None:
     req = reqs([(0.2, 1.0, ""), (0.4, 2.0, "timeout"), (2.5, 3.0, "")])
     ps = requests.per_second_requests(req, hist_of(req))
