@@ -40,6 +40,7 @@ import pyarrow.dataset as ds
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
+from .document import ResultsError
 from .layout import RunDir
 from .tables import TABLES, Table, get
 
@@ -52,6 +53,26 @@ COMPACTED = "compacted.parquet"
 CHUNKS_KEY = b"lbbench.chunks"
 #: Rows per row group of a compacted file.
 ROW_GROUP = 1 << 20
+
+
+class StoreError(ResultsError):
+    """A sample file cannot be read (damaged, or not a sample file at all); the message names it."""
+
+    def __init__(self, problem: str):
+        super().__init__(problem, "move the damaged file out of the run directory and run `bench report` again")
+
+
+@contextlib.contextmanager
+def _readable(what: Path) -> Iterator[None]:
+    """Turn Arrow's and the OS's errors while reading ``what`` into one :class:`StoreError` naming it."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        if isinstance(exc, StoreError):
+            raise
+        raise StoreError(f"{what}: cannot read this sample file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from exc
 
 
 def table_dir(run_dir: Path, name: str) -> Path:
@@ -99,7 +120,8 @@ class ChunkWriter:
 
 
 def _compacted_chunks(path: Path) -> set[str]:
-    meta = pq.read_schema(path).metadata or {}
+    with _readable(path):
+        meta = pq.read_schema(path).metadata or {}
     return set(meta.get(CHUNKS_KEY, b"").decode().split("\n")) - {""}
 
 
@@ -132,10 +154,11 @@ def _schema_of(name: str, files: Sequence[Path], read: bool = False) -> pa.Schem
 
 
 def _file_schema(path: Path) -> pa.Schema:
-    if path.suffix == CHUNK_SUFFIX:
-        with pa.OSFile(str(path)) as f:
-            return ipc.open_file(f).schema
-    return pq.read_schema(path).remove_metadata()
+    with _readable(path):
+        if path.suffix == CHUNK_SUFFIX:
+            with pa.OSFile(str(path)) as f:
+                return ipc.open_file(f).schema
+        return pq.read_schema(path).remove_metadata()
 
 
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -155,12 +178,13 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
 
 def read_chunk(path: Path, columns: Sequence[str] | None = None) -> pa.Table:
     """One chunk file (Arrow IPC, or Parquet from an older run) with ``columns`` of those it has."""
-    if path.suffix == CHUNK_SUFFIX:
-        with pa.OSFile(str(path)) as f:
-            table = ipc.open_file(f).read_all()
-        return table if columns is None else table.select([c for c in columns if c in table.column_names])
-    present = pq.read_schema(path).names
-    return pq.read_table(path, columns=None if columns is None else [c for c in columns if c in present])
+    with _readable(path):
+        if path.suffix == CHUNK_SUFFIX:
+            with pa.OSFile(str(path)) as f:
+                table = ipc.open_file(f).read_all()
+            return table if columns is None else table.select([c for c in columns if c in table.column_names])
+        present = pq.read_schema(path).names
+        return pq.read_table(path, columns=None if columns is None else [c for c in columns if c in present])
 
 
 def _batches(files: Sequence[Path], schema: pa.Schema) -> Iterator[pa.Table]:
@@ -174,10 +198,15 @@ def _batches(files: Sequence[Path], schema: pa.Schema) -> Iterator[pa.Table]:
             continue
         if run:
             # the declared schema lets one scan read files that lack columns (nulls) or have extra ones
-            yield ds.dataset([str(p) for p in run], schema=schema, format=parquet).to_table(columns=schema.names)
+            with _readable(run[0].parent if len(run) > 1 else run[0]):
+                part = ds.dataset([str(p) for p in run], schema=schema, format=parquet).to_table(columns=schema.names)
+            yield part
             run = []
         if f is not None:
-            yield _conform(read_chunk(f, schema.names), schema)
+            chunk = read_chunk(f, schema.names)
+            with _readable(f):
+                chunk = _conform(chunk, schema)
+            yield chunk
 
 
 def read_arrow(run_dir: Path, name: str, columns: Iterable[str] | None = None) -> pa.Table:

@@ -118,6 +118,12 @@ def test_cli_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.strip() == str(run_dir / "report.html")
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert "no run.json" in capsys.readouterr().err
+    damaged = run_dir / "samples" / "requests" / "part-9-000000.arrow"
+    damaged.parent.mkdir(parents=True, exist_ok=True)
+    damaged.write_bytes(b"not an Arrow file")
+    assert main(["report", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert f"{damaged}: cannot read this sample file" in err and "Traceback" not in err and len(err.strip().splitlines()) <= 2
 
 
 def test_long_lines_keep_every_spike_and_gap() -> None:

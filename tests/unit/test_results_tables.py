@@ -13,7 +13,7 @@ import pytest
 
 from bench.analysis.summary import summarise
 from bench.results import store
-from bench.results.store import COMPACTED, ChunkWriter, compact_run, compact_table, read_arrow, read_table, table_files
+from bench.results.store import COMPACTED, ChunkWriter, StoreError, compact_run, compact_table, read_arrow, read_table, table_files
 from bench.results.tables import TABLES, Column, Table, by_source, get, register
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -169,3 +169,13 @@ def test_the_analysis_reads_every_column_its_code_names() -> None:
         assert set(columns) <= set(TABLES[name].names), name
         missing = (named & set(TABLES[name].names)) - set(columns) - elsewhere.get(name, set())
         assert not missing, f"bench/analysis/common.py READ_COLUMNS[{name!r}] lacks {sorted(missing)}"
+
+
+@pytest.mark.parametrize("name", ["part-x-000001.arrow", "part-x-000001.parquet", COMPACTED])
+def test_a_damaged_sample_file_is_named_in_one_line(tmp_path: Path, name: str) -> None:
+    write_vrrp_chunks(tmp_path, 1)
+    (tmp_path / "samples" / "vrrp" / name).write_bytes(b"PAR1 not really")
+    with pytest.raises(StoreError, match=f"{name}: cannot read this sample file"):
+        read_table(tmp_path, "vrrp")
+    with pytest.raises(StoreError, match=name):
+        compact_run(tmp_path)
