@@ -240,7 +240,7 @@ def sum_across(df: pd.DataFrame, keys: list[str], value: str, fill_limit: int = 
     if df.empty:
         return pd.Series(dtype=float, name=value)
     ps = per_second(df, keys, value)
-    wide = ps.pivot_table(index="t", columns=keys, values=value, aggfunc="last") if keys else ps.set_index("t")[[value]]
+    wide = ps.set_index([*keys, "t"])[value].unstack(keys) if keys else ps.set_index("t")[[value]]
     if wide.empty:
         return pd.Series(dtype=float, name=value)
     grid = np.arange(wide.index.min(), wide.index.max() + 1.0, 1.0)

@@ -10,13 +10,15 @@ import pandas as pd
 
 def vip_holders(vrrp: pd.DataFrame) -> pd.DataFrame:
     """Per whole second: ``t`` and ``holder`` (the node(s) holding the VIP joined by "+", "" for none)."""
-    d = vrrp.assign(t=np.floor(vrrp["t"].astype(float)))
-    last = d.sort_values("t", kind="stable").groupby(["t", "node"]).tail(1)
-    held = last[last["holds_vip"].fillna(False).to_numpy(dtype=bool)]
-    holders = held.groupby("t")["node"].agg(lambda s: "+".join(sorted(s)))
-    out = pd.Series("", index=sorted(d["t"].unique()), dtype=object)
-    out.loc[holders.index] = holders
-    return pd.DataFrame({"t": out.index.astype(float), "holder": out.to_numpy()})
+    d = vrrp.assign(t=np.floor(vrrp["t"].astype(float)), node=vrrp["node"].astype(str))
+    # the last sample of each node in each second: does it hold the VIP?
+    held = d.groupby(["t", "node"], sort=True)["holds_vip"].last().fillna(False).astype(bool).unstack("node", fill_value=False)
+    seconds = held.index.to_numpy(dtype=float)
+    holder = np.full(seconds.size, "", dtype=object)
+    for node in sorted(held.columns):  # a few nodes: "lb-a", "lb-a+lb-b", ...
+        mine = held[node].to_numpy(dtype=bool)
+        holder[mine] = np.where(holder[mine] == "", node, holder[mine] + "+" + node)
+    return pd.DataFrame({"t": seconds, "holder": holder})
 
 
 def vrrp_summary(vrrp: pd.DataFrame, events: pd.DataFrame) -> dict[str, Any]:
