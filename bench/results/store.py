@@ -247,8 +247,12 @@ def to_pandas(table: pa.Table) -> pd.DataFrame:
 
     Dictionaries become categoricals whose categories are in lexical order (so sorting
     and grouping order rows as the strings would), nullable bools pandas' booleans.
+    ``table`` is consumed: its buffers are released column by column as they are
+    converted (and columns without nulls are not copied), so a long table is not
+    held twice.
     """
-    df = table.to_pandas(types_mapper=_PANDAS_TYPES.get)
+    df = table.to_pandas(types_mapper=_PANDAS_TYPES.get, split_blocks=True, self_destruct=True)
+    del table
     for name, dtype in df.dtypes.items():
         if isinstance(dtype, pd.CategoricalDtype):
             df[name] = df[name].cat.reorder_categories(sorted(dtype.categories))
