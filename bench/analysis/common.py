@@ -223,11 +223,11 @@ def counter_rates(df: pd.DataFrame, keys: list[str], value: str, scale: float = 
     return out[ok.fillna(False).to_numpy(dtype=bool)].reset_index(drop=True)[cols]
 
 
-def per_second(df: pd.DataFrame, keys: list[str], value: str, how: str = "last") -> pd.DataFrame:
-    """One value per whole second and group: ``t`` becomes ``floor(t)`` (float seconds)."""
-    d = df[[*keys, "t", value]].copy()
-    d["t"] = np.floor(d["t"].astype(float))
-    return d.groupby([*keys, "t"], sort=True, dropna=False)[value].agg(how).reset_index()
+def group_codes(df: pd.DataFrame, keys: list[str]) -> np.ndarray:
+    """One integer per row naming its group of ``keys`` (0, 1, ... in sorted key order); all 0 without keys."""
+    if not keys:
+        return np.zeros(len(df), dtype=np.int64)
+    return df.groupby(keys, sort=True, dropna=False, observed=True).ngroup().to_numpy(dtype=np.int64)
 
 
 def sum_across(df: pd.DataFrame, keys: list[str], value: str, fill_limit: int = 1) -> pd.Series:
@@ -235,17 +235,36 @@ def sum_across(df: pd.DataFrame, keys: list[str], value: str, fill_limit: int = 
 
     Samplers of different processes tick at slightly different moments; a group that
     skipped one second keeps its last value instead of dropping out of the sum.
-    Returns a Series indexed by second (float), named ``value``.
+    A group's value in a second is its last sample there (samples without a value
+    left out); seconds and groups without any value do not count. Returns a Series
+    indexed by second (float, every second from the first to the last with a value),
+    named ``value``.
     """
-    if df.empty:
+    v = df[value].to_numpy(dtype=float)
+    has = ~np.isnan(v)
+    if not has.any():
         return pd.Series(dtype=float, name=value)
-    ps = per_second(df, keys, value)
-    wide = ps.set_index([*keys, "t"])[value].unstack(keys) if keys else ps.set_index("t")[[value]]
-    if wide.empty:
-        return pd.Series(dtype=float, name=value)
-    grid = np.arange(wide.index.min(), wide.index.max() + 1.0, 1.0)
-    wide = wide.reindex(grid).ffill(limit=fill_limit)
-    out = wide.sum(axis=1, min_count=1)
-    out.index.name = "t"
-    out.name = value
+    sec = np.floor(df["t"].to_numpy(dtype=float))[has]
+    codes = group_codes(df, keys)[has]
+    v = v[has]
+    first = sec.min()
+    rel = (sec - first).astype(np.int64)
+    n_sec = int(rel.max()) + 1
+    used, col = np.unique(codes, return_inverse=True)
+    # the last sample of each (group, second): the first one met walking the rows backwards
+    cell = col * n_sec + rel
+    _, last = np.unique(cell[::-1], return_index=True)
+    last = cell.size - 1 - last
+    wide = np.full((n_sec, used.size), np.nan)
+    wide[rel[last], col[last]] = v[last]
+    if fill_limit > 0:
+        # forward-fill at most fill_limit consecutive missing seconds per group
+        rows = np.arange(n_sec)[:, None]
+        seen = np.where(~np.isnan(wide), rows, -1)
+        last_seen = np.maximum.accumulate(seen, axis=0)
+        fill = np.isnan(wide) & (last_seen >= 0) & (rows - last_seen <= fill_limit)
+        wide[fill] = wide[last_seen[fill], np.nonzero(fill)[1]]
+    any_value = ~np.isnan(wide).all(axis=1)
+    total = np.where(any_value, np.nansum(wide, axis=1), np.nan)
+    out = pd.Series(total, index=pd.Index(first + np.arange(n_sec, dtype=float), name="t"), name=value)
     return out

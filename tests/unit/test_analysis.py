@@ -57,6 +57,22 @@ def test_sum_across_holds_a_missed_second() -> None:
     assert s.to_dict() == {0.0: 6.0, 1.0: 6.0, 2.0: 8.0}
 
 
+def test_sum_across_is_the_per_second_pivot() -> None:
+    """The numpy sum_across against its definition in pandas: last value per group and second, ffill, sum."""
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"k": rng.choice(["a", "b", "c"], 3000), "t": np.sort(rng.uniform(0, 500, 3000)), "v": rng.random(3000)})
+    df.loc[rng.random(3000) < 0.5, "v"] = np.nan
+    for limit in (1, 2):
+        d = df.assign(t=np.floor(df["t"]))
+        ps = d.groupby(["k", "t"])["v"].agg("last").reset_index()
+        wide = ps.pivot_table(index="t", columns="k", values="v", aggfunc="last")
+        wide = wide.reindex(np.arange(wide.index.min(), wide.index.max() + 1.0)).ffill(limit=limit)
+        expected = wide.sum(axis=1, min_count=1)
+        got = common.sum_across(df, ["k"], "v", fill_limit=limit)
+        assert np.array_equal(got.index.to_numpy(), expected.index.to_numpy())
+        assert np.allclose(got.to_numpy(), expected.to_numpy(), equal_nan=True, rtol=0, atol=1e-12)
+
+
 def test_steady_window_drops_ramp_and_tail() -> None:
     run = {"load_window": {"start": 100.0, "end": 120.0}, "scenario": {"ramp_up": 2.0}}
     assert common.steady_window(run, empty_frame("requests")) == (102.0, 119.0)
