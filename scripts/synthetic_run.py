@@ -59,10 +59,10 @@ def count(text: str) -> int:
 
 
 def base_tables(base: Path) -> dict[str, pa.Table]:
-    """Every sample table of the base run that has rows."""
+    """Every sample table of the base run that has rows, in the types its writers write (strings as strings)."""
     names = sorted(p.name for p in (base / "samples").iterdir() if p.is_dir())
     tables = {name: read_arrow(base, name) for name in names}
-    return {name: t for name, t in tables.items() if t.num_rows}
+    return {name: t.cast(TABLES[name].schema) if name in TABLES else t for name, t in tables.items() if t.num_rows}
 
 
 def span_of(tables: dict[str, pa.Table], run: dict) -> tuple[float, float]:
