@@ -160,7 +160,7 @@ def sockets_summary(hops: pd.DataFrame, window: tuple[float, float], split: bool
     """
     d = hops[(hops["t"] >= np.floor(window[0])) & (hops["t"] <= window[1])]
     keys = {"client_sockets": "client_max", "frontend_backend_sockets": "backend_max", "backend_server_sockets": "server_max"}
-    out = {v: num(d[k].max(), 0) for k, v in keys.items()}
+    out = {v: (int(m) if (m := num(d[k].max(), 0)) is not None else None) for k, v in keys.items()}
     if not split:
         out["backend_max"] = None
     return out
