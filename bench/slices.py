@@ -28,8 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .analysis.cost import cost_intervals
-from .collect.store import read_table
-from .load import capture
+from .results.store import read_table
 
 #: Figures of a slice, in table order: (column, better, description).
 FIGURES: tuple[tuple[str, str, str], ...] = (
@@ -80,7 +79,7 @@ def side_slices(run_dir: Path, edges: Sequence[float]) -> pd.DataFrame:
 
 def _latency(run_dir: Path, edges: np.ndarray) -> pd.DataFrame:
     cols = ["t", "latency_ms", "error", "intended_t", "latency_corrected_ms"]
-    req = read_table(run_dir, capture.TABLE, capture.SCHEMA)
+    req = read_table(run_dir, "requests", cols)
     n = edges.size - 1
     out = pd.DataFrame(
         {"latency_ms.p50": np.full(n, np.nan), "latency_ms.p99": np.full(n, np.nan), "errors.total": np.zeros(n), "requests.total": np.zeros(n), "errors.pct": np.full(n, np.nan)}

@@ -30,7 +30,7 @@ READ_COLUMNS: dict[str, tuple[str, ...]] = {
     "requests": ("t", "latency_ms", "bytes", "status", "error", "name", "conn_new", "intended_t", "latency_corrected_ms"),
     "haproxy_stat": (
         "t", "node", "service", "kind", "pxname", "svname", "type", "status",
-        "scur", "bin", "econ", "eresp", "wretr", "wredis", "rate", "req_rate", "req_tot", "hrsp_5xx",
+        "scur", "bin", "bout", "econ", "eresp", "wretr", "wredis", "rate", "req_rate", "req_tot", "hrsp_5xx",
         "qcur", "conn_rate", "conn_tot", "cli_abrt", "srv_abrt", "ssl_sess", "ssl_reused_sess",
     ),
 }  # fmt: skip
