@@ -479,9 +479,8 @@ def _probe_step(folder: Path, target: float, window: tuple[float, float]) -> Any
     """One probe step of one side, from its Locust's pacing and request samples."""
     import numpy as np
 
-    from .collect.store import read_table
-    from .load import capture
     from .load.findmax import StepResult
+    from .results.store import read_table
 
     a, b = window
     r = StepResult(target=target, seconds=b - a)
@@ -491,8 +490,8 @@ def _probe_step(folder: Path, target: float, window: tuple[float, float]) -> Any
         r.seconds = float(rows["t"].nunique()) or r.seconds
         for col in ("due", "sent", "late", "dropped", "waited"):
             setattr(r, col, int(rows[col].sum()))
-    req = read_table(folder, capture.TABLE, capture.SCHEMA)
-    if not req.empty and "intended_t" in req:
+    req = read_table(folder, "requests", ["t", "latency_ms", "error", "intended_t", "latency_corrected_ms"])
+    if not req.empty:
         inside = req[(req["intended_t"] >= math.floor(a)) & (req["intended_t"] < b)]
         ok = inside[inside["error"] == ""]
         r.done = int(len(inside))

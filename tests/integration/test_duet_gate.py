@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.collect.store import read_table
+from bench.results.store import read_table
 
 from .conftest import project_leftovers
 
