@@ -34,6 +34,11 @@ READ_COLUMNS: dict[str, tuple[str, ...]] = {
         "qcur", "conn_rate", "conn_tot", "cli_abrt", "srv_abrt", "ssl_sess", "ssl_reused_sess",
     ),
 }  # fmt: skip
+#: Rows the analysis reads of the long-format tables: ``show info`` fields it uses (a unit
+#: test checks that every field the code asks :func:`bench.analysis.haproxy.info_metric` for is here).
+READ_ROWS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "haproxy_info": ("metric", ("ConnRate", "SslRate", "SslFrontendKeyRate", "CumConns", "CumReq", "CurrConns", "CurrSslConns", "Idle_pct")),
+}
 
 
 #: What compare.py catches when a run directory cannot be summarised.
@@ -69,7 +74,7 @@ class RunData:
     def table(self, name: str) -> pd.DataFrame:
         """Sample table ``name`` (:data:`READ_COLUMNS` of it): its declared columns, also when it has no rows."""
         if name not in self.tables:
-            self.tables[name] = read_table(self.run_dir, name, READ_COLUMNS.get(name))
+            self.tables[name] = read_table(self.run_dir, name, READ_COLUMNS.get(name), READ_ROWS.get(name))
         return self.tables[name]
 
     @property

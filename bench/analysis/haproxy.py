@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .common import in_window, num, restart_proof, sum_across
+from .common import READ_ROWS, in_window, num, restart_proof, sum_across
 
 #: Frontends that do not carry client traffic (keepalived's `monitor-uri` check, a stats page).
 INTERNAL_FRONTENDS = frozenset({"monitor", "stats"})
@@ -51,6 +51,8 @@ def server_rows(stat: pd.DataFrame) -> pd.DataFrame:
 
 def info_metric(info: pd.DataFrame, metric: str, kinds: tuple[str, ...] = CLIENT_KINDS) -> pd.DataFrame:
     """Rows ``t, node, service, value`` of one ``show info`` metric for processes of ``kinds``."""
+    if metric not in READ_ROWS["haproxy_info"][1]:
+        raise ValueError(f"show info field {metric} is not read from the run: add it to bench.analysis.common.READ_ROWS")
     d = info[(info["metric"] == metric) & info["kind"].isin(kinds)]
     return d[["t", "node", "service", "value"]]
 

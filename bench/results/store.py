@@ -31,11 +31,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
@@ -187,8 +188,9 @@ def read_chunk(path: Path, columns: Sequence[str] | None = None) -> pa.Table:
         return pq.read_table(path, columns=None if columns is None else [c for c in columns if c in present])
 
 
-def _batches(files: Sequence[Path], schema: pa.Schema) -> Iterator[pa.Table]:
-    """Every file's rows in ``schema``, file by file (Parquet files in one multi-threaded scan)."""
+def _batches(files: Sequence[Path], schema: pa.Schema, where: Where | None = None) -> Iterator[pa.Table]:
+    """Every file's rows in ``schema`` (those ``where`` keeps), file by file (Parquet files in one multi-threaded scan)."""
+    keep = None if where is None else pc.field(where[0]).isin(pa.array(sorted(where[1]), pa.string()))
     # dictionary columns come straight from Parquet's dictionary pages, never as one string per row
     parquet = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=[f.name for f in schema if pa.types.is_dictionary(f.type)]))
     run: list[Path] = []
@@ -199,31 +201,38 @@ def _batches(files: Sequence[Path], schema: pa.Schema) -> Iterator[pa.Table]:
         if run:
             # the declared schema lets one scan read files that lack columns (nulls) or have extra ones
             with _readable(run[0].parent if len(run) > 1 else run[0]):
-                part = ds.dataset([str(p) for p in run], schema=schema, format=parquet).to_table(columns=schema.names)
+                part = ds.dataset([str(p) for p in run], schema=schema, format=parquet).to_table(columns=schema.names, filter=keep)
             yield part
             run = []
         if f is not None:
             chunk = read_chunk(f, schema.names)
             with _readable(f):
                 chunk = _conform(chunk, schema)
+                if keep is not None:
+                    chunk = chunk.filter(keep)
             yield chunk
 
 
-def read_arrow(run_dir: Path, name: str, columns: Iterable[str] | None = None) -> pa.Table:
+#: Rows to keep: (column, the values it may have).
+Where = tuple[str, Collection[str]]
+
+
+def read_arrow(run_dir: Path, name: str, columns: Iterable[str] | None = None, where: Where | None = None) -> pa.Table:
     """Table ``name`` of a run directory as Arrow, with ``columns`` (default: all) of its declaration.
 
     Reads the compacted file and every chunk it does not hold; a table without
-    files is an empty table with the declared columns.
+    files is an empty table with the declared columns. ``where`` keeps only the rows
+    whose column has one of the values given (filtered while reading).
     """
     columns = None if columns is None else list(columns)
     try:
-        return _read_arrow(run_dir, name, columns)
+        return _read_arrow(run_dir, name, columns, where)
     except FileNotFoundError:
         # another process compacted the table while we listed it: its files are in place now
-        return _read_arrow(run_dir, name, columns)
+        return _read_arrow(run_dir, name, columns, where)
 
 
-def _read_arrow(run_dir: Path, name: str, columns: list[str] | None) -> pa.Table:
+def _read_arrow(run_dir: Path, name: str, columns: list[str] | None, where: Where | None = None) -> pa.Table:
     compacted, chunks = table_files(run_dir, name)
     files = ([compacted] if compacted else []) + chunks
     schema = _schema_of(name, files, read=True)
@@ -232,10 +241,14 @@ def _read_arrow(run_dir: Path, name: str, columns: list[str] | None) -> pa.Table
         if unknown and name in TABLES:
             raise KeyError(f"table {name} has no column(s) {', '.join(unknown)}")
         schema = pa.schema([schema.field(c) for c in columns if c in schema.names])
-    parts = list(_batches(files, schema))
+    wanted = schema
+    if where is not None and where[0] not in schema.names:
+        schema = schema.append(_schema_of(name, files, read=True).field(where[0]))
+    parts = list(_batches(files, schema, where))
     if not parts:
-        return schema.empty_table()
-    return pa.concat_tables(parts).combine_chunks() if len(parts) > 1 else parts[0]
+        return wanted.empty_table()
+    table = pa.concat_tables(parts).combine_chunks() if len(parts) > 1 else parts[0]
+    return table.select(wanted.names) if len(wanted) != len(schema) else table
 
 
 #: Arrow -> pandas types where pandas' own choice is costly: a nullable bool column is otherwise one Python object per row.
@@ -259,9 +272,9 @@ def to_pandas(table: pa.Table) -> pd.DataFrame:
     return df
 
 
-def read_table(run_dir: Path, name: str, columns: Iterable[str] | None = None) -> pd.DataFrame:
+def read_table(run_dir: Path, name: str, columns: Iterable[str] | None = None, where: Where | None = None) -> pd.DataFrame:
     """Table ``name`` as a DataFrame (see :func:`read_arrow` and :func:`to_pandas`)."""
-    return to_pandas(read_arrow(run_dir, name, columns))
+    return to_pandas(read_arrow(run_dir, name, columns, where))
 
 
 def as_read(name: str, df: pd.DataFrame) -> pd.DataFrame:

@@ -179,3 +179,23 @@ def test_a_damaged_sample_file_is_named_in_one_line(tmp_path: Path, name: str) -
         read_table(tmp_path, "vrrp")
     with pytest.raises(StoreError, match=name):
         compact_run(tmp_path)
+
+
+def test_the_analysis_reads_every_show_info_field_it_asks_for() -> None:
+    from bench.analysis.common import READ_ROWS
+
+    code = "".join(p.read_text() for folder in ("analysis", "report") for p in (ROOT / "bench" / folder).glob("*.py"))
+    asked = set(re.findall(r"""info_metric\(\s*\w+,\s*["'](\w+)["']""", code))
+    column, kept = READ_ROWS["haproxy_info"]
+    assert column == "metric" and {"CumReq", "Idle_pct", "SslRate"} <= asked
+    missing = asked - set(kept)
+    assert not missing, f"bench/analysis/common.py READ_ROWS['haproxy_info'] lacks {sorted(missing)}"
+
+
+def test_rows_can_be_filtered_while_reading(tmp_path: Path) -> None:
+    w = ChunkWriter(tmp_path, "vrrp", "c")
+    w.write({"t": [1.0, 2.0, 3.0], "node": ["lb-a", "lb-b", "lb-a"], "holds_vip": [True, False, True]})
+    assert read_table(tmp_path, "vrrp", ["t"], where=("node", ["lb-a"]))["t"].tolist() == [1.0, 3.0]
+    compact_run(tmp_path)
+    assert read_table(tmp_path, "vrrp", ["t"], where=("node", ["lb-b"]))["t"].tolist() == [2.0]
+    assert read_table(tmp_path, "vrrp", where=("node", ["nope"])).empty
