@@ -7,6 +7,7 @@ returns plain values or DataFrames, so each can be tested on a few hand-written 
 from __future__ import annotations
 
 import math
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,8 @@ class RunData:
     event_records: list[dict[str, Any]] = field(default_factory=list)
     #: tables read so far (or given, in tests), by name
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    #: tables being read in the background (:meth:`prefetch`)
+    _pending: dict[str, Future[pd.DataFrame]] = field(default_factory=dict, repr=False)
 
     @property
     def events(self) -> pd.DataFrame:
@@ -74,8 +77,26 @@ class RunData:
     def table(self, name: str) -> pd.DataFrame:
         """Sample table ``name`` (:data:`READ_COLUMNS` of it): its declared columns, also when it has no rows."""
         if name not in self.tables:
-            self.tables[name] = read_table(self.run_dir, name, READ_COLUMNS.get(name), READ_ROWS.get(name))
+            pending = self._pending.pop(name, None)
+            self.tables[name] = pending.result() if pending is not None else self._read(name)
         return self.tables[name]
+
+    def _read(self, name: str) -> pd.DataFrame:
+        return read_table(self.run_dir, name, READ_COLUMNS.get(name), READ_ROWS.get(name))
+
+    def prefetch(self, *names: str) -> None:
+        """Start reading tables in a background thread, in order.
+
+        Arrow decodes Parquet without holding the GIL, so the analysis of the tables
+        already read goes on meanwhile; :meth:`table` waits for a table still on its way.
+        """
+        todo = [n for n in names if n not in self.tables and n not in self._pending]
+        if not todo:
+            return
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lbbench-read")
+        for name in todo:
+            self._pending[name] = pool.submit(self._read, name)
+        pool.shutdown(wait=False)
 
     @property
     def requests(self) -> pd.DataFrame:

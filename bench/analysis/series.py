@@ -87,11 +87,8 @@ def per_second_table(data: RunData, traffic: pd.DataFrame, hops: pd.DataFrame | 
     """The per-second table (columns :data:`PER_SECOND_COLUMNS`), over the union of all sources' seconds."""
     if hops is None:
         hops = established_by_hop(data.table("sockets"))
-    parts = [
-        per_second_requests(data.requests, data.latency_hist).set_index("t"),
-        haproxy_series(data.table("haproxy_info"), data.table("haproxy_stat")).set_index("t"),
-        hops.set_index("t"),
-    ]
+    haproxy = haproxy_series(data.table("haproxy_info"), data.table("haproxy_stat")).set_index("t")  # before the requests: see build_series
+    parts = [per_second_requests(data.requests, data.latency_hist).set_index("t"), haproxy, hops.set_index("t")]
     for network in ("client", "server"):
         s = network_series(traffic, network)
         parts.append(s.rename(columns={"in_mbps": f"{network}_in_mbps", "out_mbps": f"{network}_out_mbps"}))
@@ -114,17 +111,17 @@ def per_second_table(data: RunData, traffic: pd.DataFrame, hops: pd.DataFrame | 
 
 
 def build_series(data: RunData) -> Series:
-    """Compute every derived time series of a run."""
+    """Compute every derived time series of a run.
+
+    The collectors' series come first: a long run's requests table may still be on
+    its way (:meth:`RunData.prefetch`).
+    """
     traffic = traffic_rates(data.table("netdev"))
     hops = established_by_hop(data.table("sockets"))
-    return Series(
-        timeline=timeline(data.requests),
-        per_second=per_second_table(data, traffic, hops),
-        cpu=cpu_pct(data.table("cpu")),
-        ports=ports_in_use(data.table("sockets"), data.table("port_range")),
-        traffic=traffic,
-        hops=hops,
-    )
+    cpu = cpu_pct(data.table("cpu"))
+    ports = ports_in_use(data.table("sockets"), data.table("port_range"))
+    per_second = per_second_table(data, traffic, hops)
+    return Series(timeline=timeline(data.requests), per_second=per_second, cpu=cpu, ports=ports, traffic=traffic, hops=hops)
 
 
 def write_series(series: Series, run_dir: Path) -> Path:

@@ -32,6 +32,7 @@ def build_report(run_dir: Path) -> Path:
     read_run(run_dir)  # not a run directory: say so before anything is written
     compact_run(run_dir)
     data = load_run(run_dir)
+    data.prefetch("requests", "latency_hist")  # the longest tables, read while the collectors' series are computed
     series = build_series(data)
     summary = summarise_data(data, series)
     save_summary(summary, run_dir)
