@@ -253,6 +253,15 @@ def group_codes(df: pd.DataFrame, keys: list[str]) -> np.ndarray:
     """One integer per row naming its group of ``keys`` (0, 1, ... in sorted key order); all 0 without keys."""
     if not keys:
         return np.zeros(len(df), dtype=np.int64)
+    if all(isinstance(df[k].dtype, pd.CategoricalDtype) for k in keys):
+        # categories are in lexical order (bench.results.store.to_pandas): their codes sort like the names
+        combined = np.zeros(len(df), dtype=np.int64)
+        for k in keys:
+            col = df[k].cat
+            n = len(col.categories) + 1
+            codes = col.codes.to_numpy().astype(np.int64)
+            combined = combined * n + np.where(codes < 0, n - 1, codes)  # missing last, as groupby puts NaN
+        return np.unique(combined, return_inverse=True)[1].astype(np.int64)
     return df.groupby(keys, sort=True, dropna=False, observed=True).ngroup().to_numpy(dtype=np.int64)
 
 

@@ -130,11 +130,15 @@ def grouped_percentiles(groups: np.ndarray, buckets: np.ndarray, counts: np.ndar
     qs = list(qs)
     if not groups.size:
         return groups, np.empty((0, len(qs)))
-    # one sorted run of buckets per group, repeats summed
-    order = np.lexsort((buckets, groups))
-    g, b, c = groups[order], buckets[order], counts[order]
+    # one sorted run of buckets per group, repeats summed: a radix sort of one 64-bit key,
+    # skipped when the rows come sorted (one writer's histograms are, second by second)
+    key = ((groups - groups.min()).astype(np.uint64) << np.uint64(32)) | buckets.astype(np.uint64)
+    if np.any(key[1:] < key[:-1]):
+        order = np.argsort(key, kind="stable")
+        key, groups, buckets, counts = key[order], groups[order], buckets[order], counts[order]
+    g, b, c = groups, buckets, counts
     new = np.ones(g.size, dtype=bool)
-    new[1:] = (g[1:] != g[:-1]) | (b[1:] != b[:-1])
+    new[1:] = key[1:] != key[:-1]
     starts = np.flatnonzero(new)
     g, b, c = g[starts], b[starts], np.add.reduceat(c, starts)
     first = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])

@@ -73,6 +73,14 @@ def test_sum_across_is_the_per_second_pivot() -> None:
         assert np.allclose(got.to_numpy(), expected.to_numpy(), equal_nan=True, rtol=0, atol=1e-12)
 
 
+def test_group_codes_are_groupby_ngroup() -> None:
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"a": pd.Categorical(rng.choice(["x", "y", "z", None], 1000), categories=["z", "x", "y", "w"]), "b": rng.choice(["p", "q"], 1000)})
+    for frame in (df, df.assign(b=df["b"].astype("category"))):
+        expected = frame.groupby(["a", "b"], sort=True, dropna=False, observed=True).ngroup().to_numpy()
+        assert np.array_equal(common.group_codes(frame, ["a", "b"]), expected)
+
+
 def test_steady_window_drops_ramp_and_tail() -> None:
     run = {"load_window": {"start": 100.0, "end": 120.0}, "scenario": {"ramp_up": 2.0}}
     assert common.steady_window(run, empty_frame("requests")) == (102.0, 119.0)
