@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .common import READ_ROWS, in_window, num, restart_proof, sum_across
+from .common import READ_ROWS, group_codes, in_window, num, restart_proof, sum_across
 
 #: Frontends that do not carry client traffic (keepalived's `monitor-uri` check, a stats page).
 INTERNAL_FRONTENDS = frozenset({"monitor", "stats"})
@@ -88,18 +88,23 @@ def window_counter_delta(rows: pd.DataFrame, keys: list[str], value: str, window
     groups' samples, or None when no group has two samples in the window.
     """
     d = in_window(rows, window) if window is not None else rows
-    d = d[d[value].notna()].sort_values([*keys, "t"], kind="stable")
-    g = d.groupby(keys, sort=False, dropna=False)
-    n = g["t"].transform("size")
-    d = d[n >= 2]
-    if d.empty:
+    v = d[value].to_numpy(dtype=float)
+    has = ~np.isnan(v)
+    # per group (in key order) its samples by time, the groups with at least two of them
+    codes, t, v = group_codes(d, keys)[has], d["t"].to_numpy(dtype=float)[has], v[has]
+    order = np.lexsort((t, codes))
+    codes, t, v = codes[order], t[order], v[order]
+    enough = np.bincount(codes)[codes] >= 2 if codes.size else np.zeros(0, dtype=bool)
+    codes, t, v = codes[enough], t[enough], v[enough]
+    if not codes.size:
         return None
-    g = d.groupby(keys, sort=False, dropna=False)
-    step = g[value].diff()
+    first = np.r_[True, codes[1:] != codes[:-1]]
+    step = np.diff(v)
     # a drop means the process restarted and counts from zero again (see counter_delta)
-    total = float(step.where(step >= 0, d[value])[step.notna()].sum())
-    spans = g["t"].max() - g["t"].min()
-    return total, float(spans.mean())
+    total = float(np.where(step >= 0, step, v[1:])[~first[1:]].sum())
+    starts = np.flatnonzero(first)
+    ends = np.r_[starts[1:], codes.size] - 1
+    return total, float((t[ends] - t[starts]).mean())
 
 
 def window_rate(rows: pd.DataFrame, keys: list[str], value: str, window: tuple[float, float]) -> float | None:
