@@ -53,7 +53,7 @@ from typing import Any
 import trustme
 
 from . import __version__, engine, images, paths
-from .collect.haproxy import stats_command
+from .collect.statsock import stats_command
 from .errors import UserError
 from .topology.render import LABEL_PROJECT, LABEL_RUN, PROJECT_VALUE
 

@@ -11,25 +11,26 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import importlib
 import os
 import platform
 import shutil
 import signal
 import subprocess
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__, engine, images, paths
-from .collect.collectors import Collectors
 from .errors import RunInterrupted, UserError
 from .faults import FaultInjector, FaultSchedule
 from .load.fit import prepare_load
-from .load.runner import LocustProcess, describe_load
+from .load.runner import LocustProcess, describe_load, open_start_gate, processes_of, start_gate, start_locust
 from .load.workers import WorkerSet, start_load
 from .load.workers import ensure_image as ensure_worker_image
-from .report import build_report
 from .results.document import write_document
 from .results.events import EventLog
 from .results.layout import RunDir
@@ -38,8 +39,13 @@ from .spec import Variant, load_scenario, load_topology, scenario_topology
 from .topology.diff import config_diff
 from .topology.lab import Lab
 
+if TYPE_CHECKING:
+    from .collect.collectors import Collectors
+
 #: Extra seconds Locust gets beyond the run time to stop users and write its files.
 LOCUST_EXIT_GRACE = 20.0
+#: Start a single-process Locust while the lab comes up, gated (LBBENCH_PRESTART_LOAD=0: after, as before).
+PRESTART_LOAD = os.environ.get("LBBENCH_PRESTART_LOAD", "1") != "0"
 #: How often the run loop checks for a fault that is due.
 FAULT_POLL_S = 0.05
 
@@ -80,6 +86,63 @@ class SignalGuard:
             self._shield -= 1
 
 
+class Teardown:
+    """Save the containers' logs and tear the lab down in a thread of its own, while the run is analysed.
+
+    ``join()`` waits for it (always, before `bench run` returns or raises: nothing
+    is left running) and reports a failure as one line naming `bench down`.
+    """
+
+    def __init__(self, lab: Lab, worker_set: WorkerSet | None, rd: RunDir):
+        self.lab = lab
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(worker_set, rd), name="lbbench-teardown")
+        self._thread.start()
+
+    def _run(self, worker_set: WorkerSet | None, rd: RunDir) -> None:
+        try:
+            try:
+                if worker_set is not None:  # after the collectors' last sample of their CPU
+                    worker_set.save_logs(rd.locust)
+                    worker_set.remove()
+                if self.lab.started:
+                    self.lab.save_logs(rd.logs)
+            finally:
+                self.lab.down()
+        except BaseException as exc:  # noqa: BLE001 - handed to join()
+            self.error = exc
+
+    def join(self, raise_error: bool = True) -> None:
+        self._thread.join()
+        if self.error is not None and raise_error:
+            raise UserError(
+                f"tearing down {self.lab.project} failed: {type(self.error).__name__}: {self.error}",
+                f"`bench down {self.lab.project}` removes what is left",
+            ) from self.error
+
+
+#: The collectors, the analysis and the report (pyarrow, pandas, matplotlib: about a second of
+#: imports) are imported in the background while the lab starts, so the start does not wait for them.
+_ANALYSIS_MODULES = ("bench.collect.collectors", "bench.report", "bench.analysis.summary")
+
+
+def _import_analysis() -> None:
+    for name in _ANALYSIS_MODULES:
+        importlib.import_module(name)
+
+
+def _build_report(run_dir: Path, **kwargs: Any) -> Path:
+    from .report import build_report
+
+    return build_report(run_dir, **kwargs)
+
+
+def _headline(summary: dict[str, Any]) -> list[str]:
+    from .analysis.summary import headline
+
+    return headline(summary)
+
+
 def _git_sha() -> str | None:
     try:
         out = subprocess.run(["git", "-C", str(paths.ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
@@ -113,8 +176,13 @@ def run_record(
     ref: Any,
     load_fit: Any,
     client: Any,
+    ask_now: bool = True,
 ) -> dict[str, Any]:
-    """The first ``run.json`` of a run: what runs, on which versions and which machine (status ``starting``)."""
+    """The first ``run.json`` of a run: what runs, on which versions and which machine (status ``starting``).
+
+    ``ask_now=False`` leaves ``git_sha`` and ``compose`` null, for a caller that asks them in the
+    background while its lab starts (`bench run`).
+    """
     return {
         "schema_version": RunDoc.SCHEMA_VERSION,
         "id": run_id,
@@ -126,11 +194,11 @@ def run_record(
         "overrides": overrides,
         "versions": {
             "lbbench": __version__,
-            "git_sha": _git_sha(),
+            "git_sha": _git_sha() if ask_now else None,
             "python": platform.python_version(),
             "locust": _locust_version(),
             "docker_engine": client.version().get("Version"),
-            "compose": engine.compose_version(),
+            "compose": engine.compose_version() if ask_now else None,
             "image": ref.node_tag,
             "base_image": ref.base_tag,
         },
@@ -183,6 +251,7 @@ def run_scenario(
     machine, see bench/load/fit.py); ``workers`` runs the load generator as
     Locust's master here plus that many worker containers on the client network.
     """
+    threading.Thread(target=_import_analysis, name="lbbench-import", daemon=True).start()
     scenario, scenario_path = load_scenario(name, duration)
     if extra_variants:
         scenario = scenario.model_copy(update={"variants": {**scenario.variants, **extra_variants}})
@@ -202,8 +271,15 @@ def run_scenario(
     engine.compose_binary()
     ref = images.ensure_images(topology.image, log=log)
     worker_image = ensure_worker_image(topology.image, log=log) if workers else None
+    # What run.json records about the versions takes a container and two subprocesses: asked
+    # while the lab starts, written once it is up.
+    background = ThreadPoolExecutor(max_workers=3, thread_name_prefix="lbbench-versions")
+    later_versions = background.submit(images.versions, ref.node_tag)
+    later_compose = background.submit(engine.compose_version)
+    later_git = background.submit(_git_sha)
+    background.shutdown(wait=False)
 
-    run = run_record(run_id, scenario, scenario_path, topology, variant, overrides, ref, load_fit, client)
+    run = run_record(run_id, scenario, scenario_path, topology, variant, overrides, ref, load_fit, client, ask_now=False)
     if workers:
         run["load_workers"] = {"count": workers, "processes": scenario.load.processes, "image": worker_image}
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -214,26 +290,42 @@ def run_scenario(
     collectors: Collectors | None = None
     schedule: FaultSchedule | None = None
     load_started = False
+    gate: dict[str, Any] | None = None
+    teardown: Teardown | None = None
     guard = SignalGuard()
     lab = Lab(topology, ref.node_tag, variant, log=log)
     try:
         with guard:
             try:
-                run["versions"].update(images.versions(ref.node_tag))
                 run["lab"] = {"project": lab.project}
                 write_document(RunDoc, run, rd.run_json)
-                lab.up()
+                if lab.plan is None:
+                    lab.prepare()
                 assert lab.plan is not None and lab.tls is not None
+                host = f"{scenario.load.scheme}://{lab.plan.vip}"
+                if PRESTART_LOAD and not workers and processes_of(scenario) == 1:
+                    # Locust's imports (about a second) overlap the lab's start; no user starts before the gate opens.
+                    gate = start_gate(run_dir)
+                    extra = {**load_extra, "start_gate": gate}
+                    locust = start_locust(scenario, host, lab.tls.ca_pem, run_dir, scenario.duration, extra=extra)
+                lab.up()
+                run["versions"].update(git_sha=later_git.result(), compose=later_compose.result(), **later_versions.result())
                 record_lab(run, lab, run_dir, base_topology, topology)
                 events = EventLog(rd.events)
                 # `bench fault` during the run writes into the run's own events file.
                 lab.write_state(events=str(rd.events), run_dir=str(run_dir))
                 # Sampling starts before the load (idle baseline) and ends after it (final state).
+                from .collect.collectors import Collectors
+
                 collectors = Collectors(run_dir, lab, log=log)
                 collectors.start()
-                host = f"{scenario.load.scheme}://{lab.plan.vip}"
                 log(f"driving load: {describe_load(scenario)}, {scenario.duration:g}s against {host}")
-                locust, worker_set = start_load(scenario, host, lab, run_dir, collectors, load_extra, workers, worker_image, log)
+                if locust is not None and gate is not None:  # started ahead: open its gate
+                    collectors.track_loadgen(locust.proc.pid)
+                    open_start_gate(gate)
+                    locust.started_at = time.time()
+                else:
+                    locust, worker_set = start_load(scenario, host, lab, run_dir, collectors, load_extra, workers, worker_image, log)
                 load_started = True
                 run["load_window"] = {"start": locust.started_at, "end": None}
                 run["load_pid"] = locust.proc.pid  # its process group, should bench itself be killed
@@ -262,36 +354,46 @@ def run_scenario(
                 log(f"interrupted (signal {exc.signum}): stopping load and tearing down; data so far is kept")
             finally:
                 with guard.shielded():
-                    if schedule is not None:
-                        schedule.finish()
-                    if locust is not None:
-                        locust.stop()
-                        if run.get("load_window") and run["load_window"].get("end") is None:
-                            run["load_window"]["end"] = time.time()
-                    if collectors is not None:
-                        collectors.stop()
-                    if worker_set is not None:  # after the collectors' last sample of their CPU
-                        worker_set.save_logs(rd.locust)
-                        worker_set.remove()
-                    if lab.started:
-                        lab.save_logs(rd.logs)
-                    lab.down()
+                    try:
+                        if schedule is not None:
+                            schedule.finish()
+                        if locust is not None:
+                            locust.stop()
+                            if run.get("load_window") and run["load_window"].get("end") is None:
+                                run["load_window"]["end"] = time.time()
+                        if collectors is not None:
+                            collectors.stop()
+                    finally:
+                        # logs and teardown go on while the run is analysed; joined before returning
+                        teardown = Teardown(lab, worker_set, rd)
     except BaseException:
-        if not load_started:
-            # Nothing was measured: leave no half-written report behind.
-            shutil.rmtree(run_dir, ignore_errors=True)
-        else:
-            run["status"] = run["status"] if run["status"] == "interrupted" else "failed"
-            run["ended_at"] = _now()
-            write_document(RunDoc, run, rd.run_json)
-            try:  # keep what was measured readable; the original error is what matters
-                build_report(run_dir)
-            except Exception as exc:  # noqa: BLE001
-                log(f"could not build the report of the failed run: {exc}")
+        try:
+            if not load_started:
+                # Nothing was measured: leave no half-written report behind (the logs go there too).
+                if teardown is not None:
+                    teardown.join(raise_error=False)
+                shutil.rmtree(run_dir, ignore_errors=True)
+            else:
+                run["status"] = run["status"] if run["status"] == "interrupted" else "failed"
+                run["ended_at"] = _now()
+                write_document(RunDoc, run, rd.run_json)
+                try:  # keep what was measured readable; the original error is what matters
+                    _build_report(run_dir)
+                except Exception as exc:  # noqa: BLE001
+                    log(f"could not build the report of the failed run: {exc}")
+        finally:
+            if teardown is not None:
+                teardown.join(raise_error=False)
         raise
     run["ended_at"] = _now()
     write_document(RunDoc, run, rd.run_json)
-    build_report(run_dir)
+    assert teardown is not None
+    try:
+        _build_report(run_dir, on_summary=lambda summary: [log(line) for line in _headline(summary)])
+    except BaseException:
+        teardown.join(raise_error=False)
+        raise
+    teardown.join()
     return run_dir
 
 

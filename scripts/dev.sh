@@ -49,12 +49,40 @@ setup_venv() {
     want=$(sha256sum pyproject.toml | cut -c1-16)
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         say "installing lbbench and its test extras into $VENV"
-        local log="$VENV/pip-install.log"
-        if ! { "$VENV/bin/python" -m pip install --upgrade pip && "$VENV/bin/python" -m pip install -e '.[test]'; } >"$log" 2>&1; then
-            tail -20 "$log" >&2
-            die "pip install failed (full log: $log)"
-        fi
+        install_python_deps
         echo "$want" > "$stamp"
+    fi
+}
+
+# uv (a PyPI package) resolves and installs several times faster than pip; pip is the
+# fallback when uv cannot be had or fails (LBBENCH_INSTALLER=pip forces it).
+install_python_deps() {
+    local log="$VENV/pip-install.log" uv=""
+    : >"$log"
+    if [ "${LBBENCH_INSTALLER:-uv}" = uv ]; then
+        if have uv; then
+            uv=$(command -v uv)
+        elif "$VENV/bin/python" -m pip install -q --disable-pip-version-check uv >>"$log" 2>&1; then
+            uv="$VENV/bin/uv"
+        fi
+        if [ -n "$uv" ] && "$uv" pip install --python "$VENV/bin/python" -e '.[test]' >>"$log" 2>&1; then
+            return
+        fi
+        say "uv was not available or failed (log: $log); installing with pip"
+    fi
+    if ! { "$VENV/bin/python" -m pip install --upgrade pip && "$VENV/bin/python" -m pip install -e '.[test]'; } >>"$log" 2>&1; then
+        tail -20 "$log" >&2
+        die "pip install failed (full log: $log)"
+    fi
+}
+
+# `bench calibrate` measures against wrk (Debian's package); without it calibrate says so before it starts.
+setup_wrk() {
+    have wrk && return
+    if is_root && have apt-get; then
+        ( apt_install wrk ) || say "could not install wrk: \`bench calibrate\` needs it (apt-get install wrk)"
+    else
+        say "wrk is not installed: \`bench calibrate\` needs it (apt-get install wrk)"
     fi
 }
 
@@ -97,6 +125,7 @@ setup() {
     setup_venv
     setup_engine
     setup_images
+    setup_wrk
     "$VENV/bin/bench" doctor >&2 || die "bench doctor found a blocking problem (see above)"
     say "ready in $((SECONDS - t0)) s"
 }

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..results.tables import COLLECTORS
 from .common import counter_rates, in_window, num
 
 CPU_KEYS = ["container", "role", "node", "cpu"]
@@ -79,6 +80,21 @@ def cpu_summary(pct: pd.DataFrame, window: tuple[float, float]) -> dict[str, Any
 
 
 def collector_overhead(collector_self: pd.DataFrame, window: tuple[float, float]) -> dict[str, Any]:
-    """``collectors.cpu_pct``: CPU the collectors themselves used, % of one core, mean over the steady window."""
-    rates = in_window(counter_rates(collector_self, [], "usage_s", scale=100.0), window)
-    return {"cpu_pct": num(rates["rate"].mean(), 2)}
+    """``collectors``: CPU the collectors themselves used, % of one core, mean over the steady window.
+
+    ``cpu_pct`` is the collector thread as a whole; ``by_collector`` splits it per
+    collector (haproxy stats sockets, cgroup CPU, sockets, netdev, vrrp, and
+    ``write``, the flush of every table), from the ``<name>_s`` columns
+    (absent in runs made before they existed: then ``by_collector`` is empty).
+    """
+    if collector_self.empty or "usage_s" not in collector_self:
+        return {"cpu_pct": None, "by_collector": {}}
+
+    def mean_pct(column: str) -> float | None:
+        rates = in_window(counter_rates(collector_self, [], column, scale=100.0), window)
+        return num(rates["rate"].mean(), 3) if not rates.empty else None
+
+    by_collector = {name: mean_pct(f"{name}_s") for name in COLLECTORS if f"{name}_s" in collector_self}
+    by_collector = {name: pct for name, pct in by_collector.items() if pct is not None}
+    total = mean_pct("usage_s")
+    return {"cpu_pct": None if total is None else round(total, 2), "by_collector": by_collector}

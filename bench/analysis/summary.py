@@ -129,3 +129,18 @@ def write_summary(run_dir: Path) -> dict[str, Any]:
     summary = summarise(run_dir)
     save_summary(summary, run_dir)
     return summary
+
+
+def headline(summary: dict[str, Any], label: str = "") -> list[str]:
+    """The lines `bench run` prints as soon as the summary exists: throughput, errors, latency, and the load's verdict."""
+    lat = summary["latency_ms"]
+    req = summary["requests"]
+    lines = [
+        f"{label}{req['per_s']} req/s, {req['total']} requests, {summary['errors']['total']} errors, "
+        f"p50 {lat['p50']} ms, p99 {lat['p99']} ms"
+    ]
+    load = summary.get("load") or {}
+    if load.get("reached") is not None or load.get("find_max"):
+        # target vs achieved; says so when the load generator could not reach it
+        lines.append(f"{label}load: {load['verdict']}")
+    return lines

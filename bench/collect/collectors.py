@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..results.layout import RunDir
-from ..results.tables import by_source
+from ..results.tables import COLLECTORS, by_source
 from . import cpu, haproxy, netns, vrrp
 from .tables import TableBuffer
 
@@ -93,6 +93,8 @@ class Collectors:
         self._started = False
         self._stopped = False
         self.ticks = 0
+        #: Thread CPU seconds spent per collector so far (written to ``collector_self`` every tick).
+        self.cost: dict[str, float] = dict.fromkeys(COLLECTORS, 0.0)
         self.cgroups: cpu.Cgroups | None = None
         self.haproxy: list[haproxy.HAProxyTarget] = []
         self.cpu_targets: list[_CpuTarget] = []
@@ -135,6 +137,8 @@ class Collectors:
             self._thread.join(timeout=30)
         self._guard("vrrp_events", self._vrrp_events)
         self._flush()
+        for node in self.nodes:
+            node.ns.close()
         if self.loadgen is not None:
             self._guard("loadgen cgroup removal", self.loadgen.remove)
         self.stopped_at = time.time()
@@ -218,24 +222,41 @@ class Collectors:
 
     def _tick(self) -> None:
         began = time.monotonic()
+        cost = self.cost
+        clock = time.thread_time
         with self._lock:
             b = self.buffers
+            c0 = clock()
             for target in self.haproxy:
                 self._guard(f"haproxy {target.service}", haproxy.sample, target, b["haproxy_info"], b["haproxy_stat"])
+            c1 = clock()
             self._guard("cpu host", self._sample_host)
             for ct in self.cpu_targets:
                 self._guard(f"cpu {ct.service}", self._sample_container, ct)
             if self.loadgen is not None:
                 self._guard("cpu loadgen", self._sample_loadgen)
+            c2 = clock()
+            cost["haproxy"] += c1 - c0
+            cost["cpu"] += c2 - c1
             for node in self.nodes:
+                c0 = clock()
                 ok = self._guard(f"sockets {node.name}", self._sample_sockets, node)
+                c1 = clock()
                 ok &= self._guard(f"netdev {node.name}", self._sample_netdev, node)
+                c2 = clock()
                 ok &= self._guard(f"vrrp {node.name}", self._sample_vrrp, node)
+                cost["sockets"] += c1 - c0
+                cost["netdev"] += c2 - c1
+                cost["vrrp"] += clock() - c2
                 if not ok:
                     self._guard(f"namespace {node.name}", self._refresh_node, node)
             self.ticks += 1
-            b["collector_self"].add(t=time.time(), usage_s=time.thread_time(), tick_s=time.monotonic() - began)
+            b["collector_self"].add(
+                t=time.time(), usage_s=clock(), tick_s=time.monotonic() - began, **{f"{k}_s": v for k, v in cost.items()}
+            )
+        c0 = clock()
         self._flush()
+        cost["write"] += clock() - c0
 
     def _cpu_rows(self, container: str, role: str, node: str, t: float, values: Iterable[tuple[int, float]]) -> None:
         values = list(values)
@@ -333,6 +354,7 @@ class Collectors:
         pid = _pid(node.container)
         if pid and pid != node.ns.pid:
             self.log(f"collectors: {node.name} has a new process (pid {pid}); following its namespace")
+            node.ns.close()
             node.ns = netns.NodeNamespace(node.name, pid)
             self._learn_namespace(node)
 
@@ -364,7 +386,7 @@ class Collectors:
             "stopped_at": self.stopped_at,
             "ticks": self.ticks,
             "nodes": {
-                n.name: {"pid": n.ns.pid, "addresses": n.ns.addresses, "networks": n.ns.networks, "tcp6": n.ns.read_tcp6}
+                n.name: {"pid": n.ns.pid, "addresses": n.ns.addresses, "networks": n.ns.networks, "tcp6": n.ns.read_tcp6, "sockets_reader": n.ns.reader}
                 for n in self.nodes
             },
             "loadgen_cgroup": str(self.loadgen.path) if self.loadgen else None,

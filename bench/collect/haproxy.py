@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..results.tables import STAT_EXTRA_FIELDS, STAT_FIELDS
+from .statsock import query
 from .tables import TableBuffer
 
 #: One round trip per process: both answers arrive on the same connection.
 COMMAND = b"show info;show stat\n"
-SOCKET_TIMEOUT = 0.5
 _FLOAT_FIELDS = STAT_FIELDS + STAT_EXTRA_FIELDS
 
 
@@ -91,26 +91,6 @@ def split_info_stat(text: str) -> tuple[str, str]:
     return text[:at], text[at:]
 
 
-def stats_command(path: Path | str, command: str, timeout: float = SOCKET_TIMEOUT) -> str:
-    """Send one command (``show info``, ``show stat`` ...) to a stats socket and return the answer."""
-    return query(path, command.encode() + b"\n", timeout)
-
-
-def query(path: Path | str, command: bytes = COMMAND, timeout: float = SOCKET_TIMEOUT) -> str:
-    """Send one command line to a stats socket and read the answer to EOF."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(str(path))
-        sock.sendall(command)
-        chunks = []
-        while True:
-            data = sock.recv(262144)
-            if not data:
-                break
-            chunks.append(data)
-    return b"".join(chunks).decode(errors="replace")
-
-
 @dataclass(frozen=True)
 class HAProxyTarget:
     """One HAProxy process to sample."""
@@ -124,7 +104,7 @@ class HAProxyTarget:
 def sample(target: HAProxyTarget, info: TableBuffer, stat: TableBuffer) -> None:
     """Read one process's `show info` and `show stat` into the two tables."""
     t = time.time()
-    info_text, stat_text = split_info_stat(query(target.socket))
+    info_text, stat_text = split_info_stat(query(target.socket, COMMAND))
     values = parse_show_info(info_text)
     if not values:
         raise OSError(f"no `show info` fields from {target.socket}")

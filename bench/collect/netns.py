@@ -1,11 +1,12 @@
 """An LB node's network namespace, seen from the host through the process owning it.
 
-``/proc/<pid>/net/*`` shows the namespace of ``<pid>``, so one plain file read
-per sample gives, without entering the namespace:
+Per sample, without entering the namespace:
 
-- TCP sockets (``net/tcp``, and ``net/tcp6`` once the namespace ever had IPv6
-  TCP sockets per ``net/sockstat6``), counted per state and address pair;
-- interface counters (``net/dev``);
+- TCP sockets, counted per state and address pair, through a sock_diag netlink
+  socket created inside the namespace once (:mod:`bench.collect.sockdiag`; IPv6
+  too once the namespace ever had IPv6 TCP sockets per ``net/sockstat6``). Where
+  the kernel refuses sock_diag, the text of ``/proc/<pid>/net/tcp{,6}`` instead;
+- interface counters (``/proc/<pid>/net/dev``: ``/proc/<pid>/net/*`` shows the namespace of ``<pid>``);
 - the local addresses (``net/fib_trie``), i.e. whether the node holds the VIP.
 
 Two things need the namespace itself and are read once at start with
@@ -24,6 +25,7 @@ ephemeral ports in use per source address and destination.
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import struct
 import subprocess
@@ -31,6 +33,8 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from . import sockdiag
 
 PROC = Path("/proc")
 
@@ -241,16 +245,41 @@ def read(path: Path) -> str:
     return b"".join(chunks).decode()
 
 
+#: Socket reader: "auto" (sock_diag, falling back to /proc/<pid>/net/tcp where the kernel refuses it),
+#: "netlink" or "proc". LBBENCH_COLLECT_SOCKETS overrides it (to compare the two, see scripts/measure_collectors.py).
+SOCKET_READER = os.environ.get("LBBENCH_COLLECT_SOCKETS", "auto")
+
+
 class NodeNamespace:
     """The network namespace of one LB node, reached through a process inside it."""
 
-    def __init__(self, node: str, pid: int):
+    def __init__(self, node: str, pid: int, reader: str = SOCKET_READER):
         self.node = node
         self.pid = pid
         self.sockets = SocketCounter()
         self.read_tcp6 = False
         self.networks: dict[str, str] = {}
         self.addresses: dict[str, list[str]] = {}
+        self.reader = reader
+        self._diag: sockdiag.DiagCounter | None = None
+        if reader in ("auto", "netlink"):
+            try:
+                self._diag = sockdiag.DiagCounter(sockdiag.open_in_netns(pid))
+                self._diag.count()  # the kernel answers (INET_DIAG built in or loadable)
+                self.reader = "netlink"
+            except OSError:
+                if self._diag is not None:
+                    self._diag.close()
+                    self._diag = None
+                if reader == "netlink":
+                    raise
+                self.reader = "proc"
+
+    def close(self) -> None:
+        """Release the netlink socket (it keeps the namespace alive)."""
+        if self._diag is not None:
+            self._diag.close()
+            self._diag = None
 
     def _net(self, name: str) -> Path:
         return PROC / str(self.pid) / "net" / name
@@ -263,9 +292,12 @@ class NodeNamespace:
         self.networks = classify_ifaces(self.addresses, client_subnet, server_subnet)
 
     def socket_counts(self) -> dict[tuple[str, str, str, int, str, int], int]:
-        texts = [read(self._net("tcp"))]
         if not self.read_tcp6 and self._tcp6_in_use():
             self.read_tcp6 = True  # from now on, for the rest of the run
+        if self._diag is not None:
+            families = (socket.AF_INET, socket.AF_INET6) if self.read_tcp6 else (socket.AF_INET,)
+            return self._diag.count(families)
+        texts = [read(self._net("tcp"))]
         if self.read_tcp6:
             texts.append(read(self._net("tcp6")))
         return self.sockets.count(texts)

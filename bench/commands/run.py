@@ -56,19 +56,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         workers=args.workers,
     )
     run_dirs = [RunDir(d) for d in (find_run_dirs(folder) if is_parent else [folder])]
-    for run_dir in run_dirs:
-        if run_dir.summary_json.exists():
-            s = json.loads(run_dir.summary_json.read_text())
-            lat = s["latency_ms"]
-            label = f"{run_dir.root.name}: " if is_parent else ""
-            say(
-                f"{label}{s['requests']['per_s']} req/s, {s['requests']['total']} requests, {s['errors']['total']} errors, "
-                f"p50 {lat['p50']} ms, p99 {lat['p99']} ms"
-            )
-            load = s.get("load") or {}
-            if load.get("reached") is not None or load.get("find_max"):
-                # target vs achieved; says so when the load generator could not reach it
-                say(f"{label}load: {load['verdict']}")
+    if is_parent:  # each run said its own headline when its summary was ready; here, all of them together
+        from ..analysis.summary import headline
+
+        for run_dir in run_dirs:
+            if run_dir.summary_json.exists():
+                for line in headline(json.loads(run_dir.summary_json.read_text()), f"{run_dir.root.name}: "):
+                    say(line)
     print(folder)
     statuses = [json.loads(d.run_json.read_text()).get("status") for d in run_dirs if d.run_json.exists()]
     return EXIT_INTERRUPTED if "interrupted" in statuses else EXIT_OK

@@ -12,16 +12,17 @@ from bench.load import lean, models
 from bench.load.capture import RequestCapture
 from bench.load.lean import LeanHttpsUser
 from bench.load.models import LeanRateUser
+from bench.load.runner import wait_for_start_gate
 from bench.load.users import KeepAliveUser, settings
 
 __all__ = ["KeepAliveUser", "LeanHttpsUser", "LeanRateUser"]
 
 _capture: RequestCapture | None = None
-
-
 @events.init.add_listener
 def _on_init(environment, **_kwargs) -> None:
     global _capture
+    # started ahead of its lab by `bench run`: no user before the go
+    wait_for_start_gate(settings().get("start_gate"))
     # the load models listen for the controller's messages (and the owning process runs it)
     models.on_init(environment)
     run_dir = settings().get("run_dir")

@@ -72,6 +72,47 @@ def load_settings(scenario: Scenario, host: str, ca_pem: Path, run_dir: Path, ex
     return settings
 
 
+#: The file in the run's locust/ folder whose appearance lets a Locust started ahead begin its users.
+START_GATE = ".start"
+#: Seconds a Locust started ahead of its lab waits for `bench run`'s go before giving up.
+START_GATE_TIMEOUT = 300.0
+
+
+def start_gate(run_dir: Path) -> dict[str, Any]:
+    """The ``start_gate`` setting of a Locust that `bench run` starts while its lab still comes up."""
+    return {"file": str(RunDir(run_dir).locust / START_GATE), "owner": os.getpid()}
+
+
+def open_start_gate(gate: dict[str, Any]) -> None:
+    Path(gate["file"]).touch()
+
+
+def wait_for_start_gate(gate: dict[str, Any] | None, timeout: float = START_GATE_TIMEOUT, poll: float = 0.01) -> None:
+    """In a Locust process, before any user starts: wait until ``gate``'s file exists (None: no gate).
+
+    Gives up (SystemExit, so no load is ever sent) when ``timeout`` passes or the
+    process that started it (``owner``) is gone.
+    """
+    if not gate:
+        return
+    path = Path(gate["file"])
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline or not _alive(int(gate["owner"])):
+            raise SystemExit("lbbench: no start signal from bench run; exiting without load")
+        time.sleep(poll)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @dataclass
 class LocustProcess:
     """A running headless Locust."""

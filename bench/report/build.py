@@ -15,7 +15,9 @@ file per table instead of one per second), also those of a run that was killed.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ..analysis.common import load_run, read_run
 from ..analysis.series import build_series, write_series
@@ -26,8 +28,12 @@ from .html import render_html
 from .plots import make_context, render_plots
 
 
-def build_report(run_dir: Path) -> Path:
-    """Rebuild summary.json, derived series, plots and report.html of ``run_dir``; returns the report's path."""
+def build_report(run_dir: Path, on_summary: Callable[[dict[str, Any]], None] | None = None) -> Path:
+    """Rebuild summary.json, derived series, plots and report.html of ``run_dir``; returns the report's path.
+
+    ``on_summary`` is called with the summary as soon as summary.json is written,
+    before the plots and the page (`bench run` prints its headline then).
+    """
     run_dir = Path(run_dir)
     read_run(run_dir)  # not a run directory: say so before anything is written
     compact_run(run_dir)
@@ -36,6 +42,8 @@ def build_report(run_dir: Path) -> Path:
     series = build_series(data)
     summary = summarise_data(data, series)
     save_summary(summary, run_dir)
+    if on_summary is not None:
+        on_summary(summary)
     write_series(series, run_dir)
     ctx = make_context(data, series, summary)
     plots = render_plots(ctx, RunDir(run_dir).plots)

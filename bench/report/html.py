@@ -151,7 +151,7 @@ def render_html(run: dict[str, Any], summary: dict[str, Any], plots: list[Plot],
             ("server network in / out", _pair(traffic["server_mbps"]), "Mbit/s"),
             ("host CPU per core (mean)", s["cpu"]["host_per_core_pct"], "%"),
             ("VIP holder(s), changes", None if s["vrrp"]["changes"] is None else f"{', '.join(s['vrrp']['holders']) or 'none'}; {s['vrrp']['changes']} change(s)", ""),
-            ("collectors' own CPU", s["collectors"]["cpu_pct"], "% of a core"),
+            ("collectors' own CPU", _collectors(s["collectors"]), "% of a core"),
         ]
     )
     header = _rows(
@@ -205,6 +205,14 @@ def render_html(run: dict[str, Any], summary: dict[str, Any], plots: list[Plot],
 
 def _plain(v: Any) -> str:
     return "?" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _collectors(c: dict[str, Any]) -> str | None:
+    """The collectors' total CPU and, where known, each collector's share: "0.8 (sockets 0.2, write 0.3, ...)"."""
+    if c.get("cpu_pct") is None:
+        return None
+    parts = [f"{name} {_plain(v)}" for name, v in (c.get("by_collector") or {}).items() if v is not None]
+    return f"{_plain(c['cpu_pct'])} ({', '.join(parts)})" if parts else _plain(c["cpu_pct"])
 
 
 def _pair(d: dict[str, Any]) -> str | None:

@@ -364,6 +364,17 @@ VRRP_EVENTS = register(
     )
 )
 
+#: The collectors whose own CPU is accounted separately (``collector_self.<name>_s``).
+COLLECTORS = ("haproxy", "cpu", "sockets", "netdev", "vrrp", "write")
+_COLLECTOR_DOCS = {
+    "haproxy": "the stats sockets (`show info;show stat` of every process)",
+    "cpu": "the cgroup CPU of every container, the host and the load generator",
+    "sockets": "the socket counts (sock_diag) of every LB namespace",
+    "netdev": "the interface counters of every LB namespace",
+    "vrrp": "who holds the VIP",
+    "write": "flushing every table to its chunk file",
+}
+
 COLLECTOR_SELF = register(
     Table(
         "collector_self",
@@ -374,6 +385,10 @@ COLLECTOR_SELF = register(
             _t("end of the sample"),
             Column("usage_s", pa.float64(), "cumulative CPU seconds of the collector thread", "s"),
             Column("tick_s", pa.float64(), "wall seconds that sample took", "s"),
+            *(
+                Column(f"{name}_s", pa.float64(), f"cumulative CPU seconds of the collector thread in {doc}", "s")
+                for name, doc in _COLLECTOR_DOCS.items()
+            ),
         ),
     )
 )

@@ -25,8 +25,10 @@ from typing import Any
 import docker.errors
 
 from .. import engine, paths
+from ..collect import netns
 from ..collect.cpu import remove_loadgen_cgroups
-from ..collect.haproxy import stats_command
+from ..collect.nsnetlink import AddressWatch
+from ..collect.statsock import stats_command
 from ..errors import Problems, UserError
 from ..results.document import read_document, write_document
 from ..results.lab import LabState
@@ -39,6 +41,10 @@ from .plan import Plan, make_plan
 #: Lab subnets come from the benchmarking range (RFC 2544), never from private or public space.
 LAB_RANGE = ipaddress.ip_network("198.18.0.0/16")
 READY_TIMEOUT = 60.0
+#: Seconds between checks while waiting for containers and stats sockets (the VIP is waited for by event).
+READY_POLL_S = 0.05
+#: Seconds between container listings (status, pids) while waiting.
+CONTAINERS_EVERY_S = 0.5
 SUBNET_ATTEMPTS = 4
 
 
@@ -252,40 +258,64 @@ class Lab:
         return self.files.run / f"{service}.sock"
 
     def wait_ready(self) -> None:
-        """Wait until every container runs, every HAProxy answers its socket and the VIP serves HTTPS."""
+        """Wait until every container runs, every HAProxy answers its socket and the VIP serves HTTPS.
+
+        The VIP is waited for by event: an rtnetlink subscription to each LB node's
+        address changes wakes the wait the moment keepalived adds it (polling at
+        READY_POLL_S where a namespace cannot be watched).
+        """
         assert self.plan is not None and self.tls is not None
         deadline = time.monotonic() + self.ready_timeout
         pending = "containers running"
         last_error = ""
-        while time.monotonic() < deadline:
-            containers = self.containers()
-            dead = [name for name, c in containers.items() if c.status in ("exited", "dead")]
-            if dead:
-                raise UserError(
-                    f"container {dead[0]} exited while starting: {self._log_tail(containers[dead[0]])}",
-                    "see the container log above; `bench doctor` checks the machine",
-                )
-            missing = set(self.plan.services) - set(containers)
-            if missing:
-                pending = f"containers {sorted(missing)} to be created"
-            else:
-                sockets = [p.socket for _, p in self.plan.haproxy_processes] + [s.socket for s in self.plan.servers]
-                silent = [s for s in sockets if not _stats_ok(self.files.run / s)]
+        sockets = [p.socket for _, p in self.plan.haproxy_processes] + [s.socket for s in self.plan.servers]
+        answering: set[str] = set()
+        watch = AddressWatch()
+        containers: dict[str, Any] = {}
+        listed_at = -1.0
+        try:
+            while time.monotonic() < deadline:
+                if time.monotonic() - listed_at >= CONTAINERS_EVERY_S:  # a list costs the engine an inspect per container
+                    containers = self.containers()
+                    listed_at = time.monotonic()
+                dead = [name for name, c in containers.items() if c.status in ("exited", "dead")]
+                if dead:
+                    raise UserError(
+                        f"container {dead[0]} exited while starting: {self._log_tail(containers[dead[0]])}",
+                        "see the container log above; `bench doctor` checks the machine",
+                    )
+                missing = set(self.plan.services) - set(containers)
+                if missing:
+                    pending = f"containers {sorted(missing)} to be created"
+                    listed_at = -1.0
+                    time.sleep(READY_POLL_S)
+                    continue
+                for node in self.plan.nodes:
+                    pid = _container_pid(containers[node.name])
+                    if pid:
+                        watch.add(pid)
+                answering.update(s for s in sockets if s not in answering and _stats_ok(self.files.run / s))
+                silent = [s for s in sockets if s not in answering]
                 if silent:
                     pending = f"stats sockets {silent}"
-                else:
-                    holders = self.vip_holders(containers)
-                    expected = self.expected_vip_holder()
-                    if len(holders) != 1 or (expected and holders != [expected]):
-                        pending = f"the VIP on {expected or 'one node'} (held by {holders or 'nobody'})"
-                    else:
-                        try:
-                            probe(self.plan.vip, self.tls.ca_pem, "/?echo=1", timeout=1.0)
-                            return
-                        except (OSError, http.client.HTTPException, ValueError) as exc:
-                            pending = f"HTTPS on the VIP {self.plan.vip}"
-                            last_error = f"{type(exc).__name__}: {exc}"
-            time.sleep(0.25)
+                    time.sleep(READY_POLL_S)
+                    continue
+                holders = self.vip_holders(containers)
+                expected = self.expected_vip_holder()
+                if len(holders) != 1 or (expected and holders != [expected]):
+                    pending = f"the VIP on {expected or 'one node'} (held by {holders or 'nobody'})"
+                    # woken by keepalived adding (or moving) the VIP; the timeout re-checks the containers
+                    watch.wait(min(CONTAINERS_EVERY_S, max(0.0, deadline - time.monotonic())))
+                    continue
+                try:
+                    probe(self.plan.vip, self.tls.ca_pem, "/?echo=1", timeout=1.0)
+                    return
+                except (OSError, http.client.HTTPException, ValueError) as exc:
+                    pending = f"HTTPS on the VIP {self.plan.vip}"
+                    last_error = f"{type(exc).__name__}: {exc}"
+                time.sleep(READY_POLL_S)
+        finally:
+            watch.close()
         containers = self.containers()
         logs = "; ".join(f"{n}: {self._log_tail(c, 2)}" for n, c in sorted(containers.items())[:3])
         raise UserError(
@@ -336,15 +366,24 @@ class Lab:
         containers = self.containers() if containers is None else containers
         for node in self.plan.nodes:
             c = containers.get(node.name)
-            if c is None or c.status != "running":
-                continue
-            try:
-                code, out = c.exec_run(["ip", "-o", "-4", "addr", "show"])
-            except docker.errors.APIError:
-                continue
-            if code == 0 and f" {self.plan.vip}/" in out.decode(errors="replace"):
+            if c is not None and c.status == "running" and self._holds_vip(c):
                 holders.append(node.name)
         return holders
+
+    def _holds_vip(self, container: Any) -> bool:
+        """The node's local addresses from ``/proc/<pid>/net/fib_trie`` (no exec); ``ip addr`` inside it where /proc is not ours."""
+        assert self.plan is not None
+        pid = _container_pid(container)
+        if pid:
+            try:
+                return self.plan.vip in netns.parse_fib_trie_local(netns.read(Path(f"/proc/{pid}/net/fib_trie")))
+            except OSError:
+                pass  # an engine on another machine, or the process just went away
+        try:
+            code, out = container.exec_run(["ip", "-o", "-4", "addr", "show"])
+        except docker.errors.APIError:
+            return False
+        return code == 0 and f" {self.plan.vip}/" in out.decode(errors="replace")
 
     @staticmethod
     def _log_tail(container: Any, lines: int = 3) -> str:
@@ -369,6 +408,10 @@ def _first_fail(message: str, stderr: str) -> str:
         if line.startswith("FAIL "):
             return line[5:]
     return message.splitlines()[0] if message else "unknown error"
+
+
+def _container_pid(container: Any) -> int:
+    return int(((container.attrs or {}).get("State") or {}).get("Pid") or 0)
 
 
 def _stats_ok(path: Path) -> bool:

@@ -292,8 +292,11 @@ def test_cpu_summary_host_and_containers() -> None:
 
 def test_collector_overhead() -> None:
     cs = pd.DataFrame({"t": [T0, T0 + 1, T0 + 2], "usage_s": [1.0, 1.02, 1.04], "tick_s": [0.01] * 3})
-    assert cpu.collector_overhead(cs, (T0, T0 + 2)) == {"cpu_pct": 2.0}
-    assert cpu.collector_overhead(empty_frame("collector_self"), (T0, T0 + 2)) == {"cpu_pct": None}
+    # a run from before the per-collector columns: the total only
+    assert cpu.collector_overhead(cs, (T0, T0 + 2)) == {"cpu_pct": 2.0, "by_collector": {}}
+    assert cpu.collector_overhead(empty_frame("collector_self"), (T0, T0 + 2)) == {"cpu_pct": None, "by_collector": {}}
+    cs = cs.assign(sockets_s=[0.5, 0.505, 0.51], write_s=[0.1, 0.11, 0.12])
+    assert cpu.collector_overhead(cs, (T0, T0 + 2)) == {"cpu_pct": 2.0, "by_collector": {"sockets": 0.5, "write": 1.0}}
 
 
 # ------------------------------------------------------------------ ports

@@ -25,3 +25,5 @@ class Cpu(Section):
 
 class Collectors(Section):
     cpu_pct: Figure
+    by_collector: dict[str, Figure] | None = None
+    """per collector (haproxy, cpu, sockets, netdev, vrrp, write), % of one core; empty for runs before it was measured"""

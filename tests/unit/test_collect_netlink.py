@@ -1,0 +1,171 @@
+"""Socket counts through sock_diag against the /proc text reader, and the address watch, on namespaces of the test's own.
+
+A child process in a fresh network namespace (``unshare -n``; the collectors need root
+for ``nsenter`` anyway) opens a known set of TCP sockets: listeners on IPv4 and IPv6,
+established connections both ways, client-side TIME_WAITs. Nothing else lives in that
+namespace, so the counts are exact.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.collect import netns, nsnetlink, sockdiag
+
+CHILD = r"""
+import socket, sys, time
+def listener(family, addr):
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((addr, 8443)); s.listen(64); return s
+l4 = listener(socket.AF_INET, "127.0.0.1")
+l6 = listener(socket.AF_INET6, "::1")
+keep = []
+for _ in range(5):                      # 5 established each way on IPv4
+    c = socket.create_connection(("127.0.0.1", 8443)); keep += [c, l4.accept()[0]]
+c = socket.create_connection(("::1", 8443)); keep += [c, l6.accept()[0]]   # 1 on IPv6
+for _ in range(3):                      # 3 closed by the client first: TIME_WAIT on its side
+    c = socket.create_connection(("127.0.0.1", 8443)); a = l4.accept()[0]
+    c.close(); a.recv(1); a.close()
+time.sleep(0.2)
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.fixture(scope="module")
+def child() -> Iterator[int]:
+    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
+        pytest.skip("needs root, unshare and ip (like the collectors' nsenter)")
+    proc = subprocess.Popen(
+        ["unshare", "-n", "sh", "-c", f'ip link set lo up && exec "{sys.executable}" -c "$0"', CHILD],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        yield proc.pid
+    finally:
+        proc.kill()
+        proc.communicate()  # reaps it and closes both pipes
+
+
+def proc_counts(pid: int) -> dict:
+    texts = [netns.read(Path(f"/proc/{pid}/net/{f}")) for f in ("tcp", "tcp6")]
+    return netns.SocketCounter().count(texts)
+
+
+def test_counts_equal_the_proc_reader_and_the_known_sockets(child: int) -> None:
+    counter = sockdiag.DiagCounter(sockdiag.open_in_netns(child))
+    try:
+        got = counter.count((socket.AF_INET, socket.AF_INET6))
+    finally:
+        counter.close()
+    assert got == proc_counts(child)
+    assert got[("ESTABLISHED", "out", "127.0.0.1", 0, "127.0.0.1", 8443)] == 5
+    assert got[("ESTABLISHED", "in", "127.0.0.1", 8443, "127.0.0.1", 0)] == 5
+    assert got[("TIME_WAIT", "out", "127.0.0.1", 0, "127.0.0.1", 8443)] == 3
+    assert got[("ESTABLISHED", "out", "::1", 0, "::1", 8443)] == 1
+    assert got[("ESTABLISHED", "in", "::1", 8443, "::1", 0)] == 1
+    assert sum(got.values()) == 15  # nothing else: LISTEN is left out, like the /proc reader does
+    assert (socket.AF_INET, socket.inet_pton(socket.AF_INET, "127.0.0.1") + bytes(12), 8443) in counter.listeners
+
+
+def test_node_namespace_reads_sockets_by_netlink(child: int) -> None:
+    ns = netns.NodeNamespace("test", child)
+    try:
+        assert ns.reader == "netlink"
+        assert ns.socket_counts() == proc_counts(child)
+        assert ns.read_tcp6  # the namespace has IPv6 TCP sockets: both families from now on
+    finally:
+        ns.close()
+    forced = netns.NodeNamespace("test", child, reader="proc")
+    assert forced.reader == "proc" and forced.socket_counts() == proc_counts(child)
+
+
+def test_a_namespace_that_cannot_be_entered() -> None:
+    gone = 2**22 + 12345  # above pid_max's default: no such process
+    with pytest.raises(OSError):
+        sockdiag.open_in_netns(gone)
+    ns = netns.NodeNamespace("test", gone)  # "auto" falls back to /proc, which then fails per sample
+    assert ns.reader == "proc"
+    with pytest.raises(OSError):
+        ns.socket_counts()
+    with pytest.raises(OSError):
+        netns.NodeNamespace("test", gone, reader="netlink")
+
+
+def message(length: int, state: int, sport: int) -> bytes:
+    """One synthetic SOCK_DIAG_BY_FAMILY message of ``length`` bytes."""
+    head = struct.pack("=IHHII", length, sockdiag.SOCK_DIAG_BY_FAMILY, 2, 1, 0)
+    body = struct.pack("=BBBBHH", socket.AF_INET, state, 0, 0, socket.htons(sport), socket.htons(443))
+    return (head + body).ljust(length, b"\0")
+
+
+def test_offsets_uniform_stride_and_mixed_lengths() -> None:
+    uniform = b"".join(message(96, 6, 40000 + i) for i in range(5))
+    assert sockdiag._offsets(uniform).tolist() == [0, 96, 192, 288, 384]
+    mixed = message(96, 6, 1) + message(112, 1, 2) + message(96, 6, 3)
+    assert sockdiag._offsets(mixed).tolist() == [0, 96, 208]
+    # a read that ends with NLMSG_DONE is walked message by message
+    done = struct.pack("=IHHIIi", 20, sockdiag.NLMSG_DONE, 2, 1, 0, 0)
+    assert sockdiag._offsets(uniform + done).tolist() == [0, 96, 192, 288, 384, 480]
+    f = sockdiag.Fields((mixed, np.array([0, 96, 208])))
+    assert f.state.tolist() == [6, 1, 6] and f.sport.tolist() == [1, 2, 3] and f.dport.tolist() == [443] * 3
+
+
+def test_idle_sockets_elsewhere_cost_no_python_work(child: int) -> None:
+    """2,000 idle connections in our own namespace do not show up (or get parsed) in the child's."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    pairs = []
+    try:
+        for _ in range(1000):
+            pairs.append(socket.create_connection(("127.0.0.1", port)))
+            pairs.append(server.accept()[0])
+        counter = sockdiag.DiagCounter(sockdiag.open_in_netns(child))
+        try:
+            data, starts = sockdiag.dump(counter.sock, socket.AF_INET)
+            assert len(starts) == 5 + 5 + 3 + 1  # the child's IPv4 sockets, listener included
+            assert sum(counter.count().values()) == 13
+        finally:
+            counter.close()
+    finally:
+        for s in pairs:
+            s.close()
+        server.close()
+
+
+def test_address_watch_wakes_on_a_new_address_in_the_namespace() -> None:
+    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
+        pytest.skip("needs root, unshare and ip (like the collectors' nsenter)")
+    script = "ip link set lo up && echo ready && read go && ip addr add 198.18.255.1/32 dev lo && echo added && read end"
+    proc = subprocess.Popen(["unshare", "-n", "sh", "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    watch = nsnetlink.AddressWatch()
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        assert watch.add(proc.pid) and watch.add(proc.pid)  # twice: one subscription
+        assert not watch.wait(0.05)  # nothing changed
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == "added"
+        assert watch.wait(5.0)
+        assert "198.18.255.1" in netns.parse_fib_trie_local(netns.read(Path(f"/proc/{proc.pid}/net/fib_trie")))
+        assert not watch.wait(0.05)  # drained: one wake-up per change
+    finally:
+        watch.close()
+        proc.kill()
+        proc.communicate()
+    assert not nsnetlink.AddressWatch().add(2**22 + 12345)  # no such process: not watched, wait() then just sleeps

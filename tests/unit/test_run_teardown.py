@@ -1,0 +1,68 @@
+"""`bench run` around the load: the teardown runs in the background of the analysis (always joined, failures in one line); a Locust started ahead waits for the go."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from bench.errors import UserError
+from bench.results.layout import RunDir
+from bench.run import Teardown
+
+
+class FakeLab:
+    def __init__(self, fail: bool = False):
+        self.project = "lbbench-unit"
+        self.started = True
+        self.fail = fail
+        self.calls: list[str] = []
+        self.release = threading.Event()
+        self.logged = threading.Event()
+
+    def save_logs(self, dest: Path) -> None:
+        self.calls.append(f"logs {dest.name}")
+        self.logged.set()
+
+    def down(self) -> None:
+        self.release.wait(5)
+        self.calls.append("down")
+        if self.fail:
+            raise RuntimeError("compose is gone")
+
+
+def test_teardown_runs_beside_the_caller_and_join_waits_for_it(tmp_path: Path) -> None:
+    lab = FakeLab()
+    teardown = Teardown(lab, None, RunDir(tmp_path))  # type: ignore[arg-type]
+    assert lab.logged.wait(5)
+    assert lab.calls == ["logs logs"]  # the logs first; down() waits for us: it runs beside the caller
+    lab.release.set()
+    teardown.join()
+    assert lab.calls == ["logs logs", "down"]
+
+
+def test_a_failed_teardown_names_bench_down(tmp_path: Path) -> None:
+    lab = FakeLab(fail=True)
+    lab.release.set()
+    teardown = Teardown(lab, None, RunDir(tmp_path))  # type: ignore[arg-type]
+    with pytest.raises(UserError, match=r"tearing down lbbench-unit failed: RuntimeError: compose is gone") as info:
+        teardown.join()
+    assert "bench down lbbench-unit" in str(info.value.fix)
+    teardown.join(raise_error=False)  # the failed run's path: the original error is what matters
+
+
+def test_start_gate_holds_locust_until_bench_says_go(tmp_path: Path) -> None:
+    from bench.load.runner import open_start_gate, start_gate, wait_for_start_gate
+
+    gate = start_gate(tmp_path)
+    Path(gate["file"]).parent.mkdir(parents=True)
+    wait_for_start_gate(None)  # no gate: at once
+    with pytest.raises(SystemExit):
+        wait_for_start_gate(gate, timeout=0.05)  # no go within the time: no load at all
+    opener = threading.Timer(0.1, open_start_gate, args=(gate,))
+    opener.start()
+    wait_for_start_gate(gate, timeout=5)  # returns once the file is there
+    opener.join()
+    with pytest.raises(SystemExit):  # the owner is gone: give up at once
+        wait_for_start_gate({"file": str(tmp_path / "never"), "owner": 2**22 + 12345}, timeout=60)
