@@ -89,15 +89,22 @@ class SignalGuard:
 class Teardown:
     """Save the containers' logs and tear the lab down in a thread of its own, while the run is analysed.
 
-    ``join()`` waits for it (always, before `bench run` returns or raises: nothing
-    is left running) and reports a failure as one line naming `bench down`.
+    The logs are saved at once; ``compose down`` (the engine's CPU) waits for
+    :meth:`go`, called once the summary is on screen, so the two do not share the
+    cores. ``join()`` says go too and waits (always, before `bench run` returns or
+    raises: nothing is left running); a failure is one line naming `bench down`.
     """
 
     def __init__(self, lab: Lab, worker_set: WorkerSet | None, rd: RunDir):
         self.lab = lab
         self.error: BaseException | None = None
+        self._go = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(worker_set, rd), name="lbbench-teardown")
         self._thread.start()
+
+    def go(self) -> None:
+        """Let the teardown proper (``compose down``) begin."""
+        self._go.set()
 
     def _run(self, worker_set: WorkerSet | None, rd: RunDir) -> None:
         try:
@@ -108,11 +115,13 @@ class Teardown:
                 if self.lab.started:
                     self.lab.save_logs(rd.logs)
             finally:
+                self._go.wait()
                 self.lab.down()
         except BaseException as exc:  # noqa: BLE001 - handed to join()
             self.error = exc
 
     def join(self, raise_error: bool = True) -> None:
+        self._go.set()
         self._thread.join()
         if self.error is not None and raise_error:
             raise UserError(
@@ -388,8 +397,15 @@ def run_scenario(
     run["ended_at"] = _now()
     write_document(RunDoc, run, rd.run_json)
     assert teardown is not None
+    done = teardown
+
+    def on_summary(summary: dict[str, Any]) -> None:
+        for line in _headline(summary):
+            log(line)
+        done.go()  # the summary is out: the lab goes while the plots are drawn
+
     try:
-        _build_report(run_dir, on_summary=lambda summary: [log(line) for line in _headline(summary)])
+        _build_report(run_dir, on_summary=on_summary)
     except BaseException:
         teardown.join(raise_error=False)
         raise

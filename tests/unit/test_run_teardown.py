@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -34,11 +35,17 @@ class FakeLab:
 
 def test_teardown_runs_beside_the_caller_and_join_waits_for_it(tmp_path: Path) -> None:
     lab = FakeLab()
+    lab.release.set()
     teardown = Teardown(lab, None, RunDir(tmp_path))  # type: ignore[arg-type]
     assert lab.logged.wait(5)
-    assert lab.calls == ["logs logs"]  # the logs first; down() waits for us: it runs beside the caller
-    lab.release.set()
+    time.sleep(0.2)
+    assert lab.calls == ["logs logs"]  # the logs at once; compose down only after go() (the summary is out)
+    teardown.go()
     teardown.join()
+    assert lab.calls == ["logs logs", "down"]
+    lab = FakeLab()
+    lab.release.set()
+    Teardown(lab, None, RunDir(tmp_path)).join()  # join() says go itself: a failed run never waits
     assert lab.calls == ["logs logs", "down"]
 
 
