@@ -684,8 +684,20 @@ class Scenario(_Model):
         description="the load's counts and rates are production figures: `bench run --scale F` multiplies them "
         "(default: the largest scale that fits the machine, see bench/load/fit.py)",
     )
+    thresholds: dict[str, Any] = Field(
+        default_factory=dict,
+        description='SLOs checked against summary.json at the end, k6 style: {latency_ms.p99: "< 50"} (docs/thresholds.md)',
+    )
 
     parse_durations = _duration_fields("duration", "ramp_up")
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from .thresholds import parse_thresholds
+
+        parse_thresholds(v)  # one line naming the metric or expression, with "did you mean"
+        return v
 
     @model_validator(mode="after")
     def _faults_fit(self) -> Scenario:

@@ -14,6 +14,8 @@ from typing import Any
 from ..results.document import write_document
 from ..results.layout import RunDir
 from ..results.summary import SCHEMA_VERSION, Summary, summary_dict
+from ..thresholds import evaluate as evaluate_thresholds
+from ..thresholds import parse_thresholds
 from .bottleneck import apply_load_verdict, find_bottleneck
 from .checks import run_checks
 from .common import TAIL_S, RunData, SummaryError, load_run, load_window, num, read_run, steady_window
@@ -67,7 +69,7 @@ def summarise_data(data: RunData, series: Series | None = None) -> dict[str, Any
     bottleneck = apply_load_verdict(bottleneck, load, cpu)
     latency = latency_summary(req, data.latency_hist, window)
     latency["corrected"] = corrected_latency(req, window)
-    return summary_dict({
+    summary: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "run": {
             "id": run.get("id"),
@@ -95,7 +97,10 @@ def summarise_data(data: RunData, series: Series | None = None) -> dict[str, Any
         "bottleneck": bottleneck,
         "load": load,
         "checks": run_checks(req, info, stat, run, data.table("pacing"), data.table("held")),
-    })
+    }
+    # last: thresholds judge the figures above (and whether the run can vouch for a pass)
+    summary["thresholds"] = evaluate_thresholds(parse_thresholds((run.get("scenario") or {}).get("thresholds") or {}), summary)
+    return summary_dict(summary)
 
 
 def _failover(data: RunData) -> dict[str, Any]:

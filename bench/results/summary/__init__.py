@@ -34,6 +34,7 @@ from .header import RunRef, Window
 from .load import Load
 from .ports import Ports
 from .requests import Bytes, Errors, Latency, Requests
+from .thresholds import Thresholds
 from .traffic import Traffic
 from .verdicts import Bottleneck, Check
 from .vrrp import Failover, Vrrp
@@ -107,6 +108,7 @@ class Summary(Document):
     bottleneck: Bottleneck | None
     load: Load | None
     checks: list[Check] | None
+    thresholds: Thresholds | None = None
 
 
 def summary_dict(data: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,317 @@
+"""SLOs in the scenario, in the style of k6 thresholds.
+
+A scenario declares pass/fail criteria on its own figures::
+
+    thresholds:
+      latency_ms.p99: "< 50"
+      errors.pct: "< 0.1"
+      load.achieved_pct.requests_per_s: ">= 99"
+      requests.per_s: [">= 500", "< 100000"]   # several on one metric
+
+A metric is a dotted ``summary.json`` field (see reports/README.md, and
+``bench run --help-thresholds``); an expression is an operator (``<``, ``<=``,
+``>``, ``>=``, ``==``, ``!=``) and a number. Both are checked when the
+scenario loads: an unknown metric or a bad expression is one line with "did
+you mean". At the end of the run every threshold is checked against
+summary.json (:func:`evaluate`); the verdict lands in ``summary.json``
+(``thresholds``), the terminal, the report and ``--junit``; ``bench run``
+exits with :data:`EXIT_THRESHOLDS_FAILED` when one failed and
+:data:`EXIT_THRESHOLDS_INCONCLUSIVE` when none failed but the run cannot vouch
+for a pass (a threshold without data, or a run whose figures are not the load
+balancer's: see :func:`untrustworthy`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import fnmatch
+import json
+import math
+import operator
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+#: ``bench run`` exit status when a threshold failed (k6 uses the same number).
+EXIT_THRESHOLDS_FAILED = 99
+#: ``bench run`` exit status when no threshold failed but the run cannot vouch for a pass.
+EXIT_THRESHOLDS_INCONCLUSIVE = 98
+
+OPS: dict[str, Callable[[float, float], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+_EXPR = re.compile(r"^\s*(?P<op><=|>=|==|!=|<|>)\s*(?P<num>[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+SYNTAX = 'write an operator and a number, e.g. "< 50", ">= 99.5" (operators: < <= > >= == !=)'
+
+_LAT = ("p50", "p90", "p99", "p999", "mean", "max")
+_ERROR_KINDS = ("refused", "reset", "timeout", "tls", "http_4xx", "http_5xx", "closed", "other")
+_TARGETS = (
+    "requests_per_s", "ok_requests_per_s", "connections_per_s", "handshakes_per_s", "resumption_pct",
+    "held_connections", "held_tls_connections",
+)  # fmt: skip
+_HAPROXY_ACHIEVED = (
+    "requests_per_s", "connections_per_s", "handshakes_per_s", "full_handshakes_per_s", "resumption_pct",
+    "client_connections", "client_connections_max", "tls_connections_max",
+)  # fmt: skip
+_MBPS = ("in", "out", "in_max", "out_max")
+
+#: Every numeric summary.json field a threshold can name: ``*`` is one segment of
+#: a name that depends on the run (a container, an HAProxy process, a role).
+METRICS: tuple[str, ...] = (
+    "requests.total", "requests.ok", "requests.steady", "requests.per_s",
+    "errors.total", "errors.steady", "errors.per_s", "errors.pct",
+    *(f"errors.by_kind.{k}" for k in _ERROR_KINDS),
+    *(f"latency_ms.{k}" for k in _LAT),
+    *(f"latency_ms.corrected.{k}" for k in _LAT),
+    "bytes.total",
+    "connections.per_s", "connections.per_s_client", "connections.client_max", "connections.backend_max",
+    "connections.server_max", "connections.sockets.client_max", "connections.sockets.backend_max",
+    "connections.sockets.server_max",
+    "tls.handshakes_per_s", "tls.connections_per_s", "tls.resumption_pct", "tls.connections_max",
+    "haproxy.requests_per_s", "haproxy.queue_max", "haproxy.idle_pct.*.mean", "haproxy.idle_pct.*.min",
+    *(f"haproxy.server_errors.{k}" for k in ("econ", "eresp", "wretr", "wredis", "hrsp_5xx", "srv_abrt", "cli_abrt")),
+    "cpu.host_mean_pct", "cpu.lb_ms_per_request", "cpu.by_container.*.total_mean_pct", "cpu.by_container.*.total_max_pct",
+    "ports.max_in_use", "ports.range_size", "ports.max_utilisation_pct", "ports.first_exhaustion_after_s",
+    *(f"traffic.{side}_mbps.{k}" for side in ("client", "server") for k in _MBPS),
+    "vrrp.changes", "vrrp.state_changes", "vrrp.seconds_without_holder", "vrrp.seconds_with_two_holders",
+    "failover.vip_moved_after_s", "failover.first_success_after_s", "failover.recovered_after_s",
+    *(f"failover.gap_s.{k}" for k in ("min", "median", "p95", "max", "mean")),
+    "collectors.cpu_pct",
+    "bottleneck.utilisation_pct.*",
+    *(f"load.target.{k}" for k in (*_TARGETS, "users")),
+    *(f"load.achieved.{k}" for k in _TARGETS),
+    *(f"load.achieved_pct.{k}" for k in _TARGETS),
+    *(f"load.achieved_haproxy.{k}" for k in _HAPROXY_ACHIEVED),
+    "window.seconds",
+)  # fmt: skip
+
+
+def is_known_metric(metric: str) -> bool:
+    """Whether ``metric`` names a numeric summary field (``*`` in :data:`METRICS` matches one segment)."""
+    parts = metric.split(".")
+    for pattern in METRICS:
+        p = pattern.split(".")
+        if len(p) == len(parts) and all(a == "*" or fnmatch.fnmatchcase(b, a) for a, b in zip(p, parts, strict=True)):
+            return True
+    return False
+
+
+def suggest(metric: str) -> str | None:
+    """The closest known metric name (for "did you mean")."""
+    names = [m for m in METRICS if "*" not in m]
+    close = difflib.get_close_matches(metric, names, n=1, cutoff=0.6)
+    if close:
+        return close[0]
+    # a wrong leaf under a known section: latency_ms.p95 -> the section's closest leaf
+    head, _, leaf = metric.rpartition(".")
+    same = [m for m in names if m.rpartition(".")[0] == head]
+    close = difflib.get_close_matches(leaf, [m.rpartition(".")[2] for m in same], n=1, cutoff=0.3)
+    return f"{head}.{close[0]}" if close else None
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """One parsed threshold: ``metric op limit``."""
+
+    metric: str
+    op: str
+    limit: float
+
+    @property
+    def text(self) -> str:
+        return f"{self.metric} {self.op} {self.limit:g}"
+
+    def holds(self, value: float) -> bool:
+        return OPS[self.op](value, self.limit)
+
+
+def parse_expression(metric: str, expression: Any) -> Threshold:
+    """Parse one ``"< 50"`` for ``metric``; raises ValueError with the fix in the message."""
+    if isinstance(expression, bool) or not isinstance(expression, str | int | float):
+        raise ValueError(f"{metric}: expected an expression like \"< 50\" (got {expression!r}); {SYNTAX}")
+    m = _EXPR.match(str(expression))
+    if not m:
+        hint = ""
+        text = str(expression).strip()
+        if re.fullmatch(r"=\s*[-+\d.].*|=>.*|=<.*", text):
+            op = ">=" if text.startswith("=>") else "<=" if text.startswith("=<") else "=="
+            hint = f' (did you mean "{op} {text.lstrip("=<>").strip()}"?)'
+        elif re.fullmatch(r"[-+]?\d+(?:\.\d+)?", text):
+            hint = f' (did you mean "<= {text}" or ">= {text}"?)'
+        elif re.search(r"\d\s*(ms|s|%)$", text):
+            bare = re.sub(r"\s*(ms|s|%)$", "", text)
+            hint = f' (did you mean "{bare}"? the unit is the metric\'s own)'
+        raise ValueError(f"{metric}: cannot read {str(expression)!r}{hint}; {SYNTAX}")
+    limit = float(m.group("num"))
+    if not math.isfinite(limit):
+        raise ValueError(f"{metric}: the limit must be a finite number (got {m.group('num')})")
+    return Threshold(metric, m.group("op"), limit)
+
+
+def parse_thresholds(raw: Mapping[str, Any]) -> list[Threshold]:
+    """Validate a scenario's ``thresholds`` mapping (metric -> expression or list of expressions)."""
+    if not isinstance(raw, Mapping):
+        raise ValueError('expected a mapping of metric to expression, e.g. {latency_ms.p99: "< 50"}')
+    out: list[Threshold] = []
+    for metric, spec in raw.items():
+        metric = str(metric)
+        if not is_known_metric(metric):
+            close = suggest(metric)
+            hint = f" (did you mean {close}?)" if close else ""
+            raise ValueError(f"unknown metric {metric!r}{hint}; thresholds name numeric summary.json fields, see docs/thresholds.md")
+        specs = spec if isinstance(spec, list) else [spec]
+        if not specs:
+            raise ValueError(f"{metric}: an empty list; {SYNTAX}")
+        out.extend(parse_expression(metric, s) for s in specs)
+    return out
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def untrustworthy(summary: Mapping[str, Any]) -> list[str]:
+    """Why this run's figures cannot vouch for a pass (empty when they can).
+
+    A pass only counts when the run completed and what it measured was the load
+    balancer: not when the load generator was the bottleneck, other work on the
+    machine contended with the run, or the lab's integrity broke (a container
+    died or was paused, the VIP moved without a fault, collectors lost sources).
+    """
+    reasons = []
+    status = (summary.get("run") or {}).get("status")
+    if status not in (None, "completed"):
+        reasons.append(f"the run did not complete (status {status})")
+    b = summary.get("bottleneck") or {}
+    if b.get("component") in ("loadgen", "contended"):
+        reasons.append(f"bottleneck {b.get('component')}: {b.get('verdict') or ''}".rstrip(": "))
+    integrity = summary.get("integrity")
+    if isinstance(integrity, Mapping) and integrity.get("ok") is False:
+        problems = integrity.get("problems") or integrity.get("events") or []
+        first = problems[0] if problems else None
+        text = first.get("message") or first.get("kind") if isinstance(first, Mapping) else first
+        reasons.append(f"lab integrity broken{': ' + str(text) if text else ''}")
+    return reasons
+
+
+def evaluate(thresholds: list[Threshold], summary: Mapping[str, Any], lookup: Callable[[Mapping[str, Any], str], Any] | None = None) -> dict[str, Any]:
+    """The ``thresholds`` section of summary.json: each threshold's value and status, and the verdict.
+
+    ``status`` of a threshold: ``pass``, ``fail`` or ``no_data``. The verdict
+    (``status``): ``none`` (no thresholds), ``fail`` (one failed), ``inconclusive``
+    (none failed, but one had no data or the run cannot vouch for a pass), ``pass``.
+    """
+    if lookup is None:
+        from .compare import lookup as lookup_fn
+
+        lookup = lookup_fn
+    results = []
+    for th in thresholds:
+        value = _number(lookup(summary, th.metric))
+        if value is None:
+            status, message = "no_data", f"{th.text}: no data in this run"
+        elif th.holds(value):
+            status, message = "pass", f"{th.text}: {_fmt(value)} passes"
+        else:
+            status, message = "fail", f"{th.text}: {_fmt(value)} FAILS"
+        results.append({"metric": th.metric, "op": th.op, "limit": th.limit, "threshold": th.text, "value": value, "status": status, "message": message})
+    reasons = untrustworthy(summary) if thresholds else []
+    if not thresholds:
+        verdict = "none"
+    elif any(r["status"] == "fail" for r in results):
+        verdict = "fail"
+    elif reasons or any(r["status"] == "no_data" for r in results):
+        verdict = "inconclusive"
+    else:
+        verdict = "pass"
+    return {
+        "status": verdict,
+        "passed": sum(r["status"] == "pass" for r in results),
+        "failed": sum(r["status"] == "fail" for r in results),
+        "no_data": sum(r["status"] == "no_data" for r in results),
+        "untrustworthy": reasons,
+        "results": results,
+    }
+
+
+def exit_status(section: Mapping[str, Any] | None) -> int:
+    """The exit status a thresholds verdict asks for (0 when it passed or there were none)."""
+    status = (section or {}).get("status")
+    if status == "fail":
+        return EXIT_THRESHOLDS_FAILED
+    if status == "inconclusive":
+        return EXIT_THRESHOLDS_INCONCLUSIVE
+    return 0
+
+
+def verdict_line(section: Mapping[str, Any] | None) -> str | None:
+    """One line for the terminal (None without thresholds)."""
+    s = section or {}
+    if s.get("status") in (None, "none"):
+        return None
+    results = s.get("results") or []
+    head = {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE"}[s["status"]]
+    text = f"thresholds: {head} ({s['passed']} of {len(results)} passed"
+    text += f", {s['failed']} failed" if s.get("failed") else ""
+    text += f", {s['no_data']} without data" if s.get("no_data") else ""
+    text += ")"
+    bad = [r["message"] for r in results if r["status"] != "pass"]
+    if bad:
+        text += ": " + "; ".join(bad)
+    if s.get("untrustworthy"):
+        text += "; the run cannot vouch for a pass: " + "; ".join(s["untrustworthy"])
+    return text
+
+
+def junit_xml(runs: list[tuple[str, Mapping[str, Any]]]) -> str:
+    """JUnit XML for ``bench run --junit``: one testsuite per run (id, thresholds section), one testcase per threshold.
+
+    A failed threshold is a ``<failure>``; one without data, or a pass the run
+    cannot vouch for, is ``<skipped>`` with the reason.
+    """
+    root = ET.Element("testsuites", name="bench run thresholds")
+    total = failures = skipped = 0
+    for run_id, section in runs:
+        results = section.get("results") or []
+        reasons = section.get("untrustworthy") or []
+        suite = ET.SubElement(root, "testsuite", name=f"bench run {run_id}", tests=str(len(results)), errors="0")
+        suite.set("timestamp", dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+        n_fail = n_skip = 0
+        for r in results:
+            case = ET.SubElement(suite, "testcase", classname=f"bench.thresholds.{run_id}", name=r["threshold"], time="0")
+            if r["status"] == "fail":
+                n_fail += 1
+                ET.SubElement(case, "failure", message=r["message"], type="threshold").text = json.dumps({k: r[k] for k in ("metric", "op", "limit", "value")})
+            elif r["status"] == "no_data":
+                n_skip += 1
+                ET.SubElement(case, "skipped", message=r["message"])
+            elif reasons:
+                n_skip += 1
+                ET.SubElement(case, "skipped", message=f"{r['message']}, but the run cannot vouch for it: {'; '.join(reasons)}")
+            ET.SubElement(case, "system-out").text = r["message"]
+        suite.set("failures", str(n_fail))
+        suite.set("skipped", str(n_skip))
+        total, failures, skipped = total + len(results), failures + n_fail, skipped + n_skip
+    root.set("tests", str(total))
+    root.set("failures", str(failures))
+    root.set("skipped", str(skipped))
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _number(value: Any) -> float | None:
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _fmt(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
