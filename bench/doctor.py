@@ -142,15 +142,44 @@ def _cgroup() -> Check:
     return Check("cgroups", "warn", "no cgroup CPU accounting found: per-container CPU will be missing", "mount cgroupfs")
 
 
-def _leftovers(engine_ok: bool) -> Check:
+def _leftovers(engine_ok: bool) -> list[Check]:
+    """Labs on the engine, by owner: live runs are reported and left alone; leftovers get the exact command."""
     if not engine_ok:
-        return Check("leftover labs", "warn", "cannot check without an engine")
-    from .topology.lab import list_labs
+        return [Check("leftover labs", "warn", "cannot check without an engine")]
+    from .labctl import owner_state
+    from .topology import owner
+    from .topology.lab import LabFiles, list_labs
 
-    labs = list_labs()
-    if labs:
-        return Check("leftover labs", "warn", f"{len(labs)} lab(s) exist: {', '.join(sorted(labs))}", "bench down --all (or `bench down PROJECT`)")
-    return Check("leftover labs", "ok", "none")
+    by_state: dict[str, list[str]] = {"live-run": [], "by-hand": [], "leftover": [], "unknown": []}
+    live_text = []
+    for project in sorted(list_labs()):
+        who = owner.read_owner(LabFiles.for_project(project).root)
+        state = owner_state(who)
+        by_state[state].append(project)
+        if state == "live-run" and who:
+            live_text.append(f"{project} ({owner.describe(who)})")
+    checks = []
+    if live_text:
+        checks.append(Check("labs of live runs", "ok", f"{len(live_text)} in use, leave them: {'; '.join(live_text)}"))
+    if by_state["by-hand"]:
+        names = " ".join(by_state["by-hand"])
+        checks.append(Check("labs up by hand", "warn", f"{len(by_state['by-hand'])} left running by `bench up`: {names}", f"bench down {names} (when you are done with them)"))
+    if by_state["leftover"]:
+        names = " ".join(by_state["leftover"])
+        checks.append(Check("leftover labs", "warn", f"{len(by_state['leftover'])} lab(s) whose run is gone: {names}", f"bench down {names}"))
+    if by_state["unknown"]:
+        names = " ".join(by_state["unknown"])
+        checks.append(
+            Check(
+                "labs without an owner",
+                "warn",
+                f"{len(by_state['unknown'])} lab(s) with no owner recorded (an older lbbench made them, or one is still starting): {names}",
+                f"bench down {names} (when no run of yours uses them)",
+            )
+        )
+    if not by_state["leftover"] and not by_state["unknown"]:
+        checks.append(Check("leftover labs", "ok", "none"))
+    return checks
 
 
 def run_checks() -> list[Check]:
@@ -159,5 +188,5 @@ def run_checks() -> list[Check]:
     checks = [eng, _compose()]
     if ok:
         checks += _images()
-    checks += [_cores(), _fds(), *_scales(), _cgroup(), _subnets(ok), _leftovers(ok)]
+    checks += [_cores(), _fds(), *_scales(), _cgroup(), _subnets(ok), *_leftovers(ok)]
     return checks

@@ -16,6 +16,7 @@ from .results.events import EventLog, read_events
 from .results.layout import EVENTS_JSONL, LabDir
 from .spec import load_topology
 from .topology import lab as labmod
+from .topology import owner
 from .topology.lab import Lab, LabFiles
 
 
@@ -24,7 +25,7 @@ def lab_up(topology: str = "split", variant: str | None = None, sets: list[str] 
     topo, overrides = load_topology(topology, variant, sets)
     engine.client()
     ref = images.ensure_images(topo.image, log=log)
-    lab = Lab(topo, ref.node_tag, variant, log=log)
+    lab = Lab(topo, ref.node_tag, variant, log=log, owner_kind="up")
     try:
         lab.prepare()
         lab.up()
@@ -36,14 +37,25 @@ def lab_up(topology: str = "split", variant: str | None = None, sets: list[str] 
     return info
 
 
-def lab_down(project: str | None) -> tuple[int, int]:
-    """Tear down one lab, or every lbbench leftover when ``project`` is None."""
+def lab_down(project: str | None, force: bool = False) -> tuple[int, int, dict[str, dict[str, Any]]]:
+    """Tear down one lab, or every lbbench leftover when ``project`` is None.
+
+    A lab of a live run (bench/topology/owner.py) is left alone unless ``force``:
+    naming it is an error, ``--all`` skips it. Returns (containers, networks, skipped project -> owner).
+    """
     if project is None:
-        return labmod.down_all()
+        return labmod.down_all(force=force)
+    root = LabFiles.for_project(project).root
+    who = owner.live_run_owner(root)
+    if who is not None and not force:
+        raise UserError(
+            f"lab {project} belongs to a live run ({owner.describe(who)})",
+            "stop that run (Ctrl-C tears its lab down), or pass --force",
+        )
     counts = labmod.remove_by_label(f"{labmod.render.LABEL_RUN}={project}")
     remove_loadgen_cgroups(project)
-    shutil.rmtree(LabFiles.for_project(project).root, ignore_errors=True)
-    return counts
+    shutil.rmtree(root, ignore_errors=True)
+    return counts[0], counts[1], {}
 
 
 def lab_fault(kind: str, target: str = "master", project: str | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -110,14 +122,27 @@ def _restore_ids(injector: FaultInjector, project: str) -> None:
 
 
 def lab_status() -> dict[str, dict[str, Any]]:
-    """Every lab: containers, VIP and VIP holder."""
+    """Every lab: containers, VIP, VIP holder and who owns it (``owner``, ``owner_state``: live-run | by-hand | leftover)."""
     out: dict[str, dict[str, Any]] = {}
     for project, containers in labmod.list_labs().items():
         info: dict[str, Any] = {"containers": containers}
-        state = LabDir(LabFiles.for_project(project).root).lab_json
+        root = LabFiles.for_project(project).root
+        state = LabDir(root).lab_json
         if state.exists():
             lab, saved = Lab.attach(project, log=lambda _m: None)
             info.update(saved)
             info["vip_holder"] = ", ".join(lab.vip_holders()) or None
+        who = owner.read_owner(root)
+        info["owner"] = who
+        info["owner_state"] = owner_state(who)
         out[project] = info
     return out
+
+
+def owner_state(who: dict[str, Any] | None) -> str:
+    """``live-run`` (its process runs: leave it), ``by-hand`` (`bench up`), ``leftover`` (its process is gone) or ``unknown`` (no owner recorded)."""
+    if who is None:
+        return "unknown"
+    if who.get("kind") == "up":
+        return "by-hand"
+    return "live-run" if owner.alive(who) else "leftover"

@@ -29,11 +29,15 @@ import fnmatch
 import json
 import math
 import operator
+import os
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from .errors import UserError
 
 #: ``bench run`` exit status when a threshold failed (k6 uses the same number).
 EXIT_THRESHOLDS_FAILED = 99
@@ -304,6 +308,24 @@ def junit_xml(runs: list[tuple[str, Mapping[str, Any]]]) -> str:
     root.set("skipped", str(skipped))
     ET.indent(root)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def check_output_path(path: Path, flag: str) -> None:
+    """Refuse an output file that cannot be written, before a run starts (one line naming the fix)."""
+    if path.is_dir():
+        raise UserError(f"{flag} {path}: is a directory", "name a file, e.g. --junit thresholds.xml")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise UserError(f"{flag} {path}: folder {parent} does not exist", "create it first or name another file")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UserError(f"{flag} {path}: not writable", "name a file you can write")
+
+
+def write_junit(path: Path, runs: list[tuple[str, Mapping[str, Any]]]) -> None:
+    """Write :func:`junit_xml` to ``path`` atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(junit_xml(runs))
+    os.replace(tmp, path)
 
 
 def _number(value: Any) -> float | None:

@@ -15,7 +15,7 @@ from ..results.document import write_document
 from ..results.layout import RunDir
 from ..results.summary import SCHEMA_VERSION, Summary, summary_dict
 from ..thresholds import evaluate as evaluate_thresholds
-from ..thresholds import parse_thresholds
+from ..thresholds import parse_thresholds, verdict_line
 from .bottleneck import apply_load_verdict, find_bottleneck
 from .checks import run_checks
 from .common import TAIL_S, RunData, SummaryError, load_run, load_window, num, read_run, steady_window
@@ -148,4 +148,7 @@ def headline(summary: dict[str, Any], label: str = "") -> list[str]:
     if load.get("reached") is not None or load.get("find_max"):
         # target vs achieved; says so when the load generator could not reach it
         lines.append(f"{label}load: {load['verdict']}")
+    verdict = verdict_line(summary.get("thresholds"))
+    if verdict:  # the scenario's SLOs (docs/thresholds.md)
+        lines.append(f"{label}{verdict}")
     return lines

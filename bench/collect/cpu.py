@@ -235,8 +235,8 @@ def _remove_cgroup(root: Path, path: Path) -> None:
         pass  # other labs still use it
 
 
-def remove_loadgen_cgroups(project: str | None = None, cgroups: Cgroups | None = None) -> int:
-    """Remove load-generator cgroups a killed ``bench`` left behind (one project's, or all); returns how many.
+def remove_loadgen_cgroups(project: str | None = None, cgroups: Cgroups | None = None, keep: set[str] | frozenset[str] = frozenset()) -> int:
+    """Remove load-generator cgroups a killed ``bench`` left behind (one project's, or all but ``keep``'s); returns how many.
 
     For a reaper such as ``bench down``: processes still inside go back to the root first.
     """
@@ -250,7 +250,8 @@ def remove_loadgen_cgroups(project: str | None = None, cgroups: Cgroups | None =
         if not parent.is_dir():
             continue
         for child in sorted(parent.iterdir()):
-            if child.is_dir() and child.name.endswith("-loadgen") and project in (None, child.name[: -len("-loadgen")]):
+            name = child.name[: -len("-loadgen")]
+            if child.is_dir() and child.name.endswith("-loadgen") and project in (None, name) and name not in keep:
                 try:
                     _remove_cgroup(root, child)
                     removed += 1

@@ -37,11 +37,20 @@ def register(sub: Subparsers) -> None:
         metavar="N",
         help="load generator as Locust's master here plus N worker containers on the lab's client network (each load.processes processes)",
     )
+    r.add_argument(
+        "--junit",
+        metavar="FILE",
+        help="write the scenario's thresholds (SLOs) as JUnit XML: one testcase per threshold (docs/thresholds.md)",
+    )
     r.set_defaults(func=cmd_run)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from ..matrix import run_command
+    from ..thresholds import check_output_path, exit_status, verdict_line, write_junit
+
+    if args.junit:
+        check_output_path(Path(args.junit), "--junit")  # before anything starts
 
     folder, is_parent = run_command(
         args.scenario,
@@ -63,6 +72,19 @@ def cmd_run(args: argparse.Namespace) -> int:
             if run_dir.summary_json.exists():
                 for line in headline(json.loads(run_dir.summary_json.read_text()), f"{run_dir.root.name}: "):
                     say(line)
+    # the thresholds' verdicts (each run's headline said them already): JUnit and the exit status
+    verdicts = []
+    for run_dir in run_dirs:
+        if run_dir.summary_json.exists():
+            section = json.loads(run_dir.summary_json.read_text()).get("thresholds")
+            if verdict_line(section):
+                verdicts.append((run_dir.root.name, section))
+    if args.junit:
+        write_junit(Path(args.junit), verdicts)
+        say(f"wrote {args.junit}")
     print(folder)
     statuses = [json.loads(d.run_json.read_text()).get("status") for d in run_dirs if d.run_json.exists()]
-    return EXIT_INTERRUPTED if "interrupted" in statuses else EXIT_OK
+    if "interrupted" in statuses:
+        return EXIT_INTERRUPTED
+    # the worst verdict of the runs: a failed threshold, then an inconclusive one (docs/thresholds.md)
+    return max((exit_status(v) for _, v in verdicts), default=EXIT_OK)

@@ -23,7 +23,18 @@ def cmd_status(args: argparse.Namespace) -> int:
         containers = info["containers"]
         running = sum(1 for c in containers if c["status"] == "running")
         holder = info.get("vip_holder") or "?"
-        print(f"{project}  VIP {vip} on {holder}  {running}/{len(containers)} running")
+        print(f"{project}  VIP {vip} on {holder}  {running}/{len(containers)} running  {_owner_text(info)}")
         for c in sorted(containers, key=lambda c: c["service"]):
             print(f"  {c['service']:<20} {c['role']:<10} {c['status']}")
     return EXIT_OK
+
+
+def _owner_text(info: dict) -> str:
+    who, state = info.get("owner") or {}, info.get("owner_state")
+    if state == "live-run":
+        return f"[live run: pid {who.get('pid')}, {who.get('command')}; leave it]"
+    if state == "by-hand":
+        return "[up by hand: `bench down PROJECT` when done]"
+    if state == "unknown":
+        return "[no owner recorded (older lbbench, or starting)]"
+    return f"[leftover (its process {who.get('pid')} is gone): `bench down PROJECT`]"

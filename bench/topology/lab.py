@@ -9,6 +9,7 @@ anything fails on the way, tears down what it started before re-raising;
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import ipaddress
 import random
@@ -35,7 +36,7 @@ from ..results.lab import LabState
 from ..results.layout import LabDir
 from ..spec import USER_FILES_MOUNT, Topology
 from ..tls import TLSFiles, make_tls
-from . import render, userconfig
+from . import owner, render, userconfig
 from .plan import Plan, make_plan
 
 #: Lab subnets come from the benchmarking range (RFC 2544), never from private or public space.
@@ -118,8 +119,11 @@ class Lab:
         project: str | None = None,
         log: Callable[[str], None] = print,
         ready_timeout: float = READY_TIMEOUT,
+        owner_kind: str = "run",
     ):
+        """``owner_kind``: ``run`` when this process tears the lab down itself, ``up`` for a lab left running by hand."""
         self.topology = topology
+        self.owner_kind = owner_kind
         self.image = image
         self.variant = variant
         self.project = project or new_project_name()
@@ -150,6 +154,8 @@ class Lab:
         for folder in (self.files.configs, self.files.tls, self.files.run):
             folder.mkdir(parents=True, exist_ok=True)
         self.files.root.chmod(0o700)
+        # before any container exists: `bench status/doctor/down` see whose lab this is (bench/topology/owner.py)
+        owner.write_owner(self.files.root, self.owner_kind)
         self.tls = make_tls(self.files.tls, self.plan.vip, self.topology.tls.key_type)
         problems = userconfig.copy_user_files(self.topology.lb.haproxy.files, self.files.configs / render.USER_FILES_DIR)
         if problems:
@@ -464,15 +470,46 @@ def remove_by_label(label: str) -> tuple[int, int]:
     return n_containers, n_networks
 
 
-def down_all() -> tuple[int, int]:
-    """Remove every leftover of every lbbench lab (containers, networks, volumes, load-generator cgroups, private files)."""
-    counts = remove_by_label(f"{render.LABEL_PROJECT}={render.PROJECT_VALUE}")
-    remove_loadgen_cgroups(None)
+def live_projects() -> dict[str, dict[str, Any]]:
+    """Labs that belong to a live run: project -> owner record (see bench/topology/owner.py)."""
+    out: dict[str, dict[str, Any]] = {}
     if paths.STATE.exists():
         for child in paths.STATE.iterdir():
             if child.is_dir() and child.name.startswith("lbbench-"):
-                shutil.rmtree(child, ignore_errors=True)
-    return counts
+                who = owner.live_run_owner(child)
+                if who is not None:
+                    out[child.name] = who
+    return out
+
+
+def down_all(force: bool = False) -> tuple[int, int, dict[str, dict[str, Any]]]:
+    """Remove every leftover of every lbbench lab (containers, networks, volumes, load-generator cgroups, private files).
+
+    Labs of a live run are skipped unless ``force``; returns (containers, networks, skipped project -> owner).
+    """
+    skipped = {} if force else live_projects()
+    n_containers = n_networks = 0
+    label = f"{render.LABEL_PROJECT}={render.PROJECT_VALUE}"
+    client = engine.client()
+    projects = {c.labels.get(render.LABEL_RUN, "") for c in client.containers.list(all=True, filters={"label": label})}
+    projects |= {n.attrs.get("Labels", {}).get(render.LABEL_RUN, "") for n in client.networks.list(filters={"label": label})}
+    for project in sorted(projects - set(skipped) - {""}):
+        c, n = remove_by_label(f"{render.LABEL_RUN}={project}")
+        n_containers, n_networks = n_containers + c, n_networks + n
+    for container in client.containers.list(all=True, filters={"label": label}):
+        if not container.labels.get(render.LABEL_RUN):  # ours, but of no lab: nothing can own it
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True, v=True)
+                n_containers += 1
+    remove_loadgen_cgroups(None, keep=set(skipped))
+    if paths.STATE.exists():
+        for child in paths.STATE.iterdir():
+            if not (child.is_dir() and child.name.startswith("lbbench-")) or child.name in skipped:
+                continue
+            if child.name.startswith("lbbench-loadgen-") and not force:
+                continue  # a worker image build's temporary folder: its run removes it
+            shutil.rmtree(child, ignore_errors=True)
+    return n_containers, n_networks, skipped
 
 
 def list_labs() -> dict[str, list[dict[str, str]]]:
