@@ -70,6 +70,7 @@ def run_matrix(
     log: Callable[[str], None] = print,
     scale: float | None = None,
     workers: int = 0,
+    live: Any = None,
 ) -> Path:
     """Run the scenario once per variant (times ``repeat``, interleaved); return the parent folder.
 
@@ -132,6 +133,7 @@ def run_matrix(
                     extra_variants=extra,
                     scale=scale,
                     workers=workers,
+                    live=live,
                 )
             except BaseException:
                 entry["status"] = "failed" if is_run_dir(parent / label) else "not started"
@@ -164,6 +166,7 @@ def run_command(
     log: Callable[[str], None] = print,
     scale: float | None = None,
     workers: int = 0,
+    live: Any = None,
 ) -> tuple[Path, bool]:
     """What `bench run` does: one run, or a matrix / repeats into a parent folder.
 
@@ -179,5 +182,5 @@ def run_command(
     if matrix or (repeat > 1 and not scenario.faults):
         if variant:
             matrix = variant
-        return run_matrix(scenario_name, matrix, repeat, duration, out, sets, log, scale=scale, workers=workers), True
-    return run_scenario(scenario_name, duration=duration, out=out, variant=variant, sets=sets, log=log, repeat=repeat, scale=scale, workers=workers), False
+        return run_matrix(scenario_name, matrix, repeat, duration, out, sets, log, scale=scale, workers=workers, live=live), True
+    return run_scenario(scenario_name, duration=duration, out=out, variant=variant, sets=sets, log=log, repeat=repeat, scale=scale, workers=workers, live=live), False

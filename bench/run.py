@@ -31,6 +31,7 @@ from .load.fit import prepare_load
 from .load.runner import LocustProcess, describe_load, open_start_gate, processes_of, start_gate, start_locust
 from .load.workers import WorkerSet, start_load
 from .load.workers import ensure_image as ensure_worker_image
+from .live.view import LiveView
 from .results.document import write_document
 from .results.events import EventLog
 from .results.layout import RunDir
@@ -251,6 +252,7 @@ def run_scenario(
     extra_variants: dict[str, Variant] | None = None,
     scale: float | None = None,
     workers: int = 0,
+    live: LiveView | None = None,
 ) -> Path:
     """Run a scenario end to end and return its run directory.
 
@@ -259,6 +261,7 @@ def run_scenario(
     ``scale`` multiplies a scalable scenario's load (default: what fits the
     machine, see bench/load/fit.py); ``workers`` runs the load generator as
     Locust's master here plus that many worker containers on the client network.
+    ``live`` watches the run while it lasts (bench/live: terminal view, metrics endpoint).
     """
     threading.Thread(target=_import_analysis, name="lbbench-import", daemon=True).start()
     scenario, scenario_path = load_scenario(name, duration)
@@ -293,6 +296,9 @@ def run_scenario(
         run["load_workers"] = {"count": workers, "processes": scenario.load.processes, "image": worker_image}
     run_dir.mkdir(parents=True, exist_ok=True)
     write_document(RunDoc, run, rd.run_json)
+    if live is not None:
+        live.attach(run_dir, run)
+        live.set_phase("lab up")
 
     locust: LocustProcess | None = None
     worker_set: WorkerSet | None = None
@@ -340,6 +346,9 @@ def run_scenario(
                 run["load_pid"] = locust.proc.pid  # its process group, should bench itself be killed
                 run["status"] = "running"
                 write_document(RunDoc, run, rd.run_json)
+                if live is not None:
+                    live.update_run(run)
+                    live.set_phase("load", locust.started_at)
                 events.phase("load", t=locust.started_at)
                 events.phase("steady", t=locust.started_at + scenario.ramp_up)
                 schedule = FaultSchedule(FaultInjector(lab, events, log=log), scenario.faults, locust.started_at)
@@ -363,6 +372,8 @@ def run_scenario(
                 log(f"interrupted (signal {exc.signum}): stopping load and tearing down; data so far is kept")
             finally:
                 with guard.shielded():
+                    if live is not None:
+                        live.set_phase("tearing down")
                     try:
                         if schedule is not None:
                             schedule.finish()
@@ -373,6 +384,9 @@ def run_scenario(
                         if collectors is not None:
                             collectors.stop()
                     finally:
+                        if live is not None:
+                            live.close()  # after the collectors' last sample: the final frame shows it
+                            run["live_view"] = {"mode": live.mode, "cpu_s": round(live.cpu_s, 3)}  # what watching cost
                         # logs and teardown go on while the run is analysed; joined before returning
                         teardown = Teardown(lab, worker_set, rd)
     except BaseException:

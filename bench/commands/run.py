@@ -42,28 +42,51 @@ def register(sub: Subparsers) -> None:
         metavar="FILE",
         help="write the scenario's thresholds (SLOs) as JUnit XML: one testcase per threshold (docs/thresholds.md)",
     )
+    r.add_argument("--quiet", action="store_true", help="no live view (by default: a live panel on a terminal, one line every 5 s in logs)")
+    r.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="N",
+        help="serve the run's live figures and the lab's HAProxy counters as Prometheus/OpenMetrics text on http://127.0.0.1:N/metrics while it lasts",
+    )
+    r.add_argument("--metrics-host", default="127.0.0.1", metavar="ADDR", help="address --metrics-port listens on (default 127.0.0.1, loopback only)")
     r.set_defaults(func=cmd_run)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from ..live.view import LiveView
     from ..matrix import run_command
     from ..thresholds import check_output_path, exit_status, verdict_line, write_junit
 
     if args.junit:
         check_output_path(Path(args.junit), "--junit")  # before anything starts
 
-    folder, is_parent = run_command(
-        args.scenario,
-        matrix=args.matrix,
-        repeat=args.repeat,
-        duration=args.duration,
-        out=Path(args.out) if args.out else None,
-        variant=args.variant,
-        sets=args.set,
-        log=say,
-        scale=args.scale,
-        workers=args.workers,
-    )
+    metrics = None
+    if args.metrics_port is not None:
+        from ..live.metrics import MetricsServer
+
+        metrics = MetricsServer(args.metrics_port, args.metrics_host)
+        metrics.start()  # a port in use is one line, before anything else starts
+        say(f"metrics: {metrics.url} while the run lasts")
+    live = LiveView("quiet" if args.quiet else "auto", collector=metrics.collector if metrics else None)
+    try:
+        folder, is_parent = run_command(
+            args.scenario,
+            matrix=args.matrix,
+            repeat=args.repeat,
+            duration=args.duration,
+            out=Path(args.out) if args.out else None,
+            variant=args.variant,
+            sets=args.set,
+            log=say,
+            scale=args.scale,
+            workers=args.workers,
+            live=live,
+        )
+    finally:
+        live.close()
+        if metrics is not None:
+            metrics.stop()
     run_dirs = [RunDir(d) for d in (find_run_dirs(folder) if is_parent else [folder])]
     if is_parent:  # each run said its own headline when its summary was ready; here, all of them together
         from ..analysis.summary import headline
