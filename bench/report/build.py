@@ -4,6 +4,7 @@
 
 - ``summary.json`` (:mod:`bench.analysis.summary`);
 - ``derived/*.parquet``: the time series the plots are drawn from (:mod:`bench.analysis.series`);
+- ``derived/latency.hlog``: the latency histograms as an HdrHistogram interval log (:mod:`bench.report.latency`);
 - ``plots/<name>.png``: every plot as a file;
 - ``report.html``: one self-contained page with the plots embedded.
 
@@ -25,6 +26,7 @@ from ..analysis.summary import save_summary, summarise_data
 from ..results.layout import RunDir
 from ..results.store import compact_run
 from .html import render_html
+from .latency import HLOG, write_hlog
 from .plots import make_context, render_plots
 
 
@@ -45,6 +47,7 @@ def build_report(run_dir: Path, on_summary: Callable[[dict[str, Any]], None] | N
     if on_summary is not None:
         on_summary(summary)
     write_series(series, run_dir)
+    write_hlog(data.latency_hist, run_dir / "derived" / HLOG, base_t=(data.run.get("load_window") or {}).get("start"), comment=f"run {data.run.get('id')}")
     ctx = make_context(data, series, summary)
     plots = render_plots(ctx, RunDir(run_dir).plots)
     page = render_html(data.run, summary, plots, data.events, ctx.t0)

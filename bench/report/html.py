@@ -9,6 +9,8 @@ from typing import Any
 
 import pandas as pd
 
+from .header import CSS as HEADER_CSS
+from .header import config_diff_section, render_header, thresholds_section
 from .plots import OPTIONAL_PLOTS, Plot
 
 CSS = """
@@ -23,15 +25,13 @@ code{background:#f5f5f5;padding:0 .2em}
 """
 
 
-#: Colour of the bottleneck verdict: a saturated load generator voids the result; a saturated host taints it.
-BOTTLENECK_CLASS = {None: "na", "none": "ok", "loadgen": "fail", "server": "fail", "host": "warn", "ports": "info"}
-
-
 def _fmt(v: Any, unit: str = "") -> str:
     if v is None:
         return '<span class="na">no data</span>'
     if isinstance(v, float):
         text = f"{v:,.3f}".rstrip("0").rstrip(".") if abs(v) < 1000 else f"{v:,.0f}"
+    elif isinstance(v, int) and not isinstance(v, bool):
+        text = f"{v:,}"
     else:
         text = escape(str(v))
     return f"{text}{(' ' + escape(unit)) if unit else ''}"
@@ -65,16 +65,6 @@ def _checks_table(checks: list[dict[str, Any]]) -> str:
             f"<td class='num'>{_fmt(c['haproxy'])}</td><td class='num'>{_fmt(c['diff_pct'])}</td><td>{escape(c['note'])}</td></tr>"
         )
     return f"<table>{head}{''.join(body)}</table>"
-
-
-def _checks_verdict(checks: list[dict[str, Any]]) -> tuple[str, str]:
-    failed = [c["name"] for c in checks if c["ok"] is False]
-    passed = [c["name"] for c in checks if c["ok"] is True]
-    unknown = [c["name"] for c in checks if c["ok"] is None]
-    text = f"{len(passed)} passed, {len(failed)} failed, {len(unknown)} not checked (no data on one side)"
-    if failed:
-        return "fail", f"{text} (FAILED: {', '.join(failed)})"
-    return ("ok" if passed else "na"), text
 
 
 def _container_table(by_container: dict[str, Any]) -> str:
@@ -130,15 +120,13 @@ def render_html(run: dict[str, Any], summary: dict[str, Any], plots: list[Plot],
     topo = run.get("topology") or {}
     lb = topo.get("lb") or {}
     b = s["bottleneck"]
-    b_cls = BOTTLENECK_CLASS.get(b["component"], "info")
-    c_cls, c_text = _checks_verdict(s["checks"])
     lat, conn, tls, ports, traffic = s["latency_ms"], s["connections"], s["tls"], s["ports"], s["traffic"]
     key = _rows(
         [
             ("successful requests / s (steady)", s["requests"]["per_s"], ""),
-            ("requests total / ok", f"{s['requests']['total']} / {s['requests']['ok']}", ""),
+            ("requests total / ok", f"{s['requests']['total']:,} / {s['requests']['ok']:,}", ""),
             ("errors total", s["errors"]["total"], ""),
-            ("errors by kind", ", ".join(f"{k}: {v}" for k, v in s["errors"]["by_kind"].items()) or "none", ""),
+            ("errors by kind", ", ".join(f"{k}: {v:,}" for k, v in s["errors"]["by_kind"].items()) or "none", ""),
             ("latency p50 / p90 / p99 / p99.9", " / ".join(_plain(lat[k]) for k in ("p50", "p90", "p99", "p999")), "ms"),
             ("new client connections / s", conn["per_s"], ""),
             ("client connections (max)", conn["client_max"], ""),
@@ -146,7 +134,7 @@ def render_html(run: dict[str, Any], summary: dict[str, Any], plots: list[Plot],
             ("backend -> server connections (max)", conn["server_max"], ""),
             ("full TLS handshakes / s", tls["handshakes_per_s"], ""),
             ("TLS resumption", tls["resumption_pct"], "%"),
-            ("ephemeral ports, busiest source (max)", None if ports["max_in_use"] is None else f"{ports['max_in_use']} of {ports['range_size']} ({ports['max_utilisation_pct']}%)", ""),
+            ("ephemeral ports, busiest source (max)", None if ports["max_in_use"] is None else f"{ports['max_in_use']:,} of {ports['range_size']:,} ({ports['max_utilisation_pct']}%)", ""),
             ("client network in / out", _pair(traffic["client_mbps"]), "Mbit/s"),
             ("server network in / out", _pair(traffic["server_mbps"]), "Mbit/s"),
             ("host CPU per core (mean)", s["cpu"]["host_per_core_pct"], "%"),
@@ -169,12 +157,10 @@ def render_html(run: dict[str, Any], summary: dict[str, Any], plots: list[Plot],
     )
     vers = _rows([(k, v, "") for k, v in versions.items()])
     figs = []
+    empty = [p.title for p in plots if p.png is None and p.name not in OPTIONAL_PLOTS]
     for p in plots:
         if p.png is None:
-            if p.name in OPTIONAL_PLOTS:
-                continue  # only runs with faults have these; no need to say so on every other report
-            figs.append(f"<h2>{escape(p.title)}</h2><p class='na'>no data for this plot in this run</p>")
-            continue
+            continue  # an empty panel is left out; the ones a run of this kind should have are named below
         b64 = base64.b64encode(p.png).decode("ascii")
         figs.append(
             f"<h2>{escape(p.title)}</h2><figure><img alt='{escape(p.title)}' src='data:image/png;base64,{b64}'>"
@@ -182,21 +168,22 @@ def render_html(run: dict[str, Any], summary: dict[str, Any], plots: list[Plot],
         )
     evidence = "".join(f"<li>{escape(e)}</li>" for e in b["evidence"]) or "<li>none</li>"
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>lbbench report {escape(str(r['id']))}</title><style>{CSS}</style></head>
+<html lang="en"><head><meta charset="utf-8"><title>lbbench report {escape(str(r['id']))}</title><style>{CSS}{HEADER_CSS}</style></head>
 <body>
 <h1>lbbench report: {escape(str(r['scenario']))} / {escape(str(r['variant'] or 'base'))}</h1>
 <p class="muted">{escape(str(r['id']))}, started {escape(str(r['started_at']))}. Built from the run directory alone by <code>bench report</code>; figures in <code>summary.json</code>.</p>
-<div class="verdict {b_cls}"><b>Bottleneck:</b> {escape(str(b['component']))}: {escape(b['verdict'])}</div>
-<div class="verdict {c_cls}"><b>Cross-checks:</b> {escape(c_text)}</div>
-{_load_verdict(s.get('load'))}
+{render_header(run, s)}
 <h2>Run</h2><table>{header}</table>
 <h2>Key figures (steady window)</h2><table>{key}</table>
+{thresholds_section(s)}
 <h2>Cross-checks: client vs HAProxy</h2>{_checks_table(s['checks'])}
 {_load_section(s.get('load'), s['latency_ms'].get('corrected'), t0)}
 {_failover_table(s.get('failover'), t0)}
 <h2>Bottleneck evidence</h2><ul>{evidence}</ul>
 <h2>CPU by container (steady window, % of one core)</h2>{_container_table(s['cpu']['by_container'])}
 {''.join(figs)}
+{"<p class='muted'>Not drawn (no data in this run): " + escape(", ".join(empty)) + ".</p>" if empty else ""}
+{config_diff_section(run)}
 <h2>Events</h2>{_events_table(events, t0)}
 <h2>Versions</h2><table>{vers}</table>
 </body></html>
@@ -262,15 +249,6 @@ def _load_text(run: dict[str, Any]) -> str:
         f"{load.get('engine')} {model}{extra}, {load.get('scheme')} {load.get('path')}, {load.get('users')} {pool}, "
         f"{where}, {sc.get('duration')} s incl. {sc.get('ramp_up')} s ramp-up{scale}"
     )
-
-
-def _load_verdict(load: dict[str, Any] | None) -> str:
-    """The header line: target vs achieved, and whose limit it was."""
-    if not load or (load.get("reached") is None and not load.get("find_max")):
-        return ""
-    limited = load.get("limited_by")
-    cls = "ok" if load.get("reached") else ("fail" if limited == "loadgen" else "warn")
-    return f'<div class="verdict {cls}"><b>Load target vs achieved:</b> {escape(str(load.get("verdict")))}</div>'
 
 
 def _load_section(load: dict[str, Any] | None, corrected: dict[str, Any] | None, t0: float) -> str:

@@ -502,6 +502,24 @@ def plot_failover_distribution(ctx: Context) -> Figure | None:
     return fig
 
 
+def plot_latency_distribution(ctx: Context) -> Figure | None:
+    """Latency of successful requests in the steady window: CDF and percentile spectrum (also as an HdrHistogram log in derived/latency.hlog)."""
+    from ..analysis.histogram import Histogram, buckets_of
+    from ..analysis.requests import merged_histogram
+    from .latency import plot_distribution
+
+    hist = merged_histogram(ctx.data.latency_hist, ctx.window)
+    corrected = None
+    req = ctx.data.requests
+    if not req.empty and "latency_corrected_ms" in req and req["latency_corrected_ms"].notna().any():
+        s, e = ctx.window
+        ok = req[(req["t"] >= s) & (req["t"] < e) & (req["error"] == "")]["latency_corrected_ms"].dropna()
+        if not ok.empty:
+            b, n = np.unique(buckets_of(ok.to_numpy(dtype=float)), return_counts=True)
+            corrected = Histogram(dict(zip(b.tolist(), n.tolist(), strict=True)))
+    return plot_distribution(hist, corrected)
+
+
 #: Plots drawn only when the run has what they show (faults); absent otherwise.
 OPTIONAL_PLOTS = frozenset({"failover", "failover_distribution"})
 
@@ -518,6 +536,7 @@ class Plot:
 
 PLOTS: list[tuple[str, str, Callable[[Context], Figure | None]]] = [
     ("requests", "Requests, errors and latency", plot_requests),
+    ("latency_distribution", "Latency distribution", plot_latency_distribution),
     ("cpu_cores", "CPU per core", plot_cpu_heatmap),
     ("cpu_containers", "CPU per process", plot_cpu_totals),
     ("ports", "Ephemeral ports", plot_ports),

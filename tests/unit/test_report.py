@@ -67,7 +67,10 @@ def test_empty_run_renders_with_nulls(tmp_path: Path) -> None:
     assert s["connections"]["client_max"] is None and s["cpu"]["host_per_core_pct"] is None
     assert s["bottleneck"]["component"] is None
     assert all(c["ok"] is None for c in s["checks"])
-    assert html.count("no data for this plot") == len(PLOTS) - len(OPTIONAL_PLOTS)
+    # empty panels are left out, and named once
+    assert "<img" not in html and "Not drawn (no data in this run): Requests, errors and latency, Latency distribution" in html
+    named = html.split("Not drawn (no data in this run): ")[1].split(".</p>")[0]
+    assert all(title in named for name, title, _ in PLOTS if name not in OPTIONAL_PLOTS)
     assert not list((run_dir / "plots").glob("*.png"))
 
 

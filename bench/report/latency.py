@@ -1,0 +1,137 @@
+"""The latency distribution of a run: a percentile-spectrum / CDF plot and an HdrHistogram log.
+
+``derived/latency.hlog`` is the run's latency in HdrHistogram's interval log
+format (one interval per second of load, successful requests, values in
+microseconds), readable by HdrHistogram's own tools (HistogramLogProcessor,
+HdrHistogram plotters, ``hdrh.log.HistogramLogReader``) and by wrk2/Gatling-style
+pipelines. Our histogram buckets (:mod:`bench.analysis.histogram`: 1 us units,
+128 sub-buckets per power of two) have the same edges as an HdrHistogram with
+2 significant digits, so each bucket maps onto exactly one HdrHistogram bucket
+and the export loses nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from ..analysis.histogram import Histogram, bucket_bounds
+
+HLOG = "latency.hlog"
+#: HdrHistogram layout equal to ours: 1 us lowest, 2 significant digits, up to one hour.
+HDR_LOWEST_US, HDR_HIGHEST_US, HDR_DIGITS = 1, 3_600_000_000, 2
+#: Percentiles marked on the spectrum.
+MARKS = (50.0, 90.0, 99.0, 99.9, 99.99)
+
+
+def bucket_us(bucket: int) -> int:
+    """The lowest value of a bucket in whole microseconds (lands in the same HdrHistogram bucket)."""
+    return max(int(round(bucket_bounds(bucket)[0] * 1000.0)), HDR_LOWEST_US)
+
+
+def to_hdr(hist: Histogram, start_s: float | None = None, end_s: float | None = None):  # noqa: ANN201 - hdrh has no types
+    """An ``hdrh`` HdrHistogram with the counts of ``hist`` (values in microseconds)."""
+    from hdrh.histogram import HdrHistogram
+
+    h = HdrHistogram(HDR_LOWEST_US, HDR_HIGHEST_US, HDR_DIGITS)
+    for bucket, count in sorted(hist.counts.items()):
+        if count > 0:
+            h.record_value(min(bucket_us(bucket), HDR_HIGHEST_US), count)
+    if start_s is not None:
+        h.set_start_time_stamp(int(start_s * 1000))
+    if end_s is not None:
+        h.set_end_time_stamp(int(end_s * 1000))
+    return h
+
+
+def write_hlog(latency_hist: pd.DataFrame, path: Path, base_t: float | None = None, comment: str = "") -> Path | None:
+    """Write ``latency_hist`` (per-worker, per-second buckets) as an HdrHistogram interval log, one interval per second."""
+    from hdrh.log import HistogramLogWriter
+
+    if latency_hist.empty:
+        return None
+    per_second = latency_hist.groupby(["t", "bucket"])["count"].sum()
+    seconds = sorted({int(t) for t in per_second.index.get_level_values(0)})
+    base = float(min(base_t, seconds[0]) if base_t is not None else seconds[0])
+    tmp = path.with_name(path.name + ".tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(tmp, "w") as fh:
+        writer = HistogramLogWriter(fh)
+        if comment:
+            writer.output_comment(comment)
+        writer.output_comment("lbbench: latency of successful requests in microseconds, one interval per second")
+        writer.output_log_format_version()
+        # hdrh 0.10's output_start_time() mistakes milliseconds for seconds: write the line as Java's writer does
+        when = dt.datetime.fromtimestamp(base, dt.UTC).strftime("%a %b %d %H:%M:%S UTC %Y")
+        fh.write(f"#[StartTime: {base:.3f} (seconds since epoch), {when}]\n")
+        writer.output_base_time(int(base * 1000))
+        writer.output_legend()
+        for s in seconds:
+            counts = per_second.loc[s]
+            hist = Histogram({int(b): int(c) for b, c in counts.items()})
+            # interval timestamps: seconds since the base time (also stamped on the histogram, in ms, for a 0 start)
+            h = to_hdr(hist, float(s) - base, float(s) + 1.0 - base)
+            writer.output_interval_histogram(h, start_time_stamp_sec=float(s) - base, end_time_stamp_sec=float(s) + 1.0 - base, max_value_unit_ratio=1000.0)
+        writer.close()
+    os.replace(tmp, path)
+    return path
+
+
+def spectrum(hist: Histogram) -> tuple[np.ndarray, np.ndarray]:
+    """(percentile, latency ms) at each bucket's upper rank: the points of a percentile spectrum / CDF."""
+    if not hist.total:
+        return np.array([]), np.array([])
+    buckets = np.array(sorted(hist.counts), dtype=np.int64)
+    counts = np.array([hist.counts[b] for b in buckets], dtype=float)
+    cum = np.cumsum(counts) / counts.sum() * 100.0
+    upper = np.array([bucket_bounds(int(b))[1] for b in buckets])
+    return cum, upper
+
+
+def plot_distribution(hist: Histogram, corrected: Histogram | None = None, title_note: str = "") -> Figure | None:
+    """Latency distribution of the steady window: CDF (left) and percentile spectrum (right, HdrHistogram style)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    if not hist.total:
+        return None
+    fig, (ax_cdf, ax_sp) = plt.subplots(1, 2, figsize=(11.0, 3.4))
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.17, top=0.88, wspace=0.22)
+    series = [("as measured", hist, "#1f77b4")]
+    if corrected is not None and corrected.total:
+        series.append(("from the intended send time", corrected, "#d62728"))
+    for label, h, colour in series:
+        q, v = spectrum(h)
+        ax_cdf.step(v, q, where="post", color=colour, lw=1.4, label=label)
+        # spectrum x: 1 / (1 - q), so 90, 99, 99.9 ... are evenly spaced
+        keep = q < 100.0
+        x = 1.0 / (1.0 - q[keep] / 100.0)
+        ax_sp.step(x, v[keep], where="post", color=colour, lw=1.4, label=label)
+    ax_cdf.set_xscale("log")
+    ax_cdf.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax_cdf.xaxis.set_major_formatter(FuncFormatter(lambda x, _p: f"{x:g}"))
+    ax_cdf.xaxis.set_minor_formatter(FuncFormatter(lambda _x, _p: ""))
+    ax_cdf.set_xlabel("latency, ms (log)")
+    ax_cdf.set_ylabel("% of successful requests")
+    ax_cdf.set_ylim(0, 100.5)
+    ax_cdf.grid(True, which="both", alpha=0.3)
+    ax_cdf.set_title("CDF" + title_note, fontsize=9)
+    ax_sp.set_xscale("log")
+    ticks = [1.0] + [1.0 / (1.0 - m / 100.0) for m in MARKS]
+    ax_sp.set_xticks(ticks)
+    ax_sp.xaxis.set_major_formatter(FuncFormatter(lambda x, _p: f"{100.0 * (1.0 - 1.0 / x):g}%"))
+    ax_sp.minorticks_off()
+    ax_sp.set_xlim(1.0, max(ticks[-1], ax_sp.get_xlim()[1]))
+    ax_sp.set_xlabel("percentile")
+    ax_sp.set_ylabel("latency, ms")
+    ax_sp.set_ylim(bottom=0)
+    ax_sp.grid(True, alpha=0.3)
+    ax_sp.set_title("percentile spectrum", fontsize=9)
+    if len(series) > 1:
+        ax_sp.legend(fontsize=7, frameon=False, loc="upper left")
+    return fig
