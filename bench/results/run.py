@@ -94,6 +94,14 @@ class LoadWorkers(Model):
     image: str | None
 
 
+class LiveViewInfo(Model):
+    """How the run was watched (bench/live): the view's mode and its thread's CPU."""
+
+    mode: str
+    """panel, lines or quiet"""
+    cpu_s: Number
+
+
 class RunDoc(Document):
     """``run.json`` of a run directory."""
 
@@ -121,6 +129,7 @@ class RunDoc(Document):
     load_fit: LoadFit | None = None
     load_workers: LoadWorkers | None = None
     duet: DuetSide | None = None
+    live_view: LiveViewInfo | None = None
     started_at: str | None = None
     ended_at: str | None = None
 

@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.results.store import COMPACTED, chunk_files
 
@@ -25,17 +29,60 @@ def _bench(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([*BENCH, *args], capture_output=True, text=True, timeout=timeout)
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_smoke_run_end_to_end(node_image: str, tmp_path: Path) -> None:
+    """One lean run covers: the run itself, thresholds (one fails on purpose: exit 99 + JUnit), the metrics
+    endpoint answering during the run, the live lines in a log, and the lab recorded as a live run's."""
     out = tmp_path / "smoke"
-    proc = _bench("run", "smoke", "--duration", "10s", "--out", str(out))
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().splitlines()[-1] == str(out)
+    scenario = tmp_path / "smoke-slo.yaml"
+    scenario.write_text("extends: smoke\nthresholds:\n  errors.pct: '< 50'\n  latency_ms.p50: '< 0.001'\n")
+    port = _free_port()
+    junit = tmp_path / "slo.xml"
+    cmd = [*BENCH, "run", str(scenario), "--duration", "10s", "--out", str(out), "--metrics-port", str(port), "--junit", str(junit)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    scraped = ""
+    try:
+        run = _wait_running(out)
+        project = run["lab"]["project"]
+        # the lab belongs to this live run: status says so, and removing it by name is refused
+        status = _bench("status")
+        line = next(x for x in status.stdout.splitlines() if x.startswith(project))
+        assert "[live run: pid" in line, line
+        refused = _bench("down", project)
+        assert refused.returncode == 2 and "belongs to a live run" in refused.stderr
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "lbbench_client_requests_total" not in scraped:
+            time.sleep(1)
+            scraped = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    families = {f.name: f for f in text_string_to_metric_families(scraped)}
+    ok = [s.value for s in families["lbbench_client_requests"].samples if s.labels.get("outcome") == "ok" and s.name.endswith("_total")]
+    assert ok and ok[0] > 0, scraped[:2000]
+    assert any(s.name == "lbbench_haproxy_http_requests_total" for f in families.values() for s in f.samples)
+    assert proc.returncode == 99, stderr  # latency_ms.p50 < 0.001 cannot hold
+    assert "thresholds: FAIL (1 of 2 passed, 1 failed)" in stderr
+    assert any(x.startswith("live [load") for x in stderr.splitlines()), stderr  # stderr is not a terminal: compact lines
+    assert stdout.strip().splitlines()[-1] == str(out)
+    root = ET.parse(junit).getroot()
+    assert root.get("tests") == "2" and root.get("failures") == "1"
     summary = json.loads((out / "summary.json").read_text())
+    assert summary["thresholds"]["status"] == "fail" and [r["status"] for r in summary["thresholds"]["results"]] == ["pass", "fail"]
     assert summary["schema_version"] >= 1
     assert summary["errors"]["total"] == 0
     assert summary["requests"]["per_s"] > 0
     assert summary["requests"]["total"] > 0
     assert summary["latency_ms"]["p50"] is not None and summary["latency_ms"]["p99"] >= summary["latency_ms"]["p50"]
+    assert (out / "derived" / "latency.hlog").stat().st_size > 0
+    html = (out / "report.html").read_text()
+    assert "SLO thresholds" in html and "class='tiles'" in html
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "completed"
     for key in ("lbbench", "git_sha", "locust", "haproxy", "keepalived", "image"):
