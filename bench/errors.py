@@ -64,7 +64,7 @@ class Problems(UserError):
         return head + ":\n" + "\n".join(f"  - {line}" for line in self.lines())
 
 
-def from_validation_error(source: str, err: ValidationError, fix: str = "correct that field; README lists every field") -> UserError:
+def from_validation_error(source: str, err: ValidationError, fix: str = "correct that field; docs/scenarios.md and docs/lab.md list every field") -> UserError:
     """One line for pydantic's first complaint about ``source``: where, what, what was given."""
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
