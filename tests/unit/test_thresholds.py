@@ -127,3 +127,22 @@ def test_junit_has_one_case_per_threshold() -> None:
     assert root.get("tests") == "3" and root.get("failures") == "1" and root.get("skipped") == "1"
     names = [c.get("name") for c in root.iter("testcase")]
     assert names == ["latency_ms.p99 < 50", "latency_ms.p99 < 10", "load.achieved_pct.requests_per_s >= 99"]
+
+
+@pytest.mark.parametrize(("status", "code"), [("fail", 99), ("inconclusive", 98), ("pass", 0), ("none", 0)])
+def test_bench_run_exit_status_and_junit_follow_the_verdict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, status: str, code: int) -> None:
+    import shutil
+
+    from bench import cli, matrix
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(GOLDEN / "smoke", run_dir)
+    s = json.loads((run_dir / "summary.json").read_text())
+    results = [] if status == "none" else [{"metric": "latency_ms.p99", "op": "<", "limit": 50.0, "threshold": "latency_ms.p99 < 50", "value": 47.7, "status": "fail" if status == "fail" else "pass", "message": "m"}]
+    s["thresholds"] = {"status": status, "passed": int(status != "fail" and bool(results)), "failed": int(status == "fail"), "no_data": 0, "untrustworthy": ["x"] if status == "inconclusive" else [], "results": results}
+    (run_dir / "summary.json").write_text(json.dumps(s))
+    monkeypatch.setattr(matrix, "run_command", lambda *a, **k: (run_dir, False))
+    junit = tmp_path / "slo.xml"
+    assert cli.main(["run", "smoke", "--quiet", "--junit", str(junit)]) == code
+    root = ET.parse(junit).getroot()
+    assert root.get("failures") == ("1" if status == "fail" else "0")
