@@ -18,7 +18,7 @@ from html import escape
 from typing import Any
 
 #: Colour class of the bottleneck verdict: a saturated load generator voids the result; a saturated host taints it.
-BOTTLENECK_CLASS = {None: "na", "none": "ok", "loadgen": "fail", "server": "fail", "host": "warn", "ports": "info", "contended": "fail"}
+BOTTLENECK_CLASS = {None: "na", "none": "ok", "loadgen": "fail", "server": "fail", "host": "warn", "ports": "info", "contended": "warn"}
 
 CSS = """
 .tiles{display:flex;flex-wrap:wrap;gap:.5em;margin:.8em 0}.tile{border:1px solid #ddd;border-radius:6px;padding:.4em .8em;min-width:7.5em}
