@@ -191,7 +191,7 @@ class LiveState:
             self.phase = phase
             if phase == "load" and self.load_start is None:
                 self.load_start = t or time.time()
-            if phase in ("stopping", "report", "done") and self.load_start is not None and self.load_end is None:
+            elif phase not in ("lab up", "load") and self.load_start is not None and self.load_end is None:
                 self.load_end = t or time.time()
 
     def poll(self) -> None:
@@ -330,6 +330,8 @@ class LiveState:
         """The figures at ``now`` (default: the wall clock)."""
         now = time.time() if now is None else now
         with self._lock:
+            if self.load_end is not None:
+                now = min(now, self.load_end + SETTLE_S + 1.0)  # after the load: its last seconds, not the idle ones
             last = math.floor(now - SETTLE_S) - 1  # the newest second that ended SETTLE_S ago
             secs = [self.seconds[s] for s in range(last - WINDOW_S + 1, last + 1) if s in self.seconds]
             have = bool(secs) or self.total.count > 0

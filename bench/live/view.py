@@ -233,3 +233,54 @@ class LiveView:
         if self._live is not None:
             self._live.stop()
             self._live = None
+
+
+#: run.json statuses after which a run directory no longer grows.
+DONE = ("completed", "interrupted", "failed", "invalid")
+
+
+def watch_run(run_dir: Any, mode: str = "auto", collector: Any = None, poll_s: float = REFRESH_S, stream: TextIO | None = None) -> str:
+    """`bench watch DIR`: follow a run another `bench run` is writing until it ends; returns its final status.
+
+    The same view as `bench run`'s, read from the same files; a finished run gets one final frame.
+    """
+    import json
+    from pathlib import Path
+
+    from ..errors import UserError
+
+    path = Path(run_dir) / "run.json"
+
+    def read() -> dict[str, Any]:
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise UserError(f"{run_dir}: no run.json here", "pass a run directory (bench run prints it; reports/<scenario>-<variant>-<time>)") from None
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{path}: cannot read it ({exc})", "pass a run directory") from None
+        if not isinstance(data, dict):
+            raise UserError(f"{path}: not a run.json", "pass a run directory")
+        return data
+
+    run = read()
+    view = LiveView(mode, stream=stream, collector=collector)
+    view.attach(Path(run_dir), run)
+    try:
+        while True:
+            status = run.get("status")
+            start = (run.get("load_window") or {}).get("start")
+            if status in DONE:
+                end = (run.get("load_window") or {}).get("end")
+                view.set_phase("load", start)
+                view.set_phase("done", end)
+                return str(status)
+            view.set_phase("load" if status == "running" and start else "lab up", start)
+            time.sleep(poll_s)
+            try:
+                run = read()  # a write in progress (os.replace) is atomic, but be patient with a vanished file
+            except UserError:
+                time.sleep(poll_s)
+                run = read()
+            view.update_run(run)
+    finally:
+        view.close()

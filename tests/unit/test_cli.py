@@ -28,6 +28,10 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
         (["run"], "the following arguments are required: scenario"),
         (["down"], "name a PROJECT or pass --all"),
         (["report", "/nonexistent/run"], "no run.json"),
+        (["watch", "/nonexistent/run"], "no run.json here"),
+        (["run", "smoke", "--metrics-port", "0"], "not a TCP port"),
+        (["run", "smoke", "--junit", "/nonexistent/dir/slo.xml"], "folder /nonexistent/dir does not exist"),
+        (["down", "--all", "lbbench-00000000"], "not both"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str], expect: str) -> None:

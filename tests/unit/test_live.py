@@ -178,3 +178,14 @@ def test_metrics_server_answers_and_a_used_port_is_one_line() -> None:
         probe.stop()
     with pytest.raises(UserError, match="not a TCP port"):
         MetricsServer(70000)
+
+
+def test_watch_a_finished_run_shows_its_last_seconds(tmp_path: Path) -> None:
+    import shutil
+
+    golden = Path(__file__).resolve().parents[1] / "golden" / "runs" / "smoke"
+    shutil.copytree(golden, tmp_path / "run")
+    out = io.StringIO()
+    assert viewmod.watch_run(tmp_path / "run", "lines", stream=out) == "completed"
+    text = out.getvalue()
+    assert text.startswith("live [done") and " 0 req/s" not in text and "p99" in text
