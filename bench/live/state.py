@@ -29,9 +29,8 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from ..analysis.histogram import Histogram, buckets_of
+from ..results.layout import RunDir
 
-SAMPLES = "samples"
-EVENTS_FILE = "events.jsonl"
 #: Seconds of client figures the live rates and percentiles cover.
 WINDOW_S = 5
 #: A second of requests is complete this long after it ended (1 s flush + slack).
@@ -49,12 +48,13 @@ class RunTail:
 
     def __init__(self, run_dir: Path):
         self.run_dir = Path(run_dir)
+        self.layout = RunDir(self.run_dir)
         self._seen: dict[str, set[str]] = defaultdict(set)
         self._events_at = 0
 
     def new_chunks(self, table: str, columns: list[str] | None = None) -> list[dict[str, np.ndarray]]:
         """Each chunk of ``table`` not returned before, as column name -> numpy array."""
-        folder = self.run_dir / SAMPLES / table
+        folder = self.layout.table(table)
         try:
             names = sorted(p.name for p in folder.iterdir() if p.suffix == ".parquet")
         except OSError:
@@ -74,7 +74,7 @@ class RunTail:
 
     def new_events(self) -> list[dict[str, Any]]:
         """Events appended to events.jsonl since the last call (a torn last line waits for the next call)."""
-        path = self.run_dir / EVENTS_FILE
+        path = self.layout.events
         try:
             with open(path, "rb") as fh:
                 fh.seek(self._events_at)

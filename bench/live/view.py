@@ -248,8 +248,9 @@ def watch_run(run_dir: Any, mode: str = "auto", collector: Any = None, poll_s: f
     from pathlib import Path
 
     from ..errors import UserError
+    from ..results.layout import RunDir
 
-    path = Path(run_dir) / "run.json"
+    path = RunDir(Path(run_dir)).run_json
 
     def read() -> dict[str, Any]:
         try:

@@ -26,7 +26,7 @@ from ..analysis.summary import save_summary, summarise_data
 from ..results.layout import RunDir
 from ..results.store import compact_run
 from .html import render_html
-from .latency import HLOG, write_hlog
+from .latency import write_hlog
 from .plots import make_context, render_plots
 
 
@@ -47,7 +47,7 @@ def build_report(run_dir: Path, on_summary: Callable[[dict[str, Any]], None] | N
     if on_summary is not None:
         on_summary(summary)
     write_series(series, run_dir)
-    write_hlog(data.latency_hist, run_dir / "derived" / HLOG, base_t=(data.run.get("load_window") or {}).get("start"), comment=f"run {data.run.get('id')}")
+    write_hlog(data.latency_hist, RunDir(run_dir).latency_hlog, base_t=(data.run.get("load_window") or {}).get("start"), comment=f"run {data.run.get('id')}")
     ctx = make_context(data, series, summary)
     plots = render_plots(ctx, RunDir(run_dir).plots)
     page = render_html(data.run, summary, plots, data.events, ctx.t0)

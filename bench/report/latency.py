@@ -22,7 +22,6 @@ from matplotlib.figure import Figure
 
 from ..analysis.histogram import Histogram, bucket_bounds
 
-HLOG = "latency.hlog"
 #: HdrHistogram layout equal to ours: 1 us lowest, 2 significant digits, up to one hour.
 HDR_LOWEST_US, HDR_HIGHEST_US, HDR_DIGITS = 1, 3_600_000_000, 2
 #: Percentiles marked on the spectrum.

@@ -45,6 +45,8 @@ MATRIX_JSON = "matrix.json"
 # A lab's private state folder.
 LAB_JSON = "lab.json"
 FAULTS_JSON = "faults.json"
+OWNER_JSON = "owner.json"  # which process owns a lab (bench/topology/owner.py)
+LATENCY_HLOG = "latency.hlog"  # in derived/: HdrHistogram interval log (bench/report/latency.py)
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,11 @@ class RunDir:
         """``samples/<name>/``: the chunks (and compacted file) of one sample table (:mod:`bench.results.store`)."""
         return self.samples / name
 
+    @property
+    def latency_hlog(self) -> Path:
+        """``derived/latency.hlog``: the latency histograms as an HdrHistogram interval log."""
+        return self.derived / LATENCY_HLOG
+
     def derived_file(self, name: str) -> Path:
         """``derived/<name>.parquet``: a time series the analysis computed."""
         return self.derived / f"{name}.parquet"
@@ -155,6 +162,11 @@ class LabDir:
     @property
     def faults_json(self) -> Path:
         return self.root / FAULTS_JSON
+
+    @property
+    def owner_json(self) -> Path:
+        """Which process owns the lab (pid, start time, boot): bench/topology/owner.py."""
+        return self.root / OWNER_JSON
 
     @property
     def events(self) -> Path:

@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-OWNER_FILE = "owner.json"
+from ..results.layout import LabDir
+
 
 
 def _boot_id() -> str | None:
@@ -66,16 +67,17 @@ def write_owner(root: Path, kind: str) -> dict[str, Any]:
     """Record the calling process as the owner of the lab whose state folder is ``root``."""
     owner = this_process(kind)
     root.mkdir(parents=True, exist_ok=True)
-    tmp = root / (OWNER_FILE + ".tmp")
+    path = LabDir(root).owner_json
+    tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(owner, indent=2) + "\n")
-    os.replace(tmp, root / OWNER_FILE)
+    os.replace(tmp, path)
     return owner
 
 
 def read_owner(root: Path) -> dict[str, Any] | None:
     """The owner record in state folder ``root`` (None when there is none or it is unreadable)."""
     try:
-        data = json.loads((root / OWNER_FILE).read_text())
+        data = json.loads(LabDir(root).owner_json.read_text())
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None

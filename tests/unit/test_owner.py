@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench import doctor, labctl
+from bench.results.layout import LabDir
 from bench.topology import owner
 
 
@@ -39,7 +40,7 @@ def test_by_hand_labs_are_never_live_runs(tmp_path: Path) -> None:
 
 
 def test_a_torn_owner_file_reads_as_none(tmp_path: Path) -> None:
-    (tmp_path / owner.OWNER_FILE).write_text("{not json")
+    LabDir(tmp_path).owner_json.write_text("{not json")
     assert owner.read_owner(tmp_path) is None
 
 
@@ -51,7 +52,7 @@ def test_doctor_never_advises_removing_a_live_run(tmp_path: Path, monkeypatch: p
     owner.write_owner(tmp_path / "lbbench-live0001", "run")
     dead = {**owner.this_process("run"), "start_ticks": -1}
     (tmp_path / "lbbench-dead0002").mkdir()
-    (tmp_path / "lbbench-dead0002" / owner.OWNER_FILE).write_text(json.dumps(dead))
+    LabDir(tmp_path / "lbbench-dead0002").owner_json.write_text(json.dumps(dead))
     owner.write_owner(tmp_path / "lbbench-hand0003", "up")
     monkeypatch.setattr(labmod, "list_labs", lambda: {"lbbench-live0001": [], "lbbench-dead0002": [], "lbbench-hand0003": []})
     checks = {c.name: c for c in doctor._leftovers(True)}
@@ -61,4 +62,4 @@ def test_doctor_never_advises_removing_a_live_run(tmp_path: Path, monkeypatch: p
     for c in checks.values():
         assert "--all" not in c.fix and "lbbench-live0001" not in c.fix
     assert set(labmod.live_projects()) == {"lbbench-live0001"}
-    assert os.getpid() == json.loads((tmp_path / "lbbench-live0001" / owner.OWNER_FILE).read_text())["pid"]
+    assert os.getpid() == json.loads(LabDir(tmp_path / "lbbench-live0001").owner_json.read_text())["pid"]
