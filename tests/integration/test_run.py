@@ -49,16 +49,16 @@ def test_smoke_run_end_to_end(node_image: str, tmp_path: Path) -> None:
     try:
         run = _wait_running(out)
         project = run["lab"]["project"]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "lbbench_client_requests_total" not in scraped:
+            time.sleep(1)
+            scraped = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
         # the lab belongs to this live run: status says so, and removing it by name is refused
         status = _bench("status")
         line = next(x for x in status.stdout.splitlines() if x.startswith(project))
         assert "[live run: pid" in line, line
         refused = _bench("down", project)
         assert refused.returncode == 2 and "belongs to a live run" in refused.stderr
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and "lbbench_client_requests_total" not in scraped:
-            time.sleep(1)
-            scraped = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
         stdout, stderr = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
