@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -60,6 +61,46 @@ def result(out: Path) -> tuple[float, float | None]:
     return float(summary["requests"]["per_s"]), (run.get("live_view") or {}).get("cpu_s")
 
 
+def synthetic(rate: int, seconds: int, folder: Path) -> None:
+    """CPU the live view needs per second of a run at ``rate`` requests/s (no lab: chunks written like the capture writes them)."""
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT))
+    from bench.live.state import LiveState
+    from bench.live.view import line, render
+    from bench.load.capture import RequestCapture
+
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    writers = [RequestCapture(folder) for _ in range(2)]
+    for i, w in enumerate(writers):
+        w.writer.writer = w.hist_writer.writer = f"w{i}"
+    state = LiveState(folder, {"id": "synthetic", "scenario": {"duration": seconds, "load": {"model": "open", "requests_per_s": rate}}})
+    t0 = time.time() - seconds - 5
+    state.set_phase("load", t0)
+    rng = np.random.default_rng(1)
+    used = []
+    from rich.console import Console
+
+    console = Console(file=open(os.devnull, "w"), width=150, force_terminal=True)  # noqa: SIM115
+    for s in range(seconds):
+        for w in writers:
+            n = rate // len(writers)
+            ts = t0 + s + np.sort(rng.random(n))
+            lat = rng.lognormal(1.5, 0.6, n)
+            for t, la in zip(ts.tolist(), lat.tolist(), strict=True):
+                w.record_row((t, la, 1024, 200, "", "GET /", bool(rng.random() < 0.01)))
+            w.flush()
+        began = time.thread_time()
+        state.poll()
+        snap = state.snapshot(now=t0 + s + 1 + 3)
+        console.print(render(snap))
+        line(snap)
+        used.append(time.thread_time() - began)
+    med = statistics.median(used)
+    print(f"synthetic {rate:,} req/s over {seconds} s: the live view used {med * 1000:.1f} ms CPU per second of run (median; max {max(used) * 1000:.1f} ms) = {med * 100:.2f} % of one core")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pairs", type=int, default=4)
@@ -68,7 +109,12 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=Path("/tmp/live-cost"))
     p.add_argument("--capture", type=Path, help="save one screen of the live panel (text) here")
     p.add_argument("--capture-at", type=float, default=8.0, help="seconds into the load to capture (default 8)")
+    p.add_argument("--synthetic", type=int, metavar="RATE", help="no lab: time the live view on a synthetic run at RATE requests/s instead")
+    p.add_argument("--seconds", type=int, default=30, help="with --synthetic: seconds of run (default 30)")
     args = p.parse_args()
+    if args.synthetic:
+        synthetic(args.synthetic, args.seconds, args.out / "synthetic")
+        return 0
     if shutil.which("tmux") is None:
         print("tmux is needed (apt-get install tmux)", file=sys.stderr)
         return 2

@@ -9,6 +9,8 @@ its own processes and never waits for it.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import threading
 import time
@@ -74,7 +76,7 @@ def _event_text(s: Snapshot, ev: dict[str, Any]) -> str:
 def _cpu_text(s: Snapshot) -> str:
     parts = []
     for role in role_order(s.cpu_pct):
-        if role == "host":
+        if role in ("host", "node"):  # node: the namespace owner, a container that only sleeps
             continue
         parts.append(f"{role} {s.cpu_pct[role]:.0f}%")
     if "host" in s.cpu_pct:
@@ -88,12 +90,20 @@ def _errors_text(s: Snapshot) -> str:
     return f"{n(s.errors_per_s, 1)}/s" + (f" ({kinds})" if kinds else "") + f", {n(total)} in all"
 
 
+def _phase(s: Snapshot) -> str:
+    if s.phase != "load":
+        return s.phase
+    if s.left_s == 0:
+        return "load: stopping"
+    return "load" + (f": {s.load_phase}" if s.load_phase else "")
+
+
 def render(s: Snapshot) -> Group:
     """The panel for a terminal."""
     head = Text()
     head.append("lbbench ", style="bold")
     head.append(f"{s.run_id or ''}  ")
-    phase = s.phase + (f": {s.load_phase}" if s.load_phase and s.phase == "load" else "")
+    phase = _phase(s)
     head.append(phase, style="bold cyan")
     if s.elapsed_s is not None:
         head.append(f"  {_clock(s.elapsed_s)} of {_clock(s.duration_s)}, {_clock(s.left_s)} left")
@@ -133,10 +143,12 @@ def render(s: Snapshot) -> Group:
 
 def line(s: Snapshot) -> str:
     """One compact line for logs."""
-    parts = [f"[{s.phase}{': ' + s.load_phase if s.load_phase and s.phase == 'load' else ''}"]
+    parts = [f"[{_phase(s)}"]
     if s.elapsed_s is not None:
         parts[0] += f" {_clock(s.elapsed_s)}/{_clock(s.duration_s)}"
     parts[0] += "]"
+    if s.elapsed_s is None:  # before the load: nothing to show yet
+        return f"live {parts[0]}"
     rate = f"{n(s.requests_per_s)} req/s"
     if s.target:
         rate += f" ({100.0 * (_achieved(s) or 0.0) / s.target:.0f}% of {n(s.target)} {_unit(s.target_field)})"
@@ -200,6 +212,9 @@ class LiveView:
             self.state.run = run
 
     def _run(self) -> None:
+        # the lowest CPU priority for this thread alone: under contention the load generator wins
+        with contextlib.suppress(AttributeError, OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         began = time.thread_time()
         while not self._stop.wait(REFRESH_S):
             self._tick()
