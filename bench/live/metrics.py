@@ -157,7 +157,7 @@ class RunCollector(Collector):
             for (service, px, sv), row in sorted(stat.items()):
                 v = row.get(field)
                 if v is not None and v == v:  # NaN: HAProxy left the field empty for this row
-                    fam.add_metric([*lv, service, px, sv, _TYPES.get(int(row.get("type", -1) or 0), "")], v)
+                    fam.add_metric([*lv, service, px, sv, _TYPES.get(int(row.get("type", -1.0)), "")], v)
             yield fam
 
 

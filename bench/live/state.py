@@ -295,7 +295,9 @@ class LiveState:
         n = len(c["t"])
         for i in range(n):
             key = (str(c["service"][i]), str(c["pxname"][i]), str(c["svname"][i]))
-            self.haproxy_stat[key] = {"node": c["node"][i], "kind": c["kind"][i], **{k: float(c[k][i]) for k in names if c[k][i] is not None}}
+            row = {k: float(c[k][i]) for k in names if c[k][i] is not None}
+            row["type"] = float(c["type"][i]) if c["type"][i] is not None else -1.0  # 0 frontend, 1 backend, 2 server
+            self.haproxy_stat[key] = row
 
     def _vrrp(self, c: dict[str, np.ndarray]) -> None:
         for t, node, holds in sorted(zip(c["t"].tolist(), c["node"].tolist(), c["holds_vip"].tolist(), strict=True)):

@@ -158,7 +158,7 @@ def test_metrics_text_parses_and_holds_client_and_haproxy_figures(tmp_path: Path
     assert req == {"ok": 980.0, "timeout": 20.0}
     hist = {s.labels.get("le"): s.value for s in families["lbbench_client_latency_seconds"].samples if s.name.endswith("_bucket")}
     assert hist["0.005"] == 0 and hist["0.025"] == 980 and hist["+Inf"] == 980
-    assert [s.value for s in families["lbbench_haproxy_sessions"].samples if s.name.endswith("_total")] == [900.0]
+    assert [(s.labels["type"], s.value) for s in families["lbbench_haproxy_sessions"].samples if s.name.endswith("_total")] == [("frontend", 900.0)]
     assert {s.labels["node"] for s in families["lbbench_vip_holder"].samples} == {"lb-b"}
     assert [s.value for s in families["lbbench_threshold_ok"].samples] == [0.0]
 
