@@ -141,7 +141,7 @@ def headline(summary: dict[str, Any], label: str = "") -> list[str]:
     lat = summary["latency_ms"]
     req = summary["requests"]
     lines = [
-        f"{label}{req['per_s']} req/s, {req['total']} requests, {summary['errors']['total']} errors, "
+        f"{label}{_n(req['per_s'], 1)} req/s, {_n(req['total'])} requests, {_n(summary['errors']['total'])} errors, "
         f"p50 {lat['p50']} ms, p99 {lat['p99']} ms"
     ]
     load = summary.get("load") or {}
@@ -152,3 +152,8 @@ def headline(summary: dict[str, Any], label: str = "") -> list[str]:
     if verdict:  # the scenario's SLOs (docs/thresholds.md)
         lines.append(f"{label}{verdict}")
     return lines
+
+
+def _n(v: Any, digits: int = 0) -> str:
+    """A figure with thousands separators (as the report and the live view print them)."""
+    return f"{v:,.{digits}f}" if isinstance(v, int | float) and not isinstance(v, bool) else str(v)

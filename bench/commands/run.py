@@ -111,3 +111,4 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     # the worst verdict of the runs: a failed threshold, then an inconclusive one (docs/thresholds.md)
     return max((exit_status(v) for _, v in verdicts), default=EXIT_OK)
+
