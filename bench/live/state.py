@@ -39,6 +39,8 @@ SETTLE_S = 2.5
 REQUEST_COLUMNS = ["t", "latency_ms", "error", "conn_new"]
 #: HAProxy `show info` figures the live view and the metrics endpoint use.
 INFO_METRICS = ("ConnRate", "SessRate", "SslRate", "SslFrontendKeyRate", "CurrConns", "CurrSslConns", "CumReq", "CumConns", "Idle_pct")
+#: A node's VIP sample older than this, behind the newest of any node, is stale (its node stopped answering).
+VRRP_STALE_S = 2.5
 #: Roles of CPU shown, in this order.
 CPU_ROLES = ("frontend", "backend", "monolith", "server", "keepalived", "loadgen", "loadgen-worker", "host")
 
@@ -302,7 +304,9 @@ class LiveState:
     def _vrrp(self, c: dict[str, np.ndarray]) -> None:
         for t, node, holds in sorted(zip(c["t"].tolist(), c["node"].tolist(), c["holds_vip"].tolist(), strict=True)):
             self.vrrp[node] = (t, bool(holds))
-            holders = tuple(sorted(n for n, (_, h) in self.vrrp.items() if h))
+            # a node whose namespace can no longer be read (crashed, frozen) keeps its last sample: not a holder
+            newest = max(at for at, _ in self.vrrp.values())
+            holders = tuple(sorted(n for n, (at, h) in self.vrrp.items() if h and at >= newest - VRRP_STALE_S))
             if self._holders is not None and holders != self._holders and holders:
                 self.vip_changes += 1
                 self.events.append({"t": t, "kind": "vip", "name": f"VIP on {', '.join(holders)}"})

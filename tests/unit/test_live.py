@@ -61,6 +61,9 @@ def _lab_samples(tmp_path: Path) -> None:
     vrrp = ChunkWriter(tmp_path, "vrrp", "collector", TABLES["vrrp"])
     vrrp.write({"t": [T0, T0], "node": ["lb-a", "lb-b"], "holds_vip": [True, False]})
     vrrp.write({"t": [T0 + 5, T0 + 5], "node": ["lb-a", "lb-b"], "holds_vip": [False, True]})
+    # lb-b crashes while holding it, lb-a takes it back: lb-b's last sample stays but is stale
+    vrrp.write({"t": [T0 + 6], "node": ["lb-b"], "holds_vip": [True]})
+    vrrp.write({"t": [T0 + 9, T0 + 10], "node": ["lb-a", "lb-a"], "holds_vip": [True, True]})
     with open(tmp_path / "events.jsonl", "w") as fh:
         fh.write(json.dumps({"t": T0, "kind": "phase", "name": "load"}) + "\n")
         fh.write(json.dumps({"t": T0 + 2, "kind": "phase", "name": "steady"}) + "\n")
@@ -88,8 +91,8 @@ def test_snapshot_rates_errors_latency_and_lab(tmp_path: Path) -> None:
     assert snap.target == 100 and snap.target_field == "requests_per_s"
     assert snap.cpu_pct == {"frontend": pytest.approx(25.0), "loadgen": pytest.approx(50.0), "host": pytest.approx(150.0)}
     assert snap.haproxy["ConnRate"] == 12 and snap.haproxy["SslFrontendKeyRate"] == 3
-    assert snap.vip_holders == ["lb-b"] and snap.vip_changes == 1
-    assert [e["kind"] for e in snap.events] == ["fault", "vip"]
+    assert snap.vip_holders == ["lb-a"] and snap.vip_changes == 2
+    assert [e["kind"] for e in snap.events] == ["fault", "vip", "vip"]
     assert snap.load_phase == "steady" and snap.elapsed_s == pytest.approx(10 + SETTLE_S) and snap.left_s == pytest.approx(30 - 10 - SETTLE_S)
 
 
@@ -121,7 +124,7 @@ def test_panel_and_line_render_with_separators(tmp_path: Path) -> None:
     state.poll()
     snap = state.snapshot(now=T0 + 20 + SETTLE_S)
     text = viewmod.line(snap)
-    assert "2,000 req/s" in text and "failing: errors.pct < 0.01" in text and "VIP lb-b" in text
+    assert "2,000 req/s" in text and "failing: errors.pct < 0.01" in text and "VIP lb-a" in text
     from rich.console import Console
 
     out = io.StringIO()
@@ -159,7 +162,7 @@ def test_metrics_text_parses_and_holds_client_and_haproxy_figures(tmp_path: Path
     hist = {s.labels.get("le"): s.value for s in families["lbbench_client_latency_seconds"].samples if s.name.endswith("_bucket")}
     assert hist["0.005"] == 0 and hist["0.025"] == 980 and hist["+Inf"] == 980
     assert [(s.labels["type"], s.value) for s in families["lbbench_haproxy_sessions"].samples if s.name.endswith("_total")] == [("frontend", 900.0)]
-    assert {s.labels["node"] for s in families["lbbench_vip_holder"].samples} == {"lb-b"}
+    assert {s.labels["node"] for s in families["lbbench_vip_holder"].samples} == {"lb-a"}
     assert [s.value for s in families["lbbench_threshold_ok"].samples] == [0.0]
 
 
