@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
+import pyarrow as pa
 
 from ..analysis.histogram import Histogram, buckets_of
+from ..results import store
 from ..results.layout import RunDir
 
 #: Seconds of client figures the live rates and percentiles cover.
@@ -55,23 +56,41 @@ class RunTail:
         self._events_at = 0
 
     def new_chunks(self, table: str, columns: list[str] | None = None) -> list[dict[str, np.ndarray]]:
-        """Each chunk of ``table`` not returned before, as column name -> numpy array."""
-        folder = self.layout.table(table)
-        try:
-            names = sorted(p.name for p in folder.iterdir() if p.suffix == ".parquet")
-        except OSError:
-            return []
+        """Each chunk of ``table`` not returned before, as column name -> numpy array.
+
+        A finished run whose chunks were compacted into one file is read from that file, once.
+        """
+        compacted, chunks = store.table_files(self.run_dir, table)
         seen = self._seen[table]
+        if compacted is not None and not seen:
+            # first look at a finished run: everything at once (the compacted file and any late chunk)
+            try:
+                tbl = store.read_arrow(self.run_dir, table, columns)
+            except (OSError, ValueError, KeyError, store.StoreError):
+                return []
+            seen.update(p.name for p in chunks)
+            seen.add(store.COMPACTED)
+            return [self._columns(tbl)] if tbl.num_rows else []
         out = []
-        for name in names:
-            if name in seen:
+        for path in chunks:
+            if path.name in seen:
                 continue
             try:
-                tbl = pq.read_table(folder / name, columns=columns)
-            except (OSError, ValueError, KeyError):
-                continue  # a writer renames complete files into place; a column may be missing in old chunks
-            seen.add(name)
-            out.append({c: tbl.column(c).to_numpy(zero_copy_only=False) for c in tbl.column_names})
+                tbl = store.read_chunk(path, columns)
+            except (OSError, ValueError, KeyError, store.StoreError):
+                continue  # a writer renames complete files into place: a damaged one is skipped, the report names it
+            seen.add(path.name)
+            out.append(self._columns(tbl))
+        return out
+
+    @staticmethod
+    def _columns(tbl: pa.Table) -> dict[str, np.ndarray]:
+        out = {}
+        for name in tbl.column_names:
+            col = tbl.column(name)
+            if pa.types.is_dictionary(col.type):
+                col = col.cast(col.type.value_type)
+            out[name] = col.to_numpy(zero_copy_only=False)
         return out
 
     def new_events(self) -> list[dict[str, Any]]:

@@ -11,13 +11,11 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.collect.store import ChunkWriter
-from bench.collect.tables import TABLES
+from bench.results.store import ChunkWriter
 from bench.errors import UserError
 from bench.live import view as viewmod
 from bench.live.metrics import MetricsServer, RunCollector
 from bench.live.state import SETTLE_S, WINDOW_S, LiveState
-from bench.load.capture import SCHEMA
 
 T0 = 1_800_000_000.0
 
@@ -31,8 +29,8 @@ def _run(tmp_path: Path, thresholds: dict | None = None) -> dict:
 
 
 def _requests(tmp_path: Path, seconds: range, per_s: int = 100, latency_ms: float = 10.0, errors: int = 0, writer: str = "1") -> None:
-    w = ChunkWriter(tmp_path, "requests", writer, SCHEMA)
-    w.seq = len(list((tmp_path / "samples" / "requests").glob(f"part-{writer}-*.parquet"))) if (tmp_path / "samples" / "requests").exists() else 0
+    w = ChunkWriter(tmp_path, "requests", writer)
+    w.seq = len(list((tmp_path / "samples" / "requests").glob(f"part-{writer}-*"))) if (tmp_path / "samples" / "requests").exists() else 0
     for s in seconds:
         t = T0 + s + np.arange(per_s) / per_s
         err = ["timeout"] * errors + [""] * (per_s - errors)
@@ -51,14 +49,14 @@ def _requests(tmp_path: Path, seconds: range, per_s: int = 100, latency_ms: floa
 
 
 def _lab_samples(tmp_path: Path) -> None:
-    cpu = ChunkWriter(tmp_path, "cpu", "collector", TABLES["cpu"])
+    cpu = ChunkWriter(tmp_path, "cpu", "collector")
     for i, t in enumerate((T0, T0 + 1.0)):
         cpu.write({"t": [t] * 3, "container": ["lb-a-frontend", "loadgen", "host"], "role": ["frontend", "loadgen", "host"], "node": ["lb-a", "", ""], "cpu": [0, 0, 0], "usage_s": [10.0 + 0.25 * i, 5.0 + 0.5 * i, 100.0 + 1.5 * i]})
-    info = ChunkWriter(tmp_path, "haproxy_info", "collector", TABLES["haproxy_info"])
+    info = ChunkWriter(tmp_path, "haproxy_info", "collector")
     info.write({"t": [T0] * 3, "node": ["lb-a"] * 3, "service": ["lb-a-frontend"] * 3, "kind": ["frontend"] * 3, "metric": ["ConnRate", "SslFrontendKeyRate", "CurrConns"], "value": [12.0, 3.0, 40.0]})
-    stat = ChunkWriter(tmp_path, "haproxy_stat", "collector", TABLES["haproxy_stat"])
+    stat = ChunkWriter(tmp_path, "haproxy_stat", "collector")
     stat.write({"t": [T0], "node": ["lb-a"], "service": ["lb-a-frontend"], "kind": ["frontend"], "pxname": ["fe_https"], "svname": ["FRONTEND"], "type": [0], "status": ["OPEN"], "scur": [40.0], "stot": [900.0], "req_tot": [3000.0]})
-    vrrp = ChunkWriter(tmp_path, "vrrp", "collector", TABLES["vrrp"])
+    vrrp = ChunkWriter(tmp_path, "vrrp", "collector")
     vrrp.write({"t": [T0, T0], "node": ["lb-a", "lb-b"], "holds_vip": [True, False]})
     vrrp.write({"t": [T0 + 5, T0 + 5], "node": ["lb-a", "lb-b"], "holds_vip": [False, True]})
     # lb-b crashes while holding it, lb-a takes it back: lb-b's last sample stays but is stale
