@@ -55,47 +55,55 @@ OPS: dict[str, Callable[[float, float], bool]] = {
 _EXPR = re.compile(r"^\s*(?P<op><=|>=|==|!=|<|>)\s*(?P<num>[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
 SYNTAX = 'write an operator and a number, e.g. "< 50", ">= 99.5" (operators: < <= > >= == !=)'
 
-_LAT = ("p50", "p90", "p99", "p999", "mean", "max")
-_ERROR_KINDS = ("refused", "reset", "timeout", "tls", "http_4xx", "http_5xx", "closed", "other")
-_TARGETS = (
-    "requests_per_s", "ok_requests_per_s", "connections_per_s", "handshakes_per_s", "resumption_pct",
-    "held_connections", "held_tls_connections",
-)  # fmt: skip
-_HAPROXY_ACHIEVED = (
-    "requests_per_s", "connections_per_s", "handshakes_per_s", "full_handshakes_per_s", "resumption_pct",
-    "client_connections", "client_connections_max", "tls_connections_max",
-)  # fmt: skip
-_MBPS = ("in", "out", "in_max", "out_max")
-
-#: Every numeric summary.json field a threshold can name: ``*`` is one segment of
-#: a name that depends on the run (a container, an HAProxy process, a role).
-METRICS: tuple[str, ...] = (
-    "requests.total", "requests.ok", "requests.steady", "requests.per_s",
-    "errors.total", "errors.steady", "errors.per_s", "errors.pct",
-    *(f"errors.by_kind.{k}" for k in _ERROR_KINDS),
-    *(f"latency_ms.{k}" for k in _LAT),
-    *(f"latency_ms.corrected.{k}" for k in _LAT),
-    "bytes.total",
-    "connections.per_s", "connections.per_s_client", "connections.client_max", "connections.backend_max",
-    "connections.server_max", "connections.sockets.client_max", "connections.sockets.backend_max",
-    "connections.sockets.server_max",
-    "tls.handshakes_per_s", "tls.connections_per_s", "tls.resumption_pct", "tls.connections_max",
-    "haproxy.requests_per_s", "haproxy.queue_max", "haproxy.idle_pct.*.mean", "haproxy.idle_pct.*.min",
-    *(f"haproxy.server_errors.{k}" for k in ("econ", "eresp", "wretr", "wredis", "hrsp_5xx", "srv_abrt", "cli_abrt")),
-    "cpu.host_mean_pct", "cpu.lb_ms_per_request", "cpu.by_container.*.total_mean_pct", "cpu.by_container.*.total_max_pct",
-    "ports.max_in_use", "ports.range_size", "ports.max_utilisation_pct", "ports.first_exhaustion_after_s",
-    *(f"traffic.{side}_mbps.{k}" for side in ("client", "server") for k in _MBPS),
-    "vrrp.changes", "vrrp.state_changes", "vrrp.seconds_without_holder", "vrrp.seconds_with_two_holders",
-    "failover.vip_moved_after_s", "failover.first_success_after_s", "failover.recovered_after_s",
+#: Figures a threshold can name beyond the summary's own fields: derived on reading (bench/compare: ``lookup``).
+DERIVED_METRICS: tuple[str, ...] = (
+    "cpu.lb_ms_per_request",
     *(f"failover.gap_s.{k}" for k in ("min", "median", "p95", "max", "mean")),
-    "collectors.cpu_pct",
-    "bottleneck.utilisation_pct.*",
-    *(f"load.target.{k}" for k in (*_TARGETS, "users")),
-    *(f"load.achieved.{k}" for k in _TARGETS),
-    *(f"load.achieved_pct.{k}" for k in _TARGETS),
-    *(f"load.achieved_haproxy.{k}" for k in _HAPROXY_ACHIEVED),
-    "window.seconds",
-)  # fmt: skip
+)
+#: Summary fields that describe the run rather than measure it.
+_NOT_FIGURES = ("schema_version", "window.start", "window.end", "ports.first_exhaustion_at", "thresholds.")
+
+
+def _numeric_paths(model: Any, prefix: str = "") -> list[str]:
+    """Every numeric leaf of a summary model, dotted; ``*`` for a key of a map (a container, a process, a role)."""
+    import types
+    import typing
+
+    from pydantic import BaseModel
+
+    def strip(annotation: Any) -> Any:
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if len(args) == 1:
+                return strip(args[0])
+            if all(a in (int, float) for a in args):
+                return float
+        return annotation
+
+    def walk(annotation: Any, path: str) -> list[str]:
+        annotation = strip(annotation)
+        origin = typing.get_origin(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            return [p for name, info in annotation.model_fields.items() for p in walk(info.annotation, f"{path}.{info.alias or name}" if path else (info.alias or name))]
+        if origin is dict:
+            return walk(typing.get_args(annotation)[1], f"{path}.*")
+        if annotation in (int, float):
+            return [path]
+        return []  # text, flags, lists: not a figure a threshold can name
+
+    return walk(model, prefix)
+
+
+def _catalogue() -> tuple[str, ...]:
+    from .results.summary import Summary
+
+    paths = [p for p in _numeric_paths(Summary) if not p.startswith(_NOT_FIGURES)]
+    return tuple(dict.fromkeys([*paths, *DERIVED_METRICS]))
+
+
+#: Every numeric summary.json field a threshold can name (from the typed summary model,
+#: bench/results/summary/), ``*`` standing for one segment that depends on the run.
+METRICS: tuple[str, ...] = _catalogue()
 
 
 def is_known_metric(metric: str) -> bool:
