@@ -43,26 +43,28 @@ def test_smoke_run_end_to_end(node_image: str, tmp_path: Path) -> None:
     scenario.write_text("extends: smoke\nthresholds:\n  errors.pct: '< 50'\n  latency_ms.p50: '< 0.001'\n")
     port = _free_port()
     junit = tmp_path / "slo.xml"
-    cmd = [*BENCH, "run", str(scenario), "--duration", "10s", "--out", str(out), "--metrics-port", str(port), "--junit", str(junit)]
+    cmd = [*BENCH, "run", str(scenario), "--duration", "15s", "--out", str(out), "--metrics-port", str(port), "--junit", str(junit)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     scraped = ""
     try:
         run = _wait_running(out)
         project = run["lab"]["project"]
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and "lbbench_client_requests_total" not in scraped:
-            time.sleep(1)
-            scraped = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-        # the lab belongs to this live run: status says so, and removing it by name is refused
+        # the lab belongs to this live run: removing it by name is refused, and status says whose it is
+        refused = _bench("down", project)
+        assert refused.returncode == 2 and "belongs to a live run" in refused.stderr, refused.stderr
         status = _bench("status")
         line = next(x for x in status.stdout.splitlines() if x.startswith(project))
         assert "[live run: pid" in line, line
-        refused = _bench("down", project)
-        assert refused.returncode == 2 and "belongs to a live run" in refused.stderr
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "lbbench_client_requests_total" not in scraped:
+            time.sleep(1)
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+                scraped = answer.read().decode()
         stdout, stderr = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.communicate()
     families = {f.name: f for f in text_string_to_metric_families(scraped)}
     ok = [s.value for s in families["lbbench_client_requests"].samples if s.labels.get("outcome") == "ok" and s.name.endswith("_total")]
     assert ok and ok[0] > 0, scraped[:2000]
