@@ -40,8 +40,8 @@ SETTLE_S = 2.5
 REQUEST_COLUMNS = ["t", "latency_ms", "error", "conn_new"]
 #: HAProxy `show info` figures the live view and the metrics endpoint use.
 INFO_METRICS = ("ConnRate", "SessRate", "SslRate", "SslFrontendKeyRate", "CurrConns", "CurrSslConns", "CumReq", "CumConns", "Idle_pct")
-#: A node's VIP sample older than this, behind the newest of any node, is stale (its node stopped answering).
-VRRP_STALE_S = 2.5
+#: A sample (VIP, HAProxy, CPU) older than this, behind the newest of its kind, is stale: its node stopped answering.
+STALE_S = 2.5
 #: Roles of CPU shown, in this order.
 CPU_ROLES = ("frontend", "backend", "monolith", "server", "keepalived", "loadgen", "loadgen-worker", "host")
 
@@ -190,6 +190,7 @@ class LiveState:
         self.host_cores = 0
         self.haproxy: dict[str, dict[str, float]] = {}  # service -> metric -> value (latest)
         self.haproxy_kind: dict[str, str] = {}
+        self.haproxy_t: dict[str, float] = {}  # service -> time of its latest sample
         self.haproxy_stat: dict[tuple[str, str, str], dict[str, float]] = {}
         self.vrrp: dict[str, tuple[float, bool]] = {}
         self.vip_changes = 0
@@ -306,10 +307,11 @@ class LiveState:
             self.cpu_last[name] = (t, usage, role)
 
     def _info(self, c: dict[str, np.ndarray]) -> None:
-        for service, kind, metric, value in zip(c["service"].tolist(), c["kind"].tolist(), c["metric"].tolist(), c["value"].tolist(), strict=True):
+        for t, service, kind, metric, value in zip(c["t"].tolist(), c["service"].tolist(), c["kind"].tolist(), c["metric"].tolist(), c["value"].tolist(), strict=True):
             if metric in INFO_METRICS:
                 self.haproxy.setdefault(service, {})[metric] = float(value)
                 self.haproxy_kind[service] = kind
+                self.haproxy_t[service] = max(self.haproxy_t.get(service, 0.0), float(t))
 
     def _stat(self, c: dict[str, np.ndarray]) -> None:
         names = [k for k in c if k not in ("t", "node", "service", "kind", "pxname", "svname", "type", "status")]
@@ -325,7 +327,7 @@ class LiveState:
             self.vrrp[node] = (t, bool(holds))
             # a node whose namespace can no longer be read (crashed, frozen) keeps its last sample: not a holder
             newest = max(at for at, _ in self.vrrp.values())
-            holders = tuple(sorted(n for n, (at, h) in self.vrrp.items() if h and at >= newest - VRRP_STALE_S))
+            holders = tuple(sorted(n for n, (at, h) in self.vrrp.items() if h and at >= newest - STALE_S))
             if self._holders is not None and holders != self._holders and holders:
                 self.vip_changes += 1
                 self.events.append({"t": t, "kind": "vip", "name": f"VIP on {', '.join(holders)}"})
@@ -381,10 +383,14 @@ class LiveState:
             for ev in self.events:
                 if ev.get("kind") == "phase" and float(ev.get("t") or 0) <= now and ev.get("name") not in ("load", "end"):
                     load_phase = str(ev.get("name"))
-            fe = [s for s, k in self.haproxy_kind.items() if k in ("frontend", "monolith")]
+            # a process that stopped answering (its node crashed) keeps its last sample: leave it out
+            fresh_info = max(self.haproxy_t.values(), default=0.0) - STALE_S
+            fe = [s for s, k in self.haproxy_kind.items() if k in ("frontend", "monolith") and self.haproxy_t.get(s, 0.0) >= fresh_info]
+            fresh_cpu = max((t for t, _, _ in self.cpu_last.values()), default=0.0) - STALE_S
             hap = {m: sum(self.haproxy[s].get(m, 0.0) for s in fe) for m in INFO_METRICS if m != "Idle_pct"}
             cpu_roles: dict[str, float] = defaultdict(float)
-            for _, (role, pct) in self.cpu_pct.items():
+            cpu_now = {name: rp for name, rp in self.cpu_pct.items() if self.cpu_last[name][0] >= fresh_cpu}
+            for role, pct in cpu_now.values():
                 cpu_roles[role] += pct
             totals = {
                 "requests": self.total.count,
@@ -416,7 +422,7 @@ class LiveState:
                 totals=totals,
                 haproxy=hap if fe else {},
                 cpu_pct=dict(cpu_roles),
-                cpu_by_container=dict(self.cpu_pct),
+                cpu_by_container=cpu_now,
                 host_cores=self.host_cores,
                 vip_holders=list(self._holders or ()),
                 vip_changes=self.vip_changes,

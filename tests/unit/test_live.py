@@ -52,8 +52,11 @@ def _lab_samples(tmp_path: Path) -> None:
     cpu = ChunkWriter(tmp_path, "cpu", "collector")
     for i, t in enumerate((T0, T0 + 1.0)):
         cpu.write({"t": [t] * 3, "container": ["lb-a-frontend", "loadgen", "host"], "role": ["frontend", "loadgen", "host"], "node": ["lb-a", "", ""], "cpu": [0, 0, 0], "usage_s": [10.0 + 0.25 * i, 5.0 + 0.5 * i, 100.0 + 1.5 * i]})
+    cpu.write({"t": [T0 + 9.0] * 2, "container": ["loadgen", "host"], "role": ["loadgen", "host"], "node": ["", ""], "cpu": [0, 0], "usage_s": [5.5 + 0.5 * 8, 101.5 + 1.5 * 8]})
     info = ChunkWriter(tmp_path, "haproxy_info", "collector")
     info.write({"t": [T0] * 3, "node": ["lb-a"] * 3, "service": ["lb-a-frontend"] * 3, "kind": ["frontend"] * 3, "metric": ["ConnRate", "SslFrontendKeyRate", "CurrConns"], "value": [12.0, 3.0, 40.0]})
+    # lb-b's frontend answers on; lb-a's stopped (crashed) after T0: its last sample must not count
+    info.write({"t": [T0 + 9.0] * 2, "node": ["lb-b"] * 2, "service": ["lb-b-frontend"] * 2, "kind": ["frontend"] * 2, "metric": ["ConnRate", "CurrConns"], "value": [5.0, 20.0]})
     stat = ChunkWriter(tmp_path, "haproxy_stat", "collector")
     stat.write({"t": [T0], "node": ["lb-a"], "service": ["lb-a-frontend"], "kind": ["frontend"], "pxname": ["fe_https"], "svname": ["FRONTEND"], "type": [0], "status": ["OPEN"], "scur": [40.0], "stot": [900.0], "req_tot": [3000.0]})
     vrrp = ChunkWriter(tmp_path, "vrrp", "collector")
@@ -87,8 +90,9 @@ def test_snapshot_rates_errors_latency_and_lab(tmp_path: Path) -> None:
     assert snap.conn_new_per_s == pytest.approx(10)
     assert snap.p50_ms == pytest.approx(10.0, rel=0.01) and snap.p99_ms == pytest.approx(10.0, rel=0.01)
     assert snap.target == 100 and snap.target_field == "requests_per_s"
-    assert snap.cpu_pct == {"frontend": pytest.approx(25.0), "loadgen": pytest.approx(50.0), "host": pytest.approx(150.0)}
-    assert snap.haproxy["ConnRate"] == 12 and snap.haproxy["SslFrontendKeyRate"] == 3
+    # lb-a-frontend's CPU and HAProxy samples stopped at T0 + 1 / T0: stale, left out
+    assert snap.cpu_pct == {"loadgen": pytest.approx(50.0), "host": pytest.approx(150.0)}
+    assert snap.haproxy["ConnRate"] == 5 and snap.haproxy["CurrConns"] == 20
     assert snap.vip_holders == ["lb-a"] and snap.vip_changes == 2
     assert [e["kind"] for e in snap.events] == ["fault", "vip", "vip"]
     assert snap.load_phase == "steady" and snap.elapsed_s == pytest.approx(10 + SETTLE_S) and snap.left_s == pytest.approx(30 - 10 - SETTLE_S)
@@ -128,7 +132,7 @@ def test_panel_and_line_render_with_separators(tmp_path: Path) -> None:
     out = io.StringIO()
     Console(file=out, width=140, force_terminal=False).print(viewmod.render(snap))
     screen = out.getvalue()
-    for words in ("2,000 req/s", "p99", "frontend", "fault crash on lb-a", "✗ errors.pct < 0.01", "VIP"):
+    for words in ("2,000 req/s", "p99", "loadgen 50%", "fault crash on lb-a", "✗ errors.pct < 0.01", "VIP"):
         assert words in screen, words
 
 
