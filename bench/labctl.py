@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from . import engine, images
 from .collect.cpu import remove_loadgen_cgroups
 from .errors import UserError
@@ -129,9 +131,14 @@ def lab_status() -> dict[str, dict[str, Any]]:
         root = LabFiles.for_project(project).root
         state = LabDir(root).lab_json
         if state.exists():
-            lab, saved = Lab.attach(project, log=lambda _m: None)
-            info.update(saved)
-            info["vip_holder"] = ", ".join(lab.vip_holders()) or None
+            try:
+                lab, saved = Lab.attach(project, log=lambda _m: None)
+            except (UserError, ValidationError, ValueError, KeyError) as exc:
+                # another lbbench version's lab (a field this one does not know): list it, without its VIP holder
+                info["state_error"] = str(exc).splitlines()[0]
+            else:
+                info.update(saved)
+                info["vip_holder"] = ", ".join(lab.vip_holders()) or None
         who = owner.read_owner(root)
         info["owner"] = who
         info["owner_state"] = owner_state(who)
