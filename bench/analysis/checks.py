@@ -9,13 +9,14 @@ within its tolerance, false when they do not, and null when one side has no data
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..results.store import empty_frame
-from .common import in_window, num
+from .common import in_window, inside, num, seconds_overlapping
 from .haproxy import CLIENT_KINDS, INTERNAL_FRONTENDS, STAT_FRONTEND, client_frontends, info_metric, ssl_session_counts, window_counter_delta
 from .load import tls_mask
 
@@ -29,12 +30,16 @@ TOLERANCES = {
 
 
 def sampled_span(info: pd.DataFrame) -> tuple[float, float] | None:
-    """From the first to the last ``show info`` sample of the client-facing HAProxy processes."""
+    """From the first to the last ``show info`` sample of the client-facing HAProxy processes.
+
+    As every window, it is half-open (:func:`bench.analysis.common.inside`): it ends
+    just after the last sample, so that sample is in it.
+    """
     d = info[info["kind"].isin(CLIENT_KINDS)]
     if d.empty:
         return None
     start, end = float(d["t"].min()), float(d["t"].max())
-    return (start, end) if end > start else None
+    return (start, float(np.nextafter(end, math.inf))) if end > start else None
 
 
 def make_check(name: str, client: float | None, haproxy: float | None, note: str) -> dict[str, Any]:
@@ -50,9 +55,8 @@ def make_check(name: str, client: float | None, haproxy: float | None, note: str
 
 
 def _in_span(req: pd.DataFrame, span: tuple[float, float]) -> np.ndarray:
-    """Which requests started inside ``span`` (both ends included), as a numpy mask."""
-    t = req["t"].to_numpy(dtype=float)
-    return (t >= span[0]) & (t <= span[1])
+    """Which requests started inside ``span`` (:func:`bench.analysis.common.inside`), as a numpy mask."""
+    return np.asarray(inside(req["t"].to_numpy(dtype=float), span), dtype=bool)
 
 
 def check_requests(req: pd.DataFrame, info: pd.DataFrame, stat: pd.DataFrame, span: tuple[float, float] | None) -> dict[str, Any]:
@@ -108,7 +112,7 @@ def check_connections(req: pd.DataFrame, stat: pd.DataFrame, span: tuple[float, 
 
 def integrate_rate(rows: pd.DataFrame, span: tuple[float, float]) -> float | None:
     """Events counted by a per-second rate gauge sampled over ``span``: sum of rate x interval, per process."""
-    d = rows[(rows["t"] >= span[0]) & (rows["t"] <= span[1])]
+    d = in_window(rows, span)
     if d.empty:
         return None
     total = 0.0
@@ -200,10 +204,11 @@ def check_resumption(pacing: pd.DataFrame, held: pd.DataFrame, stat: pd.DataFram
     client = 0.0
     if has_pacing:
         # pacing rows are whole seconds of intended send time
-        p = pacing[(pacing["t"] + 1.0 > span[0]) & (pacing["t"] <= span[1])]
+        p = pacing[seconds_overlapping(pacing["t"], span)]
         client += float(p["resumed"].sum())
     if has_held:
-        h = held[(held["t"] >= span[0]) & (held["t"] <= span[1] + 1.0)]
+        # a held row counts what happened in the second before it was sampled
+        h = in_window(held, (span[0], span[1] + 1.0))
         client += float(h["resumed"].sum())
     counts = ssl_session_counts(stat, span)
     note = "TLS connections the client saw resume a session (pacing.resumed + held.resumed) vs ssl_reused_sess increase of the client frontends"

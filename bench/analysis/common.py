@@ -194,10 +194,43 @@ def load_window(run: dict[str, Any], requests: pd.DataFrame) -> tuple[float, flo
     return float(start), float(end)
 
 
+# The one definition of "inside the steady window", used by every part of the analysis:
+# a moment t is inside when start <= t < end (half-open, so adjacent windows such as
+# find-max steps never count a request twice); a per-second row (t = its whole second,
+# covering [t, t+1)) either overlaps the window or lies wholly inside it.
+
+
+def inside(t: Any, window: tuple[float, float]) -> Any:
+    """Mask of the moments ``t`` (an array, a Series or an Index) inside ``window``: ``start <= t < end``.
+
+    >>> inside(np.array([1.0, 2.0, 2.5, 3.0, np.nan]), (2.0, 3.0)).tolist()
+    [False, True, True, False, False]
+    """
+    return (t >= window[0]) & (t < window[1])
+
+
 def in_window(df: pd.DataFrame, window: tuple[float, float], col: str = "t") -> pd.DataFrame:
-    """Rows with ``window[0] <= t <= window[1]``."""
-    t = df[col]
-    return df[(t >= window[0]) & (t <= window[1])]
+    """Rows of ``df`` whose ``col`` is :func:`inside` ``window``."""
+    return df[inside(df[col], window)]
+
+
+def seconds_overlapping(t: Any, window: tuple[float, float]) -> Any:
+    """Mask of the whole seconds ``t`` (each covering ``[t, t+1)``) that overlap ``window``.
+
+    >>> seconds_overlapping(np.array([1.0, 2.0, 3.0, 4.0]), (2.5, 4.0)).tolist()
+    [False, True, True, False]
+    """
+    return (t + 1.0 > window[0]) & (t < window[1])
+
+
+def seconds_inside(t: Any, window: tuple[float, float]) -> Any:
+    """Mask of the whole seconds ``t`` (each covering ``[t, t+1)``) lying wholly inside ``window``.
+
+    >>> seconds_inside(np.array([1.0, 2.0, 3.0, 4.0]), (2.0, 4.0)).tolist()
+    [False, True, True, False]
+    """
+    eps = 1e-9  # a second that ends exactly at the window's end is inside
+    return (t >= window[0] - eps) & (t + 1.0 <= window[1] + eps)
 
 
 def restart_proof(values: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .common import READ_ROWS, group_codes, in_window, num, restart_proof, sum_across
+from .common import READ_ROWS, group_codes, in_window, num, restart_proof, seconds_overlapping, sum_across
 
 #: Frontends that do not carry client traffic (keepalived's `monitor-uri` check, a stats page).
 INTERNAL_FRONTENDS = frozenset({"monitor", "stats"})
@@ -137,7 +137,7 @@ def _sum_of_means(rows: pd.DataFrame, window: tuple[float, float]) -> float | No
 def _max_of(series: pd.Series, window: tuple[float, float]) -> float | None:
     if series.empty:
         return None
-    s = series[(series.index >= np.floor(window[0])) & (series.index <= window[1])].dropna()
+    s = series[seconds_overlapping(series.index, window)].dropna()
     return float(s.max()) if not s.empty else None
 
 

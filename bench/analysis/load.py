@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .common import num, sum_across
+from .common import in_window, inside, num, seconds_inside, seconds_overlapping, sum_across
 from .requests import PERCENTILES, conn_new_mask, ok_mask, steady_mask, str_mask
 
 #: Achieved / target at or above this is "reached" (the issue's 5 % accuracy).
@@ -35,10 +35,6 @@ POOL_SHARE = 0.05
 HELD_PREFIX = "held "
 RATE_MODELS = ("open", "connection-rate", "handshake-rate")
 TARGET_FIELDS = {"keep-alive": "users", "open": "requests_per_s", "connection-rate": "connections_per_s", "handshake-rate": "handshakes_per_s"}
-
-
-def _in(df: pd.DataFrame, window: tuple[float, float], col: str = "t") -> pd.DataFrame:
-    return df[(df[col] >= window[0]) & (df[col] < window[1])]
 
 
 def model_mask(req: pd.DataFrame) -> np.ndarray:
@@ -64,7 +60,7 @@ def corrected_latency(req: pd.DataFrame, window: tuple[float, float]) -> dict[st
     intended = req["intended_t"].to_numpy(dtype=float)
     if np.isnan(intended).all():
         return None
-    rows = (intended >= window[0]) & (intended < window[1]) & ok_mask(req)  # NaN compares false
+    rows = inside(intended, window) & ok_mask(req)  # NaN compares false
     out: dict[str, Any] = {"n": int(rows.sum())}
     corr = req["latency_corrected_ms"].to_numpy(dtype=float)[rows]
     plain = req["latency_ms"].to_numpy(dtype=float)[rows]
@@ -82,9 +78,9 @@ def pacing_summary(pacing: pd.DataFrame, window: tuple[float, float]) -> dict[st
     """Totals of the ``pacing`` table over whole seconds inside the window (None without a rate model)."""
     if pacing.empty:
         return None
-    p = pacing[(pacing["t"] >= np.ceil(window[0] - 1e-9)) & (pacing["t"] + 1.0 <= window[1] + 1e-9)]
+    p = pacing[seconds_inside(pacing["t"], window)]
     if p.empty:
-        p = pacing[(pacing["t"] + 1.0 > window[0]) & (pacing["t"] < window[1])]
+        p = pacing[seconds_overlapping(pacing["t"], window)]
     seconds = float(p["t"].nunique())
     sums = {c: int(p[c].sum()) for c in ("due", "sent", "late", "dropped", "waited", "resumed")}
     by_flow = {str(flow): {c: int(g[c].sum()) for c in ("due", "sent", "late", "dropped", "waited", "resumed")} for flow, g in p.groupby("flow")}
@@ -109,7 +105,7 @@ def held_summary(held: pd.DataFrame, window: tuple[float, float]) -> dict[str, A
     target = sum_across(held, ["worker"], "target")
 
     def inside(s: pd.Series) -> pd.Series:
-        return s[(s.index >= np.floor(window[0])) & (s.index <= window[1])].dropna()
+        return s[seconds_overlapping(s.index, window)].dropna()
 
     t, tl, tg = inside(total), inside(tls), inside(target)
     return {
@@ -300,7 +296,7 @@ def load_summary(
             achieved["resumption_pct"] = num(100.0 * https.get("resumed", 0) / https["sent"], 1)
     client_conns = None
     if client_series is not None:
-        s = client_series[(client_series.index >= np.floor(window[0])) & (client_series.index <= window[1])]
+        s = client_series[seconds_overlapping(client_series.index, window)]
         client_conns = num(s.mean(), 1)
     achieved_haproxy = {
         "requests_per_s": haproxy.get("requests_per_s"),

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .common import num
+from .common import num, seconds_overlapping
 
 PORT_COLUMNS = ["t", "node", "src", "dst", "dport", "in_use", "time_wait", "low", "high", "range_size"]
 #: A (source, destination) pair counts as exhausted from this share of its port range on.
@@ -158,7 +158,7 @@ def sockets_summary(hops: pd.DataFrame, window: tuple[float, float], split: bool
 
     ``split`` False (monolith layout): there is no frontend -> backend hop, so its maximum is null.
     """
-    d = hops[(hops["t"] >= np.floor(window[0])) & (hops["t"] <= window[1])]
+    d = hops[seconds_overlapping(hops["t"], window)]
     keys = {"client_sockets": "client_max", "frontend_backend_sockets": "backend_max", "backend_server_sockets": "server_max"}
     out = {v: (int(m) if (m := num(d[k].max(), 0)) is not None else None) for k, v in keys.items()}
     if not split:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .common import num
+from .common import inside, num, seconds_inside
 from .histogram import Histogram, grouped_percentiles
 
 #: Width of a request-timeline bin, seconds.
@@ -35,8 +35,7 @@ def steady_mask(req: pd.DataFrame, window: tuple[float, float], col: str = "t") 
     Every figure of a long run is a count or a statistic over masks like this one
     on whole columns: no filtered copy of the table is made.
     """
-    t = req[col].to_numpy(dtype=float)
-    return (t >= window[0]) & (t < window[1])
+    return np.asarray(inside(req[col].to_numpy(dtype=float), window), dtype=bool)
 
 
 def str_mask(col: pd.Series, predicate: Callable[[pd.Series], pd.Series]) -> np.ndarray:
@@ -65,8 +64,7 @@ def merged_histogram(hist: pd.DataFrame, window: tuple[float, float] | None = No
     """
     h = hist
     if window is not None:
-        t = h["t"].astype(float)
-        h = h[(t >= window[0]) & (t + 1.0 <= window[1])]
+        h = h[seconds_inside(h["t"].astype(float), window)]
     counts = h.groupby("bucket")["count"].sum()
     return Histogram({int(b): int(c) for b, c in counts.items()})
 

@@ -211,9 +211,9 @@ def test_connection_series_per_hop() -> None:
 
 def test_connections_summary_uses_the_client_frontend() -> None:
     info = info_rows([(t, "lb-a-frontend", "frontend", "CumConns", 500 + 100 * t) for t in range(5)])
-    s = haproxy.connections_summary(info, split_stat(), (T0 + 1, T0 + 3))
+    s = haproxy.connections_summary(info, split_stat(), (T0 + 1, T0 + 3.5))
     assert s == {"per_s": 10.0, "per_s_source": "haproxy_stat.conn_tot", "client_max": 23.0, "backend_max": 7.0, "server_max": 2.0}
-    only_info = haproxy.connections_summary(info, empty_frame("haproxy_stat"), (T0 + 1, T0 + 3))
+    only_info = haproxy.connections_summary(info, empty_frame("haproxy_stat"), (T0 + 1, T0 + 3.5))
     assert only_info["per_s"] == 100.0 and only_info["per_s_source"] == "haproxy_info.CumConns"
     assert only_info["backend_max"] is None
 
@@ -223,26 +223,26 @@ def test_tls_summary_resumption_from_rates() -> None:
     for t in range(4):
         rows += [(t, "lb-a-frontend", "frontend", "SslFrontendKeyRate", 10), (t, "lb-a-frontend", "frontend", "SslRate", 40), (t, "lb-a-frontend", "frontend", "CurrSslConns", 100 + t)]
         rows += [(t, "lb-b-frontend", "frontend", "SslFrontendKeyRate", 0), (t, "lb-b-frontend", "frontend", "SslRate", 0)]
-    s = haproxy.tls_summary(info_rows(rows), (T0, T0 + 3))
+    s = haproxy.tls_summary(info_rows(rows), (T0, T0 + 3.5))
     assert s == {"handshakes_per_s": 10.0, "connections_per_s": 40.0, "resumption_pct": 75.0, "connections_max": 103.0}
-    none = haproxy.tls_summary(info_rows([(0, "lb-a-frontend", "frontend", "SslRate", 0)]), (T0, T0 + 3))
+    none = haproxy.tls_summary(info_rows([(0, "lb-a-frontend", "frontend", "SslRate", 0)]), (T0, T0 + 3.5))
     assert none["resumption_pct"] is None and none["handshakes_per_s"] is None
 
 
 def test_tls_resumption_prefers_ssl_session_counters() -> None:
     info = info_rows([(t, "lb-a-frontend", "frontend", m, v) for t in range(3) for m, v in (("SslFrontendKeyRate", 10), ("SslRate", 10))])
     stat = stat_rows([{"t": t, "service": "lb-a-frontend", "kind": "frontend", "pxname": "clients", "type": 0, "ssl_sess": 100.0 + 30 * t, "ssl_reused_sess": 10.0 * t} for t in range(3)])
-    assert haproxy.ssl_session_counts(stat, (T0, T0 + 2)) == (60.0, 20.0)
-    assert haproxy.tls_summary(info, (T0, T0 + 2), stat)["resumption_pct"] == 25.0
+    assert haproxy.ssl_session_counts(stat, (T0, T0 + 2.5)) == (60.0, 20.0)
+    assert haproxy.tls_summary(info, (T0, T0 + 2.5), stat)["resumption_pct"] == 25.0
     all_resumed = stat.assign(ssl_sess=100.0)
-    assert haproxy.tls_summary(info, (T0, T0 + 2), all_resumed)["resumption_pct"] == 100.0
-    assert haproxy.tls_summary(info, (T0, T0 + 2))["resumption_pct"] == 0.0  # from the rates
-    assert haproxy.ssl_session_counts(split_stat(), (T0, T0 + 2)) is None
+    assert haproxy.tls_summary(info, (T0, T0 + 2.5), all_resumed)["resumption_pct"] == 100.0
+    assert haproxy.tls_summary(info, (T0, T0 + 2.5))["resumption_pct"] == 0.0  # from the rates
+    assert haproxy.ssl_session_counts(split_stat(), (T0, T0 + 2.5)) is None
 
 
 def test_haproxy_summary() -> None:
     info = info_rows([(t, "lb-a-frontend", "frontend", "Idle_pct", 80 - 10 * t) for t in range(4)])
-    s = haproxy.haproxy_summary(info, split_stat(), (T0, T0 + 3))
+    s = haproxy.haproxy_summary(info, split_stat(), (T0, T0 + 3.5))
     assert s["requests_per_s"] == 500.0
     assert s["idle_pct"] == {"lb-a-frontend": {"mean": 65.0, "min": 50.0}}
     assert s["queue_max"] == 1.0
@@ -345,8 +345,8 @@ def test_established_by_hop() -> None:
     assert hops["client_sockets"].tolist() == [20.0, 20.0, 20.0]
     assert hops["frontend_backend_sockets"].tolist() == [10.0, 20.0, 30.0]  # TIME_WAIT and "in" sides left out
     assert hops["backend_server_sockets"].tolist() == [3.0, 0.0, 0.0]
-    assert ports.sockets_summary(hops, (T0, T0 + 2)) == {"client_max": 20, "backend_max": 30, "server_max": 3}
-    assert ports.sockets_summary(hops, (T0, T0 + 2), split=False)["backend_max"] is None
+    assert ports.sockets_summary(hops, (T0, T0 + 2.5)) == {"client_max": 20, "backend_max": 30, "server_max": 3}
+    assert ports.sockets_summary(hops, (T0, T0 + 2.5), split=False)["backend_max"] is None
     assert ports.established_by_hop(sockets_rows().assign(direction=None)).empty
 
 
@@ -489,12 +489,12 @@ def test_handshake_check_follows_client_resumption() -> None:
     lean = {"scenario": {"load": {"scheme": "https", "engine": "lean", "resumption": True}}}
     assert checks.client_resumes(lean) and not checks.client_resumes({"scenario": {"load": {"engine": "fasthttp"}}})
     assert not checks.client_resumes({**lean, "topology": {"tls": {"resumption": False}}})
-    resuming = checks.check_handshakes(req, info, stat, lean, (T0, T0 + 2))
+    resuming = checks.check_handshakes(req, info, stat, lean, (T0, T0 + 2.5))
     assert (resuming["client"], resuming["haproxy"], resuming["ok"]) == (20.0, 20.0, True)
     assert "8 full (ssl_sess) + 12 resumed" in resuming["note"] and "about 8" in resuming["note"]
-    full = checks.check_handshakes(req, info, stat, {"scenario": {"load": {"scheme": "https", "engine": "lean", "resumption": False}}}, (T0, T0 + 2))
+    full = checks.check_handshakes(req, info, stat, {"scenario": {"load": {"scheme": "https", "engine": "lean", "resumption": False}}}, (T0, T0 + 2.5))
     assert (full["client"], full["haproxy"], full["ok"]) == (20.0, 8.0, False)
-    no_counters = checks.check_handshakes(req, info, empty_frame("haproxy_stat"), lean, (T0, T0 + 2))
+    no_counters = checks.check_handshakes(req, info, empty_frame("haproxy_stat"), lean, (T0, T0 + 2.5))
     assert no_counters["haproxy"] == 20.0 and "SslRate" in no_counters["note"]
 
 
@@ -504,3 +504,28 @@ def test_window_rate_interpolates_at_the_edges_and_survives_restarts() -> None:
     restarted = rows.assign(v=[50.0, 60.0, 20.0, 20.0])  # 10, then a restart counting 20
     assert haproxy.window_rate(restarted, ["s"], "v", (0.0, 3.0)) == 10.0
     assert haproxy.window_rate(rows, ["s"], "v", (5.0, 6.0)) is None
+
+
+def test_one_steady_window_definition() -> None:
+    """start <= t < end everywhere: adjacent windows split requests without counting one twice or losing one."""
+    t = np.array([0.0, 0.5, 1.0, 1.999, 2.0, 3.0])
+    parts = [common.inside(t, (a, a + 1.0)) for a in (0.0, 1.0, 2.0)]
+    assert (np.sum(parts, axis=0)[:-1] == 1).all() and not any(p[-1] for p in parts)  # 3.0 is past the last window
+    req = pd.DataFrame({"t": T0 + t, "error": [""] * t.size, "latency_ms": 1.0, "status": 200, "bytes": 0, "name": "GET /", "worker": "w"})
+    steady = [requests.request_summary(req, (T0 + a, T0 + a + 1.0))["steady"] for a in (0.0, 1.0, 2.0)]
+    assert steady == [2, 2, 1]
+    # per-second rows: a second overlaps a window, or lies wholly inside it
+    secs = np.array([1.0, 2.0, 3.0])
+    assert common.seconds_overlapping(secs, (1.5, 3.0)).tolist() == [True, True, False]
+    assert common.seconds_inside(secs, (1.5, 3.0)).tolist() == [False, True, False]
+
+
+def test_no_analysis_module_filters_the_window_its_own_way() -> None:
+    """Every window filter goes through bench.analysis.common (inside, in_window, seconds_*)."""
+    import re
+    from pathlib import Path
+
+    folder = Path(common.__file__).parent
+    own = re.compile(r"[<>]=?\s*(window|span|w)\[[01]\]|(window|span|w)\[[01]\]\s*[<>]=?")
+    offenders = [f"{p.name}:{i}" for p in sorted(folder.glob("*.py")) if p.name != "common.py" for i, line in enumerate(p.read_text().splitlines(), 1) if own.search(line)]
+    assert not offenders, offenders
