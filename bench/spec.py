@@ -137,11 +137,6 @@ class Sysctls(_Model):
             raise ValueError(f"need 1024 <= low <= high <= 65535, got {v!r}")
         return f"{low} {high}"
 
-    @property
-    def port_range_size(self) -> int:
-        low, high = (int(p) for p in self.ip_local_port_range.split())
-        return high - low + 1
-
 
 #: Where the files of ``lb.haproxy.files`` appear inside every LB HAProxy container.
 USER_FILES_MOUNT = "/etc/lbbench-files"

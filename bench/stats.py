@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import functools
 import math
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,15 +78,6 @@ SIGNIFICANT, WITHIN_NOISE, NOISE_UNKNOWN, TOO_FEW = "significant", "within noise
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
 #: What a comparison of one run against one run says instead of a verdict.
 ONE_RUN = "one run per side: run-to-run noise unknown"
-
-
-def seed_for(name: str, seed: int = SEED) -> int:
-    """A stable seed for one figure, so its draws do not depend on the order of figures.
-
-    >>> seed_for("requests.per_s") == seed_for("requests.per_s")
-    True
-    """
-    return (seed * 1_000_003 + zlib.crc32(name.encode())) % (2**32)
 
 
 def _clean(values: Sequence[float | None] | np.ndarray) -> np.ndarray:

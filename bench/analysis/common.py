@@ -246,22 +246,6 @@ def restart_proof(values: np.ndarray) -> np.ndarray:
     return np.concatenate([[0.0], np.cumsum(np.where(d >= 0, d, v[1:]))])
 
 
-def counter_delta(values: pd.Series | np.ndarray) -> float:
-    """Increase of a cumulative counter over consecutive samples, surviving restarts.
-
-    A drop means the process restarted and counts again from zero, so the value after
-    the drop is the increase since the restart.
-
-    >>> counter_delta(np.array([10.0, 15.0, 3.0, 5.0]))
-    10.0
-    """
-    v = np.asarray(values, dtype=float)
-    v = v[~np.isnan(v)]
-    if v.size < 2:
-        return 0.0
-    return float(restart_proof(v)[-1])
-
-
 def counter_rates(df: pd.DataFrame, keys: list[str], value: str, scale: float = 1.0) -> pd.DataFrame:
     """Per-interval rates of a cumulative counter, per group of ``keys``.
 

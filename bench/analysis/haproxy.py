@@ -100,7 +100,7 @@ def window_counter_delta(rows: pd.DataFrame, keys: list[str], value: str, window
         return None
     first = np.r_[True, codes[1:] != codes[:-1]]
     step = np.diff(v)
-    # a drop means the process restarted and counts from zero again (see counter_delta)
+    # a drop means the process restarted and counts from zero again (see restart_proof)
     total = float(np.where(step >= 0, step, v[1:])[~first[1:]].sum())
     starts = np.flatnonzero(first)
     ends = np.r_[starts[1:], codes.size] - 1

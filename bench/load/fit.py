@@ -175,11 +175,6 @@ class Limit:
     def fits(self) -> bool:
         return self.need <= self.have
 
-    @property
-    def headroom(self) -> float:
-        """have / need (inf when nothing is needed): the factor the load could grow by."""
-        return math.inf if self.need <= 0 else self.have / self.need
-
 
 def limits(needs: Needs, machine: Machine, topology: Topology, processes: int, cores_check: bool) -> list[Limit]:
     """Every limit the load meets on this machine (see the module docstring)."""

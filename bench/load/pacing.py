@@ -195,8 +195,6 @@ class PacingStats:
     rows of several processes and flushes simply add up.
     """
 
-    COUNTERS = ("due", "sent", "late", "dropped", "waited")
-
     def __init__(self, worker: str | None = None, report: bool = False):
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
         self.report = report

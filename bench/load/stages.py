@@ -121,17 +121,3 @@ def user_steps(load: Load, duration: float) -> list[tuple[float, int, float]]:
             rate = float(load.spawn_rate)
         steps.append((ph.start, users, rate))
     return steps
-
-
-def mean_target(load: Load, duration: float, window: tuple[float, float]) -> float | None:
-    """The time-weighted mean target over ``[window)`` (offsets from the schedule start)."""
-    a, b = window
-    if b <= a:
-        return None
-    total = 0.0
-    for ph in phases(load, duration):
-        lo, hi = max(a, ph.start), min(b, ph.end)
-        if hi <= lo:
-            continue
-        total += (ph.target_at(lo) + ph.target_at(hi)) / 2.0 * (hi - lo)
-    return total / (b - a)

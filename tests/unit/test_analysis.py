@@ -37,12 +37,6 @@ def hist_of(req: pd.DataFrame) -> pd.DataFrame:
 # ------------------------------------------------------------------ common
 
 
-def test_counter_delta_survives_restarts() -> None:
-    assert common.counter_delta(np.array([10.0, 15.0, 3.0, 5.0])) == 10.0
-    assert common.counter_delta(np.array([7.0])) == 0.0
-    assert common.counter_delta(np.array([1.0, np.nan, 4.0])) == 3.0
-
-
 def test_counter_rates_per_group_and_drops_resets() -> None:
     df = pd.DataFrame({"k": ["a", "a", "a", "b", "b"], "t": [0.0, 1.0, 2.0, 0.0, 2.0], "v": [0.0, 2.0, 1.0, 10.0, 14.0]})
     r = common.counter_rates(df, ["k"], "v")
