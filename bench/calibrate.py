@@ -334,10 +334,8 @@ class InfoSampler:
 
     def _run(self) -> None:
         while not self._stop.wait(0.5):
-            try:
+            with contextlib.suppress(OSError):
                 self.samples.append(self.ep.info())
-            except OSError:
-                pass
 
     def __enter__(self) -> InfoSampler:
         self._thread.start()

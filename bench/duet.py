@@ -39,13 +39,13 @@ report` and `bench compare` read them like any other run.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-import json
 import math
 import os
 import random
-import signal
 import shutil
+import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -58,11 +58,11 @@ from .collect.collectors import Collectors
 from .errors import RunInterrupted, UserError
 from .load.fit import prepare_load
 from .load.runner import LocustProcess, describe_load, start_locust
-from .results.events import EventLog
 from .results.document import write_document
 from .results.duet import DUET_JSON as DUET_FILE
 from .results.duet import DuetDoc
 from .results.duet import read_duet as read_duet_doc
+from .results.events import EventLog
 from .results.layout import RunDir
 from .results.run import RunDoc
 from .spec import Scenario, Topology, load_scenario, load_topology, scenario_topology
@@ -365,10 +365,8 @@ def _teardown(sides: list[Side], log: Callable[[str], None]) -> None:
     """Stop both Locusts at once, then the collectors; save logs; both labs down at once."""
     for s in sides:
         if s.locust is not None and s.locust.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(s.locust.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
     for s in sides:
         if s.locust is not None:
             code = s.locust.stop()
@@ -494,7 +492,7 @@ def _probe_step(folder: Path, target: float, window: tuple[float, float]) -> Any
     if not req.empty:
         inside = req[(req["intended_t"] >= math.floor(a)) & (req["intended_t"] < b)]
         ok = inside[inside["error"] == ""]
-        r.done = int(len(inside))
+        r.done = len(inside)
         r.errors = int(len(inside) - len(ok))
         r.histogram.add_many(np.asarray(ok["latency_corrected_ms"], dtype=float))
     return r

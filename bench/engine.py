@@ -43,7 +43,7 @@ def compose_binary() -> list[str]:
 def _compose_binary() -> list[str]:
     docker_cli = shutil.which("docker")
     if docker_cli:
-        probe = subprocess.run([docker_cli, "compose", "version"], capture_output=True, text=True)
+        probe = subprocess.run([docker_cli, "compose", "version"], capture_output=True, check=False, text=True)
         if probe.returncode == 0 and "v2" in probe.stdout:
             return [docker_cli, "compose"]
     try:
@@ -61,14 +61,14 @@ def _compose_binary() -> list[str]:
 
 def compose_version() -> str:
     """Compose's own version string, for run.json and `bench doctor`."""
-    out = subprocess.run([*compose_binary(), "version", "--short"], capture_output=True, text=True)
+    out = subprocess.run([*compose_binary(), "version", "--short"], capture_output=True, check=False, text=True)
     return out.stdout.strip() or out.stderr.strip()
 
 
 def run_checked(cmd: list[str], what: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
     """Run ``cmd``; on failure raise a :class:`UserError` carrying the command's stderr."""
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kwargs)
+        proc = subprocess.run(cmd, capture_output=True, check=False, text=True, timeout=timeout, **kwargs)
     except subprocess.TimeoutExpired:
         raise UserError(f"{what}: timed out after {timeout:g}s ({' '.join(cmd[:4])} ...)", "see `bench doctor`") from None
     if proc.returncode != 0:

@@ -28,6 +28,7 @@ object per line, fsynced), on the host's clock like every sample::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -172,7 +173,7 @@ class FaultInjector:
     def _client_iface(self, node_name: str) -> str:
         node = self._node(node_name)
         pid = self._netns_pid(node_name)
-        out = subprocess.run(["nsenter", "-t", str(pid), "-n", "ip", "-o", "-4", "addr", "show"], capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["nsenter", "-t", str(pid), "-n", "ip", "-o", "-4", "addr", "show"], capture_output=True, check=False, text=True, timeout=10)
         for line in out.stdout.splitlines():
             parts = line.split()
             if len(parts) >= 4 and parts[3].split("/")[0] == node.client_addr:
@@ -182,7 +183,7 @@ class FaultInjector:
     def _link(self, node_name: str, state: str) -> str:
         iface = self._client_iface(node_name)
         pid = self._netns_pid(node_name)
-        proc = subprocess.run(["nsenter", "-t", str(pid), "-n", "ip", "link", "set", "dev", iface, state], capture_output=True, text=True, timeout=10)
+        proc = subprocess.run(["nsenter", "-t", str(pid), "-n", "ip", "link", "set", "dev", iface, state], capture_output=True, check=False, text=True, timeout=10)
         if proc.returncode != 0:
             raise UserError(f"link {state} on {node_name}/{iface} failed: {proc.stderr.strip()}", "run as root")
         return iface
@@ -200,10 +201,8 @@ class FaultInjector:
             # Straight from the host, all within microseconds: a crash is one instant,
             # not the second the Docker API would take for five containers.
             for pid in pids:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
         elif kind == "freeze":
             self._parallel(lambda c: c.pause(), containers)
         elif kind == "keepalived-stop":

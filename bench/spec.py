@@ -54,7 +54,7 @@ def parse_duration(value: Any) -> float:
 
 def format_duration(seconds: float) -> str:
     """Inverse of :func:`parse_duration` for the values we render into configs (``3s``, ``500ms``)."""
-    ms = int(round(seconds * 1000))
+    ms = round(seconds * 1000)
     if ms % 1000 == 0:
         return f"{ms // 1000}s"
     return f"{ms}ms"
@@ -597,7 +597,7 @@ class Load(_Model):
             return None if v is None else max(v * factor, 0.001)
 
         def count(v: int) -> int:
-            return max(1, int(round(v * factor)))
+            return max(1, round(v * factor))
 
         update: dict[str, Any] = {
             "requests_per_s": rate(self.requests_per_s),
@@ -624,7 +624,7 @@ class Load(_Model):
         if self.held is not None:
             held_update: dict[str, Any] = {"connections": count(self.held.connections), "rate": rate(self.held.rate)}
             if not isinstance(self.held.tls, bool):
-                held_update["tls"] = min(int(round(self.held.tls * factor)), held_update["connections"])
+                held_update["tls"] = min(round(self.held.tls * factor), held_update["connections"])
             update["held"] = self.held.model_copy(update=held_update)
         return self.model_copy(update=update)
 
@@ -834,8 +834,9 @@ def resolve_variant_paths(variants: Any, base: Path) -> Any:
     out = {}
     for name, body in variants.items():
         if isinstance(body, dict) and isinstance(body.get("overrides"), dict):
-            body = {**body, "overrides": resolve_paths(body["overrides"], base)}
-        out[name] = body
+            out[name] = {**body, "overrides": resolve_paths(body["overrides"], base)}
+        else:
+            out[name] = body
     return out
 
 

@@ -183,7 +183,7 @@ def trimmed(d: np.ndarray, trim: float = TRIM) -> tuple[float, float, float]:
     """
     d = np.sort(np.asarray(d, dtype=float))
     n = d.size
-    g = int(math.floor(trim * n))
+    g = math.floor(trim * n)
     h = n - 2 * g
     mean = float(d[g : n - g].mean())
     w = np.clip(d, d[g], d[n - g - 1])
@@ -486,7 +486,7 @@ def boundaries(fractions: Sequence[float], alpha: float) -> list[float]:
         delta = tk - prev_t
         sd_d = math.sqrt(delta)
 
-        def tail(x: float) -> float:
+        def tail(x: float, dens: np.ndarray = dens, grid: np.ndarray = grid, sd_d: float = sd_d) -> float:
             return float(np.sum(dens * (1.0 - ndtr((x - grid) / sd_d))) * step)
 
         lo_x, hi_x = -10.0 * math.sqrt(tk), 12.0 * math.sqrt(tk)
@@ -565,7 +565,7 @@ def per_second_series(run_dir: Path, window: tuple[float, float] | None = None) 
     if window is None:
         return empty
     start, end = window
-    n = int(math.floor(end - start + 1e-9))
+    n = math.floor(end - start + 1e-9)
     req = read_table(run_dir, "requests", ["t", "latency_ms", "error", "conn_new"])
     if n <= 0 or req.empty:
         return empty

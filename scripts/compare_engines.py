@@ -96,13 +96,13 @@ def polars_lazy(run: Path, window: tuple[float, float], repeat: int) -> None:
         )
         .sort("bin")
     )
-    timed("polars", "timeline", lambda: tl.collect(), repeat)
+    timed("polars", "timeline", tl.collect, repeat)
     w = (
         pl.scan_parquet(path)
         .filter((pl.col("t") >= window[0]) & (pl.col("t") < window[1]))
         .select(pl.len(), ok.sum(), lat.mean())
     )
-    timed("polars", "window", lambda: w.collect(), repeat)
+    timed("polars", "window", w.collect, repeat)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,8 +41,8 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.results.store import CHUNK_SUFFIX, OLD_CHUNK_SUFFIX, compact_run, read_arrow  # noqa: E402
-from bench.results.tables import TABLES  # noqa: E402
+from bench.results.store import CHUNK_SUFFIX, OLD_CHUNK_SUFFIX, compact_run, read_arrow
+from bench.results.tables import TABLES
 
 #: Columns holding epoch seconds, shifted per repetition.
 TIME_COLUMNS = ("t", "intended_t")

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..results.events import read_events
 from ..results import run as results_run
 from ..results.document import ResultsError
+from ..results.events import read_events
 from ..results.store import read_table
 
 #: Seconds dropped at the end of the load window (requests cut off by the stop).
@@ -259,7 +259,7 @@ def counter_rates(df: pd.DataFrame, keys: list[str], value: str, scale: float = 
     grouped = d.groupby(keys, sort=False, dropna=False) if keys else None
     dv = grouped[value].diff() if grouped is not None else d[value].diff()
     dt = grouped["t"].diff() if grouped is not None else d["t"].diff()
-    out = d[keys + ["t"]].copy()
+    out = d[[*keys, "t"]].copy()
     out["t"] = d["t"] - dt / 2.0
     out["rate"] = scale * dv.astype(float) / dt.astype(float)
     ok = (dv >= 0) & (dt > 0)
@@ -318,5 +318,4 @@ def sum_across(df: pd.DataFrame, keys: list[str], value: str, fill_limit: int = 
         wide[fill] = wide[last_seen[fill], np.nonzero(fill)[1]]
     any_value = ~np.isnan(wide).all(axis=1)
     total = np.where(any_value, np.nansum(wide, axis=1), np.nan)
-    out = pd.Series(total, index=pd.Index(first + np.arange(n_sec, dtype=float), name="t"), name=value)
-    return out
+    return pd.Series(total, index=pd.Index(first + np.arange(n_sec, dtype=float), name="t"), name=value)

@@ -204,7 +204,7 @@ def failover_summary(
     """``failover`` section of summary.json: one entry per fault plus distributions per kind."""
     faults = sorted((e for e in events if e.get("kind") == "fault"), key=lambda e: e["t"])
     if not faults:
-        return {"events": [], "by_kind": {}, **{fig: None for fig in FIGURES}}
+        return {"events": [], "by_kind": {}, **dict.fromkeys(FIGURES)}
     out = []
     timeline = Timeline(requests)
     for i, ev in enumerate(faults):

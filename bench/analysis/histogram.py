@@ -31,7 +31,7 @@ def bucket_of(latency_ms: float) -> int:
     units = latency_ms / UNIT_MS
     if units < SUB_BUCKETS:
         return max(int(units), 0)
-    exp = int(math.floor(math.log2(units / SUB_BUCKETS)))
+    exp = math.floor(math.log2(units / SUB_BUCKETS))
     base = SUB_BUCKETS * (2**exp)
     sub = int((units - base) / (base / SUB_BUCKETS))
     return SUB_BUCKETS + exp * SUB_BUCKETS + min(sub, SUB_BUCKETS - 1)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .common import in_window, inside, num, seconds_inside, seconds_overlapping, sum_across
+from .common import inside, num, seconds_inside, seconds_overlapping, sum_across
 from .requests import PERCENTILES, conn_new_mask, ok_mask, steady_mask, str_mask
 
 #: Achieved / target at or above this is "reached" (the issue's 5 % accuracy).
@@ -326,7 +326,7 @@ def load_summary(
         "processes": load.get("processes"),
         "workers": (run.get("load_workers") or {}).get("count") if isinstance(run.get("load_workers"), dict) else None,
         "scale": run.get("scale"),
-        "requests_per_connection": rpc if model != "open" or rpc else rpc,
+        "requests_per_connection": rpc,
         "target": {k: num(v, 3) for k, v in targets.items()},
         "achieved": achieved,
         "achieved_haproxy": achieved_haproxy,

@@ -99,7 +99,7 @@ def request_summary(req: pd.DataFrame, window: tuple[float, float]) -> dict[str,
     span = end - start
     steady, ok = steady_mask(req, window), ok_mask(req)
     return {
-        "total": int(len(req)),
+        "total": len(req),
         "ok": int(ok.sum()),
         "steady": int(steady.sum()),
         "per_s": num(int((steady & ok).sum()) / span if span > 0 else 0.0, 1),

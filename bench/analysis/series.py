@@ -128,8 +128,8 @@ def write_series(series: Series, run_dir: Path) -> Path:
     """Write each series to ``<run_dir>/derived/<name>.parquet`` (atomically); returns the folder."""
     folder = RunDir(run_dir).derived
     folder.mkdir(parents=True, exist_ok=True)
-    for name, df in series.frames().items():
-        df = df.reset_index(drop=True)
+    for name, frame in series.frames().items():
+        df = frame.reset_index(drop=True)
         # names read as categories are plain strings in the files others read
         df = df.astype({c: str for c, dtype in df.dtypes.items() if isinstance(dtype, pd.CategoricalDtype)})
         table = pa.Table.from_pandas(df, preserve_index=False)

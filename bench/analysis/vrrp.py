@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -27,12 +28,12 @@ def vrrp_summary(vrrp: pd.DataFrame, events: pd.DataFrame) -> dict[str, Any]:
     if h.empty:
         return {"holders": [], "changes": None, "seconds_without_holder": None, "seconds_with_two_holders": None, "state_changes": None}
     seq = h["holder"].tolist()
-    changes = sum(1 for a, b in zip(seq, seq[1:], strict=False) if a != b)
+    changes = sum(1 for a, b in itertools.pairwise(seq) if a != b)
     holders = sorted({n for s in seq for n in s.split("+") if n})
     return {
         "holders": holders,
         "changes": int(changes),
         "seconds_without_holder": int(sum(1 for s in seq if s == "")),
         "seconds_with_two_holders": int(sum(1 for s in seq if "+" in s)),
-        "state_changes": int(len(events)),
+        "state_changes": len(events),
     }

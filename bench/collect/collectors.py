@@ -17,6 +17,7 @@ go on: collection never ends a run. The tables are declared in
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -419,10 +420,8 @@ class Collectors:
         return True
 
     def _say(self, message: str) -> None:
-        try:
+        with contextlib.suppress(Exception):  # a broken log must not stop sampling
             self.log(message)
-        except Exception:  # noqa: BLE001 - a broken log must not stop sampling
-            pass
 
 
 def _pid(container: Any) -> int:

@@ -17,6 +17,7 @@ there; forks inherit it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,15 +225,11 @@ def _remove_cgroup(root: Path, path: Path) -> None:
     if not path.exists():
         return
     for pid in (path / "cgroup.procs").read_text().split():
-        try:
+        with contextlib.suppress(OSError):  # exited meanwhile
             (root / "cgroup.procs").write_text(pid)
-        except OSError:
-            pass  # exited meanwhile
     path.rmdir()
-    try:
+    with contextlib.suppress(OSError):  # other labs still use it
         path.parent.rmdir()
-    except OSError:
-        pass  # other labs still use it
 
 
 def remove_loadgen_cgroups(project: str | None = None, cgroups: Cgroups | None = None, keep: set[str] | frozenset[str] = frozenset()) -> int:

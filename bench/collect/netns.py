@@ -227,7 +227,7 @@ def parse_port_range(text: str) -> tuple[int, int]:
 
 def nsenter(pid: int, *cmd: str, timeout: float = 5.0) -> str:
     """Run ``cmd`` in the network namespace of ``pid`` (host binaries) and return stdout."""
-    out = subprocess.run(["nsenter", "-t", str(pid), "-n", *cmd], capture_output=True, text=True, timeout=timeout)
+    out = subprocess.run(["nsenter", "-t", str(pid), "-n", *cmd], capture_output=True, check=False, text=True, timeout=timeout)
     if out.returncode != 0:
         raise OSError(f"nsenter -t {pid} -n {' '.join(cmd)} failed ({out.returncode}): {out.stderr.strip()}")
     return out.stdout

@@ -7,7 +7,7 @@ import argparse
 from .common import Subparsers, say
 
 
-def _duration(flag: str):  # noqa: ANN202 - an argparse type
+def _duration(flag: str):
     def parse(text: str) -> float:
         from ..spec import parse_duration
 
@@ -35,7 +35,11 @@ def _rate(text: str) -> float | None:
 def add_duet_args(p: argparse.ArgumentParser, command: str) -> None:
     """The flags of a duet (`bench gate --run`, `bench compare --run`): the scenario, the load, the slices, each side."""
     p.add_argument("--run", metavar="SCENARIO", help="run the scenario first: both sides at once (a duet; a rate-model scenario such as open)")
-    p.add_argument("--rate", type=_rate, help="with --run: the fixed offered load per side, in the scenario's unit, or auto (default: 60%% of the highest rate both labs hold at once, found by a short probe)")
+    p.add_argument(
+        "--rate",
+        type=_rate,
+        help="with --run: the fixed offered load per side, in the scenario's unit, or auto (default: 60%% of the highest rate both labs hold at once, found by a short probe)",
+    )
     p.add_argument("--slice", dest="slice_s", metavar="DURATION", type=_duration("--slice"), help="with --run: length of one paired slice (default 5s)")
     p.add_argument("--warmup", dest="warmup_s", metavar="DURATION", type=_duration("--warmup"), help="with --run: time before the first slice (default 10s)")
     budget = "the most slice time; the gate stops earlier once decided" if command == "gate" else "slice time"

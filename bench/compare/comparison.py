@@ -170,8 +170,10 @@ def compare_duet(
         "figures": [{"metric": f.key, "better": f.better, "description": f.description} for f in figures if f.key in slices],
         "comparisons": [{"baseline": base.label, "candidate": cand.label, "rows": [r.to_dict() for r in rows]}],
         "notes": [
-            "paired t: baseline and candidate ran at the same time (a duet) under one schedule; each slice pairs "
-            "both sides' figures from the same seconds, and the interval is the t-interval of the mean log-ratio.",
+            (
+                "paired t: baseline and candidate ran at the same time (a duet) under one schedule; each slice pairs "
+                "both sides' figures from the same seconds, and the interval is the t-interval of the mean log-ratio."
+            ),
             *provenance_notes(base, cand),
         ],
     }

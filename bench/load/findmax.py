@@ -154,5 +154,4 @@ class Search:
         return None if self.good is None else self.good * fraction
 
     def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        return d
+        return asdict(self)

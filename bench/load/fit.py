@@ -149,7 +149,7 @@ def needs_of(load: Load, duration: float, held_interval: float | None) -> Needs:
     if load.held and held_interval:
         requests += held / held_interval
     pool = load.users
-    tls_pool = int(math.ceil(pool * tls_share)) if load.is_rate else (pool if load.scheme == "https" else 0)
+    tls_pool = math.ceil(pool * tls_share) if load.is_rate else (pool if load.scheme == "https" else 0)
     return Needs(
         pool=pool,
         held=held,
@@ -304,15 +304,15 @@ def _scaled_limits(scenario: Scenario, topology: Topology, machine: Machine, fac
 def max_scale(scenario: Scenario, topology: Topology, machine: Machine, held_interval: float | None, workers: int = 0) -> tuple[float, str]:
     """The largest scale at which every limit holds, and the limit that bounds it (bisection: limits grow with the scale)."""
     lo, hi = 0.0, 1.0
-    while all(l.fits for l in _scaled_limits(scenario, topology, machine, hi, held_interval, workers)[0]) and hi < 1e4:
+    while all(lim.fits for lim in _scaled_limits(scenario, topology, machine, hi, held_interval, workers)[0]) and hi < 1e4:
         lo, hi = hi, hi * 2
     for _ in range(40):
         mid = (lo + hi) / 2
-        if all(l.fits for l in _scaled_limits(scenario, topology, machine, mid, held_interval, workers)[0]):
+        if all(lim.fits for lim in _scaled_limits(scenario, topology, machine, mid, held_interval, workers)[0]):
             lo = mid
         else:
             hi = mid
-    failing = [l for l in _scaled_limits(scenario, topology, machine, hi, held_interval, workers)[0] if not l.fits]
+    failing = [lim for lim in _scaled_limits(scenario, topology, machine, hi, held_interval, workers)[0] if not lim.fits]
     return lo, (failing[0].name if failing else "none")
 
 
@@ -382,7 +382,7 @@ def prepare_load(
     needs = needs_of(load, scenario.duration, held_interval)
     processes = resolve_processes(load, needs, machine, workers)
     found = limits(needs, machine, topology, processes * max(workers, 1), cores_check=scenario.scalable)
-    broken = [l for l in found if not l.fits]
+    broken = [lim for lim in found if not lim.fits]
     if broken:
         first = broken[0]
         where = f" at --scale {chosen:g}" if chosen is not None else ""
@@ -398,7 +398,7 @@ def prepare_load(
         scale=chosen,
         max_scale=None if best is None else round(best, 6),
         processes=processes,
-        limits=[{**asdict(l), "fits": l.fits} for l in found],
+        limits=[{**asdict(lim), "fits": lim.fits} for lim in found],
         binding=binding,
     )
     return scenario, extra, fit

@@ -28,7 +28,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-
 #: Requests on a held connection are spaced by interval x uniform(1 - JITTER, 1 + JITTER).
 JITTER = 0.2
 #: File descriptors a load-generator process keeps for itself (Python, Locust, capture files, sockets to the master).
@@ -194,7 +193,7 @@ class HeldPool:
 class _HeldRecorder:
     """Between a held client and the run's capture: counts failures, remembers the last outcome."""
 
-    __slots__ = ("inner", "pool", "error")
+    __slots__ = ("error", "inner", "pool")
 
     def __init__(self, inner: Any, pool: HeldPool):
         self.inner = inner

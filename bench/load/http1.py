@@ -254,8 +254,9 @@ def _read_general(recv: Recv, buf: bytes, head_request: bool, keep_body: bool) -
                 parts = {p.strip(b" \t") for p in value.split(b",")}
                 if len(parts) != 1 or not next(iter(parts)).isdigit():
                     raise ProtocolError(f"bad Content-Length {value[:40]!r}")
-                value = next(iter(parts))
-            n = int(value)
+                n = int(next(iter(parts)))
+            else:
+                n = int(value)
             if length >= 0 and n != length:
                 raise ProtocolError(f"conflicting Content-Length values {length} and {n}")
             length = n

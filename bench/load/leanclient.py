@@ -175,8 +175,22 @@ class Connection:
     """
 
     __slots__ = (
-        "sock", "obj", "inc", "out", "rw", "ww", "buf", "requests", "last_used",
-        "_hub", "_sock_recv", "_sock_recv_into", "_sock_send", "_tls", "_switch", "_usual",
+        "_hub",
+        "_sock_recv",
+        "_sock_recv_into",
+        "_sock_send",
+        "_switch",
+        "_tls",
+        "_usual",
+        "buf",
+        "inc",
+        "last_used",
+        "obj",
+        "out",
+        "requests",
+        "rw",
+        "sock",
+        "ww",
     )
 
     def __init__(self, addr: tuple[str, int], ctx: ssl.SSLContext | None, server_hostname: str | bytes, session: ssl.SSLSession | None):

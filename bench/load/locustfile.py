@@ -18,9 +18,11 @@ from bench.load.users import KeepAliveUser, settings
 __all__ = ["KeepAliveUser", "LeanHttpsUser", "LeanRateUser"]
 
 _capture: RequestCapture | None = None
+
+
 @events.init.add_listener
 def _on_init(environment, **_kwargs) -> None:
-    global _capture
+    global _capture  # noqa: PLW0603 - the process's one capture, made when Locust initialises it
     # started ahead of its lab by `bench run`: no user before the go
     wait_for_start_gate(settings().get("start_gate"))
     # the load models listen for the controller's messages (and the owning process runs it)

@@ -49,7 +49,7 @@ class SlotRecorder:
     requests at the first failure).
     """
 
-    __slots__ = ("inner", "stats", "intended", "error")
+    __slots__ = ("error", "inner", "intended", "stats")
 
     def __init__(self, inner: Any, stats: PacingStats):
         self.inner = inner

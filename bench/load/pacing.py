@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-
 #: A send more than this after its intended time counts as late.
 LATE_S = 0.010
 #: Width of a bin of the statistics the processes report to the controller (seconds).

@@ -7,6 +7,7 @@ capture flushes), waits briefly, and kills it if it hangs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -132,15 +133,11 @@ class LocustProcess:
     def stop(self) -> int:
         """Stop gracefully (SIGTERM), then kill after a grace period; returns the exit status."""
         if self.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             if self.wait(STOP_GRACE) is None:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 self.proc.wait(timeout=10)
         return self.proc.returncode
 
@@ -223,7 +220,7 @@ def start_locust(
     senders = processes_of(scenario) * (master[2] if master is not None else 1)
     users = max(load.users, senders) if load.is_rate else load.users
     if load.model == "keep-alive" and load.stages:
-        users = max(int(round(load.stages[0].users or 0)), 1) if not load.stages[0].ramp else 1
+        users = max(round(load.stages[0].users or 0), 1) if not load.stages[0].ramp else 1
     # a rate model's users are an idle pool until slots come: start them all at once
     spawn_rate = float(min(users, 100 * senders)) if load.is_rate else load.spawn_rate
     cmd = [

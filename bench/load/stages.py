@@ -114,7 +114,7 @@ def user_steps(load: Load, duration: float) -> list[tuple[float, int, float]]:
     """
     steps = []
     for ph in phases(load, duration):
-        users = int(round(ph.target_end))
+        users = round(ph.target_end)
         if ph.ramp and ph.end > ph.start:
             rate = max(abs(ph.target_end - ph.target_start) / (ph.end - ph.start), 0.1)
         else:

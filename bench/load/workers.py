@@ -26,6 +26,7 @@ Workers on other hosts: see README ("Load generator on several machines").
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -65,6 +66,7 @@ def wheelhouse(reqs: str, log: Callable[[str], None] = print) -> Path:
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--dest", str(folder), "-r", str(folder / "requirements.txt")],
         capture_output=True,
+        check=False,
         text=True,
         timeout=900,
     )
@@ -89,6 +91,8 @@ def ensure_image(flavour: str = "node", log: Callable[[str], None] = print) -> s
     tag = image_tag(ref.base_tag, reqs)
     if images._exists(tag):
         return tag
+    import docker.errors
+
     wheels = wheelhouse(reqs, log)
     log(f"building {tag}")
     with tempfile.TemporaryDirectory(prefix="lbbench-loadgen-", dir=str(paths.STATE)) as tmp:
@@ -106,7 +110,7 @@ def ensure_image(flavour: str = "node", log: Callable[[str], None] = print) -> s
                 pull=False,
                 labels={images.LABEL: "lbbench"},
             )
-        except Exception as exc:  # docker.errors.BuildError, APIError
+        except docker.errors.DockerException as exc:  # BuildError, APIError
             lines = [str(chunk.get("stream", chunk.get("error", ""))).strip() for chunk in getattr(exc, "build_log", []) or []]
             tail = " | ".join(line for line in lines if line)[-400:] or str(exc)
             raise UserError(f"building {tag} failed: {tail}", "see the build log above") from None
@@ -215,17 +219,13 @@ class WorkerSet:
     def save_logs(self, dest: Path) -> None:
         dest.mkdir(parents=True, exist_ok=True)
         for i, c in enumerate(self.containers):
-            try:
+            with contextlib.suppress(Exception):  # a missing log must not fail the run
                 (dest / f"{self.name(i)}.log").write_bytes(c.logs(timestamps=True))
-            except Exception:  # noqa: BLE001 - a missing log must not fail the run
-                pass
 
     def remove(self) -> None:
         for c in self.containers:
-            try:
+            with contextlib.suppress(Exception):  # the lab's teardown removes by label anyway
                 c.remove(force=True)
-            except Exception:  # noqa: BLE001 - the lab's teardown removes by label anyway
-                pass
         self.containers = []
 
 

@@ -147,7 +147,14 @@ def render_html(run: dict[str, Any], summary: dict[str, Any], plots: list[Plot],
             ("run", r["id"], ""),
             ("scenario", f"{r['scenario']} ({(run.get('scenario') or {}).get('description', '')})", ""),
             ("variant", r["variant"] or "base", ""),
-            ("topology", f"{topo.get('name')}: layout {lb.get('layout')}, {lb.get('nodes')} node(s), {((lb.get('backend') or {}).get('processes'))} backend process(es), {lb.get('local_addresses')} local address(es), TLS {(topo.get('tls') or {}).get('key_type')} resumption {(topo.get('tls') or {}).get('resumption')}", ""),
+            (
+                "topology",
+                (
+                    f"{topo.get('name')}: layout {lb.get('layout')}, {lb.get('nodes')} node(s), {((lb.get('backend') or {}).get('processes'))} backend process(es), "
+                    f"{lb.get('local_addresses')} local address(es), TLS {(topo.get('tls') or {}).get('key_type')} resumption {(topo.get('tls') or {}).get('resumption')}"
+                ),
+                "",
+            ),
             ("overrides", ", ".join(f"{k}={v}" for k, v in (run.get("overrides") or {}).items()) or "none", ""),
             ("versions", _versions_text(versions), ""),
             ("status", r["status"], ""),

@@ -17,17 +17,17 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
-from ..analysis.bottleneck import capacities  # noqa: E402
-from ..analysis.common import RunData  # noqa: E402
-from ..analysis.requests import ok_mask  # noqa: E402
-from ..analysis.series import Series  # noqa: E402
+from ..analysis.bottleneck import capacities
+from ..analysis.common import RunData
+from ..analysis.requests import ok_mask
+from ..analysis.series import Series
 
 WIDTH = 11.0
 DPI = 90
@@ -173,7 +173,8 @@ def plot_requests(ctx: Context) -> Figure | None:
         load = (ctx.data.run.get("scenario") or {}).get("load") or {}
         per = 1 if load.get("model") == "open" else max(int(load.get("requests_per_connection") or 1), 1)
         due = pacing.groupby("t")["due"].sum()
-        ax_rate.step(ctx.rel(due.index.to_series()) + 0.5, due.to_numpy() * per, where="mid", lw=1.2, color="#2ca02c", label="target (the schedule's sends due/s)" if per == 1 else f"target ({per} x connections due/s)")
+        label = "target (the schedule's sends due/s)" if per == 1 else f"target ({per} x connections due/s)"
+        ax_rate.step(ctx.rel(due.index.to_series()) + 0.5, due.to_numpy() * per, where="mid", lw=1.2, color="#2ca02c", label=label)
     ax_rate.set_ylabel("requests/s")
     ax_rate.set_ylim(bottom=0)
     _legend(ax_rate)
@@ -239,7 +240,7 @@ def plot_cpu_heatmap(ctx: Context) -> Figure | None:
     t_first, t_last = sec.min(), sec.max()
     n = int(t_last - t_first) + 1
     grid = np.full((len(rows), n), np.nan)
-    d = cpu.assign(sec=((sec - t_first)).astype(int))
+    d = cpu.assign(sec=(sec - t_first).astype(int))
     for i, (container, _role, core) in enumerate(rows):
         r = d[(d["container"] == container) & (d["cpu"] == core)]
         if not r.empty:

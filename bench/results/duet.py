@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from pydantic import Field
+
 from .document import Document, Model, ResultsError, read_document
 
 DUET_JSON = "duet.json"
@@ -64,7 +66,7 @@ class DuetDoc(Document):
     start_order: list[str]
     """the order the sides' labs and load generators were started in (drawn at random)"""
     slices: int
-    looks: list[Look] = []
+    looks: list[Look] = Field(default_factory=list)
     probe: Probe | None = None
     started_at: str | None = None
     ended_at: str | None = None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
+from pydantic import Field
+
 from .document import Document, Model
 from .duet import Look
 
@@ -24,7 +26,7 @@ class RuleOutcome(Model):
     change_pct: float | None = None
     phrase: str = "n/a"
     test: str = "-"
-    n: list[int] = []
+    n: list[int] = Field(default_factory=list)
     unit: str = ""
     p: float | None = None
     alpha: float | None = None
@@ -55,7 +57,7 @@ class DuetInfo(Model):
     folder: str
     slices: int | None = None
     status: str | None = None
-    looks: list[Look] = []
+    looks: list[Look] = Field(default_factory=list)
     start_order: list[str] | None = None
     seconds: float | None = None
 
@@ -77,7 +79,7 @@ class GateDoc(Document):
     rules: list[RuleOutcome]
     failed: int
     inconclusive: int
-    notes: list[str] = []
+    notes: list[str] = Field(default_factory=list)
 
 
 def gate_dict(data: dict[str, Any]) -> dict[str, Any]:

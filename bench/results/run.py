@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from pydantic import Field
+
 from .document import Document, Model, Number, read_document
 from .layout import RunDir
 
@@ -111,13 +113,13 @@ class RunDoc(Document):
     schema_version: int = 1
     id: str
     status: RunStatus
-    scenario: dict[str, Any] = {}
+    scenario: dict[str, Any] = Field(default_factory=dict)
     """the resolved scenario as bench.spec.Scenario dumps it (its own schema: `bench schema scenario`)"""
     scenario_file: str | None = None
-    topology: dict[str, Any] = {}
+    topology: dict[str, Any] = Field(default_factory=dict)
     """the resolved topology without its variants (bench.spec.Topology; `bench schema topology`)"""
     variant: str | None = None
-    overrides: dict[str, Any] = {}
+    overrides: dict[str, Any] = Field(default_factory=dict)
     """everything applied on top of the topology file: the scenario's overrides, the variant's, --set"""
     config_diff: str | None = None
     versions: Versions | None = None

@@ -120,8 +120,8 @@ def _str(name: str, doc: str) -> Column:
     return Column(name, pa.string(), doc)
 
 
-def _count(name: str, doc: str, type: pa.DataType | None = None) -> Column:
-    return Column(name, type or pa.int64(), doc, "count")
+def _count(name: str, doc: str, arrow_type: pa.DataType | None = None) -> Column:
+    return Column(name, arrow_type or pa.int64(), doc, "count")
 
 
 # --------------------------------------------------------------------------- load generator (bench/load/)

@@ -61,7 +61,7 @@ def _used_networks() -> list[ipaddress.IPv4Network]:
             subnet = cfg.get("Subnet")
             if subnet and ":" not in subnet:
                 used.append(ipaddress.ip_network(subnet, strict=False))
-    routes = subprocess.run(["ip", "-4", "-o", "route", "show"], capture_output=True, text=True).stdout
+    routes = subprocess.run(["ip", "-4", "-o", "route", "show"], capture_output=True, check=False, text=True).stdout
     for line in routes.splitlines():
         dest = line.split()[0]
         if dest != "default" and "/" in dest:
@@ -178,7 +178,7 @@ class Lab:
         files = sorted(
             str(p.relative_to(self.files.configs))
             for p in self.files.configs.rglob("*")
-            if p.suffix in (".cfg", ".conf") and not p.relative_to(self.files.configs).parts[0] == render.USER_FILES_DIR
+            if p.suffix in (".cfg", ".conf") and p.relative_to(self.files.configs).parts[0] != render.USER_FILES_DIR
         )
         # haproxy -c resolves paths as the containers see them, so mount the same way.
         volumes = {
@@ -233,6 +233,7 @@ class Lab:
             subprocess.run(
                 [*engine.compose_binary(), "-f", str(compose_file), "-p", self.project, "down", "-v", "--remove-orphans", "-t", "2"],
                 capture_output=True,
+                check=False,
                 text=True,
                 timeout=180,
             )
@@ -403,10 +404,8 @@ class Lab:
         """Write each container's log to ``dest/<service>.log``."""
         dest.mkdir(parents=True, exist_ok=True)
         for name, c in self.containers().items():
-            try:
+            with contextlib.suppress(docker.errors.APIError):
                 (dest / f"{name}.log").write_bytes(c.logs(timestamps=True))
-            except docker.errors.APIError:
-                pass
 
 
 def _first_fail(message: str, stderr: str) -> str:
@@ -463,10 +462,8 @@ def remove_by_label(label: str) -> tuple[int, int]:
         except docker.errors.NotFound:
             pass
     for vol in client.volumes.list(filters={"label": label}):
-        try:
+        with contextlib.suppress(docker.errors.NotFound):
             vol.remove(force=True)
-        except docker.errors.NotFound:
-            pass
     return n_containers, n_networks
 
 

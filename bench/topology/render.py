@@ -25,7 +25,7 @@ import yaml
 from .. import paths
 from ..errors import Problems
 from ..spec import USER_FILES_MOUNT, format_duration
-from . import plan as P
+from . import plan as P  # noqa: N812 - this module calls the plan P throughout
 from . import userconfig
 
 LABEL_PROJECT = "org.lbbench.project"

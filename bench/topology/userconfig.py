@@ -206,7 +206,7 @@ def check_needs(text: str, needs: Needs, track_frontend: bool) -> list[tuple[str
         problems.append(
             (
                 f"has no `stats socket {needs.socket}` in its global section (lbbench's collectors and start-up wait read it)",
-                f"add `stats socket {{{{ stats_socket }}}} mode 600 level admin` to the template's global section",
+                "add `stats socket {{ stats_socket }} mode 600 level admin` to the template's global section",
             )
         )
     proxies = [s for s in found if s.kind in ("frontend", "listen")]
@@ -233,10 +233,8 @@ def check_needs(text: str, needs: Needs, track_frontend: bool) -> list[tuple[str
         if not ok:
             problems.append(
                 (
-                    f"has no `monitor-uri {uri}` on {addr}:{port}: keepalived tracks the frontend there "
-                    "and would demote this node",
-                    f"add a frontend with `bind {addr}:{port}` and `monitor-uri {uri}` "
-                    "(see topology/templates/frontend.cfg.j2), or set keepalived.track_frontend: false",
+                    f"has no `monitor-uri {uri}` on {addr}:{port}: keepalived tracks the frontend there and would demote this node",
+                    f"add a frontend with `bind {addr}:{port}` and `monitor-uri {uri}` (see topology/templates/frontend.cfg.j2), or set keepalived.track_frontend: false",
                 )
             )
     if needs.backend_binds:
@@ -246,8 +244,7 @@ def check_needs(text: str, needs: Needs, track_frontend: bool) -> list[tuple[str
         if not bound:
             problems.append(
                 (
-                    f"listens on none of {', '.join(needs.backend_binds)}, where the frontend sends traffic "
-                    "(PROXY v2)",
+                    f"listens on none of {', '.join(needs.backend_binds)}, where the frontend sends traffic (PROXY v2)",
                     "bind the addresses of `backend_binds` with accept-proxy (see topology/templates/backend.cfg.j2)",
                 )
             )

@@ -28,7 +28,7 @@ def test_duet_gate_catches_a_planted_regression(node_image: str, tmp_path: Path)
             "--rule", "cost.lb_us_per_request: +5%", "--rule", "errors.total: <= 0",
             "--out", str(out), "--json", str(verdict_file),
         ],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, check=False, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 1, proc.stdout + proc.stderr
     verdict = json.loads(verdict_file.read_text())

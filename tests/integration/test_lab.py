@@ -57,9 +57,8 @@ def test_failed_start_leaves_nothing(node_image: str) -> None:
     # A cpuset this machine does not have: validation passes, the container cannot start.
     topo, _ = load_topology("split", None, ["lb.frontend.cpus=63"])
     lab = Lab(topo, node_image, log=lambda _m: None)
-    with pytest.raises(UserError) as info:
-        with lab:
-            pytest.fail("the lab must not come up")
+    with pytest.raises(UserError) as info, lab:
+        pytest.fail("the lab must not come up")
     assert "\n" not in str(info.value)
     assert project_leftovers(lab.project) == ([], [])
     assert not lab.files.root.exists()
@@ -78,7 +77,6 @@ def test_invalid_rendered_config_is_caught_before_start(node_image: str, monkeyp
     monkeypatch.setattr(render, "render_configs", broken)
     topo, _ = load_topology("split")
     lab = Lab(topo, node_image, log=lambda _m: None)
-    with pytest.raises(UserError, match=r"rendered config rejected: /lab/lb-a/frontend.cfg"):
-        with lab:
-            pass
+    with pytest.raises(UserError, match=r"rendered config rejected: /lab/lb-a/frontend.cfg"), lab:
+        pass
     assert project_leftovers(lab.project) == ([], [])

@@ -162,7 +162,7 @@ def test_seed_peak_at_the_default_scale(node_image: str, tmp_path: Path) -> None
 
 def test_seed_peak_refuses_a_scale_that_does_not_fit(node_image: str, tmp_path: Path) -> None:
     out = tmp_path / "too-big"
-    with pytest.raises(UserError, match="does not fit this machine.*largest scale that fits is"):
+    with pytest.raises(UserError, match=r"does not fit this machine.*largest scale that fits is"):
         run_scenario("seed-peak", duration="20s", out=out, scale=5.0, log=lambda _m: None)
     assert not out.exists()
 

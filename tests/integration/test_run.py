@@ -26,7 +26,7 @@ BENCH = [sys.executable, "-m", "bench.cli"]
 
 
 def _bench(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([*BENCH, *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([*BENCH, *args], capture_output=True, check=False, text=True, timeout=timeout)
 
 
 def _free_port() -> int:

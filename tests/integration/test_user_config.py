@@ -76,5 +76,5 @@ def test_user_template_runs_verbatim(node_image: str, tmp_path: Path) -> None:
         assert status == 200 and headers["x-template"] == "mine"
         assert json.loads(body)["client"] == lab.plan.client_gateway
         rendered = (lab.files.configs / "lb-a" / "haproxy.cfg").read_text()
-        assert rendered.startswith(f"global\n    stats socket /run/lbbench/lb-a-haproxy.sock mode 600 level admin\n\ndefaults\n")
+        assert rendered.startswith("global\n    stats socket /run/lbbench/lb-a-haproxy.sock mode 600 level admin\n\ndefaults\n")
         assert f"frontend web\n    bind {lab.plan.vip}:443 ssl crt /etc/lbbench-tls/server.pem\n" in rendered

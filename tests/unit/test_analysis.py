@@ -329,7 +329,8 @@ def test_ports_in_use_counts_outgoing_sockets_per_pair() -> None:
 
 def test_ports_fall_back_to_the_range_without_direction() -> None:
     # a run recorded before the sockets table had `direction`: it reads as null
-    s = as_read("sockets", pd.DataFrame([{"t": T0, "node": "lb-a", "state": "ESTABLISHED", "src": "10.0.0.1", "lport": lp, "dst": "10.0.0.2", "dport": 80, "count": 1} for lp in (443, 1000, 1050, 2000)]))
+    rows = [{"t": T0, "node": "lb-a", "state": "ESTABLISHED", "src": "10.0.0.1", "lport": lp, "dst": "10.0.0.2", "dport": 80, "count": 1} for lp in (443, 1000, 1050, 2000)]
+    s = as_read("sockets", pd.DataFrame(rows))
     assert ports.ports_in_use(s, PORT_RANGE)["in_use"].tolist() == [2.0]
 
 

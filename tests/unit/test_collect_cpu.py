@@ -34,7 +34,7 @@ def test_cpuacct_usage_percpu_is_nanoseconds_per_core() -> None:
 
 def test_cgroup_v2_cpu_stat_usage() -> None:
     assert cpu.parse_cpu_stat(recorded("cpu_stat_v2.txt")) == pytest.approx(0.151760)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="no usage_usec"):
         cpu.parse_cpu_stat("user_usec 1\n")
 
 
@@ -75,7 +75,7 @@ def test_comounted_v1_with_a_non_root_mount() -> None:
 def test_no_cgroup_mount_at_all() -> None:
     cg = cpu.Cgroups("22 27 0:21 / /proc rw,relatime - proc proc rw\n")
     assert cg.version is None
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="no cgroup hierarchy"):
         cpu.LoadgenCgroup(cg, "x-loadgen")
 
 

@@ -109,5 +109,5 @@ def test_sample_writes_long_info_and_wide_stat(tmp_path: Path) -> None:
 
 def test_dead_socket_raises_oserror(tmp_path: Path) -> None:
     info, stat = TableBuffer(tmp_path, "haproxy_info"), TableBuffer(tmp_path, "haproxy_stat")
-    with pytest.raises(OSError):
+    with pytest.raises(FileNotFoundError):
         haproxy.sample(haproxy.HAProxyTarget("x", "", "server", tmp_path / "missing.sock"), info, stat)

@@ -175,7 +175,7 @@ def test_missing_figures_are_na_never_an_error(tmp_path: Path) -> None:
     assert rows["requests.per_s"]["significance"] == "noise unknown"
     for key in ("latency_ms.p99", "connections.per_s", "failover.gap_s.p95"):
         assert rows[key]["baseline"] is None and rows[key]["phrase"] == "n/a"
-    header, cells = cmp.table_rows(doc, doc["comparisons"][0])
+    _header, cells = cmp.table_rows(doc, doc["comparisons"][0])
     assert cells[4][1:4] == ["n/a", "n/a", "n/a"]
 
 

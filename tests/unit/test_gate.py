@@ -7,8 +7,6 @@ import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import numpy as np
-import pyarrow.parquet as pq
 import pytest
 
 from bench import gate as g
@@ -123,7 +121,8 @@ def synthetic_runs(folder: Path, values: list[float], p99: float = 10.0, errors:
     for i, v in enumerate(values):
         run = folder / f"run-{i + 1}"
         run.mkdir(parents=True)
-        (run / "run.json").write_text(json.dumps({"schema_version": 1, "id": run.name, "status": "completed", "scenario": {"name": "synthetic"}, "machine": {"hostname": "h", "cpus": 2, "kernel": "k"}}))
+        run_json = {"schema_version": 1, "id": run.name, "status": "completed", "scenario": {"name": "synthetic"}, "machine": {"hostname": "h", "cpus": 2, "kernel": "k"}}
+        (run / "run.json").write_text(json.dumps(run_json))
         summary = {"schema_version": 1, "requests": {"per_s": v}, "latency_ms": {"p99": p99 * (1 + 0.01 * i)}, "errors": {"total": errors}}
         (run / "summary.json").write_text(json.dumps(summary))
     return folder

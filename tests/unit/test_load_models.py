@@ -71,7 +71,7 @@ def test_schedule_change_keeps_the_past() -> None:
     assert s.rate(4.5) == pytest.approx(7.0)
     assert s.count(0.0, 4.0) == pytest.approx(80.0)
     assert s.count(4.0, 5.0) == pytest.approx(7.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="bad segment"):
         Schedule([Segment(5.0, 1.0, 4.0, 1.0)])
 
 
@@ -313,8 +313,8 @@ def test_max_scale_names_the_binding_limit() -> None:
     bound = 9900 / 122000
     assert best == pytest.approx(bound, rel=1e-3) or (best < bound and binding == "load-generator cores")
     assert binding in ("HAProxy frontend maxconn", "load-generator cores")
-    lim = {l.name: l for l in limits(needs_of(sc.scaled(best * 0.99).load, 30, 20.0), MACHINE, topo, 2, cores_check=True)}
-    assert all(l.fits for l in lim.values())
+    lim = {x.name: x for x in limits(needs_of(sc.scaled(best * 0.99).load, 30, 20.0), MACHINE, topo, 2, cores_check=True)}
+    assert all(x.fits for x in lim.values())
 
 
 def test_prepare_load_refuses_a_scale_that_does_not_fit_in_one_line() -> None:
@@ -496,7 +496,8 @@ def test_load_summary_says_when_the_generator_is_the_limit() -> None:
     assert pool["limited_by"] == "pool"
     hot = summarise_load(run_json({"model": "open", "requests_per_s": 100}), req, pacing_frame(1, 100, 60), {"loadgen": 95.0})
     assert hot["limited_by"] == "loadgen"
-    b = apply_load_verdict({"component": "host", "verdict": "x", "saturated": [], "evidence": []}, behind, {"by_container": {"loadgen": {"role": "loadgen", "total_mean_pct": 180.0, "mean_pct": [90.0, 90.0]}}})
+    cpu = {"by_container": {"loadgen": {"role": "loadgen", "total_mean_pct": 180.0, "mean_pct": [90.0, 90.0]}}}
+    b = apply_load_verdict({"component": "host", "verdict": "x", "saturated": [], "evidence": []}, behind, cpu)
     assert b["component"] == "loadgen" and "loadgen" in b["saturated"] and any("180.0" in e for e in b["evidence"])
     untouched = apply_load_verdict({"component": "none"}, {"limited_by": "pool"}, {})
     assert untouched["component"] == "none"

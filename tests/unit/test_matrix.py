@@ -29,8 +29,8 @@ def test_matrix_file(tmp_path: Path) -> None:
     bad.write_text("variants:\n  x:\n    overides: {}\n")
     with pytest.raises(UserError, match=r"variants.x: overides: unknown field"):
         parse_matrix(str(bad))
+    (tmp_path / "empty.yaml").write_text("variants: {}\n")
     with pytest.raises(UserError, match="expected a 'variants' mapping"):
-        (tmp_path / "empty.yaml").write_text("variants: {}\n")
         parse_matrix(str(tmp_path / "empty.yaml"))
 
 
@@ -40,7 +40,7 @@ def test_unknown_or_invalid_variant_fails_before_any_run(tmp_path: Path) -> None
     assert not (tmp_path / "x").exists()
     bad = tmp_path / "bad.yaml"
     bad.write_text("variants:\n  zero:\n    overrides: {lb: {local_addresses: 0}}\n")
-    with pytest.raises(UserError, match="lb.local_addresses: Input should be greater than or equal to 1"):
+    with pytest.raises(UserError, match=r"lb.local_addresses: Input should be greater than or equal to 1"):
         run_matrix("port-exhaustion", str(bad), out=tmp_path / "y")
     assert not (tmp_path / "y").exists()
     with pytest.raises(UserError, match="--matrix and --variant both given"):

@@ -92,7 +92,10 @@ def test_golden_fields(name: str) -> None:
     for c in s["cpu"]["by_container"].values():
         assert set(c) == {"role", "node", "mean_pct", "max_pct", "total_mean_pct", "total_max_pct"}
     # a real run exercises these: they must not be null
-    for field in ("requests.per_s", "latency_ms.p99", "connections.per_s", "connections.client_max", "connections.backend_max", "tls.handshakes_per_s", "ports.max_in_use", "ports.range_size", "traffic.client_mbps.out", "traffic.server_mbps.in", "bottleneck.component", "collectors.cpu_pct"):
+    for field in (
+        "requests.per_s", "latency_ms.p99", "connections.per_s", "connections.client_max", "connections.backend_max", "tls.handshakes_per_s",
+        "ports.max_in_use", "ports.range_size", "traffic.client_mbps.out", "traffic.server_mbps.in", "bottleneck.component", "collectors.cpu_pct",
+    ):  # fmt: skip
         assert dig(s, field) is not None, field
     assert len(s["cpu"]["host_per_core_pct"]) >= 1
     assert s["checks"][0]["ok"] is True

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from bench.cli import main
 from bench.results.document import Document, ResultsError, document_dict, parse_document, read_document
 from bench.results.lab import LabState
-from bench.results.run import RunDoc, read_run
+from bench.results.run import read_run
 from bench.results.schema import DOCUMENTS, document_schema
 from bench.results.summary import Summary, read_summary
 
@@ -61,7 +61,7 @@ def model_paths(model: type[BaseModel], prefix: Path_ = ()) -> tuple[set[Path_],
         if _is_model(annotation):
             for name, info in annotation.model_fields.items():
                 walk(info.annotation, (*path, info.alias or name))
-        elif origin is dict and _is_model(_strip_optional(args[1])) or origin is dict and get_origin(_strip_optional(args[1])) is dict:
+        elif (origin is dict and _is_model(_strip_optional(args[1]))) or (origin is dict and get_origin(_strip_optional(args[1])) is dict):
             walk(args[1], (*path, "<>"))
         elif origin is list and _is_model(_strip_optional(args[0])):
             walk(args[0], (*path, "[]"))
@@ -78,8 +78,8 @@ def model_paths(model: type[BaseModel], prefix: Path_ = ()) -> tuple[set[Path_],
 def _split(dotted: str) -> Path_:
     """``a.b[].c.<x>`` -> ("a", "b", "[]", "c", "<>")."""
     out: list[str] = []
-    for part in dotted.split("."):
-        part = re.sub(r"\[[^\]]*\]", "[]", part)
+    for raw in dotted.split("."):
+        part = re.sub(r"\[[^\]]*\]", "[]", raw)
         name, brackets = part.split("[]", 1)[0], part.count("[]")
         out.append("<>" if name.startswith("<") else name)
         out.extend(["[]"] * brackets)
@@ -142,7 +142,7 @@ def test_the_readme_check_would_catch_a_gap() -> None:
     class Extra(BaseModel):
         brand_new_figure: float | None = None
 
-    nodes, leaves = model_paths(Extra, ("load",))
+    _nodes, leaves = model_paths(Extra, ("load",))
     documented = {p for paths, _ in readme_rows("summary") for p in paths}
     assert ("load", "brand_new_figure") in leaves and ("load", "brand_new_figure") not in documented
 
@@ -177,7 +177,7 @@ def test_writing_an_undeclared_field_is_a_bug_with_its_traceback() -> None:
         document_dict(Summary, data)
     data = json.loads((GOLDEN / "runs" / "smoke" / "summary.json").read_text())
     data["requests"]["total"] = "5142"
-    with pytest.raises(TypeError, match="requests.total"):
+    with pytest.raises(TypeError, match=r"requests.total"):
         document_dict(Summary, data)
 
 

@@ -135,7 +135,10 @@ def test_user_template_errors_name_file_line_and_variable(tmp_path: Path) -> Non
 
 
 def test_user_template_may_include_shipped_partials(tmp_path: Path) -> None:
-    (tmp_path / "be.cfg.j2").write_text('{% include "_global.cfg.j2" %}\nfrontend in\n{% for b in backend_binds %}    bind {{ b }} accept-proxy\n{% endfor %}    default_backend servers\n\n{% include "_servers.cfg.j2" %}')
+    (tmp_path / "be.cfg.j2").write_text(
+        '{% include "_global.cfg.j2" %}\nfrontend in\n{% for b in backend_binds %}    bind {{ b }} accept-proxy\n{% endfor %}'
+        '    default_backend servers\n\n{% include "_servers.cfg.j2" %}'
+    )
     be = render(sets=[f"lb.haproxy.backend.template={tmp_path / 'be.cfg.j2'}"])["lb-a/backend2.cfg"]
     assert "bind 127.0.0.3:8002 accept-proxy" in be and "server srv3 198.18.11.23:8080 maxconn 100" in be
 
