@@ -1,6 +1,6 @@
 # The two commands of the README. Both set up whatever is missing first
 # (venv, Docker engine + Compose, images; see scripts/dev.sh).
-.PHONY: setup run test unit
+.PHONY: setup run test unit lint
 
 setup:
 	scripts/dev.sh setup
@@ -12,6 +12,10 @@ run:
 # The whole test suite: unit tests and integration tests with real containers.
 test:
 	scripts/dev.sh test
+
+# ruff, mypy and the import layering (also the first step of `make test`).
+lint:
+	scripts/dev.sh lint
 
 # Only the fast tests (no Docker), for the edit-test loop.
 unit:

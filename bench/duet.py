@@ -316,6 +316,7 @@ def run_duet(
                     s.run["load_pid"] = s.locust.proc.pid
                     s.run["status"] = "running"
                     write_document(RunDoc, s.run, RunDir(s.run_dir).run_json)
+                    assert s.events is not None  # made with the lab, above
                     s.events.phase("load", t=s.locust.started_at)
                     s.events.phase("steady", t=design.start_at + design.warmup_s)
                 load_started = True

@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from pydantic import ValidationError
 
 
@@ -45,7 +47,7 @@ class Problems(UserError):
     of meeting them one run at a time.
     """
 
-    def __init__(self, problems: list[tuple[str, str | None]], context: str = ""):
+    def __init__(self, problems: Sequence[tuple[str, str | None]], context: str = ""):
         if not problems:
             raise ValueError("Problems needs at least one problem")
         self.problems = list(problems)

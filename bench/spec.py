@@ -94,7 +94,7 @@ class Timeouts(_Model):
     http_request: Duration = 10.0
     queue: Duration = 10.0
 
-    parse_durations = _duration_fields("connect", "client", "server", "http_keep_alive", "http_request", "queue")
+    parse_durations = _duration_fields("connect", "client", "server", "http_keep_alive", "http_request", "queue")  # type: ignore[pydantic-field]  # a shared validator, not a field
 
 
 class Process(_Model):
@@ -346,9 +346,9 @@ class Stage(_Model):
     connections_per_s: float | None = Field(None, ge=0)
     handshakes_per_s: float | None = Field(None, ge=0)
 
-    parse_durations = _duration_fields("duration")
+    parse_durations = _duration_fields("duration")  # type: ignore[pydantic-field]  # a shared validator, not a field
 
-    check_positive = _positive_fields("duration")
+    check_positive = _positive_fields("duration")  # type: ignore[pydantic-field]  # a shared validator, not a field
 
     def target(self, field: str) -> float | None:
         value = getattr(self, field)
@@ -376,7 +376,7 @@ class FindMax(_Model):
     fraction: float = Field(0.7, gt=0, le=1, description="the plateau runs at this fraction of the highest good rate")
     plateau: Duration = Field(10.0, description="length of the plateau at the end of the run")
 
-    parse_durations = _duration_fields("step", "settle", "plateau")
+    parse_durations = _duration_fields("step", "settle", "plateau")  # type: ignore[pydantic-field]  # a shared validator, not a field
 
     @model_validator(mode="after")
     def _times(self) -> FindMax:
@@ -500,7 +500,7 @@ class Load(_Model):
         "is dropped and counted instead of sent",
     )
 
-    parse_durations = _duration_fields("think_time", "timeout", "connect_timeout", "max_lag")
+    parse_durations = _duration_fields("think_time", "timeout", "connect_timeout", "max_lag")  # type: ignore[pydantic-field]  # a shared validator, not a field
 
     @model_validator(mode="before")
     @classmethod
@@ -640,7 +640,7 @@ class Fault(_Model):
     target: str = Field("master", description="master | backup | lb-a | lb-b | a service such as lb-a-backend1 or srv1")
     recover_after: Duration | None = Field(None, description="undo the fault this long after injecting it; null = never")
 
-    parse_durations = _duration_fields("at")
+    parse_durations = _duration_fields("at")  # type: ignore[pydantic-field]  # a shared validator, not a field
 
     @field_validator("recover_after", mode="before")
     @classmethod
@@ -653,9 +653,9 @@ class Repeat(_Model):
 
     every: Duration = Field(30.0, description="cycle length: cycle i shifts every fault by i * every")
 
-    parse_durations = _duration_fields("every")
+    parse_durations = _duration_fields("every")  # type: ignore[pydantic-field]  # a shared validator, not a field
 
-    check_positive = _positive_fields("every")
+    check_positive = _positive_fields("every")  # type: ignore[pydantic-field]  # a shared validator, not a field
 
 
 class Scenario(_Model):
@@ -684,7 +684,7 @@ class Scenario(_Model):
         description='SLOs checked against summary.json at the end, k6 style: {latency_ms.p99: "< 50"} (docs/thresholds.md)',
     )
 
-    parse_durations = _duration_fields("duration", "ramp_up")
+    parse_durations = _duration_fields("duration", "ramp_up")  # type: ignore[pydantic-field]  # a shared validator, not a field
 
     @field_validator("thresholds")
     @classmethod
@@ -731,7 +731,7 @@ class Scenario(_Model):
         duration = self.duration + (repeats - 1) * self.repeat.every
         return self.model_copy(update={"faults": faults, "duration": duration})
 
-    check_positive = _positive_fields("duration")
+    check_positive = _positive_fields("duration")  # type: ignore[pydantic-field]  # a shared validator, not a field
 
 
 # --------------------------------------------------------------------------- loading

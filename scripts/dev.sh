@@ -3,7 +3,8 @@
 #
 #   scripts/dev.sh setup   venv + Docker engine + Compose + images (idempotent)
 #   scripts/dev.sh run     setup, then `bench run smoke` (the default scenario, end to end)
-#   scripts/dev.sh test    setup, then the whole test suite (unit + integration)
+#   scripts/dev.sh test    setup, then the linters and the whole test suite (unit + integration)
+#   scripts/dev.sh lint    ruff, mypy and the import layering (import-linter), in seconds
 #
 # `make setup|run|test` call this. It installs only what is missing: Python deps in
 # .venv, and, when no Docker engine answers and we are root on Debian, Debian's
@@ -130,10 +131,22 @@ setup() {
     say "ready in $((SECONDS - t0)) s"
 }
 
+lint() {
+    # Each linter says what it checked; any finding stops here, before the tests.
+    local t0=$SECONDS
+    "$VENV/bin/ruff" check --quiet bench tests scripts || die "ruff found the above"
+    "$VENV/bin/mypy" || die "mypy found the above"
+    local layers
+    layers=$("$VENV/bin/lint-imports" --no-cache) || { printf '%s\n' "$layers" >&2; die "an import goes against the layers (above)"; }
+    grep -E "KEPT|Contracts:" <<<"$layers"
+    say "linters passed in $((SECONDS - t0)) s (ruff, mypy, import-linter)"
+}
+
 case "${1:-}" in
     setup) setup ;;
     run) setup; exec "$VENV/bin/bench" run "${SCENARIO:-smoke}" ${DURATION:+--duration "$DURATION"} ;;
     # Integration tests fail (instead of skipping) when they cannot reach Docker.
-    test) setup; export LBBENCH_REQUIRE_DOCKER=1; exec "$VENV/bin/python" -m pytest tests "${@:2}" ;;
-    *) echo "usage: $0 setup|run|test" >&2; exit 2 ;;
+    test) setup; lint; export LBBENCH_REQUIRE_DOCKER=1; exec "$VENV/bin/python" -m pytest tests "${@:2}" ;;
+    lint) setup_venv; lint ;;
+    *) echo "usage: $0 setup|run|test|lint" >&2; exit 2 ;;
 esac

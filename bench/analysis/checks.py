@@ -146,6 +146,7 @@ def check_handshakes(req: pd.DataFrame, info: pd.DataFrame, stat: pd.DataFrame, 
     from resumed handshakes, so its new connections are compared with every new TLS
     handshake HAProxy counted (``ssl_sess`` + ``ssl_reused_sess``, else SslRate integrated).
     """
+    haproxy: float | None
     scheme = (((run.get("scenario") or {}).get("load")) or {}).get("scheme")
     if scheme != "https":
         return make_check("handshakes", None, None, f"not a TLS run (scheme {scheme})")

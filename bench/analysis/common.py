@@ -278,8 +278,8 @@ def group_codes(df: pd.DataFrame, keys: list[str]) -> np.ndarray:
             n = len(col.categories) + 1
             codes = col.codes.to_numpy().astype(np.int64)
             combined = combined * n + np.where(codes < 0, n - 1, codes)  # missing last, as groupby puts NaN
-        return np.unique(combined, return_inverse=True)[1].astype(np.int64)
-    return df.groupby(keys, sort=True, dropna=False, observed=True).ngroup().to_numpy(dtype=np.int64)
+        return np.asarray(np.unique(combined, return_inverse=True)[1], dtype=np.int64)
+    return np.asarray(df.groupby(keys, sort=True, dropna=False, observed=True).ngroup(), dtype=np.int64)
 
 
 def sum_across(df: pd.DataFrame, keys: list[str], value: str, fill_limit: int = 1) -> pd.Series:

@@ -314,7 +314,7 @@ def load_summary(
         got = achieved.get(key)
         if target and got is not None and key != "users":
             pct[key] = num(100.0 * got / target, 1)
-    missed = {k: v for k, v in pct.items() if v is not None and v < 100.0 * REACHED}
+    missed: dict[str, float | None] = {k: v for k, v in pct.items() if v is not None and v < 100.0 * REACHED}
     limited_by, why = _cause(missed, pace, hold, utilisation, targets)
     verdict = _verdict(model, field, targets, achieved, pct, missed, limited_by, why, fm)
     broken = [e for e in events if e.get("kind") == "error" and e.get("name") == "controller"]

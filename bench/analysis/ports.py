@@ -70,7 +70,7 @@ def ports_summary(ports: pd.DataFrame, port_range: pd.DataFrame, load_start: flo
     """
     ranges = node_ranges(port_range)
     range_size = int(ranges["range_size"].min()) if not ranges.empty else None
-    empty = {
+    empty: dict[str, Any] = {
         "max_in_use": None,
         "range_size": range_size,
         "max_utilisation_pct": None,

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..results.histogram import Histogram, grouped_percentiles
 from .common import inside, num, seconds_inside
-from .histogram import Histogram, grouped_percentiles
 
 #: Width of a request-timeline bin, seconds.
 TIMELINE_BIN_S = 0.1
@@ -26,7 +26,7 @@ TIMELINE_COLUMNS = ["t", "requests", "ok", "errors", "p50_ms", "p90_ms", "p99_ms
 
 def ok_mask(req: pd.DataFrame) -> np.ndarray:
     """Which requests succeeded (``error`` empty), as a numpy mask."""
-    return (req["error"] == "").to_numpy(dtype=bool)
+    return np.asarray(req["error"] == "", dtype=bool)
 
 
 def steady_mask(req: pd.DataFrame, window: tuple[float, float], col: str = "t") -> np.ndarray:
@@ -46,8 +46,8 @@ def str_mask(col: pd.Series, predicate: Callable[[pd.Series], pd.Series]) -> np.
     """
     if isinstance(col.dtype, pd.CategoricalDtype):
         per_value = predicate(pd.Series(col.cat.categories.astype(str))).to_numpy(dtype=bool)
-        return np.append(per_value, False)[col.cat.codes.to_numpy()]  # code -1 (missing) -> False
-    return predicate(col.astype(str)).to_numpy(dtype=bool)
+        return np.asarray(np.append(per_value, False)[col.cat.codes.to_numpy()], dtype=bool)  # code -1 (missing) -> False
+    return np.asarray(predicate(col.astype(str)), dtype=bool)
 
 
 def counts_by_value(col: pd.Series, mask: np.ndarray) -> dict[str, int]:
@@ -79,6 +79,7 @@ def latency_summary(req: pd.DataFrame, hist: pd.DataFrame, window: tuple[float, 
     lat = req["latency_ms"].to_numpy(dtype=float)[steady_mask(req, window) & ok_mask(req)]
     merged = merged_histogram(hist, window)
     out: dict[str, Any] = {}
+    source: str | None
     if merged.total:
         for key, q in PERCENTILES.items():
             out[key] = num(merged.percentile(q))
@@ -126,7 +127,7 @@ def conn_new_mask(req: pd.DataFrame) -> np.ndarray | None:
     flag = req["conn_new"]
     if flag.isna().all():
         return None
-    return flag.fillna(False).to_numpy(dtype=bool)
+    return np.asarray(flag.fillna(False), dtype=bool)
 
 
 def client_connections(req: pd.DataFrame, window: tuple[float, float]) -> dict[str, Any]:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import Any
 
 from .common import Subparsers, say
 
 
-def _duration(flag: str):
+def _duration(flag: str) -> Callable[[str], float]:
     def parse(text: str) -> float:
         from ..spec import parse_duration
 
@@ -51,7 +53,7 @@ def add_duet_args(p: argparse.ArgumentParser, command: str) -> None:
         p.add_argument(f"--{side}-scenario", metavar="SCENARIO", help=f"with --run: another scenario (name or file) for the {side}")
 
 
-def side_specs(args: argparse.Namespace) -> tuple[dict, dict]:
+def side_specs(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     """``--baseline-*`` and ``--candidate-*`` as the two side specs."""
     return tuple({"variant": getattr(args, f"{s}_variant"), "sets": getattr(args, f"{s}_set"), "scenario": getattr(args, f"{s}_scenario")} for s in ("baseline", "candidate"))  # type: ignore[return-value]
 

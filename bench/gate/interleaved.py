@@ -39,7 +39,9 @@ def run_interleaved(
     ``scenario`` (a scenario file replacing ``scenario`` for that side).
     """
     if runner is None:
-        from ..run import run_scenario as runner
+        from ..run import run_scenario
+
+        runner = run_scenario
     if not 1 <= repeat <= MAX_REPEAT:
         raise UserError(f"--repeat {repeat}: must be between 1 and {MAX_REPEAT}", "use for example --repeat 3")
     out = Path(out)

@@ -44,7 +44,7 @@ LATE_WARN = 0.01
 def slice_frames(out: Path, doc: dict[str, Any], n: int) -> tuple[Any, Any]:
     """Both sides' per-slice figures for the first ``n`` slices of a duet folder."""
     edges = slices_between(doc["design"], n)
-    return tuple(side_slices(Path(out) / doc["sides"][side], edges) for side in ("baseline", "candidate"))  # type: ignore[return-value]
+    return tuple(side_slices(Path(out) / doc["sides"][side], edges) for side in ("baseline", "candidate"))
 
 
 def judge_slices(

@@ -2,7 +2,7 @@
 
 One row per request (table ``requests``), timed on the host's wall clock like
 every other sample, and alongside, in ``samples/latency_hist/``, one mergeable
-latency histogram (:mod:`bench.analysis.histogram`) per worker per second of the
+latency histogram (:mod:`bench.results.histogram`) per worker per second of the
 successful requests. Both tables are declared in :mod:`bench.results.tables`. Rows are buffered in
 memory for at most ``FLUSH_INTERVAL`` seconds, then written as one chunk (see
 :mod:`bench.results.store`).
@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..analysis.histogram import buckets_of
+from ..results.histogram import buckets_of
 from ..results.store import ChunkWriter
 from ..results.tables import LATENCY_HIST, REQUESTS
 
@@ -45,8 +45,8 @@ def classify(exception: BaseException | None, status: int) -> str:
     exc = exception
     # Locust wraps some errors; look through the chain for the transport error.
     seen = 0
-    while seen < 5 and not isinstance(exc, OSError) and (exc.__cause__ or exc.__context__):
-        exc = exc.__cause__ or exc.__context__
+    while seen < 5 and not isinstance(exc, OSError) and (inner := exc.__cause__ or exc.__context__) is not None:
+        exc = inner
         seen += 1
     if isinstance(exc, ssl.SSLError | ssl.CertificateError):
         return "tls"

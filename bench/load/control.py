@@ -32,8 +32,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from ..analysis.histogram import Histogram
 from ..results.events import EventLog
+from ..results.histogram import Histogram
 from ..results.layout import RunDir
 from ..spec import Load
 from .findmax import Bounds, Search, StepResult, judge

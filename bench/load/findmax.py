@@ -19,7 +19,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..analysis.histogram import Histogram
+from ..results.histogram import Histogram
 
 #: A step must send at least this share of its target to pass.
 MIN_ACHIEVED = 0.95

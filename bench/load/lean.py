@@ -101,7 +101,7 @@ class _Process:
             self.ctx = lab_tls_context(self.settings.ca) if self.settings.scheme == "https" or s.get("hosts") else None
             if self.ctx is not None and s.get("tls_version") == "1.2":
                 # the C-level setter, as in lab_tls_context (gevent's patched property recurses)
-                _ssl._SSLContext.maximum_version.__set__(self.ctx, ssl.TLSVersion.TLSv1_2)
+                _ssl._SSLContext.maximum_version.__set__(self.ctx, ssl.TLSVersion.TLSv1_2)  # type: ignore[attr-defined]  # a C-level property
         except ValueError as exc:
             self.pid = -1
             raise StopUser(str(exc)) from None

@@ -259,7 +259,7 @@ class LeanRateUser(User):
         fs = RATE.flow_settings.get(flow)
         if fs is None:
             raise RuntimeError(f"flow {flow}: no address for it in this run")
-        client = LeanClient(fs, _PROC.ctx if flow == "https" else None, _PROC.batch.lists(fs.name), self._recorder)
+        client = LeanClient(fs, _PROC.ctx if flow == "https" else None, _PROC.batch.lists(fs.name), self._recorder)  # type: ignore[arg-type]  # records like a RequestCapture
         client._glet = getcurrent()
         _PROC.watchdog.add(client, min(fs.timeout, fs.connect_timeout))
         self._clients[flow] = client

@@ -287,7 +287,7 @@ class PacingStats:
 
     def take_report(self) -> dict[str, Any]:
         """Bins and latency histograms since the last call, for the controller (JSON-safe)."""
-        from ..analysis.histogram import buckets_of
+        from ..results.histogram import buckets_of
 
         bins, lats = self._bins, self._lat
         self._bins, self._lat = {}, {}

@@ -186,11 +186,11 @@ class WorkerSet:
                 "org.lbbench.service": name,
             }
             host_config = api.create_host_config(
-                binds=binds,
+                binds=binds,  # type: ignore[arg-type]  # the stubs are narrower than docker-py
                 ulimits=[docker.types.Ulimit(name="nofile", soft=_fd_hard(), hard=_fd_hard())],
                 init=True,
             )
-            networking = api.create_networking_config({network: api.create_endpoint_config(ipv4_address=self.address(i))})
+            networking = api.create_networking_config({network: api.create_endpoint_config(ipv4_address=self.address(i))})  # type: ignore[arg-type]  # docker-py takes {network: endpoint}
             created = api.create_container(
                 self.image,
                 command=self.command(),

@@ -33,6 +33,7 @@ import fcntl
 import os
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -93,7 +94,7 @@ class ChunkWriter:
         self.schema = self.table.schema
         self.seq = 0
 
-    def write(self, columns: dict[str, list] | dict[str, pa.Array]) -> Path | None:
+    def write(self, columns: dict[str, list[Any]] | dict[str, pa.Array]) -> Path | None:
         """Write one chunk from equal-length columns (lists or Arrow arrays); empty input writes nothing.
 
         Columns of the schema missing from ``columns`` are written as nulls.

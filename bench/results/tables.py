@@ -158,7 +158,7 @@ LATENCY_HIST = register(
         (
             Column("t", pa.int64(), "the second (floor of the request start)", "epoch s"),
             _str("worker", "host:pid"),
-            Column("bucket", pa.int32(), "histogram bucket (bench.analysis.histogram.bucket_bounds)"),
+            Column("bucket", pa.int32(), "histogram bucket (bench.results.histogram.bucket_bounds)"),
             _count("count", "successful requests in that bucket"),
         ),
     )

@@ -54,8 +54,8 @@ def new_project_name() -> str:
     return f"lbbench-{uuid.uuid4().hex[:8]}"
 
 
-def _used_networks() -> list[ipaddress.IPv4Network]:
-    used = []
+def _used_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    used: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
     for net in engine.client().networks.list():
         for cfg in (net.attrs.get("IPAM") or {}).get("Config") or []:
             subnet = cfg.get("Subnet")
@@ -69,7 +69,7 @@ def _used_networks() -> list[ipaddress.IPv4Network]:
     return used
 
 
-def free_subnet_pairs() -> list[tuple[ipaddress.IPv4Network, ipaddress.IPv4Network]]:
+def free_subnet_pairs() -> list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ipaddress.IPv4Network | ipaddress.IPv6Network]]:
     """Free (client, server) /24 pairs: the halves of each /23 in 198.18.0.0/16 that nothing overlaps."""
     used = _used_networks()
     pairs = []
@@ -198,7 +198,8 @@ class Lab:
             self.log(f"configs valid: {len(files)} files checked with haproxy -c / keepalived -t")
             del out
         except docker.errors.ContainerError as exc:
-            lines = (exc.stderr or b"").decode(errors="replace") if exc.stderr else ""
+            stderr = exc.stderr
+            lines = stderr.decode(errors="replace") if isinstance(stderr, bytes) else str(stderr or "")
             raise UserError(f"rendered config rejected: {_first_fail(str(exc), lines)}", "fix the topology field that produced it") from None
 
     def up(self) -> None:
@@ -517,7 +518,7 @@ def list_labs() -> dict[str, list[dict[str, str]]]:
         project = c.labels.get(render.LABEL_RUN, "?")
         out.setdefault(project, []).append(
             {
-                "service": c.labels.get("com.docker.compose.service", c.name),
+                "service": c.labels.get("com.docker.compose.service", c.name or ""),
                 "status": c.status,
                 "role": c.labels.get(render.LABEL_ROLE, ""),
                 "node": c.labels.get(render.LABEL_NODE, ""),

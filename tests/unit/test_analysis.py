@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from bench.analysis import bottleneck, checks, common, cpu, haproxy, ports, requests, traffic, vrrp
-from bench.analysis.histogram import Histogram, buckets_of
 from bench.results.events import read_events
+from bench.results.histogram import Histogram, buckets_of
 from bench.results.store import as_read, empty_frame
 
 T0 = 1_700_000_000.0
