@@ -55,6 +55,7 @@ import trustme
 from . import __version__, engine, images, paths
 from .collect.statsock import stats_command
 from .errors import UserError
+from .inputs import check_output_file
 from .topology.render import LABEL_PROJECT, LABEL_RUN, PROJECT_VALUE
 
 SCHEMA_VERSION = 1
@@ -533,6 +534,8 @@ def run_calibrate(
         raise UserError(f"unknown calibrate client(s): {', '.join(unknown)}", f"use some of: {', '.join(CLIENTS)}")
     if not 1 <= rounds <= 20 or not 1 <= seconds <= 120 or not 1 <= connections <= 5000:
         raise UserError("calibrate: need 1 <= --rounds <= 20, 1 <= --seconds <= 120, 1 <= --connections <= 5000", "see `bench calibrate --help`")
+    if out is not None:
+        check_output_file(Path(out), "--out", create_parents=True)
     started = time.time()
     load_before = os.getloadavg()
     measurements: list[Measurement] = []

@@ -15,7 +15,7 @@ import sys
 from . import __version__
 from .commands import COMMANDS
 from .commands.common import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, say
-from .errors import UserError
+from .errors import UserError, engine_error
 
 __all__ = ["EXIT_FAIL", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
@@ -50,6 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         say("bench: interrupted")
         return EXIT_INTERRUPTED
+    except Exception as exc:
+        # the Docker engine's own errors (after the lab's cleanup ran on the way up); anything else is a bug
+        engine = engine_error(exc)
+        if engine is None:
+            raise
+        say(f"bench: error: {engine}")
+        return engine.exit_code
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ non-zero. Every other exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -27,9 +28,29 @@ class UserError(Exception):
         self.fix = fix
 
     def __str__(self) -> str:
-        if self.fix:
-            return f"{self.problem}; fix: {self.fix}"
-        return self.problem
+        # one line, whatever a tool's message that ended up in it looked like
+        text = f"{self.problem}; fix: {self.fix}" if self.fix else self.problem
+        return " ".join(text.split()) if "\n" in text or "\r" in text else text
+
+
+def engine_error(exc: BaseException) -> UserError | None:
+    """An error the Docker engine (docker-py) raised, as one line with the engine's own message; None for anything else.
+
+    Engine errors are the machine's state (a network or bridge gone, a name taken, the
+    engine restarting), not bugs: the user sees what the engine said and what to try.
+    """
+    errors = sys.modules.get("docker.errors")
+    if errors is None or not isinstance(exc, errors.DockerException):
+        return None
+    said = getattr(exc, "explanation", None) or str(exc)
+    if isinstance(said, bytes):
+        said = said.decode(errors="replace")
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    where = f" ({type(exc).__name__} {status})" if status else f" ({type(exc).__name__})"
+    return UserError(
+        f"the Docker engine refused{where}: {said}",
+        "`bench doctor` checks the engine; `bench status` lists what a failed start left, `bench down PROJECT` removes it",
+    )
 
 
 class RunInterrupted(Exception):

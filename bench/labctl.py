@@ -14,6 +14,7 @@ from . import engine, images
 from .collect.cpu import remove_loadgen_cgroups
 from .errors import UserError
 from .faults import FaultInjector, Injection
+from .inputs import check_project
 from .results.events import EventLog, read_events
 from .results.layout import EVENTS_JSONL, LabDir
 from .spec import load_topology
@@ -47,6 +48,7 @@ def lab_down(project: str | None, force: bool = False) -> tuple[int, int, dict[s
     """
     if project is None:
         return labmod.down_all(force=force)
+    check_project(project)
     root = LabFiles.for_project(project).root
     who = owner.live_run_owner(root)
     if who is not None and not force:
@@ -92,8 +94,8 @@ def lab_recover(fault_id: int | None = None, project: str | None = None, log: Ca
 
 
 def _one_project(project: str | None) -> str:
-    if project:
-        return project
+    if project is not None:
+        return check_project(project)
     running = [p for p in labmod.list_labs() if LabDir(LabFiles.for_project(p).root).lab_json.exists()]
     if len(running) != 1:
         raise UserError(

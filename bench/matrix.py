@@ -30,6 +30,8 @@ from pydantic import ValidationError
 
 from . import paths
 from .errors import UserError
+from .inputs import check_output_dir
+from .load.fit import prepare_load
 from .results.layout import RunDir, is_run_dir, matrix_json
 from .spec import Variant, format_validation_error, load_scenario, read_yaml, resolve_variant_paths, scenario_topology, variant_names
 
@@ -92,16 +94,16 @@ def run_matrix(
     for name in names:
         if name not in known:
             raise UserError(f"--matrix: no variant named {name!r} for scenario {scenario.name}", f"use one of: {', '.join(sorted(known))}")
-        # Validate every variant before the first run starts, so a typo costs nothing.
-        scenario_topology(scenario.model_copy(update={"variants": {**scenario.variants, **extra}}), None if name == "base" else name, sets)
+        # Validate every variant (and that its load fits this machine) before the first run starts, so a typo costs nothing.
+        variant_scenario = scenario.model_copy(update={"variants": {**scenario.variants, **extra}})
+        topology, _ = scenario_topology(variant_scenario, None if name == "base" else name, sets)
+        prepare_load(variant_scenario.with_repeats(cycles), topology, scale=scale, workers=workers, log=lambda _m: None)
     total = len(names) * rounds
     if total > MAX_RUNS:
         raise UserError(f"{total} runs requested (max {MAX_RUNS})", "fewer variants or a smaller --repeat")
 
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    parent = Path(out) if out else paths.REPORTS / f"{scenario.name}-matrix-{stamp}"
-    if parent.exists() and any(parent.iterdir()):
-        raise UserError(f"{parent} already exists and is not empty", "choose another --out or remove it")
+    parent = check_output_dir(Path(out) if out else paths.REPORTS / f"{scenario.name}-matrix-{stamp}")
     parent.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {
         "schema_version": MATRIX_SCHEMA_VERSION,

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from . import __version__, engine, images, paths
 from .errors import RunInterrupted, UserError
 from .faults import FaultInjector, FaultSchedule
+from .inputs import check_output_dir
 from .load.fit import prepare_load
 from .load.runner import LocustProcess, describe_load, open_start_gate, processes_of, start_gate, start_locust
 from .load.workers import WorkerSet, start_load
@@ -275,9 +276,7 @@ def run_scenario(
     base_topology, _ = load_topology(scenario.topology)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_id = f"{scenario.name}-{variant or 'base'}-{stamp}"
-    run_dir = Path(out) if out else paths.REPORTS / run_id
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-        raise UserError(f"{run_dir} already exists and is not empty", "choose another --out or remove it")
+    run_dir = check_output_dir(Path(out) if out else paths.REPORTS / run_id)
     rd = RunDir(run_dir)
     client = engine.client()  # fails early with a clear line when no engine answers
     engine.compose_binary()

@@ -15,6 +15,7 @@ message names the file, the field and the fix, for example::
 from __future__ import annotations
 
 import copy
+import math
 import os
 import re
 from pathlib import Path
@@ -25,8 +26,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from . import paths
 from .errors import UserError, from_validation_error
+from .inputs import read_text
 
 SCHEMA_VERSION = 1
+#: The longest duration any field may ask for (a run, a ramp, a timeout): a week.
+MAX_DURATION_S = 7 * 86400
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -47,8 +51,12 @@ def parse_duration(value: Any) -> float:
         if not match:
             raise ValueError(f"not a duration: {value!r} (use for example 500ms, 10s, 2m)")
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if not math.isfinite(seconds):
+        raise ValueError(f"not a duration: {value!r} (use for example 500ms, 10s, 2m)")
     if seconds < 0:
         raise ValueError(f"duration must not be negative: {value!r}")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"duration {value!r} is longer than {MAX_DURATION_S // 86400:g} days: split it into several runs")
     return seconds
 
 
@@ -61,7 +69,8 @@ def format_duration(seconds: float) -> str:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    # allow_inf_nan: no field of a scenario or topology means anything as infinite or NaN
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
 
 
 Duration = float  # seconds, parsed by the validators below
@@ -743,16 +752,16 @@ def format_validation_error(source: str, err: ValidationError) -> UserError:
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file", "check the name; `bench scenarios` lists what ships") from None
+    text = read_text(path, "YAML file", "check the name; `bench scenarios` lists what ships")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise UserError(f"{path}:{where}: not valid YAML ({getattr(exc, 'problem', exc)})", "fix the YAML syntax") from None
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise UserError(f"{path}{where}: not valid YAML ({problem})", "fix the YAML syntax") from None
+    except RecursionError:
+        raise UserError(f"{path}: nested too deeply to be a scenario or topology", "see scenarios/smoke.yaml for the shape") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping at the top level", "see scenarios/smoke.yaml for the shape")
     version = data.get("schema_version", SCHEMA_VERSION)

@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 
 from ..results import run as results_run
-from ..results.document import ResultsError
 from ..results.events import read_events
 from ..results.store import read_table
 
@@ -40,10 +39,6 @@ READ_COLUMNS: dict[str, tuple[str, ...]] = {
 READ_ROWS: dict[str, tuple[str, tuple[str, ...]]] = {
     "haproxy_info": ("metric", ("ConnRate", "SslRate", "SslFrontendKeyRate", "CumConns", "CumReq", "CurrConns", "CurrSslConns", "Idle_pct")),
 }
-
-
-#: What compare.py catches when a run directory cannot be summarised.
-SummaryError = ResultsError
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from ..thresholds import evaluate as evaluate_thresholds
 from ..thresholds import parse_thresholds, verdict_line
 from .bottleneck import apply_load_verdict, find_bottleneck
 from .checks import run_checks
-from .common import TAIL_S, RunData, SummaryError, load_run, load_window, num, read_run, steady_window
+from .common import TAIL_S, RunData, load_run, load_window, num, read_run, steady_window
 from .cost import cost_summary
 from .cpu import collector_overhead, cpu_pct, cpu_summary
 from .failover import failover_summary
@@ -30,7 +30,7 @@ from .series import Series
 from .traffic import traffic_rates, traffic_summary
 from .vrrp import vrrp_summary
 
-__all__ = ["SCHEMA_VERSION", "TAIL_S", "SummaryError", "read_run", "steady_window", "summarise", "summarise_data", "write_summary"]
+__all__ = ["SCHEMA_VERSION", "TAIL_S", "read_run", "steady_window", "summarise", "summarise_data", "write_summary"]
 
 
 def summarise_data(data: RunData, series: Series | None = None) -> dict[str, Any]:

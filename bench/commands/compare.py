@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import EXIT_OK, Subparsers, say
+from .common import EXIT_OK, Subparsers, real, say
 from .gate import add_duet_args, side_specs
 
 
@@ -13,7 +13,7 @@ def register(sub: Subparsers) -> None:
     cmp_.add_argument("runs", nargs="*", metavar="RUN", help="run directories or folders of them (repeats of one scenario+variant are grouped; the first group is the baseline)")
     cmp_.add_argument("--format", choices=["table", "markdown", "json", "html"], help="output format (default: from --output's suffix, else a terminal table)")
     cmp_.add_argument("--output", metavar="FILE", help="write to FILE instead of the terminal")
-    cmp_.add_argument("--alpha", type=float, default=0.05, help="1 - the confidence of the intervals (default 0.05: 95%%)")
+    cmp_.add_argument("--alpha", type=real(above=0, below=1), default=0.05, help="1 - the confidence of the intervals (default 0.05: 95%%)")
     cmp_.add_argument("--metric", action="append", default=[], metavar="KEY", help="also compare this summary.json field, e.g. latency_ms.p90 (repeatable)")
     add_duet_args(cmp_, "compare")
     cmp_.set_defaults(func=cmd_compare)

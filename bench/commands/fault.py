@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import UserError
-from .common import EXIT_OK, Subparsers, say
+from .common import EXIT_OK, Subparsers, say, whole
 
 
 def register(sub: Subparsers) -> None:
@@ -15,7 +15,7 @@ def register(sub: Subparsers) -> None:
     f.add_argument("kind", nargs="?", choices=sorted(FAULT_KINDS), metavar="KIND", help="one of: " + ", ".join(sorted(FAULT_KINDS)))
     f.add_argument("--target", default="master", help="master (default: the node holding the VIP), backup, lb-a, lb-b, or a service (lb-a-backend1, srv2)")
     f.add_argument("--lab", metavar="PROJECT", help="the lab (default: the only one up)")
-    f.add_argument("--recover", type=int, metavar="ID", help="undo fault ID")
+    f.add_argument("--recover", type=whole(1), metavar="ID", help="undo fault ID")
     f.add_argument("--recover-all", action="store_true", help="undo every fault still injected")
     f.set_defaults(func=cmd_fault)
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 from typing import Any
 
-from .common import Subparsers, say
+from .common import Subparsers, real, say, whole
 
 
 def _duration(flag: str) -> Callable[[str], float]:
@@ -29,8 +30,8 @@ def _rate(text: str) -> float | None:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a rate: {text!r} (a number such as 400, or auto)") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0: {text!r}")
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0: {text!r}")
     return value
 
 
@@ -69,14 +70,14 @@ def register(sub: Subparsers) -> None:
     g.add_argument("--duet", metavar="DIR", help="judge a finished duet folder (the --out of bench gate --run) again")
     g.add_argument("--rule", action="append", default=[], metavar="RULE", help="e.g. 'cost.lb_us_per_request: +2%%', 'latency_ms.p99: +10%%', 'errors.total: <= 0' (repeatable)")
     g.add_argument("--rules", metavar="FILE", help="YAML gate file with a 'rules' mapping (and optional alpha)")
-    g.add_argument("--alpha", type=float, help="1 - the confidence of the intervals (default 0.05: 95%%), or the gate file's")
+    g.add_argument("--alpha", type=real(above=0, below=1), help="1 - the confidence of the intervals (default 0.05: 95%%), or the gate file's")
     g.add_argument("--strict", action="store_true", help="count an inconclusive rule as a regression (exit 1 instead of 3)")
     g.add_argument("--junit", metavar="FILE", help="write JUnit XML, one testcase per rule")
     g.add_argument("--json", metavar="FILE", help="write the full verdict as JSON")
     add_duet_args(g, "gate")
     g.add_argument("--fixed", action="store_true", help="with --run: judge once, when the budget is spent (no early stop)")
     g.add_argument("--interleaved", action="store_true", help="with --run: whole runs of each side one after the other (random order per round) instead of a duet")
-    g.add_argument("--repeat", type=int, help="with --interleaved: runs per side (default 3, at most 20)")
+    g.add_argument("--repeat", type=whole(1, 20), help="with --interleaved: runs per side (default 3, at most 20)")
     g.add_argument("--duration", help="with --interleaved: override the scenario's duration, e.g. 20s")
     g.set_defaults(func=cmd_gate)
 

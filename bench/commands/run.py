@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from ..results.layout import RunDir, find_run_dirs
-from .common import EXIT_INTERRUPTED, EXIT_OK, Subparsers, say
+from .common import EXIT_INTERRUPTED, EXIT_OK, Subparsers, real, say, whole
 
 
 def register(sub: Subparsers) -> None:
@@ -20,19 +20,19 @@ def register(sub: Subparsers) -> None:
     r.add_argument("--matrix", metavar="A,B,C|FILE", help="run once per variant (names, or a YAML file of variants) into one parent folder")
     r.add_argument(
         "--repeat",
-        type=int,
+        type=whole(1, 60),
         default=1,
         help="N runs, variants interleaved A B C A B C ...; a scenario with faults repeats its fault cycle N times in one run instead",
     )
     r.add_argument(
         "--scale",
-        type=float,
+        type=real(above=0, maximum=1e6),
         metavar="F",
         help="multiply a scalable scenario's load (seed-peak) by F; default: what fits this machine. A scale that does not fit stops before starting",
     )
     r.add_argument(
         "--workers",
-        type=int,
+        type=whole(0, 64),
         default=0,
         metavar="N",
         help="load generator as Locust's master here plus N worker containers on the lab's client network (each load.processes processes)",

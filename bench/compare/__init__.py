@@ -26,6 +26,7 @@ from typing import Any
 
 from .. import stats
 from ..errors import UserError
+from ..inputs import check_output_file
 from .comparison import Row, compare_duet, compare_figure, compare_groups, compare_paired
 from .figures import BY_KEY, KEY_FIGURES, MISSING, Figure, figure_for, fmt_value, is_count, lookup, number, numeric_keys, phrase, ratio_of
 from .render import FORMATS, make_plots, render_html, render_json, render_markdown, render_terminal, table_rows
@@ -107,6 +108,8 @@ def compare(
     if not 0 < alpha < 1:
         raise UserError(f"--alpha {alpha}: must be between 0 and 1", "use for example --alpha 0.05")
     fmt = format_of(fmt, output)
+    if output is not None:  # where the result goes is checked before anything is measured or read
+        check_output_file(Path(output), "--output")
     if run:
         if inputs:
             raise UserError("use either --run SCENARIO or run directories, not both", "see `bench compare --help`")

@@ -12,7 +12,6 @@ configuration side by side in ``reports/``) is every argument its own group.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ import pandas as pd
 
 from .. import stats
 from ..errors import UserError
-from ..results.layout import RunDir, find_run_dirs, is_run_dir
+from ..results.layout import RunDir, find_run_dirs, is_dir, is_run_dir
 from .figures import MISSING, lookup, number
 
 
@@ -87,33 +86,26 @@ class Group:
 
 
 def load_run(path: Path) -> Run:
-    """Read one run directory (summary.json is recomputed from the samples when absent)."""
-    from ..analysis.summary import SCHEMA_VERSION, SummaryError, summarise
+    """Read one run directory through :mod:`bench.results` (summary.json is recomputed from the samples when absent).
 
-    rd = RunDir(path)
-    try:
-        run = json.loads(rd.run_json.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{rd.run_json}: cannot read ({exc})", "pass run directories written by `bench run`") from None
-    if not isinstance(run, dict):
-        raise UserError(f"{rd.run_json}: not a run record", "pass run directories written by `bench run`")
-    summary_path = rd.summary_json
-    try:
-        summary = json.loads(summary_path.read_text()) if summary_path.exists() else summarise(path)
-    except (json.JSONDecodeError, SummaryError) as exc:
-        raise UserError(f"{summary_path}: cannot read ({exc})", f"rebuild it with `bench report {path}`") from None
-    if not isinstance(summary, dict):
-        raise UserError(f"{summary_path}: not a summary", f"rebuild it with `bench report {path}`")
-    version = summary.get("schema_version", 1)
-    if isinstance(version, int) and version > SCHEMA_VERSION:
-        raise UserError(f"{summary_path}: schema_version {version} is newer than this lbbench understands", "upgrade lbbench")
+    Newer files are refused and older ones migrated there, each problem in one line.
+    """
+    from ..analysis.summary import summarise
+    from ..results.run import read_run
+    from ..results.summary import read_summary
+
+    run = read_run(path).model_dump(mode="json", exclude_unset=True)
+    if RunDir(path).summary_json.exists():
+        summary = read_summary(path).model_dump(mode="json", exclude_unset=True)
+    else:
+        summary = summarise(path)
     return Run(path, run, summary)
 
 
 def find_runs(arg: str) -> list[Path]:
     """Run directories named by one argument: itself, or every run directory below it."""
     path = Path(arg)
-    if not path.is_dir():
+    if not is_dir(path):
         raise UserError(f"{arg}: no such run directory or folder", "pass run directories or folders holding them")
     found = find_run_dirs(path)
     if not found:

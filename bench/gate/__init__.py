@@ -27,6 +27,7 @@ from .. import stats
 from ..compare import Group, load_groups
 from ..duet import SideSpec
 from ..errors import UserError
+from ..inputs import check_output_dir, check_output_file
 from ..results.gate import gate_dict
 from .interleaved import MAX_REPEAT, run_interleaved
 from .rules import DEFAULT_RULES, DUET_RULES, Rule, load_rules_file, parse_rule
@@ -112,6 +113,10 @@ def gate(
         raise UserError("--repeat applies to --interleaved runs only", "add --interleaved, or drop --repeat (a duet takes --budget)")
     if duration is not None and not interleaved:
         raise UserError("--duration applies to --interleaved runs only", "a duet takes --budget (how long to measure at most)")
+    # where the verdict goes is checked before anything is measured
+    for flag, path in (("--json", json_out), ("--junit", junit)):
+        if path is not None:
+            check_output_file(Path(path), flag)
     if duet:
         # without --alpha, the alpha of the look the duet stopped at: the verdict it gave
         verdict = _duet_verdict(duet, rules or None, given, strict)
@@ -127,7 +132,7 @@ def gate(
             stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
             from .. import paths
 
-            target = Path(out) if out else paths.REPORTS / f"gate-{Path(run).stem}-{stamp}"
+            target = check_output_dir(Path(out) if out else paths.REPORTS / f"gate-{Path(run).stem}-{stamp}")
             run_interleaved(run, repeat or 3, target, baseline_spec or {}, candidate_spec or {}, duration, log)
             baseline, candidate = [str(target / "baseline")], [str(target / "candidate")]
             log(f"gate: runs in {target}")

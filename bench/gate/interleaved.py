@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..inputs import check_output_dir
 
 #: Upper bound of `bench gate --run --repeat`, so a typo cannot occupy a CI machine for hours.
 MAX_REPEAT = 20
@@ -44,9 +45,15 @@ def run_interleaved(
         runner = run_scenario
     if not 1 <= repeat <= MAX_REPEAT:
         raise UserError(f"--repeat {repeat}: must be between 1 and {MAX_REPEAT}", "use for example --repeat 3")
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise UserError(f"{out} already exists and is not empty", "choose another --out or remove it")
+    out = check_output_dir(Path(out))
+    # both sides' scenario, variant and overrides are checked before the first run starts
+    from ..load.fit import prepare_load
+    from ..spec import load_scenario, scenario_topology
+
+    for spec in (baseline, candidate):
+        side_scenario, _ = load_scenario(spec.get("scenario") or scenario, duration)
+        topology, _ = scenario_topology(side_scenario, spec.get("variant") or side_scenario.variant, list(spec.get("sets") or []))
+        prepare_load(side_scenario, topology, log=lambda _m: None)
     rng = random.Random(seed)
     dirs: dict[str, list[Path]] = {"baseline": [], "candidate": []}
     for i in range(1, repeat + 1):

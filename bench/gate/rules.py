@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from ..errors import UserError
+from ..inputs import read_text
 
 #: Version of the gate file format (``--rules FILE``).
 SCHEMA_VERSION = 1
@@ -121,11 +122,9 @@ def load_rules_file(path: str) -> tuple[list[Rule], float | None]:
           latency_ms.p99: +10%
           errors.total: <= 0
     """
-    p = Path(path)
+    text = read_text(Path(path), "gate file", "pass a YAML gate file", flag="--rules")
     try:
-        data = yaml.safe_load(p.read_text())
-    except OSError as exc:
-        raise UserError(f"--rules {path}: cannot read ({exc.strerror or exc})", "pass a YAML gate file") from None
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise UserError(f"--rules {path}: not valid YAML ({str(exc).splitlines()[0]})", "see docs/compare-gate.md for the format") from None
     if not isinstance(data, dict):

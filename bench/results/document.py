@@ -71,7 +71,7 @@ def migrate(cls: type[Document], data: dict[str, Any], source: str) -> dict[str,
         raise ResultsError(f"{source}: schema_version {version!r} is not a version number", cls.DAMAGED_FIX)
     if version > cls.SCHEMA_VERSION:
         raise ResultsError(
-            f"{source}: schema_version {version} was written by a newer lbbench (this one reads {cls.FILE} up to {cls.SCHEMA_VERSION})",
+            f"{source}: schema_version {version} is newer than this lbbench understands (it reads {cls.FILE} up to version {cls.SCHEMA_VERSION})",
             "upgrade lbbench (pip install -U lbbench) to read it",
         )
     while version < cls.SCHEMA_VERSION:
@@ -109,8 +109,12 @@ def read_document(cls: type[D], path: Path) -> D:
         raise ResultsError(f"{path.parent}: no {path.name} (not a run directory, or the run never started)", cls.MISSING_FIX) from None
     except IsADirectoryError:
         raise ResultsError(f"{path}: is a directory, not a {cls.FILE} file", "pass the run directory itself") from None
+    except NotADirectoryError:
+        raise ResultsError(f"{path.parent}: not a directory, so not a run directory", cls.MISSING_FIX) from None
     except OSError as exc:
-        raise ResultsError(f"{path}: cannot be read ({exc.strerror or exc})", "check its permissions") from None
+        raise ResultsError(f"{path}: cannot be read ({exc.strerror or exc})", "check the path and its permissions") from None
+    except ValueError:  # a NUL byte in the path
+        raise ResultsError(f"{path.parent!r}: not a usable path (it contains a NUL byte)", cls.MISSING_FIX) from None
     try:
         data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:

@@ -129,8 +129,23 @@ class RunDir:
 
 
 def is_run_dir(path: Path) -> bool:
-    """Whether ``path`` is a run directory (it holds run.json)."""
-    return (Path(path) / RUN_JSON).is_file()
+    """Whether ``path`` is a run directory (it holds run.json); False for any path that cannot be one.
+
+    >>> is_run_dir(Path("/nonexistent")), is_run_dir(Path("nul" + chr(0))), is_run_dir(Path("x" * 300))
+    (False, False, False)
+    """
+    try:
+        return (Path(path) / RUN_JSON).is_file()
+    except (OSError, ValueError):  # a name too long, a NUL byte ...
+        return False
+
+
+def is_dir(path: Path) -> bool:
+    """``path.is_dir()`` that says False instead of raising for a path that cannot exist."""
+    try:
+        return Path(path).is_dir()
+    except (OSError, ValueError):
+        return False
 
 
 def find_run_dirs(path: Path) -> list[Path]:
@@ -138,6 +153,8 @@ def find_run_dirs(path: Path) -> list[Path]:
     path = Path(path)
     if is_run_dir(path):
         return [path]
+    if not is_dir(path):
+        return []
     return sorted({p.parent for p in path.rglob(RUN_JSON) if p.is_file()})
 
 

@@ -30,7 +30,7 @@ from ..collect import netns
 from ..collect.cpu import remove_loadgen_cgroups
 from ..collect.nsnetlink import AddressWatch
 from ..collect.statsock import stats_command
-from ..errors import Problems, UserError
+from ..errors import Problems, UserError, engine_error
 from ..results.document import read_document, write_document
 from ..results.lab import LabState
 from ..results.layout import LabDir
@@ -227,21 +227,40 @@ class Lab:
         self.wait_ready()
         self.write_state()
 
-    def down(self) -> None:
-        """Stop and remove everything of this lab (idempotent), and drop its private files."""
+    def down(self) -> list[str]:
+        """Stop and remove everything of this lab (idempotent), and drop its private files.
+
+        Runs on the way out of a failed start too, so it never raises for what the
+        engine or a tool says: every step is tried, and what failed is logged and
+        returned (``bench down PROJECT`` retries); the error that brought us here
+        stays the one the user sees.
+        """
+        problems: list[str] = []
         compose_file = self.files.configs / "compose.yaml"
         if compose_file.exists():
-            subprocess.run(
-                [*engine.compose_binary(), "-f", str(compose_file), "-p", self.project, "down", "-v", "--remove-orphans", "-t", "2"],
-                capture_output=True,
-                check=False,
-                text=True,
-                timeout=180,
-            )
-        remove_by_label(f"{render.LABEL_RUN}={self.project}")
-        remove_loadgen_cgroups(self.project)
+            try:
+                subprocess.run(
+                    [*engine.compose_binary(), "-f", str(compose_file), "-p", self.project, "down", "-v", "--remove-orphans", "-t", "2"],
+                    capture_output=True,
+                    check=False,
+                    text=True,
+                    timeout=180,
+                )
+            except (OSError, subprocess.TimeoutExpired, UserError) as exc:
+                problems.append(f"compose down: {exc}")
+        try:
+            remove_by_label(f"{render.LABEL_RUN}={self.project}")
+        except (UserError, docker.errors.DockerException) as exc:
+            problems.append(f"removing its containers and networks: {engine_error(exc) or exc}")
+        try:
+            remove_loadgen_cgroups(self.project)
+        except OSError as exc:
+            problems.append(f"removing its load-generator cgroup: {exc}")
         shutil.rmtree(self.files.root, ignore_errors=True)
         self.started = False
+        for problem in problems:
+            self.log(f"teardown of {self.project} incomplete: {problem}; `bench down {self.project}` retries")
+        return problems
 
     # ------------------------------------------------------------------ helpers
 

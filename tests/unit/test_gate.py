@@ -182,10 +182,10 @@ def test_different_machines_are_flagged(tmp_path: Path) -> None:
         (["gate", "--run", "open", "--rule", "requests.per_s: -5%", "--out", "OUT"], "is not measured per slice in a duet"),
         (["gate", "--run", "open", "--rate", "400", "--candidate-set", "lb.frontend.nbthread=0", "--out", "OUT"], "nbthread"),
         (["gate", "--duet", "B"], "no duet.json (not a duet folder)"),
-        (["gate", "--baseline", "B", "--candidate", "C", "--rules", "/nonexistent.yaml"], "--rules /nonexistent.yaml: cannot read"),
-        (["gate", "--baseline", "B", "--candidate", "C", "--alpha", "1.5"], "--alpha 1.5: must be between 0 and 1"),
+        (["gate", "--baseline", "B", "--candidate", "C", "--rules", "/nonexistent.yaml"], "--rules /nonexistent.yaml: no such gate file"),
+        (["gate", "--baseline", "B", "--candidate", "C", "--alpha", "1.5"], "--alpha: 1.5: must be less than 1"),
         (["gate", "--run", "smoke", "--baseline", "B"], "use one of --run SCENARIO, --baseline/--candidate or --duet DIR"),
-        (["gate", "--run", "smoke", "--interleaved", "--repeat", "50", "--out", "OUT"], "--repeat 50: must be between 1 and 20"),
+        (["gate", "--run", "smoke", "--interleaved", "--repeat", "50", "--out", "OUT"], "--repeat: 50: must be at most 20"),
     ],
 )
 def test_gate_errors_exit_2(argv: list[str], expect: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -227,15 +227,15 @@ def test_run_interleaves_and_gates(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     code = main(
         [
             "gate", "--run", "smoke", "--interleaved", "--repeat", "3", "--out", str(out), "--duration", "10s",
-            "--baseline-variant", "A", "--candidate-variant", "B", "--candidate-set", "servers.count=1",
+            "--baseline-variant", "rsa", "--candidate-variant", "monolith", "--candidate-set", "servers.count=1",
             "--rule", "errors.total: <= 0",
         ]
     )  # fmt: skip
     assert code == 0
     # every round runs each side once, in an order of its own
     rounds = [sorted(c[1] for c in calls[i : i + 2]) for i in range(0, 6, 2)]
-    assert rounds == [["A", "B"]] * 3
-    assert ("smoke", "B", ["servers.count=1"]) in calls
+    assert rounds == [["monolith", "rsa"]] * 3
+    assert ("smoke", "monolith", ["servers.count=1"]) in calls
     assert sorted(p.name for p in (out / "candidate").iterdir()) == ["run-01", "run-02", "run-03"]
     assert "gate: PASS" in capsys.readouterr().out
 

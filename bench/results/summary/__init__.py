@@ -89,12 +89,12 @@ class Summary(Document):
     DAMAGED_FIX: ClassVar[str] = "rebuild it from the run's samples with `bench report DIR`"
 
     schema_version: int
-    run: RunRef
-    window: Window
-    requests: Requests
-    errors: Errors
-    latency_ms: Latency
-    bytes: Bytes
+    run: RunRef | None
+    window: Window | None
+    requests: Requests | None
+    errors: Errors | None
+    latency_ms: Latency | None
+    bytes: Bytes | None
     connections: Connections | None
     tls: Tls | None
     haproxy: Haproxy | None

@@ -8,8 +8,8 @@ from .base import Figure, Section
 class ContainerCpu(Section):
     """``cpu.by_container.<name>``."""
 
-    role: str
-    node: str
+    role: str | None
+    node: str | None
     mean_pct: list[Figure] | None
     """one per core; null when only a total is known (cgroup v2)"""
     max_pct: list[Figure] | None
@@ -20,9 +20,7 @@ class ContainerCpu(Section):
 class Cpu(Section):
     host_per_core_pct: list[Figure] | None
     host_mean_pct: Figure
-    by_container: dict[str, ContainerCpu]
-
-
+    by_container: dict[str, ContainerCpu] | None
 class Collectors(Section):
     cpu_pct: Figure
     by_collector: dict[str, Figure] | None = None

@@ -49,6 +49,6 @@ class ServerErrors(Section):
 
 class Haproxy(Section):
     requests_per_s: Figure
-    idle_pct: dict[str, IdlePct]
+    idle_pct: dict[str, IdlePct] | None
     queue_max: Figure
-    server_errors: ServerErrors
+    server_errors: ServerErrors | None

@@ -44,31 +44,29 @@ class AchievedHaproxy(Section):
 class FlowPacing(Section):
     """``load.pacing.by_flow.<flow>``: the pacing totals of one flow (https, http)."""
 
-    due: int
-    sent: int
-    late: int
-    dropped: int
-    waited: int
+    due: int | None
+    sent: int | None
+    late: int | None
+    dropped: int | None
+    waited: int | None
     resumed: int | None
 
 
 class Pacing(Section):
     """``load.pacing``: totals of the ``pacing`` table over the whole seconds of the steady window."""
 
-    due: int
-    sent: int
-    late: int
-    dropped: int
-    waited: int
-    resumed: int
+    due: int | None
+    sent: int | None
+    late: int | None
+    dropped: int | None
+    waited: int | None
+    resumed: int | None
     seconds: Figure
     late_pct: Figure
     dropped_pct: Figure
     waited_pct: Figure
     dispatch_lag_max_ms: Figure
-    by_flow: dict[str, FlowPacing]
-
-
+    by_flow: dict[str, FlowPacing] | None
 class Held(Section):
     """``load.held``: held connections."""
 
@@ -77,10 +75,8 @@ class Held(Section):
     open_min: Figure
     open_max: Figure
     tls_open_mean: Figure
-    opened: int
-    failed: int
-
-
+    opened: int | None
+    failed: int | None
 class Phase(Section):
     """``load.phases[]``: a stage, find-max step or plateau; the verdict fields only for find-max steps."""
 
@@ -119,24 +115,22 @@ class FindMax(Section):
     plateau_target: Figure
     plateau_start: Figure
     limited_by: str | None
-    steps: list[FindMaxStep]
-
-
+    steps: list[FindMaxStep] | None
 class Load(Section):
-    model: str
+    model: str | None
     engine: str | None
     processes: int | str | None
     workers: int | None
     scale: Number | None
-    requests_per_connection: int
-    target: LoadFigures
-    achieved: Achieved
-    achieved_haproxy: AchievedHaproxy
-    achieved_pct: dict[str, Figure]
+    requests_per_connection: int | None
+    target: LoadFigures | None
+    achieved: Achieved | None
+    achieved_haproxy: AchievedHaproxy | None
+    achieved_pct: dict[str, Figure] | None
     reached: bool | None
     limited_by: str | None
-    verdict: str
+    verdict: str | None
     pacing: Pacing | None
     held: Held | None
-    phases: list[Phase]
+    phases: list[Phase] | None
     find_max: FindMax | None

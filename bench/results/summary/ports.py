@@ -8,8 +8,8 @@ from .base import Figure, Section
 class SourcePorts(Section):
     """``ports.by_source.<node>.<source address>``."""
 
-    max_in_use: int
-    max_time_wait: int
+    max_in_use: int | None
+    max_time_wait: int | None
     max_utilisation_pct: Figure
     destinations: dict[str, int] | None
     """"<address>:<port>" -> most ports held towards it"""
@@ -23,4 +23,4 @@ class Ports(Section):
     first_exhaustion_at: Figure
     first_exhaustion_after_s: Figure
     exhausted_pairs: list[str] | None
-    by_source: dict[str, dict[str, SourcePorts]]
+    by_source: dict[str, dict[str, SourcePorts]] | None

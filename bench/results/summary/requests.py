@@ -8,16 +8,16 @@ from .base import Figure, Section
 
 
 class Requests(Section):
-    total: int
-    ok: int
-    steady: int
+    total: int | None
+    ok: int | None
+    steady: int | None
     per_s: Figure
 
 
 class Errors(Section):
-    total: int
-    by_kind: dict[str, int]
-    steady: int
+    total: int | None
+    by_kind: dict[str, int] | None
+    steady: int | None
     per_s: Figure
     pct: Figure
 
@@ -25,7 +25,7 @@ class Errors(Section):
 class CorrectedLatency(Section):
     """``latency_ms.corrected``: from the intended send time, with the uncorrected figures beside."""
 
-    n: int
+    n: int | None
     p50: Figure
     p50_uncorrected: Figure
     p90: Figure
@@ -52,4 +52,4 @@ class Latency(Section):
 
 
 class Bytes(Section):
-    total: int
+    total: int | None

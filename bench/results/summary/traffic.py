@@ -17,5 +17,5 @@ class Mbps(Section):
 
 
 class Traffic(Section):
-    client_mbps: Mbps
-    server_mbps: Mbps
+    client_mbps: Mbps | None
+    server_mbps: Mbps | None

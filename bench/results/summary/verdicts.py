@@ -8,18 +8,16 @@ from .base import Figure, Section
 class Bottleneck(Section):
     component: str | None
     """loadgen, frontend, backend, monolith, server, ports, host, none; null without CPU samples"""
-    verdict: str
-    saturated: list[str]
-    utilisation_pct: dict[str, Figure]
-    evidence: list[str]
-
-
+    verdict: str | None
+    saturated: list[str] | None
+    utilisation_pct: dict[str, Figure] | None
+    evidence: list[str] | None
 class Check(Section):
     """``checks[]``: one cross-check; ``ok`` null = not checked."""
 
-    name: str
+    name: str | None
     ok: bool | None
     client: Figure
     haproxy: Figure
     diff_pct: Figure
-    note: str
+    note: str | None

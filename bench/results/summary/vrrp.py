@@ -6,7 +6,7 @@ from .base import Figure, Section
 
 
 class Vrrp(Section):
-    holders: list[str]
+    holders: list[str] | None
     changes: int | None
     seconds_without_holder: int | None
     seconds_with_two_holders: int | None
@@ -16,7 +16,7 @@ class Vrrp(Section):
 class Distribution(Section):
     """A figure over several faults."""
 
-    n: int
+    n: int | None
     min: Figure
     median: Figure
     p95: Figure
@@ -24,15 +24,13 @@ class Distribution(Section):
 
 
 class FaultErrors(Section):
-    total: int
-    by_kind: dict[str, int]
-
-
+    total: int | None
+    by_kind: dict[str, int] | None
 class FaultEvent(Section):
     """``failover.events[]``: one injected fault."""
 
     id: int | None
-    kind: str
+    kind: str | None
     target: str | None
     node: str | None
     injected_at: Figure
@@ -41,9 +39,9 @@ class FaultEvent(Section):
     expected_vip_move_s: list[float] | None
     """[low, high] seconds after the injection within which the VIP should move (null: it should not)"""
     gap_s: Figure
-    censored: bool
+    censored: bool | None
     first_success_after_s: Figure
-    errors: FaultErrors
+    errors: FaultErrors | None
     recovered_after_s: Figure
     pre_fault_per_s: Figure
     window_s: Figure
@@ -52,7 +50,7 @@ class FaultEvent(Section):
 class FaultKind(Section):
     """``failover.by_kind.<kind>``."""
 
-    n: int
+    n: int | None
     expected_vip_move_s: list[float] | None
     vip_moved_after_s: Distribution | None
     gap_s: Distribution | None
@@ -62,8 +60,8 @@ class FaultKind(Section):
 
 
 class Failover(Section):
-    events: list[FaultEvent]
-    by_kind: dict[str, FaultKind]
+    events: list[FaultEvent] | None
+    by_kind: dict[str, FaultKind] | None
     vip_moved_after_s: Distribution | None
     gap_s: Distribution | None
     first_success_after_s: Distribution | None
