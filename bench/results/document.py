@@ -72,7 +72,7 @@ def migrate(cls: type[Document], data: dict[str, Any], source: str) -> dict[str,
     if version > cls.SCHEMA_VERSION:
         raise ResultsError(
             f"{source}: schema_version {version} is newer than this lbbench understands (it reads {cls.FILE} up to version {cls.SCHEMA_VERSION})",
-            "upgrade lbbench (pip install -U lbbench) to read it",
+            "upgrade lbbench (git pull; make setup) to read it",
         )
     while version < cls.SCHEMA_VERSION:
         step = cls.MIGRATIONS.get(version)
