@@ -17,6 +17,18 @@ if TYPE_CHECKING:
     from pydantic import ValidationError
 
 
+def one_line(text: str) -> str:
+    r"""``text`` as one line of printable characters, whatever a tool's message or a file's bytes put in it.
+
+    >>> print(one_line("a" + chr(10) + "b" + chr(27) + "c"))
+    a b\x1bc
+    """
+    if text.isprintable():
+        return text
+    text = " ".join(text.split())
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class UserError(Exception):
     """A problem the user can fix; ``fix`` says how."""
 
@@ -28,9 +40,7 @@ class UserError(Exception):
         self.fix = fix
 
     def __str__(self) -> str:
-        # one line, whatever a tool's message that ended up in it looked like
-        text = f"{self.problem}; fix: {self.fix}" if self.fix else self.problem
-        return " ".join(text.split()) if "\n" in text or "\r" in text else text
+        return one_line(f"{self.problem}; fix: {self.fix}" if self.fix else self.problem)
 
 
 def engine_error(exc: BaseException) -> UserError | None:
@@ -78,7 +88,7 @@ class Problems(UserError):
 
     def lines(self) -> list[str]:
         """One line per problem: ``problem; fix: how``."""
-        return [f"{p}; fix: {f}" if f else p for p, f in self.problems]
+        return [one_line(f"{p}; fix: {f}" if f else p) for p, f in self.problems]
 
     def __str__(self) -> str:
         if len(self.problems) == 1:

@@ -345,17 +345,21 @@ def _compact_table(run_dir: Path, name: str) -> Path | None:
         leftover.unlink(missing_ok=True)
     final = folder / COMPACTED
     tmp = folder / f"{COMPACTED}.{os.getpid()}.tmp"
-    with pq.ParquetWriter(tmp, schema.with_metadata({CHUNKS_KEY: "\n".join(sorted(held)).encode()}), compression="zstd", use_dictionary=dictionary) as out:
-        pending: list[pa.Table] = []
-        rows = 0
-        for part in _batches(files, schema):
-            pending.append(part)
-            rows += part.num_rows
-            if rows >= ROW_GROUP:
+    try:
+        with pq.ParquetWriter(tmp, schema.with_metadata({CHUNKS_KEY: "\n".join(sorted(held)).encode()}), compression="zstd", use_dictionary=dictionary) as out:
+            pending: list[pa.Table] = []
+            rows = 0
+            for part in _batches(files, schema):
+                pending.append(part)
+                rows += part.num_rows
+                if rows >= ROW_GROUP:
+                    out.write_table(pa.concat_tables(pending).combine_chunks(), row_group_size=ROW_GROUP)
+                    pending, rows = [], 0
+            if pending:
                 out.write_table(pa.concat_tables(pending).combine_chunks(), row_group_size=ROW_GROUP)
-                pending, rows = [], 0
-        if pending:
-            out.write_table(pa.concat_tables(pending).combine_chunks(), row_group_size=ROW_GROUP)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a damaged chunk (StoreError) or Ctrl-C: leave the run directory as it was
+        raise
     os.replace(tmp, final)
     for c in chunks + stale:
         c.unlink(missing_ok=True)

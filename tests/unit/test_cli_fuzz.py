@@ -189,7 +189,7 @@ def argv_for(draw: st.DrawFn, sandbox: Path, document: Path) -> list[str]:
 def file_argv(draw: st.DrawFn, sandbox: Path, document: Path) -> list[str]:
     """A command that reads the fuzzed file as a scenario, a topology, a matrix, a gate file or a run's run.json."""
     doc, golden = str(document), str(paths.ROOT / "tests" / "golden" / "compare" / "runs")
-    choice = draw(st.sampled_from(["run", "run-matrix", "up", "gate-rules", "report", "compare"]))
+    choice = draw(st.sampled_from(["run", "run-matrix", "up", "gate-rules", "report", "report-samples", "compare"]))
     out = str(sandbox / "out")
     return {
         "run": ["run", doc, "--out", out],
@@ -197,6 +197,7 @@ def file_argv(draw: st.DrawFn, sandbox: Path, document: Path) -> list[str]:
         "up": ["up", doc],
         "gate-rules": ["gate", "--baseline", golden + "/base", "--candidate", golden + "/delay", "--rules", doc],
         "report": ["report", str(sandbox / "run-dir")],
+        "report-samples": ["report", str(sandbox / "samples-dir")],
         "compare": ["compare", str(sandbox / "run-dir"), golden + "/base"],
     }[choice]
 
@@ -276,4 +277,12 @@ def test_random_files_never_reach_a_traceback(data: st.DataObject, content: byte
     run_dir.mkdir(exist_ok=True)
     for name in ("run.json", "summary.json"):
         (run_dir / name).write_bytes(content if data.draw(st.booleans()) else json.dumps(data.draw(VALUES)).encode())
+    # a real run directory whose sample chunk is the fuzzed file
+    samples_dir = tripwire / "samples-dir"
+    if not samples_dir.exists():
+        (samples_dir / "samples" / "requests").mkdir(parents=True)
+        (samples_dir / "run.json").write_bytes((paths.ROOT / "tests" / "golden" / "runs" / "smoke" / "run.json").read_bytes())
+    table = data.draw(st.sampled_from(["requests", "latency_hist", "cpu", "haproxy_stat", "pacing"]))
+    (samples_dir / "samples" / table).mkdir(parents=True, exist_ok=True)
+    (samples_dir / "samples" / table / "part-fuzz-000000.parquet").write_bytes(content)
     check_one(tripwire, document, content, file_argv(data.draw, tripwire, document), capsys)
