@@ -80,7 +80,7 @@ def one_run(scenario: str, duration: str, reader: str) -> dict:
     try:
         proc = subprocess.run(
             [str(BENCH), "run", scenario, "--duration", duration, "--out", str(out)],
-            env=env, capture_output=True, text=True, timeout=600,
+            env=env, capture_output=True, check=False, text=True, timeout=600,
         )  # fmt: skip
         if proc.returncode != 0:
             raise SystemExit(f"bench run failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")

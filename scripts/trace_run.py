@@ -50,7 +50,7 @@ def traced(owner: Any, name: str, label: str | None = None) -> None:
 
 
 def main() -> int:
-    global T0
+    global T0  # noqa: PLW0603 - the trace's time origin, set once per run of this script
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("scenario", nargs="?", default="smoke")
     ap.add_argument("--duration", default="5s")

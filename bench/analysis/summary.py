@@ -141,8 +141,10 @@ def headline(summary: dict[str, Any], label: str = "") -> list[str]:
     lat = summary["latency_ms"]
     req = summary["requests"]
     lines = [
-        f"{label}{_n(req['per_s'], 1)} req/s, {_n(req['total'])} requests, {_n(summary['errors']['total'])} errors, "
-        f"p50 {lat['p50']} ms, p99 {lat['p99']} ms"
+        (
+            f"{label}{_n(req['per_s'], 1)} req/s, {_n(req['total'])} requests, {_n(summary['errors']['total'])} errors, "
+            f"p50 {lat['p50']} ms, p99 {lat['p99']} ms"
+        )
     ]
     load = summary.get("load") or {}
     if load.get("reached") is not None or load.get("find_max"):

@@ -9,7 +9,6 @@ move columns do not shift values.
 from __future__ import annotations
 
 import math
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path

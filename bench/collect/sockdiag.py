@@ -109,7 +109,7 @@ def dump(sock: socket.socket, family: int, states: int = ALL_STATES, seq: int = 
 class Fields:
     """The per-socket fields of a dump as numpy arrays (addresses as 16 raw bytes, ports host order)."""
 
-    __slots__ = ("state", "sport", "dport", "src", "dst")
+    __slots__ = ("dport", "dst", "sport", "src", "state")
 
     def __init__(self, answer: tuple[bytes, np.ndarray]):
         data, at = answer
