@@ -28,11 +28,11 @@ from . import __version__, engine, images, paths
 from .errors import RunInterrupted, UserError
 from .faults import FaultInjector, FaultSchedule
 from .inputs import check_output_dir
+from .live.view import LiveView
 from .load.fit import prepare_load
 from .load.runner import LocustProcess, describe_load, open_start_gate, processes_of, start_gate, start_locust
 from .load.workers import WorkerSet, start_load
 from .load.workers import ensure_image as ensure_worker_image
-from .live.view import LiveView
 from .results.document import write_document
 from .results.events import EventLog
 from .results.layout import RunDir

@@ -55,7 +55,7 @@ OPS: dict[str, Callable[[float, float], bool]] = {
 _EXPR = re.compile(r"^\s*(?P<op><=|>=|==|!=|<|>)\s*(?P<num>[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
 SYNTAX = 'write an operator and a number, e.g. "< 50", ">= 99.5" (operators: < <= > >= == !=)'
 
-#: Figures a threshold can name beyond the summary's own fields: derived on reading (bench/compare: ``lookup``).
+#: Figures a threshold can name beyond the summary's own fields: derived on reading (bench/results/figures.py: ``lookup``).
 DERIVED_METRICS: tuple[str, ...] = (
     "cpu.lb_ms_per_request",
     *(f"failover.gap_s.{k}" for k in ("min", "median", "p95", "max", "mean")),
@@ -173,8 +173,8 @@ def parse_thresholds(raw: Mapping[str, Any]) -> list[Threshold]:
     if not isinstance(raw, Mapping):
         raise ValueError('expected a mapping of metric to expression, e.g. {latency_ms.p99: "< 50"}')
     out: list[Threshold] = []
-    for metric, spec in raw.items():
-        metric = str(metric)
+    for key, spec in raw.items():
+        metric = str(key)
         if not is_known_metric(metric):
             close = suggest(metric)
             hint = f" (did you mean {close}?)" if close else ""
@@ -221,9 +221,10 @@ def evaluate(thresholds: list[Threshold], summary: Mapping[str, Any], lookup: Ca
     (none failed, but one had no data or the run cannot vouch for a pass), ``pass``.
     """
     if lookup is None:
-        from .compare import lookup as lookup_fn
+        from .results.figures import lookup as lookup_fn
 
-        lookup = lookup_fn
+        lookup = lookup_fn  # type: ignore[assignment]  # it reads any mapping
+    assert lookup is not None
     results = []
     for th in thresholds:
         value = _number(lookup(summary, th.metric))

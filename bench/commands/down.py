@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from ..errors import UserError
 from .common import EXIT_OK, Subparsers, say
@@ -24,7 +25,7 @@ def cmd_down(args: argparse.Namespace) -> int:
     if args.all and args.project:
         raise UserError("bench down: name PROJECTs or pass --all, not both", "`bench status` lists labs")
     containers = networks = 0
-    skipped: dict = {}
+    skipped: dict[str, Any] = {}
     for project in args.project or [None]:
         c, n, kept = lab_down(project, force=args.force)
         containers, networks = containers + c, networks + n

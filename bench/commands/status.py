@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from .common import EXIT_OK, Subparsers
 
@@ -29,7 +30,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _owner_text(info: dict) -> str:
+def _owner_text(info: dict[str, Any]) -> str:
     who, state = info.get("owner") or {}, info.get("owner_state")
     if state == "live-run":
         return f"[live run: pid {who.get('pid')}, {who.get('command')}; leave it]"

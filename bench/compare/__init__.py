@@ -27,8 +27,9 @@ from typing import Any
 from .. import stats
 from ..errors import UserError
 from ..inputs import check_output_file
+from ..results.figures import MISSING, lookup, number
 from .comparison import Row, compare_duet, compare_figure, compare_groups, compare_paired
-from .figures import BY_KEY, KEY_FIGURES, MISSING, Figure, figure_for, fmt_value, is_count, lookup, number, numeric_keys, phrase, ratio_of
+from .figures import BY_KEY, KEY_FIGURES, Figure, figure_for, fmt_value, is_count, numeric_keys, phrase, ratio_of
 from .render import FORMATS, make_plots, render_html, render_json, render_markdown, render_terminal, table_rows
 from .runs import Group, Run, find_runs, group_key, load_groups, load_run, provenance_notes
 

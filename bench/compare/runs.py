@@ -22,8 +22,8 @@ import pandas as pd
 
 from .. import stats
 from ..errors import UserError
+from ..results.figures import MISSING, lookup, number
 from ..results.layout import RunDir, find_run_dirs, is_dir, is_run_dir
-from .figures import MISSING, lookup, number
 
 
 @dataclass

@@ -32,8 +32,8 @@ import numpy as np
 
 from .. import stats
 from ..compare import Group, Row, compare_figure, figure_for, fmt_value, is_count, lookup, numeric_keys
-from ..compare.figures import MISSING
 from ..errors import UserError
+from ..results.figures import MISSING
 from .rules import OPS, Rule
 
 SCHEMA_VERSION = 2

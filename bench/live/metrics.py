@@ -19,8 +19,8 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from ..analysis.histogram import bucket_bounds
 from ..errors import UserError
+from ..results.histogram import bucket_bounds
 from .state import LiveState, Snapshot
 
 #: Upper bounds (seconds) of the request-latency histogram exported to Prometheus.
@@ -146,13 +146,13 @@ class RunCollector(Collector):
             kinds = dict(state.haproxy_kind)
             stat = {k: dict(v) for k, v in state.haproxy_stat.items()}
         if info:
-            fam = GaugeMetricFamily("lbbench_haproxy_info", "HAProxy `show info` figures per process (ConnRate, SslFrontendKeyRate ...)", labels=[*ln, "service", "kind", "field"])
+            gauge = GaugeMetricFamily("lbbench_haproxy_info", "HAProxy `show info` figures per process (ConnRate, SslFrontendKeyRate ...)", labels=[*ln, "service", "kind", "field"])
             for service, metrics in sorted(info.items()):
                 for metric, value in sorted(metrics.items()):
-                    fam.add_metric([*lv, service, kinds.get(service, ""), metric], value)
-            yield fam
+                    gauge.add_metric([*lv, service, kinds.get(service, ""), metric], value)
+            yield gauge
         for field, suffix, doc, counter in STAT_FIELDS:
-            cls = CounterMetricFamily if counter else GaugeMetricFamily
+            cls: type[CounterMetricFamily] | type[GaugeMetricFamily] = CounterMetricFamily if counter else GaugeMetricFamily
             fam = cls(f"lbbench_haproxy_{suffix}", f"HAProxy `show stat` {doc}", labels=[*ln, "service", "proxy", "server", "type"])
             for (service, px, sv), row in sorted(stat.items()):
                 v = row.get(field)

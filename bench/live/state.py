@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..analysis.histogram import Histogram, buckets_of
 from ..results import store
+from ..results.histogram import Histogram, buckets_of
 from ..results.layout import RunDir
 
 #: Seconds of client figures the live rates and percentiles cover.

@@ -47,7 +47,7 @@ def ms(v: float | None) -> str:
 def _clock(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    s = int(round(seconds))
+    s = round(seconds)
     return f"{s // 60}:{s % 60:02d}"
 
 

@@ -4,7 +4,7 @@
 format (one interval per second of load, successful requests, values in
 microseconds), readable by HdrHistogram's own tools (HistogramLogProcessor,
 HdrHistogram plotters, ``hdrh.log.HistogramLogReader``) and by wrk2/Gatling-style
-pipelines. Our histogram buckets (:mod:`bench.analysis.histogram`: 1 us units,
+pipelines. Our histogram buckets (:mod:`bench.results.histogram`: 1 us units,
 128 sub-buckets per power of two) have the same edges as an HdrHistogram with
 2 significant digits, so each bucket maps onto exactly one HdrHistogram bucket
 and the export loses nothing.
@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..analysis.histogram import Histogram, bucket_bounds
+from ..results.histogram import Histogram, bucket_bounds
 
 #: HdrHistogram layout equal to ours: 1 us lowest, 2 significant digits, up to one hour.
 HDR_LOWEST_US, HDR_HIGHEST_US, HDR_DIGITS = 1, 3_600_000_000, 2
@@ -30,10 +30,10 @@ MARKS = (50.0, 90.0, 99.0, 99.9, 99.99)
 
 def bucket_us(bucket: int) -> int:
     """The lowest value of a bucket in whole microseconds (lands in the same HdrHistogram bucket)."""
-    return max(int(round(bucket_bounds(bucket)[0] * 1000.0)), HDR_LOWEST_US)
+    return max(round(bucket_bounds(bucket)[0] * 1000.0), HDR_LOWEST_US)
 
 
-def to_hdr(hist: Histogram, start_s: float | None = None, end_s: float | None = None):  # noqa: ANN201 - hdrh has no types
+def to_hdr(hist: Histogram, start_s: float | None = None, end_s: float | None = None):
     """An ``hdrh`` HdrHistogram with the counts of ``hist`` (values in microseconds)."""
     from hdrh.histogram import HdrHistogram
 

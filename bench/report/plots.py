@@ -505,8 +505,8 @@ def plot_failover_distribution(ctx: Context) -> Figure | None:
 
 def plot_latency_distribution(ctx: Context) -> Figure | None:
     """Latency of successful requests in the steady window: CDF and percentile spectrum (also as an HdrHistogram log in derived/latency.hlog)."""
-    from ..analysis.histogram import Histogram, buckets_of
     from ..analysis.requests import merged_histogram
+    from ..results.histogram import Histogram, buckets_of
     from .latency import plot_distribution
 
     hist = merged_histogram(ctx.data.latency_hist, ctx.window)

@@ -27,7 +27,6 @@ from typing import Any
 from ..results.layout import LabDir
 
 
-
 def _boot_id() -> str | None:
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()

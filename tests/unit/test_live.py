@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.results.store import ChunkWriter
 from bench.errors import UserError
 from bench.live import view as viewmod
 from bench.live.metrics import MetricsServer, RunCollector
 from bench.live.state import SETTLE_S, WINDOW_S, LiveState
+from bench.results.store import ChunkWriter
 
 T0 = 1_800_000_000.0
 
@@ -51,14 +51,23 @@ def _requests(tmp_path: Path, seconds: range, per_s: int = 100, latency_ms: floa
 def _lab_samples(tmp_path: Path) -> None:
     cpu = ChunkWriter(tmp_path, "cpu", "collector")
     for i, t in enumerate((T0, T0 + 1.0)):
-        cpu.write({"t": [t] * 3, "container": ["lb-a-frontend", "loadgen", "host"], "role": ["frontend", "loadgen", "host"], "node": ["lb-a", "", ""], "cpu": [0, 0, 0], "usage_s": [10.0 + 0.25 * i, 5.0 + 0.5 * i, 100.0 + 1.5 * i]})
+        cpu.write({
+            "t": [t] * 3, "container": ["lb-a-frontend", "loadgen", "host"], "role": ["frontend", "loadgen", "host"], "node": ["lb-a", "", ""],
+            "cpu": [0, 0, 0], "usage_s": [10.0 + 0.25 * i, 5.0 + 0.5 * i, 100.0 + 1.5 * i],
+        })  # fmt: skip
     cpu.write({"t": [T0 + 9.0] * 2, "container": ["loadgen", "host"], "role": ["loadgen", "host"], "node": ["", ""], "cpu": [0, 0], "usage_s": [5.5 + 0.5 * 8, 101.5 + 1.5 * 8]})
     info = ChunkWriter(tmp_path, "haproxy_info", "collector")
-    info.write({"t": [T0] * 3, "node": ["lb-a"] * 3, "service": ["lb-a-frontend"] * 3, "kind": ["frontend"] * 3, "metric": ["ConnRate", "SslFrontendKeyRate", "CurrConns"], "value": [12.0, 3.0, 40.0]})
+    info.write({
+        "t": [T0] * 3, "node": ["lb-a"] * 3, "service": ["lb-a-frontend"] * 3, "kind": ["frontend"] * 3,
+        "metric": ["ConnRate", "SslFrontendKeyRate", "CurrConns"], "value": [12.0, 3.0, 40.0],
+    })  # fmt: skip
     # lb-b's frontend answers on; lb-a's stopped (crashed) after T0: its last sample must not count
     info.write({"t": [T0 + 9.0] * 2, "node": ["lb-b"] * 2, "service": ["lb-b-frontend"] * 2, "kind": ["frontend"] * 2, "metric": ["ConnRate", "CurrConns"], "value": [5.0, 20.0]})
     stat = ChunkWriter(tmp_path, "haproxy_stat", "collector")
-    stat.write({"t": [T0], "node": ["lb-a"], "service": ["lb-a-frontend"], "kind": ["frontend"], "pxname": ["fe_https"], "svname": ["FRONTEND"], "type": [0], "status": ["OPEN"], "scur": [40.0], "stot": [900.0], "req_tot": [3000.0]})
+    stat.write({
+        "t": [T0], "node": ["lb-a"], "service": ["lb-a-frontend"], "kind": ["frontend"], "pxname": ["fe_https"], "svname": ["FRONTEND"],
+        "type": [0], "status": ["OPEN"], "scur": [40.0], "stot": [900.0], "req_tot": [3000.0],
+    })  # fmt: skip
     vrrp = ChunkWriter(tmp_path, "vrrp", "collector")
     vrrp.write({"t": [T0, T0], "node": ["lb-a", "lb-b"], "holds_vip": [True, False]})
     vrrp.write({"t": [T0 + 5, T0 + 5], "node": ["lb-a", "lb-b"], "holds_vip": [False, True]})
@@ -74,7 +83,7 @@ def _lab_samples(tmp_path: Path) -> None:
 
 def _state(tmp_path: Path, thresholds: dict | None = None) -> LiveState:
     _lab_samples(tmp_path)
-    _requests(tmp_path, range(0, 10), per_s=100, errors=2)
+    _requests(tmp_path, range(10), per_s=100, errors=2)
     state = LiveState(tmp_path, _run(tmp_path, thresholds))
     state.set_phase("load", T0)
     state.poll()
@@ -138,7 +147,7 @@ def test_panel_and_line_render_with_separators(tmp_path: Path) -> None:
 
 def test_lines_mode_prints_one_line_per_interval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _lab_samples(tmp_path)
-    _requests(tmp_path, range(0, 3))
+    _requests(tmp_path, range(3))
     out = io.StringIO()
     live = viewmod.LiveView("lines", stream=out)
     live.state = LiveState(tmp_path, _run(tmp_path))

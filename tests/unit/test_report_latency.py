@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from bench.analysis.common import load_run
-from bench.analysis.histogram import Histogram, buckets_of
 from bench.analysis.requests import merged_histogram
 from bench.report.latency import plot_distribution, spectrum, to_hdr, write_hlog
+from bench.results.histogram import Histogram, buckets_of
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "runs"
 

@@ -46,7 +46,7 @@ def test_several_expressions_on_one_metric_and_wildcard_names() -> None:
     ],
 )
 def test_bad_thresholds_say_what_and_suggest(raw, words) -> None:
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(ValueError) as err:  # noqa: PT011 - the words of the message are checked below
         th.parse_thresholds(raw)
     for w in words:
         assert w in str(err.value)
@@ -138,8 +138,12 @@ def test_bench_run_exit_status_and_junit_follow_the_verdict(tmp_path: Path, monk
     run_dir = tmp_path / "run"
     shutil.copytree(GOLDEN / "smoke", run_dir)
     s = json.loads((run_dir / "summary.json").read_text())
-    results = [] if status == "none" else [{"metric": "latency_ms.p99", "op": "<", "limit": 50.0, "threshold": "latency_ms.p99 < 50", "value": 47.7, "status": "fail" if status == "fail" else "pass", "message": "m"}]
-    s["thresholds"] = {"status": status, "passed": int(status != "fail" and bool(results)), "failed": int(status == "fail"), "no_data": 0, "untrustworthy": ["x"] if status == "inconclusive" else [], "results": results}
+    result = {"metric": "latency_ms.p99", "op": "<", "limit": 50.0, "threshold": "latency_ms.p99 < 50", "value": 47.7, "status": "fail" if status == "fail" else "pass", "message": "m"}
+    results = [] if status == "none" else [result]
+    s["thresholds"] = {
+        "status": status, "passed": int(status != "fail" and bool(results)), "failed": int(status == "fail"), "no_data": 0,
+        "untrustworthy": ["x"] if status == "inconclusive" else [], "results": results,
+    }  # fmt: skip
     (run_dir / "summary.json").write_text(json.dumps(s))
     monkeypatch.setattr(matrix, "run_command", lambda *a, **k: (run_dir, False))
     junit = tmp_path / "slo.xml"
