@@ -9,12 +9,13 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from .document import Document
+from .layout import LAB_JSON
 
 
 class LabState(Document):
     """``lab.json`` of a running lab."""
 
-    FILE: ClassVar[str] = "lab.json"
+    FILE: ClassVar[str] = LAB_JSON
     SCHEMA_VERSION: ClassVar[int] = 1
     MISSING_FIX: ClassVar[str] = "`bench status` lists running labs"
 

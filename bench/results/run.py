@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from .document import Document, Model, Number, read_document
-from .layout import RunDir
+from .layout import RUN_JSON, RunDir
 
 RunStatus = Literal["starting", "running", "completed", "interrupted", "failed"]
 
@@ -107,7 +107,7 @@ class LiveViewInfo(Model):
 class RunDoc(Document):
     """``run.json`` of a run directory."""
 
-    FILE: ClassVar[str] = "run.json"
+    FILE: ClassVar[str] = RUN_JSON
     SCHEMA_VERSION: ClassVar[int] = 1
 
     schema_version: int = 1

@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Union, get_args, get_origin
 from pydantic import BaseModel
 
 from ..document import Document, Migration, document_dict, read_document
-from ..layout import RunDir
+from ..layout import SUMMARY_JSON, RunDir
 from .base import Section
 from .cost import Cost
 from .cpu import Collectors, Cpu
@@ -83,7 +83,7 @@ def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
 class Summary(Document):
     """``summary.json`` of a run directory (reports/README.md, "summary.json")."""
 
-    FILE: ClassVar[str] = "summary.json"
+    FILE: ClassVar[str] = SUMMARY_JSON
     SCHEMA_VERSION: ClassVar[int] = SCHEMA_VERSION
     MIGRATIONS: ClassVar[dict[int, Migration]] = {1: _v1_to_v2}
     DAMAGED_FIX: ClassVar[str] = "rebuild it from the run's samples with `bench report DIR`"
