@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__, engine, images, paths
+from .collect.integrity import LabWatch, headline
 from .errors import RunInterrupted, UserError
 from .faults import FaultInjector, FaultSchedule
 from .inputs import check_output_dir
@@ -302,6 +303,7 @@ def run_scenario(
     locust: LocustProcess | None = None
     worker_set: WorkerSet | None = None
     collectors: Collectors | None = None
+    watch: LabWatch | None = None
     schedule: FaultSchedule | None = None
     load_started = False
     gate: dict[str, Any] | None = None
@@ -329,9 +331,13 @@ def run_scenario(
                 # `bench fault` during the run writes into the run's own events file.
                 lab.write_state(events=str(rd.events), run_dir=str(run_dir))
                 # Sampling starts before the load (idle baseline) and ends after it (final state).
+                # From here on, a container that dies or a VIP that moves without a fault is noticed.
+                watch = LabWatch(lab, events, log=log, advert_int=topology.keepalived.advert_int)
+                watch.start()
                 from .collect.collectors import Collectors
 
                 collectors = Collectors(run_dir, lab, log=log)
+                collectors.watch = watch
                 collectors.start()
                 log(f"driving load: {describe_load(scenario)}, {scenario.duration:g}s against {host}")
                 if locust is not None and gate is not None:  # started ahead: open its gate
@@ -341,6 +347,7 @@ def run_scenario(
                 else:
                     locust, worker_set = start_load(scenario, host, lab, run_dir, collectors, load_extra, workers, worker_image, log)
                 load_started = True
+                watch.t0 = collectors.t0 = locust.started_at
                 run["load_window"] = {"start": locust.started_at, "end": None}
                 run["load_pid"] = locust.proc.pid  # its process group, should bench itself be killed
                 run["status"] = "running"
@@ -382,13 +389,20 @@ def run_scenario(
                                 run["load_window"]["end"] = time.time()
                         if collectors is not None:
                             collectors.stop()
+                        if watch is not None:  # after the last recovery, before the teardown
+                            problems = [p.event() for p in watch.stop()]
+                            if problems:
+                                run["integrity"] = {"problems": problems, "headline": headline(problems)}
+                                if run["status"] == "completed":
+                                    run["status"] = "invalid"
                     finally:
                         if live is not None:
                             live.close()  # after the collectors' last sample: the final frame shows it
                             run["live_view"] = {"mode": live.mode, "cpu_s": round(live.cpu_s, 3)}  # what watching cost
                         # logs and teardown go on while the run is analysed; joined before returning
                         teardown = Teardown(lab, worker_set, rd)
-    except BaseException:
+    except BaseException as exc:
+        changed = (run.get("integrity") or {}).get("headline")
         try:
             if not load_started:
                 # Nothing was measured: leave no half-written report behind (the logs go there too).
@@ -396,16 +410,20 @@ def run_scenario(
                     teardown.join(raise_error=False)
                 shutil.rmtree(run_dir, ignore_errors=True)
             else:
-                run["status"] = run["status"] if run["status"] == "interrupted" else "failed"
+                if run["status"] != "interrupted":
+                    # a load that failed because the lab changed under it: the change is the news
+                    run["status"] = "invalid" if changed else "failed"
                 run["ended_at"] = _now()
                 write_document(RunDoc, run, rd.run_json)
                 try:  # keep what was measured readable; the original error is what matters
                     _build_report(run_dir)
-                except Exception as exc:  # noqa: BLE001
-                    log(f"could not build the report of the failed run: {exc}")
+                except Exception as report_exc:  # noqa: BLE001
+                    log(f"could not build the report of the failed run: {report_exc}")
         finally:
             if teardown is not None:
                 teardown.join(raise_error=False)
+        if load_started and changed and isinstance(exc, UserError):
+            raise UserError(f"the lab changed during the run: {changed}", f"the figures from then on are not the lab's; report in {run_dir}") from exc
         raise
     run["ended_at"] = _now()
     write_document(RunDoc, run, rd.run_json)
@@ -422,7 +440,10 @@ def run_scenario(
     except BaseException:
         teardown.join(raise_error=False)
         raise
-    teardown.join()
+    engine_lost = watch is not None and watch.engine_lost_seen
+    teardown.join(raise_error=not engine_lost)
+    if engine_lost and teardown.error is not None:
+        log(f"could not tear {lab.project} down with the engine gone: once it is back, `bench down {lab.project}`")
     return run_dir
 
 

@@ -111,6 +111,7 @@ class Process(_Model):
 
     nbthread: int = Field(1, ge=1, le=64)
     cpus: str | None = Field(None, description="cpuset for the container, e.g. '0' or '0-1'; null = no pinning")
+    cpu_limit: float | None = Field(None, gt=0, le=64, description="CPU quota of the container in cores (Compose `cpus`), e.g. 0.2; null = none")
     maxconn: int = Field(8000, ge=1, le=1_000_000)
 
     @field_validator("cpus", mode="before")
@@ -502,6 +503,14 @@ class Load(_Model):
     stages: list[Stage] = Field(default_factory=list, description="the target over time: steps, ramps, plateaus")
     find_max: FindMax | None = Field(None, description="search the highest rate within bounds, then hold a plateau")
     held: Held | None = Field(None, description="idle keep-alive connections held while the model runs")
+    trace_every: int | None = Field(
+        None,
+        ge=0,
+        le=1_000_000,
+        description="requests traced through every hop (an X-Lbbench-Id header; each HAProxy process logs its "
+        "timers for them): 1 in N; 0 = none; null = automatic (every request up to about 100/s per load-generator "
+        "process, 1 in N above)",
+    )
     max_lag: Duration = Field(
         1.0,
         gt=0,

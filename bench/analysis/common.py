@@ -26,18 +26,20 @@ TAIL_S = 1.0
 #: whole): the rest stays on disk. A column an analysis starts to use is added here (a unit
 #: test checks that every column the analysis and report code name is).
 READ_COLUMNS: dict[str, tuple[str, ...]] = {
-    # one row per request: everything but the writer's name
-    "requests": ("t", "latency_ms", "bytes", "status", "error", "name", "conn_new", "intended_t", "latency_corrected_ms"),
+    # one row per request: everything (the writer's name and trace id join traced requests to request_timers)
+    "requests": ("t", "latency_ms", "bytes", "status", "error", "name", "worker", "conn_new", "intended_t", "latency_corrected_ms", "trace_id"),
     "haproxy_stat": (
         "t", "node", "service", "kind", "pxname", "svname", "type", "status",
         "scur", "bin", "bout", "econ", "eresp", "wretr", "wredis", "rate", "req_rate", "req_tot", "hrsp_5xx",
         "qcur", "conn_rate", "conn_tot", "cli_abrt", "srv_abrt", "ssl_sess", "ssl_reused_sess",
+        "slim", "stot", "qtime", "ctime", "rtime", "ttime",
     ),
 }  # fmt: skip
 #: Rows the analysis reads of the long-format tables: ``show info`` fields it uses (a unit
 #: test checks that every field the code asks :func:`bench.analysis.haproxy.info_metric` for is here).
 READ_ROWS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "haproxy_info": ("metric", ("ConnRate", "SslRate", "SslFrontendKeyRate", "CumConns", "CumReq", "CurrConns", "CurrSslConns", "Idle_pct")),
+    "haproxy_info": ("metric", ("ConnRate", "SslRate", "SslFrontendKeyRate", "CumConns", "CumReq", "CurrConns", "CurrSslConns", "Idle_pct",
+                              "Maxconn", "Ulimit-n", "Maxsock", "DroppedLogs")),
 }
 
 

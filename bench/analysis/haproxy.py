@@ -275,3 +275,78 @@ def haproxy_series(info: pd.DataFrame, stat: pd.DataFrame) -> pd.DataFrame:
             out[c] = np.nan
     out.index.name = "t"
     return out.reset_index()[["t", *names]].astype(float)
+
+
+def server_pool(stat: pd.DataFrame, window: tuple[float, float]) -> dict[str, dict[str, Any]]:
+    """``haproxy.pool``: per server-side process that carried requests, its pool towards the real servers.
+
+    ``slots`` is the pool's size (sum of the servers' ``slim``, their ``maxconn``;
+    null without one), ``busy_mean``/``busy_max`` the connections in use (sum of the
+    servers' ``scur``), ``queue_mean``/``queue_max`` the requests waiting for a slot
+    (the backend's ``qcur``), and ``qtime_ms``/``ctime_ms``/``rtime_ms``/``ttime_ms``
+    HAProxy's own averages over the backend's last 1024 requests (mean of the
+    samples): queue, connect, response and total time.
+    """
+    srv = in_window(server_rows(stat), window)
+    if srv.empty:
+        return {}
+    be = in_window(stat[(stat["type"] == STAT_BACKEND) & stat["kind"].isin(SERVER_SIDE_KINDS)], window)
+    out: dict[str, dict[str, Any]] = {}
+    for (node, service), g in srv.groupby(["node", "service"], sort=True):
+        served = window_counter_delta(g, ["pxname", "svname"], "stot", None) if "stot" in g else None
+        if served is None or served[0] <= 0:
+            continue  # the standby node, or a process that carried nothing
+        per_t = g.groupby("t")
+        busy = per_t["scur"].sum()
+        slim = per_t["slim"].sum(min_count=1)
+        b = be[(be["node"] == node) & (be["service"] == service) & be["pxname"].isin(g["pxname"].unique())]
+        queue = b.groupby("t")["qcur"].sum() if not b.empty else pd.Series(dtype=float)
+
+        def mean_of(col: str, rows: pd.DataFrame = b) -> float | None:
+            return num(rows[col].mean(), 1) if not rows.empty and col in rows and rows[col].notna().any() else None
+
+        out[str(service)] = {
+            "node": str(node),
+            "servers": int(g["svname"].nunique()),
+            "slots": num(slim.max(), 0) if slim.notna().any() else None,
+            "busy_mean": num(busy.mean(), 1),
+            "busy_max": num(busy.max(), 0),
+            "queue_mean": num(queue.mean(), 1) if not queue.empty else None,
+            "queue_max": num(queue.max(), 0) if not queue.empty else None,
+            "qtime_ms": mean_of("qtime"),
+            "ctime_ms": mean_of("ctime"),
+            "rtime_ms": mean_of("rtime"),
+            "ttime_ms": mean_of("ttime"),
+        }
+    return out
+
+
+def process_limits(info: pd.DataFrame, window: tuple[float, float]) -> dict[str, dict[str, Any]]:
+    """``haproxy.limits``: per LB process, its connection and file-descriptor limits against use.
+
+    ``maxconn`` is the process's effective ``Maxconn`` (``show info``: what the
+    configuration and the file-descriptor limit allow), ``conns_max``/``conns_mean``
+    its ``CurrConns`` in the steady window, ``ulimit_n`` and ``maxsock`` the file
+    descriptors it may open and the most it may need.
+    """
+    d = in_window(info[info["kind"].isin(("frontend", "backend", "monolith"))], window) if not info.empty else info
+    if d.empty:
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for (node, service, kind), g in d.groupby(["node", "service", "kind"], sort=True):
+        m = {metric: rows["value"] for metric, rows in g.groupby("metric")}
+
+        def last(name: str) -> float | None:
+            return num(m[name].iloc[-1], 0) if name in m and not m[name].empty else None
+
+        curr = m.get("CurrConns")
+        out[str(service)] = {
+            "node": str(node),
+            "kind": str(kind),
+            "maxconn": last("Maxconn"),
+            "conns_max": num(curr.max(), 0) if curr is not None else None,
+            "conns_mean": num(curr.mean(), 1) if curr is not None else None,
+            "ulimit_n": last("Ulimit-n"),
+            "maxsock": last("Maxsock"),
+        }
+    return out

@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from ..results.document import write_document
 from ..results.layout import RunDir
 from ..results.summary import SCHEMA_VERSION, Summary, summary_dict
@@ -21,8 +23,10 @@ from .checks import run_checks
 from .common import TAIL_S, RunData, load_run, load_window, num, read_run, steady_window
 from .cost import cost_summary
 from .cpu import collector_overhead, cpu_pct, cpu_summary
+from .decomposition import decomposition_summary
 from .failover import failover_summary
-from .haproxy import connection_series, connections_summary, haproxy_summary, tls_summary
+from .haproxy import connection_series, connections_summary, haproxy_summary, process_limits, server_pool, tls_summary, window_counter_delta
+from .integrity import integrity_summary, mark_invalid
 from .load import corrected_latency, load_summary
 from .ports import established_by_hop, ports_in_use, ports_summary, sockets_summary
 from .requests import client_connections, error_summary, latency_summary, request_summary
@@ -59,16 +63,18 @@ def summarise_data(data: RunData, series: Series | None = None) -> dict[str, Any
     load_start = (run.get("load_window") or {}).get("start")
     ports = ports_summary(ports_series, data.table("port_range"), load_start)
     haproxy = haproxy_summary(info, stat, window)
+    haproxy["pool"] = server_pool(stat, window)
+    haproxy["limits"] = process_limits(info, window)
     tls = tls_summary(info, window, stat)
-    bottleneck = find_bottleneck(run, cpu, haproxy["idle_pct"], ports)
+    latency = latency_summary(req, data.latency_hist, window)
+    latency["corrected"] = corrected_latency(req, window)
+    bottleneck = find_bottleneck(run, cpu, haproxy["idle_pct"], ports, haproxy["pool"], haproxy["limits"], latency.get("mean"))
     client_series = connection_series(stat).set_index("t")["client"]
     load = load_summary(
         run, req, data.table("pacing"), data.table("held"), data.event_records, window,
         connections, tls, haproxy, bottleneck.get("utilisation_pct") or {}, client_series,
     )
-    bottleneck = apply_load_verdict(bottleneck, load, cpu)
-    latency = latency_summary(req, data.latency_hist, window)
-    latency["corrected"] = corrected_latency(req, window)
+    bottleneck = apply_load_verdict(bottleneck, load, cpu, run, (load.get("achieved") or {}).get("requests_per_s"), latency.get("mean"))
     summary: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "run": {
@@ -97,10 +103,22 @@ def summarise_data(data: RunData, series: Series | None = None) -> dict[str, Any
         "bottleneck": bottleneck,
         "load": load,
         "checks": run_checks(req, info, stat, run, data.table("pacing"), data.table("held")),
+        "integrity": integrity_summary(data.event_records, load_start),
+        "decomposition": decomposition_summary(req, data.table("request_timers"), window, run, _dropped_logs(info)),
     }
+    mark_invalid(summary, summary["integrity"])
     # last: thresholds judge the figures above (and whether the run can vouch for a pass)
     summary["thresholds"] = evaluate_thresholds(parse_thresholds((run.get("scenario") or {}).get("thresholds") or {}), summary)
     return summary_dict(summary)
+
+
+def _dropped_logs(info: pd.DataFrame) -> float | None:
+    """Timer lines the HAProxy processes could not send (``DroppedLogs`` increase over the run, all processes)."""
+    if info.empty:
+        return None
+    d = info[info["metric"] == "DroppedLogs"]
+    got = window_counter_delta(d, ["node", "service"], "value", None) if not d.empty else None
+    return got[0] if got is not None else None
 
 
 def _failover(data: RunData) -> dict[str, Any]:

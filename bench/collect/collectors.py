@@ -29,8 +29,11 @@ from typing import Any
 
 from ..results.layout import RunDir
 from ..results.tables import COLLECTORS, by_source
+from ..topology.render import TIMERS_SOCKET_NAME
 from . import cpu, haproxy, netns, vrrp
 from .tables import TableBuffer
+from .timers import TABLE as TIMERS_TABLE
+from .timers import TimerReceiver
 
 INTERVAL = 1.0
 #: Seconds between attempts to find a node's process again after its namespace became unreadable.
@@ -84,7 +87,8 @@ class Collectors:
         self.log = log
         self.cgroup_mode = cgroup
         self._initial_loadgen = list(loadgen_pids)
-        self.buffers = {t.name: TableBuffer(self.run_dir, t.name) for t in by_source("collector")}
+        # request_timers has a writer of its own (bench/collect/timers.py)
+        self.buffers = {t.name: TableBuffer(self.run_dir, t.name) for t in by_source("collector") if t.name != TIMERS_TABLE}
         self.errors: dict[str, str] = {}  # sampler -> first error, for the whole run
         self._failing: set[str] = set()
         self._lock = threading.RLock()  # buffers + loadgen state, shared with the main thread
@@ -101,10 +105,20 @@ class Collectors:
         self.cpu_targets: list[_CpuTarget] = []
         self.nodes: list[_Node] = []
         self.loadgen: cpu.LoadgenCgroup | None = None
+        #: receives the per-request timers of traced requests from every HAProxy process (bench/collect/timers.py)
+        self.timers: TimerReceiver | None = None
         self._loadgen_groups: set[int] = set()
         self._loadgen_next_scan = 0.0
         self.started_at: float | None = None
         self.stopped_at: float | None = None
+        #: A :class:`bench.collect.integrity.LabWatch` told of VIP moves and lost sources (optional).
+        self.watch: Any = None
+        #: The load's start (epoch s), once known: failure lines then say "+14.2 s".
+        self.t0: float | None = None
+        # within a tick, failures and recoveries are gathered and said in one line each
+        self._tick_failed: dict[str, str] | None = None
+        self._tick_recovered: list[str] = []
+        self._tick_holders: dict[str, bool] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -122,6 +136,7 @@ class Collectors:
         self._started = True
         self.started_at = time.time()
         self._guard("discover", self._discover)
+        self._guard("timers", self._start_timers)
         for pid in self._initial_loadgen:
             self.track_loadgen(pid)
         self._thread = threading.Thread(target=self._run, name="lbbench-collectors", daemon=True)
@@ -137,6 +152,8 @@ class Collectors:
         if self._thread is not None:
             self._thread.join(timeout=30)
         self._guard("vrrp_events", self._vrrp_events)
+        if self.timers is not None:
+            self._guard("timers", self.timers.stop)
         self._flush()
         for node in self.nodes:
             node.ns.close()
@@ -193,6 +210,15 @@ class Collectors:
             self.nodes.append(entry)
             self._guard(f"namespace {node.name}", self._learn_namespace, entry)
 
+    def _start_timers(self) -> None:
+        """Bind the timers socket in the lab's run folder (``/run/lbbench/timers.sock`` in the containers)."""
+        files = getattr(self.lab, "files", None)
+        if files is None:
+            return
+        receiver = TimerReceiver(self.run_dir, Path(files.run) / TIMERS_SOCKET_NAME)
+        receiver.start()
+        self.timers = receiver
+
     def _learn_namespace(self, node: _Node) -> None:
         """Once per namespace (nsenter): interface addresses and ip_local_port_range."""
         plan = self.lab.plan
@@ -223,6 +249,17 @@ class Collectors:
 
     def _tick(self) -> None:
         began = time.monotonic()
+        self._tick_failed, self._tick_recovered, self._tick_holders = {}, [], {}
+        try:
+            self._sample_all(began)
+        finally:
+            self._end_tick()
+        clock = time.thread_time
+        c0 = clock()
+        self._flush()
+        self.cost["write"] += clock() - c0
+
+    def _sample_all(self, began: float) -> None:
         cost = self.cost
         clock = time.thread_time
         with self._lock:
@@ -255,9 +292,23 @@ class Collectors:
             b["collector_self"].add(
                 t=time.time(), usage_s=clock(), tick_s=time.monotonic() - began, **{f"{k}_s": v for k, v in cost.items()}
             )
-        c0 = clock()
-        self._flush()
-        cost["write"] += clock() - c0
+
+    def _end_tick(self) -> None:
+        """Say the tick's failures and recoveries in one line each; tell the watch."""
+        failed, recovered, holders = self._tick_failed or {}, self._tick_recovered, self._tick_holders
+        self._tick_failed = None
+        t = time.time()
+        when = f" at {t - self.t0:+.1f} s" if self.t0 is not None else ""
+        if failed:
+            names = sorted(failed)
+            shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+            self._say(f"collectors: {len(names)} source(s) failed{when}: {shown} ({failed[names[0]]}); going on without them")
+            if self.watch is not None:
+                self.watch.sources_lost(t, failed)
+        if recovered:
+            self._say(f"collectors: {len(recovered)} source(s) work again{when}: {', '.join(sorted(recovered))}")
+        if self.watch is not None and holders and len(holders) == len(self.nodes):
+            self.watch.vip_sample(t, [n for n, h in holders.items() if h])
 
     def _cpu_rows(self, container: str, role: str, node: str, t: float, values: Iterable[tuple[int, float]]) -> None:
         values = list(values)
@@ -344,6 +395,7 @@ class Collectors:
         t = time.time()
         holds = self.lab.plan.vip in node.ns.local_addresses()
         self.buffers["vrrp"].add(t=t, node=node.name, holds_vip=holds)
+        self._tick_holders[node.name] = holds
 
     def _refresh_node(self, node: _Node) -> None:
         """The namespace became unreadable (container restarted?): find its process again, now and then."""
@@ -391,6 +443,7 @@ class Collectors:
                 for n in self.nodes
             },
             "loadgen_cgroup": str(self.loadgen.path) if self.loadgen else None,
+            "timers": self.timers.meta() if self.timers is not None else None,
             "errors": self.errors,
         }
         path = RunDir(self.run_dir).collectors_json
@@ -410,13 +463,19 @@ class Collectors:
                 self._failing.add(name)
                 message = f"{type(exc).__name__}: {exc}"
                 self.errors.setdefault(name, message)
-                self._say(f"collectors: {name} failed ({message}); going on without it")
+                if self._tick_failed is not None:
+                    self._tick_failed[name] = message  # said once for the whole tick
+                else:
+                    self._say(f"collectors: {name} failed ({message}); going on without it")
                 if not isinstance(exc, OSError):
                     self._say("".join(traceback.format_exception(exc)).rstrip())
             return False
         if name in self._failing:
             self._failing.discard(name)
-            self._say(f"collectors: {name} works again")
+            if self._tick_failed is not None:
+                self._tick_recovered.append(name)
+            else:
+                self._say(f"collectors: {name} works again")
         return True
 
     def _say(self, message: str) -> None:

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from typing import TypeAlias
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: `bench run`: the lab changed under the run (a container died, the engine went away, the VIP moved without a fault).
+EXIT_INVALID = 3
 
 #: What ``register(sub)`` receives: the `bench` parser's subparsers.
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from ..results.layout import RunDir, find_run_dirs
-from .common import EXIT_INTERRUPTED, EXIT_OK, Subparsers, real, say, whole
+from .common import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, Subparsers, real, say, whole
 
 
 def register(sub: Subparsers) -> None:
@@ -106,9 +106,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         write_junit(Path(args.junit), verdicts)
         say(f"wrote {args.junit}")
     print(folder)
-    statuses = [json.loads(d.run_json.read_text()).get("status") for d in run_dirs if d.run_json.exists()]
+    runs = [json.loads(d.run_json.read_text()) for d in run_dirs if d.run_json.exists()]
+    statuses = [r.get("status") for r in runs]
+    for r in runs:
+        if r.get("status") == "invalid":
+            # one line: what happened to the lab, and when
+            label = f"{r.get('id')}: " if is_parent else ""
+            say(f"{label}INVALID: the lab changed during the run: {(r.get('integrity') or {}).get('headline')}")
     if "interrupted" in statuses:
         return EXIT_INTERRUPTED
+    if "invalid" in statuses:
+        return EXIT_INVALID  # no threshold verdict of a lab that changed under the run counts
     # the worst verdict of the runs: a failed threshold, then an inconclusive one (docs/thresholds.md)
     return max((exit_status(v) for _, v in verdicts), default=EXIT_OK)
 

@@ -3,7 +3,8 @@
 One row per request (table ``requests``), timed on the host's wall clock like
 every other sample, and alongside, in ``samples/latency_hist/``, one mergeable
 latency histogram (:mod:`bench.results.histogram`) per worker per second of the
-successful requests. Both tables are declared in :mod:`bench.results.tables`. Rows are buffered in
+successful requests. A traced request (1 in N, :class:`Tracer`) also has its
+``trace_id``. Both tables are declared in :mod:`bench.results.tables`. Rows are buffered in
 memory for at most ``FLUSH_INTERVAL`` seconds, then written as one chunk (see
 :mod:`bench.results.store`).
 """
@@ -11,9 +12,11 @@ memory for at most ``FLUSH_INTERVAL`` seconds, then written as one chunk (see
 from __future__ import annotations
 
 import errno
+import json
 import os
 import socket
 import ssl
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +33,65 @@ FLUSH_INTERVAL = 1.0
 #: Columns filled per request by :meth:`RequestCapture.record`; the others are derived at flush.
 RECORD_COLUMNS = ("t", "latency_ms", "bytes", "status", "error", "name", "worker", "conn_new")
 
+#: The request header that carries a traced request's id through every hop.
+TRACE_HEADER = "X-Lbbench-Id"
+#: Automatic tracing: about this many traced requests per second per load-generator process.
+TRACE_PER_S = 100
+
+
+class Tracer:
+    """Which requests are traced, and their ids.
+
+    Every HAProxy process of the lab logs the timers of a request that carries
+    ``X-Lbbench-Id: <worker>/<seq>`` (topology/templates/_timers.cfg.j2), so the
+    analysis can follow it hop by hop and join it to this process's row
+    (``trace_id`` = seq). ``every`` is N of "1 in N" (0: none); with ``auto`` it
+    follows the process's request rate, once per flush, so that about
+    :data:`TRACE_PER_S` requests a second are traced. An engine counts down
+    :meth:`every` requests itself (one integer per request on its hot path) and
+    asks :meth:`take` for the id when it reaches zero.
+    """
+
+    def __init__(self, worker: str, every: int | None = None):
+        self.worker = worker
+        self.auto = every is None
+        self.every = 1 if every is None else int(every)
+        self.seq = 0
+
+    def take(self) -> int:
+        """The next traced request's id (its ``trace_id``)."""
+        self.seq += 1
+        return self.seq
+
+    def value(self, trace_id: int) -> str:
+        """The header's value for ``trace_id``: ``<worker>/<trace_id>``, unique in the run."""
+        return f"{self.worker}/{trace_id}"
+
+    def header_line(self, trace_id: int) -> bytes:
+        """``X-Lbbench-Id: <worker>/<trace_id>`` and its CRLF, for engines that write requests themselves."""
+        return f"{TRACE_HEADER}: {self.value(trace_id)}\r\n".encode("ascii")
+
+    def countdown(self) -> int:
+        """Requests until the next traced one (-1: never, when tracing is off)."""
+        return self.every if self.every > 0 else -1
+
+    def adapt(self, requests: int, seconds: float) -> None:
+        """Automatic mode: trace about TRACE_PER_S of the ``requests`` seen over ``seconds``."""
+        if self.auto and seconds > 0:
+            self.every = max(1, -(-int(requests) // max(1, int(TRACE_PER_S * seconds))))
+
+
 #: Error kinds, in the words of the field.
 ERROR_KINDS = ("refused", "reset", "timeout", "tls", "http_4xx", "http_5xx", "closed", "other")
+
+
+def _trace_setting() -> int | None:
+    """``trace_every`` of this process's LBBENCH_LOAD settings (None: automatic)."""
+    try:
+        value = json.loads(os.environ.get("LBBENCH_LOAD", "{}")).get("trace_every")
+    except (ValueError, AttributeError):
+        return None
+    return None if value is None else int(value)
 
 
 def classify(exception: BaseException | None, status: int) -> str:
@@ -121,6 +181,11 @@ class RequestCapture:
         self.writer = ChunkWriter(run_dir, REQUESTS, f"{os.getpid()}")
         self.hist_writer = ChunkWriter(run_dir, LATENCY_HIST, f"{os.getpid()}")
         self._rows: list[tuple] = []
+        #: which requests carry X-Lbbench-Id (an engine asks it; see Tracer)
+        self.tracer = Tracer(self.worker, _trace_setting())
+        # (row, trace id) of the traced rows: sparse, like _intended
+        self._traced: list[tuple[int, int]] = []
+        self._flushed_at = 0.0
         #: Record one request from a tuple of :meth:`record`'s seven arguments, in order
         #: (``conn_new`` included): one C call, for engines that count nanoseconds.
         self.record_row = self._rows.append
@@ -144,6 +209,11 @@ class RequestCapture:
     def on_request(self, request_type, name, response_time, response_length, response=None, exception=None, start_time=None, **_):
         """Locust ``events.request`` listener."""
         status = int(getattr(response, "status_code", 0) or 0) if response is not None else 0
+        glet = gevent.getcurrent()
+        trace_id = getattr(glet, "lbbench_trace", None)
+        if trace_id is not None:  # set by bench.load.users when it sent X-Lbbench-Id
+            glet.lbbench_trace = None
+            self.mark_traced(trace_id)
         self.record(
             float(start_time) if start_time else 0.0,
             float(response_time or 0.0),
@@ -152,8 +222,12 @@ class RequestCapture:
             classify(exception, status),
             str(name),
             # set by bench.load.users in the user's greenlet for this very request
-            getattr(gevent.getcurrent(), "lbbench_conn_new", None),
+            getattr(glet, "lbbench_conn_new", None),
         )
+
+    def mark_traced(self, trace_id: int) -> None:
+        """The next row recorded (by any engine) is the traced request ``trace_id``."""
+        self._traced.append((len(self._rows), trace_id))
 
     def record_intended(
         self,
@@ -176,7 +250,13 @@ class RequestCapture:
         self._rows.clear()  # in place: record_row is bound to this list
         intended = self._intended
         self._intended = []
+        traced = self._traced
+        self._traced = []
         n = len(rows)
+        now = time.monotonic()
+        if self._flushed_at:
+            self.tracer.adapt(n, now - self._flushed_at)
+        self._flushed_at = now
         if not n:
             return
         cols: dict[str, Any] = dict(zip(ROW_TYPE.names, pa.array(rows, type=ROW_TYPE).flatten(), strict=True))
@@ -191,6 +271,14 @@ class RequestCapture:
             cols["latency_corrected_ms"] = corrected
         else:
             cols["intended_t"] = cols["latency_corrected_ms"] = pa.nulls(n, pa.float64())
+        if traced:
+            ids: list[int | None] = [None] * n
+            for row, trace_id in traced:
+                if row < n:
+                    ids[row] = trace_id
+            cols["trace_id"] = ids
+        else:
+            cols["trace_id"] = pa.nulls(n, pa.int64())
         self.writer.write(cols)
         t = cols["t"].to_numpy()
         latency = cols["latency_ms"].to_numpy()

@@ -36,6 +36,7 @@ import errno
 import ipaddress
 import math
 import os
+import random
 import socket
 import ssl
 import time
@@ -683,6 +684,7 @@ class LeanClient:
         # encoded once: ssl would run the (Python) IDNA codec on every connection
         self._hostname = s.host.encode("idna")
         self._lists = lists if lists is not None else ([], [], [], [])
+        self._tracing = 0
         self.capture = capture
         self._deadline = _INF
         self._deadline_what = ""
@@ -711,6 +713,10 @@ class LeanClient:
             self._record_row = None
         else:
             self._record_row = getattr(capture, "record_row", None) or (lambda row, record=capture.record: record(*row))
+        # 1 in N requests carries X-Lbbench-Id (bench/load/capture.py Tracer): a countdown, and the id in flight
+        self._tracer = getattr(capture, "tracer", None)
+        every = self._tracer.countdown() if self._tracer is not None else -1
+        self._trace_left = random.randint(1, every) if every > 0 else -1  # spread the users' traced requests
 
     def close(self) -> None:
         """Close the connection, if one is open."""
@@ -731,8 +737,9 @@ class LeanClient:
         self._op += 1
         self._deadline = t0 + self._timeout
         conn.requests += 1
+        self._trace_left -= 1
         try:
-            status, nbytes, keep = conn.exchange(self._req_keep)
+            status, nbytes, keep = conn.exchange(self._req_keep if self._trace_left else self._traced(self._req_keep))
         except Exception as e:  # noqa: BLE001 - every failure is a recorded request (GreenletExit passes)
             self._deadline = _INF
             self._drop()
@@ -748,12 +755,28 @@ class LeanClient:
         latency = (t1 - t0) * 1000.0
         record_row = self._record_row
         if record_row is not None:
+            if self._tracing:
+                self._mark_traced()
             record_row((t0, latency, nbytes, status, "", self._name, False))
         ts, ms, nb, _ = self._lists
         ts.append(t0)
         ms.append(latency)
         nb.append(nbytes)
         return t1
+
+    def _traced(self, request: bytes) -> bytes:
+        """``request`` with the next trace id in it (1 in N requests; see Tracer)."""
+        tracer = self._tracer
+        self._tracing = tracer.take()
+        self._trace_left = tracer.countdown()
+        return request[:-2] + tracer.header_line(self._tracing) + b"\r\n"
+
+    def _mark_traced(self) -> None:
+        """The row about to be recorded is the traced request in flight."""
+        capture = self._capture
+        if capture is not None and hasattr(capture, "mark_traced"):
+            capture.mark_traced(self._tracing)
+        self._tracing = 0
 
     def burst(self, count: int, until: float) -> float:
         """Up to ``count`` requests back to back, ending after the first that finishes past ``until``.
@@ -809,7 +832,8 @@ class LeanClient:
         rw = conn.rw
         hub = conn._hub
         try:
-            conn.send(self._req_keep)
+            self._trace_left -= 1
+            conn.send(self._req_keep if self._trace_left else self._traced(self._req_keep))
             while True:
                 rw.start(self._on_readable)
                 try:
@@ -863,6 +887,8 @@ class LeanClient:
                     latency = (t1 - t0) * 1000.0
                     record_row = self._record_row
                     if record_row is not None:
+                        if self._tracing:
+                            self._mark_traced()
                         record_row((t0, latency, nbytes, status, "", self._name, False))
                     ts, ms, nb, _ = self._lists
                     ts.append(t0)
@@ -878,7 +904,8 @@ class LeanClient:
                     self._op += 1
                     self._deadline = t0 + self._timeout
                     conn.requests += 1
-                    rest = conn.try_send(self._req_keep)
+                    self._trace_left -= 1
+                    rest = conn.try_send(self._req_keep if self._trace_left else self._traced(self._req_keep))
                     if not rest:
                         return
                     handoff = _Unsent(rest)
@@ -914,7 +941,9 @@ class LeanClient:
             self._deadline_what = "response"
             conn.requests += 1
             last = self._rpc and conn.requests >= self._rpc
-            status, nbytes, keep = conn.exchange(self._req_close if last else self._req_keep)
+            req = self._req_close if last else self._req_keep
+            self._trace_left -= 1
+            status, nbytes, keep = conn.exchange(req if self._trace_left else self._traced(req))
             self._deadline = _INF
             if conn_new and s.resumption and conn.obj is not None:
                 # TLS 1.3 tickets arrive after the handshake: take the session now.
@@ -935,6 +964,8 @@ class LeanClient:
         error = "" if exc is None and status < 400 else error_kind(exc, status)
         record_row = self._record_row
         if record_row is not None:
+            if self._tracing:
+                self._mark_traced()
             record_row((t0, latency, nbytes, status, error, self._name, conn_new))
         ts, ms, nb, failures = self._lists
         ts.append(t0)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from locust import events
 
-from bench.load import lean, models
+from bench.load import lean, models, users
 from bench.load.capture import RequestCapture
 from bench.load.lean import LeanHttpsUser
 from bench.load.models import LeanRateUser
@@ -34,6 +34,7 @@ def _on_init(environment, **_kwargs) -> None:
     environment.events.request.add_listener(_capture.on_request)
     # The lean engine records its requests itself (it fires no events.request).
     lean.attach_capture(_capture)
+    users.attach_tracer(_capture.tracer)
     _capture.start()
 
 

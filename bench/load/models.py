@@ -57,6 +57,15 @@ class SlotRecorder:
         self.intended: float | None = None
         self.error = ""
 
+    @property
+    def tracer(self) -> Any:
+        """The capture's :class:`~bench.load.capture.Tracer`: rate models trace 1 in N requests too."""
+        return getattr(self.inner, "tracer", None)
+
+    def mark_traced(self, trace_id: int) -> None:
+        if self.inner is not None:
+            self.inner.mark_traced(trace_id)
+
     def record(self, t: float, latency_ms: float, nbytes: int, status: int, error: str, name: str, conn_new: bool | None = None) -> None:
         self.error = error
         intended = self.intended

@@ -63,6 +63,8 @@ def load_settings(scenario: Scenario, host: str, ca_pem: Path, run_dir: Path, ex
         "requests_per_connection": load.requests_per_connection,
         "resumption": load.resumption,
         "tls_version": load.tls_version,
+        # both engines: 1 in N requests traced through every hop (null: automatic; bench/load/capture.py)
+        "trace_every": load.trace_every,
         # the load models (bench/load/models.py, bench/load/control.py)
         "model": load.model,
         "load": load.model_dump(mode="json"),

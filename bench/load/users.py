@@ -22,6 +22,8 @@ import gevent.ssl
 from locust import FastHttpUser, constant, task
 from locust.exception import StopUser
 
+from .capture import TRACE_HEADER
+
 
 def settings() -> dict[str, Any]:
     """The load settings of this Locust process."""
@@ -91,5 +93,33 @@ class KeepAliveUser(FastHttpUser):
 
     @task
     def get(self) -> None:
-        gevent.getcurrent().lbbench_conn_new = False
-        self.client.get(_S.get("path", "/"), name=_S.get("name", "GET"))
+        glet = gevent.getcurrent()
+        glet.lbbench_conn_new = False
+        headers = None
+        if TRACER is not None:
+            TRACER.left -= 1
+            if TRACER.left == 0:
+                # traced through every hop (bench/load/capture.py Tracer); the capture reads the id off the greenlet
+                trace_id = TRACER.tracer.take()
+                glet.lbbench_trace = trace_id
+                headers = {TRACE_HEADER: TRACER.tracer.value(trace_id)}
+                TRACER.left = TRACER.tracer.countdown()
+        self.client.get(_S.get("path", "/"), name=_S.get("name", "GET"), headers=headers)
+
+
+class _Countdown:
+    """The process's requests until the next traced one (FastHttpUser side of a Tracer)."""
+
+    def __init__(self, tracer: Any):
+        self.tracer = tracer
+        self.left = tracer.countdown()
+
+
+#: Set by the locustfile once the capture exists (None: no tracing, e.g. without a run directory).
+TRACER: _Countdown | None = None
+
+
+def attach_tracer(tracer: Any) -> None:
+    """Trace FastHttpUser requests with ``tracer`` (a :class:`bench.load.capture.Tracer`)."""
+    global TRACER
+    TRACER = _Countdown(tracer)

@@ -5,6 +5,7 @@ touching the others::
 
     TILES.append(my_tile)        # (run, summary) -> Tile | None
     VERDICTS.insert(0, my_line)  # (run, summary) -> Verdict | None  (order = order on the page)
+    FIRST.append(my_line)        # a line that voids the run, said before the tiles
 
 A function returns None when the run has nothing to say there (the tile or
 line is then left out).
@@ -18,7 +19,8 @@ from html import escape
 from typing import Any
 
 #: Colour class of the bottleneck verdict: a saturated load generator voids the result; a saturated host taints it.
-BOTTLENECK_CLASS = {None: "na", "none": "ok", "loadgen": "fail", "server": "fail", "host": "warn", "ports": "info", "contended": "warn"}
+#: The client's own pool as the limit taints it too (the run measured the closed loop, not the load balancer).
+BOTTLENECK_CLASS = {None: "na", "none": "ok", "loadgen": "fail", "server": "fail", "host": "warn", "ports": "info", "contended": "warn", "client-pool": "warn"}
 
 CSS = """
 .tiles{display:flex;flex-wrap:wrap;gap:.5em;margin:.8em 0}.tile{border:1px solid #ddd;border-radius:6px;padding:.4em .8em;min-width:7.5em}
@@ -98,7 +100,9 @@ def _errors(run: dict[str, Any], s: dict[str, Any]) -> Tile | None:
 
 def _bottleneck(run: dict[str, Any], s: dict[str, Any]) -> Tile | None:
     b = s.get("bottleneck") or {}
-    return Tile("bottleneck", str(b.get("component") or "?"), BOTTLENECK_CLASS.get(b.get("component"), "info"))
+    if b.get("valid") is False:
+        return Tile("bottleneck", str(b.get("component") or "?"), "fail", "invalid: the lab changed")
+    return Tile("bottleneck", str(b.get("component") or "?"), BOTTLENECK_CLASS.get(b.get("component"), "info"), str(b.get("limit") or ""))
 
 
 def _checks(run: dict[str, Any], s: dict[str, Any]) -> Tile | None:
@@ -107,6 +111,8 @@ def _checks(run: dict[str, Any], s: dict[str, Any]) -> Tile | None:
         return None
     passed = sum(c.get("ok") is True for c in checks)
     failed = sum(c.get("ok") is False for c in checks)
+    if any(c.get("valid") is False for c in checks):
+        return Tile("cross-checks", f"{passed} / {passed + failed}", "fail", "invalid: the lab changed")
     return Tile("cross-checks", f"{passed} / {passed + failed}", "fail" if failed else "ok" if passed else "na", f"{failed} failed" if failed else "client = HAProxy")
 
 
@@ -126,8 +132,25 @@ TILES: list[Callable[[dict[str, Any], dict[str, Any]], Tile | None]] = [_rate, _
 # --------------------------------------------------------------------------- verdict lines
 
 
+def _integrity_line(run: dict[str, Any], s: dict[str, Any]) -> Verdict | None:
+    """The lab changed under the run (bench/analysis/integrity.py): said first, in red."""
+    i = s.get("integrity") or {}
+    if i.get("ok", True):
+        return None
+    since = i.get("invalid_from_s")
+    when = f"From {since:+.1f} s after the load started" if isinstance(since, int | float) else "From then on"
+    return Verdict(
+        "fail",
+        "INVALID: the lab changed during the run",
+        f"{i.get('headline')}. {when} the figures no longer describe the lab that was set up; verdicts and checks "
+        "reaching past that moment are marked invalid (every change: the Events table and events.jsonl)",
+    )
+
+
 def _bottleneck_line(run: dict[str, Any], s: dict[str, Any]) -> Verdict | None:
     b = s.get("bottleneck") or {}
+    if b.get("valid") is False:
+        return Verdict("fail", "Bottleneck", f"INVALID (the lab changed during the steady window): {b.get('component')}: {b.get('verdict') or ''}")
     return Verdict(BOTTLENECK_CLASS.get(b.get("component"), "info"), "Bottleneck", f"{b.get('component')}: {b.get('verdict') or ''}")
 
 
@@ -137,6 +160,8 @@ def _checks_line(run: dict[str, Any], s: dict[str, Any]) -> Verdict | None:
     passed = [c["name"] for c in checks if c.get("ok") is True]
     unknown = [c["name"] for c in checks if c.get("ok") is None]
     text = f"{len(passed)} passed, {len(failed)} failed, {len(unknown)} not checked (no data on one side)"
+    if any(c.get("valid") is False for c in checks):
+        return Verdict("fail", "Cross-checks", f"invalid: the lab changed during the run, so client and HAProxy counted different labs ({text})")
     if failed:
         return Verdict("fail", "Cross-checks", f"{text} (FAILED: {', '.join(failed)})")
     return Verdict("ok" if passed else "na", "Cross-checks", text)
@@ -166,11 +191,16 @@ def _thresholds_line(run: dict[str, Any], s: dict[str, Any]) -> Verdict | None:
 VERDICTS: list[Callable[[dict[str, Any], dict[str, Any]], Verdict | None]] = [_bottleneck_line, _checks_line, _load_line, _thresholds_line]
 
 
+#: Lines said before the tiles: what makes every figure below doubtful.
+FIRST: list[Callable[[dict[str, Any], dict[str, Any]], Verdict | None]] = [_integrity_line]
+
+
 def render_header(run: dict[str, Any], summary: dict[str, Any]) -> str:
-    """Tiles, then verdict lines (each left out when it has nothing to say)."""
+    """The lines that void the run (FIRST), tiles, then verdict lines (each left out when it has nothing to say)."""
+    first = [v for v in (fn(run, summary) for fn in FIRST) if v is not None]
     tiles = [t for t in (fn(run, summary) for fn in TILES) if t is not None]
     lines = [v for v in (fn(run, summary) for fn in VERDICTS) if v is not None]
-    return f"<div class='tiles'>{''.join(t.html() for t in tiles)}</div>" + "\n".join(v.html() for v in lines)
+    return "\n".join(v.html() for v in first) + f"<div class='tiles'>{''.join(t.html() for t in tiles)}</div>" + "\n".join(v.html() for v in lines)
 
 
 def thresholds_section(summary: dict[str, Any]) -> str:

@@ -54,7 +54,9 @@ def _checks_table(checks: list[dict[str, Any]]) -> str:
     head = "<tr><th>check</th><th>result</th><th>client</th><th>HAProxy</th><th>diff %</th><th>how</th></tr>"
     body = []
     for c in checks:
-        if c["ok"] is True:
+        if c.get("valid") is False:
+            cls, word = "fail", "INVALID (lab changed)"
+        elif c["ok"] is True:
             cls, word = "ok", "pass"
         elif c["ok"] is False:
             cls, word = "fail", "FAIL"
@@ -140,6 +142,7 @@ def render_html(run: dict[str, Any], summary: dict[str, Any], plots: list[Plot],
             ("host CPU per core (mean)", s["cpu"]["host_per_core_pct"], "%"),
             ("VIP holder(s), changes", None if s["vrrp"]["changes"] is None else f"{', '.join(s['vrrp']['holders']) or 'none'}; {s['vrrp']['changes']} change(s)", ""),
             ("collectors' own CPU", _collectors(s["collectors"]), "% of a core"),
+            *_decomposition_key(s.get("decomposition")),
         ]
     )
     header = _rows(
@@ -186,7 +189,8 @@ def render_html(run: dict[str, Any], summary: dict[str, Any], plots: list[Plot],
 <h2>Cross-checks: client vs HAProxy</h2>{_checks_table(s['checks'])}
 {_load_section(s.get('load'), s['latency_ms'].get('corrected'), t0)}
 {_failover_table(s.get('failover'), t0)}
-<h2>Bottleneck evidence</h2><ul>{evidence}</ul>
+{_decomposition_section(s.get('decomposition'))}
+<h2>Bottleneck evidence</h2>{_limits_table(b.get('limits') or [])}<ul>{evidence}</ul>
 <h2>CPU by container (steady window, % of one core)</h2>{_container_table(s['cpu']['by_container'])}
 {''.join(figs)}
 {"<p class='muted'>Not drawn (no data in this run): " + escape(", ".join(empty)) + ".</p>" if empty else ""}
@@ -195,6 +199,75 @@ def render_html(run: dict[str, Any], summary: dict[str, Any], plots: list[Plot],
 <h2>Versions</h2><table>{vers}</table>
 </body></html>
 """
+
+
+def _decomposition_key(dec: dict[str, Any] | None) -> list[tuple[str, Any, str]]:
+    """Key-figure rows: the median of each hop of a traced request, and the servers' delay asked vs served."""
+    if not dec or not dec.get("requests"):
+        return [("latency by hop (p50)", None, "")]
+    h = dec["hops_ms"]
+    p50 = lambda k: _plain(h[k]["p50"])  # noqa: E731
+    rows: list[tuple[str, Any, str]] = [
+        (
+            "latency by hop (p50): client<->frontend / LB added / queue / server",
+            f"{p50('client_frontend')} / {p50('lb_added')} / {p50('queue')} / {p50('server')} (sum {_plain(dec['sum_p50_ms'])}, client {_plain(dec['client_ms']['p50'])})",
+            "ms",
+        )
+    ]
+    if dec.get("requested_delay_ms") is not None:
+        served = dec["served_delay_ms"]
+        rows.append(("server delay asked / served p50 / p99", f"{_plain(dec['requested_delay_ms'])} / {_plain(served['p50'])} / {_plain(served['p99'])}", "ms"))
+    return rows
+
+
+def _decomposition_section(dec: dict[str, Any] | None) -> str:
+    """Per hop p50 / p90 / p99 / mean of the traced requests (their hops add up to each request's latency)."""
+    if not dec or not dec.get("requests"):
+        return ""
+    names = {
+        "client_frontend": "client <-> frontend: network, TLS, the client",
+        "frontend_backend": "frontend process <-> backend process",
+        "queue": "queue for a server connection (Tw)",
+        "connect": "connect to the server (Tc)",
+        "backend_server": "backend process <-> server",
+        "server": "the server's own time",
+        "lb_added": "added by the load balancer (frontend_backend + connect + backend_server)",
+    }
+    rows = "".join(
+        f"<tr><td>{escape(names[k])}</td>" + "".join(f"<td class='num'>{_fmt(v.get(q))}</td>" for q in ("p50", "p90", "p99", "mean")) + "</tr>"
+        for k, v in dec["hops_ms"].items()
+        if v.get("p50") is not None
+    )
+    c = dec["client_ms"]
+    rows += "<tr><th>client latency of the same requests</th>" + "".join(f"<td class='num'>{_fmt(c.get(q))}</td>" for q in ("p50", "p90", "p99", "mean")) + "</tr>"
+    every = dec.get("trace_every")
+    how = "every request" if every == 1 else (f"1 in {every} requests" if every else "automatically, about 100 requests/s per load-generator process")
+    dropped = dec.get("dropped_logs")
+    note = (
+        f"{dec['requests']} traced requests of the steady window ({_fmt(dec.get('sampled_pct'))}% of them; traced {how}), "
+        f"followed through every HAProxy process by their X-Lbbench-Id. The hops of one request add up to its latency; "
+        f"their p50s add up to {_fmt(dec.get('sum_p50_ms'))} ms against the client's {_fmt(c.get('p50'))} ms. "
+        + (f"{dropped:g} timer lines were dropped by HAProxy (DroppedLogs). " if dropped else "")
+        + f"Termination states: {escape(str(dec.get('termination')))}."
+    )
+    return (
+        "<h2>Latency decomposition</h2><table><tr><th>hop</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>mean ms</th></tr>"
+        f"{rows}</table><p class='muted'>{note}</p>"
+    )
+
+
+def _limits_table(limits: list[dict[str, Any]]) -> str:
+    """The limits the run came near (>= 50 % used), ranked: reached ones first."""
+    if not limits:
+        return "<p class='muted'>no limit came within half of its capacity</p>"
+    rows = "".join(
+        f"<tr class='{'warn' if x.get('reached') else ''}'><td class='num'>{i}</td><td>{escape(str(x.get('component')))}</td><td>{escape(str(x.get('limit')))}</td>"
+        f"<td class='num'>{_fmt(x.get('used_pct'))}</td><td>{'yes' if x.get('reached') else 'no'}</td>"
+        f"<td>{escape(str(x.get('detail')))}</td><td>{escape(str(x.get('knob')))}</td></tr>"
+        for i, x in enumerate(limits, 1)
+    )
+    head = "<tr><th>rank</th><th>component</th><th>limit</th><th>used %</th><th>reached</th><th>numbers</th><th>what moves it</th></tr>"
+    return f"<table>{head}{rows}</table>"
 
 
 def _plain(v: Any) -> str:

@@ -31,7 +31,7 @@ from ..analysis.series import Series
 
 WIDTH = 11.0
 DPI = 90
-EVENT_COLOURS = {"phase": "#555555", "fault": "#d62728", "recovery": "#2ca02c"}
+EVENT_COLOURS = {"phase": "#555555", "fault": "#d62728", "recovery": "#2ca02c", "integrity": "#8b0000"}
 ROLE_ORDER = ("host", "loadgen", "frontend", "backend", "monolith", "keepalived", "node", "server")
 
 
@@ -521,8 +521,72 @@ def plot_latency_distribution(ctx: Context) -> Figure | None:
     return plot_distribution(hist, corrected)
 
 
-#: Plots drawn only when the run has what they show (faults); absent otherwise.
-OPTIONAL_PLOTS = frozenset({"failover", "failover_distribution"})
+HOP_COLOURS = {
+    "client_frontend": "#1f77b4",
+    "frontend_backend": "#9467bd",
+    "queue": "#d62728",
+    "connect": "#ff7f0e",
+    "backend_server": "#8c564b",
+    "server": "#2ca02c",
+}
+HOP_LABELS = {
+    "client_frontend": "client <-> frontend (network, TLS, client)",
+    "frontend_backend": "frontend process <-> backend process",
+    "queue": "queue for a server connection (Tw)",
+    "connect": "connect to the server (Tc)",
+    "backend_server": "backend process <-> server",
+    "server": "server's own time",
+}
+
+
+def plot_decomposition(ctx: Context) -> Figure | None:
+    """Where each millisecond of a traced request went: per hop over time (means, stacked) and per hop p50 / p90 / p99."""
+    from ..analysis.decomposition import PARTS, joined, per_second
+
+    d = joined(ctx.data.requests, ctx.data.table("request_timers"))
+    if d.empty:
+        return None
+    split = bool((ctx.data.table("request_timers")["kind"] == "backend").any())
+    parts = [h for h in PARTS if split or h != "frontend_backend"]
+    height = 6.4
+    fig, (ax_t, ax_h) = plt.subplots(2, 1, figsize=(WIDTH, height), gridspec_kw={"height_ratios": [1.1, 1.0]})
+    _margins(fig, height, left_in=2.6, right_in=2.6)
+    fig.subplots_adjust(hspace=0.55)
+    ps = per_second(d)
+    x = _sec(ctx, ps["t"])
+    ax_t.stackplot(x, *[ps[h].clip(lower=0) for h in parts], colors=[HOP_COLOURS[h] for h in parts], labels=[HOP_LABELS[h] for h in parts], alpha=0.8, step="mid")
+    ax_t.plot(x, ps["latency_ms"], color="black", lw=1.0, ls="--", label="client latency (mean)")
+    ax_t.set_ylabel("ms (mean per second)")
+    ax_t.set_ylim(bottom=0)
+    ax_t.set_title(f"{len(d)} traced requests, the hops of each adding up to its client latency", fontsize=9, loc="left")
+    _legend(ax_t)
+    _decorate(ax_t, ctx)
+    ax_t.set_xlabel("seconds since load start")
+
+    rows = [*parts, "lb_added", "latency_ms"]
+    names = [HOP_LABELS.get(h, h) for h in parts] + ["load balancer added (no queue)", "client latency"]
+    y = np.arange(len(rows))[::-1]
+    lo = 0.02  # ms: the left edge of the log axis; smaller values (HAProxy's whole-ms Tw and Tc are often 0) sit on it
+    for yi, h in zip(y, rows, strict=True):
+        p50, p90, p99 = np.percentile(d[h].astype(float).to_numpy(), [50, 90, 99])
+        at = lambda v: max(float(v), lo)  # noqa: E731
+        colour = HOP_COLOURS.get(h, "#444444")
+        ax_h.barh(yi, at(p50), color=colour, alpha=0.8, height=0.6, label="p50" if h == rows[0] else None)
+        ax_h.plot([at(p50), at(p99)], [yi, yi], color=colour, lw=1.2)
+        ax_h.plot(at(p90), yi, marker="|", ms=12, color="black", label="p90" if h == rows[0] else None)
+        ax_h.plot(at(p99), yi, marker="x", ms=6, color="black", label="p99" if h == rows[0] else None)
+        ax_h.text(at(p99) * 1.15, yi, f"{p50:.3g} / {p90:.3g} / {p99:.3g} ms", va="center", fontsize=7)
+    ax_h.set_yticks(y, names, fontsize=8)
+    ax_h.set_xscale("log")
+    ax_h.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    ax_h.set_xlabel(f"ms per request (log; below {lo:g} ms drawn at {lo:g}): bar p50, | p90, x p99")
+    ax_h.set_xlim(left=lo, right=float(d["latency_ms"].quantile(0.99)) * 8)
+    _legend(ax_h)
+    return fig
+
+
+#: Plots drawn only when the run has what they show (faults, traced requests); absent otherwise.
+OPTIONAL_PLOTS = frozenset({"failover", "failover_distribution", "decomposition"})
 
 
 @dataclass
@@ -538,6 +602,7 @@ class Plot:
 PLOTS: list[tuple[str, str, Callable[[Context], Figure | None]]] = [
     ("requests", "Requests, errors and latency", plot_requests),
     ("latency_distribution", "Latency distribution", plot_latency_distribution),
+    ("decomposition", "Where the latency went (traced requests)", plot_decomposition),
     ("cpu_cores", "CPU per core", plot_cpu_heatmap),
     ("cpu_containers", "CPU per process", plot_cpu_totals),
     ("ports", "Ephemeral ports", plot_ports),

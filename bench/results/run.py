@@ -15,7 +15,7 @@ from pydantic import Field
 from .document import Document, Model, Number, read_document
 from .layout import RUN_JSON, RunDir
 
-RunStatus = Literal["starting", "running", "completed", "interrupted", "failed"]
+RunStatus = Literal["starting", "running", "completed", "interrupted", "failed", "invalid"]
 
 
 class Versions(Model):
@@ -104,6 +104,14 @@ class LiveViewInfo(Model):
     cpu_s: Number
 
 
+class Integrity(Model):
+    """The lab changed under the run (bench/collect/integrity.py): what, and the one line that says it."""
+
+    problems: list[dict[str, Any]]
+    """the ``integrity`` events of events.jsonl"""
+    headline: str | None = None
+
+
 class RunDoc(Document):
     """``run.json`` of a run directory."""
 
@@ -132,6 +140,7 @@ class RunDoc(Document):
     load_workers: LoadWorkers | None = None
     duet: DuetSide | None = None
     live_view: LiveViewInfo | None = None
+    integrity: Integrity | None = None
     started_at: str | None = None
     ended_at: str | None = None
 

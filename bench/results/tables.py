@@ -143,6 +143,7 @@ REQUESTS = register(
             Column("conn_new", pa.bool_(), "the request opened a new connection; null when the engine cannot tell"),
             Column("intended_t", pa.float64(), "rate models: when the schedule wanted this send made; null otherwise", "epoch s"),
             Column("latency_corrected_ms", pa.float64(), "from intended_t to the full response (coordinated-omission corrected)", "ms"),
+            Column("trace_id", pa.int64(), "traced requests: the n of X-Lbbench-Id <worker>/<n>, joined to request_timers.id; null otherwise"),
         ),
         # float columns are nearly all distinct: dictionary-encoding them only costs time
         dictionary=("bytes", "status", "error", "name", "worker"),
@@ -361,6 +362,32 @@ VRRP_EVENTS = register(
             _str("state", "MASTER, BACKUP, FAULT or STOP"),
             _str("instance", "VRRP instance name; empty for STOP"),
         ),
+    )
+)
+
+REQUEST_TIMERS = register(
+    Table(
+        "request_timers",
+        "one traced request as one HAProxy process logged it (its timers and when it had the request and the response)",
+        "collector",
+        "bench/collect/timers.py",
+        (
+            _t("when the process logged it (after the response's last byte), HAProxy's date(0,us)"),
+            _str("service", "the process: lb-a-frontend, lb-a-backend1, srv2, ..."),
+            _str("kind", "frontend, backend, monolith or server"),
+            Column("id", pa.string(), "X-Lbbench-Id: <worker>/<trace_id> of the requests row"),
+            Column("t_req", pa.float64(), "when the process had the request's headers (its http-request rules ran)", "epoch s"),
+            Column("t_resp", pa.float64(), "when it had the response's headers (http-response); null when none came", "epoch s"),
+            *(
+                Column(name, pa.int32(), f"HAProxy's {name} timer (-1: not reached)", "ms")
+                for name in ("Th", "Ti", "TR", "Tw", "Tc", "Tr", "Ta")
+            ),
+            Column("status", pa.int32(), "HTTP status it logged"),
+            Column("bytes", pa.int64(), "response bytes it sent", "bytes"),
+            _str("term", "termination state, two characters (-- = normal)"),
+            _str("server", "the server it picked; <NOSRV> for the dummy servers' service"),
+        ),
+        dictionary=("service", "kind", "status", "term", "server"),
     )
 )
 

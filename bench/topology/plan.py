@@ -37,6 +37,7 @@ class Process:
     index: int = 0  # k for backend processes (1-based)
     nbthread: int = 1
     cpus: str | None = None
+    cpu_limit: float | None = None  # CPU quota in cores
 
     @property
     def socket(self) -> str:
@@ -143,13 +144,13 @@ def make_plan(
     for i in range(lb.nodes):
         name = NODE_NAMES[i]
         if lb.layout == "split":
-            procs = [Process(f"{name}-frontend", "frontend", "frontend.cfg", 0, lb.frontend.nbthread, lb.frontend.cpus)]
+            procs = [Process(f"{name}-frontend", "frontend", "frontend.cfg", 0, lb.frontend.nbthread, lb.frontend.cpus, lb.frontend.cpu_limit)]
             procs += [
-                Process(f"{name}-backend{k}", "backend", f"backend{k}.cfg", k, lb.backend.nbthread, lb.backend.cpus)
+                Process(f"{name}-backend{k}", "backend", f"backend{k}.cfg", k, lb.backend.nbthread, lb.backend.cpus, lb.backend.cpu_limit)
                 for k in range(1, lb.backend.processes + 1)
             ]
         else:
-            procs = [Process(f"{name}-haproxy", "monolith", "haproxy.cfg", 0, lb.frontend.nbthread, lb.frontend.cpus)]
+            procs = [Process(f"{name}-haproxy", "monolith", "haproxy.cfg", 0, lb.frontend.nbthread, lb.frontend.cpus, lb.frontend.cpu_limit)]
         master = i == 0
         nodes.append(
             Node(

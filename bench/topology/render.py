@@ -41,6 +41,10 @@ RUN_MOUNT = "/run/lbbench"
 DUMMY_LUA = "/usr/local/share/lbbench/dummy.lua"
 #: Folder of the rendered configs holding the user's files (``lb.haproxy.files``), mounted at USER_FILES_MOUNT.
 USER_FILES_DIR = "files"
+#: Where every HAProxy process sends the timers of traced requests (a unix datagram socket the collector binds).
+TIMERS_SOCKET = f"{RUN_MOUNT}/timers.sock"
+#: Its name in the lab's run folder on the host.
+TIMERS_SOCKET_NAME = "timers.sock"
 
 
 def _env(user_folder: Path | None = None) -> jinja2.Environment:
@@ -89,6 +93,7 @@ def template_context(plan: P.Plan, proc: P.Process | None = None) -> dict[str, A
         "tls_crt": f"{TLS_MOUNT}/server.pem",
         "files": USER_FILES_MOUNT,
         "global_extra": [],
+        "timers_socket": TIMERS_SOCKET,
     }
     if proc is not None:
         limits = topo.lb.backend if proc.kind == "backend" else topo.lb.frontend
@@ -190,6 +195,7 @@ def render_configs(plan: P.Plan) -> dict[str, str]:
             maxconn=max(topo.servers.maxconn * 4 * len(plan.nodes), 4096),
             socket=server.socket,
             tls=False,
+            kind="server",
         )
     return files
 
@@ -261,6 +267,8 @@ def render_compose(plan: P.Plan, image: str, config_dir: Path, tls_dir: Path, ru
                 svc["volumes"].append(f"{config_dir}/{USER_FILES_DIR}:{USER_FILES_MOUNT}:ro")
             if proc.cpus:
                 svc["cpuset"] = proc.cpus
+            if proc.cpu_limit:
+                svc["cpus"] = proc.cpu_limit
             services[proc.service] = svc
     for server in plan.servers:
         services[server.name] = {

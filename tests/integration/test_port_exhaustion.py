@@ -24,10 +24,14 @@ def test_one_localhost_address_runs_out_four_do_not(node_image: str, tmp_path: P
     assert m1["ports"]["first_exhaustion_at"] is not None
     assert any("127.0.0.1 -> 127.0.0.1:800" in p for p in m1["ports"]["exhausted_pairs"])
     assert m1["errors"]["by_kind"].get("http_5xx", 0) > 0
+    # and the bottleneck verdict names the ports, with the pair and the knob
+    assert (m1["bottleneck"]["component"], m1["bottleneck"]["limit"]) == ("ports", "ports"), m1["bottleneck"]["verdict"]
+    assert "127.0.0.1 -> 127.0.0.1:800" in m1["bottleneck"]["verdict"] and "lb.local_addresses" in m1["bottleneck"]["verdict"]
     # m4: the same load spread over four source addresses stays below the limit, without such errors.
     assert m4["ports"]["exhausted"] is False
     assert m4["ports"]["max_utilisation_pct"] < 99
     assert m4["errors"]["by_kind"].get("http_5xx", 0) == 0
+    assert m4["bottleneck"]["component"] != "ports"
     # each run records its variant and what it changed in the rendered configs
     run_m1 = json.loads((parent / "m1" / "run.json").read_text())
     assert run_m1["variant"] == "m1" and run_m1["overrides"]["lb"]["local_addresses"] == 1

@@ -435,8 +435,9 @@ def test_bottleneck_idle_pct_host_none_and_unknown() -> None:
     b = bottleneck.find_bottleneck(RUN, cpu_s, {"lb-a-frontend": {"mean": 5.0, "min": 0.0}}, {})
     assert b["component"] == "frontend" and b["utilisation_pct"]["frontend"] == 95.0
     assert bottleneck.find_bottleneck(RUN, cpu_s, {}, {})["component"] == "none"
-    busy = {**cpu_s, "host_mean_pct": 97.0}
-    assert bottleneck.find_bottleneck(RUN, busy, {}, {})["component"] == "host"
+    busy = {**cpu_s, "host_mean_pct": 85.0}
+    contended = bottleneck.find_bottleneck(RUN, busy, {}, {})
+    assert contended["component"] == "contended" and contended["contended"] is True and "85% busy" in contended["verdict"]
     ports_full = bottleneck.find_bottleneck(RUN, cpu_s, {}, {"max_utilisation_pct": 100.0, "range_size": 200})
     assert ports_full["component"] == "ports"
     unknown = bottleneck.find_bottleneck(RUN, {"host_mean_pct": None, "by_container": {}}, {}, {})

@@ -31,6 +31,7 @@ import trustme
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from bench.load.capture import Tracer
 from bench.load.http1 import IncompleteResponse, ProtocolError
 from bench.load.leanclient import LeanClient, LeanSettings, LeanTimeout, Watchdog, check_target, error_kind, lab_tls_context
 
@@ -564,3 +565,52 @@ def test_stats_batch_matches_locust(latencies: list[float]) -> None:
         assert r[key][0] == r[key][1], key
     assert r["total_rt"][0] == pytest.approx(r["total_rt"][1])
     assert r["per_sec"] == len(latencies) and r["empty_after"] == 0
+
+
+class TracingCapture(FakeCapture):
+    """A capture whose tracer asks for 1 in ``every`` requests to carry X-Lbbench-Id."""
+
+    def __init__(self, every: int) -> None:
+        super().__init__()
+        self.tracer = Tracer("w:1", every)
+        self.marked: list[tuple[int, int]] = []
+
+    def mark_traced(self, trace_id: int) -> None:
+        self.marked.append((len(self.rows), trace_id))
+
+
+@pytest.mark.parametrize("rpc", [0, 3])
+def test_one_in_n_requests_carry_their_trace_id(serve, pki, drive, rpc: int) -> None:
+    seen: list[str] = []
+
+    def handle(conn: socket.socket, request: bytes) -> bool:
+        for line in request.split(b"\r\n"):
+            if line.lower().startswith(b"x-lbbench-id:"):
+                seen.append(line.split(b":", 1)[1].strip().decode())
+        return ok()(conn, request)
+
+    server = serve(handle)
+    s = LeanSettings.from_settings(f"https://127.0.0.1:{server.port}", {"ca": str(pki[0]), "path": "/x", "requests_per_connection": rpc})
+    capture = TracingCapture(every=3)
+    client = LeanClient(s, lab_tls_context(s.ca), capture=capture)
+    rows = drive(client, 12)
+    assert kinds(rows) == [""] * 12
+    # exactly every third request (after a random start), each id sent once and recorded on its own row
+    assert len(seen) == 4 and seen == [f"w:1/{i}" for i in range(1, 5)]
+    assert [tid for _, tid in capture.marked] == [1, 2, 3, 4]
+    rows_marked = [row for row, _ in capture.marked]
+    assert all(b - a == 3 for a, b in zip(rows_marked, rows_marked[1:], strict=False))
+
+
+def test_tracing_off_sends_no_id(serve, pki) -> None:
+    seen: list[bytes] = []
+
+    def handle(conn: socket.socket, request: bytes) -> bool:
+        seen.extend(line for line in request.split(b"\r\n") if line.lower().startswith(b"x-lbbench-id"))
+        return ok()(conn, request)
+
+    server = serve(handle)
+    s = LeanSettings.from_settings(f"https://127.0.0.1:{server.port}", {"ca": str(pki[0]), "path": "/x"})
+    capture = TracingCapture(every=0)
+    run(LeanClient(s, lab_tls_context(s.ca), capture=capture), 10)
+    assert seen == [] and capture.marked == []

@@ -497,7 +497,7 @@ def test_load_summary_says_when_the_generator_is_the_limit() -> None:
     hot = summarise_load(run_json({"model": "open", "requests_per_s": 100}), req, pacing_frame(1, 100, 60), {"loadgen": 95.0})
     assert hot["limited_by"] == "loadgen"
     cpu = {"by_container": {"loadgen": {"role": "loadgen", "total_mean_pct": 180.0, "mean_pct": [90.0, 90.0]}}}
-    b = apply_load_verdict({"component": "host", "verdict": "x", "saturated": [], "evidence": []}, behind, cpu)
+    b = apply_load_verdict({"component": "contended", "verdict": "x", "saturated": [], "evidence": []}, behind, cpu)
     assert b["component"] == "loadgen" and "loadgen" in b["saturated"] and any("180.0" in e for e in b["evidence"])
     untouched = apply_load_verdict({"component": "none"}, {"limited_by": "pool"}, {})
     assert untouched["component"] == "none"

@@ -45,8 +45,10 @@ REQUIRED_FIELDS = [
     "cpu.host_per_core_pct", "cpu.by_container",
     "ports.max_in_use", "ports.range_size", "ports.max_utilisation_pct", "ports.by_source",
     "traffic.client_mbps.in", "traffic.client_mbps.out", "traffic.server_mbps.in", "traffic.server_mbps.out",
-    "bottleneck.component", "bottleneck.verdict", "bottleneck.evidence",
+    "bottleneck.component", "bottleneck.verdict", "bottleneck.evidence", "bottleneck.limits", "bottleneck.contended", "bottleneck.valid",
+    "haproxy.pool", "haproxy.limits",
     "checks",
+    "integrity.ok", "integrity.problems",
 ]  # fmt: skip
 
 
@@ -87,7 +89,7 @@ def test_golden_fields(name: str) -> None:
     for field in REQUIRED_FIELDS:
         dig(s, field)
     for check in s["checks"]:
-        assert set(check) == {"name", "ok", "client", "haproxy", "diff_pct", "note"}
+        assert set(check) == {"name", "ok", "client", "haproxy", "diff_pct", "note", "valid"}
     assert [c["name"] for c in s["checks"]] == ["requests", "connections", "handshakes"]
     for c in s["cpu"]["by_container"].values():
         assert set(c) == {"role", "node", "mean_pct", "max_pct", "total_mean_pct", "total_max_pct"}

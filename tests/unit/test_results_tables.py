@@ -164,7 +164,8 @@ def test_the_analysis_reads_every_column_its_code_names() -> None:
 
     code = "".join(p.read_text() for folder in ("analysis", "report") for p in (ROOT / "bench" / folder).glob("*.py"))
     named = set(re.findall(r"""["'](\w+)["']""", code))
-    elsewhere = {"requests": {"worker"}}  # named for another table (held)
+    # named for another table (held); a hop of the latency decomposition, not the show stat column
+    elsewhere = {"requests": {"worker"}, "haproxy_stat": {"connect"}}
     for name, columns in READ_COLUMNS.items():
         assert set(columns) <= set(TABLES[name].names), name
         missing = (named & set(TABLES[name].names)) - set(columns) - elsewhere.get(name, set())

@@ -29,6 +29,7 @@ from ..layout import SUMMARY_JSON, RunDir
 from .base import Section
 from .cost import Cost
 from .cpu import Collectors, Cpu
+from .decomposition import Decomposition
 from .haproxy import Connections, Haproxy, Tls
 from .header import RunRef, Window
 from .load import Load
@@ -36,7 +37,7 @@ from .ports import Ports
 from .requests import Bytes, Errors, Latency, Requests
 from .thresholds import Thresholds
 from .traffic import Traffic
-from .verdicts import Bottleneck, Check
+from .verdicts import Bottleneck, Check, Integrity
 from .vrrp import Failover, Vrrp
 
 __all__ = ["SCHEMA_VERSION", "Section", "Summary", "read_summary", "summary_dict"]
@@ -109,6 +110,8 @@ class Summary(Document):
     load: Load | None
     checks: list[Check] | None
     thresholds: Thresholds | None = None
+    integrity: Integrity | None = None
+    decomposition: Decomposition | None = None
 
 
 def summary_dict(data: dict[str, Any]) -> dict[str, Any]:

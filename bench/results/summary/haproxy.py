@@ -47,8 +47,38 @@ class ServerErrors(Section):
     cli_abrt: Figure
 
 
+class Pool(Section):
+    """``haproxy.pool.<service>``: a server-side process's pool towards the servers."""
+
+    node: str | None
+    servers: int | None
+    slots: Figure
+    busy_mean: Figure
+    busy_max: Figure
+    queue_mean: Figure
+    queue_max: Figure
+    qtime_ms: Figure
+    ctime_ms: Figure
+    rtime_ms: Figure
+    ttime_ms: Figure
+
+
+class ProcessLimits(Section):
+    """``haproxy.limits.<service>``: an LB process's connection and file-descriptor limits against use."""
+
+    node: str | None
+    kind: str | None
+    maxconn: Figure
+    conns_max: Figure
+    conns_mean: Figure
+    ulimit_n: Figure
+    maxsock: Figure
+
+
 class Haproxy(Section):
     requests_per_s: Figure
     idle_pct: dict[str, IdlePct] | None
     queue_max: Figure
     server_errors: ServerErrors | None
+    pool: dict[str, Pool] | None = None
+    limits: dict[str, ProcessLimits] | None = None

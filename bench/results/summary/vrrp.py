@@ -45,6 +45,8 @@ class FaultEvent(Section):
     recovered_after_s: Figure
     pre_fault_per_s: Figure
     window_s: Figure
+    valid: bool | None = None
+    """false when the lab changed before this fault's window ended"""
 
 
 class FaultKind(Section):

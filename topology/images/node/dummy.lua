@@ -3,12 +3,31 @@
 --
 -- Per-request controls (query string):
 --   size=N       response body of N bytes (default 0)
---   delay_ms=N   answer after N milliseconds (default 0)
+--   delay_ms=N   answer N milliseconds after the request arrived (default 0; within
+--                a fraction of a millisecond on an idle machine, see wait_until)
 --   status=N     HTTP status code (default 200)
 --   echo=1       body is a JSON document with what the server saw
 -- The client's real address arrives in X-Forwarded-For (added by the load
 -- balancer's backend, which learnt it from PROXY protocol v2); it is echoed in
 -- the X-Lbbench-Client response header on every response.
+
+local function now_s()
+    local n = core.now()
+    return n.sec + n.usec / 1e6
+end
+
+-- Wait until `deadline` (seconds on core.now()'s clock).
+-- HAProxy's poller sleeps one millisecond longer than a timer asks (compute_poll_timeout
+-- adds 1 ms so that a timer never fires early), so core.msleep(N) returns after N + 1 ms
+-- and a little: ask for one millisecond less. When another event woke the loop and the
+-- timer fired up to a millisecond early, yield the rest away (a few loop turns, < 1 ms).
+local function wait_until(deadline)
+    while true do
+        local left_ms = (deadline - now_s()) * 1000
+        if left_ms <= 0 then return end
+        if left_ms >= 2 then core.msleep(math.floor(left_ms) - 1) else core.yield() end
+    end
+end
 
 local bodies = {}
 local MAX_CACHED = 1048576
@@ -33,6 +52,7 @@ local function json_escape(s)
 end
 
 core.register_service("dummy", "http", function(applet)
+    local t0 = now_s()
     local size, delay, status, echo = 0, 0, 200, false
     local qs = applet.qs or ""
     for k, v in qs:gmatch("([^&=]+)=([^&]*)") do
@@ -44,7 +64,7 @@ core.register_service("dummy", "http", function(applet)
         elseif k == "echo" then echo = (v ~= "0")
         end
     end
-    if delay > 0 then core.msleep(delay) end
+    if delay > 0 then wait_until(t0 + delay / 1000) end
     local client = first_header(applet, "x-forwarded-for")
     local server = applet:get_var("txn.lbbench_server") or "?"
     local body

@@ -1,0 +1,153 @@
+"""The latency decomposition (bench/analysis/decomposition.py) and the timers' log lines, on data with a known answer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.analysis.decomposition import PARTS, decomposition_summary, joined, requested_delay_ms
+from bench.results.store import as_read, read_table
+from bench.collect.timers import TABLE, TimerReceiver, parse_line
+
+T0 = 1_800_000_000.0
+WORKER = "gen:42"
+
+
+def traced_run(n: int = 200, seed: int = 1, split: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
+    """Requests and timers lines whose hops are drawn at random: the truth to recover."""
+    rng = np.random.default_rng(seed)
+    hops = {
+        "up": rng.uniform(0.1, 0.5, n), "fb_up": rng.uniform(0.05, 0.2, n) if split else np.zeros(n),
+        "queue": rng.integers(0, 3, n).astype(float), "connect": rng.integers(0, 2, n).astype(float),
+        "bs_up": rng.uniform(0.1, 0.3, n), "server": 50.0 + rng.uniform(0.0, 0.8, n),
+        "bs_down": rng.uniform(0.1, 0.3, n), "fb_down": rng.uniform(0.05, 0.2, n) if split else np.zeros(n), "down": rng.uniform(0.1, 0.6, n),
+    }  # fmt: skip
+    c0 = T0 + np.arange(n) * 0.1
+    f_req = c0 + hops["up"] / 1e3
+    b_req = f_req + hops["fb_up"] / 1e3
+    s_req = b_req + (hops["queue"] + hops["connect"] + hops["bs_up"]) / 1e3
+    s_resp = s_req + hops["server"] / 1e3
+    b_resp = s_resp + hops["bs_down"] / 1e3
+    f_resp = b_resp + hops["fb_down"] / 1e3
+    c1 = f_resp + hops["down"] / 1e3
+    req = pd.DataFrame({"t": c0, "latency_ms": (c1 - c0) * 1e3, "error": "", "worker": WORKER, "trace_id": pd.array(np.arange(1, n + 1), dtype="Int64")})
+    rows = []
+    us = lambda x: int(round(x * 1e6))  # noqa: E731 - HAProxy logs microseconds
+    for i in range(n):
+        rid = f"{WORKER}/{i + 1}"
+        fe_kind = "frontend" if split else "monolith"
+        fq, fw, fc = (0, 0, 0) if split else (0, int(hops["queue"][i]), int(hops["connect"][i]))
+        rows.append(f"lbb1 lb-a-fe {fe_kind} {rid} {us(f_req[i])} {us(f_resp[i])} {us(c1[i])} 0 0 {fq} {fw} {fc} 50 51 200 1024 -- be1-1")
+        if split:
+            rows.append(f"lbb1 lb-a-backend1 backend {rid} {us(b_req[i])} {us(b_resp[i])} {us(f_resp[i])} 0 0 0 {int(hops['queue'][i])} {int(hops['connect'][i])} 50 51 200 1024 -- srv1")
+        rows.append(f"lbb1 srv1 server {rid} {us(s_req[i])} {us(s_resp[i])} {us(b_resp[i])} 0 0 0 -1 -1 -1 51 200 1024 -- <NOSRV>")
+    timers = pd.DataFrame([parse_line(line) for line in rows])
+    # as a run directory gives them back (strings as categories)
+    return as_read("requests", req), as_read("request_timers", timers), hops
+
+
+@pytest.mark.parametrize("split", [True, False])
+def test_hops_are_recovered_and_add_up_to_the_client_latency(split: bool) -> None:
+    req, timers, truth = traced_run(split=split)
+    d = joined(req, timers)
+    assert len(d) == len(req)
+    assert np.allclose(d["client_frontend"], truth["up"] + truth["down"], atol=2e-3)
+    assert np.allclose(d["frontend_backend"], truth["fb_up"] + truth["fb_down"], atol=2e-3)
+    assert np.allclose(d["queue"], truth["queue"]) and np.allclose(d["connect"], truth["connect"])
+    assert np.allclose(d["backend_server"], truth["bs_up"] + truth["bs_down"], atol=2e-3)
+    assert np.allclose(d["server"], truth["server"], atol=2e-3)
+    assert np.allclose(d[list(PARTS)].sum(axis=1), d["latency_ms"], atol=1e-6)
+    assert np.allclose(d["lb_added"], d["frontend_backend"] + d["connect"] + d["backend_server"])
+
+
+def test_summary_percentiles_requested_vs_served_and_missing_hops() -> None:
+    req, timers, truth = traced_run()
+    # an untraced request and a traced one whose server line never came
+    req = pd.concat([req, pd.DataFrame({"t": [T0 + 30], "latency_ms": [1.0], "error": [""], "worker": [WORKER], "trace_id": pd.array([None], dtype="Int64")})])
+    timers = timers[~((timers["kind"] == "server") & (timers["id"] == f"{WORKER}/7"))]
+    run = {"scenario": {"load": {"path": "/?size=0&delay_ms=50", "trace_every": None}}, "topology": {"lb": {"layout": "split"}}}
+    s = decomposition_summary(req, timers, (T0, T0 + 100), run, dropped_logs=0)
+    assert s["requests"] == 199 and s["traced"] == 200 and s["sampled_pct"] == pytest.approx(100 * 200 / 201, abs=0.01)
+    assert s["hops_ms"]["server"]["p50"] == pytest.approx(np.median(np.delete(truth["server"], 6)), abs=2e-3)
+    assert s["requested_delay_ms"] == 50.0 and 0 < s["served_over_requested_ms"]["p50"] < 0.8
+    assert abs(s["sum_p50_diff_ms"]) < 1.0
+    assert s["termination"]["frontend"] == {"--": 199}
+
+
+def test_requested_delay_from_the_path() -> None:
+    assert requested_delay_ms("/?size=1&delay_ms=50") == 50.0 and requested_delay_ms("/?delay_ms=7&x=1") == 7.0
+    assert requested_delay_ms("/?size=1") is None and requested_delay_ms(None) is None
+
+
+def test_log_lines_parse_and_junk_is_refused() -> None:
+    row = parse_line("lbb1 lb-a-frontend frontend gen:1/7 1800000000123456 1800000000173456 1800000000174000 3 0 0 0 0 50 51 200 1024 -- be1-1\n")
+    assert row is not None and row["id"] == "gen:1/7" and row["t_req"] == pytest.approx(1800000000.123456) and row["Th"] == 3 and row["server"] == "be1-1"
+    assert parse_line("lbb1 srv1 server - - - 1800000000174000 0 0 0 -1 -1 -1 1 200 1 -- -") is None  # untraced
+    assert parse_line("hello") is None and parse_line("") is None
+
+
+def test_the_receiver_streams_lines_from_a_unix_socket(tmp_path: Path) -> None:
+    import socket
+    import time
+
+    path = tmp_path / "timers.sock"
+    r = TimerReceiver(tmp_path, path)
+    r.start()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        for i in range(50):
+            s.sendto(f"lbb1 srv1 server gen:1/{i} 1800000000000000 1800000000050000 1800000000050100 0 0 0 -1 -1 -1 50 200 1 -- -".encode(), str(path))
+        s.sendto(b"not a timer line", str(path))
+    deadline = time.monotonic() + 5
+    while r.lines + r.rejected < 51 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    meta = r.stop()
+    assert meta["lines"] == 50 and meta["rejected"] == 1 and not path.exists()
+    got = read_table(tmp_path, TABLE)
+    assert len(got) == 50 and set(got["kind"]) == {"server"}
+
+
+def test_the_report_shows_the_decomposition_and_opens_with_a_changed_lab(tmp_path: Path) -> None:
+    import json
+
+    from bench.results.store import ChunkWriter
+    from bench.results.tables import REQUESTS, REQUEST_TIMERS
+    from bench.report import build_report
+    from tests.unit.test_report import T0 as RT0
+    from tests.unit.test_report import make_run
+
+    change = {"t": RT0 + 4.0, "kind": "integrity", "name": "container-exited", "subject": "srv2", "message": "srv2 exited (code 137) at +4.0 s, not a planned fault"}
+    run_dir = make_run(tmp_path, requests=False, events=[change])
+    req, timers, _ = traced_run(n=50)
+    shift = RT0 + 0.5 - T0  # into the synthetic run's load window
+    req = req.assign(t=req["t"] + shift, bytes=128, status=200, name="GET /", conn_new=None, intended_t=None, latency_corrected_ms=None)
+    for col in ("t", "t_req", "t_resp"):
+        timers[col] = timers[col] + shift
+    ChunkWriter(run_dir, REQUESTS, "1").write({k: req[k].astype(object).where(req[k].notna(), None).tolist() for k in REQUESTS.schema.names})
+    ChunkWriter(run_dir, REQUEST_TIMERS, "timers").write({k: timers[k].astype(object).where(timers[k].notna(), None).tolist() for k in REQUEST_TIMERS.schema.names})
+    build_report(run_dir)
+    s = json.loads((run_dir / "summary.json").read_text())
+    assert s["decomposition"]["requests"] > 0 and s["integrity"]["ok"] is False
+    html = (run_dir / "report.html").read_text()
+    assert html.index("INVALID: the lab changed during the run") < html.index("<b>Bottleneck:</b>")
+    assert "srv2 exited (code 137)" in html and "<h2>Latency decomposition</h2>" in html
+    assert "latency by hop (p50)" in html
+    assert (run_dir / "plots" / "decomposition.png").stat().st_size > 1000
+
+
+def test_automatic_tracing_keeps_about_100_traced_requests_a_second() -> None:
+    from bench.load.capture import TRACE_PER_S, Tracer
+
+    auto = Tracer("w:1")
+    assert auto.every == 1 and auto.countdown() == 1
+    auto.adapt(requests=5000, seconds=1.0)
+    assert auto.every == 50 and 5000 / auto.every == TRACE_PER_S
+    auto.adapt(requests=40, seconds=1.0)
+    assert auto.every == 1
+    fixed = Tracer("w:1", 7)
+    fixed.adapt(requests=5000, seconds=1.0)
+    assert fixed.every == 7
+    assert Tracer("w:1", 0).countdown() == -1  # off: the countdown never reaches zero
+    assert auto.header_line(auto.take()) == b"X-Lbbench-Id: w:1/1\r\n"
