@@ -508,8 +508,8 @@ class Load(_Model):
         ge=0,
         le=1_000_000,
         description="requests traced through every hop (an X-Lbbench-Id header; each HAProxy process logs its "
-        "timers for them): 1 in N; 0 = none; null = automatic (every request up to about 100/s per load-generator "
-        "process, 1 in N above)",
+        "timers for them): 1 in N; 0 = none; null = automatic (N follows each load-generator process's rate so that "
+        "about 100 requests/s per process are traced; 1 in 20 in the first second)",
     )
     max_lag: Duration = Field(
         1.0,

@@ -23,57 +23,53 @@ line in ``show info`` ``DroppedLogs``.
 from __future__ import annotations
 
 import os
+import select
 import socket
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from .tables import TableBuffer
+from ..results.store import ChunkWriter
+from ..results.tables import REQUEST_TIMERS
 
-TABLE = "request_timers"
+TABLE = REQUEST_TIMERS.name
 #: The first word of every line: the format's version.
 TAG = "lbb1"
 #: Receive buffer asked for (the kernel caps it at net.core.rmem_max unless we may force it).
 RCVBUF = 4 << 20
 FLUSH_S = 1.0
-_INT_FIELDS = ("Th", "Ti", "TR", "Tw", "Tc", "Tr", "Ta")
+#: The table's columns, in the order :func:`parse_row` gives them.
+COLUMNS = REQUEST_TIMERS.schema.names
 
 
-def _us(word: str) -> float | None:
-    return int(word) / 1e6 if word and word != "-" and word.lstrip("-").isdigit() else None
+def _num(word: str) -> int | None:
+    """A number HAProxy printed (``-1`` for a timer not reached), None for ``-`` or anything else."""
+    try:
+        return int(word)
+    except ValueError:
+        return None
 
 
-def _int(word: str) -> int | None:
-    return int(word) if word.lstrip("-").isdigit() else None
+def parse_row(line: str) -> tuple | None:
+    """One row of ``request_timers`` from a log line, as a tuple in :data:`COLUMNS` order (None for anything else)."""
+    words = line.split()
+    if len(words) != 18 or words[0] != TAG or words[3] == "-":
+        return None
+    t_req, t_resp, t_log = _num(words[4]), _num(words[5]), _num(words[6])
+    if t_log is None or t_req is None:
+        return None
+    th, ti, tr_, tw, tc, tr, ta, status, nbytes = map(_num, words[7:16])
+    return (
+        t_log / 1e6, words[1], words[2], words[3], t_req / 1e6, None if t_resp is None else t_resp / 1e6,
+        th, ti, tr_, tw, tc, tr, ta, status, nbytes, words[16], "" if words[17] == "-" else words[17],
+    )  # fmt: skip
 
 
 def parse_line(line: str) -> dict[str, Any] | None:
-    """One row of ``request_timers`` from a log line (None for anything else)."""
-    words = line.split()
-    if len(words) < 18 or words[0] != TAG:
-        return None
-    service, kind, rid = words[1], words[2], words[3]
-    if rid in ("-", ""):
-        return None
-    t_log = _us(words[6])
-    if t_log is None:
-        return None
-    row: dict[str, Any] = {
-        "t": t_log,
-        "service": service,
-        "kind": kind,
-        "id": rid,
-        "t_req": _us(words[4]),
-        "t_resp": _us(words[5]),
-    }
-    for name, word in zip(_INT_FIELDS, words[7:14], strict=True):
-        row[name] = _int(word)
-    row["status"] = _int(words[14])
-    row["bytes"] = _int(words[15])
-    row["term"] = words[16]
-    row["server"] = words[17] if words[17] != "-" else ""
-    return row
+    """:func:`parse_row` as a dict of column -> value (for tests and tools)."""
+    row = parse_row(line)
+    return None if row is None else dict(zip(COLUMNS, row, strict=True))
 
 
 class TimerReceiver:
@@ -81,7 +77,8 @@ class TimerReceiver:
 
     def __init__(self, run_dir: Path, path: Path):
         self.path = Path(path)
-        self.buffer = TableBuffer(Path(run_dir), TABLE, writer="timers")
+        self.writer = ChunkWriter(Path(run_dir), REQUEST_TIMERS, "timers")
+        self._rows: list[tuple] = []
         self.lines = 0
         self.rejected = 0
         self.cpu_s = 0.0
@@ -107,7 +104,7 @@ class TimerReceiver:
                 continue
         sock.bind(str(self.path))
         os.chmod(self.path, 0o666)  # HAProxy may run as another user inside its container
-        sock.settimeout(0.2)
+        sock.setblocking(False)
         self._sock = sock
         self.started_at = time.time()
         self._thread = threading.Thread(target=self._run, name="lbbench-timers", daemon=True)
@@ -144,21 +141,29 @@ class TimerReceiver:
         assert sock is not None
         began = time.thread_time()
         next_flush = time.monotonic() + FLUSH_S
+        recv = sock.recv
         while not self._stop.is_set():
-            try:
-                data = sock.recv(4096)
-            except TimeoutError:
-                data = b""
-            except OSError:
-                break
-            if data:
-                row = parse_line(data.decode("ascii", "replace"))
-                with self._lock:
+            ready, _, _ = select.select([sock], [], [], 0.2)
+            if ready:
+                got: list[tuple] = []
+                rejected = 0
+                # drain what is queued: one select per batch, not per line
+                for _ in range(10_000):
+                    try:
+                        data = recv(1024)
+                    except BlockingIOError:
+                        break
+                    except OSError:
+                        return
+                    row = parse_row(data.decode("ascii", "replace"))
                     if row is None:
-                        self.rejected += 1
+                        rejected += 1
                     else:
-                        self.lines += 1
-                        self.buffer.add(**row)
+                        got.append(row)
+                with self._lock:
+                    self._rows.extend(got)
+                    self.lines += len(got)
+                    self.rejected += rejected
             if time.monotonic() >= next_flush:
                 self._flush()
                 next_flush = time.monotonic() + FLUSH_S
@@ -166,4 +171,6 @@ class TimerReceiver:
 
     def _flush(self) -> None:
         with self._lock:
-            self.buffer.flush()
+            rows, self._rows = self._rows, []
+        if rows:
+            self.writer.write({name: list(col) for name, col in zip(COLUMNS, zip(*rows), strict=True)})

@@ -37,6 +37,8 @@ RECORD_COLUMNS = ("t", "latency_ms", "bytes", "status", "error", "name", "worker
 TRACE_HEADER = "X-Lbbench-Id"
 #: Automatic tracing: about this many traced requests per second per load-generator process.
 TRACE_PER_S = 100
+#: Automatic tracing's 1 in N until the first flush has measured the process's rate.
+AUTO_START = 20
 
 
 class Tracer:
@@ -55,7 +57,8 @@ class Tracer:
     def __init__(self, worker: str, every: int | None = None):
         self.worker = worker
         self.auto = every is None
-        self.every = 1 if every is None else int(every)
+        # automatic: start at 1 in AUTO_START (the rate is not known before the first flush)
+        self.every = AUTO_START if every is None else int(every)
         self.seq = 0
 
     def take(self) -> int:

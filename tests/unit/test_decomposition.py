@@ -138,10 +138,10 @@ def test_the_report_shows_the_decomposition_and_opens_with_a_changed_lab(tmp_pat
 
 
 def test_automatic_tracing_keeps_about_100_traced_requests_a_second() -> None:
-    from bench.load.capture import TRACE_PER_S, Tracer
+    from bench.load.capture import AUTO_START, TRACE_PER_S, Tracer
 
     auto = Tracer("w:1")
-    assert auto.every == 1 and auto.countdown() == 1
+    assert auto.every == AUTO_START and auto.countdown() == AUTO_START
     auto.adapt(requests=5000, seconds=1.0)
     assert auto.every == 50 and 5000 / auto.every == TRACE_PER_S
     auto.adapt(requests=40, seconds=1.0)
