@@ -139,8 +139,13 @@ def _cpu_knob(role: str, run: dict[str, Any]) -> str:
     lb = topo.get("lb") or {}
     fe, be, srv = lb.get("frontend") or {}, lb.get("backend") or {}, topo.get("servers") or {}
     load = (run.get("scenario") or {}).get("load") or {}
-    quota = lambda p: f", cpu_limit {p['cpu_limit']:g}" if p.get("cpu_limit") else ""  # noqa: E731
-    pinned = lambda p: f", cpus {p['cpus']}" if p.get("cpus") else ""  # noqa: E731
+
+    def quota(p: dict[str, Any]) -> str:
+        return f", cpu_limit {p['cpu_limit']:g}" if p.get("cpu_limit") else ""
+
+    def pinned(p: dict[str, Any]) -> str:
+        return f", cpus {p['cpus']}" if p.get("cpus") else ""
+
     return {
         "frontend": f"raise lb.frontend.nbthread (now {fe.get('nbthread', 1)}{pinned(fe)}{quota(fe)}) and give it the cores",
         "monolith": f"raise lb.frontend.nbthread (now {fe.get('nbthread', 1)}{pinned(fe)}{quota(fe)}) or split the layout",
@@ -270,7 +275,8 @@ def client_pool_limit(run: dict[str, Any], load: dict[str, Any], requests_per_s:
     if waited is None:
         return None
     detail = f"{pace.get('waited')} of {pace.get('due')} sends ({waited:g}%) found every one of the {users} connections busy"
-    return Limit("client-pool", "users", "load.users", 100.0 if waited > 5.0 else 100.0 * waited / 5.0, waited > 5.0, detail, f"raise load.users (now {users}): the pool of connections the schedule sends on")
+    knob = f"raise load.users (now {users}): the pool of connections the schedule sends on"
+    return Limit("client-pool", "users", "load.users", 100.0 if waited > 5.0 else 100.0 * waited / 5.0, waited > 5.0, detail, knob)
 
 
 def schedule_limit(run: dict[str, Any], load: dict[str, Any]) -> Limit | None:

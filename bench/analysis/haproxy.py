@@ -334,9 +334,9 @@ def process_limits(info: pd.DataFrame, window: tuple[float, float]) -> dict[str,
         return {}
     out: dict[str, dict[str, Any]] = {}
     for (node, service, kind), g in d.groupby(["node", "service", "kind"], sort=True):
-        m = {metric: rows["value"] for metric, rows in g.groupby("metric")}
+        m = {metric: rows["value"] for metric, rows in g.groupby("metric", observed=True)}
 
-        def last(name: str) -> float | None:
+        def last(name: str, m: dict[str, pd.Series] = m) -> float | None:
             return num(m[name].iloc[-1], 0) if name in m and not m[name].empty else None
 
         curr = m.get("CurrConns")

@@ -27,9 +27,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from ..results.layout import RunDir
+from ..results.layout import TIMERS_SOCKET, RunDir
 from ..results.tables import COLLECTORS, by_source
-from ..topology.render import TIMERS_SOCKET_NAME
 from . import cpu, haproxy, netns, vrrp
 from .tables import TableBuffer
 from .timers import TABLE as TIMERS_TABLE
@@ -215,7 +214,7 @@ class Collectors:
         files = getattr(self.lab, "files", None)
         if files is None:
             return
-        receiver = TimerReceiver(self.run_dir, Path(files.run) / TIMERS_SOCKET_NAME)
+        receiver = TimerReceiver(self.run_dir, Path(files.run) / TIMERS_SOCKET)
         receiver.start()
         self.timers = receiver
 

@@ -33,6 +33,7 @@ it is judged; ``bench fault`` typed by hand during a run is covered the same way
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -139,11 +140,11 @@ def fault_windows(events: Iterable[dict[str, Any]], node_services: dict[str, lis
             out.append(w)
             continue
         done = float(ev.get("done_at") or ev["t"])
-        w = opened.pop(key, None)
-        if w is None:
+        fault = opened.pop(key) if key in opened else None
+        if fault is None:
             out.append(Window(frozenset(services), float(ev["t"]), done, name))
         else:
-            w.end = done
+            fault.end = done
     return out
 
 
@@ -206,10 +207,8 @@ class LabWatch:
         self._stop.set()
         stream = self._stream
         if stream is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing a broken stream
                 stream.close()
-            except Exception:  # noqa: BLE001 - closing a broken stream
-                pass
         for th in self._threads:
             th.join(timeout=10)
         self._judge(final=True)
@@ -366,10 +365,8 @@ class LabWatch:
         self._say(f"LAB CHANGED: {problem.message}")
 
     def _say(self, message: str) -> None:
-        try:
+        with contextlib.suppress(Exception):  # a broken log must not stop the watch
             self.log(message)
-        except Exception:  # noqa: BLE001 - a broken log must not stop the watch
-            pass
 
 
 def _groups(seen: list[_Seen]) -> list[list[_Seen]]:

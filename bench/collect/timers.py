@@ -22,6 +22,7 @@ line in ``show info`` ``DroppedLogs``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import socket
@@ -118,10 +119,8 @@ class TimerReceiver:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
-        try:
+        with contextlib.suppress(OSError):
             self.path.unlink()
-        except OSError:
-            pass
         self._flush()
         self.stopped_at = time.time()
         return self.meta()
@@ -173,4 +172,4 @@ class TimerReceiver:
         with self._lock:
             rows, self._rows = self._rows, []
         if rows:
-            self.writer.write({name: list(col) for name, col in zip(COLUMNS, zip(*rows), strict=True)})
+            self.writer.write({name: list(col) for name, col in zip(COLUMNS, zip(*rows, strict=True), strict=True)})

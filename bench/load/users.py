@@ -96,30 +96,34 @@ class KeepAliveUser(FastHttpUser):
         glet = gevent.getcurrent()
         glet.lbbench_conn_new = False
         headers = None
-        if TRACER is not None:
-            TRACER.left -= 1
-            if TRACER.left == 0:
+        trace = TRACE
+        if trace.tracer is not None:
+            trace.left -= 1
+            if trace.left == 0:
                 # traced through every hop (bench/load/capture.py Tracer); the capture reads the id off the greenlet
-                trace_id = TRACER.tracer.take()
+                trace_id = trace.tracer.take()
                 glet.lbbench_trace = trace_id
-                headers = {TRACE_HEADER: TRACER.tracer.value(trace_id)}
-                TRACER.left = TRACER.tracer.countdown()
+                headers = {TRACE_HEADER: trace.tracer.value(trace_id)}
+                trace.left = trace.tracer.countdown()
         self.client.get(_S.get("path", "/"), name=_S.get("name", "GET"), headers=headers)
 
 
 class _Countdown:
     """The process's requests until the next traced one (FastHttpUser side of a Tracer)."""
 
-    def __init__(self, tracer: Any):
+    def __init__(self) -> None:
+        self.tracer: Any = None
+        self.left = -1
+
+    def attach(self, tracer: Any) -> None:
         self.tracer = tracer
         self.left = tracer.countdown()
 
 
-#: Set by the locustfile once the capture exists (None: no tracing, e.g. without a run directory).
-TRACER: _Countdown | None = None
+#: Attached by the locustfile once the capture exists (no tracer: no tracing, e.g. without a run directory).
+TRACE = _Countdown()
 
 
 def attach_tracer(tracer: Any) -> None:
     """Trace FastHttpUser requests with ``tracer`` (a :class:`bench.load.capture.Tracer`)."""
-    global TRACER
-    TRACER = _Countdown(tracer)
+    TRACE.attach(tracer)

@@ -46,6 +46,8 @@ MATRIX_JSON = "matrix.json"
 LAB_JSON = "lab.json"
 FAULTS_JSON = "faults.json"
 OWNER_JSON = "owner.json"  # which process owns a lab (bench/topology/owner.py)
+#: The unix datagram socket every HAProxy process of a lab sends its traced requests' timers to (bench/collect/timers.py).
+TIMERS_SOCKET = "timers.sock"
 LATENCY_HLOG = "latency.hlog"  # in derived/: HdrHistogram interval log (bench/report/latency.py)
 
 
@@ -202,3 +204,8 @@ class LabDir:
     def sockets(self) -> Path:
         """The HAProxy stats sockets, bind-mounted into the lab."""
         return self.root / "run"
+
+    @property
+    def timers_socket(self) -> Path:
+        """Where the collectors receive the traced requests' timers (``/run/lbbench/timers.sock`` in the lab)."""
+        return self.sockets / TIMERS_SOCKET

@@ -24,6 +24,7 @@ import yaml
 
 from .. import paths
 from ..errors import Problems
+from ..results import layout
 from ..spec import USER_FILES_MOUNT, format_duration
 from . import plan as P  # noqa: N812 - this module calls the plan P throughout
 from . import userconfig
@@ -42,9 +43,7 @@ DUMMY_LUA = "/usr/local/share/lbbench/dummy.lua"
 #: Folder of the rendered configs holding the user's files (``lb.haproxy.files``), mounted at USER_FILES_MOUNT.
 USER_FILES_DIR = "files"
 #: Where every HAProxy process sends the timers of traced requests (a unix datagram socket the collector binds).
-TIMERS_SOCKET = f"{RUN_MOUNT}/timers.sock"
-#: Its name in the lab's run folder on the host.
-TIMERS_SOCKET_NAME = "timers.sock"
+TIMERS_SOCKET = f"{RUN_MOUNT}/{layout.TIMERS_SOCKET}"
 
 
 def _env(user_folder: Path | None = None) -> jinja2.Environment:

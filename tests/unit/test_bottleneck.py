@@ -119,7 +119,7 @@ def test_the_load_generator_outranks_everything_and_contention_is_said() -> None
     assert (behind["component"], behind["limit"]) == ("loadgen", "schedule") and "60 of 100 req/s" in behind["verdict"]
 
 
-@pytest.mark.parametrize("host, component", [(79.9, "none"), (80.0, "contended")])
+@pytest.mark.parametrize(("host", "component"), [(79.9, "none"), (80.0, "contended")])
 def test_contended_from_80_percent(host: float, component: str) -> None:
     b = bottleneck.find_bottleneck(RUN, {**quiet_cpu(), "host_mean_pct": host}, {}, {})
     assert b["component"] == component

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from bench.analysis.decomposition import PARTS, decomposition_summary, joined, requested_delay_ms
-from bench.results.store import as_read, read_table
 from bench.collect.timers import TABLE, TimerReceiver, parse_line
+from bench.results.store import as_read, read_table
 
 T0 = 1_800_000_000.0
 WORKER = "gen:42"
@@ -35,7 +35,7 @@ def traced_run(n: int = 200, seed: int = 1, split: bool = True) -> tuple[pd.Data
     c1 = f_resp + hops["down"] / 1e3
     req = pd.DataFrame({"t": c0, "latency_ms": (c1 - c0) * 1e3, "error": "", "worker": WORKER, "trace_id": pd.array(np.arange(1, n + 1), dtype="Int64")})
     rows = []
-    us = lambda x: int(round(x * 1e6))  # noqa: E731 - HAProxy logs microseconds
+    us = lambda x: round(x * 1e6)  # noqa: E731 - HAProxy logs microseconds
     for i in range(n):
         rid = f"{WORKER}/{i + 1}"
         fe_kind = "frontend" if split else "monolith"
@@ -112,9 +112,9 @@ def test_the_receiver_streams_lines_from_a_unix_socket(tmp_path: Path) -> None:
 def test_the_report_shows_the_decomposition_and_opens_with_a_changed_lab(tmp_path: Path) -> None:
     import json
 
-    from bench.results.store import ChunkWriter
-    from bench.results.tables import REQUESTS, REQUEST_TIMERS
     from bench.report import build_report
+    from bench.results.store import ChunkWriter
+    from bench.results.tables import REQUEST_TIMERS, REQUESTS
     from tests.unit.test_report import T0 as RT0
     from tests.unit.test_report import make_run
 

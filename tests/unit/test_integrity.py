@@ -86,8 +86,7 @@ def docker_event(action: str, service: str, t: float, **attrs: str) -> dict[str,
 
 def watch_for(tmp_path: Path, client: FakeClient, lines: list[str] | None = None) -> LabWatch:
     log = lines if lines is not None else []
-    w = LabWatch(fake_lab(), EventLog(tmp_path / "events.jsonl"), log=log.append, client_factory=lambda: client, judge_after=60)
-    return w
+    return LabWatch(fake_lab(), EventLog(tmp_path / "events.jsonl"), log=log.append, client_factory=lambda: client, judge_after=60)
 
 
 def integrity_events(tmp_path: Path) -> list[dict[str, Any]]:
@@ -168,7 +167,7 @@ def test_a_container_not_running_at_the_start_is_a_problem(tmp_path: Path) -> No
 
 def test_vip_moves_count_only_outside_vip_faults(tmp_path: Path) -> None:
     events = EventLog(tmp_path / "events.jsonl")
-    w = LabWatch(fake_lab(), events, log=lambda _m: None, client_factory=lambda: FakeClient(), judge_after=60)
+    w = LabWatch(fake_lab(), events, log=lambda _m: None, client_factory=FakeClient, judge_after=60)
     w.start()
     t = time.time()
     events.write({"t": t + 1, "done_at": t + 1, "kind": "fault", "name": "crash", "id": 1, "node": "lb-a", "services": NODES[0].services})
@@ -186,7 +185,7 @@ def test_lost_sources_of_one_tick_are_one_problem_and_faulted_ones_are_planned(t
     events = EventLog(tmp_path / "events.jsonl")
     t = time.time()
     events.write({"t": t, "done_at": t, "kind": "fault", "name": "backend-kill", "id": 1, "node": "lb-a", "services": ["lb-a-backend1"]})
-    w = LabWatch(fake_lab(), events, log=lambda _m: None, client_factory=lambda: FakeClient(), judge_after=60)
+    w = LabWatch(fake_lab(), events, log=lambda _m: None, client_factory=FakeClient, judge_after=60)
     w.start()
     w.sources_lost(t + 0.5, {"haproxy lb-a-backend1": "ConnectionRefusedError", "cpu lb-a-backend1": "FileNotFoundError"})
     w.sources_lost(t + 0.6, {f"haproxy srv{i}": "ConnectionRefusedError" for i in (1, 2)} | {"cpu host": "OSError"})

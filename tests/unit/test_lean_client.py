@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import itertools
 import json
 import math
 import socket
@@ -599,7 +600,7 @@ def test_one_in_n_requests_carry_their_trace_id(serve, pki, drive, rpc: int) -> 
     assert len(seen) == 4 and seen == [f"w:1/{i}" for i in range(1, 5)]
     assert [tid for _, tid in capture.marked] == [1, 2, 3, 4]
     rows_marked = [row for row, _ in capture.marked]
-    assert all(b - a == 3 for a, b in zip(rows_marked, rows_marked[1:], strict=False))
+    assert all(b - a == 3 for a, b in itertools.pairwise(rows_marked))
 
 
 def test_tracing_off_sends_no_id(serve, pki) -> None:
