@@ -17,3 +17,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture
 def update_golden(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--update-golden"))
+
+
+@pytest.fixture(autouse=True)
+def _never_monkey_patched() -> object:
+    """Importing Locust monkey-patches threads, sockets and ssl for the whole process.
+
+    In pytest's process that makes later tests hang (CI once ran out of time that way):
+    a test that needs Locust imported runs it in a subprocess. Fails the test that did it.
+    """
+    yield
+    import sys
+
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_anything_patched():
+        pytest.fail("this test monkey-patched pytest's process (imported locust?): run that code in a subprocess")

@@ -153,30 +153,48 @@ def test_automatic_tracing_keeps_about_100_traced_requests_a_second() -> None:
     assert auto.header_line(auto.take()) == b"X-Lbbench-Id: w:1/1\r\n"
 
 
+_FASTHTTP_TRACE = """
+import json, sys
+from types import SimpleNamespace
+
+import locust  # noqa: F401 - monkey-patches first, as in a Locust worker
+
+import gevent
+
+from bench.load import users
+from bench.load.capture import RequestCapture, Tracer
+
+capture = RequestCapture(sys.argv[1])
+capture.tracer = Tracer("w:1", 4)
+sent = []
+
+
+def get(path, name, headers=None):
+    sent.append(headers)
+    capture.on_request("GET", name, 1.0, 10, response=SimpleNamespace(status_code=200), start_time=1.0)
+
+
+user = SimpleNamespace(client=SimpleNamespace(get=get))
+users.TRACE = users._Countdown()
+users.attach_tracer(capture.tracer)
+gevent.spawn(lambda: [users.KeepAliveUser.get(user) for _ in range(12)]).get(timeout=10)
+print(json.dumps({"sent": sent, "traced": capture._traced}))
+"""
+
+
 def test_fasthttp_users_trace_one_in_n_and_the_capture_marks_their_rows(tmp_path: Path) -> None:
-    from types import SimpleNamespace
+    # Locust monkey-patches the interpreter when imported: in its own process, never in pytest's.
+    import json
+    import subprocess
+    import sys
 
-    import gevent
-
-    from bench.load import users
-    from bench.load.capture import RequestCapture, Tracer
-
-    capture = RequestCapture(tmp_path)
-    capture.tracer = Tracer("w:1", 4)
-    sent: list[dict | None] = []
-
-    def get(path: str, name: str, headers: dict | None = None) -> None:
-        sent.append(headers)
-        capture.on_request("GET", name, 1.0, 10, response=SimpleNamespace(status_code=200), start_time=1.0)
-
-    user = SimpleNamespace(client=SimpleNamespace(get=get))
-    old = users.TRACE
-    users.TRACE = users._Countdown()
-    try:
-        users.attach_tracer(capture.tracer)
-        gevent.spawn(lambda: [users.KeepAliveUser.get(user) for _ in range(12)]).get(timeout=10)  # type: ignore[arg-type]
-    finally:
-        users.TRACE = old
+    done = subprocess.run(
+        [sys.executable, "-c", _FASTHTTP_TRACE, str(tmp_path)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    sent = got["sent"]
     assert [h for h in sent if h] == [{"X-Lbbench-Id": f"w:1/{i}"} for i in (1, 2, 3)]
     assert [i for i, h in enumerate(sent) if h] == [3, 7, 11]
-    assert capture._traced == [(3, 1), (7, 2), (11, 3)]
+    assert [tuple(x) for x in got["traced"]] == [(3, 1), (7, 2), (11, 3)]
