@@ -220,6 +220,8 @@ def tripwire(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     (tmp_path / "state").mkdir()
     sandbox = tmp_path / "sandbox"
     sandbox.mkdir()
+    # a relative path drawn as an option's value (--output MX) lands in the sandbox, never in the checkout
+    monkeypatch.chdir(sandbox)
     (sandbox / "a-file").write_text("x")
     (sandbox / "empty-dir").mkdir()
     (sandbox / "full-dir").mkdir()
