@@ -268,7 +268,7 @@ class Collectors:
                 self._guard(f"haproxy {target.service}", haproxy.sample, target, b["haproxy_info"], b["haproxy_stat"])
             c1 = clock()
             self._guard("cpu host", self._sample_host)
-            for ct in self.cpu_targets:
+            for ct in list(self.cpu_targets):
                 self._guard(f"cpu {ct.service}", self._sample_container, ct)
             if self.loadgen is not None:
                 self._guard("cpu loadgen", self._sample_loadgen)
@@ -336,6 +336,10 @@ class Collectors:
         try:
             values = ct.account.read()
         except FileNotFoundError:
+            if ct.role == "loadgen":
+                # a load-generator worker's container ends with its load: not the lab, not a lost source
+                self.cpu_targets.remove(ct)
+                return
             ct.account = None  # container gone or restarted: look it up again next time
             if ct.container is not None:
                 ct.container.reload()

@@ -70,3 +70,37 @@ def test_every_flush_is_one_complete_chunk_file(tmp_path: Path) -> None:
     assert read_chunk(first).schema.equals(TABLES["vrrp"].schema)
     assert list(read_table(tmp_path, "vrrp")["holds_vip"]) == [True, False]
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+class _EndingAccount:
+    """A container's CPU account that reads twice, then its cgroup is gone (the container ended)."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def read(self) -> list[tuple[int, float]]:
+        self.reads += 1
+        if self.reads > 2:
+            raise FileNotFoundError("/sys/fs/cgroup/cpuacct/docker/x/cpuacct.usage_percpu")
+        return [(0, 0.1 * self.reads)]
+
+
+def test_a_load_generator_worker_that_ends_is_not_a_lost_source(tmp_path: Path) -> None:
+    lost: list[dict[str, str]] = []
+    said: list[str] = []
+    run_dir = tmp_path / "run"
+    with Collectors(run_dir, FakeLab(tmp_path), interval=0.05, log=said.append) as collectors:
+        collectors.watch = SimpleNamespace(sources_lost=lambda t, failed: lost.append(dict(failed)), vip_sample=lambda t, h: None)
+        worker, lab_server = _EndingAccount(), _EndingAccount()
+        collectors.track_container("loadgen-worker1", "loadgen", None)
+        collectors.cpu_targets[-1].account = worker
+        collectors.track_container("srv9", "server", None)
+        collectors.cpu_targets[-1].account = lab_server
+        deadline = time.monotonic() + 10
+        while (worker.reads < 3 or lab_server.reads < 3) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert worker.reads == 3, "a worker whose container ended is no longer sampled"
+    assert not any("cpu loadgen-worker1" in failed for failed in lost), lost
+    assert any("cpu srv9" in failed for failed in lost), "a lab container that vanishes is still a lost source"
+    rows = read_table(run_dir, "cpu")
+    assert set(rows.loc[rows["container"] == "loadgen-worker1", "usage_s"]) == {0.1, 0.2}
