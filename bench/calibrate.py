@@ -425,7 +425,7 @@ def run_locust(
 ) -> Measurement:
     """Locust headless with ``engine_name``'s user; count requests from our capture inside the window."""
     from .load.runner import start_locust
-    from .results.store import chunk_files, read_table
+    from .results.store import part_files, read_table
     from .spec import Load, Scenario
 
     load = Load(engine=engine_name, users=connections, spawn_rate=float(connections), path="/", **(lean or {}))
@@ -434,7 +434,7 @@ def run_locust(
     locust = start_locust(scenario, ep.url(listener), ep.ca_pem, run_dir, scenario.duration)
     try:
         deadline = time.monotonic() + LOCUST_START_TIMEOUT
-        while not chunk_files(run_dir, "requests"):
+        while not part_files(run_dir, "requests"):
             if locust.proc.poll() is not None:
                 raise UserError(f"locust ({client}) exited early: {locust.log_tail()}", f"see {locust.log_path}")
             if time.monotonic() > deadline:

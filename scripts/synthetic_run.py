@@ -7,15 +7,16 @@ repeated back to back in time until it holds at least ``--requests`` requests (o
 ``--repeat N`` times): every sample table's rows copied once per repetition with
 their times (``t``, ``intended_t``) shifted by the base run's span rounded up to a
 whole second, so per-second tables stay on whole seconds. The tables are written
-as a running lbbench writes them, one chunk per writer per second
-(``samples/<table>/part-<writer>-<seq>.arrow``), so ``bench report OUT`` meets
-what it meets after a run of that length that was killed before its end
-(compaction included); ``--compacted`` compacts them right away (the state after
-``bench run`` ends, or after a first ``bench report``); ``--old-chunks`` writes
-zstd Parquet chunks, as lbbench wrote them before compaction existed.
+as a running lbbench writes them, one stream per writer with a batch per second
+(``samples/<table>/part-<writer>-<id>.arrows``), left open as by a run that was
+killed before its end, so ``bench report OUT`` meets what it meets after such a
+run (compaction included); ``--compacted`` compacts them right away (the state
+``bench run`` leaves); ``--old-chunks`` writes one zstd Parquet file per writer
+and second, as lbbench wrote them before streams and compaction existed.
 
-run.json keeps the base's scenario, topology and versions; its ``id`` names the
-copy, and its load window runs from the first repetition's start to the last one's
+run.json keeps the base's scenario, topology and versions (its status ``running``,
+as a killed run's, unless ``--compacted``); its ``id`` names the copy, and its load
+window runs from the first repetition's start to the last one's
 end. events.jsonl keeps the first ``load`` / ``ramp-up`` / ``steady`` phase, the
 last ``end`` phase, and every other event once per repetition (shifted). Nothing
 else (logs, configs, Locust CSVs) is copied. No figure is invented: every row is
@@ -41,7 +42,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.results.store import CHUNK_SUFFIX, OLD_CHUNK_SUFFIX, compact_run, read_arrow
+from bench.results.store import STREAM_SUFFIX, compact_run, read_arrow
 from bench.results.tables import TABLES
 
 #: Columns holding epoch seconds, shifted per repetition.
@@ -116,15 +117,6 @@ def shift_event(ev: dict, by: int) -> dict:
     return out
 
 
-def write_chunk(table: pa.Table, path: Path, dictionary: bool | list[str]) -> None:
-    """One chunk, as :class:`bench.results.store.ChunkWriter` writes it (or zstd Parquet for ``.parquet``)."""
-    if path.suffix == ".parquet":
-        pq.write_table(table, path, compression="zstd", use_dictionary=dictionary)
-        return
-    with pa.OSFile(str(path), "wb") as sink, ipc.new_file(sink, table.schema) as w:
-        w.write_table(table)
-
-
 def build(base: Path, out: Path, repeat: int | None, requests: int | None, compacted: bool, old_chunks: bool = False) -> dict:
     run = json.loads((base / "run.json").read_text())
     tables = base_tables(base)
@@ -141,7 +133,6 @@ def build(base: Path, out: Path, repeat: int | None, requests: int | None, compa
     if (base / "samples" / "collectors.json").exists():
         shutil.copy(base / "samples" / "collectors.json", out / "samples" / "collectors.json")
     pieces = {name: chunks_of(table) for name, table in tables.items()}
-    suffix = OLD_CHUNK_SUFFIX if old_chunks else CHUNK_SUFFIX
     folders = {}
     dictionary: dict[str, bool | list[str]] = {}
     for name in pieces:
@@ -150,15 +141,30 @@ def build(base: Path, out: Path, repeat: int | None, requests: int | None, compa
         declared = TABLES.get(name)
         dictionary[name] = list(declared.dictionary) if declared is not None and declared.dictionary is not None else True
 
-    def write_rep(k: int) -> None:
-        # one repetition: each base piece once more, its times moved k periods on
+    def write_old_chunks(k: int) -> None:
+        # one repetition as lbbench wrote it before: one Parquet file per writer and second
         for name, parts in pieces.items():
             for i, (label, part) in enumerate(parts):
-                path = folders[name] / f"part-{label}-{k * len(parts) + i:09d}{suffix}"
-                write_chunk(shifted(part, k * period), path, dictionary[name])
+                path = folders[name] / f"part-{label}-{k * len(parts) + i:09d}.parquet"
+                pq.write_table(shifted(part, k * period), path, compression="zstd", use_dictionary=dictionary[name])
+
+    def write_streams(name: str) -> None:
+        # as lbbench writes now: one stream per writer, a batch per second, left open (a killed run)
+        sinks: dict[str, tuple[pa.NativeFile, ipc.RecordBatchStreamWriter]] = {}
+        for k in range(repeat):
+            for label, part in pieces[name]:
+                if label not in sinks:
+                    sink = pa.OSFile(str(folders[name] / f"part-{label}-0{STREAM_SUFFIX}"), "wb")
+                    sinks[label] = (sink, ipc.new_stream(sink, part.schema))
+                sinks[label][1].write_table(shifted(part, k * period))
+        for sink, _writer in sinks.values():
+            sink.close()  # no end-of-stream marker: the writers were killed
 
     with ThreadPoolExecutor(max_workers=4) as pool:
-        list(pool.map(write_rep, range(repeat)))
+        if old_chunks:
+            list(pool.map(write_old_chunks, range(repeat)))
+        else:
+            list(pool.map(write_streams, list(pieces)))
 
     events = _events(base, repeat, period)
     (out / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
@@ -166,9 +172,11 @@ def build(base: Path, out: Path, repeat: int | None, requests: int | None, compa
     if window.get("end") is not None:
         window["end"] = window["end"] + (repeat - 1) * period
     run.update(id=f"{run.get('id')}-x{repeat}", load_window=window, synthetic={"base": str(base), "repeat": repeat, "period_s": period})
+    if not compacted:
+        run["status"] = "running"  # what run.json says of a run that was killed
     (out / "run.json").write_text(json.dumps(run, indent=2) + "\n")
     if compacted:
-        compact_run(out)
+        compact_run(out, final=True)
     return {"repeat": repeat, "period_s": period, "requests": n_base * repeat, "files": sum(1 for _ in (out / "samples").glob("*/*.*"))}
 
 
@@ -177,6 +185,7 @@ def _events(base: Path, repeat: int, period: int) -> list[dict]:
     if not path.exists():
         return []
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    top = max((e["id"] for e in records if isinstance(e.get("id"), int)), default=0)
     out = []
     for k in range(repeat):
         for ev in records:
@@ -186,8 +195,8 @@ def _events(base: Path, repeat: int, period: int) -> list[dict]:
             if ev.get("kind") == "phase" and name in LAST_PHASES and k < repeat - 1:
                 continue
             e = shift_event(ev, k * period)
-            if "id" in e and k:
-                e["id"] = f"{e['id']}-{k}"
+            if isinstance(e.get("id"), int) and k:
+                e["id"] = e["id"] + k * top  # the k-th repetition's faults: ids of their own
             out.append(e)
     return sorted(out, key=lambda e: float(e["t"]))
 

@@ -156,6 +156,8 @@ class Collectors:
         self._flush()
         for node in self.nodes:
             node.ns.close()
+        for buffer in self.buffers.values():
+            buffer.close()
         if self.loadgen is not None:
             self._guard("loadgen cgroup removal", self.loadgen.remove)
         self.stopped_at = time.time()

@@ -43,8 +43,12 @@ class TableBuffer:
         for name in self.names:
             self.cols[name].extend(columns[name])
 
+    def close(self) -> None:
+        """Seal the table's stream (see :class:`~bench.results.store.ChunkWriter`)."""
+        self.writer.close()
+
     def flush(self) -> Path | None:
-        """Write the buffered rows as one chunk (nothing when empty)."""
+        """Write the buffered rows as one batch (nothing when empty)."""
         if not len(self):
             return None
         cols = self.cols

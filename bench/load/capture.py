@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..results.histogram import buckets_of
-from ..results.store import ChunkWriter
+from ..results.store import ChunkWriter, process_writer
 from ..results.tables import LATENCY_HIST, REQUESTS
 
 FLUSH_INTERVAL = 1.0
@@ -181,8 +181,8 @@ class RequestCapture:
 
     def __init__(self, run_dir: Path):
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
-        self.writer = ChunkWriter(run_dir, REQUESTS, f"{os.getpid()}")
-        self.hist_writer = ChunkWriter(run_dir, LATENCY_HIST, f"{os.getpid()}")
+        self.writer = ChunkWriter(run_dir, REQUESTS, process_writer())
+        self.hist_writer = ChunkWriter(run_dir, LATENCY_HIST, process_writer())
         self._rows: list[tuple] = []
         #: which requests carry X-Lbbench-Id (an engine asks it; see Tracer)
         self.tracer = Tracer(self.worker, _trace_setting())
@@ -301,3 +301,5 @@ class RequestCapture:
             self._flusher.kill(block=False)
             self._flusher = None
         self.flush()
+        self.writer.close()
+        self.hist_writer.close()

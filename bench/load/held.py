@@ -82,10 +82,10 @@ class HeldPool:
         self._glets: list[Any] = []
         self._writer: Any = None
         if run_dir is not None:
-            from ..results.store import ChunkWriter
+            from ..results.store import ChunkWriter, process_writer
             from ..results.tables import HELD
 
-            self._writer = ChunkWriter(run_dir, HELD, f"{os.getpid()}")
+            self._writer = ChunkWriter(run_dir, HELD, process_writer())
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -108,6 +108,7 @@ class HeldPool:
         gevent.killall(glets, block=True, timeout=5)
         if self._writer is not None:
             self.sample()
+            self._writer.close()
         for client, _tls in self.clients:
             self.off_client(client)
             client.close()

@@ -468,11 +468,11 @@ class PacingWriter:
     """Flushes a process's :class:`PacingStats` rows into ``samples/pacing/`` once per second."""
 
     def __init__(self, run_dir: Path, stats: PacingStats):
-        from ..results.store import ChunkWriter
+        from ..results.store import ChunkWriter, process_writer
         from ..results.tables import PACING
 
         self.stats = stats
-        self.writer = ChunkWriter(run_dir, PACING, f"{os.getpid()}")
+        self.writer = ChunkWriter(run_dir, PACING, process_writer())
         self._glet: Any = None
 
     def flush(self) -> None:
@@ -493,3 +493,4 @@ class PacingWriter:
             self._glet.kill(block=False)
             self._glet = None
         self.flush()
+        self.writer.close()

@@ -16,6 +16,7 @@ file per table instead of one per second), also those of a run that was killed.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,36 @@ from ..analysis.common import load_run, read_run
 from ..analysis.series import build_series, write_series
 from ..analysis.summary import save_summary, summarise_data
 from ..results.layout import RunDir
-from ..results.store import compact_run
+from ..results.store import compact_run, newest_write
 from .html import render_html
 from .latency import write_hlog
 from .plots import make_context, render_plots
+
+
+#: A run whose writers' streams have not grown for this long while its load generator is gone was killed.
+QUIET_S = 5.0
+
+
+def writers_gone(run_dir: Path, run: dict[str, Any]) -> bool:
+    """Whether nothing writes into ``run_dir`` any more: the run ended, or it was killed.
+
+    A killed run's run.json still says ``running``; its load generator's process group
+    is then gone and no stream has grown for :data:`QUIET_S` (the collectors append
+    every second while they live).
+    """
+    if run.get("status") != "running":
+        return True
+    pid = run.get("load_pid")
+    if isinstance(pid, int) and pid > 0:
+        try:
+            os.killpg(pid, 0)
+            return False
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            return False
+    newest = newest_write(run_dir)
+    return newest is None or time.time() - newest >= QUIET_S
 
 
 def build_report(run_dir: Path, on_summary: Callable[[dict[str, Any]], None] | None = None) -> Path:
@@ -37,8 +64,8 @@ def build_report(run_dir: Path, on_summary: Callable[[dict[str, Any]], None] | N
     before the plots and the page (`bench run` prints its headline then).
     """
     run_dir = Path(run_dir)
-    read_run(run_dir)  # not a run directory: say so before anything is written
-    compact_run(run_dir)
+    run = read_run(run_dir)  # not a run directory: say so before anything is written
+    compact_run(run_dir, final=writers_gone(run_dir, run))
     data = load_run(run_dir)
     data.prefetch("requests", "latency_hist")  # the longest tables, read while the collectors' series are computed
     series = build_series(data)

@@ -1,37 +1,42 @@
 """The one way sample tables are written, compacted and read.
 
-While a run goes, a table is a folder ``samples/<table>/`` of small chunk files,
-one per writer per flush: ``part-<writer>-<seq>.arrow``, Arrow IPC files
-(uncompressed: about ten times cheaper to write and to read back than a small
-Parquet file, which matters to the collectors' and the load generator's own CPU
-and to reading thousands of them). Each is written under a temporary name and
-renamed, so a run killed with SIGKILL keeps every complete chunk and loses at
-most the last flush interval. Runs recorded before this wrote Parquet chunks
-(``part-<writer>-<seq>.parquet``); they are read the same way.
+While a run goes, each writer (the collector thread, every load-generator
+process) appends its rows of a table to one file of its own,
+``samples/<table>/part-<writer>-<id>.arrows``: an Arrow IPC stream, one record
+batch per flush (once a second). Appending costs a write, not a file; a process
+killed with SIGKILL leaves at most a torn last batch, which readers skip, so a
+killed run keeps every complete second. A writer that closes (at exit) seals its
+stream with Arrow's end-of-stream marker. Runs recorded before wrote one chunk
+file per writer per flush (``part-<writer>-<seq>.parquet``, later ``.arrow``);
+they are read the same way.
 
 When the run ends (and in ``bench report`` for a run that was killed before, or
-recorded before compaction existed), :func:`compact_run` merges each table's
-chunks into one Parquet file, ``samples/<table>/compacted.parquet`` (zstd), which
-lists the chunks it holds in its metadata. It is written under a temporary name
-and renamed before any chunk is removed, so a crash at any point leaves either
-the chunks, or the compacted file plus chunks it already holds (which readers
-skip and the next compaction removes). Chunks a late writer adds after a
-compaction are read beside it and merged by the next one.
+recorded before compaction existed), :func:`compact_run` merges each table into
+one Parquet file, ``samples/<table>/compacted.parquet``, which lists in its
+metadata what it holds: whole files, or the first batches of a stream that may
+still grow. It is written under a temporary name and renamed before any file it
+holds is removed, so a crash at any point leaves the rows either in their files
+or in the compacted file, never lost, and readers never count them twice. Rows a
+writer appends after a compaction are read beside it and merged by the next one.
 
 :func:`read_table` (pandas) and :func:`read_arrow` read a table in any of these
-forms, only the columns asked for, with the columns and types of its
+forms, only the columns (and rows) asked for, with the columns and types of its
 declaration in :mod:`bench.results.tables`: a table without rows still has its
 columns, and a column a run's files lack (written before it was added) reads
-as nulls. :func:`chunk_files` and :func:`read_chunk` serve readers that follow
-a run while it goes.
+as nulls. :class:`TableTail` follows a table while the run goes.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import os
+import socket
+import time
+import weakref
 from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +51,15 @@ from .document import ResultsError
 from .layout import RunDir
 from .tables import TABLES, Table, get
 
-#: Suffix of the chunks written now (Arrow IPC) and by runs recorded before (Parquet).
-CHUNK_SUFFIX = ".arrow"
-OLD_CHUNK_SUFFIX = ".parquet"
+#: Suffix of a writer's stream (written now) and of the chunk files of runs recorded before.
+STREAM_SUFFIX = ".arrows"
+OLD_SUFFIXES = (".arrow", ".parquet")
+#: Arrow's end-of-stream marker: a sealed stream ends with it.
+EOS = b"\xff\xff\xff\xff\x00\x00\x00\x00"
 #: File name of a compacted table inside its folder.
 COMPACTED = "compacted.parquet"
-#: Parquet metadata key of a compacted file: the chunk file names it holds, one per line.
+#: Parquet metadata key of a compacted file: what it holds, one file per line: ``name``
+#: (all of it) or ``name:N`` (the first N batches of a stream that was still open).
 CHUNKS_KEY = b"lbbench.chunks"
 #: Rows per row group of a compacted file.
 ROW_GROUP = 1 << 20
@@ -82,8 +90,18 @@ def table_dir(run_dir: Path, name: str) -> Path:
     return RunDir(Path(run_dir)).table(name)
 
 
+def process_writer() -> str:
+    """A writer name unique to this process, also across load-generator containers (host and pid)."""
+    host = "".join(c if c.isalnum() or c in "-." else "_" for c in socket.gethostname())
+    return f"{host}-{os.getpid()}"
+
+
+#: Writers not closed yet: sealed at interpreter exit.
+_OPEN: weakref.WeakSet[ChunkWriter] = weakref.WeakSet()
+
+
 class ChunkWriter:
-    """Appends rows of one table as numbered chunk files."""
+    """Appends rows of one table to this writer's stream file, one record batch per :meth:`write`."""
 
     def __init__(self, run_dir: Path, table: Table | str, writer: str):
         """``table``: a declaration of :mod:`bench.results.tables` (or its name); ``writer``: who writes (unique per process)."""
@@ -92,12 +110,15 @@ class ChunkWriter:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.writer = writer
         self.schema = self.table.schema
-        self.seq = 0
+        self.path: Path | None = None
+        self._sink: pa.NativeFile | None = None
+        self._out: ipc.RecordBatchStreamWriter | None = None
 
     def write(self, columns: dict[str, list[Any]] | dict[str, pa.Array]) -> Path | None:
-        """Write one chunk from equal-length columns (lists or Arrow arrays); empty input writes nothing.
+        """Append one batch from equal-length columns (lists or Arrow arrays); empty input writes nothing.
 
-        Columns of the schema missing from ``columns`` are written as nulls.
+        Columns of the schema missing from ``columns`` are written as nulls. Returns
+        the stream's path.
         """
         if not columns:
             return None
@@ -106,45 +127,95 @@ class ChunkWriter:
             return None
         missing = [name for name in self.schema.names if name not in columns]
         if missing:
-            # columns added to a table later are null in chunks from writers that do not fill them
+            # columns added to a table later are null in rows from writers that do not fill them
             columns = {**columns, **{name: pa.nulls(n, self.schema.field(name).type) for name in missing}}
         table = pa.Table.from_pydict(columns, schema=self.schema)
-        final = self.folder / f"part-{self.writer}-{self.seq:06d}{CHUNK_SUFFIX}"
-        tmp = final.with_name(final.name + ".tmp")
-        with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, self.schema) as out:
-            out.write_table(table)
-        os.replace(tmp, final)
-        self.seq += 1
-        return final
+        if self._out is None:
+            self._open()
+        assert self._out is not None and self._sink is not None
+        self._out.write_table(table)
+        self._sink.flush()
+        return self.path
+
+    def _open(self) -> None:
+        # a name of its own, never reused: a compacted file may name it
+        self.path = self.folder / f"part-{self.writer}-{time.time_ns():x}{STREAM_SUFFIX}"
+        self._sink = pa.OSFile(str(self.path), "wb")
+        self._out = ipc.new_stream(self._sink, self.schema)
+        _OPEN.add(self)
+
+    def close(self) -> None:
+        """Seal the stream (end-of-stream marker); a later :meth:`write` starts a new one."""
+        if self._out is not None:
+            self._out.close()
+            assert self._sink is not None
+            self._sink.close()
+        self._out = self._sink = None
+        _OPEN.discard(self)
+
+
+@atexit.register
+def _seal_all() -> None:
+    for writer in list(_OPEN):
+        with contextlib.suppress(Exception):
+            writer.close()
 
 
 # --------------------------------------------------------------------------- reading
 
 
-def _compacted_chunks(path: Path) -> set[str]:
+@dataclass(frozen=True)
+class Part:
+    """One file of a table's rows: a writer's stream (``skip``: its first batches a compacted file holds) or an old chunk."""
+
+    path: Path
+    skip: int = 0
+
+    @property
+    def stream(self) -> bool:
+        return self.path.suffix == STREAM_SUFFIX
+
+
+def _held(path: Path) -> dict[str, int | None]:
+    """What a compacted file holds: file name -> None (all of it) or the number of a stream's batches."""
     with _readable(path):
         meta = pq.read_schema(path).metadata or {}
-    return set(meta.get(CHUNKS_KEY, b"").decode().split("\n")) - {""}
+    out: dict[str, int | None] = {}
+    for line in meta.get(CHUNKS_KEY, b"").decode().split("\n"):
+        if line:
+            name, _, batches = line.partition(":")
+            out[name] = int(batches) if batches else None
+    return out
 
 
-def chunk_files(run_dir: Path, name: str) -> list[Path]:
-    """Every chunk file of table ``name`` present now, by name (writer, then sequence)."""
+def _held_line(name: str, batches: int | None) -> str:
+    return name if batches is None else f"{name}:{batches}"
+
+
+def part_files(run_dir: Path, name: str) -> list[Path]:
+    """Every stream and chunk file of table ``name`` present now, by name."""
     folder = table_dir(run_dir, name)
     try:
         names = os.listdir(folder)
     except OSError:
         return []
-    return [folder / n for n in sorted(names) if n.startswith("part-") and n.endswith((CHUNK_SUFFIX, OLD_CHUNK_SUFFIX))]
+    return [folder / n for n in sorted(names) if n.startswith("part-") and n.endswith((STREAM_SUFFIX, *OLD_SUFFIXES))]
 
 
-def table_files(run_dir: Path, name: str) -> tuple[Path | None, list[Path]]:
-    """The compacted file of table ``name`` (None when there is none) and the chunks it does not hold."""
+def table_files(run_dir: Path, name: str) -> tuple[Path | None, list[Part]]:
+    """The compacted file of table ``name`` (None when there is none) and the rows it does not hold."""
     compacted = table_dir(run_dir, name) / COMPACTED
-    chunks = chunk_files(run_dir, name)
+    files = part_files(run_dir, name)
     if not compacted.exists():
-        return None, chunks
-    held = _compacted_chunks(compacted)
-    return compacted, [c for c in chunks if c.name not in held]
+        return None, [Part(f) for f in files]
+    held = _held(compacted)
+    parts = []
+    for f in files:
+        if f.name not in held:
+            parts.append(Part(f))
+        elif f.suffix == STREAM_SUFFIX and held[f.name] is not None:
+            parts.append(Part(f, int(held[f.name] or 0)))
+    return compacted, parts
 
 
 def _schema_of(name: str, files: Sequence[Path], read: bool = False) -> pa.Schema:
@@ -156,8 +227,10 @@ def _schema_of(name: str, files: Sequence[Path], read: bool = False) -> pa.Schem
 
 
 def _file_schema(path: Path) -> pa.Schema:
+    if path.suffix == STREAM_SUFFIX:
+        return read_stream(path)[0].schema
     with _readable(path):
-        if path.suffix == CHUNK_SUFFIX:
+        if path.suffix == ".arrow":
             with pa.OSFile(str(path)) as f:
                 return ipc.open_file(f).schema
         return pq.read_schema(path).remove_metadata()
@@ -178,26 +251,59 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def read_chunk(path: Path, columns: Sequence[str] | None = None) -> pa.Table:
-    """One chunk file (Arrow IPC, or Parquet from an older run) with ``columns`` of those it has."""
+def read_stream(path: Path, skip: int = 0) -> tuple[pa.Table, int, bool]:
+    """A writer's stream: its rows after the first ``skip`` batches, how many batches it has, whether it is sealed.
+
+    A torn last batch (the writer was killed mid-write, or is writing it now) is left
+    out; a stream too short to hold its schema yet has no rows.
+    """
     with _readable(path):
-        if path.suffix == CHUNK_SUFFIX:
-            with pa.OSFile(str(path)) as f:
-                table = ipc.open_file(f).read_all()
-            return table if columns is None else table.select([c for c in columns if c in table.column_names])
-        present = pq.read_schema(path).names
-        return pq.read_table(path, columns=None if columns is None else [c for c in columns if c in present])
+        data = pa.memory_map(str(path))
+        size = data.size()
+        try:
+            reader = ipc.open_stream(data)
+        except (pa.ArrowInvalid, OSError, EOFError):
+            if size < 4096:  # the writer is still writing (or was killed writing) the schema
+                return pa.table({}), 0, False
+            raise
+        batches = []
+        while True:
+            try:
+                batches.append(reader.read_next_batch())
+            except StopIteration:
+                break
+            except (pa.ArrowInvalid, OSError, EOFError):
+                break  # a torn last batch
+        sealed = size >= len(EOS) and data.read_at(len(EOS), size - len(EOS)) == EOS
+        return pa.Table.from_batches(batches[skip:], schema=reader.schema), len(batches), sealed
 
 
-def _batches(files: Sequence[Path], schema: pa.Schema, where: Where | None = None) -> Iterator[pa.Table]:
+def read_part(part: Part | Path, columns: Sequence[str] | None = None) -> pa.Table:
+    """The rows of one file (a stream after its ``skip`` batches, or an old chunk) with ``columns`` of those it has."""
+    part = part if isinstance(part, Part) else Part(part)
+    path = part.path
+    if part.stream:
+        table = read_stream(path, part.skip)[0]
+    else:
+        with _readable(path):
+            if path.suffix == ".arrow":
+                with pa.OSFile(str(path)) as f:
+                    table = ipc.open_file(f).read_all()
+            else:
+                present = pq.read_schema(path).names
+                return pq.read_table(path, columns=None if columns is None else [c for c in columns if c in present])
+    return table if columns is None else table.select([c for c in columns if c in table.column_names])
+
+
+def _batches(files: Sequence[Part], schema: pa.Schema, where: Where | None = None) -> Iterator[pa.Table]:
     """Every file's rows in ``schema`` (those ``where`` keeps), file by file (Parquet files in one multi-threaded scan)."""
     keep = None if where is None else pc.field(where[0]).isin(pa.array(sorted(where[1]), pa.string()))
     # dictionary columns come straight from Parquet's dictionary pages, never as one string per row
     parquet = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=[f.name for f in schema if pa.types.is_dictionary(f.type)]))
     run: list[Path] = []
     for f in [*files, None]:
-        if f is not None and f.suffix != CHUNK_SUFFIX:
-            run.append(f)
+        if f is not None and f.path.suffix == ".parquet":
+            run.append(f.path)
             continue
         if run:
             # the declared schema lets one scan read files that lack columns (nulls) or have extra ones
@@ -206,12 +312,83 @@ def _batches(files: Sequence[Path], schema: pa.Schema, where: Where | None = Non
             yield part
             run = []
         if f is not None:
-            chunk = read_chunk(f, schema.names)
-            with _readable(f):
+            chunk = read_part(f, schema.names)
+            with _readable(f.path):
                 chunk = _conform(chunk, schema)
                 if keep is not None:
                     chunk = chunk.filter(keep)
             yield chunk
+
+
+class TableTail:
+    """The rows of one table written since the last call: for following a run while it goes.
+
+    Keeps a byte offset per writer's stream and reads only the batches appended since
+    (a batch being written is left for the next call); old-style chunk files are read
+    once each.
+    """
+
+    def __init__(self, run_dir: Path, name: str, columns: Sequence[str] | None = None):
+        self.run_dir, self.name = Path(run_dir), name
+        self.columns = list(columns) if columns is not None else None
+        self._cursors: dict[str, _Cursor] = {}
+        self._seen: set[str] = set()
+
+    def read_new(self) -> pa.Table:
+        """New rows (the declared columns asked for); none when nothing came."""
+        schema = _schema_of(self.name, [], read=False)
+        if self.columns is not None:
+            schema = pa.schema([schema.field(c) for c in self.columns])
+        pieces = []
+        for f in part_files(self.run_dir, self.name):
+            if f.suffix == STREAM_SUFFIX:
+                batches = self._cursors.setdefault(f.name, _Cursor(f)).read_new()
+                if batches:
+                    pieces.append(pa.Table.from_batches(batches))
+            elif f.name not in self._seen:
+                with contextlib.suppress(StoreError, FileNotFoundError):
+                    pieces.append(read_part(f))
+                    self._seen.add(f.name)
+        if not pieces:
+            return schema.empty_table()
+        return pa.concat_tables([_conform(p.select([c for c in schema.names if c in p.column_names]), schema) for p in pieces])
+
+
+class _Cursor:
+    """Where the next batch of one stream starts."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.offset = 0
+        self.schema: pa.Schema | None = None
+
+    def read_new(self) -> list[pa.RecordBatch]:
+        out: list[pa.RecordBatch] = []
+        try:
+            with pa.OSFile(str(self.path)) as f:
+                f.seek(self.offset)
+                while True:
+                    try:
+                        msg = ipc.read_message(f)
+                    except (pa.ArrowInvalid, OSError, EOFError):
+                        break  # the end, or a batch still being written
+                    if msg is None:
+                        break
+                    if self.schema is None:
+                        self.schema = ipc.read_schema(msg)
+                    else:
+                        out.append(ipc.read_record_batch(msg, self.schema))
+                    self.offset = f.tell()
+        except FileNotFoundError:
+            pass  # compacted away
+        return out
+
+
+def newest_write(run_dir: Path) -> float | None:
+    """When a stream of the run was last written to (epoch seconds; None without streams)."""
+    root = RunDir(Path(run_dir)).samples
+    times = [f.stat().st_mtime for f in root.glob(f"*/part-*{STREAM_SUFFIX}")] if root.is_dir() else []
+    return max(times) if times else None
 
 
 #: Rows to keep: (column, the values it may have).
@@ -234,9 +411,9 @@ def read_arrow(run_dir: Path, name: str, columns: Iterable[str] | None = None, w
 
 
 def _read_arrow(run_dir: Path, name: str, columns: list[str] | None, where: Where | None = None) -> pa.Table:
-    compacted, chunks = table_files(run_dir, name)
-    files = ([compacted] if compacted else []) + chunks
-    schema = _schema_of(name, files, read=True)
+    compacted, parts = table_files(run_dir, name)
+    files = ([Part(compacted)] if compacted else []) + parts
+    schema = _schema_of(name, [f.path for f in files], read=True)
     if columns is not None:
         unknown = [c for c in columns if c not in schema.names]
         if unknown and name in TABLES:
@@ -244,7 +421,7 @@ def _read_arrow(run_dir: Path, name: str, columns: list[str] | None, where: Wher
         schema = pa.schema([schema.field(c) for c in columns if c in schema.names])
     wanted = schema
     if where is not None and where[0] not in schema.names:
-        schema = schema.append(_schema_of(name, files, read=True).field(where[0]))
+        schema = schema.append(_schema_of(name, [f.path for f in files], read=True).field(where[0]))
     parts = list(_batches(files, schema, where))
     if not parts:
         return wanted.empty_table()
@@ -304,17 +481,19 @@ def empty_frame(name: str, columns: Iterable[str] | None = None) -> pd.DataFrame
 # --------------------------------------------------------------------------- compaction
 
 
-def compact_table(run_dir: Path, name: str) -> Path | None:
-    """Merge table ``name``'s chunks (and an earlier compacted file) into ``compacted.parquet``; returns it.
+def compact_table(run_dir: Path, name: str, final: bool = False) -> Path | None:
+    """Merge table ``name``'s rows outside its compacted file into ``compacted.parquet``; returns it.
 
-    Nothing is rewritten when the table has no chunk outside a compacted file.
-    Crash-safe: the chunks are removed only after the compacted file listing them
-    is in place.
+    Nothing is rewritten when every row is already in the compacted file. Crash-safe:
+    a file is removed only after the compacted file holding it is in place. A stream
+    that may still grow (not sealed: its writer has not closed it) stays, with the
+    compacted file holding its first batches; ``final`` says every writer is gone (the
+    run ended, or was killed), so such streams go too.
     """
     if not table_dir(run_dir, name).is_dir():
         return None
     with _compaction_lock(run_dir):
-        return _compact_table(run_dir, name)
+        return _compact_table(run_dir, name, final)
 
 
 @contextlib.contextmanager
@@ -328,52 +507,74 @@ def _compaction_lock(run_dir: Path) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-def _compact_table(run_dir: Path, name: str) -> Path | None:
+def _compact_table(run_dir: Path, name: str, final: bool) -> Path | None:
     folder = table_dir(run_dir, name)
-    compacted, chunks = table_files(run_dir, name)
-    stale = [c for c in chunk_files(run_dir, name) if c not in chunks] if compacted else []
-    if not chunks:
-        for c in stale:  # a compaction that was killed after its rename
-            c.unlink(missing_ok=True)
-        return compacted
-    files = ([compacted] if compacted else []) + chunks
-    held = (_compacted_chunks(compacted) if compacted else set()) | {c.name for c in chunks}
-    schema = _schema_of(name, files)
-    declared = TABLES.get(name)
-    dictionary: bool | list[str] = True if declared is None or declared.dictionary is None else list(declared.dictionary)
     for leftover in folder.glob(f"{COMPACTED}.*.tmp"):  # from a compaction that was killed
         leftover.unlink(missing_ok=True)
-    final = folder / COMPACTED
+    compacted, parts = table_files(run_dir, name)
+    held = _held(compacted) if compacted else {}
+    # files the compacted file holds whole are left over from a compaction killed after its rename
+    remove = [f for f in part_files(run_dir, name) if f.name in held and held[f.name] is None]
+    holds = dict(held)
+    schema = _schema_of(name, [p.path for p in parts] + ([compacted] if compacted else []))
+    pieces: list[pa.Table] = []
+    for part in parts:
+        if part.stream:
+            rows, batches, sealed = read_stream(part.path, part.skip)
+            whole = sealed or final
+            holds[part.path.name] = None if whole else batches
+            with _readable(part.path):
+                rows = _conform(rows, schema)
+        else:
+            rows = pa.concat_tables(list(_batches([part], schema)))
+            holds[part.path.name], whole = None, True
+        if whole:
+            remove.append(part.path)
+        pieces.append(rows)
+    if holds == held:  # nothing new
+        for f in remove:
+            f.unlink(missing_ok=True)
+        return compacted
+    declared = TABLES.get(name)
+    dictionary: bool | list[str] = True if declared is None or declared.dictionary is None else list(declared.dictionary)
+    final_path = folder / COMPACTED
     tmp = folder / f"{COMPACTED}.{os.getpid()}.tmp"
+    meta = {CHUNKS_KEY: "\n".join(_held_line(k, v) for k, v in sorted(holds.items())).encode()}
     try:
-        with pq.ParquetWriter(tmp, schema.with_metadata({CHUNKS_KEY: "\n".join(sorted(held)).encode()}), compression="zstd", use_dictionary=dictionary) as out:
+        with _readable(folder), pq.ParquetWriter(tmp, schema.with_metadata(meta), compression="zstd", use_dictionary=dictionary) as out:
+            if compacted is not None:
+                for batch in pq.ParquetFile(compacted).iter_batches(batch_size=ROW_GROUP):
+                    out.write_table(_conform(pa.Table.from_batches([batch]), schema), row_group_size=ROW_GROUP)
             pending: list[pa.Table] = []
-            rows = 0
-            for part in _batches(files, schema):
-                pending.append(part)
-                rows += part.num_rows
-                if rows >= ROW_GROUP:
+            rows_pending = 0
+            for piece in pieces:
+                pending.append(piece)
+                rows_pending += piece.num_rows
+                if rows_pending >= ROW_GROUP:
                     out.write_table(pa.concat_tables(pending).combine_chunks(), row_group_size=ROW_GROUP)
-                    pending, rows = [], 0
+                    pending, rows_pending = [], 0
             if pending:
                 out.write_table(pa.concat_tables(pending).combine_chunks(), row_group_size=ROW_GROUP)
     except BaseException:
-        tmp.unlink(missing_ok=True)  # a damaged chunk (StoreError) or Ctrl-C: leave the run directory as it was
+        tmp.unlink(missing_ok=True)  # a damaged file (StoreError) or Ctrl-C: leave the run directory as it was
         raise
-    os.replace(tmp, final)
-    for c in chunks + stale:
-        c.unlink(missing_ok=True)
-    return final
+    os.replace(tmp, final_path)
+    for f in remove:
+        f.unlink(missing_ok=True)
+    return final_path
 
 
-def compact_run(run_dir: Path, names: Iterable[str] | None = None) -> list[Path]:
-    """Compact every table of a run directory (``names``: only those); returns the compacted files."""
+def compact_run(run_dir: Path, names: Iterable[str] | None = None, final: bool = False) -> list[Path]:
+    """Compact every table of a run directory (``names``: only those); returns the compacted files.
+
+    ``final``: every writer of the run is gone (see :func:`compact_table`).
+    """
     root = RunDir(Path(run_dir)).samples
     if names is None:
         names = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
     out = []
     for name in names:
-        path = compact_table(run_dir, name)
+        path = compact_table(run_dir, name, final)
         if path is not None:
             out.append(path)
     return out

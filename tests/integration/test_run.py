@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.results.store import COMPACTED, chunk_files
+from bench.results.store import COMPACTED, part_files
 
 from .conftest import project_leftovers
 
@@ -111,7 +111,7 @@ def _wait_running(out: Path, timeout: float = 120) -> dict:
                 run = json.loads(run_json.read_text())
             except json.JSONDecodeError:
                 run = {}
-            if run.get("status") == "running" and chunk_files(out, "requests"):
+            if run.get("status") == "running" and part_files(out, "requests"):
                 return run
         time.sleep(0.5)
     pytest.fail("run never reached the load phase")
@@ -154,9 +154,9 @@ def test_sigkill_keeps_samples_and_report_rebuilds(node_image: str, tmp_path: Pa
         summary = json.loads((out / "summary.json").read_text())
         assert summary["requests"]["total"] > 0
         assert summary["run"]["status"] == "running"  # what run.json said when the process died
-        # the killed run's chunks were compacted by `bench report`: one file per table, no chunk left
+        # the killed run's streams were compacted by `bench report`: one file per table, no stream left
         assert (out / "samples" / "requests" / COMPACTED).exists()
-        assert not chunk_files(out, "requests") and not chunk_files(out, "cpu")
+        assert not part_files(out, "requests") and not part_files(out, "cpu")
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -10,7 +10,7 @@ from typing import Any
 
 from bench.collect.collectors import Collectors
 from bench.collect.tables import TableBuffer
-from bench.results.store import read_chunk, read_table
+from bench.results.store import read_part, read_stream, read_table
 from bench.results.tables import TABLES
 from bench.topology.plan import Server
 
@@ -59,17 +59,19 @@ def test_failing_samplers_log_once_and_the_rest_goes_on(tmp_path: Path) -> None:
     collectors.stop()  # idempotent
 
 
-def test_every_flush_is_one_complete_chunk_file(tmp_path: Path) -> None:
+def test_every_flush_is_one_complete_batch_of_the_stream(tmp_path: Path) -> None:
     buf = TableBuffer(tmp_path, "vrrp")
     assert buf.flush() is None  # nothing buffered, nothing written
     buf.add(t=1.0, node="lb-a", holds_vip=True)
     first = buf.flush()
     buf.add(t=2.0, node="lb-a", holds_vip=False)
     second = buf.flush()
-    assert first is not None and second is not None and first != second
-    assert read_chunk(first).schema.equals(TABLES["vrrp"].schema)
+    assert first is not None and first == second  # one stream per writer
+    rows, batches, sealed = read_stream(first)
+    assert rows.schema.equals(TABLES["vrrp"].schema) and batches == 2 and not sealed
     assert list(read_table(tmp_path, "vrrp")["holds_vip"]) == [True, False]
-    assert not list(tmp_path.rglob("*.tmp"))
+    buf.close()
+    assert read_stream(first)[2] and read_part(first).num_rows == 2
 
 
 class _EndingAccount:

@@ -80,9 +80,19 @@ def test_a_table_without_rows_keeps_its_columns_and_types(tmp_path: Path, name: 
     assert tuple(df.columns) == TABLES[name].names
 
 
-def write_vrrp_chunks(run_dir: Path, n: int, writer: str = "collector") -> list[Path]:
+def write_vrrp(run_dir: Path, n: int, writer: str = "collector", close: bool = False, start: int = 0) -> Path:
+    """``n`` one-row batches of ``vrrp`` from one writer; its stream's path."""
     w = ChunkWriter(run_dir, "vrrp", writer)
-    return [w.write({"t": [float(i)], "node": ["lb-a"], "holds_vip": [i % 2 == 0]}) for i in range(n)]
+    for i in range(start, start + n):
+        path = w.write({"t": [float(i)], "node": ["lb-a"], "holds_vip": [i % 2 == 0]})
+    if close:
+        w.close()
+    assert path is not None
+    return path
+
+
+def folder_names(run_dir: Path) -> list[str]:
+    return sorted(p.name for p in (run_dir / "samples" / "vrrp").iterdir())
 
 
 def test_chunks_of_older_and_newer_writers_read_with_the_declared_columns(tmp_path: Path) -> None:
@@ -104,47 +114,91 @@ def test_chunks_of_older_and_newer_writers_read_with_the_declared_columns(tmp_pa
         read_table(tmp_path, "netdev", ["t", "nope"])
 
 
-def test_compaction_keeps_rows_and_order_and_removes_the_chunks(tmp_path: Path) -> None:
-    chunks = write_vrrp_chunks(tmp_path, 5)
+def test_a_sealed_stream_is_compacted_and_removed(tmp_path: Path) -> None:
+    stream = write_vrrp(tmp_path, 5, close=True)
     before = read_table(tmp_path, "vrrp")
+    assert before["t"].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
     assert compact_table(tmp_path, "vrrp") == tmp_path / "samples" / "vrrp" / COMPACTED
-    assert sorted(p.name for p in (tmp_path / "samples" / "vrrp").iterdir()) == [COMPACTED]
+    assert folder_names(tmp_path) == [COMPACTED]
     assert read_table(tmp_path, "vrrp").equals(before)
     held = pq.read_schema(tmp_path / "samples" / "vrrp" / COMPACTED).metadata[store.CHUNKS_KEY].decode().split("\n")
-    assert held == sorted(c.name for c in chunks)
-    # compacting again changes nothing
-    compact_table(tmp_path, "vrrp")
+    assert held == [stream.name]
+    compact_table(tmp_path, "vrrp")  # again: nothing changes
     assert read_table(tmp_path, "vrrp").equals(before)
 
 
-def test_a_chunk_written_after_compaction_is_read_beside_it_and_merged_next_time(tmp_path: Path) -> None:
-    write_vrrp_chunks(tmp_path, 3)
+def test_a_stream_still_written_keeps_growing_beside_the_compacted_file(tmp_path: Path) -> None:
+    w = ChunkWriter(tmp_path, "vrrp", "live")
+    for i in range(3):
+        stream = w.write({"t": [float(i)], "node": ["lb-a"], "holds_vip": [True]})
+    compact_run(tmp_path)  # a `bench report` while the run goes: the writer may append more
+    assert stream is not None and stream.exists()
+    assert table_files(tmp_path, "vrrp")[1] == [store.Part(stream, 3)]
+    w.write({"t": [3.0], "node": ["lb-a"], "holds_vip": [False]})
+    late = write_vrrp(tmp_path, 1, writer="late", start=9)
+    assert sorted(read_table(tmp_path, "vrrp")["t"]) == [0.0, 1.0, 2.0, 3.0, 9.0]  # writers' rows side by side
+    w.close()
     compact_run(tmp_path)
-    late = ChunkWriter(tmp_path, "vrrp", "late").write({"t": [9.0], "node": ["lb-b"], "holds_vip": [True]})
-    assert table_files(tmp_path, "vrrp")[1] == [late]
-    assert read_table(tmp_path, "vrrp")["t"].tolist() == [0.0, 1.0, 2.0, 9.0]
-    compact_run(tmp_path)
-    assert table_files(tmp_path, "vrrp")[1] == []
-    assert read_table(tmp_path, "vrrp")["t"].tolist() == [0.0, 1.0, 2.0, 9.0]
+    assert folder_names(tmp_path) == [COMPACTED, late.name]  # the late writer has not closed its stream
+    assert sorted(read_table(tmp_path, "vrrp")["t"]) == [0.0, 1.0, 2.0, 3.0, 9.0]
+    compact_run(tmp_path, final=True)  # the run is over: every writer is gone
+    assert folder_names(tmp_path) == [COMPACTED]
+    assert sorted(read_table(tmp_path, "vrrp")["t"]) == [0.0, 1.0, 2.0, 3.0, 9.0]
+
+
+def test_a_killed_writer_loses_at_most_its_torn_last_batch(tmp_path: Path) -> None:
+    stream = write_vrrp(tmp_path, 4)
+    data = stream.read_bytes()
+    stream.write_bytes(data[:-5])  # SIGKILL in the middle of the last batch
+    assert read_table(tmp_path, "vrrp")["t"].tolist() == [0.0, 1.0, 2.0]
+    compact_run(tmp_path, final=True)
+    assert folder_names(tmp_path) == [COMPACTED]
+    assert read_table(tmp_path, "vrrp")["t"].tolist() == [0.0, 1.0, 2.0]
+    # killed before its schema was complete: no rows, no error
+    (tmp_path / "samples" / "vrrp" / "part-x-1.arrows").write_bytes(data[:7])
+    assert read_table(tmp_path, "vrrp")["t"].tolist() == [0.0, 1.0, 2.0]
 
 
 def test_a_compaction_killed_at_any_point_loses_and_doubles_nothing(tmp_path: Path) -> None:
-    chunks = write_vrrp_chunks(tmp_path, 4)
+    stream = write_vrrp(tmp_path, 4, close=True)
+    old = tmp_path / "samples" / "vrrp" / "part-old-000001.parquet"
+    pq.write_table(pa.table({"t": [7.0], "node": ["lb-b"], "holds_vip": [False]}), old)
     expected = read_table(tmp_path, "vrrp")["t"].tolist()
-    saved = {c: c.read_bytes() for c in chunks}
+    saved = {f: f.read_bytes() for f in (stream, old)}
     folder = tmp_path / "samples" / "vrrp"
-    # killed while writing: a half-written temporary file beside the chunks
+    # killed while writing: a half-written temporary file beside the rows
     (folder / f"{COMPACTED}.999.tmp").write_bytes(b"PAR1 half")
     assert read_table(tmp_path, "vrrp")["t"].tolist() == expected
     compact_table(tmp_path, "vrrp")
-    assert sorted(p.name for p in folder.iterdir()) == [COMPACTED]
-    # killed after the rename, before the chunks were removed: they are held by the compacted file
-    for c, data in saved.items():
-        c.write_bytes(data)
+    assert folder_names(tmp_path) == [COMPACTED]
+    # killed after the rename, before the files were removed: the compacted file holds them
+    for f, data in saved.items():
+        f.write_bytes(data)
     assert read_table(tmp_path, "vrrp")["t"].tolist() == expected
     compact_table(tmp_path, "vrrp")
-    assert sorted(p.name for p in folder.iterdir()) == [COMPACTED]
+    assert folder_names(tmp_path) == [COMPACTED]
     assert read_table(tmp_path, "vrrp")["t"].tolist() == expected
+
+
+def test_a_tail_reads_each_row_once_as_the_run_goes(tmp_path: Path) -> None:
+    tail = store.TableTail(tmp_path, "vrrp", ["t"])
+    assert tail.read_new().num_rows == 0  # nothing written yet
+    w = ChunkWriter(tmp_path, "vrrp", "live")
+    w.write({"t": [0.0, 1.0], "node": ["lb-a"] * 2, "holds_vip": [True] * 2})
+    assert tail.read_new().column("t").to_pylist() == [0.0, 1.0]
+    assert tail.read_new().num_rows == 0
+    w.write({"t": [2.0], "node": ["lb-a"], "holds_vip": [True]})
+    stream = w.path
+    assert stream is not None
+    whole = stream.read_bytes()
+    w.write({"t": [3.0], "node": ["lb-a"], "holds_vip": [True]})
+    complete = stream.read_bytes()
+    stream.write_bytes(complete[: len(whole) + 20])  # the last batch is still being written
+    assert tail.read_new().column("t").to_pylist() == [2.0]
+    stream.write_bytes(complete)
+    assert tail.read_new().column("t").to_pylist() == [3.0]
+    pq.write_table(pa.table({"t": [8.0], "node": ["lb-b"], "holds_vip": [False]}), tmp_path / "samples" / "vrrp" / "part-old-000001.parquet")
+    assert tail.read_new().column("t").to_pylist() == [8.0]
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in GOLDEN.iterdir() if (p / "run.json").exists()))
@@ -153,8 +207,8 @@ def test_an_old_chunked_run_summarises_the_same_before_and_after_compaction(tmp_
     shutil.copytree(GOLDEN / name, run_dir)
     chunked = json.loads(json.dumps(summarise(run_dir)))
     assert chunked == json.loads((GOLDEN / name / "summary.json").read_text())
-    compacted = compact_run(run_dir)
-    assert compacted and not list((run_dir / "samples").glob("*/part-*.parquet"))
+    compacted = compact_run(run_dir, final=True)
+    assert compacted and not list((run_dir / "samples").glob("*/part-*"))
     assert json.loads(json.dumps(summarise(run_dir))) == chunked
 
 
@@ -172,10 +226,10 @@ def test_the_analysis_reads_every_column_its_code_names() -> None:
         assert not missing, f"bench/analysis/common.py READ_COLUMNS[{name!r}] lacks {sorted(missing)}"
 
 
-@pytest.mark.parametrize("name", ["part-x-000001.arrow", "part-x-000001.parquet", COMPACTED])
+@pytest.mark.parametrize("name", ["part-x-1.arrows", "part-x-000001.arrow", "part-x-000001.parquet", COMPACTED])
 def test_a_damaged_sample_file_is_named_in_one_line(tmp_path: Path, name: str) -> None:
-    write_vrrp_chunks(tmp_path, 1)
-    (tmp_path / "samples" / "vrrp" / name).write_bytes(b"PAR1 not really")
+    write_vrrp(tmp_path, 1)
+    (tmp_path / "samples" / "vrrp" / name).write_bytes(b"PAR1 not really" * 1000)
     with pytest.raises(StoreError, match=f"{name}: cannot read this sample file"):
         read_table(tmp_path, "vrrp")
     with pytest.raises(StoreError, match=name):
