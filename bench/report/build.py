@@ -30,7 +30,6 @@ from .html import render_html
 from .latency import write_hlog
 from .plots import make_context, render_plots
 
-
 #: A run whose writers' streams have not grown for this long while its load generator is gone was killed.
 QUIET_S = 5.0
 

@@ -422,10 +422,10 @@ def _read_arrow(run_dir: Path, name: str, columns: list[str] | None, where: Wher
     wanted = schema
     if where is not None and where[0] not in schema.names:
         schema = schema.append(_schema_of(name, [f.path for f in files], read=True).field(where[0]))
-    parts = list(_batches(files, schema, where))
-    if not parts:
+    pieces = list(_batches(files, schema, where))
+    if not pieces:
         return wanted.empty_table()
-    table = pa.concat_tables(parts).combine_chunks() if len(parts) > 1 else parts[0]
+    table = pa.concat_tables(pieces).combine_chunks() if len(pieces) > 1 else pieces[0]
     return table.select(wanted.names) if len(wanted) != len(schema) else table
 
 
@@ -442,7 +442,7 @@ def to_pandas(table: pa.Table) -> pd.DataFrame:
     converted (and columns without nulls are not copied), so a long table is not
     held twice.
     """
-    df = table.to_pandas(types_mapper=_PANDAS_TYPES.get, split_blocks=True, self_destruct=True)
+    df: pd.DataFrame = table.to_pandas(types_mapper=_PANDAS_TYPES.get, split_blocks=True, self_destruct=True)
     del table
     for name, dtype in df.dtypes.items():
         if isinstance(dtype, pd.CategoricalDtype):
