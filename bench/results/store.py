@@ -142,10 +142,13 @@ class ChunkWriter:
         self.path = self.folder / f"part-{self.writer}-{time.time_ns():x}{STREAM_SUFFIX}"
         self._sink = pa.OSFile(str(self.path), "wb")
         self._out = ipc.new_stream(self._sink, self.schema)
+        self._pid = os.getpid()
         _OPEN.add(self)
 
     def close(self) -> None:
         """Seal the stream (end-of-stream marker); a later :meth:`write` starts a new one."""
+        if self._out is not None and self._pid != os.getpid():
+            self._out = self._sink = None  # a forked child: the stream is its parent's to seal
         if self._out is not None:
             self._out.close()
             assert self._sink is not None
