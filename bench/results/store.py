@@ -113,6 +113,7 @@ class ChunkWriter:
         self.path: Path | None = None
         self._sink: pa.NativeFile | None = None
         self._out: ipc.RecordBatchStreamWriter | None = None
+        self._pid = 0  # the process that opened the stream
 
     def write(self, columns: dict[str, list[Any]] | dict[str, pa.Array]) -> Path | None:
         """Append one batch from equal-length columns (lists or Arrow arrays); empty input writes nothing.
