@@ -539,13 +539,12 @@ def _compact_table(run_dir: Path, name: str, final: bool) -> Path | None:
         for f in remove:
             f.unlink(missing_ok=True)
         return compacted
-    declared = TABLES.get(name)
-    dictionary: bool | list[str] = True if declared is None or declared.dictionary is None else list(declared.dictionary)
+    encoding = _encoding(TABLES.get(name), schema)
     final_path = folder / COMPACTED
     tmp = folder / f"{COMPACTED}.{os.getpid()}.tmp"
     meta = {CHUNKS_KEY: "\n".join(_held_line(k, v) for k, v in sorted(holds.items())).encode()}
     try:
-        with _readable(folder), pq.ParquetWriter(tmp, schema.with_metadata(meta), compression="zstd", use_dictionary=dictionary) as out:
+        with _readable(folder), pq.ParquetWriter(tmp, schema.with_metadata(meta), compression="zstd", **encoding) as out:
             if compacted is not None:
                 for batch in pq.ParquetFile(compacted).iter_batches(batch_size=ROW_GROUP):
                     out.write_table(_conform(pa.Table.from_batches([batch]), schema), row_group_size=ROW_GROUP)
@@ -566,6 +565,18 @@ def _compact_table(run_dir: Path, name: str, final: bool) -> Path | None:
     for f in remove:
         f.unlink(missing_ok=True)
     return final_path
+
+
+def _encoding(declared: Table | None, schema: pa.Schema) -> dict[str, Any]:
+    """How a compacted file encodes its columns (see :class:`~bench.results.tables.Table`)."""
+    if declared is None:
+        return {"use_dictionary": True}
+    split = [c for c in declared.split_floats if c in schema.names]
+    if declared.dictionary is not None:
+        dictionary = list(declared.dictionary)
+    else:
+        dictionary = [c for c in schema.names if c not in split]
+    return {"use_dictionary": dictionary, "column_encoding": dict.fromkeys(split, "BYTE_STREAM_SPLIT")} if split else {"use_dictionary": dictionary}
 
 
 def compact_run(run_dir: Path, names: Iterable[str] | None = None, final: bool = False) -> list[Path]:

@@ -63,12 +63,19 @@ class Table:
     columns: tuple[Column, ...]
     #: columns worth dictionary-encoding in Parquet (low cardinality); None = Parquet's default (all)
     dictionary: tuple[str, ...] | None = None
+    #: float columns whose values are nearly all distinct (times, latencies): stored byte-stream-split
+    #: in the compacted file, which compresses them better and reads them faster (not dictionary-encoded)
+    split_floats: tuple[str, ...] = ()
     schema: pa.Schema = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.columns]
         if len(set(names)) != len(names):
             raise ValueError(f"table {self.name}: duplicate column names")
+        if not all(c in names and self.columns[names.index(c)].type == pa.float64() for c in self.split_floats):
+            raise ValueError(f"table {self.name}: split_floats names float64 columns only")
+        if self.dictionary is not None and set(self.dictionary) & set(self.split_floats):
+            raise ValueError(f"table {self.name}: a column cannot be both dictionary-encoded and byte-stream-split")
         if self.source not in SOURCES:
             raise ValueError(f"table {self.name}: source must be one of {SOURCES}")
         if self.dictionary is not None and not set(self.dictionary) <= set(names):
@@ -147,6 +154,7 @@ REQUESTS = register(
         ),
         # float columns are nearly all distinct: dictionary-encoding them only costs time
         dictionary=("bytes", "status", "error", "name", "worker"),
+        split_floats=("t", "latency_ms", "intended_t", "latency_corrected_ms"),
     )
 )
 
