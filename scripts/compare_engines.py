@@ -65,13 +65,13 @@ def duckdb_sql(run: Path, window: tuple[float, float], repeat: int) -> None:
 
     path = str(run / "samples" / "requests" / "compacted.parquet")
     con = duckdb.connect()
-    timed("duckdb", "read", lambda: con.execute(f"select t, latency_ms, error from read_parquet('{path}')").to_arrow_table(), repeat)
+    timed("duckdb", "read", lambda: con.sql(f"select t, latency_ms, error from read_parquet('{path}')").to_arrow_table(), repeat)
     q = f"""
         select floor(t / 0.1)::bigint as bin, count(*) as requests, count(*) filter (where error = '') as ok,
                quantile_cont(latency_ms, [0.5, 0.9, 0.99]) filter (where error = '') as q,
                max(latency_ms) filter (where error = '') as max_ms
         from read_parquet('{path}') group by bin order by bin"""
-    timed("duckdb", "timeline", lambda: con.execute(q).to_arrow_table(), repeat)
+    timed("duckdb", "timeline", lambda: con.sql(q).to_arrow_table(), repeat)
     w = f"""
         select count(*), count(*) filter (where error = ''), avg(latency_ms) filter (where error = '')
         from read_parquet('{path}') where t >= {window[0]} and t < {window[1]}"""
