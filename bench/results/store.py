@@ -407,10 +407,7 @@ def read_arrow(run_dir: Path, name: str, columns: Iterable[str] | None = None, w
     whose column has one of the values given (filtered while reading).
     """
     columns = None if columns is None else list(columns)
-    try:
-        return _read_arrow(run_dir, name, columns, where)
-    except FileNotFoundError:
-        # another process compacted the table while we listed it: its files are in place now
+    with _samples_lock(run_dir, fcntl.LOCK_SH):  # a compaction never runs between listing the files and reading them
         return _read_arrow(run_dir, name, columns, where)
 
 
@@ -496,16 +493,20 @@ def compact_table(run_dir: Path, name: str, final: bool = False) -> Path | None:
     """
     if not table_dir(run_dir, name).is_dir():
         return None
-    with _compaction_lock(run_dir):
+    with _samples_lock(run_dir, fcntl.LOCK_EX):
         return _compact_table(run_dir, name, final)
 
 
 @contextlib.contextmanager
-def _compaction_lock(run_dir: Path) -> Iterator[None]:
-    """One compaction at a time per run directory (two `bench report`s of one run)."""
-    fd = os.open(RunDir(Path(run_dir)).samples, os.O_RDONLY)
+def _samples_lock(run_dir: Path, how: int) -> Iterator[None]:
+    """Compactions exclude each other and readers (``LOCK_EX``); readers share (``LOCK_SH``)."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fd = os.open(RunDir(Path(run_dir)).samples, os.O_RDONLY)
+    except FileNotFoundError:  # no samples at all: nothing to compact, nothing to read
+        yield
+        return
+    try:
+        fcntl.flock(fd, how)
         yield
     finally:
         os.close(fd)  # releases the lock
