@@ -56,11 +56,11 @@ def make_context(data: RunData, series: Series, summary: dict[str, Any]) -> Cont
     load = data.run.get("load_window") or {}
     t0 = load.get("start")
     if t0 is None:
-        starts = [float(df["t"].min()) for df in series.frames().values() if not df.empty and "t" in df]
+        starts = [float(df["t"].min()) for df in series.frames().values() if not df.empty]
         t0 = min(starts) if starts else 0.0
     end = load.get("end")
     if end is None:
-        ends = [float(df["t"].max()) for df in series.frames().values() if not df.empty and "t" in df]
+        ends = [float(df["t"].max()) for df in series.frames().values() if not df.empty]
         end = max(ends) if ends else float(t0)
     return Context(data, series, summary, float(t0), data.window, (-1.0, float(end) - float(t0) + 1.5))
 
@@ -125,7 +125,7 @@ def _decorate(ax: Axes, ctx: Context, labels: bool = False) -> None:
         if labels:
             ax.annotate(f"{ev.kind}: {ev.name}", (x, 1.0), xycoords=("data", "axes fraction"), rotation=90, va="top", ha="right", fontsize=7, color=colour)
     ps = ctx.series.per_second
-    if not ps.empty and ps["vip_holder"].notna().any():
+    if ps["vip_holder"].notna().any():
         h = ps[["t", "vip_holder"]].dropna()
         changed = h["vip_holder"].ne(h["vip_holder"].shift()) & h.index.to_series().gt(h.index.min())
         for row in h[changed].itertuples():
@@ -163,7 +163,7 @@ def plot_requests(ctx: Context) -> Figure | None:
     x = ctx.rel(tl["t"]) + 0.05
     scale = 1.0 / 0.1
     _line(ax_rate, x, tl["ok"] * scale, lw=0.6, color="#1f77b4", alpha=0.45, label="successes/s (100 ms bins)")
-    if not ps.empty and ps["ok"].notna().any():
+    if ps["ok"].notna().any():
         _line(ax_rate, _sec(ctx, ps["t"]), ps["ok"], lw=1.6, color="#1f77b4", marker=".", ms=4, label="successes/s (per second)")
     if ps["req_rate"].notna().any():
         _line(ax_rate, _sec(ctx, ps["t"]), ps["req_rate"], lw=1.2, color="#ff7f0e", ls="--", marker="x", ms=4, label="HAProxy req_rate (client frontends)")
@@ -181,7 +181,7 @@ def plot_requests(ctx: Context) -> Figure | None:
     _decorate(ax_rate, ctx, labels=True)
 
     _line(ax_err, x, tl["errors"] * scale, lw=0.8, color="#d62728", alpha=0.6, label="errors/s (100 ms bins)")
-    if not ps.empty and ps["errors"].notna().any():
+    if ps["errors"].notna().any():
         _line(ax_err, _sec(ctx, ps["t"]), ps["errors"], lw=1.6, color="#d62728", marker=".", ms=4, label="errors/s (per second)")
     total, errors = int(tl["requests"].sum()), int(tl["errors"].sum())
     by_kind = ", ".join(f"{k} {v}" for k, v in ctx.summary["errors"]["by_kind"].items())
@@ -193,11 +193,10 @@ def plot_requests(ctx: Context) -> Figure | None:
 
     colours = {"p50_ms": "#2ca02c", "p90_ms": "#1f77b4", "p99_ms": "#ff7f0e", "p999_ms": "#d62728"}
     plotted = False
-    if not ps.empty:
-        for col, colour in colours.items():
-            if ps[col].notna().any():
-                _line(ax_lat, _sec(ctx, ps["t"]), ps[col], lw=1.4, color=colour, label=col.replace("_ms", "") + " (per second)", marker=".", ms=3)
-                plotted = True
+    for col, colour in colours.items():
+        if ps[col].notna().any():
+            _line(ax_lat, _sec(ctx, ps["t"]), ps[col], lw=1.4, color=colour, label=col.replace("_ms", "") + " (per second)", marker=".", ms=3)
+            plotted = True
     if tl["p99_ms"].notna().any():
         _line(ax_lat, x, tl["p99_ms"], lw=0.5, color="#ff7f0e", alpha=0.35, label="p99 (100 ms bins)")
         plotted = True
@@ -328,7 +327,7 @@ def plot_connections(ctx: Context) -> Figure | None:
     hops = {"client": ("client -> frontend", "#1f77b4"), "frontend_backend": ("frontend -> backend", "#ff7f0e"), "backend_server": ("backend -> server", "#2ca02c")}
     rates = {"conn_rate": ("new connections/s (HAProxy)", "-", "o"), "ssl_key_rate": ("full TLS handshakes/s", "--", "x"), "conn_new": ("new connections/s (client)", ":", "s")}
     cols = [*hops, *(f"{h}_sockets" for h in hops), *rates]
-    if ps.empty or not any(ps[c].notna().any() for c in cols):
+    if not any(ps[c].notna().any() for c in cols):
         return None
     fig, (ax, ax_rate) = _figure(2, 2.6)
     x = _sec(ctx, ps["t"])
@@ -357,7 +356,7 @@ def plot_traffic(ctx: Context) -> Figure | None:
     """Traffic in and out of the LB nodes, on the client and on the server network (Mbit/s)."""
     ps = ctx.series.per_second
     cols = ["client_in_mbps", "client_out_mbps", "server_in_mbps", "server_out_mbps"]
-    if ps.empty or not any(ps[c].notna().any() for c in cols):
+    if not any(ps[c].notna().any() for c in cols):
         return None
     fig, axes = _figure(2, 2.2)
     x = _sec(ctx, ps["t"])
