@@ -47,41 +47,28 @@ CPU_ROLES = ("frontend", "backend", "monolith", "server", "keepalived", "loadgen
 
 
 class RunTail:
-    """New chunk files of a run directory's tables, and new lines of its events file."""
+    """New rows of a run directory's tables, and new lines of its events file."""
 
     def __init__(self, run_dir: Path):
         self.run_dir = Path(run_dir)
         self.layout = RunDir(self.run_dir)
-        self._seen: dict[str, set[str]] = defaultdict(set)
+        self._tails: dict[str, store.TableTail] = {}
         self._events_at = 0
 
     def new_chunks(self, table: str, columns: list[str] | None = None) -> list[dict[str, np.ndarray]]:
-        """Each chunk of ``table`` not returned before, as column name -> numpy array.
+        """The rows of ``table`` written since the last call, as column name -> numpy array (none when nothing came).
 
-        A finished run whose chunks were compacted into one file is read from that file, once.
+        The first call returns what the table holds so far (a finished run: all of it,
+        from its compacted file); later ones the batches its writers appended since.
         """
-        compacted, chunks = store.table_files(self.run_dir, table)
-        seen = self._seen[table]
-        if compacted is not None and not seen:
-            # first look at a finished run: everything at once (the compacted file and any late chunk)
-            try:
-                tbl = store.read_arrow(self.run_dir, table, columns)
-            except (OSError, ValueError, KeyError, store.StoreError):
-                return []
-            seen.update(p.name for p in chunks)
-            seen.add(store.COMPACTED)
-            return [self._columns(tbl)] if tbl.num_rows else []
-        out = []
-        for path in chunks:
-            if path.name in seen:
-                continue
-            try:
-                tbl = store.read_chunk(path, columns)
-            except (OSError, ValueError, KeyError, store.StoreError):
-                continue  # a writer renames complete files into place: a damaged one is skipped, the report names it
-            seen.add(path.name)
-            out.append(self._columns(tbl))
-        return out
+        tail = self._tails.get(table)
+        if tail is None:
+            tail = self._tails[table] = store.TableTail(self.run_dir, table, columns)
+        try:
+            tbl = tail.read_new()
+        except (OSError, ValueError, KeyError, store.StoreError):
+            return []  # a damaged file: the report names it
+        return [self._columns(tbl)] if tbl.num_rows else []
 
     @staticmethod
     def _columns(tbl: pa.Table) -> dict[str, np.ndarray]:

@@ -327,9 +327,9 @@ def _batches(files: Sequence[Part], schema: pa.Schema, where: Where | None = Non
 class TableTail:
     """The rows of one table written since the last call: for following a run while it goes.
 
-    Keeps a byte offset per writer's stream and reads only the batches appended since
-    (a batch being written is left for the next call); old-style chunk files are read
-    once each.
+    The first call returns what the table holds (its compacted file too); later calls
+    only the batches appended to the writers' streams since (a batch still being
+    written is left for the next call) and old-style chunk files not read before.
     """
 
     def __init__(self, run_dir: Path, name: str, columns: Sequence[str] | None = None):
@@ -337,6 +337,7 @@ class TableTail:
         self.columns = list(columns) if columns is not None else None
         self._cursors: dict[str, _Cursor] = {}
         self._seen: set[str] = set()
+        self._started = False
 
     def read_new(self) -> pa.Table:
         """New rows (the declared columns asked for); none when nothing came."""
@@ -344,12 +345,24 @@ class TableTail:
         if self.columns is not None:
             schema = pa.schema([schema.field(c) for c in self.columns])
         pieces = []
+        if not self._started:
+            self._started = True
+            with _samples_lock(self.run_dir, fcntl.LOCK_SH):
+                compacted, parts = table_files(self.run_dir, self.name)
+                if compacted is not None:
+                    with contextlib.suppress(StoreError, FileNotFoundError):
+                        pieces.append(read_part(compacted, schema.names))
+                    held = _held(compacted)
+                    self._seen.update(n for n, batches in held.items() if batches is None)
+                    self._cursors.update({p.path.name: _Cursor(p.path, p.skip) for p in parts if p.stream})
         for f in part_files(self.run_dir, self.name):
+            if f.name in self._seen:
+                continue
             if f.suffix == STREAM_SUFFIX:
                 batches = self._cursors.setdefault(f.name, _Cursor(f)).read_new()
                 if batches:
                     pieces.append(pa.Table.from_batches(batches))
-            elif f.name not in self._seen:
+            else:
                 with contextlib.suppress(StoreError, FileNotFoundError):
                     pieces.append(read_part(f))
                     self._seen.add(f.name)
@@ -359,11 +372,12 @@ class TableTail:
 
 
 class _Cursor:
-    """Where the next batch of one stream starts."""
+    """Where the next batch of one stream starts (the first ``skip`` batches are someone else's)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, skip: int = 0):
         self.path = path
         self.offset = 0
+        self.skip = skip
         self.schema: pa.Schema | None = None
 
     def read_new(self) -> list[pa.RecordBatch]:
@@ -380,6 +394,8 @@ class _Cursor:
                         break
                     if self.schema is None:
                         self.schema = ipc.read_schema(msg)
+                    elif self.skip:
+                        self.skip -= 1
                     else:
                         out.append(ipc.read_record_batch(msg, self.schema))
                     self.offset = f.tell()
