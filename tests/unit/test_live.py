@@ -30,7 +30,6 @@ def _run(tmp_path: Path, thresholds: dict | None = None) -> dict:
 
 def _requests(tmp_path: Path, seconds: range, per_s: int = 100, latency_ms: float = 10.0, errors: int = 0, writer: str = "1") -> None:
     w = ChunkWriter(tmp_path, "requests", writer)
-    w.seq = len(list((tmp_path / "samples" / "requests").glob(f"part-{writer}-*"))) if (tmp_path / "samples" / "requests").exists() else 0
     for s in seconds:
         t = T0 + s + np.arange(per_s) / per_s
         err = ["timeout"] * errors + [""] * (per_s - errors)
