@@ -8,8 +8,8 @@
     collectors.stop()                       # after the load stopped, before lab.down()
 
 One daemon thread samples everything once per interval, stamps every reading
-with ``time.time()`` when it is taken, and flushes each table as one Parquet
-chunk per interval, so a run killed with SIGKILL keeps every complete second.
+with ``time.time()`` when it is taken, and appends each table's rows as one
+batch per interval to its stream, so a run killed with SIGKILL keeps every complete second.
 A sampler that fails logs once (and once more when it recovers) and the rest
 go on: collection never ends a run. The tables are declared in
 :mod:`bench.results.tables` and documented in ``reports/README.md``.

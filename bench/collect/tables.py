@@ -4,7 +4,7 @@ The tables and their schemas are declared in :mod:`bench.results.tables` (the
 registry of every sample table, documented column by column in
 ``reports/README.md``, section "Samples"). Samplers append rows to a
 :class:`TableBuffer`; the collector thread flushes every buffer once per
-interval as one chunk file per table (:class:`~bench.results.store.ChunkWriter`).
+interval as one batch appended to each table's stream (:class:`~bench.results.store.ChunkWriter`).
 """
 
 from __future__ import annotations

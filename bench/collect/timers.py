@@ -122,6 +122,7 @@ class TimerReceiver:
         with contextlib.suppress(OSError):
             self.path.unlink()
         self._flush()
+        self.writer.close()  # sealed: a report compacts it whole
         self.stopped_at = time.time()
         return self.meta()
 

@@ -1,9 +1,9 @@
 """What a run looks like right now, read from its growing run directory.
 
 The load generator (Locust, in its own processes) and the collectors already
-stream everything to ``samples/<table>/part-*.parquet`` once per second and to
-``events.jsonl``. :class:`LiveState` reads only the chunk files that appeared
-since its last look (a few columns each), so watching a run costs the load
+append everything to ``samples/<table>/`` (one Arrow stream per writer, a batch
+per second) and to ``events.jsonl``. :class:`LiveState` reads only the batches
+appended since its last look (a few columns each), so watching a run costs the load
 generator nothing but the page cache: no extra socket, no message, no lock in
 its hot path. The live view (:mod:`bench.live.view`) and the metrics endpoint
 (:mod:`bench.live.metrics`) both draw from one :class:`Snapshot`.

@@ -5,7 +5,7 @@ every other sample, and alongside, in ``samples/latency_hist/``, one mergeable
 latency histogram (:mod:`bench.results.histogram`) per worker per second of the
 successful requests. A traced request (1 in N, :class:`Tracer`) also has its
 ``trace_id``. Both tables are declared in :mod:`bench.results.tables`. Rows are buffered in
-memory for at most ``FLUSH_INTERVAL`` seconds, then written as one chunk (see
+memory for at most ``FLUSH_INTERVAL`` seconds, then appended as one batch (see
 :mod:`bench.results.store`).
 """
 
@@ -172,7 +172,7 @@ ROW_TYPE = pa.struct([(name, REQUESTS.schema.field(name).type) for name in RECOR
 
 
 class RequestCapture:
-    """Buffers request events and flushes them to chunk files once per second.
+    """Buffers request events and appends them to its streams once per second.
 
     A request costs one tuple appended to one list (:meth:`record`, or the
     cheaper :attr:`record_row`); the flush turns the tuples into columns in
@@ -248,7 +248,7 @@ class RequestCapture:
         self.record(t, latency_ms, nbytes, status, error, name, conn_new)
 
     def flush(self) -> None:
-        """Write what was recorded since the last flush (one chunk per table; nothing when empty)."""
+        """Write what was recorded since the last flush (one batch per table; nothing when empty)."""
         rows = self._rows.copy()
         self._rows.clear()  # in place: record_row is bound to this list
         intended = self._intended

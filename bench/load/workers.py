@@ -11,7 +11,7 @@ network's gateway, which is the host.
 Everything a worker writes lands in the run directory: it is bind-mounted at
 the same path, so the settings (``LBBENCH_LOAD``) are the same for the master
 and the workers, and the samples of every process (requests, pacing, held) are
-simply more chunk files. lbbench's code is bind-mounted read-only at
+simply more streams. lbbench's code is bind-mounted read-only at
 ``/opt/lbbench``. Their CPU is sampled from their cgroups like every lab
 container (role ``loadgen``), their logs are saved as ``locust/<worker>.log``,
 and they carry the lab's run label, so tearing the lab down removes them.

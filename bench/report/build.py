@@ -39,7 +39,9 @@ def writers_gone(run_dir: Path, run: dict[str, Any]) -> bool:
 
     A killed run's run.json still says ``running``; its load generator's process group
     is then gone and no stream has grown for :data:`QUIET_S` (the collectors append
-    every second while they live).
+    every second while they live). A report made just after the kill waits until
+    the streams have been quiet that long (at most :data:`QUIET_S`): leaving them
+    open would keep the killed writers' files beside the compacted one.
     """
     if run.get("status") != "running":
         return True
@@ -53,7 +55,13 @@ def writers_gone(run_dir: Path, run: dict[str, Any]) -> bool:
         except PermissionError:
             return False
     newest = newest_write(run_dir)
-    return newest is None or time.time() - newest >= QUIET_S
+    if newest is None:
+        return True
+    wait = newest + QUIET_S - time.time()
+    if wait <= 0:
+        return True
+    time.sleep(min(wait, QUIET_S))
+    return newest_write(run_dir) == newest  # a stream grew meanwhile: somebody still writes
 
 
 def build_report(run_dir: Path, on_summary: Callable[[dict[str, Any]], None] | None = None) -> Path:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +16,7 @@ import pytest
 from bench.analysis.summary import summarise
 from bench.cli import main
 from bench.load import capture
-from bench.report import build_report
+from bench.report import build, build_report
 from bench.report.html import render_html
 from bench.report.plots import OPTIONAL_PLOTS, PLOTS, Plot
 from bench.results.store import ChunkWriter
@@ -100,6 +104,34 @@ def test_interrupted_run_without_end(tmp_path: Path) -> None:
     s = summarise(make_run(tmp_path, end=None))
     assert s["run"]["status"] == "interrupted"
     assert s["window"]["seconds"] > 0 and s["requests"]["per_s"] > 0
+
+
+def test_a_killed_run_counts_as_ended_once_its_streams_fall_quiet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(build, "QUIET_S", 0.3)
+    gone = subprocess.Popen([sys.executable, "-c", ""], start_new_session=True)  # a load generator's group, killed
+    gone.wait()
+    w = ChunkWriter(tmp_path, "vrrp", "killed")
+    w.write({"t": [1.0], "node": ["lb-a"], "holds_vip": [True]})  # its last batch, just now
+    killed = {"status": "running", "load_pid": gone.pid}
+    assert build.writers_gone(tmp_path, killed)  # after waiting for the streams to be quiet
+    assert not build.writers_gone(tmp_path, {**killed, "load_pid": os.getpgrp()})  # the load generator lives
+    assert build.writers_gone(tmp_path, {"status": "interrupted", "load_pid": os.getpgrp()})  # bench ended it
+    # the load generator is gone but something still appends (collectors of a run being torn down)
+    stop = threading.Event()
+
+    def append() -> None:
+        while not stop.wait(0.02):
+            w.write({"t": [2.0], "node": ["lb-a"], "holds_vip": [True]})
+
+    w.write({"t": [2.0], "node": ["lb-a"], "holds_vip": [True]})
+    writer = threading.Thread(target=append)
+    writer.start()
+    try:
+        assert not build.writers_gone(tmp_path, killed)
+    finally:
+        stop.set()
+        writer.join()
+        w.close()
 
 
 def test_failing_check_is_red_and_named() -> None:
