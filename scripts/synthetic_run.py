@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import sys
 import time
@@ -174,6 +175,12 @@ def build(base: Path, out: Path, repeat: int | None, requests: int | None, compa
     run.update(id=f"{run.get('id')}-x{repeat}", load_window=window, synthetic={"base": str(base), "repeat": repeat, "period_s": period})
     if not compacted:
         run["status"] = "running"  # what run.json says of a run that was killed
+        # its load generator is long gone (the base's pid may name another process now),
+        # and its writers stopped writing when it was killed, not when this script wrote
+        run["load_pid"] = None
+        killed_at = time.time() - 3600
+        for stream in (out / "samples").glob(f"*/*{STREAM_SUFFIX}"):
+            os.utime(stream, (killed_at, killed_at))
     (out / "run.json").write_text(json.dumps(run, indent=2) + "\n")
     if compacted:
         compact_run(out, final=True)
