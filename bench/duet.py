@@ -55,9 +55,10 @@ from typing import Any
 
 from . import engine, images, paths
 from .collect.collectors import Collectors
-from .errors import RunInterrupted, UserError
+from .errors import Problems, RunInterrupted, UserError
 from .load.fit import prepare_load
 from .load.runner import LocustProcess, describe_load, start_locust
+from .preflight import VALIDATE_SUBNETS, LabCheck, check_lab
 from .results.document import write_document
 from .results.duet import DUET_JSON as DUET_FILE
 from .results.duet import DuetDoc
@@ -122,6 +123,7 @@ class Side:
     collectors: Collectors | None = None
     locust: LocustProcess | None = None
     events: EventLog | None = None
+    lab_check: LabCheck | None = None  # what bench.preflight.check_lab found (the HAProxy build ...)
 
 
 @dataclass
@@ -180,7 +182,13 @@ def prepare_side(name: str, default_scenario: str, spec: SideSpec, out: Path, ra
     topology, overrides = scenario_topology(scenario, variant, list(spec.sets))
     scenario, load_extra, fit = prepare_load(scenario, topology, log=log)
     base_topology, _ = load_topology(scenario.topology)
-    return Side(name, scenario, scenario_path, topology, base_topology, variant, overrides, load_extra, fit, out / name)
+    # images, the user's HAProxy build, files and certificate, every config checked: the lab checks of `bench run`
+    checked = check_lab(topology, variant, log=log, subnets=VALIDATE_SUBNETS)
+    if checked.lab is not None:
+        checked.lab.discard()  # rendered on other subnets; run_duet prepares each side's lab afresh
+    side = Side(name, scenario, scenario_path, topology, base_topology, variant, overrides, load_extra, fit, out / name)
+    side.lab_check = checked
+    return side
 
 
 def plan_duet(
@@ -212,6 +220,13 @@ def plan_duet(
         raise UserError(f"{target} already exists and is not empty", "choose another --out or remove it")
     seconds = START_LEAD_S + warmup_s + budget_s + RUN_TIME_MARGIN_S
     sides = [prepare_side(n, scenario, s, target, rate, seconds, warmup_s, log) for n, s in zip(SIDES, (baseline, candidate), strict=True)]
+    # the lab checks of both sides (images, the user's config, build and files, haproxy -c) at once
+    found: dict[tuple[str, str | None], list[str]] = {}
+    for side in sides:
+        for problem in side.lab_check.problems if side.lab_check is not None else []:
+            found.setdefault(problem, []).append(side.name)
+    if found:
+        raise Problems([(f"{' and '.join(names)}: {p}", f) for (p, f), names in found.items()], "the duet")
     b, c = (s.scenario.load for s in sides)
     if b.target_field != c.target_field:
         raise UserError(
@@ -272,7 +287,10 @@ def run_duet(
     _write_duet(out, doc)
     for s in sides:
         s.run_dir.mkdir(parents=True)
-        s.run = run_record(f"{s.scenario.name}-{s.variant or 'base'}-{s.name}-{stamp}", s.scenario, s.scenario_path, s.topology, s.variant, s.overrides, refs[s.name], s.fit, client)
+        s.lab = Lab(s.topology, refs[s.name].node_tag, s.variant, log=log)
+        build = s.lab_check.build if s.lab_check is not None else None
+        run_id = f"{s.scenario.name}-{s.variant or 'base'}-{s.name}-{stamp}"
+        s.run = run_record(run_id, s.scenario, s.scenario_path, s.topology, s.variant, s.overrides, refs[s.name], s.fit, client, lab=s.lab, build=build)
         s.run["duet"] = {"side": s.name, "folder": str(out)}
         write_document(RunDoc, s.run, RunDir(s.run_dir).run_json)
     guard = SignalGuard()
@@ -283,8 +301,11 @@ def run_duet(
             try:
                 with ThreadPoolExecutor(max_workers=2) as pool:
                     for s in order:
-                        s.lab = Lab(s.topology, refs[s.name].node_tag, s.variant, log=log)
+                        assert s.lab is not None
+                        build = s.lab_check.build if s.lab_check is not None else None
                         s.run["versions"].update(images.versions(refs[s.name].node_tag))
+                        if build is not None:
+                            s.run["versions"]["haproxy"] = build.version_line  # the LB's build, not the node image's
                         s.run["lab"] = {"project": s.lab.project}
                         write_document(RunDoc, s.run, RunDir(s.run_dir).run_json)
                     # both labs come up at once (each retries on subnets the other took meanwhile)
@@ -309,7 +330,7 @@ def run_duet(
                     assert s.lab is not None and s.lab.plan is not None and s.lab.tls is not None and s.collectors is not None
                     host = f"{s.scenario.load.scheme}://{s.lab.plan.vip}"
                     log(f"{s.name}: {describe_load(s.scenario)} against {host}")
-                    extra = {**s.load_extra, "start_at": design.start_at}
+                    extra = _load_extra(s, design.start_at)
                     s.locust = start_locust(s.scenario, host, s.lab.tls.ca_pem, s.run_dir, s.scenario.duration, extra=extra)
                     s.collectors.track_loadgen(s.locust.proc.pid)
                     s.run["load_window"] = {"start": s.locust.started_at, "end": None}
@@ -360,6 +381,14 @@ def run_duet(
         raise
     _finish(sides, doc, out, n_done, _now(), build_report, log)
     return doc
+
+
+def _load_extra(s: Side, start_at: float) -> dict[str, Any]:
+    """A side's settings for its load processes: the fit's, the agreed start, the name a user's certificate carries."""
+    extra = {**s.load_extra, "start_at": start_at}
+    if s.lab is not None and s.lab.server_name:  # SNI and the name the clients check (bench/load/leanclient.py)
+        extra["server_name"] = s.lab.server_name
+    return extra
 
 
 def _teardown(sides: list[Side], log: Callable[[str], None]) -> None:
@@ -442,7 +471,7 @@ def probe(sides: list[Side], out: Path, log: Callable[[str], None]) -> dict[str,
             folder.mkdir(parents=True, exist_ok=True)
             scenario = _with_target(s.scenario, None, stages).model_copy(update={"duration": START_LEAD_S + length + 2.0})
             host = f"{scenario.load.scheme}://{s.lab.plan.vip}"
-            loc = start_locust(scenario, host, s.lab.tls.ca_pem, folder, scenario.duration, extra={**s.load_extra, "start_at": start_at})
+            loc = start_locust(scenario, host, s.lab.tls.ca_pem, folder, scenario.duration, extra=_load_extra(s, start_at))
             s.collectors.track_loadgen(loc.proc.pid)
             locusts.append(loc)
         log(f"probe (--rate auto): {len(targets)} steps of {PROBE_STEP_S:g}s from {targets[0]:g} to {targets[-1]:.0f} {field}, both sides at once")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -166,3 +167,188 @@ def _versions(image: str) -> dict[str, str]:
         "haproxy": lines[0] if lines else "unknown",
         "keepalived": lines[1] if len(lines) > 1 else "unknown",
     }
+
+
+# --------------------------------------------------------------------------- a user's HAProxy build
+
+
+@dataclass(frozen=True)
+class HAProxyBuild:
+    """The HAProxy build an image carries, from its ``haproxy -vv``."""
+
+    image: str  # as the topology names it, e.g. haproxy:3.0 or lbbench/node:bookworm-...
+    image_id: str  # sha256:..., what actually ran
+    version: str  # e.g. 3.0.5-1 (the word after "HAProxy version")
+    version_line: str  # the first line of `haproxy -vv`
+    target: str | None  # TARGET of the build options, e.g. linux-glibc
+    options: str | None  # OPTIONS of the build options (USE_OPENSSL=1 USE_LUA=1 ...)
+    features: tuple[str, ...]  # the "Feature list" words, +/- prefixed
+    openssl: str | None  # "Built with OpenSSL version : ..." (or another TLS library)
+    lua: str | None  # "Built with Lua version : ..."; None = no Lua
+    vv: str  # the whole output, for run.json
+
+    @property
+    def has_ssl(self) -> bool:
+        return self.openssl is not None or "+OPENSSL" in self.features
+
+    @property
+    def has_lua(self) -> bool:
+        return self.lua is not None or "+LUA" in self.features
+
+    def as_dict(self) -> dict[str, object]:
+        """run.json's ``haproxy_build``."""
+        return {
+            "image": self.image,
+            "image_id": self.image_id,
+            "version": self.version,
+            "version_line": self.version_line,
+            "target": self.target,
+            "options": self.options,
+            "features": list(self.features),
+            "tls_library": self.openssl,
+            "lua": self.lua,
+            "vv": self.vv,
+        }
+
+
+def parse_vv(image: str, image_id: str, text: str) -> HAProxyBuild:
+    """A :class:`HAProxyBuild` from ``haproxy -vv`` output (2.6 to 3.x)."""
+    lines = [line.rstrip() for line in text.splitlines()]
+    first = next((line for line in lines if line.startswith(("HAProxy version", "HA-Proxy version"))), "")
+    if not first:
+        raise UserError(f"image {image}: `haproxy -vv` did not print a version: {' | '.join(lines[:3]) or '(nothing)'}", "use an image whose haproxy is HAProxy 2.6 or later")
+    words = first.split()
+    version = words[2] if len(words) > 2 else "unknown"
+
+    def field(name: str) -> str | None:
+        for line in lines:
+            key, sep, value = line.strip().partition("=")
+            if sep and key.strip() == name:
+                return value.strip()
+        return None
+
+    def built_with(prefix: str) -> str | None:
+        for line in lines:
+            if line.startswith(prefix):
+                return line.split(":", 1)[1].strip() if ":" in line else line
+        return None
+
+    features: tuple[str, ...] = ()
+    for i, line in enumerate(lines):
+        if line.startswith("Feature list"):
+            text_after = line.split(":", 1)[1] if ":" in line else ""
+            # the list may wrap onto indented lines
+            for more in lines[i + 1 :]:
+                if more.startswith(" ") and not more.strip().endswith(":") and "=" not in more:
+                    text_after += " " + more
+                else:
+                    break
+            features = tuple(w for w in text_after.split() if w[:1] in "+-")
+    tls = built_with("Built with OpenSSL version") or built_with("Built with wolfSSL") or built_with("Built with AWS-LC")
+    return HAProxyBuild(
+        image=image,
+        image_id=image_id,
+        version=version,
+        version_line=first,
+        target=field("TARGET"),
+        options=field("OPTIONS"),
+        features=features,
+        openssl=tls,
+        lua=built_with("Built with Lua version"),
+        vv=text,
+    )
+
+
+def ensure_haproxy_image(image: str, log: Callable[[str], None] = print) -> str:
+    """Make sure ``image`` is on this engine (pulling it if the engine can); returns its id."""
+    client = engine.client()
+    try:
+        return str(client.images.get(image).id)
+    except docker.errors.ImageNotFound:
+        pass
+    except docker.errors.APIError as exc:
+        raise UserError(f"lb.haproxy.image {image!r}: {exc.explanation}", "give an image reference such as haproxy:3.0") from None
+    log(f"pulling {image} (lb.haproxy.image)")
+    try:
+        return str(client.images.pull(image).id)
+    except docker.errors.APIError as exc:
+        reason = " ".join(str(exc.explanation or exc).split())[:200]
+        raise UserError(
+            f"lb.haproxy.image {image!r}: not on this engine and it cannot be pulled ({reason})",
+            f"build or tag it locally (`docker build -t {image} .`, `docker tag ID {image}`), or check the name",
+        ) from None
+
+
+def _haproxy_vv(image: str, image_id: str) -> str:
+    """``haproxy -vv`` of an image, cached on disk by image id (an id names its content, so it never goes stale)."""
+    cache = paths.STATE / "haproxy-vv" / f"{image_id.replace(':', '-')}.txt"
+    try:
+        return cache.read_text()
+    except OSError:
+        pass
+    text = _run_haproxy_vv(image, image_id)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, cache)
+    except OSError:
+        pass  # a cache that cannot be written only costs the next run a container
+    return text
+
+
+def _run_haproxy_vv(image: str, image_id: str) -> str:
+    try:
+        raw = engine.client().containers.run(
+            image_id,
+            ["-vv"],
+            entrypoint=["haproxy"],
+            user="0:0",
+            network_mode="none",
+            remove=True,
+            stderr=True,
+            labels={LABEL: "lbbench"},
+        )
+    except docker.errors.ContainerError as exc:
+        out = (exc.stderr or b"").decode(errors="replace") if isinstance(exc.stderr, bytes) else str(exc.stderr or exc)
+        raise UserError(f"image {image}: `haproxy -vv` failed: {' '.join(out.split())[:200]}", "use an image with a working haproxy binary") from None
+    except docker.errors.APIError as exc:
+        reason = " ".join(str(exc.explanation or exc).split())
+        if "executable file not found" in reason or "no such file" in reason.lower():
+            raise UserError(
+                f"image {image} has no haproxy on its PATH",
+                "use an image with HAProxy installed (e.g. haproxy:3.0, or FROM your base + your build) and haproxy on PATH",
+            ) from None
+        raise UserError(f"image {image}: cannot run haproxy -vv ({reason[:200]})", "check the image") from None
+    return raw.decode(errors="replace")
+
+
+def haproxy_build(image: str, log: Callable[[str], None] = print) -> HAProxyBuild:
+    """The HAProxy build in ``image`` (pulled if missing and the engine can); fails clearly when it has none."""
+    image_id = ensure_haproxy_image(image, log)
+    return parse_vv(image, image_id, _haproxy_vv(image, image_id))
+
+
+def build_problems(build: HAProxyBuild, configs: dict[str, str]) -> list[tuple[str, str]]:
+    """What a build lacks for the rendered LB configs it is to run (TLS, Lua), as (problem, fix)."""
+    problems = []
+    if not build.has_ssl:
+        problems.append(
+            (
+                f"the HAProxy build in {build.image} ({build.version}) has no TLS library (USE_OPENSSL); lbbench's load is HTTPS",
+                "use a build with USE_OPENSSL=1 (every upstream haproxy image has it)",
+            )
+        )
+    lua_users = sorted(name for name, text in configs.items() if _USES_LUA.search(text))
+    if lua_users and not build.has_lua:
+        problems.append(
+            (
+                f"the HAProxy build in {build.image} ({build.version}) has no Lua, and {', '.join(lua_users[:3])} use Lua",
+                "use a build with USE_LUA=1, or leave the Lua lines out of this variant",
+            )
+        )
+    return problems
+
+
+#: A config line that needs Lua: lua-load, lua-load-per-thread, lua-prepend-path, or a lua.NAME action/service/fetch.
+_USES_LUA = re.compile(r"^\s*lua-|\blua\.\w", re.MULTILINE)

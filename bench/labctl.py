@@ -10,9 +10,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from . import engine, images
 from .collect.cpu import remove_loadgen_cgroups
-from .errors import UserError
+from .errors import Problems, UserError
 from .faults import FaultInjector, Injection
 from .inputs import check_project
 from .results.events import EventLog, read_events
@@ -25,13 +24,18 @@ from .topology.lab import Lab, LabFiles
 
 def lab_up(topology: str = "split", variant: str | None = None, sets: list[str] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Bring a lab up and leave it running; returns what `bench status` shows about it."""
+    from .preflight import check_lab
+
     topo, overrides = load_topology(topology, variant, sets)
-    engine.client()
-    ref = images.ensure_images(topo.image, log=log)
-    lab = Lab(topo, ref.node_tag, variant, log=log, owner_kind="up")
+    checked = check_lab(topo, variant, log=log, owner_kind="up")  # images, the user's HAProxy build and files, every config checked
+    if checked.problems:
+        if checked.lab is not None:
+            checked.lab.discard()
+        raise Problems(checked.problems, f"topology {topo.name}")
+    lab = checked.lab
+    assert lab is not None
     try:
-        lab.prepare()
-        lab.up()
+        lab.up(validated=True)
     except BaseException:
         lab.down()
         raise

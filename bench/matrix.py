@@ -52,7 +52,7 @@ def parse_matrix(matrix: str) -> tuple[list[str], dict[str, Variant]]:
             try:
                 extra[str(name)] = Variant.model_validate(body or {})
             except ValidationError as err:
-                raise format_validation_error(f"{path}: variants.{name}", err) from None
+                raise format_validation_error(f"{path}: variants.{name}", err, Variant) from None
         return list(extra), extra
     names = [n.strip() for n in matrix.split(",") if n.strip()]
     if not names:

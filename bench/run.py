@@ -28,17 +28,17 @@ from . import __version__, engine, images, paths
 from .collect.integrity import LabWatch, headline
 from .errors import RunInterrupted, UserError
 from .faults import FaultInjector, FaultSchedule
+from .images import HAProxyBuild
 from .inputs import check_output_dir
 from .live.view import LiveView
-from .load.fit import prepare_load
 from .load.runner import LocustProcess, describe_load, open_start_gate, processes_of, start_gate, start_locust
 from .load.workers import WorkerSet, start_load
-from .load.workers import ensure_image as ensure_worker_image
+from .preflight import Checked, preflight
 from .results.document import write_document
 from .results.events import EventLog
 from .results.layout import RunDir
 from .results.run import RunDoc
-from .spec import Variant, load_scenario, load_topology, scenario_topology
+from .spec import Variant
 from .topology.diff import config_diff
 from .topology.lab import Lab
 
@@ -167,17 +167,6 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
-def _copy_public_configs(lab: Lab, dest: Path) -> None:
-    """Copy the rendered configs (never the private TLS key) into the run directory."""
-    shutil.copytree(lab.files.configs, dest, dirs_exist_ok=True)
-    for leaked in dest.rglob("*.pem"):
-        if leaked.name != "ca.pem":  # only the CA may be there; anything else could hold a key
-            leaked.unlink()
-    for path in dest.rglob("*"):
-        if path.is_file() and b"PRIVATE KEY" in path.read_bytes():
-            path.unlink()
-
-
 def run_record(
     run_id: str,
     scenario: Any,
@@ -189,13 +178,16 @@ def run_record(
     load_fit: Any,
     client: Any,
     ask_now: bool = True,
+    lab: Lab | None = None,
+    build: HAProxyBuild | None = None,
 ) -> dict[str, Any]:
     """The first ``run.json`` of a run: what runs, on which versions and which machine (status ``starting``).
 
     ``ask_now=False`` leaves ``git_sha`` and ``compose`` null, for a caller that asks them in the
-    background while its lab starts (`bench run`).
+    background while its lab starts (`bench run`). ``build`` is the HAProxy build of the LB
+    processes (``haproxy -vv`` of ``lab.haproxy_image``, see bench/preflight.py).
     """
-    return {
+    run = {
         "schema_version": RunDoc.SCHEMA_VERSION,
         "id": run_id,
         "status": "starting",
@@ -220,6 +212,13 @@ def run_record(
         "load_workers": None,
         "started_at": _now(),
     }
+    if lab is not None:
+        run["versions"]["haproxy_image"] = lab.haproxy_image
+    if build is not None:
+        run["versions"]["haproxy"] = build.version_line
+        # the HAProxy build that runs the LB processes: `haproxy -vv` of its image, parsed
+        run["haproxy_build"] = build.as_dict()
+    return run
 
 
 def machine_info() -> dict[str, Any]:
@@ -231,16 +230,26 @@ def record_lab(run: dict[str, Any], lab: Lab, run_dir: Path, base_topology: Any,
     """After the lab is up: its configs into the run directory, its addresses and config diff into run.json."""
     assert lab.plan is not None
     rd = RunDir(run_dir)
-    _copy_public_configs(lab, rd.configs)
+    lab.copy_public_configs(rd.configs)
     run["lab"].update(
         vip=lab.plan.vip,
         client_subnet=lab.plan.client_subnet,
         server_subnet=lab.plan.server_subnet,
         services=list(lab.plan.services),
+        # what each HAProxy process says it runs (`show info`): the build the run measured
+        haproxy_running=lab.running_versions(),
     )
     # What this variant changed in the rendered configs, against the topology file as written.
     run["config_diff"] = config_diff(base_topology, topology, lab.project, lab.plan.client_subnet, lab.plan.server_subnet)
     write_document(RunDoc, run, rd.run_json)
+
+
+def _load_extra(checked: Checked) -> dict[str, Any]:
+    """Settings for the load processes beyond the scenario's: the fit's, and the name a user's certificate carries."""
+    extra = dict(checked.load_extra)
+    if checked.lab.server_name:
+        extra["server_name"] = checked.lab.server_name  # SNI + the name the clients check (bench/load/leanclient.py)
+    return extra
 
 
 def run_scenario(
@@ -266,36 +275,38 @@ def run_scenario(
     ``live`` watches the run while it lasts (bench/live: terminal view, metrics endpoint).
     """
     threading.Thread(target=_import_analysis, name="lbbench-import", daemon=True).start()
-    scenario, scenario_path = load_scenario(name, duration)
-    if extra_variants:
-        scenario = scenario.model_copy(update={"variants": {**scenario.variants, **extra_variants}})
-    scenario = scenario.with_repeats(repeat)
-    variant = variant or scenario.variant
-    topology, overrides = scenario_topology(scenario, variant, sets)
-    # scale, processes and the machine's limits, before anything starts (one line when it does not fit)
-    scenario, load_extra, load_fit = prepare_load(scenario, topology, scale=scale, workers=workers, log=log)
-    base_topology, _ = load_topology(scenario.topology)
+    # Every input, the fit, the images and every rendered config, before anything starts (all problems at once).
+    checked = preflight(
+        name, duration, variant, sets, extra_variants, repeat=repeat, scale=scale, workers=workers, out=out, log=log
+    )
+    scenario, variant, topology, lab = checked.scenario, checked.variant, checked.topology, checked.lab
+    ref, build, worker_image = checked.lab_check.node_image, checked.lab_check.build, checked.worker_image
+    assert ref is not None and build is not None
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_id = f"{scenario.name}-{variant or 'base'}-{stamp}"
-    run_dir = check_output_dir(Path(out) if out else paths.REPORTS / run_id)
+    run_dir = Path(out) if out else paths.REPORTS / run_id
     rd = RunDir(run_dir)
-    client = engine.client()  # fails early with a clear line when no engine answers
-    engine.compose_binary()
-    ref = images.ensure_images(topology.image, log=log)
-    worker_image = ensure_worker_image(topology.image, log=log) if workers else None
-    # What run.json records about the versions takes a container and two subprocesses: asked
-    # while the lab starts, written once it is up.
-    background = ThreadPoolExecutor(max_workers=3, thread_name_prefix="lbbench-versions")
-    later_versions = background.submit(images.versions, ref.node_tag)
-    later_compose = background.submit(engine.compose_version)
-    later_git = background.submit(_git_sha)
-    background.shutdown(wait=False)
-
-    run = run_record(run_id, scenario, scenario_path, topology, variant, overrides, ref, load_fit, client, ask_now=False)
-    if workers:
-        run["load_workers"] = {"count": workers, "processes": scenario.load.processes, "image": worker_image}
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_document(RunDoc, run, rd.run_json)
+    try:  # the prepared lab holds private files (the TLS key) until it is started or discarded
+        run_dir = check_output_dir(run_dir)
+        # What run.json records about the versions takes a container and two subprocesses: asked
+        # while the lab starts, written once it is up.
+        background = ThreadPoolExecutor(max_workers=3, thread_name_prefix="lbbench-versions")
+        later_versions = background.submit(images.versions, ref.node_tag)
+        later_compose = background.submit(engine.compose_version)
+        later_git = background.submit(_git_sha)
+        background.shutdown(wait=False)
+        run = run_record(
+            run_id, scenario, checked.scenario_path, topology, variant, checked.overrides, ref, checked.load_fit,
+            engine.client(), ask_now=False, lab=lab, build=build,
+        )  # fmt: skip
+        if workers:
+            run["load_workers"] = {"count": workers, "processes": scenario.load.processes, "image": worker_image}
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_document(RunDoc, run, rd.run_json)
+    except BaseException:
+        lab.discard()
+        raise
+    load_extra = _load_extra(checked)
     if live is not None:
         live.attach(run_dir, run)
         live.set_phase("lab up")
@@ -309,7 +320,6 @@ def run_scenario(
     gate: dict[str, Any] | None = None
     teardown: Teardown | None = None
     guard = SignalGuard()
-    lab = Lab(topology, ref.node_tag, variant, log=log)
     try:
         with guard:
             try:
@@ -324,9 +334,10 @@ def run_scenario(
                     gate = start_gate(run_dir)
                     extra = {**load_extra, "start_gate": gate}
                     locust = start_locust(scenario, host, lab.tls.ca_pem, run_dir, scenario.duration, extra=extra)
-                lab.up()
+                lab.up(validated=True)
                 run["versions"].update(git_sha=later_git.result(), compose=later_compose.result(), **later_versions.result())
-                record_lab(run, lab, run_dir, base_topology, topology)
+                run["versions"]["haproxy"] = build.version_line  # the LB's build, not the node image's
+                record_lab(run, lab, run_dir, checked.base_topology, topology)
                 events = EventLog(rd.events)
                 # `bench fault` during the run writes into the run's own events file.
                 lab.write_state(events=str(rd.events), run_dir=str(run_dir))

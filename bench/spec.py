@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import paths
-from .errors import UserError, from_validation_error
+from .errors import Problems, UserError
 from .inputs import read_text
 
 SCHEMA_VERSION = 1
@@ -283,6 +283,33 @@ class TLS(_Model):
         description="session tickets on the TLS bind; false = `no-tls-tickets`: sessions resume from the "
         "frontend's session cache only (session IDs in TLS 1.2, stateful tickets in TLS 1.3)",
     )
+    certificate: str | None = Field(
+        None,
+        description="your own server certificate (PEM: the certificate, then its intermediates) instead of the run's CA; "
+        "needs key and ca too",
+    )
+    key: str | None = Field(None, description="the private key of `certificate` (PEM, unencrypted); never copied into a report")
+    ca: str | None = Field(None, description="the CA certificate(s) (PEM) the clients verify the chain against")
+    server_name: str | None = Field(
+        None,
+        description="with your own certificate: the name the clients send (SNI) and check it against; "
+        "default: the certificate's first DNS name",
+    )
+
+    @model_validator(mode="after")
+    def _own_certificate(self) -> TLS:
+        given = [name for name in ("certificate", "key", "ca") if getattr(self, name)]
+        if given and len(given) < 3:
+            missing = sorted({"certificate", "key", "ca"} - set(given))
+            raise ValueError(f"{', '.join(given)} given without {', '.join(missing)}: your own certificate needs all three")
+        if self.server_name is not None and not given:
+            raise ValueError("server_name: only used with your own certificate (certificate, key, ca)")
+        return self
+
+    @property
+    def own_certificate(self) -> bool:
+        """Whether the user's certificate replaces the run's CA."""
+        return self.certificate is not None
 
 
 class Keepalived(_Model):
@@ -755,9 +782,75 @@ class Scenario(_Model):
 # --------------------------------------------------------------------------- loading
 
 
-def format_validation_error(source: str, err: ValidationError) -> UserError:
-    """One line for a scenario or topology file pydantic rejected (see :func:`bench.errors.from_validation_error`)."""
-    return from_validation_error(source, err)
+def _model_at(model: Any, loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that holds the field at ``loc`` (dict keys and list indexes stepped over)."""
+    current: Any = model
+    for part in loc:
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        field = current.model_fields.get(str(part))
+        if field is None:
+            return None
+        current = _unwrap(field.annotation)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    """``X`` out of ``X | None``, ``list[X]`` and ``dict[str, X]`` (one level each, as configs nest them)."""
+    import typing
+
+    for _ in range(3):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        origin = typing.get_origin(annotation)
+        if origin in (list, dict) and args:
+            annotation = args[-1]
+        elif len(args) == 1:
+            annotation = args[0]
+        else:
+            break
+    return annotation
+
+
+def did_you_mean(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
+    """``"; did you mean 'x'?"`` for an unknown field at ``loc`` of ``model``, or ``""``."""
+    import difflib
+
+    holder = _model_at(model, loc[:-1])
+    if holder is None or not loc:
+        return ""
+    close = difflib.get_close_matches(str(loc[-1]), list(holder.model_fields), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def validation_problems(source: str, err: ValidationError, model: type[BaseModel] | None = None) -> list[tuple[str, str]]:
+    """Every error of ``err`` as ``(problem, fix)``, naming the file and the field (and the closest field for a misspelt one)."""
+    out: list[tuple[str, str]] = []
+    for error in err.errors():
+        loc = tuple(error["loc"])
+        where = ".".join(str(p) for p in loc) or "(top level)"
+        msg = error["msg"]
+        fix = "correct that field; docs/scenarios.md and docs/lab.md list every field"
+        if error["type"] == "extra_forbidden":
+            hint = did_you_mean(model, loc) if model is not None else ""
+            msg = "unknown field" + hint
+            if hint:
+                fix = "rename the field"
+        elif error["type"] == "value_error":
+            msg = msg.removeprefix("Value error, ")
+        elif "input" in error and error["type"] not in ("missing",):
+            shown = error["input"]
+            if not isinstance(shown, dict | list):
+                text = repr(shown)
+                msg = f"{msg} (got {text[:60] + '...' if len(text) > 60 else text})"
+        problem = (f"{source}: {where}: {msg}", fix)
+        if problem not in out:
+            out.append(problem)
+    return out
+
+
+def format_validation_error(source: str, err: ValidationError, model: type[BaseModel] | None = None) -> UserError:
+    """A :class:`~bench.errors.Problems` listing every validation error of ``err`` (one line each)."""
+    return Problems(validation_problems(source, err, model))
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -782,7 +875,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _relname(path: Path) -> str:
+def relname(path: Path) -> str:
+    """``path`` relative to the lbbench root when it is inside it (for messages)."""
     try:
         return str(path.resolve().relative_to(paths.ROOT))
     except ValueError:
@@ -815,6 +909,9 @@ def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any
 PATH_FIELDS: tuple[tuple[str, ...], ...] = (
     *(("lb", "haproxy", role, "template") for role in HAPROXY_ROLES),
     ("lb", "haproxy", "files"),
+    ("tls", "certificate"),
+    ("tls", "key"),
+    ("tls", "ca"),
 )
 
 
@@ -894,14 +991,14 @@ def load_topology(
     overrides that were applied on top of the file (for run.json).
     """
     path = _resolve(name_or_path, paths.TOPOLOGY, "topology")
-    source = _relname(path)
+    source = relname(path)
     raw = resolve_paths(read_yaml(path), path.parent)
     if "variants" in raw:
         raw["variants"] = resolve_variant_paths(raw["variants"], path.parent)
     try:
         base = Topology.model_validate(raw)
     except ValidationError as err:
-        raise format_validation_error(source, err) from None
+        raise format_validation_error(source, err, Topology) from None
     overrides: dict[str, Any] = deep_merge({}, base_overrides or {})
     variants = {**base.variants, **(extra_variants or {})}
     if variant:
@@ -920,11 +1017,11 @@ def load_topology(
         topo = Topology.model_validate(merged)
     except ValidationError as err:
         label = f"variant {variant!r}" if variant else ("--set" if sets else "scenario overrides")
-        raise format_validation_error(f"{source} ({label})", err) from None
+        raise format_validation_error(f"{source} ({label})", err, Topology) from None
     return topo, overrides
 
 
-def _read_scenario_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+def read_scenario_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """A scenario's YAML with ``extends: OTHER`` resolved (OTHER's fields, then this file's on top)."""
     raw = read_yaml(path)
     if isinstance(raw.get("overrides"), dict):
@@ -935,18 +1032,27 @@ def _read_scenario_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, An
     if parent is None:
         return raw
     if not isinstance(parent, str):
-        raise UserError(f"{_relname(path)}: extends: expected a scenario name", "for example extends: failover")
+        raise UserError(f"{relname(path)}: extends: expected a scenario name", "for example extends: failover")
     base_path = _resolve(parent, paths.SCENARIOS, "scenario")
     if base_path.resolve() in seen or base_path.resolve() == path.resolve():
-        raise UserError(f"{_relname(path)}: extends {parent!r} loops back", "break the cycle of extends")
-    return deep_merge(_read_scenario_yaml(base_path, (*seen, path.resolve())), raw)
+        raise UserError(f"{relname(path)}: extends {parent!r} loops back", "break the cycle of extends")
+    return deep_merge(read_scenario_yaml(base_path, (*seen, path.resolve())), raw)
+
+
+def scenario_file(name_or_path: str) -> Path | None:
+    """The file a scenario name or path refers to, or None when there is none."""
+    try:
+        path = _resolve(name_or_path, paths.SCENARIOS, "scenario")
+    except UserError:
+        return None
+    return path if path.is_file() else None
 
 
 def load_scenario(name_or_path: str, duration: str | None = None) -> tuple[Scenario, Path]:
     """Load and validate a scenario; ``duration`` (e.g. ``"10s"``) overrides the file's."""
     path = _resolve(name_or_path, paths.SCENARIOS, "scenario")
-    source = _relname(path)
-    raw = _read_scenario_yaml(path)
+    source = relname(path)
+    raw = read_scenario_yaml(path)
     if duration is not None:
         try:
             parse_duration(duration)
@@ -956,7 +1062,7 @@ def load_scenario(name_or_path: str, duration: str | None = None) -> tuple[Scena
     try:
         scenario = Scenario.model_validate(raw)
     except ValidationError as err:
-        raise format_validation_error(source, err) from None
+        raise format_validation_error(source, err, Scenario) from None
     if scenario.ramp_up >= scenario.duration:
         raise UserError(
             f"{source}: ramp_up ({scenario.ramp_up:g}s) must be shorter than duration ({scenario.duration:g}s)",

@@ -20,7 +20,11 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     info = lab_up(args.topology, variant=args.variant, sets=args.set, log=say)
     say(f"lab {info['project']} is up: VIP {info['vip']}")
-    say(f"  try: curl --cacert {info['ca']} https://{info['vip']}/?echo=1")
+    if info.get("server_name"):  # the user's own certificate names a host, not the VIP
+        name = info["server_name"]
+        say(f"  try: curl --cacert {info['ca']} --resolve {name}:443:{info['vip']} https://{name}/?echo=1")
+    else:
+        say(f"  try: curl --cacert {info['ca']} https://{info['vip']}/?echo=1")
     say(f"  stop: bench down {info['project']}")
     print(info["project"])
     return EXIT_OK

@@ -116,6 +116,7 @@ class LeanSettings:
     connect_timeout: float = 5.0
     requests_per_connection: int = 0
     resumption: bool = True
+    server_name: str | None = None  # a user's own certificate: SNI, Host and the name checked (else the VIP's address)
 
     @classmethod
     def from_settings(cls, url: str, s: dict[str, Any]) -> LeanSettings:
@@ -139,13 +140,16 @@ class LeanSettings:
             connect_timeout=float(s.get("connect_timeout", s.get("timeout", 5.0))),
             requests_per_connection=rpc,
             resumption=bool(s.get("resumption", True)),
+            server_name=s.get("server_name") or None,
         )
 
     def request_bytes(self, close: bool) -> bytes:
         """The request, ready to send (``Connection: close`` on a connection's last request)."""
         default = 443 if self.scheme == "https" else 80
         host = self.host if self.port == default else f"{self.host}:{self.port}"
-        if ":" in self.host and not self.host.startswith("["):
+        if self.server_name:
+            host = self.server_name
+        elif ":" in self.host and not self.host.startswith("["):
             host = f"[{self.host}]" if self.port == default else f"[{self.host}]:{self.port}"
         lines = [f"GET {self.path} HTTP/1.1", f"Host: {host}", "User-Agent: lbbench-lean"]
         if close:
@@ -682,7 +686,7 @@ class LeanClient:
         self._timeout = s.timeout
         self._name = s.name
         # encoded once: ssl would run the (Python) IDNA codec on every connection
-        self._hostname = s.host.encode("idna")
+        self._hostname = (s.server_name or s.host).encode("idna")
         self._lists = lists if lists is not None else ([], [], [], [])
         self._tracing = 0
         self.capture = capture

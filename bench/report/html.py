@@ -197,6 +197,7 @@ def render_html(run: dict[str, Any], summary: dict[str, Any], plots: list[Plot],
 {config_diff_section(run)}
 <h2>Events</h2>{_events_table(events, t0)}
 <h2>Versions</h2><table>{vers}</table>
+{_build_section(run)}
 </body></html>
 """
 
@@ -268,6 +269,41 @@ def _limits_table(limits: list[dict[str, Any]]) -> str:
     )
     head = "<tr><th>rank</th><th>component</th><th>limit</th><th>used %</th><th>reached</th><th>numbers</th><th>what moves it</th></tr>"
     return f"<table>{head}{rows}</table>"
+
+
+def _build_section(run: dict[str, Any]) -> str:
+    """The HAProxy build that ran the LB processes (`haproxy -vv`) and the user's own configuration, if any."""
+    b = run.get("haproxy_build")
+    out = ""
+    if b:
+        rows = _rows(
+            [
+                ("image", f"{b.get('image')} ({str(b.get('image_id') or '')[7:19]})", ""),
+                ("version", b.get("version_line"), ""),
+                ("target", b.get("target"), ""),
+                ("build options", b.get("options"), ""),
+                ("TLS library", b.get("tls_library"), ""),
+                ("Lua", b.get("lua") or "none", ""),
+                ("features", " ".join(b.get("features") or []), ""),
+            ]
+        )
+        out += f"<h2>HAProxy build (haproxy -vv; the whole output is in run.json)</h2><table>{rows}</table>"
+    cfg = ((run.get("topology") or {}).get("lb") or {}).get("haproxy") or {}
+    parts = []
+    for role in ("all", "frontend", "backend", "monolith"):
+        r = cfg.get(role) or {}
+        for section, lines in (r.get("lines") or {}).items():
+            parts.append((f"{role}: lines in {section}", "\n".join(lines), ""))
+        if (r.get("sections") or "").strip():
+            parts.append((f"{role}: sections", r["sections"].strip(), ""))
+        if r.get("template"):
+            parts.append((f"{role}: template", r["template"], ""))
+    if cfg.get("files"):
+        parts.append(("files", ", ".join(cfg["files"]), ""))
+    if parts:
+        rows = "".join(f"<tr><th>{escape(k)}</th><td><pre>{escape(str(v))}</pre></td></tr>" for k, v, _ in parts)
+        out += f"<h2>Your HAProxy configuration (lb.haproxy; rendered configs in <code>configs/</code>)</h2><table>{rows}</table>"
+    return out
 
 
 def _plain(v: Any) -> str:

@@ -32,6 +32,10 @@ class LabState(Document):
     server_subnet: str
     nodes: list[str]
     image: str
+    haproxy_image: str | None = None
+    """the image whose haproxy runs the LB processes (lb.haproxy.image, or the node image)"""
+    server_name: str | None = None
+    """the name a user's own certificate carries (clients send it as SNI); null with the run's own CA"""
     events: str
     """where `bench fault` writes its events: the run's events.jsonl while `bench run` runs, else the state folder's"""
     run_dir: str | None = None

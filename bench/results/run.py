@@ -29,6 +29,8 @@ class Versions(Model):
     compose: str | None = None
     image: str | None = None
     base_image: str | None = None
+    haproxy_image: str | None = None
+    """the image whose haproxy ran the LB processes (lb.haproxy.image, or the node image)"""
     haproxy: str | None = None
     keepalived: str | None = None
 
@@ -59,6 +61,24 @@ class LabInfo(Model):
     client_subnet: str | None = None
     server_subnet: str | None = None
     services: list[str] | None = None
+    haproxy_running: dict[str, str] | None = None
+    """service -> the version its own `show info` reported once the lab was up"""
+
+
+class HAProxyBuildInfo(Model):
+    """The HAProxy build of the LB processes: `haproxy -vv` of its image, parsed (bench.images.HAProxyBuild)."""
+
+    image: str
+    image_id: str
+    version: str
+    version_line: str
+    target: str | None = None
+    options: str | None = None
+    features: list[str] | None = None
+    tls_library: str | None = None
+    lua: str | None = None
+    vv: str
+    """the whole `haproxy -vv` output"""
 
 
 class LoadWindow(Model):
@@ -141,6 +161,7 @@ class RunDoc(Document):
     duet: DuetSide | None = None
     live_view: LiveViewInfo | None = None
     integrity: Integrity | None = None
+    haproxy_build: HAProxyBuildInfo | None = None
     started_at: str | None = None
     ended_at: str | None = None
 

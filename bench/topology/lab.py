@@ -14,6 +14,7 @@ import http.client
 import ipaddress
 import random
 import shutil
+import socket
 import ssl
 import subprocess
 import time
@@ -35,8 +36,8 @@ from ..results.document import read_document, write_document
 from ..results.lab import LabState
 from ..results.layout import LabDir
 from ..spec import USER_FILES_MOUNT, Topology
-from ..tls import TLSFiles, make_tls
-from . import owner, render, userconfig
+from ..tls import OwnCertificate, TLSFiles, check_own_certificate, make_tls
+from . import configcheck, owner, render, userconfig
 from .plan import Plan, make_plan
 
 #: Lab subnets come from the benchmarking range (RFC 2544), never from private or public space.
@@ -125,6 +126,8 @@ class Lab:
         self.topology = topology
         self.owner_kind = owner_kind
         self.image = image
+        #: The image whose haproxy runs the LB processes: the user's build (lb.haproxy.image) or the node image.
+        self.haproxy_image = topology.lb.haproxy.image or image
         self.variant = variant
         self.project = project or new_project_name()
         self.log = log
@@ -132,6 +135,8 @@ class Lab:
         self.files = LabFiles.for_project(self.project)
         self.plan: Plan | None = None
         self.tls: TLSFiles | None = None
+        #: The name clients send (SNI) and check the certificate against: None = the VIP's address (the run's own CA).
+        self.server_name: str | None = None
         self.started = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -148,7 +153,11 @@ class Lab:
         self.down()
 
     def prepare(self, subnets: tuple[str, str] | None = None) -> Plan:
-        """Render configs, TLS material and compose.yaml into the state folder; start nothing."""
+        """Render configs, TLS material and compose.yaml into the state folder; start nothing.
+
+        Raises :class:`~bench.errors.Problems` naming every problem of the user's
+        configuration (files missing, sections unknown, what lbbench needs left out).
+        """
         client_subnet, server_subnet = subnets or allocate_subnets()
         self.plan = make_plan(self.topology, self.project, client_subnet, server_subnet, self.variant)
         for folder in (self.files.configs, self.files.tls, self.files.run):
@@ -156,11 +165,20 @@ class Lab:
         self.files.root.chmod(0o700)
         # before any container exists: `bench status/doctor/down` see whose lab this is (bench/topology/owner.py)
         owner.write_owner(self.files.root, self.owner_kind)
-        self.tls = make_tls(self.files.tls, self.plan.vip, self.topology.tls.key_type)
-        problems = userconfig.copy_user_files(self.topology.lb.haproxy.files, self.files.configs / render.USER_FILES_DIR)
+        problems: list[tuple[str, str]] = []
+        own = own_certificate(self.topology)
+        if own is not None:
+            problems, self.server_name = check_own_certificate(own)
+        # a certificate of the user's that does not check out: the run's own CA renders the rest, for its problems
+        self.tls = make_tls(self.files.tls, self.plan.vip, self.topology.tls.key_type, None if problems else own)
+        problems += userconfig.copy_user_files(self.topology.lb.haproxy.files, self.files.configs / render.USER_FILES_DIR)
+        try:
+            rendered = render.render_configs(self.plan)
+        except Problems as exc:
+            raise Problems(problems + exc.problems, exc.context) from None
         if problems:
             raise Problems(problems, "lb.haproxy.files")
-        for rel, text in render.render_configs(self.plan).items():
+        for rel, text in rendered.items():
             target = self.files.configs / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text)
@@ -168,49 +186,91 @@ class Lab:
         public.mkdir(exist_ok=True)
         shutil.copy(self.tls.ca_pem, public / "ca.pem")
         shutil.copy(self.tls.server_crt, public / "server.crt")
-        compose = render.render_compose(self.plan, self.image, self.files.configs, self.files.tls, self.files.run)
+        compose = render.render_compose(
+            self.plan, self.image, self.files.configs, self.files.tls, self.files.run, haproxy_image=self.haproxy_image
+        )
         (self.files.configs / "compose.yaml").write_text(render.dump_compose(compose))
         return self.plan
 
-    def validate(self) -> None:
-        """Check every rendered config with ``haproxy -c`` / ``keepalived -t`` inside the image."""
-        assert self.plan is not None
-        files = sorted(
+    def config_files(self) -> list[str]:
+        """Every rendered HAProxy and keepalived config, relative to the configs folder."""
+        return sorted(
             str(p.relative_to(self.files.configs))
             for p in self.files.configs.rglob("*")
             if p.suffix in (".cfg", ".conf") and p.relative_to(self.files.configs).parts[0] != render.USER_FILES_DIR
         )
-        # haproxy -c resolves paths as the containers see them, so mount the same way.
+
+    def check_configs(self) -> list[tuple[str, str]]:
+        """Check every rendered config (``haproxy -c`` / ``keepalived -t``); returns EVERY failure as (problem, fix).
+
+        The LB processes' configs go through the HAProxy build that will run them
+        (the user's ``lb.haproxy.image`` when set); keepalived's and the dummy
+        servers' through the node image. Mounts are the ones the containers get,
+        so paths in the configs (certificate, the user's files) resolve alike.
+        """
+        assert self.plan is not None
         volumes = {
-            str(self.files.configs): {"bind": "/lab", "mode": "ro"},
+            str(self.files.configs): {"bind": configcheck.CHECK_MOUNT, "mode": "ro"},
             str(self.files.tls): {"bind": render.TLS_MOUNT, "mode": "ro"},
         }
         if self.topology.lb.haproxy.files:
             volumes[str(self.files.configs / render.USER_FILES_DIR)] = {"bind": USER_FILES_MOUNT, "mode": "ro"}
-        try:
-            out = engine.client().containers.run(
-                self.image,
-                ["lbbench-validate", *(f"/lab/{f}" for f in files)],
-                volumes=volumes,
-                remove=True,
-                labels={render.LABEL_PROJECT: render.PROJECT_VALUE, render.LABEL_RUN: self.project},
-            )
-            self.log(f"configs valid: {len(files)} files checked with haproxy -c / keepalived -t")
-            del out
-        except docker.errors.ContainerError as exc:
-            stderr = exc.stderr
-            lines = stderr.decode(errors="replace") if isinstance(stderr, bytes) else str(stderr or "")
-            raise UserError(f"rendered config rejected: {_first_fail(str(exc), lines)}", "fix the topology field that produced it") from None
+        files = self.config_files()
+        lb_configs = [f for f in files if f.startswith("lb-") and f.endswith(".cfg")]
+        on_node = [f for f in files if self.haproxy_image == self.image or f not in lb_configs]
+        labels = {render.LABEL_PROJECT: render.PROJECT_VALUE, render.LABEL_RUN: self.project}
+        fix = "fix the topology field (or your lb.haproxy lines / template) that produced it"
+        problems = [(f"rendered config rejected: {line}", fix) for line in configcheck.node_check(self.image, on_node, volumes, labels)]
+        if self.haproxy_image != self.image:
+            for line in configcheck.check_haproxy_configs(self.haproxy_image, lb_configs, volumes, labels):
+                problems.append((f"rendered config rejected by {self.haproxy_image}: {line}", fix))
+        return configcheck.same_on_every_node(problems, [n.name for n in self.plan.nodes])
 
-    def up(self) -> None:
-        """Prepare (if not yet), validate, start and wait until the VIP answers HTTPS.
+    def validate(self) -> None:
+        """Check every rendered config; raise :class:`~bench.errors.Problems` listing every rejected one."""
+        problems = self.check_configs()
+        if problems:
+            raise Problems(problems, "the rendered configs")
+        self.log(f"configs valid: {len(self.config_files())} files checked with haproxy -c / keepalived -t")
+
+    def running_versions(self) -> dict[str, str]:
+        """``{service: version}`` of every HAProxy process, from its own `show info` (``"?"`` when it does not answer)."""
+        assert self.plan is not None
+        services = [p.service for _, p in self.plan.haproxy_processes] + [s.name for s in self.plan.servers]
+        out = {}
+        for service in services:
+            try:
+                info = stats_command(self.socket_path(service), "show info", timeout=1.0)
+            except OSError:
+                info = ""
+            out[service] = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("Version:")), "?")
+        return out
+
+    def copy_public_configs(self, dest: Path) -> None:
+        """Copy the rendered configs and the user's files (never a private key) to ``dest`` (a run's ``configs/``)."""
+        shutil.copytree(self.files.configs, dest, dirs_exist_ok=True)
+        for leaked in dest.rglob("*.pem"):
+            if leaked.name != "ca.pem":  # only the CA may be there; anything else could hold a key
+                leaked.unlink()
+        for path in dest.rglob("*"):
+            if path.is_file() and b"PRIVATE KEY" in path.read_bytes():
+                path.unlink()
+
+    def discard(self) -> None:
+        """Remove the private files of a lab that was prepared but never started (``bench validate``)."""
+        assert not self.started
+        shutil.rmtree(self.files.root, ignore_errors=True)
+
+    def up(self, validated: bool = False) -> None:
+        """Prepare (if not yet), validate (unless ``validated``: the preflight did), start and wait until the VIP answers HTTPS.
 
         Another lab may take the same free subnets between our check and our
         start; then Docker refuses the network and we retry on other subnets.
         """
         if self.plan is None:
             self.prepare()
-        self.validate()
+        if not validated:
+            self.validate()
         self.started = True
         for attempt in range(1, SUBNET_ATTEMPTS + 1):
             assert self.plan is not None
@@ -335,8 +395,14 @@ class Lab:
                     watch.wait(min(CONTAINERS_EVERY_S, max(0.0, deadline - time.monotonic())))
                     continue
                 try:
-                    probe(self.plan.vip, self.tls.ca_pem, "/?echo=1", timeout=1.0)
-                    return
+                    status, _, _ = probe(self.plan.vip, self.tls.ca_pem, "/?echo=1", timeout=1.0, server_name=self.server_name)
+                    # Ready = a server answers through every hop. A 503 means a hop is still down: a
+                    # frontend that checked its backend processes before they listened marks them
+                    # DOWN at once and needs `rise` good checks (2 x 2 s) to take them back.
+                    if status < 500:
+                        return
+                    pending = f"a server's answer through the VIP {self.plan.vip}"
+                    last_error = f"(HTTP {status})"
                 except (OSError, http.client.HTTPException, ValueError) as exc:
                     pending = f"HTTPS on the VIP {self.plan.vip}"
                     last_error = f"{type(exc).__name__}: {exc}"
@@ -365,6 +431,8 @@ class Lab:
             "server_subnet": self.plan.server_subnet,
             "nodes": [n.name for n in self.plan.nodes],
             "image": self.image,
+            "haproxy_image": self.haproxy_image,
+            "server_name": self.server_name,
             "events": str(LabDir(self.files.root).events),
             **extra,
         }
@@ -428,11 +496,12 @@ class Lab:
                 (dest / f"{name}.log").write_bytes(c.logs(timestamps=True))
 
 
-def _first_fail(message: str, stderr: str) -> str:
-    for line in (stderr + "\n" + message).splitlines():
-        if line.startswith("FAIL "):
-            return line[5:]
-    return message.splitlines()[0] if message else "unknown error"
+def own_certificate(topology: Topology) -> OwnCertificate | None:
+    """The user's certificate of ``topology`` (``tls.certificate``, ``.key``, ``.ca``), or None for the run's own CA."""
+    t = topology.tls
+    if t.certificate is None or t.key is None or t.ca is None:
+        return None
+    return OwnCertificate(t.certificate, t.key, t.ca, t.server_name)
 
 
 def _container_pid(container: Any) -> int:
@@ -446,17 +515,24 @@ def _stats_ok(path: Path) -> bool:
         return False
 
 
-def probe(vip: str, ca_pem: Path, path: str = "/?echo=1", timeout: float = 2.0) -> tuple[int, dict[str, str], bytes]:
+def probe(
+    vip: str, ca_pem: Path, path: str = "/?echo=1", timeout: float = 2.0, server_name: str | None = None
+) -> tuple[int, dict[str, str], bytes]:
     """One HTTPS GET to the VIP with CA verification; returns status, headers and body.
 
-    Only lab addresses are accepted: this refuses anything outside 198.18.0.0/15.
+    ``server_name`` (a user's own certificate) is sent as SNI and the
+    certificate checked against it; otherwise against the VIP's address. Only
+    lab addresses are accepted: this refuses anything outside 198.18.0.0/15.
     """
     if ipaddress.ip_address(vip) not in ipaddress.ip_network("198.18.0.0/15"):
         raise ValueError(f"refusing to send traffic to {vip}: not a lab address")
     ctx = ssl.create_default_context(cafile=str(ca_pem))
     conn = http.client.HTTPSConnection(vip, 443, timeout=timeout, context=ctx)
+    if server_name:
+        sock = socket.create_connection((vip, 443), timeout=timeout)
+        conn.sock = ctx.wrap_socket(sock, server_hostname=server_name)
     try:
-        conn.request("GET", path)
+        conn.request("GET", path, headers={"Host": server_name} if server_name else {})
         resp = conn.getresponse()
         body = resp.read()
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body

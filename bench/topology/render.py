@@ -206,12 +206,16 @@ def _labels(plan: P.Plan, role: str, node: str | None = None) -> dict[str, str]:
     return labels
 
 
-def render_compose(plan: P.Plan, image: str, config_dir: Path, tls_dir: Path, run_dir: Path) -> dict[str, Any]:
+def render_compose(
+    plan: P.Plan, image: str, config_dir: Path, tls_dir: Path, run_dir: Path, haproxy_image: str | None = None
+) -> dict[str, Any]:
     """The compose project for ``plan`` as a dict (dump it with :func:`dump_compose`).
 
     ``config_dir`` holds the rendered configs, ``tls_dir`` the private TLS files
     and ``run_dir`` the stats sockets; all are host paths bind-mounted into the
-    containers.
+    containers. ``haproxy_image`` (a user's HAProxy build) runs the LB HAProxy
+    processes instead of ``image``; the namespace owners, keepalived and the
+    dummy servers stay on ``image``.
     """
     topo = plan.topology
     sysctls = {
@@ -252,6 +256,7 @@ def render_compose(plan: P.Plan, image: str, config_dir: Path, tls_dir: Path, ru
             svc: dict[str, Any] = {
                 "image": image,
                 "command": ["haproxy", "-db", "-f", f"{CONFIG_MOUNT}/{proc.config}"],
+                **(_user_build(haproxy_image, proc.config) if haproxy_image and haproxy_image != image else {}),
                 # Share the node's network namespace: localhost between frontend and
                 # backends is real, and each process keeps its own CPU account.
                 "network_mode": f"service:{node.name}",
@@ -294,6 +299,23 @@ def render_compose(plan: P.Plan, image: str, config_dir: Path, tls_dir: Path, ru
         },
     }
     return {"name": plan.project, "services": services, "networks": networks}
+
+
+def _user_build(haproxy_image: str, config: str) -> dict[str, Any]:
+    """Service fields that run one LB process on a user's HAProxy image.
+
+    The image's own entrypoint (upstream's adds ``-W``, master-worker) and user
+    (upstream's is ``haproxy``) are replaced: lbbench runs ``haproxy -db`` as root
+    in the foreground like on the node image, so it can bind :443, read the key
+    and create its stats socket in the shared run folder; a config may still drop
+    privileges with ``user``/``group``.
+    """
+    return {
+        "image": haproxy_image,
+        "entrypoint": ["haproxy"],
+        "command": ["-db", "-f", f"{CONFIG_MOUNT}/{config}"],
+        "user": "0:0",
+    }
 
 
 def dump_compose(compose: dict[str, Any]) -> str:

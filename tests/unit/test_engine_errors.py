@@ -48,11 +48,15 @@ def test_bench_up_engine_error_during_start_cleans_up_then_says_one_line(
     class Ref:
         node_tag = "lbbench/node:test"
 
+    vv = (Path(__file__).parent / "data" / "haproxy-vv-2.6.txt").read_text()
     monkeypatch.setattr(engine, "client", lambda: None)
+    monkeypatch.setattr(engine, "compose_binary", lambda: ["docker", "compose"])
     monkeypatch.setattr(images, "ensure_images", lambda *a, **k: Ref())
-    monkeypatch.setattr(labmod.Lab, "prepare", lambda self: calls.append("prepare"))
+    monkeypatch.setattr(images, "haproxy_build", lambda image, log=None: images.parse_vv(image, "sha256:00", vv))
+    monkeypatch.setattr(labmod.Lab, "prepare", lambda self, subnets=None: calls.append("prepare"))
+    monkeypatch.setattr(labmod.Lab, "check_configs", lambda self: [])
 
-    def up(self: labmod.Lab) -> None:
+    def up(self: labmod.Lab, validated: bool = False) -> None:
         calls.append("up")
         self.files.root.mkdir(parents=True)  # what a start leaves before the engine refuses
         raise api_error()

@@ -198,3 +198,16 @@ def test_files_are_copied_and_mounted_only_into_lb_haproxy(tmp_path: Path) -> No
 def test_bad_user_config_fields(sets: list[str], expect: str) -> None:
     with pytest.raises(UserError, match=expect.replace("(", r"\(").replace(".", r"\.")):
         load_topology("split", None, sets)
+
+
+def test_a_users_haproxy_image_runs_only_the_lb_processes() -> None:
+    topo, _ = load_topology("split", None, ["lb.haproxy.image=haproxy:3.0"])
+    plan = make_plan(topo, "p", *SUBNETS)
+    services = render_compose(plan, "lbbench/node:x", Path("/c"), Path("/t"), Path("/r"), haproxy_image="haproxy:3.0")["services"]
+    on_user = sorted(name for name, svc in services.items() if svc["image"] == "haproxy:3.0")
+    assert on_user == ["lb-a-backend1", "lb-a-backend2", "lb-a-frontend", "lb-b-backend1", "lb-b-backend2", "lb-b-frontend"]
+    fe = services["lb-a-frontend"]
+    # its own entrypoint (upstream's adds -W) and user (upstream's is haproxy) replaced: foreground haproxy as root
+    assert fe["entrypoint"] == ["haproxy"] and fe["command"] == ["-db", "-f", "/etc/lbbench/frontend.cfg"] and fe["user"] == "0:0"
+    assert services["lb-a-keepalived"]["image"] == services["srv1"]["image"] == services["lb-a"]["image"] == "lbbench/node:x"
+    assert "entrypoint" not in services["srv1"]
