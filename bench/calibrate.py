@@ -212,27 +212,11 @@ def loopback_haproxy(
         yield ep
     finally:
         # Ctrl-C during cleanup must not leave the container behind.
-        with _signals_deferred():
+        with engine.signals_deferred():
             if container is not None:
                 with contextlib.suppress(Exception):
                     container.remove(force=True)
             shutil.rmtree(folder, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _signals_deferred() -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-    old = {s: signal.signal(s, lambda signum, _f: received.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-    if received:
-        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager

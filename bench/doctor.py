@@ -13,6 +13,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import docker.errors
+
 from . import engine, images
 from .errors import UserError
 
@@ -179,6 +181,12 @@ def _leftovers(engine_ok: bool) -> list[Check]:
         )
     if not by_state["leftover"] and not by_state["unknown"]:
         checks.append(Check("leftover labs", "ok", "none"))
+    try:
+        swept = engine.sweep_probes()
+    except (UserError, docker.errors.DockerException):
+        swept = 0  # the engine check above says why
+    if swept:
+        checks.append(Check("leftover probe containers", "ok", f"removed {swept} short-lived check container(s) left by killed lbbench processes"))
     return checks
 
 

@@ -155,13 +155,7 @@ def versions(image: str) -> dict[str, str]:
 
 @functools.lru_cache(maxsize=8)
 def _versions(image: str) -> dict[str, str]:
-    raw = engine.client().containers.run(
-        image,
-        ["sh", "-c", "haproxy -v | head -1; keepalived -v 2>&1 | head -1"],
-        network_mode="none",
-        remove=True,
-        labels={LABEL: "lbbench"},
-    )
+    raw = engine.run_once(image, ["sh", "-c", "haproxy -v | head -1; keepalived -v 2>&1 | head -1"], network_mode="none", labels={LABEL: "lbbench"})
     lines = raw.decode(errors="replace").strip().splitlines()
     return {
         "haproxy": lines[0] if lines else "unknown",
@@ -299,16 +293,7 @@ def _haproxy_vv(image: str, image_id: str) -> str:
 
 def _run_haproxy_vv(image: str, image_id: str) -> str:
     try:
-        raw = engine.client().containers.run(
-            image_id,
-            ["-vv"],
-            entrypoint=["haproxy"],
-            user="0:0",
-            network_mode="none",
-            remove=True,
-            stderr=True,
-            labels={LABEL: "lbbench"},
-        )
+        raw = engine.run_once(image_id, ["-vv"], entrypoint=["haproxy"], user="0:0", network_mode="none", stderr=True, labels={LABEL: "lbbench"})
     except docker.errors.ContainerError as exc:
         out = (exc.stderr or b"").decode(errors="replace") if isinstance(exc.stderr, bytes) else str(exc.stderr or exc)
         raise UserError(f"image {image}: `haproxy -vv` failed: {' '.join(out.split())[:200]}", "use an image with a working haproxy binary") from None

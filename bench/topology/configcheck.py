@@ -36,9 +36,7 @@ def node_check(image: str, configs: list[str], volumes: dict[str, Any], labels: 
     if not configs:
         return []
     try:
-        engine.client().containers.run(
-            image, ["lbbench-validate", *(f"{CHECK_MOUNT}/{f}" for f in configs)], volumes=volumes, remove=True, labels=labels
-        )
+        engine.run_once(image, ["lbbench-validate", *(f"{CHECK_MOUNT}/{f}" for f in configs)], volumes=volumes, labels=labels)
     except docker.errors.ContainerError as exc:
         return _fail_lines(_stderr(exc)) or [str(exc).splitlines()[0]]
     return []
@@ -52,13 +50,10 @@ def check_haproxy_configs(image: str, configs: list[str], volumes: dict[str, dic
     """
     if not configs:
         return []
-    client = engine.client()
     inside = [f"{CHECK_MOUNT}/{f}" for f in configs]
 
     def run(command: list[str], entrypoint: list[str]) -> None:
-        client.containers.run(
-            image, command, entrypoint=entrypoint, volumes=volumes, remove=True, labels=labels, user="0:0", network_mode="none", stderr=True
-        )
+        engine.run_once(image, command, entrypoint=entrypoint, volumes=volumes, labels=labels, user="0:0", network_mode="none", stderr=True)
 
     try:
         run(["sh", *inside], ["/bin/sh", "-c", _CHECK_SCRIPT])

@@ -32,6 +32,7 @@ from ..collect.cpu import remove_loadgen_cgroups
 from ..collect.nsnetlink import AddressWatch
 from ..collect.statsock import stats_command
 from ..errors import Problems, UserError, engine_error
+from ..inputs import PROJECT_RE
 from ..results.document import read_document, write_document
 from ..results.lab import LabState
 from ..results.layout import LabDir
@@ -605,12 +606,39 @@ def down_all(force: bool = False) -> tuple[int, int, dict[str, dict[str, Any]]]:
     return n_containers, n_networks, skipped
 
 
+#: The label Compose puts on every container it makes: the project (our lab's name).
+COMPOSE_PROJECT = "com.docker.compose.project"
+
+
+def labs_of(containers: list[Any]) -> set[str]:
+    """The lbbench labs among ``containers``: compose projects whose containers carry our project label and name their lab.
+
+    Only a container that Compose made for one of our labs proves a lab
+    (``com.docker.compose.project`` equal to its ``org.lbbench.run``, a lab
+    name). Our own containers of no lab (a config check, ``haproxy -vv`` of a
+    user's build, calibrate) and strangers' containers never count as one.
+    """
+    labs = set()
+    for c in containers:
+        labels = c.labels or {}
+        if labels.get(render.LABEL_PROJECT) != render.PROJECT_VALUE:
+            continue
+        project = labels.get(COMPOSE_PROJECT)
+        if project and project == labels.get(render.LABEL_RUN) and PROJECT_RE.match(project):
+            labs.add(project)
+    return labs
+
+
 def list_labs() -> dict[str, list[dict[str, str]]]:
-    """Running labs: project -> [{service, status, role, node}]."""
+    """Running labs: project -> [{service, status, role, node}] (every container of the lab: Compose's and its load workers)."""
     out: dict[str, list[dict[str, str]]] = {}
     label = f"{render.LABEL_PROJECT}={render.PROJECT_VALUE}"
-    for c in engine.client().containers.list(all=True, filters={"label": label}):
-        project = c.labels.get(render.LABEL_RUN, "?")
+    containers = engine.client().containers.list(all=True, filters={"label": label})
+    labs = labs_of(containers)
+    for c in containers:
+        project = c.labels.get(render.LABEL_RUN, "")
+        if project not in labs:
+            continue
         out.setdefault(project, []).append(
             {
                 "service": c.labels.get("com.docker.compose.service", c.name or ""),

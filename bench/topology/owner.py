@@ -24,28 +24,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..proc import alive as process_alive
+from ..proc import boot_id, start_ticks
 from ..results.layout import LabDir
-
-
-def _boot_id() -> str | None:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return None
-
-
-def start_ticks(pid: int) -> int | None:
-    """The start time of ``pid`` in clock ticks since boot (field 22 of /proc/PID/stat), None when it is gone."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # the command name (field 2) may hold spaces and parentheses: split after its closing ")"
-    fields = text[text.rfind(")") + 2 :].split()
-    try:
-        return int(fields[19])
-    except (IndexError, ValueError):
-        return None
 
 
 def this_process(kind: str) -> dict[str, Any]:
@@ -55,7 +36,7 @@ def this_process(kind: str) -> dict[str, Any]:
     return {
         "pid": pid,
         "start_ticks": start_ticks(pid),
-        "boot_id": _boot_id(),
+        "boot_id": boot_id(),
         "kind": kind,
         "command": " ".join(argv)[:200],
         "since": time.time(),
@@ -86,13 +67,7 @@ def alive(owner: dict[str, Any] | None) -> bool:
     """Whether the owner process still runs (same boot, same pid and start time)."""
     if not owner or not isinstance(owner.get("pid"), int):
         return False
-    boot = _boot_id()
-    if owner.get("boot_id") and boot and owner["boot_id"] != boot:
-        return False
-    ticks = start_ticks(owner["pid"])
-    if ticks is None:
-        return False
-    return owner.get("start_ticks") in (None, ticks)
+    return process_alive(owner["pid"], owner.get("start_ticks"), owner.get("boot_id"))
 
 
 def live_run_owner(root: Path) -> dict[str, Any] | None:

@@ -216,5 +216,8 @@ def test_an_image_without_haproxy_is_refused_before_anything_starts(node_image: 
         assert [p for p, _ in checked.problems] == ["image lbbench-test/no-haproxy:1 has no haproxy on its PATH"]
         assert checked.lab is not None and checked.configs_checked == 0
         checked.lab.discard()
+        # the refused start (no haproxy to exec) left no "Created" probe container behind
+        mine = client.containers.list(all=True, filters={"label": f"{engine.PROBE_LABEL}={engine.probe_tag()}"})
+        assert mine == [], [c.status for c in mine]
     finally:
         client.images.remove("lbbench-test/no-haproxy:1", force=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import doctor, labctl
+from bench import doctor, engine, labctl
 from bench.results.layout import LabDir
 from bench.topology import owner
 
@@ -55,6 +55,7 @@ def test_doctor_never_advises_removing_a_live_run(tmp_path: Path, monkeypatch: p
     LabDir(tmp_path / "lbbench-dead0002").owner_json.write_text(json.dumps(dead))
     owner.write_owner(tmp_path / "lbbench-hand0003", "up")
     monkeypatch.setattr(labmod, "list_labs", lambda: {"lbbench-live0001": [], "lbbench-dead0002": [], "lbbench-hand0003": []})
+    monkeypatch.setattr(engine, "sweep_probes", lambda: 0)  # no engine in unit tests
     checks = {c.name: c for c in doctor._leftovers(True)}
     assert checks["labs of live runs"].level == "ok" and "lbbench-live0001" in checks["labs of live runs"].detail
     assert checks["leftover labs"].fix == "bench down lbbench-dead0002"

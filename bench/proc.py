@@ -1,0 +1,51 @@
+"""Process identity that survives pid reuse: boot id, pid and the process's start time.
+
+A pid alone names a process only while it runs: once it is gone the kernel hands
+the number to another one. The pid with its start time (in clock ticks since boot)
+and the boot id names exactly one process, so a record of it can later tell
+whether that very process still runs (a lab's owner, a probe container's creator).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def boot_id() -> str | None:
+    """This boot's id (/proc/sys/kernel/random/boot_id), None when it cannot be read."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+def start_ticks(pid: int) -> int | None:
+    """The start time of ``pid`` in clock ticks since boot (field 22 of /proc/PID/stat), None when it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name (field 2) may hold spaces and parentheses: split after its closing ")"
+    fields = text[text.rfind(")") + 2 :].split()
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def alive(pid: int, ticks: int | None, boot: str | None) -> bool:
+    """Whether the process recorded as (``pid``, ``ticks``, ``boot``) still runs: same boot, same pid and start time.
+
+    >>> import os
+    >>> alive(os.getpid(), start_ticks(os.getpid()), boot_id())
+    True
+    >>> alive(os.getpid(), start_ticks(os.getpid()), "another-boot")
+    False
+    """
+    now_boot = boot_id()
+    if boot and now_boot and boot != now_boot:
+        return False
+    now = start_ticks(pid)
+    if now is None:
+        return False
+    return ticks in (None, now)
