@@ -19,6 +19,7 @@ A matrix file (``--matrix variants.yaml``) declares variants inline::
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -28,7 +29,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from . import paths
+from . import engine, paths
 from .errors import UserError
 from .inputs import check_output_dir
 from .load.fit import prepare_load
@@ -104,6 +105,9 @@ def run_matrix(
 
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     parent = check_output_dir(Path(out) if out else paths.REPORTS / f"{scenario.name}-matrix-{stamp}")
+    engine.client()  # no engine: one line before the matrix folder exists
+    engine.compose_binary()
+    created = not parent.exists()
     parent.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {
         "schema_version": MATRIX_SCHEMA_VERSION,
@@ -139,7 +143,10 @@ def run_matrix(
                 )
             except BaseException:
                 entry["status"] = "failed" if is_run_dir(parent / label) else "not started"
-                _write(parent, record)
+                if len(record["runs"]) == 1 and entry["status"] == "not started":
+                    _discard(parent, created)  # the first run's checks refused it: nothing was gathered
+                else:
+                    _write(parent, record)
                 raise
             status = json.loads(RunDir(run_dir).run_json.read_text()).get("status")
             entry["status"] = status
@@ -148,6 +155,16 @@ def run_matrix(
                 log("matrix: interrupted; keeping the runs so far")
                 return parent
     return parent
+
+
+def _discard(parent: Path, created: bool) -> None:
+    """Remove the matrix record, and the folder when this run created it and nothing else is in it."""
+    path = matrix_json(parent)
+    for p in (path, path.with_suffix(".json.tmp")):
+        p.unlink(missing_ok=True)
+    if created:
+        with contextlib.suppress(OSError):  # something else is in it: keep it
+            parent.rmdir()
 
 
 def _write(parent: Path, record: dict[str, Any]) -> None:

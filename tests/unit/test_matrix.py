@@ -77,3 +77,31 @@ def test_extends(tmp_path: Path) -> None:
     loop.write_text(f"extends: {loop}\nname: loop\n")
     with pytest.raises(UserError, match="loops back"):
         load_scenario(str(loop))
+
+
+def test_no_engine_or_a_refused_first_run_leaves_no_matrix_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import engine, run
+
+    def no_engine() -> None:
+        raise UserError("the Docker engine is not reachable", "start it")
+
+    monkeypatch.setattr(engine, "client", no_engine)
+    with pytest.raises(UserError, match="not reachable"):
+        run_matrix("port-exhaustion", "m1", out=tmp_path / "a")
+    assert not (tmp_path / "a").exists()
+
+    monkeypatch.setattr(engine, "client", lambda: None)
+    monkeypatch.setattr(engine, "compose_binary", lambda: "compose")
+
+    def refused(*_a: object, **_k: object) -> Path:
+        raise UserError("image lbbench/node cannot be built", "see bench images build")
+
+    monkeypatch.setattr(run, "run_scenario", refused)
+    with pytest.raises(UserError, match="cannot be built"):
+        run_matrix("port-exhaustion", "m1", out=tmp_path / "b")
+    assert not (tmp_path / "b").exists()
+    keep = tmp_path / "c"
+    keep.mkdir()  # the user's own (empty) folder stays
+    with pytest.raises(UserError):
+        run_matrix("port-exhaustion", "m1", out=keep)
+    assert keep.is_dir() and not any(keep.iterdir())
