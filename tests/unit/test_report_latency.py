@@ -52,6 +52,27 @@ def test_hlog_of_a_real_run_reads_back_with_hdrh(tmp_path: Path) -> None:
     assert total.get_value_at_percentile(99) / 1000.0 == pytest.approx(merged.percentile(99), rel=0.01)
 
 
+def test_each_interval_of_the_log_is_the_seconds_histogram_as_to_hdr_records_it(tmp_path: Path) -> None:
+    import pandas as pd
+
+    rng = np.random.default_rng(11)
+    rows = []
+    for t in (100.0, 101.0, 103.0):
+        for worker in ("a", "b"):
+            b, n = np.unique(buckets_of(rng.lognormal(2.0, 1.5, size=3000)), return_counts=True)
+            rows += [(t, worker, int(k), int(c)) for k, c in zip(b, n, strict=True)]
+    rows += [(102.0, "a", 700, 0), (103.0, "b", 5, 0)]  # a second with nothing recorded, a bucket with no count
+    hist = pd.DataFrame(rows, columns=["t", "worker", "bucket", "count"]).sample(frac=1.0, random_state=3)
+    path = write_hlog(hist, tmp_path / "x.hlog", base_t=98.0)
+    assert path is not None
+    intervals = [line.split(",") for line in path.read_text().splitlines() if line[:1].isdigit()]
+    assert [float(start) for start, *_ in intervals] == [2.0, 3.0, 4.0, 5.0]
+    for (_start, _length, _max, blob), t in zip(intervals, (100.0, 101.0, 102.0, 103.0), strict=True):
+        second = hist[(hist["t"] == t) & (hist["count"] > 0)].groupby("bucket")["count"].sum()
+        expected = to_hdr(Histogram({int(b): int(c) for b, c in second.items()}))
+        assert blob == expected.encode().decode()
+
+
 def test_no_latency_means_no_log_and_no_plot(tmp_path: Path) -> None:
     import pandas as pd
 
