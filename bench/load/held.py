@@ -6,10 +6,12 @@ reproduces that next to any model. Each load-generator process holds its share
 (:func:`share`), so the per-process file-descriptor limit is not the ceiling.
 
 Per held connection one :class:`~bench.load.leanclient.LeanClient` with
-unlimited keep-alive and one greenlet: it opens the connection with a first
-request, then sends one request every ``interval`` (uniformly jittered by
-+-20 %, so the requests spread out), which keeps HAProxy's
-``timeout http-keep-alive`` from closing it. A connection the server closes
+unlimited keep-alive: it opens the connection with a first request, then
+sends one request every ``interval`` (uniformly jittered by +-20 %, so the
+requests spread out), which keeps HAProxy's ``timeout http-keep-alive`` from
+closing it. The requests start from timers and run on the client's
+hub-driven path; each held connection's greenlet only waits (it takes over
+for a response that needs the general reader). A connection the server closes
 anyway is opened again by the next request (counted in ``opened``). Openings
 are paced at the process's share of ``held.rate``.
 
@@ -20,6 +22,7 @@ state goes to ``samples/held/`` once per second (table ``held`` of
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import socket
@@ -137,17 +140,35 @@ class HeldPool:
             self._glets.append(gevent.spawn(self._hold, client, tls))
 
     def _hold(self, client: Any, tls: bool) -> None:
-        import gevent
-        from gevent import getcurrent
+        """Hold one connection: a request now, then one every interval (jittered), all driven from the hub.
 
-        client._glet = getcurrent()
+        The requests start from timers in gevent's hub and take the client's
+        hub-driven path; this greenlet (the client's owner) stays parked
+        unless a response needs the general reader, until the pool stops it.
+        """
+        from .leanclient import Owner
+
+        owner = Owner()
+        client.use_owner(owner)
         rng = random.Random()
+        loop = owner.hub.loop
         recorder = client.capture
-        while True:
-            client.request()
-            if not recorder.error and tls and self.resumption and client._session is not None:
-                self._session = client._session
-            gevent.sleep(self.interval * rng.uniform(1.0 - JITTER, 1.0 + JITTER))
+        timers: list[Any] = []
+
+        def done(c: Any, _t1: float, _failed: bool) -> None:
+            if not recorder.error and tls and self.resumption and c._session is not None:
+                self._session = c._session
+            timer = loop.timer(self.interval * rng.uniform(1.0 - JITTER, 1.0 + JITTER))
+            timers[:] = [timer]
+            timer.start(c.start, 1, math.inf, done)
+
+        try:
+            client.start(1, math.inf, done)
+            owner.park()  # until the pool stops this greenlet
+        finally:
+            for timer in timers:
+                timer.stop()
+            client.abort()
 
     # ------------------------------------------------------------------ state
 

@@ -101,30 +101,36 @@ _HEAD = re.compile(
 
 
 _TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
-_OTHER_FIELD = rb"(?!(?i:content-length|transfer-encoding|connection):)" + _TOKEN + rb":[^\r\n]*\r\n"
-# The usual keep-alive response in one match: HTTP/1.1, exactly one Content-Length,
-# no Transfer-Encoding, no Connection. Groups: status, reason, header block, length.
+_OTHER_FIELD = rb"(?!(?i:content-length|transfer-encoding):)" + _TOKEN + rb":[^\r\n]*\r\n"
+# The usual response in one match: HTTP/1.1, exactly one Content-Length, no
+# Transfer-Encoding. Groups: status, reason, header block, length.
 _SIMPLE_HEAD = re.compile(
     rb"HTTP/1\.1 ([0-9]{3})(?: ([^\r\n]*))?\r\n"
     rb"((?:" + _OTHER_FIELD + rb")*(?i:content-length):[ \t]*([0-9]+)[ \t]*\r\n(?:" + _OTHER_FIELD + rb")*)\r\n"
 )
+# A Connection field (at the start of a header line) one of whose comma-separated
+# tokens is "close", in any case, with optional whitespace around it.
+_CONNECTION_CLOSE = re.compile(rb"(?<=\n)(?i:connection):(?:[^\r\n]*,)?[ \t]*(?i:close)[ \t]*(?:,[^\r\n]*)?\r\n")
 
 
-def complete_simple(buf: bytes | bytearray, n: int) -> tuple[int, int, int] | None:
-    """``(status, head length, body length)`` when ``buf[:n]`` is exactly one usual response, else None.
+def complete_simple(buf: bytes | bytearray, n: int) -> tuple[int, int, int, bool] | None:
+    """``(status, head length, body length, keep-alive)`` when ``buf[:n]`` is exactly one usual response, else None.
 
     "Usual" is what :func:`read_response`'s short path takes: HTTP/1.1, exactly
-    one Content-Length, no Transfer-Encoding or Connection field, a final
-    status other than 204 and 304; such a response keeps the connection.
-    "Exactly" means the head and its Content-Length body bytes, nothing before
-    or after. ``buf`` may be longer than ``n`` (a reusable receive buffer).
+    one Content-Length, no Transfer-Encoding field, a final status other than
+    204 and 304. It keeps the connection unless a Connection field says
+    ``close``. "Exactly" means the head and its Content-Length body bytes,
+    nothing before or after. ``buf`` may be longer than ``n`` (a reusable
+    receive buffer).
 
     None says nothing is wrong, only that this function cannot tell: read the
     bytes with :func:`read_response`, which gives the same status, length and
     keep-alive for anything this accepts (the property tests hold it to that).
 
     >>> complete_simple(b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nhi", 40)
-    (200, 38, 2)
+    (200, 38, 2, True)
+    >>> complete_simple(b"HTTP/1.1 200 OK\\r\\nContent-Length: 0\\r\\nConnection: close\\r\\n\\r\\n", 57)
+    (200, 57, 0, False)
     """
     # Matching up to n, not up to the first CRLF CRLF, is the same: no header line
     # can be empty, so a match always ends at the first empty line.
@@ -136,7 +142,7 @@ def complete_simple(buf: bytes | bytearray, n: int) -> tuple[int, int, int] | No
     length = int(m.group(4))
     if head + length != n or status < 200 or status == 204 or status == 304 or head - 4 > MAX_HEAD:
         return None
-    return status, head, length
+    return status, head, length, _CONNECTION_CLOSE.search(buf, m.start(3), head) is None
 
 
 def parse_header_block(block: bytes) -> list[tuple[bytes, bytes]]:
@@ -178,8 +184,8 @@ def read_response(
     Raises :class:`IncompleteResponse` or :class:`ProtocolError`; exceptions of
     ``recv`` (timeouts, resets) pass through.
 
-    The usual keep-alive response (HTTP/1.1, one Content-Length, no
-    Connection or Transfer-Encoding field) takes a short path; everything
+    The usual response (HTTP/1.1, one Content-Length, no Transfer-Encoding
+    field) takes a short path; everything
     else, and every error, goes through the general reader. Both give the same
     result for the same bytes (the property tests hold them to it).
     """
@@ -197,11 +203,12 @@ def read_response(
         if status >= 200 and status != 204 and status != 304:
             length = int(value)
             have = len(buf) - end - 4
+            keep = _CONNECTION_CLOSE.search(buf, m.start(3), m.end()) is None
             if have == length:  # the whole response in hand, nothing after it
-                return Response(status, 1, reason or b"", block, length, True, None), b""
+                return Response(status, 1, reason or b"", block, length, keep, None), b""
             if have < length:
                 _, rest = _read_length(recv, buf[end + 4 :], length, None)
-                return Response(status, 1, reason or b"", block, length, True, None), rest
+                return Response(status, 1, reason or b"", block, length, keep, None), rest
     return _read_general(recv, buf, head_request, keep_body)
 
 

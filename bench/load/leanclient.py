@@ -14,11 +14,17 @@ later merges into Locust's statistics.
 The usual response (HTTP/1.1, one Content-Length, nothing else that frames it)
 arriving whole is recognised in scratch buffers without allocating
 (:meth:`Connection._receive`); anything else goes to
-:func:`bench.load.http1.read_response`. :meth:`LeanClient.request` does one
-request from its greenlet; :meth:`LeanClient.burst` drives back-to-back
-requests on a kept-alive connection from gevent's hub (the socket's read
-callback records a response and sends the next request), which saves the two
-greenlet switches per request.
+:func:`bench.load.http1.read_response`.
+
+Every request is driven from gevent's hub: the socket's I/O callbacks
+connect, step the TLS handshake, send the request, record the response and
+start the next request or connection, while the greenlet that asked for them
+(its :class:`Owner`) stays parked; it wakes only for what needs waiting (the
+general reader, a full socket buffer) and at the end. That saves two greenlet
+switches per request and per handshake step, and it is the same path for
+keep-alive bursts (:meth:`LeanClient.burst`), single requests
+(:meth:`LeanClient.request`), the rate models' slots and held connections
+(:meth:`LeanClient.start`).
 
 I/O: one non-blocking socket per client, waited on with gevent's loop; TLS
 through an ``ssl.SSLObject`` over memory BIOs, so a small request costs one
@@ -36,10 +42,10 @@ import errno
 import ipaddress
 import math
 import os
-import random
 import socket
 import ssl
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
@@ -65,7 +71,7 @@ IDLE_CHECK = 1.0
 _INF = math.inf
 _time = time.time
 
-# Scratch buffers of Connection.exchange, shared by every connection of the process:
+# Scratch buffers of Connection._receive and .pull, shared by every connection of the process:
 # a connection uses them only between a wake-up and its next yield to the hub, and
 # copies out whatever it has to keep across a yield. Receiving into them costs no
 # 64 KiB allocation per recv() and per TLS read.
@@ -79,6 +85,9 @@ _CLOSED_BEFORE_ANY_BYTE = "connection closed before any response byte"
 
 class LeanTimeout(TimeoutError):
     """A connect or response timeout of the lean engine (error kind ``timeout``)."""
+
+    #: the client whose request timed out (set by the :class:`Watchdog`)
+    client: Any = None
 
 
 def error_kind(exc: BaseException | None, status: int = 0) -> str:
@@ -172,48 +181,38 @@ def lab_tls_context(ca: str | None) -> ssl.SSLContext:
 
 
 class Connection:
-    """One client connection (TLS through memory BIOs, or plain TCP), driven by gevent's loop.
+    """One client connection (TLS through memory BIOs, or plain TCP) on gevent's loop.
 
-    Blocking points (connect, handshake, waiting for bytes) wait on gevent I/O
-    watchers; they are interrupted by the process :class:`Watchdog` when their
-    deadline passes.
+    Made in steps that never wait, so that gevent's hub can drive them from
+    I/O callbacks (:class:`LeanClient`): the constructor starts a non-blocking
+    connect (``connecting``: wait until the socket is writable, then
+    :meth:`connected`); :meth:`start_tls` and :meth:`handshake` (after
+    :meth:`pull` each time the socket is readable) do the TLS handshake.
+    :meth:`open` does all of it from a greenlet, waiting as needed. The
+    blocking helpers (:meth:`send`, :meth:`recv`, :meth:`_read_rest`) wait on
+    gevent I/O watchers; the process :class:`Watchdog` interrupts them when
+    their deadline passes.
     """
 
     __slots__ = (
-        "_hub",
-        "_sock_recv",
-        "_sock_recv_into",
-        "_sock_send",
-        "_switch",
-        "_tls",
-        "_usual",
-        "buf",
-        "inc",
-        "last_used",
-        "obj",
-        "out",
-        "requests",
-        "rw",
-        "sock",
-        "ww",
+        "sock", "obj", "inc", "out", "rw", "ww", "buf", "requests", "last_used", "connecting",
+        "_hub", "_sock_recv", "_sock_recv_into", "_sock_send", "_tls", "_usual",
     )
 
-    def __init__(self, addr: tuple[str, int], ctx: ssl.SSLContext | None, server_hostname: str | bytes, session: ssl.SSLSession | None):
+    def __init__(self, addr: tuple[str, int]):
         self._hub = get_hub()
-        # A connection is only ever used by the greenlet that opened it.
-        self._switch = getcurrent().switch
         family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
         sock = _RawSocket(family, socket.SOCK_STREAM)
         self.sock = sock
-        self.obj = None
+        self.obj = self._tls = None
         self.inc = self.out = None
         self.rw = self.ww = None
         self.buf = b""
         self.requests = 0
         self.last_used = 0.0
-        # (head, status, response length, body length) of the last usual response
-        # (see exchange): a response with the same head and length is the same kind.
-        self._usual: tuple[bytes, int, int, int] | None = None
+        # (head, status, response length, body length, keep-alive) of the last usual
+        # response (see _receive): a response with the same head and length is the same kind.
+        self._usual: tuple[bytes, int, int, int, bool] | None = None
         try:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -224,94 +223,91 @@ class Connection:
             self._sock_recv_into = sock.recv_into
             self._sock_send = sock.send
             err = sock.connect_ex(addr)
-            if err in (errno.EINPROGRESS, errno.EAGAIN, errno.EALREADY):
-                self._hub.wait(self.ww)
-                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if err:
+            self.connecting = err in (errno.EINPROGRESS, errno.EAGAIN, errno.EALREADY)
+            if err and not self.connecting:
                 raise OSError(err, os.strerror(err))  # ConnectionRefusedError etc. by errno
-            if ctx is not None:
-                self.inc = ssl.MemoryBIO()
-                self.out = ssl.MemoryBIO()
-                self.obj = ctx.wrap_bio(self.inc, self.out, server_hostname=server_hostname, session=session)
-                # The C object under ssl.SSLObject: same methods, one Python frame less per call.
-                self._tls = getattr(self.obj, "_sslobj", self.obj)
-                self._handshake()
-            else:
-                self._tls = None
         except BaseException:
             self.close()
             raise
 
-    # ------------------------------------------------------------------ raw I/O
-
-    def _wait_readable(self) -> None:
-        """Park this greenlet until the socket is readable.
-
-        gevent's ``hub.wait`` wraps the same in a Waiter object per call; starting
-        the watcher with the greenlet's own switch is cheaper and does the same.
-        A wake-up by anything else is harmless: callers retry on EAGAIN.
-        """
-        rw = self.rw
-        rw.start(self._switch)
+    @classmethod
+    def open(cls, addr: tuple[str, int], ctx: ssl.SSLContext | None, server_hostname: str | bytes, session: ssl.SSLSession | None = None) -> Connection:
+        """Connect (and handshake, with ``ctx``) from a greenlet, waiting as needed."""
+        conn = cls(addr)
         try:
-            self._hub.switch()
-        finally:
-            rw.stop()
+            if conn.connecting:
+                conn._hub.wait(conn.ww)
+            conn.connected()
+            if ctx is not None:
+                conn.start_tls(ctx, server_hostname, session)
+                for _ in range(64):  # a TLS handshake takes a handful of round trips
+                    state = conn.handshake()
+                    if state is True:
+                        break
+                    if state:
+                        conn._send_all(state)
+                    conn._fill()
+                else:
+                    raise ssl.SSLError("TLS handshake did not finish in 64 rounds")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
-    def _fill(self) -> None:
-        """Wait until the socket is readable and move what arrived into the TLS input BIO."""
-        for _ in range(1 << 16):  # bounded: spurious wake-ups are rare
-            self._wait_readable()
-            try:
-                data = self._sock_recv(RECV_SIZE)
-            except BlockingIOError:
-                continue
-            if data:
-                self.inc.write(data)
-            else:
-                self.inc.write_eof()
-            return
-        raise LeanTimeout("socket never became readable")
+    # ------------------------------------------------------------------ steps that never wait
 
-    def _flush(self) -> None:
-        """Send everything the TLS object has produced."""
+    def connected(self) -> None:
+        """After the socket became writable: raise the connect's error, if any."""
+        self.connecting = False
+        err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            raise OSError(err, os.strerror(err))
+
+    def start_tls(self, ctx: ssl.SSLContext, server_hostname: str | bytes, session: ssl.SSLSession | None) -> None:
+        """Put a TLS client object over memory BIOs on the connection (the handshake is :meth:`handshake`)."""
+        self.inc = ssl.MemoryBIO()
+        self.out = ssl.MemoryBIO()
+        self.obj = ctx.wrap_bio(self.inc, self.out, server_hostname=server_hostname, session=session)
+        # The C object under ssl.SSLObject: same methods, one Python frame less per call.
+        self._tls = getattr(self.obj, "_sslobj", self.obj)
+
+    def handshake(self) -> bool | bytes:
+        """One step of the TLS handshake: True when it is done; else it wants to read.
+
+        What the TLS object has to send is sent first; returns False when the
+        socket took all of it, or the bytes it did not take (rare: send them,
+        then wait to read). Raises the handshake's errors (certificate, alert,
+        the server closing).
+        """
+        try:
+            self._tls.do_handshake()
+            # The client's last handshake flight goes out with the first request.
+            return True
+        except ssl.SSLWantReadError:
+            pass
         data = self.out.read()
         if data:
-            self._send_all(data)
-
-    def _send_all(self, data: bytes) -> None:
-        try:
-            sent = self._sock_send(data)
-        except BlockingIOError:
-            sent = 0
-        if sent == len(data):
-            return
-        view = memoryview(data)
-        for _ in range(1 << 20):  # bounded: each round waits for room in the socket buffer
-            if sent >= len(data):
-                return
-            self._hub.wait(self.ww)
             try:
-                sent += self._sock_send(view[sent:])
+                sent = self._sock_send(data)
             except BlockingIOError:
-                pass
-        raise LeanTimeout("could not send the request")
+                sent = 0
+            if sent < len(data):
+                return data[sent:]
+        if self.inc.eof:
+            raise ssl.SSLEOFError("connection closed during the TLS handshake")
+        return False
 
-    def _handshake(self) -> None:
-        obj = self._tls  # the C object: no Python wrapper frame per step
-        for _ in range(64):  # a TLS handshake takes a handful of round trips
-            try:
-                obj.do_handshake()
-                # The client's last handshake flight goes out with the first request.
-                return
-            except ssl.SSLWantReadError:
-                self._flush()
-                if self.inc.eof:
-                    raise ssl.SSLEOFError("connection closed during the TLS handshake") from None
-                self._fill()
-        raise ssl.SSLError("TLS handshake did not finish in 64 rounds")
-
-    # ------------------------------------------------------------------ HTTP I/O
+    def pull(self) -> bool:
+        """Move what the socket has into the TLS input (its end, when the server closed); False when it had nothing."""
+        try:
+            n = self._sock_recv_into(_SCRATCH_IN)
+        except BlockingIOError:
+            return False
+        if n:
+            self.inc.write(_SCRATCH_IN_VIEW[:n])
+        else:
+            self.inc.write_eof()
+        return True
 
     def try_send(self, data: bytes) -> bytes:
         """Encrypt (when TLS) and send what the socket takes now, without waiting; returns what it did not take."""
@@ -325,96 +321,15 @@ class Connection:
             sent = 0
         return b"" if sent == len(data) else data[sent:]
 
-    def send(self, data: bytes) -> None:
-        """Send request bytes (encrypted when TLS)."""
-        rest = self.try_send(data)
-        if rest:
-            # Rare: the socket buffer is full; send the rest as room appears.
-            self._send_all(rest)
-
-    def recv(self) -> bytes:
-        """The next bytes of the response stream; ``b""`` when the server has closed.
-
-        This is the hot path: the waiting of :meth:`_fill` is inlined.
-        """
-        tls = self._tls
-        if tls is None:
-            for _ in range(1 << 16):
-                self._wait_readable()
-                try:
-                    return self._sock_recv(RECV_SIZE)
-                except BlockingIOError:
-                    continue
-            raise LeanTimeout("socket never became readable")
-        inc = self.inc
-        # TLS never holds decrypted bytes back here: every read asks for more than a
-        # record (16 KiB) can carry. So an empty input BIO means nothing is buffered.
-        if not inc.pending:
-            # The usual case right after a request: wait first, so the read below
-            # finds a whole record and raises no SSLWantReadError.
-            if inc.eof:
-                return b""
-            rw = self.rw
-            for _ in range(1 << 16):  # bounded: spurious wake-ups are rare
-                rw.start(self._switch)
-                try:
-                    self._hub.switch()
-                finally:
-                    rw.stop()
-                try:
-                    data = self._sock_recv(RECV_SIZE)
-                except BlockingIOError:
-                    continue
-                if data:
-                    inc.write(data)
-                else:
-                    inc.write_eof()
-                break
-        for _ in range(1 << 20):  # bounded: each round consumes bytes or waits
-            try:
-                return tls.read(RECV_SIZE)
-            except ssl.SSLWantReadError:
-                if inc.eof:
-                    return b""
-                self._fill()
-            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
-                return b""
-        return b""
-
-    def exchange(self, request: bytes) -> tuple[int, int, bool]:
-        """Send ``request`` and read its response: ``(status, body bytes, keep-alive)``.
-
-        The usual response takes :meth:`_receive`'s fast path; everything else
-        (a response in several pieces, chunked, ``Connection: close``, interim
-        responses, anything malformed, a close) goes to
-        :func:`~bench.load.http1.read_response` with the bytes received so
-        far, and gets the same answer it would have got without that path.
-        """
-        self.send(request)
-        if self.buf or (self._tls is not None and self.inc.pending):
-            # Bytes from before this request come first. (After an EOF the socket is
-            # readable: the read below sees it at once and the general path reports it.)
-            return self._read_rest(self.buf)
-        rw = self.rw
-        rw.start(self._switch)
-        try:
-            self._hub.switch()
-        finally:
-            rw.stop()
-        got = self._receive()
-        if type(got) is tuple:
-            return got[0], got[1], True
-        return self._read_rest(got or b"")
-
-    def _receive(self) -> tuple[int, int] | bytes | None:
+    def _receive(self) -> tuple[int, int, bool] | bytes | None:
         """Read what the socket has after a wake-up; never waits.
 
-        Returns ``(status, body bytes)`` when that is exactly one usual response
-        (which keeps the connection); else the bytes of the response received so
-        far, to read on with :meth:`_read_rest` (``b""`` when a TLS record is not
+        Returns ``(status, body bytes, keep-alive)`` when that is exactly one
+        usual response; else the bytes of the response received so far, to
+        read on with :meth:`_read_rest` (``b""`` when a TLS record is not
         complete yet, or after the end of the stream); None when the socket had
-        nothing (a spurious wake-up). Raises :class:`IncompleteResponse` when the
-        server closed before any byte of the response.
+        nothing (a spurious wake-up). Raises :class:`IncompleteResponse` when
+        the server closed before any byte of the response.
 
         Bytes are received and decrypted into the process's scratch buffers and
         recognised in place by :func:`~bench.load.http1.complete_simple`; a
@@ -450,19 +365,14 @@ class Connection:
         usual = self._usual
         if usual is not None and k == usual[2] and plain.startswith(usual[0]):
             # The head is byte for byte one that complete_simple accepted, and ends at its
-            # first CRLF CRLF, so this response has the same status and framing.
-            return usual[1], usual[3]
+            # first CRLF CRLF, so this response has the same status, framing and persistence.
+            return usual[1], usual[3], usual[4]
         simple = complete_simple(plain, k)
         if simple is not None:
-            status, head, length = simple
-            self._usual = (bytes(view[:head]), status, k, length)
-            return status, length
+            status, head, length, keep = simple
+            self._usual = (bytes(view[:head]), status, k, length, keep)
+            return status, length, keep
         return bytes(view[:k])
-
-    def _read_rest(self, buf: bytes) -> tuple[int, int, bool]:
-        """The general way: :func:`read_response` from ``buf`` on, through :meth:`recv`."""
-        response, self.buf = read_response(self.recv, buf)
-        return response.status, response.body_bytes, response.keep_alive
 
     def closed_by_peer(self) -> bool:
         """True when the server has closed (or sent something unasked, such as a TLS alert) while the connection idled."""
@@ -473,6 +383,93 @@ class Connection:
         except OSError:
             pass
         return True
+
+    @property
+    def pending(self) -> bool:
+        """Bytes of a response already here (a general read kept them, or TLS holds them)."""
+        return bool(self.buf) or (self._tls is not None and self.inc.pending > 0)
+
+    # ------------------------------------------------------------------ waiting (greenlets only)
+
+    def _wait_readable(self) -> None:
+        """Park this greenlet until the socket is readable.
+
+        gevent's ``hub.wait`` wraps the same in a Waiter object per call; starting
+        the watcher with the greenlet's own switch is cheaper and does the same.
+        A wake-up by anything else is harmless: callers retry on EAGAIN.
+        """
+        rw = self.rw
+        rw.start(getcurrent().switch)
+        try:
+            self._hub.switch()
+        finally:
+            rw.stop()
+
+    def _fill(self) -> None:
+        """Wait until the socket is readable and move what arrived into the TLS input BIO."""
+        for _ in range(1 << 16):  # bounded: spurious wake-ups are rare
+            self._wait_readable()
+            if self.pull():
+                return
+        raise LeanTimeout("socket never became readable")
+
+    def _send_all(self, data: bytes) -> None:
+        try:
+            sent = self._sock_send(data)
+        except BlockingIOError:
+            sent = 0
+        if sent == len(data):
+            return
+        view = memoryview(data)
+        for _ in range(1 << 20):  # bounded: each round waits for room in the socket buffer
+            if sent >= len(data):
+                return
+            self._hub.wait(self.ww)
+            try:
+                sent += self._sock_send(view[sent:])
+            except BlockingIOError:
+                pass
+        raise LeanTimeout("could not send the request")
+
+    def send(self, data: bytes) -> None:
+        """Send request bytes (encrypted when TLS), waiting for room in the socket buffer if need be."""
+        rest = self.try_send(data)
+        if rest:
+            self._send_all(rest)
+
+    def recv(self) -> bytes:
+        """The next bytes of the response stream; ``b""`` when the server has closed (waits)."""
+        tls = self._tls
+        if tls is None:
+            for _ in range(1 << 16):
+                self._wait_readable()
+                try:
+                    return self._sock_recv(RECV_SIZE)
+                except BlockingIOError:
+                    continue
+            raise LeanTimeout("socket never became readable")
+        inc = self.inc
+        # TLS never holds decrypted bytes back here: every read asks for more than a
+        # record (16 KiB) can carry. So an empty input BIO means nothing is buffered.
+        if not inc.pending:
+            if inc.eof:
+                return b""
+            self._fill()
+        for _ in range(1 << 20):  # bounded: each round consumes bytes or waits
+            try:
+                return tls.read(RECV_SIZE)
+            except ssl.SSLWantReadError:
+                if inc.eof:
+                    return b""
+                self._fill()
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return b""
+        return b""
+
+    def _read_rest(self, buf: bytes) -> tuple[int, int, bool]:
+        """The general way: :func:`read_response` from ``buf`` on, through :meth:`recv`."""
+        response, self.buf = read_response(self.recv, buf)
+        return response.status, response.body_bytes, response.keep_alive
 
     @property
     def session(self) -> ssl.SSLSession | None:
@@ -492,7 +489,6 @@ class Connection:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
-
 
 
 LAB_NETWORK = ipaddress.ip_network("198.18.0.0/15")
@@ -550,7 +546,9 @@ class Watchdog:
             user._deadline = _INF
             what = "connect" if user._deadline_what == "connect" else "response"
             limit = user._s.connect_timeout if what == "connect" else user._s.timeout
-            glet.throw(LeanTimeout(f"{what} timeout ({limit:g}s)"))
+            exc = LeanTimeout(f"{what} timeout ({limit:g}s)")
+            exc.client = user
+            glet.throw(exc)
 
 
 class StatsBatch:
@@ -660,11 +658,122 @@ def _bucket_counts(lat: np.ndarray) -> dict[int, int]:
 
 
 
+class _Handoff(NamedTuple):
+    """Work a hub callback hands to the owner greenlet: ``client._work(what, arg)``."""
+
+    client: LeanClient
+    what: int
+    arg: Any
+
+
+# what a _Handoff asks for
+_REST = 1  # read the rest of a response with the general reader (arg: the bytes so far)
+_UNSENT = 2  # send the rest of a request the socket did not take (arg: the bytes), then wait for the response
+_UNSENT_HANDSHAKE = 3  # the same for handshake bytes, then go on with the handshake
+_GENERAL = 4  # a whole request on a connection that already holds bytes (the general reader reads them)
+
+_NOTHING: Any = object()
+
+
+class Owner:
+    """The greenlet behind one or more :class:`LeanClient` (a Locust user, a held connection).
+
+    gevent's hub drives the clients' requests from I/O callbacks (connect,
+    handshake, request, response) while this greenlet is parked in
+    :meth:`park`; it wakes only for what a callback cannot do without waiting
+    (a response for the general reader, a request the socket buffer did not
+    take at once: a :class:`_Handoff`), for a timeout the :class:`Watchdog`
+    throws, and for the value that ends its wait (:meth:`deliver`).
+    """
+
+    __slots__ = ("glet", "hub", "busy", "todo", "result", "_wake")
+
+    def __init__(self) -> None:
+        self.glet = getcurrent()
+        self.hub = get_hub()
+        self._wake = self.glet.switch
+        #: False while parked in the hub (callbacks may switch to it), True while it runs
+        self.busy = True
+        self.todo: deque[_Handoff] = deque()
+        self.result: Any = _NOTHING
+
+    def handoff(self, work: _Handoff) -> None:
+        """Have the greenlet do ``work`` (now when called from the hub, else when it parks next)."""
+        if self.busy:
+            self.todo.append(work)
+        else:
+            self._wake(work)
+
+    def deliver(self, value: Any) -> None:
+        """End :meth:`park` with ``value`` (not None)."""
+        if self.busy:
+            self.result = value
+        else:
+            self._wake(value)
+
+    def park(self) -> Any:
+        """Wait in the hub, doing the work handed over, until something is delivered; return it.
+
+        A :class:`LeanTimeout` thrown in by the watchdog fails its client's
+        request in flight; anything else thrown in (``GreenletExit``) passes
+        through: the caller stops its clients (:meth:`LeanClient.abort`).
+        """
+        todo = self.todo
+        hub = self.hub
+        for _ in range(1 << 62):  # bounded only by the clients' own bounds in time and count
+            while todo:
+                work = todo.popleft()
+                work.client._work(work.what, work.arg)
+            result = self.result
+            if result is not _NOTHING:
+                self.result = _NOTHING
+                return result
+            self.busy = False
+            try:
+                got = hub.switch()
+            except LeanTimeout as e:
+                self.busy = True
+                client = e.client
+                if client is None:
+                    raise
+                client._failed(e)
+                continue
+            except BaseException:
+                self.busy = True
+                raise
+            self.busy = True
+            if type(got) is _Handoff:
+                got.client._work(got.what, got.arg)
+                continue
+            return got
+        raise RuntimeError("unreachable")
+
+
+def _end_burst(client: LeanClient, t1: float, _failed: bool) -> None:
+    client._owner.deliver(t1)
+
+
 class LeanClient:
     """One connection's worth of client: connects, sends, reads, records. No Locust in here.
 
-    :class:`LeanHttpsUser` runs one per user; tests drive it directly. The
-    :class:`Watchdog` interrupts it when ``_deadline`` passes while it waits.
+    Requests are driven by gevent's hub, from the socket's I/O callbacks: the
+    non-blocking connect, the TLS handshake (one step per readable event), the
+    request, the response, and the next request or connection. The greenlet
+    that asked for them (the client's :class:`Owner`) stays parked meanwhile;
+    it wakes only for a response that needs the general reader, a request the
+    socket buffer did not take, or the end. Everything runs this way:
+
+    - :meth:`burst` and :meth:`request`: N requests back to back (keep-alive,
+      ``requests_per_connection``, a new TLS connection per request), the
+      calling greenlet waits;
+    - :meth:`start`: N requests started from anywhere (a timer, the rate
+      models' dispatcher), ``done`` called when they are over; the owner
+      greenlet waits in :meth:`Owner.park` (the rate models, held connections).
+
+    :class:`LeanHttpsUser` runs one client per user; tests drive it directly.
+    The :class:`Watchdog` interrupts a request in flight when ``_deadline``
+    passes (connect = TCP + TLS handshake; response = from sending the request
+    to the end of its response).
     """
 
     def __init__(
@@ -677,6 +786,7 @@ class LeanClient:
         check_target(s.host)
         self._s = s
         self._ctx = ctx
+        self._hub = get_hub()
         self._conn: Connection | None = None
         self._session: ssl.SSLSession | None = None
         self._req_keep = s.request_bytes(close=False)
@@ -684,21 +794,34 @@ class LeanClient:
         self._addr = (s.host, s.port)
         self._rpc = s.requests_per_connection
         self._timeout = s.timeout
+        self._resumption = s.resumption
         self._name = s.name
         # encoded once: ssl would run the (Python) IDNA codec on every connection
         self._hostname = (s.server_name or s.host).encode("idna")
         self._lists = lists if lists is not None else ([], [], [], [])
-        self._tracing = 0
         self.capture = capture
+        # the watchdog's view: deadline of the request in flight, what it is, its number, whom to interrupt
         self._deadline = _INF
         self._deadline_what = ""
         self._op = 0
         self._glet: Any = None
-        # burst(): the greenlet to wake, the request in flight, how many may still be sent, until when
-        self._wake: Any = None
+        self._owner: Owner | None = None
+        # the requests under way (see start): how many are left, until when, what to call at the end
+        self._n = 0
+        self._until = _INF
+        self._stop_on_error = False
+        self._done: Any = _end_burst
+        # the request in flight: when it started, whether it opened its connection, whether it is the connection's last
         self._t0 = 0.0
-        self._left = 0
-        self._until = 0.0
+        self._conn_new = False
+        self._last = False
+        self._in_flight = False
+        self._starting = False
+        self._later: Any = None
+        # bound once: the callbacks armed on every connection and request
+        self._cb_connect = self._on_connect
+        self._cb_handshake = self._on_handshake
+        self._cb_readable = self._on_readable
         #: connections opened, and how many of them resumed a TLS session
         self.connections = 0
         self.resumed = 0
@@ -717,13 +840,73 @@ class LeanClient:
             self._record_row = None
         else:
             self._record_row = getattr(capture, "record_row", None) or (lambda row, record=capture.record: record(*row))
-        # 1 in N requests carries X-Lbbench-Id (bench/load/capture.py Tracer): a countdown, and the id in flight
-        self._tracer = getattr(capture, "tracer", None)
-        every = self._tracer.countdown() if self._tracer is not None else -1
-        self._trace_left = random.randint(1, every) if every > 0 else -1  # spread the users' traced requests
+
+    def use_owner(self, owner: Owner) -> None:
+        """Drive this client for ``owner``'s greenlet (it handles what callbacks hand over; timeouts go to it)."""
+        self._owner = owner
+        self._glet = owner.glet
+
+    # ------------------------------------------------------------------ the API
+
+    def request(self) -> float:
+        """Send one request and record it; returns the time it finished (epoch seconds)."""
+        return self.burst(1, _INF)
+
+    def burst(self, count: int, until: float) -> float:
+        """Up to ``count`` requests back to back, ending after the first that finishes past ``until``.
+
+        ``until`` is in epoch seconds, like the time returned: when the last
+        request finished (0.0 when ``count`` < 1). Failures are recorded and
+        the burst goes on (a new connection after a failed one). The calling
+        greenlet waits while the hub drives the requests; ``GreenletExit``
+        (Locust stopping a user) and the watchdog's timeouts reach it.
+        """
+        if count < 1:
+            return 0.0
+        owner = self._owner
+        if owner is None or owner.glet is not getcurrent():
+            owner = Owner()
+            self.use_owner(owner)
+        self.start(count, until, _end_burst)
+        try:
+            return owner.park()
+        except BaseException:
+            self.abort()
+            raise
+
+    def start(self, count: int, until: float, done: Any, stop_on_error: bool = False) -> None:
+        """Start ``count`` requests without waiting; ``done(client, t1, failed)`` is called when they are over.
+
+        Callable from the hub (a timer, a dispatcher) or the owner greenlet;
+        the owner must be parked in :meth:`Owner.park` (or be the caller) for
+        as long as requests are under way. Requests go back to back until
+        ``count`` are done, or one finishes past ``until``, or (with
+        ``stop_on_error``) one fails; ``t1`` is when the last one finished,
+        ``failed`` whether it failed. ``done`` runs in the hub or the owner
+        greenlet and must not wait.
+        """
+        self._n = count
+        self._until = until
+        self._done = done
+        self._stop_on_error = stop_on_error
+        self._start()
+
+    def abort(self) -> None:
+        """Stop at once: a request in flight is dropped with its connection, unrecorded; no callback runs after this."""
+        if self._later is not None:
+            self._later.stop()
+            self._later = None
+        self._deadline = _INF
+        if self._in_flight:
+            self._in_flight = False
+            self._drop()
+        elif self._conn is not None:
+            self._conn.rw.stop()
+            self._conn.ww.stop()
 
     def close(self) -> None:
         """Close the connection, if one is open."""
+        self.abort()
         self._drop()
 
     def _drop(self) -> None:
@@ -731,236 +914,227 @@ class LeanClient:
             self._conn.close()
             self._conn = None
 
-    def request(self) -> float:
-        """Send one request and record it; returns the time it finished (epoch seconds)."""
-        conn = self._conn
-        t0 = _time()
-        if conn is None or self._rpc or t0 - conn.last_used > IDLE_CHECK:
-            return self._request(t0)
-        # The hot path: the next request on a kept-alive connection used within IDLE_CHECK.
-        self._op += 1
-        self._deadline = t0 + self._timeout
-        conn.requests += 1
-        self._trace_left -= 1
+    # ------------------------------------------------------------------ the requests, from the hub
+
+    def _start(self) -> None:
+        """Start the next request (hub or owner greenlet; never waits)."""
+        if self._starting:
+            # It failed at once inside _start (say a refused connect): go on from the hub, not deeper in this stack.
+            self._later = self._hub.loop.run_callback(self._start_later)
+            return
+        self._starting = True
         try:
-            status, nbytes, keep = conn.exchange(self._req_keep if self._trace_left else self._traced(self._req_keep))
-        except Exception as e:  # noqa: BLE001 - every failure is a recorded request (GreenletExit passes)
-            self._deadline = _INF
-            self._drop()
-            return self._record(t0, _time(), False, 0, 0, e)
-        t1 = _time()
-        self._deadline = _INF
-        if keep:
-            conn.last_used = t0
+            self._start_one()
+        finally:
+            self._starting = False
+
+    def _start_later(self) -> None:
+        self._later = None
+        self._start()
+
+    def _start_one(self) -> None:
+        conn = self._conn
+        t0 = self._t0 = _time()
+        self._op += 1
+        self._in_flight = True
+        try:
+            if conn is not None and t0 - conn.last_used > IDLE_CHECK and conn.closed_by_peer():
+                self._drop()
+                conn = None
+            if conn is None:
+                self._conn_new = True
+                self._deadline_what = "connect"
+                self._deadline = t0 + self._s.connect_timeout
+                conn = self._conn = Connection(self._addr)
+                if conn.connecting:
+                    conn.ww.start(self._cb_connect)
+                else:
+                    self._connected()
+                return
+            self._conn_new = False
+            self._deadline_what = "response"
+            self._deadline = t0 + self._timeout
+            if conn.pending:
+                conn.rw.stop()
+                self._owner.handoff(_Handoff(self, _GENERAL, None))
+            else:
+                self._send()
+        except Exception as e:  # noqa: BLE001 - every failure is a recorded request
+            self._failed(e)
+
+    def _on_connect(self) -> None:
+        """The socket became writable: the connect is done (or failed)."""
+        try:
+            self._conn.ww.stop()
+            self._connected()
+        except Exception as e:  # noqa: BLE001
+            self._failed(e)
+
+    def _connected(self) -> None:
+        conn = self._conn
+        conn.connected()
+        if self._ctx is None:
+            self._opened()
+            return
+        conn.start_tls(self._ctx, self._hostname, self._session if self._resumption else None)
+        self._handshake()
+
+    def _on_handshake(self) -> None:
+        """The socket is readable during the handshake: feed TLS, take the next step."""
+        try:
+            if self._conn.pull():
+                self._handshake()
+        except Exception as e:  # noqa: BLE001
+            self._failed(e)
+
+    def _handshake(self) -> None:
+        conn = self._conn
+        state = conn.handshake()
+        if state is True:
+            if conn.session_reused:
+                self.resumed += 1
+            self._opened()
+        elif state is False:
+            conn.rw.start(self._cb_handshake)
         else:
-            self._drop()
-        if status >= 400:
-            return self._record(t0, t1, False, status, nbytes, None)
+            conn.rw.stop()
+            self._owner.handoff(_Handoff(self, _UNSENT_HANDSHAKE, state))
+
+    def _opened(self) -> None:
+        """The connection is up (TCP, and TLS when the target is https): send the first request."""
+        self.connections += 1
+        self._deadline_what = "response"
+        self._deadline = _time() + self._timeout
+        self._send()
+
+    def _send(self) -> None:
+        conn = self._conn
+        conn.requests += 1
+        last = self._last = self._rpc > 0 and conn.requests >= self._rpc
+        rest = conn.try_send(self._req_close if last else self._req_keep)
+        if rest:
+            conn.rw.stop()
+            self._owner.handoff(_Handoff(self, _UNSENT, rest))
+        else:
+            conn.rw.start(self._cb_readable)
+
+    def _on_readable(self) -> None:
+        """The socket is readable while a request is in flight: the response, then the next request.
+
+        The usual response (see :meth:`Connection._receive`) on a connection
+        that stays is recorded here and the next request sent at once; the
+        rest of the bookkeeping is :meth:`_response`; anything that needs
+        waiting goes to the owner greenlet.
+        """
+        conn = self._conn
+        try:
+            got = conn._receive()
+        except Exception as e:  # noqa: BLE001
+            self._failed(e)
+            return
+        if type(got) is not tuple:
+            if got is not None:  # (None: a spurious wake-up, keep waiting)
+                conn.rw.stop()
+                self._owner.handoff(_Handoff(self, _REST, got))
+            return
+        t1 = _time()
+        status, nbytes, keep = got
+        if status >= 400 or not keep or self._last or self._conn_new:
+            self._response(t1, status, nbytes, keep)
+            return
+        # The hot path of keep-alive: a success on a connection that stays, recorded here ...
+        t0 = self._t0
+        conn.last_used = t0
         latency = (t1 - t0) * 1000.0
         record_row = self._record_row
         if record_row is not None:
-            if self._tracing:
-                self._mark_traced()
             record_row((t0, latency, nbytes, status, "", self._name, False))
         ts, ms, nb, _ = self._lists
         ts.append(t0)
         ms.append(latency)
         nb.append(nbytes)
-        return t1
-
-    def _traced(self, request: bytes) -> bytes:
-        """``request`` with the next trace id in it (1 in N requests; see Tracer)."""
-        tracer = self._tracer
-        self._tracing = tracer.take()
-        self._trace_left = tracer.countdown()
-        return request[:-2] + tracer.header_line(self._tracing) + b"\r\n"
-
-    def _mark_traced(self) -> None:
-        """The row about to be recorded is the traced request in flight."""
-        capture = self._capture
-        if capture is not None and hasattr(capture, "mark_traced"):
-            capture.mark_traced(self._tracing)
-        self._tracing = 0
-
-    def burst(self, count: int, until: float) -> float:
-        """Up to ``count`` requests back to back, ending after the first that finishes past ``until``.
-
-        Records what ``count`` calls of :meth:`request` would (``until`` in
-        epoch seconds, like the time :meth:`request` returns); returns when the
-        last request finished (0.0 when ``count`` < 1).
-
-        On a kept-alive connection the requests are driven from gevent's hub:
-        the socket's read watcher calls :meth:`_on_readable`, which reads the
-        response, records it and sends the next request, so the calling greenlet
-        is not switched to and back per request (the switches cost more than
-        all the rest of our Python per request). The greenlet takes over for
-        everything else: connecting, a response that needs the general reader,
-        an error, a socket buffer that is full, the end of the burst. The
-        watchdog's timeouts and ``GreenletExit`` reach it as with :meth:`request`.
-        """
-        glet = self._glet = getcurrent()  # the greenlet the watchdog interrupts
-        self._wake = glet.switch
-        t1 = 0.0
-        left = count
-        while left > 0:
-            conn = self._conn
-            if (
-                conn is None
-                or self._rpc
-                or conn.buf
-                or (conn._tls is not None and conn.inc.pending)
-                or _time() - conn.last_used > IDLE_CHECK
-            ):
-                t1 = self.request()
-                left -= 1
-            else:
-                t1 = self._drive(conn, left, until)
-                left = self._left
-            if t1 > until:
-                break
-        return t1
-
-    def _drive(self, conn: Connection, count: int, until: float) -> float:
-        """Up to ``count`` requests on ``conn``, driven by its read watcher (see :meth:`burst`).
-
-        Returns when the last one finished; ``self._left`` says how many of
-        ``count`` were not sent.
-        """
-        self._left = count - 1
-        self._until = until
-        self._deadline_what = "response"
+        n = self._n = self._n - 1
+        if n <= 0 or t1 > self._until:
+            self._deadline = _INF
+            self._in_flight = False
+            conn.rw.stop()
+            self._done(self, t1, False)
+            return
+        # ... and the next request on it, sent from here (the read watcher stays armed).
         t0 = self._t0 = _time()
         self._op += 1
         self._deadline = t0 + self._timeout
         conn.requests += 1
-        rw = conn.rw
-        hub = conn._hub
+        last = self._last = self._rpc > 0 and conn.requests >= self._rpc
         try:
-            self._trace_left -= 1
-            conn.send(self._req_keep if self._trace_left else self._traced(self._req_keep))
-            while True:
-                rw.start(self._on_readable)
-                try:
-                    got = hub.switch()  # until _on_readable hands over (or the watchdog throws)
-                finally:
-                    rw.stop()
-                if type(got) is float:
-                    return got  # the burst is over; _on_readable recorded the last response
-                if type(got) is not _Unsent:
-                    break
-                conn._send_all(got.data)  # the socket buffer was full: send the rest from here
-            if isinstance(got, Exception):
-                raise got
-            # The response in flight needs the general reader.
-            status, nbytes, keep = conn._read_rest(got)
-        except Exception as e:  # noqa: BLE001 - every failure is a recorded request (GreenletExit passes)
-            self._deadline = _INF
-            self._drop()
-            return self._record(self._t0, _time(), False, 0, 0, e)
-        t1 = _time()
+            rest = conn.try_send(self._req_close if last else self._req_keep)
+        except Exception as e:  # noqa: BLE001
+            self._failed(e)
+            return
+        if rest:
+            conn.rw.stop()
+            self._owner.handoff(_Handoff(self, _UNSENT, rest))
+
+    def _response(self, t1: float, status: int, nbytes: int, keep: bool) -> None:
+        """A whole response: keep or drop the connection, record it, go on (hub or owner greenlet)."""
+        conn = self._conn
         self._deadline = _INF
-        if keep:
+        self._in_flight = False
+        if self._conn_new and self._resumption and conn.obj is not None:
+            # TLS 1.3 tickets arrive after the handshake: take the session now.
+            self._session = conn.obj.session
+        if keep and not self._last:
             conn.last_used = self._t0
         else:
             self._drop()
-        return self._record(self._t0, t1, False, status, nbytes, None)
+        self._record(self._t0, t1, self._conn_new, status, nbytes, None)
+        self._after(t1, status >= 400)
 
-    def _on_readable(self) -> None:
-        """The read watcher's callback during :meth:`_drive`; runs in the hub and never waits.
+    def _failed(self, exc: BaseException) -> None:
+        """The request in flight failed: drop its connection, record it, go on (hub or owner greenlet)."""
+        t1 = _time()
+        self._deadline = _INF
+        self._in_flight = False
+        self._drop()
+        self._record(self._t0, t1, self._conn_new, 0, 0, exc)
+        self._after(t1, True)
 
-        A usual response is recorded here and the next request sent; anything
-        else is handed to the driving greenlet (switched to with what it needs:
-        the time the burst ended, the bytes received so far, an exception, or
-        the unsent rest of a request).
-        """
+    def _after(self, t1: float, failed: bool) -> None:
+        """A request is over: the next one, or the end (``done``)."""
+        n = self._n = self._n - 1
+        if n > 0 and t1 <= self._until and not (failed and self._stop_on_error):
+            self._start()
+            return
+        conn = self._conn
+        if conn is not None:
+            conn.rw.stop()  # nothing in flight: no callback until the next request
+        self._done(self, t1, failed)
+
+    # ------------------------------------------------------------------ what only the owner greenlet can do
+
+    def _work(self, what: int, arg: Any) -> None:
+        """Do what a callback handed over (in the owner greenlet; may wait), then go on as the hub would."""
         conn = self._conn
         try:
-            got = conn._receive()
-            if type(got) is not tuple:
-                if got is None:
-                    return  # a spurious wake-up: keep waiting
-                handoff: Any = got
-            else:
-                t1 = _time()
-                t0 = self._t0
-                status, nbytes = got
-                conn.last_used = t0
-                if status >= 400:
-                    self._record(t0, t1, False, status, nbytes, None)
-                else:
-                    latency = (t1 - t0) * 1000.0
-                    record_row = self._record_row
-                    if record_row is not None:
-                        if self._tracing:
-                            self._mark_traced()
-                        record_row((t0, latency, nbytes, status, "", self._name, False))
-                    ts, ms, nb, _ = self._lists
-                    ts.append(t0)
-                    ms.append(latency)
-                    nb.append(nbytes)
-                if self._left <= 0 or t1 > self._until:
-                    self._deadline = _INF
-                    handoff = t1
-                else:
-                    # The next request, sent from here (Connection.send without its waiting).
-                    self._left -= 1
-                    t0 = self._t0 = _time()
-                    self._op += 1
-                    self._deadline = t0 + self._timeout
-                    conn.requests += 1
-                    self._trace_left -= 1
-                    rest = conn.try_send(self._req_keep if self._trace_left else self._traced(self._req_keep))
-                    if not rest:
-                        return
-                    handoff = _Unsent(rest)
-        except Exception as e:  # noqa: BLE001 - the greenlet records it as the request's error
-            handoff = e
-        self._wake(handoff)
-
-    def _request(self, t0: float) -> float:
-        """A request that opens a connection, follows an idle time, or is a connection's last."""
-        s = self._s
-        conn = self._conn
-        conn_new = False
-        status = 0
-        nbytes = 0
-        exc: BaseException | None = None
-        self._op += 1
-        try:
-            if conn is not None and (t0 - conn.last_used) > IDLE_CHECK and conn.closed_by_peer():
-                self._drop()
-                conn = None
-            if conn is None:
-                self._glet = getcurrent()  # the greenlet the watchdog interrupts
-                self._deadline_what = "connect"
-                self._deadline = t0 + s.connect_timeout
-                conn = self._conn = Connection(self._addr, self._ctx, self._hostname, self._session if s.resumption else None)
-                conn_new = True
-                self.connections += 1
-                if conn.session_reused:
-                    self.resumed += 1
-                self._deadline = _time() + s.timeout
-            else:
-                self._deadline = t0 + s.timeout
-            self._deadline_what = "response"
-            conn.requests += 1
-            last = self._rpc and conn.requests >= self._rpc
-            req = self._req_close if last else self._req_keep
-            self._trace_left -= 1
-            status, nbytes, keep = conn.exchange(req if self._trace_left else self._traced(req))
-            self._deadline = _INF
-            if conn_new and s.resumption and conn.obj is not None:
-                # TLS 1.3 tickets arrive after the handshake: take the session now.
-                self._session = conn.obj.session
-            if last or not keep:
-                self._drop()
-            else:
-                conn.last_used = t0
+            if what == _REST:
+                status, nbytes, keep = conn._read_rest(arg)
+            elif what == _UNSENT:
+                conn._send_all(arg)
+                conn.rw.start(self._cb_readable)
+                return
+            elif what == _UNSENT_HANDSHAKE:
+                conn._send_all(arg)
+                conn.rw.start(self._cb_handshake)
+                return
+            else:  # _GENERAL
+                conn.requests += 1
+                last = self._last = self._rpc > 0 and conn.requests >= self._rpc
+                conn.send(self._req_close if last else self._req_keep)
+                status, nbytes, keep = conn._read_rest(conn.buf)
         except Exception as e:  # noqa: BLE001 - every failure is a recorded request (GreenletExit passes)
-            self._deadline = _INF
-            exc = e
-            self._drop()
-        return self._record(t0, _time(), conn_new, status, nbytes, exc)
+            self._failed(e)
+            return
+        self._response(_time(), status, nbytes, keep)
 
     def _record(self, t0: float, t1: float, conn_new: bool, status: int, nbytes: int, exc: BaseException | None) -> float:
         """Record a request into the capture and the statistics lists; returns ``t1``."""
@@ -968,8 +1142,6 @@ class LeanClient:
         error = "" if exc is None and status < 400 else error_kind(exc, status)
         record_row = self._record_row
         if record_row is not None:
-            if self._tracing:
-                self._mark_traced()
             record_row((t0, latency, nbytes, status, error, self._name, conn_new))
         ts, ms, nb, failures = self._lists
         ts.append(t0)
@@ -978,12 +1150,6 @@ class LeanClient:
         if error:
             failures.append((t1, _failure_text(error, exc, status)))
         return t1
-
-
-class _Unsent(NamedTuple):
-    """The bytes of a request the socket did not take (its buffer was full)."""
-
-    data: bytes
 
 
 def _failure_text(kind: str, exc: BaseException | None, status: int) -> str:

@@ -26,7 +26,6 @@ import os
 import time
 from typing import Any
 
-from gevent import getcurrent
 from locust import User, constant, task
 from locust.user.users import LOCUST_STATE_STOPPING
 
@@ -35,50 +34,11 @@ from . import control
 from .held import FD_RESERVE, HeldPool, share
 from .lean import _PROC, BURST_SECONDS
 from .leanclient import LeanClient, LeanSettings
-from .pacing import Dispatcher, PacingStats, PacingWriter
+from .pacing import Dispatcher, PacingStats, PacingWriter, SlotRecorder, SlotRunner
 from .stages import flow_shares
 from .users import check_lab_host, settings
 
 _time = time.time
-
-
-class SlotRecorder:
-    """Between a rate user's clients and the capture: stamps a slot's first request with its intended time.
-
-    ``error`` is the outcome of the last request (the user stops a slot's
-    requests at the first failure).
-    """
-
-    __slots__ = ("error", "inner", "intended", "stats")
-
-    def __init__(self, inner: Any, stats: PacingStats):
-        self.inner = inner
-        self.stats = stats
-        self.intended: float | None = None
-        self.error = ""
-
-    @property
-    def tracer(self) -> Any:
-        """The capture's :class:`~bench.load.capture.Tracer`: rate models trace 1 in N requests too."""
-        return getattr(self.inner, "tracer", None)
-
-    def mark_traced(self, trace_id: int) -> None:
-        if self.inner is not None:
-            self.inner.mark_traced(trace_id)
-
-    def record(self, t: float, latency_ms: float, nbytes: int, status: int, error: str, name: str, conn_new: bool | None = None) -> None:
-        self.error = error
-        intended = self.intended
-        inner = self.inner
-        if intended is None:
-            if inner is not None:
-                inner.record(t, latency_ms, nbytes, status, error, name, conn_new)
-            return
-        self.intended = None
-        if self.stats.report:
-            self.stats.outcome(intended, not error, (t - intended) * 1000.0 + latency_ms)
-        if inner is not None:
-            inner.record_intended(intended, t, latency_ms, nbytes, status, error, name, conn_new)
 
 
 class _RateProcess:
@@ -250,7 +210,7 @@ def _fd_limit() -> int:
 
 
 class LeanRateUser(User):
-    """One connection slot of a rate model's pool: takes slots from the process's dispatcher and sends them."""
+    """One connection slot of a rate model's pool: runs the slots the process's dispatcher hands it (:class:`SlotRunner`)."""
 
     abstract = False
     wait_time = constant(0)
@@ -259,59 +219,45 @@ class LeanRateUser(User):
         check_lab_host(self.host or "")
         _PROC.setup(self)
         RATE.ensure(self.environment)
-        assert RATE.stats is not None
-        self._clients: dict[str, LeanClient] = {}
-        self._recorder = SlotRecorder(_PROC.capture, RATE.stats)
-        self._requests = RATE.slot_requests
+        assert RATE.stats is not None and RATE.dispatcher is not None
+        self._runner = SlotRunner(
+            RATE.dispatcher,
+            RATE.stats,
+            SlotRecorder(_PROC.capture, RATE.stats),
+            RATE.slot_requests,
+            self._client,
+            lambda: self._state == LOCUST_STATE_STOPPING,
+        )
 
     def _client(self, flow: str) -> LeanClient:
         fs = RATE.flow_settings.get(flow)
         if fs is None:
             raise RuntimeError(f"flow {flow}: no address for it in this run")
-        client = LeanClient(fs, _PROC.ctx if flow == "https" else None, _PROC.batch.lists(fs.name), self._recorder)  # type: ignore[arg-type]  # records like a RequestCapture
-        client._glet = getcurrent()
+        client = LeanClient(fs, _PROC.ctx if flow == "https" else None, _PROC.batch.lists(fs.name))
         _PROC.watchdog.add(client, min(fs.timeout, fs.connect_timeout))
-        self._clients[flow] = client
         return client
 
     def on_stop(self) -> None:
-        for client in getattr(self, "_clients", {}).values():
-            _PROC.watchdog.discard(client)
-            client.close()
+        runner = getattr(self, "_runner", None)
+        if runner is not None:
+            runner.abort()
+            for client in runner.clients.values():
+                _PROC.watchdog.discard(client)
+                client.close()
         _PROC.flush_stats()
 
     @task
     def run_slots(self) -> None:
-        """Slots, back to back, for at most BURST_SECONDS (so Locust can stop the user in time)."""
+        """Slots for at most BURST_SECONDS (so Locust can stop the user in time)."""
         dispatcher = RATE.dispatcher
         assert dispatcher is not None
-        take = dispatcher.take
-        recorder = self._recorder
-        clients = self._clients
-        stats = RATE.stats
-        assert stats is not None
-        n = self._requests
-        until = _time() + BURST_SECONDS
-        while True:
-            slot = take()
-            if slot is None:
-                # the dispatcher closed (the test is stopping)
-                import gevent
+        if dispatcher.closed:
+            # the test is stopping
+            import gevent
 
-                gevent.sleep(0.1)
-                return
-            client = clients.get(slot.flow) or self._client(slot.flow)
-            recorder.intended = slot.t
-            resumed = client.resumed
-            end = 0.0
-            for _ in range(n):
-                end = client.request()
-                if recorder.error:
-                    break
-            if client.resumed != resumed:
-                stats.resumed(slot.flow, slot.t)
-            if end > until or self._state == LOCUST_STATE_STOPPING:
-                return
+            gevent.sleep(0.1)
+            return
+        self._runner.serve(_time() + BURST_SECONDS)
 
 
 def on_init(environment: Any) -> None:
@@ -344,4 +290,4 @@ def on_init(environment: Any) -> None:
         return
 
 
-__all__ = ["LeanRateUser", "SlotRecorder", "on_init"]
+__all__ = ["LeanRateUser", "SlotRecorder", "SlotRunner", "on_init"]

@@ -21,7 +21,10 @@ expressed that way, so the intended times of a ramp are exact too.
 
 :class:`Schedule` and :class:`PacingStats` are pure (no gevent), so the
 arithmetic is unit-tested without timing. :class:`Dispatcher` runs on gevent's
-loop and is what :mod:`bench.load.models` users call.
+loop: a timer in the hub hands each due slot to a waiting
+:class:`SlotRunner` (one per :mod:`bench.load.models` user), which runs it on
+its clients' hub-driven path (:meth:`LeanClient.start
+<bench.load.leanclient.LeanClient.start>`): no greenlet switch per slot.
 """
 
 from __future__ import annotations
@@ -36,12 +39,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from gevent import getcurrent
+
+from .leanclient import LeanClient, Owner
+
 #: A send more than this after its intended time counts as late.
 LATE_S = 0.010
 #: Width of a bin of the statistics the processes report to the controller (seconds).
 REPORT_BIN_S = 0.25
 
 _INF = math.inf
+_time = time.time
 
 
 class Segment(NamedTuple):
@@ -194,6 +202,8 @@ class PacingStats:
     rows of several processes and flushes simply add up.
     """
 
+    COUNTERS = ("due", "sent", "late", "dropped", "waited")
+
     def __init__(self, worker: str | None = None, report: bool = False):
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
         self.report = report
@@ -287,7 +297,7 @@ class PacingStats:
 
     def take_report(self) -> dict[str, Any]:
         """Bins and latency histograms since the last call, for the controller (JSON-safe)."""
-        from ..results.histogram import buckets_of
+        from ..analysis.histogram import buckets_of
 
         bins, lats = self._bins, self._lat
         self._bins, self._lat = {}, {}
@@ -336,11 +346,13 @@ def next_slot(schedule: Schedule, last_t: float | None, now: float) -> float:
 
 
 class Dispatcher:
-    """Hands out slots of one process's schedules to its users (see the module docstring).
+    """Hands out slots of one process's schedules to its users' runners (see the module docstring).
 
-    Users call :meth:`take`, which blocks until a slot is theirs and returns it
-    (already counted as sent or dropped). One greenlet (started by
-    :meth:`start`) wakes at every slot's intended time.
+    A timer in gevent's hub wakes at every slot's intended time and gives the
+    slot to a runner waiting for one (``runner.run_slot(slot)``, in the hub,
+    no greenlet switch), or queues it when none waits. A runner that finishes
+    a slot asks for the next one with :meth:`take` (it gets a queued slot, or
+    waits for the next due one). ``runner.run_slot`` must not wait.
     """
 
     def __init__(
@@ -354,10 +366,11 @@ class Dispatcher:
         self.clock = clock
         self.flows: dict[str, _Flow] = {}
         self.backlog: deque[Slot] = deque()
-        self.parked: deque[Any] = deque()
-        self._glet: Any = None
-        self._wake: Any = None
-        self._hub: Any = None
+        #: runners waiting for a slot, first come first served
+        self.idle: deque[Any] = deque()
+        self._loop: Any = None
+        self._timer: Any = None
+        self._kicked: Any = None
         self.closed = False
 
     # ------------------------------------------------------------------ schedule
@@ -371,82 +384,99 @@ class Dispatcher:
         if from_t is None or f.next_t >= from_t:
             # the next slot was computed from the old schedule: compute it again from the last one
             f.next_t = next_slot(f.schedule, f.last_t, self.clock())
-        if self._wake is not None:
-            self._wake.set()
+        self._kick()
 
-    # ------------------------------------------------------------------ greenlets
+    # ------------------------------------------------------------------ the timer (gevent)
 
     def start(self) -> None:
-        """Start the dispatching greenlet (once per process)."""
+        """Start dispatching on this process's gevent loop (once per process)."""
         import gevent
-        from gevent.event import Event
 
-        if self._glet is not None and not self._glet.dead:
-            return
-        self._hub = gevent.get_hub()
-        self._wake = Event()
-        self._glet = gevent.spawn(self._run)
+        if self._loop is None:
+            self._loop = gevent.get_hub().loop
+        self._kick()
 
     def stop(self) -> None:
-        if self._glet is not None:
-            self._glet.kill(block=False)
-            self._glet = None
+        for w in (self._timer, self._kicked):
+            if w is not None:
+                w.stop()
+        self._timer = self._kicked = None
 
     def close(self) -> None:
-        """Stop dispatching and release every parked user (their :meth:`take` returns None)."""
+        """Stop dispatching and release every waiting runner (``runner.closed()``, from the hub)."""
         self.closed = True
         self.stop()
         self.backlog.clear()
-        while self.parked:
-            g = self.parked.popleft()
-            if self._hub is not None:
-                self._hub.loop.run_callback(_resume, g)
+        idle, self.idle = self.idle, deque()
+        for runner in idle:
+            if self._loop is not None:
+                self._loop.run_callback(runner.closed)
+
+    def _kick(self) -> None:
+        """Run the dispatcher from the hub soon (a schedule arrived or changed)."""
+        if self._loop is None or self.closed or self._kicked is not None:
+            return
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        self._kicked = self._loop.run_callback(self._run)
 
     def _run(self) -> None:
-        wake = self._wake
+        """In the hub: hand out (or queue) every slot whose time has come, then sleep until the next one."""
+        self._kicked = self._timer = None
+        if self.closed:
+            return
         clock = self.clock
-        while True:
-            flow = min(self.flows.values(), key=lambda f: f.next_t, default=None)
+        flows = self.flows
+        stats = self.stats
+        now = clock()
+        for _ in range(1 << 20):  # bounded: CATCH_UP_S keeps the slots owed at once few
+            flow = min(flows.values(), key=_next_t, default=None)
             t = flow.next_t if flow is not None else _INF
-            now = clock()
             if t > now:
-                wake.clear()
-                wake.wait(None if t == _INF else t - now)
-                continue
+                now = clock()
+                if t > now:
+                    break
             # due: every slot whose time has come, in order
             assert flow is not None
             flow.last_t = t
             flow.next_t = flow.schedule.advance(t, 1.0)
-            waited = not self.parked
-            self.stats.due(flow.name, t, now - t, waited)
-            self.backlog.append(Slot(t, flow.name))
-            if self.parked:
-                g = self.parked.popleft()
-                self._hub.loop.run_callback(_resume, g)
+            idle = self.idle
+            stats.due(flow.name, t, now - t, not idle)
+            slot = Slot(t, flow.name)
+            if idle:
+                self._give(idle.popleft(), slot, now)
+            else:
+                self.backlog.append(slot)
+            if self.closed:
+                return
+        if t < _INF and self._kicked is None:
+            self._timer = self._loop.timer(t - now)
+            self._timer.start(self._run)
 
-    def take(self) -> Slot | None:
-        """The next slot for the calling user: blocks until one is due and returns it (counted as sent).
+    def _give(self, runner: Any, slot: Slot, now: float) -> None:
+        lag = now - slot.t
+        if lag > self.max_lag:
+            self.stats.dropped(slot.flow, slot.t)
+            # the runner waits on, for the next slot
+            self.idle.appendleft(runner)
+            return
+        self.stats.sent(slot.flow, slot.t, lag > LATE_S)
+        runner.run_slot(slot)
 
-        None once the dispatcher is closed (the test is stopping).
+    # ------------------------------------------------------------------ runners
+
+    def take(self, runner: Any = None) -> Slot | None:
+        """The oldest queued slot for the caller (counted as sent), dropping those more than ``max_lag`` old.
+
+        None when no slot is queued (then ``runner``, if given, waits for the
+        next due slot: it gets it through ``runner.run_slot``) or once the
+        dispatcher is closed.
         """
-        from gevent import getcurrent
-
         backlog = self.backlog
         clock = self.clock
         stats = self.stats
-        while True:
-            while not backlog:
-                if self.closed:
-                    return None
-                me = getcurrent()
-                self.parked.append(me)
-                try:
-                    self._hub.switch()
-                finally:
-                    try:
-                        self.parked.remove(me)
-                    except ValueError:
-                        pass
+        while backlog and not self.closed:
             slot = backlog.popleft()
             lag = clock() - slot.t
             if lag > self.max_lag:
@@ -454,11 +484,155 @@ class Dispatcher:
                 continue
             stats.sent(slot.flow, slot.t, lag > LATE_S)
             return slot
+        if runner is not None and not self.closed:
+            self.idle.append(runner)
+        return None
+
+    def forget(self, runner: Any) -> None:
+        """``runner`` no longer waits for a slot (its user stopped)."""
+        try:
+            self.idle.remove(runner)
+        except ValueError:
+            pass
 
 
-def _resume(g: Any) -> None:
-    if not g.dead:
-        g.switch()
+def _next_t(flow: _Flow) -> float:
+    return flow.next_t
+
+
+# --------------------------------------------------------------------------- users' side (gevent)
+
+
+class SlotRecorder:
+    """Between a rate user's clients and the capture: stamps a slot's first request with its intended time.
+
+    ``error`` is the outcome of the last request (the user stops a slot's
+    requests at the first failure).
+    """
+
+    __slots__ = ("inner", "stats", "intended", "error")
+
+    def __init__(self, inner: Any, stats: PacingStats):
+        self.inner = inner
+        self.stats = stats
+        self.intended: float | None = None
+        self.error = ""
+
+    def record(self, t: float, latency_ms: float, nbytes: int, status: int, error: str, name: str, conn_new: bool | None = None) -> None:
+        self.error = error
+        intended = self.intended
+        inner = self.inner
+        if intended is None:
+            if inner is not None:
+                inner.record(t, latency_ms, nbytes, status, error, name, conn_new)
+            return
+        self.intended = None
+        if self.stats.report:
+            self.stats.outcome(intended, not error, (t - intended) * 1000.0 + latency_ms)
+        if inner is not None:
+            inner.record_intended(intended, t, latency_ms, nbytes, status, error, name, conn_new)
+
+
+class SlotRunner:
+    """One rate user's connections, running the slots the process's dispatcher gives them.
+
+    One :class:`LeanClient` per flow (``make_client(flow)``, on the first slot
+    of that flow; it records through ``recorder``), all driven for the user's
+    greenlet (their :class:`Owner`). A slot is
+    ``requests`` requests, stopped at the first failure; it starts from the
+    hub (the dispatcher's timer) or right after the previous slot, and runs on
+    the clients' hub-driven path: the user's greenlet stays parked in
+    :meth:`serve` unless a response needs the general reader.
+    """
+
+    def __init__(self, dispatcher: Dispatcher, stats: PacingStats, recorder: SlotRecorder, requests: int, make_client: Any, stopping: Any):
+        self.dispatcher = dispatcher
+        self.stats = stats
+        self.recorder = recorder
+        self.requests = requests
+        self.make_client = make_client
+        self.stopping = stopping
+        self.clients: dict[str, LeanClient] = {}
+        self.owner: Owner | None = None
+        self.slot: Slot | None = None
+        self.until = 0.0
+        self.serving = False
+        self._resumed = 0
+
+    def serve(self, until: float) -> None:
+        """Run slots until ``until`` (epoch seconds; the slot running then finishes first) or the dispatcher closes."""
+        owner = self.owner
+        if owner is None or owner.glet is not getcurrent():
+            owner = self.owner = Owner()
+            for client in self.clients.values():
+                client.use_owner(owner)
+        self.until = until
+        timer = owner.hub.loop.timer(max(0.0, until - _time()))
+        timer.start(self._time_up)
+        self.serving = True
+        try:
+            self._next()
+            owner.park()
+        except BaseException:
+            self.abort()
+            raise
+        finally:
+            self.serving = False
+            timer.stop()
+            timer.close()
+
+    def run_slot(self, slot: Slot) -> None:
+        """Start ``slot`` (called by the dispatcher, in the hub, or by :meth:`_next`)."""
+        self.slot = slot
+        client = self.clients.get(slot.flow)
+        if client is None:
+            client = self.clients[slot.flow] = self.make_client(slot.flow)
+            client.capture = self.recorder
+            assert self.owner is not None
+            client.use_owner(self.owner)
+        self.recorder.intended = slot.t
+        self._resumed = client.resumed
+        client.start(self.requests, _INF, self._slot_done, stop_on_error=True)
+
+    def closed(self) -> None:
+        """The dispatcher closed while this runner waited for a slot."""
+        if self.serving and self.slot is None and self.owner is not None:
+            self.owner.deliver(_END)
+
+    def abort(self) -> None:
+        """The user stops: leave the dispatcher, stop whatever is in flight."""
+        self.dispatcher.forget(self)
+        self.slot = None
+        for client in self.clients.values():
+            client.abort()
+
+    def _slot_done(self, client: LeanClient, t1: float, _failed: bool) -> None:
+        slot = self.slot
+        self.slot = None
+        if slot is not None and client.resumed != self._resumed:
+            self.stats.resumed(slot.flow, slot.t)
+        if t1 > self.until or self.stopping():
+            self.owner.deliver(_END)  # type: ignore[union-attr]
+            return
+        self._next()
+
+    def _next(self) -> None:
+        """The next slot now if one is queued; else wait for one (the dispatcher calls run_slot)."""
+        if self.dispatcher.closed:
+            self.owner.deliver(_END)  # type: ignore[union-attr]
+            return
+        slot = self.dispatcher.take(self)
+        if slot is not None:
+            self.run_slot(slot)
+
+    def _time_up(self) -> None:
+        """In the hub, at ``until``: a runner that waits for a slot ends its task (Locust may stop the user)."""
+        if self.slot is None:
+            self.dispatcher.forget(self)
+            self.owner.deliver(_END)  # type: ignore[union-attr]
+
+
+_END: Any = object()
 
 
 # --------------------------------------------------------------------------- sample writer

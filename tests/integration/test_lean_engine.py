@@ -132,7 +132,7 @@ def fetch_many(ep: Endpoint, listener: str, paths: list[str], close_last: bool =
     ctx = lab_tls_context(str(ep.ca_pem))
 
     def go() -> list[Response]:
-        conn = Connection(("127.0.0.1", ep.ports[listener]), ctx, "127.0.0.1", None)
+        conn = Connection.open(("127.0.0.1", ep.ports[listener]), ctx, "127.0.0.1")
         out = []
         try:
             for i, path in enumerate(paths):

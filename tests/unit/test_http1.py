@@ -55,7 +55,7 @@ class Built:
     keep_alive: bool
     until_close: bool  # the body ends where the stream ends
     head_len: int  # bytes up to and including the final response's CRLF CRLF
-    usual: bool = False  # what complete_simple must take: HTTP/1.1, Content-Length, no Connection, no interim, not 204/304
+    usual: bool = False  # what complete_simple must take: HTTP/1.1, Content-Length, no interim, not 204/304
 
 
 @st.composite
@@ -78,8 +78,13 @@ def responses(draw) -> Built:
         headers.insert(draw(st.integers(0, len(headers))), (random_case(draw, "content-length"), f"{draw(st.sampled_from(['', ' ', '  ']))}{len(body)}"))
     if framing == "chunked" and not no_body:
         headers.insert(draw(st.integers(0, len(headers))), (random_case(draw, "transfer-encoding"), draw(st.sampled_from(["chunked", "Chunked", " chunked "]))))
+    if minor == 1 and draw(st.booleans()):
+        # Connection fields without a "close" token (the connection stays), before or after the one with it
+        for value in draw(st.lists(st.sampled_from(["keep-alive", "Keep-Alive", "foo, bar", "closed", "x-close", "close-ish", " ,"]), min_size=1, max_size=2)):
+            headers.insert(draw(st.integers(0, len(headers))), (random_case(draw, "connection"), value))
     if conn_close:
-        headers.append((random_case(draw, "connection"), draw(st.sampled_from(["close", "Close", "keep-alive, close"]))))
+        close_values = ["close", "Close", "keep-alive, close", " close ", "foo ,\tCLOSE", "close,", "a,close,b"]
+        headers.append((random_case(draw, "connection"), draw(st.sampled_from(close_values))))
     if conn_keep:
         headers.append((random_case(draw, "connection"), "keep-alive"))
     reason = draw(st.sampled_from(["OK", "", "Some Reason", "x"]))
@@ -110,7 +115,7 @@ def responses(draw) -> Built:
     else:
         keep = not conn_close and not until_close and (minor == 1 or conn_keep)
     wire = interim + head.encode("latin-1") + payload
-    usual = minor == 1 and not interim and framing == "length" and not conn_close and status not in (204, 304)
+    usual = minor == 1 and not interim and framing == "length" and status not in (204, 304)
     return Built(wire, status, minor, body, keep, until_close, len(interim) + len(head), usual)
 
 
@@ -190,10 +195,11 @@ def test_complete_simple_agrees_with_reader(built: Built, splits: list[int], jun
     # the same in a larger, reused buffer with other bytes after the response
     assert http1.complete_simple(bytearray(wire + junk), len(wire)) == fast
     if fast is not None:
-        status, head, length = fast
+        status, head, length, keep = fast
+        assert keep == built.keep_alive
         recv, unread = feeder(wire, splits)
         response, rest = read_response(recv)
-        assert (response.status, response.body_bytes, response.keep_alive) == (status, length, True)
+        assert (response.status, response.body_bytes, response.keep_alive) == (status, length, keep)
         assert rest + unread() == b""
         assert head == built.head_len and head + length == len(wire)
     # a part of a response is never a whole one, nor is a response with more after it
@@ -209,7 +215,7 @@ def test_complete_simple_on_garbage(data: bytes) -> None:
     fast = http1.complete_simple(data, len(data))
     if fast is not None:
         response, rest = read_response(feeder(data, [])[0])
-        assert (response.status, response.body_bytes, response.keep_alive, rest) == (fast[0], fast[2], True, b"")
+        assert (response.status, response.body_bytes, response.keep_alive, rest) == (fast[0], fast[2], fast[3], b"")
 
 
 @settings(max_examples=500)

@@ -33,8 +33,10 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bench.load.capture import Tracer
+from bench.load.held import HeldPool
 from bench.load.http1 import IncompleteResponse, ProtocolError
-from bench.load.leanclient import LeanClient, LeanSettings, LeanTimeout, Watchdog, check_target, error_kind, lab_tls_context
+from bench.load.leanclient import LeanClient, LeanSettings, LeanTimeout, Owner, Watchdog, check_target, error_kind, lab_tls_context
+from bench.load.pacing import Dispatcher, PacingStats, Segment, SlotRecorder, SlotRunner
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -148,21 +150,42 @@ def client_for(port: int, ca: Path | None, scheme: str = "https", **kw) -> LeanC
     return LeanClient(s, ctx, capture=FakeCapture())
 
 
-def run(client: LeanClient, n: int, timeout: float = 20.0, burst: bool = False) -> list[tuple]:
+MODES = ("request", "burst", "slots")
+
+
+def run(client: LeanClient, n: int, timeout: float = 20.0, mode: str = "request") -> list[tuple]:
     """n requests in a greenlet (with a watchdog), the captured rows back.
 
-    ``burst``: one ``client.burst(n)`` (requests driven from the hub) instead of n ``request()``.
+    ``mode``: n ``request()`` calls; one ``burst(n)``; or n ``start(1)`` calls,
+    each from a hub callback after the previous one is done, the greenlet
+    parked as the client's owner (how the rate models and held connections
+    drive it). All three must record the same.
     """
     dog = Watchdog()
 
     def go() -> None:
         dog.add(client, min(client._s.timeout, client._s.connect_timeout))
         try:
-            if burst:
+            if mode == "burst":
                 client.burst(n, math.inf)
-            else:
+            elif mode == "request":
                 for _ in range(n):
                     client.request()
+            else:
+                owner = Owner()
+                client.use_owner(owner)
+                loop = gevent.get_hub().loop
+                left = [n]
+
+                def done(c: LeanClient, t1: float, _failed: bool) -> None:
+                    left[0] -= 1
+                    if left[0] > 0:
+                        loop.run_callback(c.start, 1, math.inf, done, True)
+                    else:
+                        owner.deliver(t1)
+
+                loop.run_callback(client.start, 1, math.inf, done, True)
+                owner.park()
         finally:
             dog.discard(client)
             client.close()
@@ -171,10 +194,10 @@ def run(client: LeanClient, n: int, timeout: float = 20.0, burst: bool = False) 
     return client.capture.rows  # type: ignore[union-attr]
 
 
-@pytest.fixture(params=["request", "burst"])
+@pytest.fixture(params=MODES)
 def drive(request: pytest.FixtureRequest) -> Callable[..., list[tuple]]:
-    """``run`` one request at a time, or as one burst: both must record the same."""
-    return functools.partial(run, burst=request.param == "burst")
+    """``run`` in each mode: all must record the same."""
+    return functools.partial(run, mode=request.param)
 
 
 def kinds(rows: list[tuple]) -> list[str]:
@@ -195,28 +218,28 @@ def test_keep_alive_reuses_one_connection(serve, pki, drive) -> None:
 
 
 @pytest.mark.parametrize(("rpc", "connections"), [(1, 12), (3, 4), (0, 1)])
-def test_requests_per_connection(serve, pki, rpc: int, connections: int) -> None:
+def test_requests_per_connection(serve, pki, drive, rpc: int, connections: int) -> None:
     server = serve(ok())
     client = client_for(server.port, pki[0], requests_per_connection=rpc)
-    rows = run(client, 12)
+    rows = drive(client, 12)
     assert kinds(rows) == [""] * 12
     assert client.connections == connections == sum(1 for r in rows if r[6])
 
 
 @pytest.mark.parametrize("resumption", [True, False])
-def test_session_resumption(serve, pki, resumption: bool) -> None:
+def test_session_resumption(serve, pki, drive, resumption: bool) -> None:
     server = serve(ok())
     client = client_for(server.port, pki[0], requests_per_connection=1, resumption=resumption)
-    rows = run(client, 6)
+    rows = drive(client, 6)
     assert kinds(rows) == [""] * 6
     assert client.connections == 6
     # the first handshake is always full; with resumption, the others resume
     assert client.resumed == (5 if resumption else 0)
 
 
-def test_wrong_ca_is_a_tls_error(serve, pki) -> None:
+def test_wrong_ca_is_a_tls_error(serve, pki, drive) -> None:
     server = serve(ok())
-    rows = run(client_for(server.port, pki[2]), 2)
+    rows = drive(client_for(server.port, pki[2]), 2)
     assert kinds(rows) == ["tls", "tls"]
     assert all(r[3] == 0 for r in rows)
 
@@ -226,11 +249,11 @@ def test_no_ca_is_refused_up_front(pki) -> None:
         lab_tls_context(None)
 
 
-def test_refused() -> None:
+def test_refused(drive) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # bound, not listening: connections are refused
-        rows = run(client_for(port, None, scheme="http"), 2)
+        rows = drive(client_for(port, None, scheme="http"), 2)
     assert kinds(rows) == ["refused", "refused"]
 
 
@@ -366,15 +389,15 @@ def scripted(script: list[tuple]) -> tuple[Handler, list[tuple]]:
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(STEP, min_size=1, max_size=12), st.booleans(), st.booleans())
-def test_scripted_responses(pki, script: list[tuple], tls: bool, burst: bool) -> None:
+@given(st.lists(STEP, min_size=1, max_size=12), st.booleans(), st.sampled_from(MODES))
+def test_scripted_responses(pki, script: list[tuple], tls: bool, mode: str) -> None:
     """Every kind of response, anywhere in a keep-alive sequence, is recorded the same whether
-    requests are sent one by one or driven from the hub in a burst."""
+    requests are sent one by one, in a burst, or as slots started from the hub."""
     handler, expected = scripted(script)
     server = Server(handler, pki[1] if tls else None)
     try:
         client = client_for(server.port, pki[0] if tls else None, scheme="https" if tls else "http", timeout=2.0)
-        rows = run(client, len(expected), burst=burst)
+        rows = run(client, len(expected), mode=mode)
     finally:
         server.close()
     assert [(r[3], r[2]) for r in rows] == [e[:2] for e in expected]
@@ -408,7 +431,7 @@ def test_burst_sends_what_the_socket_did_not_take(serve, pki) -> None:
 def test_burst_count_and_until(serve, pki) -> None:
     server = serve(ok())
     client = client_for(server.port, pki[0])
-    assert len(run(client, 7, burst=True)) == 7
+    assert len(run(client, 7, mode="burst")) == 7
     client = client_for(server.port, pki[0])
     dog = Watchdog()
 
@@ -440,7 +463,7 @@ def test_burst_timeout_mid_burst(pki) -> None:
     server = Server(third_silent, pki[1])
     try:
         client = client_for(server.port, pki[0], timeout=0.3)
-        rows = run(client, 4, burst=True)
+        rows = run(client, 4, mode="burst")
     finally:
         hold.set()
         server.close()
@@ -460,6 +483,108 @@ def test_killed_burst_stops_sending(serve, pki) -> None:
     gevent.sleep(0.3)
     assert len(client.capture.rows) == rows
     client.close()
+
+
+class IntendedCapture(FakeCapture):
+    """A capture that also takes the rate models' rows with their intended send time (row + (intended,))."""
+
+    def record_intended(self, intended, t, latency_ms, nbytes, status, error, name, conn_new=None) -> None:
+        self.rows.append((t, latency_ms, nbytes, status, error, name, conn_new, intended))
+
+
+def rate_run(port: int, ca: Path | None, rate: float, seconds: float, users: int, requests: int, **kw) -> tuple[list[tuple], PacingStats, list[LeanClient]]:
+    """A rate model in this process: one flow at ``rate`` slots/s for ``seconds``, ``users`` runners."""
+    stats = PacingStats(worker="w")
+    dispatcher = Dispatcher(stats, max_lag=1.0)
+    capture = IntendedCapture()
+    clients: list[LeanClient] = []
+    dog = Watchdog()
+
+    def make_client(flow: str) -> LeanClient:
+        assert flow == "https"
+        client = client_for(port, ca, **kw)
+        dog.add(client, 5.0)
+        clients.append(client)
+        return client
+
+    start = time.time()
+    end = start + seconds
+
+    def user() -> None:
+        runner = SlotRunner(dispatcher, stats, SlotRecorder(capture, stats), requests, make_client, lambda: False)
+        while time.time() < end and not dispatcher.closed:
+            runner.serve(min(end, time.time() + 0.2))
+        for client in runner.clients.values():
+            dog.discard(client)
+            client.close()
+
+    dispatcher.set_schedule("https", [Segment.step(start, rate)])
+    dispatcher.start()
+    glets = [gevent.spawn(user) for _ in range(users)]
+    gevent.sleep(seconds)
+    dispatcher.close()
+    gevent.joinall(glets, timeout=10, raise_error=True)
+    return capture.rows, stats, clients
+
+
+@pytest.mark.parametrize("rpc", [0, 2])
+def test_rate_model_slots_from_the_dispatcher(serve, pki, rpc: int) -> None:
+    """The dispatcher hands due slots to waiting runners from the hub; every slot is recorded with its
+    intended time, on kept-alive connections (open) or one new connection per slot (connection-rate)."""
+    server = serve(ok())
+    requests = max(rpc, 1)
+    rows, stats, clients = rate_run(server.port, pki[0], rate=200.0, seconds=0.6, users=4, requests=requests, requests_per_connection=rpc)
+    counts = stats.take_rows()
+    due, sent, dropped = sum(counts["due"]), sum(counts["sent"]), sum(counts["dropped"])
+    assert due >= 100 and sent + dropped <= due and dropped == 0
+    assert kinds(rows) == [""] * len(rows)
+    firsts = [r for r in rows if len(r) == 8]
+    assert len(firsts) == sent and len(rows) == sent * requests
+    # the intended times are the schedule's: 1/200 s apart, none twice
+    intended = sorted(r[7] for r in firsts)
+    assert len(set(intended)) == len(intended)
+    assert all(abs(round((b - a) * 200.0) - (b - a) * 200.0) < 1e-3 for a, b in zip(intended, intended[1:], strict=False))
+    opened = sum(c.connections for c in clients)
+    assert opened == (len(clients) if rpc == 0 else sent)
+    assert sum(1 for r in rows if r[6]) == opened
+
+
+def test_rate_model_slot_stops_at_the_first_failure(serve, pki) -> None:
+    """A slot of several requests stops at the first failure (here a 503 on a connection-rate slot)."""
+    server = serve(ok(b"no", status=503))
+    rows, stats, _ = rate_run(server.port, pki[0], rate=50.0, seconds=0.3, users=2, requests=3, requests_per_connection=3)
+    sent = sum(stats.take_rows()["sent"])
+    assert sent > 0 and len(rows) == sent and kinds(rows) == ["http_5xx"] * sent
+
+
+def test_held_connections_from_the_hub(serve, pki) -> None:
+    """Held connections: opened once, then one request per interval each, all from hub timers."""
+    tls_server = serve(ok())
+    plain_server = serve(ok(), tls=False)
+    capture = FakeCapture()
+    dog = Watchdog()
+
+    def make_client(tls: bool) -> LeanClient:
+        if tls:
+            client = client_for(tls_server.port, pki[0])
+        else:
+            client = client_for(plain_server.port, None, scheme="http")
+        client.capture = capture
+        return client
+
+    pool = HeldPool(make_client, interval=0.1, rate=1000.0, on_client=lambda c: dog.add(c, 5.0), off_client=dog.discard)
+    pool.start(3, 2)
+    gevent.sleep(0.55)
+    assert pool.counts()[:3] == (3, 2, 3)  # open, of them TLS, opened so far
+    pool.stop()
+    rows = capture.rows
+    assert kinds(rows) == [""] * len(rows)
+    assert 3 * 4 <= len(rows) <= 3 * 8  # ~5.5 requests per connection (interval 0.1 s +-20 %)
+    assert sum(1 for r in rows if r[6]) == 3
+    assert tls_server.accepted == 2 and plain_server.accepted == 1 and pool.failed == 0
+    n = len(rows)
+    gevent.sleep(0.3)
+    assert len(rows) == n  # stopped: nothing is sent any more
 
 
 def test_only_lab_or_loopback_targets() -> None:
