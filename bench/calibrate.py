@@ -19,6 +19,15 @@ the same time against the same listener:
 ``lean-resume``   lean engine, a new connection per request with session resumption,
                   on the ``resume`` listener; HAProxy's SslFrontendSessionReuse_pct is sampled
 
+and, on request (``--client``), the rate models at fixed rates, to see what a
+request costs on their path (their per-core figure is that of a client that
+is not saturated; compare them between versions, not with wrk):
+
+``lean-open``       open model, ``OPEN_RATE`` requests/s on keep-alive connections
+``lean-connrate``   connection-rate model, ``CONN_RATE`` TLS connections/s of ``CONN_REQUESTS``
+                    requests each, sessions resumed (``resume`` listener)
+``lean-handshake``  handshake-rate model, ``HANDSHAKE_RATE`` full TLS handshakes/s
+
 The figure that matters is requests per client CPU-second ("per client core"):
 the client's user+system CPU time comes from ``/proc/<pid>/stat`` (Locust) or the
 child's rusage (wrk), so a client that idles while waiting is not flattered and
@@ -71,6 +80,22 @@ WARMUP = 1.0
 STOP_GRACE = 15.0
 
 CLIENTS = ("wrk-ka", "lean-ka", "fasthttp-ka", "wrk-close", "lean-close", "lean-resume")
+#: Requests/s of ``lean-open``, connections/s (and requests per connection) of ``lean-connrate``,
+#: full handshakes/s of ``lean-handshake``: below what one client core sustains here.
+OPEN_RATE = 20_000.0
+CONN_RATE = 500.0
+CONN_REQUESTS = 10
+HANDSHAKE_RATE = 500.0
+#: The rate models' clients (only when asked for with --client): listener and load settings.
+RATE_CLIENTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "lean-open": ("full", {"model": "open", "requests_per_s": OPEN_RATE}),
+    "lean-connrate": (
+        "resume",
+        {"model": "connection-rate", "connections_per_s": CONN_RATE, "handshakes_per_s": CONN_RATE, "requests_per_connection": CONN_REQUESTS},
+    ),
+    "lean-handshake": ("full", {"model": "handshake-rate", "handshakes_per_s": HANDSHAKE_RATE, "resumption": False}),
+}
+ALL_CLIENTS = CLIENTS + tuple(RATE_CLIENTS)
 
 HAPROXY_CFG = """\
 # Rendered by `bench calibrate`; one HAProxy thread answers every request itself.
@@ -454,7 +479,10 @@ def measure(ep: Endpoint, client: str, connections: int, seconds: float, round_:
         return run_locust(ep, "full", "lean", connections, seconds, round_, client, {"requests_per_connection": 1, "resumption": False})
     if client == "lean-resume":
         return run_locust(ep, "resume", "lean", connections, seconds, round_, client, {"requests_per_connection": 1, "resumption": True})
-    raise UserError(f"unknown calibrate client {client!r}", f"use some of: {', '.join(CLIENTS)}")
+    if client in RATE_CLIENTS:
+        listener, settings = RATE_CLIENTS[client]
+        return run_locust(ep, listener, "lean", connections, seconds, round_, client, settings)
+    raise UserError(f"unknown calibrate client {client!r}", f"use some of: {', '.join(ALL_CLIENTS)}")
 
 
 #: (name, numerator client, denominator client): ratios of per-core rates, one per round.
@@ -465,6 +493,11 @@ RATIOS = (
 )
 TARGETS = {"lean/wrk keep-alive": 0.6, "lean/wrk new connection": 0.8}
 REUSE_TARGET = 90.0
+
+
+def _opens_connections(client: str) -> bool:
+    """Whether ``client`` makes new TLS connections all the time (its TLS reuse figure means something)."""
+    return client in ("wrk-close", "lean-close", "lean-resume", "lean-connrate", "lean-handshake")
 
 
 def _spread(values: list[float]) -> dict[str, float]:
@@ -513,9 +546,9 @@ def run_calibrate(
 ) -> dict[str, Any]:
     """Run the benchmark and return its result (also written to ``out`` as JSON when given)."""
     clients = list(clients or CLIENTS)
-    unknown = [c for c in clients if c not in CLIENTS]
+    unknown = [c for c in clients if c not in ALL_CLIENTS]
     if unknown:
-        raise UserError(f"unknown calibrate client(s): {', '.join(unknown)}", f"use some of: {', '.join(CLIENTS)}")
+        raise UserError(f"unknown calibrate client(s): {', '.join(unknown)}", f"use some of: {', '.join(ALL_CLIENTS)}")
     if not 1 <= rounds <= 20 or not 1 <= seconds <= 120 or not 1 <= connections <= 5000:
         raise UserError("calibrate: need 1 <= --rounds <= 20, 1 <= --seconds <= 120, 1 <= --connections <= 5000", "see `bench calibrate --help`")
     if out is not None:
@@ -533,7 +566,7 @@ def run_calibrate(
                 reuse = m.haproxy.get("SslFrontendSessionReuse_pct")
                 log(
                     f"  round {r} {client:<12} {m.rate:>9.0f} req/s  cpu {m.cpu_pct:>4.0f}%  {m.per_core:>9.0f} req/s per core"
-                    f"  errors {m.errors}" + (f"  reuse {reuse:.0f}%" if reuse is not None and ("close" in client or "resume" in client) else "")
+                    f"  errors {m.errors}" + (f"  reuse {reuse:.0f}%" if reuse is not None and _opens_connections(client) else "")
                 )
     result = {
         "schema_version": SCHEMA_VERSION,
@@ -571,7 +604,7 @@ def render_table(result: dict[str, Any]) -> str:
             f"{pc['median']:,.0f} ({pc['min']:,.0f}-{pc['max']:,.0f})",
             str(c["errors"]),
             "-" if idle is None else f"{idle:.0f}%",
-            "-" if reuse is None or name.endswith("-ka") else f"{reuse:.0f}%",
+            "-" if reuse is None or not _opens_connections(name) else f"{reuse:.0f}%",
         )
     ratios = Table(title="ratios of req/s per client core, median of the rounds' pairs")
     for col in ("ratio", "median", "min-max", "target"):

@@ -34,10 +34,8 @@ Settings (``LBBENCH_LOAD`` JSON, written by :mod:`bench.load.runner`)::
 
 from __future__ import annotations
 
-import _ssl
 import gc
 import os
-import ssl
 import time
 from typing import Any
 
@@ -48,13 +46,13 @@ from locust.user.users import LOCUST_STATE_STOPPING
 
 from .capture import RequestCapture
 from .leanclient import (
+    LabTrust,
     LeanClient,
     LeanSettings,
     LeanTimeout,
     StatsBatch,
     Watchdog,
     error_kind,
-    lab_tls_context,
 )
 from .users import check_lab_host, settings
 
@@ -77,7 +75,7 @@ class _Process:
         self.batch = StatsBatch()
         self.watchdog = Watchdog()
         self.settings: LeanSettings | None = None
-        self.ctx: ssl.SSLContext | None = None
+        self.ctx: LabTrust | None = None
         self.flusher: gevent.Greenlet | None = None
         self.environment: Any = None
         self.gc_tuned = False
@@ -98,10 +96,8 @@ class _Process:
         try:
             s = settings()
             self.settings = LeanSettings.from_settings(host, s)
-            self.ctx = lab_tls_context(self.settings.ca) if self.settings.scheme == "https" or s.get("hosts") else None
-            if self.ctx is not None and s.get("tls_version") == "1.2":
-                # the C-level setter, as in lab_tls_context (gevent's patched property recurses)
-                _ssl._SSLContext.maximum_version.__set__(self.ctx, ssl.TLSVersion.TLSv1_2)  # type: ignore[attr-defined]  # a C-level property
+            tls = self.settings.scheme == "https" or s.get("hosts")
+            self.ctx = LabTrust(self.settings.ca, tls12=s.get("tls_version") == "1.2") if tls else None
         except ValueError as exc:
             self.pid = -1
             raise StopUser(str(exc)) from None

@@ -166,15 +166,65 @@ class LeanSettings:
         return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
 
 
-def lab_tls_context(ca: str | None) -> ssl.SSLContext:
-    """A client TLS context that verifies the server against ``ca`` only (never insecure)."""
+def _client_context(tls12: bool) -> ssl.SSLContext:
+    ctx = _SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # check_hostname + CERT_REQUIRED
+    # The C-level setters: ssl.SSLContext's Python properties recurse once gevent has patched ssl.
+    _ssl._SSLContext.minimum_version.__set__(ctx, ssl.TLSVersion.TLSv1_2)
+    if tls12:
+        _ssl._SSLContext.maximum_version.__set__(ctx, ssl.TLSVersion.TLSv1_2)
+    return ctx
+
+
+def lab_tls_context(ca: str | None, tls12: bool = False) -> ssl.SSLContext:
+    """A client TLS context that verifies the server against ``ca`` only (never insecure); ``tls12``: at most TLS 1.2."""
     if not ca:
         raise ValueError("lean engine: no CA given (settings 'ca'); lbbench always verifies TLS")
-    ctx = _SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # check_hostname + CERT_REQUIRED
-    # The C-level setter: ssl.SSLContext's Python property recurses once gevent has patched ssl.
-    _ssl._SSLContext.minimum_version.__set__(ctx, ssl.TLSVersion.TLSv1_2)
+    ctx = _client_context(tls12)
     ctx.load_verify_locations(cafile=ca)
     return ctx
+
+
+class LabTrust:
+    """How one load-generator process verifies its servers: against the run's CA, then against what that verified.
+
+    Every TLS handshake is verified by OpenSSL. Until a server certificate has
+    passed verification against the run's CA in this process, connections use
+    :attr:`ca` (the CA is the only trust anchor). From then on they use
+    :attr:`pinned`, whose trust store holds exactly the server certificates
+    that passed, each a trust anchor by itself (``VERIFY_X509_PARTIAL_CHAIN``).
+    On every handshake OpenSSL still checks that the certificate the server
+    presents is one of those, byte for byte, that it is within its validity
+    period and names the target address, and the server's signature over the
+    handshake (which proves it holds the certificate's key). What it no longer
+    repeats is the CA's signature over a certificate it has already checked:
+    one ECDSA verification and the chain lookup, about a tenth of a full
+    handshake's client CPU. A certificate :attr:`pinned` does not know (the
+    server's certificate changed) is verified against the CA on a new
+    connection (:class:`LeanClient` does that by itself) and pinned if it passes.
+    """
+
+    def __init__(self, ca: str | None, tls12: bool = False):
+        self.ca = lab_tls_context(ca, tls12)
+        self.pinned: ssl.SSLContext | None = None
+        self._tls12 = tls12
+        self._known: set[bytes] = set()
+
+    def context(self) -> ssl.SSLContext:
+        """The context for a new connection."""
+        return self.pinned if self.pinned is not None else self.ca
+
+    def learn(self, der: bytes) -> None:
+        """Trust ``der`` by itself from now on: a server certificate that has just passed verification against the CA."""
+        if der in self._known:
+            return
+        pinned = self.pinned
+        if pinned is None:
+            pinned = _client_context(self._tls12)
+            flags = _ssl._SSLContext.verify_flags.__get__(pinned)
+            _ssl._SSLContext.verify_flags.__set__(pinned, flags | ssl.VERIFY_X509_PARTIAL_CHAIN)
+        pinned.load_verify_locations(cadata=der)
+        self._known.add(der)
+        self.pinned = pinned
 
 
 # --------------------------------------------------------------------------- connections
@@ -779,16 +829,22 @@ class LeanClient:
     def __init__(
         self,
         s: LeanSettings,
-        ctx: ssl.SSLContext | None,
+        ctx: ssl.SSLContext | LabTrust | None,
         lists: tuple[list, list, list, list] | None = None,
         capture: RequestCapture | None = None,
     ):
         check_target(s.host)
         self._s = s
-        self._ctx = ctx
+        # TLS: the process's LabTrust (verification against the CA, then against what it verified),
+        # or one fixed context; None for plain HTTP
+        self._trust = ctx if isinstance(ctx, LabTrust) else None
+        self._ctx = ctx.ca if isinstance(ctx, LabTrust) else ctx
+        self._conn_ctx: ssl.SSLContext | None = None  # the context of the connection's handshake
+        self._verify_with_ca = False
         self._hub = get_hub()
         self._conn: Connection | None = None
-        self._session: ssl.SSLSession | None = None
+        # (context, session) of the last TLS session, to resume (a session only works with its own context)
+        self._session: tuple[ssl.SSLContext, ssl.SSLSession] | None = None
         self._req_keep = s.request_bytes(close=False)
         self._req_close = s.request_bytes(close=True)
         self._addr = (s.host, s.port)
@@ -945,11 +1001,7 @@ class LeanClient:
                 self._conn_new = True
                 self._deadline_what = "connect"
                 self._deadline = t0 + self._s.connect_timeout
-                conn = self._conn = Connection(self._addr)
-                if conn.connecting:
-                    conn.ww.start(self._cb_connect)
-                else:
-                    self._connected()
+                self._open()
                 return
             self._conn_new = False
             self._deadline_what = "response"
@@ -962,6 +1014,13 @@ class LeanClient:
         except Exception as e:  # noqa: BLE001 - every failure is a recorded request
             self._failed(e)
 
+    def _open(self) -> None:
+        conn = self._conn = Connection(self._addr)
+        if conn.connecting:
+            conn.ww.start(self._cb_connect)
+        else:
+            self._connected()
+
     def _on_connect(self) -> None:
         """The socket became writable: the connect is done (or failed)."""
         try:
@@ -973,10 +1032,16 @@ class LeanClient:
     def _connected(self) -> None:
         conn = self._conn
         conn.connected()
-        if self._ctx is None:
+        ctx = self._ctx
+        if ctx is None:
             self._opened()
             return
-        conn.start_tls(self._ctx, self._hostname, self._session if self._resumption else None)
+        trust = self._trust
+        if trust is not None and not self._verify_with_ca:
+            ctx = trust.context()
+        self._conn_ctx = ctx
+        session = self._session
+        conn.start_tls(ctx, self._hostname, session[1] if self._resumption and session is not None and session[0] is ctx else None)
         self._handshake()
 
     def _on_handshake(self) -> None:
@@ -984,6 +1049,18 @@ class LeanClient:
         try:
             if self._conn.pull():
                 self._handshake()
+        except ssl.SSLCertVerificationError as e:
+            trust = self._trust
+            if trust is None or self._conn_ctx is trust.ca:
+                self._failed(e)
+                return
+            # A certificate the pinned store does not know: verify it against the CA, on a new connection.
+            self._verify_with_ca = True
+            self._drop()
+            try:
+                self._open()
+            except Exception as e2:  # noqa: BLE001
+                self._failed(e2)
         except Exception as e:  # noqa: BLE001
             self._failed(e)
 
@@ -993,6 +1070,9 @@ class LeanClient:
         if state is True:
             if conn.session_reused:
                 self.resumed += 1
+            elif self._trust is not None and self._conn_ctx is self._trust.ca:
+                self._trust.learn(conn.obj.getpeercert(True))  # just verified against the CA
+            self._verify_with_ca = False
             self._opened()
         elif state is False:
             conn.rw.start(self._cb_handshake)
@@ -1082,7 +1162,7 @@ class LeanClient:
         self._in_flight = False
         if self._conn_new and self._resumption and conn.obj is not None:
             # TLS 1.3 tickets arrive after the handshake: take the session now.
-            self._session = conn.obj.session
+            self._session = (self._conn_ctx, conn.obj.session)
         if keep and not self._last:
             conn.last_used = self._t0
         else:
@@ -1095,6 +1175,7 @@ class LeanClient:
         t1 = _time()
         self._deadline = _INF
         self._in_flight = False
+        self._verify_with_ca = False
         self._drop()
         self._record(self._t0, t1, self._conn_new, 0, 0, exc)
         self._after(t1, True)

@@ -78,3 +78,17 @@ def test_load_lean_fields() -> None:
         Load(engine="lean", requests_per_connection=-1)
     with pytest.raises(ValidationError):
         Load(engine="lean", timeout=0)
+
+
+def test_rate_model_clients_are_valid_loads() -> None:
+    """The rate models' calibrate clients are loads `bench run` accepts, on the lean engine, TLS only."""
+    from bench.calibrate import ALL_CLIENTS, CLIENTS, RATE_CLIENTS
+
+    assert set(ALL_CLIENTS) == set(CLIENTS) | set(RATE_CLIENTS)
+    for name, (listener, settings) in RATE_CLIENTS.items():
+        load = Load(engine="lean", users=50, path="/", **settings)
+        assert load.is_rate and load.engine == "lean", name
+        assert listener in ("full", "resume")
+        # calibrate listens on one TLS port: every new connection of a model must be a TLS one
+        if load.model == "connection-rate":
+            assert load.handshakes_per_s == load.connections_per_s
