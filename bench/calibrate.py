@@ -8,7 +8,7 @@ that varies is the client. Two TLS listeners:
 ``full``    no session cache, no tickets: every handshake is a full one
 ``resume``  session tickets on: a client that offers its session resumes
 
-Clients, run one after the other in interleaved rounds (A B A B ...), each for
+Clients, run one after the other in interleaved rounds (A B, then B A, ...), each for
 the same time against the same listener:
 
 ``wrk-ka``        wrk -t1 -cN, keep-alive (the reference)
@@ -292,6 +292,7 @@ class Measurement:
     cpu_seconds: float  # client user+system CPU time in the window
     haproxy: dict[str, float] = field(default_factory=dict)  # medians of `show info` samples in the window
     note: str = ""
+    time_wait: int = -1  # TCP sockets in TIME_WAIT on this machine when the client started (-1: unknown)
 
     @property
     def rate(self) -> float:
@@ -465,6 +466,29 @@ def run_locust(
 # --------------------------------------------------------------------------- the benchmark
 
 
+def round_order(clients: list[str], round_: int) -> list[str]:
+    """The clients of round ``round_`` in order: as given in odd rounds, reversed in even ones.
+
+    Each client runs after others that may leave the machine in another state
+    (thousands of TIME_WAIT sockets after a connection-per-request client make
+    the next connects dearer); alternating the order (A B, B A, ...) keeps that
+    from always favouring the same client.
+    """
+    return list(clients) if round_ % 2 else list(reversed(clients))
+
+
+def time_wait_sockets() -> int:
+    """TCP sockets in TIME_WAIT on this machine (network namespace) now, from /proc/net/sockstat (-1 if unreadable)."""
+    try:
+        for line in Path("/proc/net/sockstat").read_text().splitlines():
+            if line.startswith("TCP:"):
+                parts = line.split()
+                return int(parts[parts.index("tw") + 1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return -1
+
+
 def measure(ep: Endpoint, client: str, connections: int, seconds: float, round_: int) -> Measurement:
     """One client, one round."""
     if client == "wrk-ka":
@@ -560,8 +584,10 @@ def run_calibrate(
         version = ep.info().get("Version", "?")
         log(f"calibrate: HAProxy {version} ({haproxy_threads} thread) on {ep.url('full')}; {rounds} rounds x {len(clients)} clients x {seconds:g}s, {connections} connections")
         for r in range(1, rounds + 1):
-            for client in clients:
+            for client in round_order(clients, r):
+                time_wait = time_wait_sockets()
                 m = measure(ep, client, connections, seconds, r)
+                m.time_wait = time_wait
                 measurements.append(m)
                 reuse = m.haproxy.get("SslFrontendSessionReuse_pct")
                 log(

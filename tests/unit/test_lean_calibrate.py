@@ -92,3 +92,13 @@ def test_rate_model_clients_are_valid_loads() -> None:
         # calibrate listens on one TLS port: every new connection of a model must be a TLS one
         if load.model == "connection-rate":
             assert load.handshakes_per_s == load.connections_per_s
+
+
+def test_rounds_alternate_the_order_of_clients() -> None:
+    from bench.calibrate import round_order, time_wait_sockets
+
+    clients = ["wrk-ka", "lean-ka", "wrk-close", "lean-close"]
+    assert round_order(clients, 1) == clients
+    assert round_order(clients, 2) == clients[::-1]
+    assert round_order(clients, 3) == clients
+    assert time_wait_sockets() >= -1
