@@ -67,6 +67,8 @@ _SSLContext = get_original("ssl", "SSLContext")
 RECV_SIZE = 65536
 #: A keep-alive connection idle this long is checked for a close by the server before reuse.
 IDLE_CHECK = 1.0
+#: A connection the server is closing (it said so) is closed when its end arrives, or after this long.
+LINGER = 1.0
 
 _INF = math.inf
 _time = time.time
@@ -539,6 +541,73 @@ class Connection:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+
+
+class Closer:
+    """Connections the server is closing, each closed here once its end (FIN) has arrived.
+
+    The side that closes a TCP connection first keeps it in TIME_WAIT for a
+    minute; on a load generator thousands of those make every new connect
+    dearer (the kernel searches for a free port among them). When the server
+    announced it closes (``Connection: close`` on either side, or HTTP/1.0),
+    the client waits for that close instead of racing it, as HTTP asks the
+    closing side to be the server, so the TIME_WAIT state stays with the
+    server. Bounded: a connection whose end has not come after :data:`LINGER`
+    seconds is closed anyway. One per process (:func:`closer`).
+    """
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self._loop = get_hub().loop
+        self.waiting: dict[Connection, float] = {}
+        self._timer: Any = None
+
+    def add(self, conn: Connection) -> None:
+        """Close ``conn`` when the server has closed it (its socket gets readable with nothing in it)."""
+        if conn.rw is None:
+            return
+        self.waiting[conn] = _time()
+        conn.rw.start(self._on_readable, conn)
+        if self._timer is None:
+            self._timer = self._loop.timer(LINGER, LINGER)
+            self._timer.start(self._sweep)
+
+    def _on_readable(self, conn: Connection) -> None:
+        try:
+            n = conn._sock_recv_into(_SCRATCH_IN)  # a TLS alert, or nothing at the end
+        except BlockingIOError:
+            return
+        except OSError:
+            n = 0
+        if not n:
+            self.waiting.pop(conn, None)
+            conn.close()
+
+    def _sweep(self) -> None:
+        limit = _time() - LINGER
+        for conn, since in list(self.waiting.items()):
+            if since < limit:
+                del self.waiting[conn]
+                conn.close()
+        if not self.waiting:
+            self._timer.stop()
+            self._timer = None
+
+    def close_all(self) -> None:
+        for conn in self.waiting:
+            conn.close()
+        self.waiting.clear()
+
+
+_CLOSER: Closer | None = None
+
+
+def closer() -> Closer:
+    """This process's :class:`Closer`."""
+    global _CLOSER
+    if _CLOSER is None or _CLOSER.pid != os.getpid():
+        _CLOSER = Closer()
+    return _CLOSER
 
 
 LAB_NETWORK = ipaddress.ip_network("198.18.0.0/15")
@@ -1166,7 +1235,9 @@ class LeanClient:
         if keep and not self._last:
             conn.last_used = self._t0
         else:
-            self._drop()
+            # The server closes this connection now (it said so, or we asked it to): let it close first.
+            self._conn = None
+            closer().add(conn)
         self._record(self._t0, t1, self._conn_new, status, nbytes, None)
         self._after(t1, status >= 400)
 

@@ -35,7 +35,8 @@ from hypothesis import strategies as st
 from bench.load.capture import Tracer
 from bench.load.held import HeldPool
 from bench.load.http1 import IncompleteResponse, ProtocolError
-from bench.load.leanclient import LabTrust, LeanClient, LeanSettings, LeanTimeout, Owner, Watchdog, check_target, error_kind, lab_tls_context
+from bench.load import leanclient
+from bench.load.leanclient import LabTrust, LeanClient, LeanSettings, LeanTimeout, Owner, Watchdog, check_target, closer, error_kind, lab_tls_context
 from bench.load.pacing import Dispatcher, PacingStats, Segment, SlotRecorder, SlotRunner
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -587,6 +588,50 @@ def test_held_connections_from_the_hub(serve, pki) -> None:
     n = len(rows)
     gevent.sleep(0.3)
     assert len(rows) == n  # stopped: nothing is sent any more
+
+
+def test_server_closes_first_so_time_wait_stays_with_it(serve, pki, drive) -> None:
+    """With `Connection: close` the client waits for the server's close instead of racing it, so the
+    server keeps the TIME_WAIT state, not the client (whose connects it would slow down)."""
+    client_first: list[bool] = []
+
+    def answer_then_close(conn: socket.socket, request: bytes) -> bool:
+        ok()(conn, request)
+        conn.settimeout(0.05)
+        try:
+            client_first.append(conn.recv(1) == b"")  # the client closed before the server did
+        except (TimeoutError, socket.timeout):
+            client_first.append(False)
+        except OSError:
+            client_first.append(True)
+        return False
+
+    server = serve(answer_then_close)
+    client = client_for(server.port, pki[0], requests_per_connection=1)
+    assert kinds(drive(client, 10)) == [""] * 10
+    deadline = time.time() + 5
+    while (closer().waiting or len(client_first) < 10) and time.time() < deadline:
+        gevent.sleep(0.01)
+    assert not closer().waiting
+    assert client_first == [False] * 10
+
+
+def test_a_server_that_does_not_close_is_closed_after_the_linger(serve, pki, monkeypatch) -> None:
+    monkeypatch.setattr(leanclient, "LINGER", 0.1)
+
+    def answer_and_stay(conn: socket.socket, _request: bytes) -> bool:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
+        time.sleep(2)
+        return False
+
+    server = serve(answer_and_stay)
+    client = client_for(server.port, pki[0])
+    assert kinds(run(client, 1)) == [""]
+    assert closer().waiting
+    deadline = time.time() + 1.5  # the sweep's period may still be the default's (1 s)
+    while closer().waiting and time.time() < deadline:
+        gevent.sleep(0.05)
+    assert not closer().waiting
 
 
 # --------------------------------------------------------------------------- LabTrust: the CA, then what it verified
