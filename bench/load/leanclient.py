@@ -378,10 +378,11 @@ class Connection:
 
         Returns ``(status, body bytes, keep-alive)`` when that is exactly one
         usual response; else the bytes of the response received so far, to
-        read on with :meth:`_read_rest` (``b""`` when a TLS record is not
-        complete yet, or after the end of the stream); None when the socket had
-        nothing (a spurious wake-up). Raises :class:`IncompleteResponse` when
-        the server closed before any byte of the response.
+        read on with :meth:`_read_rest` (``b""`` after the end of a TLS
+        stream); None when there is nothing to read yet (a spurious wake-up,
+        a part of a TLS record, TLS messages that carry no data). Raises
+        :class:`IncompleteResponse` when the server closed before any byte of
+        the response.
 
         Bytes are received and decrypted into the process's scratch buffers and
         recognised in place by :func:`~bench.load.http1.complete_simple`; a
@@ -407,7 +408,9 @@ class Connection:
             try:
                 k = tls.read(RECV_SIZE, _SCRATCH_PLAIN)
             except ssl.SSLWantReadError:
-                return b""  # the record is not complete yet
+                # No whole application record yet: a part of one, or only TLS messages
+                # (TLS 1.3 session tickets come after the handshake). Wait for more.
+                return None
             except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
                 raise IncompleteResponse(_CLOSED_BEFORE_ANY_BYTE, started=False) from None
             plain, view = _SCRATCH_PLAIN, _SCRATCH_PLAIN_VIEW
