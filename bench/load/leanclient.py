@@ -634,8 +634,8 @@ class Watchdog:
 
     One greenlet per process checks every ``tick`` seconds; a timed-out user gets
     :class:`LeanTimeout` thrown into its greenlet from the hub, only if the same
-    operation (sequence number) is still pending. That costs two attribute
-    writes per request instead of a timer per wait.
+    request (its start time) is still pending. That costs two attribute writes
+    per request instead of a timer per wait.
     """
 
     def __init__(self) -> None:
@@ -659,12 +659,13 @@ class Watchdog:
             now = _time()
             for user in list(self.users):
                 if user._deadline < now:
-                    loop.run_callback(self._fire, user, user._op)
+                    loop.run_callback(self._fire, user, user._t0)
 
     @staticmethod
-    def _fire(user: LeanClient, op: int) -> None:
+    def _fire(user: LeanClient, t0: float) -> None:
         glet = user._glet
-        if user._op == op and user._deadline < _time() and glet is not None and not glet.dead:
+        # the same request (its start time) still waiting, past its deadline
+        if user._t0 == t0 and user._deadline < _time() and glet is not None and not glet.dead:
             user._deadline = _INF
             what = "connect" if user._deadline_what == "connect" else "response"
             limit = user._s.connect_timeout if what == "connect" else user._s.timeout
@@ -931,7 +932,6 @@ class LeanClient:
         # the watchdog's view: deadline of the request in flight, what it is, its number, whom to interrupt
         self._deadline = _INF
         self._deadline_what = ""
-        self._op = 0
         self._glet: Any = None
         self._owner: Owner | None = None
         # the requests under way (see start): how many are left, until when, what to call at the end
@@ -1063,7 +1063,6 @@ class LeanClient:
     def _start_one(self) -> None:
         conn = self._conn
         t0 = self._t0 = _time()
-        self._op += 1
         self._in_flight = True
         try:
             if conn is not None and t0 - conn.last_used > IDLE_CHECK and conn.closed_by_peer():
@@ -1212,10 +1211,10 @@ class LeanClient:
             conn.rw.stop()
             self._done(self, t1, False)
             return
-        # ... and the next request on it, sent from here (the read watcher stays armed).
-        t0 = self._t0 = _time()
-        self._op += 1
-        self._deadline = t0 + self._timeout
+        # ... and the next request on it, sent from here (the read watcher stays armed); it
+        # starts now: t1 is less than a microsecond old, one clock read less per request.
+        self._t0 = t1
+        self._deadline = t1 + self._timeout
         conn.requests += 1
         last = self._last = self._rpc > 0 and conn.requests >= self._rpc
         try:
