@@ -95,7 +95,10 @@ RATE_CLIENTS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "lean-handshake": ("full", {"model": "handshake-rate", "handshakes_per_s": HANDSHAKE_RATE, "resumption": False}),
 }
-ALL_CLIENTS = CLIENTS + tuple(RATE_CLIENTS)
+LEAN_CLIENTS = tuple(c for c in (*CLIENTS, *RATE_CLIENTS) if c.startswith("lean-"))
+#: With --baseline DIR: the same lean clients, run from that other lbbench checkout.
+BASELINE_CLIENTS = tuple("base-" + c.removeprefix("lean-") for c in LEAN_CLIENTS)
+ALL_CLIENTS = CLIENTS + tuple(RATE_CLIENTS) + BASELINE_CLIENTS
 
 HAPROXY_CFG = """\
 # Rendered by `bench calibrate`; one HAProxy thread answers every request itself.
@@ -432,8 +435,12 @@ def run_locust(
     round_: int,
     client: str,
     lean: dict[str, Any] | None = None,
+    root: Path | None = None,
 ) -> Measurement:
-    """Locust headless with ``engine_name``'s user; count requests from our capture inside the window."""
+    """Locust headless with ``engine_name``'s user; count requests from our capture inside the window.
+
+    ``root``: the lbbench checkout whose load generator runs (None: this one).
+    """
     from .load.runner import start_locust
     from .results.store import part_files, read_table
     from .spec import Load, Scenario
@@ -441,7 +448,7 @@ def run_locust(
     load = Load(engine=engine_name, users=connections, spawn_rate=float(connections), path="/", **(lean or {}))
     scenario = Scenario(name="calibrate", duration=LOCUST_START_TIMEOUT + seconds + WARMUP + 5, load=load)
     run_dir = ep.folder / f"locust-{client}-{round_}"
-    locust = start_locust(scenario, ep.url(listener), ep.ca_pem, run_dir, scenario.duration)
+    locust = start_locust(scenario, ep.url(listener), ep.ca_pem, run_dir, scenario.duration, root=root)
     try:
         deadline = time.monotonic() + LOCUST_START_TIMEOUT
         while not part_files(run_dir, "requests"):
@@ -489,24 +496,33 @@ def time_wait_sockets() -> int:
     return -1
 
 
-def measure(ep: Endpoint, client: str, connections: int, seconds: float, round_: int) -> Measurement:
-    """One client, one round."""
+#: The lean clients' listener and lean settings (rate models: RATE_CLIENTS).
+LEAN_SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "lean-ka": ("full", {}),
+    "lean-close": ("full", {"requests_per_connection": 1, "resumption": False}),
+    "lean-resume": ("resume", {"requests_per_connection": 1, "resumption": True}),
+    **RATE_CLIENTS,
+}
+
+
+def measure(ep: Endpoint, client: str, connections: int, seconds: float, round_: int, baseline: Path | None = None) -> Measurement:
+    """One client, one round (``base-*``: the same lean client, run from the ``baseline`` checkout)."""
     if client == "wrk-ka":
         return run_wrk(ep, "full", connections, seconds, close=False, round_=round_, client=client)
     if client == "wrk-close":
         return run_wrk(ep, "full", connections, seconds, close=True, round_=round_, client=client)
-    if client == "lean-ka":
-        return run_locust(ep, "full", "lean", connections, seconds, round_, client)
     if client == "fasthttp-ka":
         return run_locust(ep, "full", "fasthttp", connections, seconds, round_, client)
-    if client == "lean-close":
-        return run_locust(ep, "full", "lean", connections, seconds, round_, client, {"requests_per_connection": 1, "resumption": False})
-    if client == "lean-resume":
-        return run_locust(ep, "resume", "lean", connections, seconds, round_, client, {"requests_per_connection": 1, "resumption": True})
-    if client in RATE_CLIENTS:
-        listener, settings = RATE_CLIENTS[client]
-        return run_locust(ep, listener, "lean", connections, seconds, round_, client, settings)
-    raise UserError(f"unknown calibrate client {client!r}", f"use some of: {', '.join(ALL_CLIENTS)}")
+    root = None
+    name = client
+    if client.startswith("base-"):
+        if baseline is None:
+            raise UserError(f"calibrate client {client} needs --baseline", "give --baseline DIR (another lbbench checkout)")
+        root, name = baseline, "lean-" + client.removeprefix("base-")
+    if name not in LEAN_SETTINGS:
+        raise UserError(f"unknown calibrate client {client!r}", f"use some of: {', '.join(ALL_CLIENTS)}")
+    listener, settings = LEAN_SETTINGS[name]
+    return run_locust(ep, listener, "lean", connections, seconds, round_, client, settings, root=root)
 
 
 #: (name, numerator client, denominator client): ratios of per-core rates, one per round.
@@ -514,8 +530,18 @@ RATIOS = (
     ("lean/wrk keep-alive", "lean-ka", "wrk-ka"),
     ("fasthttp/wrk keep-alive", "fasthttp-ka", "wrk-ka"),
     ("lean/wrk new connection", "lean-close", "wrk-close"),
+    # with --baseline: the other checkout's lean engine against wrk and against this one
+    ("base/wrk keep-alive", "base-ka", "wrk-ka"),
+    ("base/wrk new connection", "base-close", "wrk-close"),
+    ("lean/base keep-alive", "lean-ka", "base-ka"),
+    ("lean/base new connection", "lean-close", "base-close"),
+    ("lean/base resumed connection", "lean-resume", "base-resume"),
+    ("lean/base open", "lean-open", "base-open"),
+    ("lean/base connection-rate", "lean-connrate", "base-connrate"),
+    ("lean/base handshake-rate", "lean-handshake", "base-handshake"),
 )
-TARGETS = {"lean/wrk keep-alive": 0.6, "lean/wrk new connection": 0.8}
+#: Issue 17's targets (issue 8 had 0.6 and 0.8).
+TARGETS = {"lean/wrk keep-alive": 0.9, "lean/wrk new connection": 0.9}
 REUSE_TARGET = 90.0
 
 
@@ -525,7 +551,9 @@ def _opens_connections(client: str) -> bool:
 
 
 def _spread(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+    """Median, quartiles (interquartile range q1-q3), min, max and count of ``values``."""
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive") if len(values) > 1 else (values[0],) * 3
+    return {"median": statistics.median(values), "q1": q1, "q3": q3, "min": min(values), "max": max(values), "n": len(values)}
 
 
 def summarise(measurements: list[Measurement]) -> dict[str, Any]:
@@ -567,12 +595,24 @@ def run_calibrate(
     haproxy_threads: int = 1,
     out: Path | None = None,
     log: Callable[[str], None] = print,
+    baseline: Path | None = None,
 ) -> dict[str, Any]:
-    """Run the benchmark and return its result (also written to ``out`` as JSON when given)."""
-    clients = list(clients or CLIENTS)
+    """Run the benchmark and return its result (also written to ``out`` as JSON when given).
+
+    ``baseline``: another lbbench checkout whose lean engine runs as the
+    ``base-*`` clients (all the lean clients' twins by default), interleaved
+    with this one's: the way to measure a change of the engine.
+    """
+    if baseline is not None:
+        baseline = baseline.expanduser().resolve()
+        if not (baseline / "bench" / "load" / "locustfile.py").is_file():
+            raise UserError(f"--baseline {baseline}: not an lbbench checkout (no bench/load/locustfile.py)", "give the folder of another checkout, e.g. from `git worktree add /tmp/before main`")
+    clients = list(clients or (CLIENTS if baseline is None else CLIENTS + tuple("base-" + c.removeprefix("lean-") for c in CLIENTS if c.startswith("lean-"))))
     unknown = [c for c in clients if c not in ALL_CLIENTS]
     if unknown:
         raise UserError(f"unknown calibrate client(s): {', '.join(unknown)}", f"use some of: {', '.join(ALL_CLIENTS)}")
+    if baseline is None and any(c.startswith("base-") for c in clients):
+        raise UserError("calibrate: base-* clients need --baseline DIR", "give --baseline (another lbbench checkout) or drop the base-* clients")
     if not 1 <= rounds <= 20 or not 1 <= seconds <= 120 or not 1 <= connections <= 5000:
         raise UserError("calibrate: need 1 <= --rounds <= 20, 1 <= --seconds <= 120, 1 <= --connections <= 5000", "see `bench calibrate --help`")
     if out is not None:
@@ -586,7 +626,7 @@ def run_calibrate(
         for r in range(1, rounds + 1):
             for client in round_order(clients, r):
                 time_wait = time_wait_sockets()
-                m = measure(ep, client, connections, seconds, r)
+                m = measure(ep, client, connections, seconds, r, baseline)
                 m.time_wait = time_wait
                 measurements.append(m)
                 reuse = m.haproxy.get("SslFrontendSessionReuse_pct")
@@ -599,7 +639,14 @@ def run_calibrate(
         "lbbench": __version__,
         "started": started,
         "haproxy": version,
-        "settings": {"seconds": seconds, "rounds": rounds, "connections": connections, "clients": clients, "haproxy_threads": haproxy_threads},
+        "settings": {
+            "seconds": seconds,
+            "rounds": rounds,
+            "connections": connections,
+            "clients": clients,
+            "haproxy_threads": haproxy_threads,
+            "baseline": str(baseline) if baseline is not None else None,
+        },
         "machine": {"cpus": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
         "measurements": [m.to_dict() for m in measurements],
         "summary": summarise(measurements),
@@ -617,7 +664,7 @@ def render_table(result: dict[str, Any]) -> str:
 
     summary = result["summary"]
     table = Table(title=f"bench calibrate: {result['settings']['connections']} connections, HAProxy {result['haproxy']} one thread, loopback TLS")
-    for col in ("client", "req/s", "client CPU", "req/s per client core (min-max)", "errors", "HAProxy idle", "TLS reuse"):
+    for col in ("client", "req/s", "client CPU", "req/s per client core: median (IQR; min-max)", "errors", "HAProxy idle", "TLS reuse"):
         table.add_column(col, justify="left" if col == "client" else "right")
     for name, c in summary["clients"].items():
         pc = c["per_core"]
@@ -627,22 +674,22 @@ def render_table(result: dict[str, Any]) -> str:
             name,
             f"{c['rate']['median']:,.0f}",
             f"{c['cpu_pct']['median']:.0f}%",
-            f"{pc['median']:,.0f} ({pc['min']:,.0f}-{pc['max']:,.0f})",
+            f"{pc['median']:,.0f} ({pc['q1']:,.0f}-{pc['q3']:,.0f}; {pc['min']:,.0f}-{pc['max']:,.0f})",
             str(c["errors"]),
             "-" if idle is None else f"{idle:.0f}%",
             "-" if reuse is None or not _opens_connections(name) else f"{reuse:.0f}%",
         )
     ratios = Table(title="ratios of req/s per client core, median of the rounds' pairs")
-    for col in ("ratio", "median", "min-max", "target"):
+    for col in ("ratio", "median", "IQR", "min-max", "rounds", "target"):
         ratios.add_column(col, justify="left" if col == "ratio" else "right")
     for label, r in summary["ratios"].items():
         target = r.get("target")
         verdict = "" if target is None else (f">= {target:g} met" if r["median"] >= target else f">= {target:g} NOT met")
-        ratios.add_row(label, f"{r['median']:.2f}", f"{r['min']:.2f}-{r['max']:.2f}", verdict)
+        ratios.add_row(label, f"{r['median']:.2f}", f"{r['q1']:.2f}-{r['q3']:.2f}", f"{r['min']:.2f}-{r['max']:.2f}", str(r["n"]), verdict)
     reuse = summary.get("lean_resume_reuse_pct")
     if reuse is not None:
         verdict = "met" if reuse > summary["reuse_target_pct"] else "NOT met"
-        ratios.add_row("lean-resume SslFrontendSessionReuse_pct", f"{reuse:.0f}%", "", f"> {summary['reuse_target_pct']:g}% {verdict}")
+        ratios.add_row("lean-resume SslFrontendSessionReuse_pct", f"{reuse:.0f}%", "", "", "", f"> {summary['reuse_target_pct']:g}% {verdict}")
     console = Console(record=True, width=120)
     with console.capture() as cap:
         console.print(table)

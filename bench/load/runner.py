@@ -207,8 +207,12 @@ def start_locust(
     duration: float,
     extra: dict[str, Any] | None = None,
     master: tuple[str, int, int] | None = None,
+    root: Path | None = None,
 ) -> LocustProcess:
     """Start headless Locust for ``scenario`` against ``host`` (the VIP URL); returns at once.
+
+    ``root``: run the load generator of another lbbench checkout (its ``bench``
+    package and default locustfile; ``bench calibrate --baseline``).
 
     ``extra`` adds to the settings every process reads (for example ``held_interval``).
     ``master`` = (bind address, port, workers): run as Locust's master for that many
@@ -230,7 +234,7 @@ def start_locust(
         "-m",
         "locust",
         "-f",
-        str(locustfile_for(scenario)),
+        str(root / "bench" / "load" / "locustfile.py" if root is not None and not scenario.locustfile else locustfile_for(scenario)),
         "--headless",
         "--host",
         host,
@@ -266,7 +270,7 @@ def start_locust(
             "--master-host", LOOPBACK, "--master-port", str(port),
         ]  # fmt: skip
     env = {**os.environ, "LBBENCH_LOAD": json.dumps(settings), "PYTHONUNBUFFERED": "1"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(paths.ROOT), env.get("PYTHONPATH", "")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root or paths.ROOT), env.get("PYTHONPATH", "")]))
     log_path = rd.locust_log
     log = open(log_path, "wb")  # noqa: SIM115 - the child owns it until it exits
     try:

@@ -48,7 +48,8 @@ def test_summary_is_median_of_round_pairs() -> None:
     ratio = s["ratios"]["lean/wrk keep-alive"]
     assert ratio["pairs"] == pytest.approx([0.6, 0.8, 0.5])
     assert ratio["median"] == pytest.approx(0.6) and ratio["min"] == pytest.approx(0.5) and ratio["max"] == pytest.approx(0.8)
-    assert ratio["target"] == 0.6
+    assert ratio["q1"] == pytest.approx(0.55) and ratio["q3"] == pytest.approx(0.7) and ratio["n"] == 3
+    assert ratio["target"] == 0.9
     assert s["clients"]["wrk-ka"]["per_core"]["median"] == pytest.approx(90_000)
     assert s["lean_resume_reuse_pct"] == 99.0
     assert "fasthttp/wrk keep-alive" not in s["ratios"]
@@ -82,9 +83,9 @@ def test_load_lean_fields() -> None:
 
 def test_rate_model_clients_are_valid_loads() -> None:
     """The rate models' calibrate clients are loads `bench run` accepts, on the lean engine, TLS only."""
-    from bench.calibrate import ALL_CLIENTS, CLIENTS, RATE_CLIENTS
+    from bench.calibrate import ALL_CLIENTS, BASELINE_CLIENTS, CLIENTS, RATE_CLIENTS
 
-    assert set(ALL_CLIENTS) == set(CLIENTS) | set(RATE_CLIENTS)
+    assert set(ALL_CLIENTS) == set(CLIENTS) | set(RATE_CLIENTS) | set(BASELINE_CLIENTS)
     for name, (listener, settings) in RATE_CLIENTS.items():
         load = Load(engine="lean", users=50, path="/", **settings)
         assert load.is_rate and load.engine == "lean", name
@@ -102,3 +103,18 @@ def test_rounds_alternate_the_order_of_clients() -> None:
     assert round_order(clients, 2) == clients[::-1]
     assert round_order(clients, 3) == clients
     assert time_wait_sockets() >= -1
+
+
+def test_baseline_clients_and_their_ratios(tmp_path) -> None:
+    """base-* clients need --baseline (a checkout), refused before anything starts; their ratios are summarised."""
+    from bench.calibrate import BASELINE_CLIENTS, run_calibrate
+
+    assert "base-ka" in BASELINE_CLIENTS and "base-handshake" in BASELINE_CLIENTS
+    with pytest.raises(UserError, match="need --baseline"):
+        run_calibrate(clients=["wrk-ka", "base-ka"])
+    with pytest.raises(UserError, match="not an lbbench checkout"):
+        run_calibrate(baseline=tmp_path)
+    s = summarise([m("wrk-ka", 1, 100_000, 1.0), m("base-ka", 1, 70_000, 1.0), m("lean-ka", 1, 84_000, 1.0)])
+    assert s["ratios"]["lean/base keep-alive"]["median"] == pytest.approx(1.2)
+    assert s["ratios"]["base/wrk keep-alive"]["median"] == pytest.approx(0.7)
+    assert s["ratios"]["lean/base keep-alive"]["target"] is None
