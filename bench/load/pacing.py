@@ -208,15 +208,21 @@ class PacingStats:
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
         self.report = report
         self._sec: dict[tuple[str, int], list[float]] = {}
+        self._last: tuple[str, float, list[float]] | None = None  # (flow, second, its row) of the last _row()
         self._bins: dict[int, list[float]] = {}
         self._lat: dict[int, list[float]] = {}
 
     def _row(self, flow: str, t: float) -> list[float]:
-        key = (flow, int(t // 1))
+        last = self._last
+        if last is not None and last[0] is flow and last[1] <= t < last[1] + 1.0:
+            return last[2]  # the same flow and second as the call before (nearly always)
+        sec = int(t // 1)
+        key = (flow, sec)
         row = self._sec.get(key)
         if row is None:
             # due, sent, late, dropped, waited, dispatch lag max (s), resumed
             row = self._sec[key] = [0, 0, 0, 0, 0, 0.0, 0]
+        self._last = (flow, float(sec), row)
         return row
 
     def _bin(self, t: float) -> list[float]:
@@ -239,6 +245,24 @@ class PacingStats:
             b[0] += 1
             if waited:
                 b[4] += 1
+            if lag > b[7]:
+                b[7] = lag
+
+    def handed(self, flow: str, t: float, lag: float, late: bool) -> None:
+        """:meth:`due` (a runner was waiting) and :meth:`sent` at once: the dispatcher's usual case."""
+        row = self._row(flow, t)
+        row[0] += 1
+        row[1] += 1
+        if late:
+            row[2] += 1
+        if lag > row[5]:
+            row[5] = lag
+        if self.report:
+            b = self._bin(t)
+            b[0] += 1
+            b[1] += 1
+            if late:
+                b[2] += 1
             if lag > b[7]:
                 b[7] = lag
 
@@ -281,6 +305,7 @@ class PacingStats:
         """The ``pacing`` rows gathered since the last call (columns of :data:`bench.results.tables.PACING`)."""
         rows = self._sec
         self._sec = {}
+        self._last = None  # its row is taken: the next count starts a new one
         keys = sorted(rows, key=lambda k: (k[1], k[0]))
         return {
             "t": [float(k[1]) for k in keys],
@@ -428,10 +453,13 @@ class Dispatcher:
             return
         clock = self.clock
         flows = self.flows
+        only = next(iter(flows.values())) if len(flows) == 1 else None
         stats = self.stats
+        idle = self.idle
+        max_lag = self.max_lag
         now = clock()
         for _ in range(1 << 20):  # bounded: CATCH_UP_S keeps the slots owed at once few
-            flow = min(flows.values(), key=_next_t, default=None)
+            flow = only or min(flows.values(), key=_next_t, default=None)
             t = flow.next_t if flow is not None else _INF
             if t > now:
                 now = clock()
@@ -441,13 +469,18 @@ class Dispatcher:
             assert flow is not None
             flow.last_t = t
             flow.next_t = flow.schedule.advance(t, 1.0)
-            idle = self.idle
-            stats.due(flow.name, t, now - t, not idle)
-            slot = Slot(t, flow.name)
-            if idle:
-                self._give(idle.popleft(), slot, now)
+            slot = _new_slot(Slot, (t, flow.name))
+            lag = now - t
+            if idle and lag <= max_lag:
+                # the usual case: a runner waits, the slot is not too old: hand it over now
+                stats.handed(flow.name, t, lag, lag > LATE_S)
+                idle.popleft().run_slot(slot)
             else:
-                self.backlog.append(slot)
+                stats.due(flow.name, t, lag, not idle)
+                if idle:
+                    self._give(idle.popleft(), slot, now)
+                else:
+                    self.backlog.append(slot)
             if self.closed:
                 return
         if t < _INF and self._kicked is None:
@@ -498,6 +531,9 @@ class Dispatcher:
 
 def _next_t(flow: _Flow) -> float:
     return flow.next_t
+
+
+_new_slot = tuple.__new__  # Slot(t, flow) without the NamedTuple's Python-level __new__
 
 
 # --------------------------------------------------------------------------- users' side (gevent)

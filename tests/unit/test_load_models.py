@@ -119,6 +119,18 @@ def test_pacing_stats_rows_and_report() -> None:
     assert st.take_rows()["t"] == [] and st.take_report()["bins"] == {}
 
 
+def test_pacing_stats_handed_is_due_and_sent() -> None:
+    """The dispatcher's one-call count (a runner waited) equals due + sent; counting goes on after take_rows."""
+    a, b = PacingStats(worker="w", report=True), PacingStats(worker="w", report=True)
+    for t, lag, late in ((10.1, 0.001, False), (10.9, 0.02, True), (11.0, 0.0, False), (10.95, 0.003, False)):
+        a.handed("https", t, lag, late)
+        b.due("https", t, lag, waited=False)
+        b.sent("https", t, late)
+    assert a.take_rows() == b.take_rows() and a.take_report() == b.take_report()
+    a.handed("https", 11.5, 0.0, False)  # the row cached before take_rows is not reused
+    assert a.take_rows()["sent"] == [1]
+
+
 class FakeClock:
     def __init__(self, now: float) -> None:
         self.now = now
