@@ -244,8 +244,12 @@ class RequestCapture:
         conn_new: bool | None = None,
     ) -> None:
         """Record one request that a schedule wanted sent at ``intended_t`` (rate models)."""
+        self.record_intended_row(intended_t, (t, latency_ms, nbytes, status, error, name, conn_new))
+
+    def record_intended_row(self, intended_t: float, row: tuple) -> None:
+        """:meth:`record_intended` from the intended time and a tuple of :meth:`record`'s arguments."""
         self._intended.append((len(self._rows), intended_t))
-        self.record(t, latency_ms, nbytes, status, error, name, conn_new)
+        self._rows.append(row)
 
     def flush(self) -> None:
         """Write what was recorded since the last flush (one batch per table; nothing when empty)."""

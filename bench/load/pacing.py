@@ -555,18 +555,26 @@ class SlotRecorder:
         self.error = ""
 
     def record(self, t: float, latency_ms: float, nbytes: int, status: int, error: str, name: str, conn_new: bool | None = None) -> None:
-        self.error = error
+        self.record_row((t, latency_ms, nbytes, status, error, name, conn_new))
+
+    def record_row(self, row: tuple) -> None:
+        """:meth:`record` from one tuple of its arguments (how :class:`LeanClient` records)."""
+        error = self.error = row[4]
         intended = self.intended
         inner = self.inner
         if intended is None:
             if inner is not None:
-                inner.record(t, latency_ms, nbytes, status, error, name, conn_new)
+                inner.record(*row)
             return
         self.intended = None
         if self.stats.report:
-            self.stats.outcome(intended, not error, (t - intended) * 1000.0 + latency_ms)
+            self.stats.outcome(intended, not error, (row[0] - intended) * 1000.0 + row[1])
         if inner is not None:
-            inner.record_intended(intended, t, latency_ms, nbytes, status, error, name, conn_new)
+            record_intended_row = getattr(inner, "record_intended_row", None)
+            if record_intended_row is not None:
+                record_intended_row(intended, row)
+            else:
+                inner.record_intended(intended, *row)
 
 
 class SlotRunner:
