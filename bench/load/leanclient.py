@@ -247,8 +247,22 @@ class Connection:
     """
 
     __slots__ = (
-        "sock", "obj", "inc", "out", "rw", "ww", "buf", "requests", "last_used", "connecting",
-        "_hub", "_sock_recv", "_sock_recv_into", "_sock_send", "_tls", "_usual",
+        "_hub",
+        "_sock_recv",
+        "_sock_recv_into",
+        "_sock_send",
+        "_tls",
+        "_usual",
+        "buf",
+        "connecting",
+        "inc",
+        "last_used",
+        "obj",
+        "out",
+        "requests",
+        "rw",
+        "sock",
+        "ww",
     )
 
     def __init__(self, addr: tuple[str, int]):
@@ -602,15 +616,17 @@ class Closer:
         self.waiting.clear()
 
 
-_CLOSER: Closer | None = None
+_CLOSERS: dict[int, Closer] = {}
 
 
 def closer() -> Closer:
-    """This process's :class:`Closer`."""
-    global _CLOSER
-    if _CLOSER is None or _CLOSER.pid != os.getpid():
-        _CLOSER = Closer()
-    return _CLOSER
+    """This process's :class:`Closer` (Locust forks its processes: one each)."""
+    pid = os.getpid()
+    found = _CLOSERS.get(pid)
+    if found is None:
+        _CLOSERS.clear()  # another process's, inherited through fork
+        found = _CLOSERS[pid] = Closer()
+    return found
 
 
 LAB_NETWORK = ipaddress.ip_network("198.18.0.0/15")
@@ -809,7 +825,7 @@ class Owner:
     throws, and for the value that ends its wait (:meth:`deliver`).
     """
 
-    __slots__ = ("glet", "hub", "busy", "todo", "result", "_wake")
+    __slots__ = ("_wake", "busy", "glet", "hub", "result", "todo")
 
     def __init__(self) -> None:
         self.glet = getcurrent()

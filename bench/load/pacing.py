@@ -202,8 +202,6 @@ class PacingStats:
     rows of several processes and flushes simply add up.
     """
 
-    COUNTERS = ("due", "sent", "late", "dropped", "waited")
-
     def __init__(self, worker: str | None = None, report: bool = False):
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
         self.report = report
@@ -322,7 +320,7 @@ class PacingStats:
 
     def take_report(self) -> dict[str, Any]:
         """Bins and latency histograms since the last call, for the controller (JSON-safe)."""
-        from ..analysis.histogram import buckets_of
+        from ..results.histogram import buckets_of
 
         bins, lats = self._bins, self._lat
         self._bins, self._lat = {}, {}
@@ -546,7 +544,7 @@ class SlotRecorder:
     requests at the first failure).
     """
 
-    __slots__ = ("inner", "stats", "intended", "error")
+    __slots__ = ("error", "inner", "intended", "stats")
 
     def __init__(self, inner: Any, stats: PacingStats):
         self.inner = inner
