@@ -171,9 +171,9 @@ class LeanSettings:
 def _client_context(tls12: bool) -> ssl.SSLContext:
     ctx = _SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # check_hostname + CERT_REQUIRED
     # The C-level setters: ssl.SSLContext's Python properties recurse once gevent has patched ssl.
-    _ssl._SSLContext.minimum_version.__set__(ctx, ssl.TLSVersion.TLSv1_2)
+    _ssl._SSLContext.minimum_version.__set__(ctx, ssl.TLSVersion.TLSv1_2)  # type: ignore[attr-defined]  # a C-level property
     if tls12:
-        _ssl._SSLContext.maximum_version.__set__(ctx, ssl.TLSVersion.TLSv1_2)
+        _ssl._SSLContext.maximum_version.__set__(ctx, ssl.TLSVersion.TLSv1_2)  # type: ignore[attr-defined]
     return ctx
 
 
@@ -222,8 +222,8 @@ class LabTrust:
         pinned = self.pinned
         if pinned is None:
             pinned = _client_context(self._tls12)
-            flags = _ssl._SSLContext.verify_flags.__get__(pinned)
-            _ssl._SSLContext.verify_flags.__set__(pinned, flags | ssl.VERIFY_X509_PARTIAL_CHAIN)
+            flags = _ssl._SSLContext.verify_flags.__get__(pinned)  # type: ignore[attr-defined]  # a C-level property
+            _ssl._SSLContext.verify_flags.__set__(pinned, flags | ssl.VERIFY_X509_PARTIAL_CHAIN)  # type: ignore[attr-defined]
         pinned.load_verify_locations(cadata=der)
         self._known.add(der)
         self.pinned = pinned
@@ -264,6 +264,15 @@ class Connection:
         "sock",
         "ww",
     )
+
+    # gevent's watchers and the TLS objects are untyped (Any); the socket, BIOs and TLS object are None once closed / for plain TCP
+    sock: Any
+    obj: Any
+    inc: Any
+    out: Any
+    rw: Any
+    ww: Any
+    _tls: Any
 
     def __init__(self, addr: tuple[str, int]):
         self._hub = get_hub()
@@ -751,9 +760,10 @@ class StatsBatch:
         entry = StatsEntry(stats, name, self.METHOD, use_response_times_cache=False)
         entry.num_requests = len(t)
         entry.num_failures = len(failures)
-        entry.total_response_time = float(lat.sum())
-        entry.min_response_time = float(lat.min())
-        entry.max_response_time = float(lat.max())
+        # Locust annotates these as int but stores float milliseconds itself (StatsEntry.log)
+        entry.total_response_time = float(lat.sum())  # type: ignore[assignment]
+        entry.min_response_time = float(lat.min())  # type: ignore[assignment]
+        entry.max_response_time = float(lat.max())  # type: ignore[assignment]
         entry.total_content_length = int(nbytes)
         entry.start_time = float(t.min())
         entry.last_request_timestamp = float((t + lat / 1000.0).max())
@@ -889,7 +899,9 @@ class Owner:
 
 
 def _end_burst(client: LeanClient, t1: float, _failed: bool) -> None:
-    client._owner.deliver(t1)
+    owner = client._owner
+    assert owner is not None
+    owner.deliver(t1)
 
 
 class LeanClient:
@@ -933,7 +945,7 @@ class LeanClient:
         self._hub = get_hub()
         self._conn: Connection | None = None
         # (context, session) of the last TLS session, to resume (a session only works with its own context)
-        self._session: tuple[ssl.SSLContext, ssl.SSLSession] | None = None
+        self._session: tuple[ssl.SSLContext | None, ssl.SSLSession] | None = None
         self._req_keep = s.request_bytes(close=False)
         self._req_close = s.request_bytes(close=True)
         self._addr = (s.host, s.port)
@@ -1045,8 +1057,9 @@ class LeanClient:
             self._in_flight = False
             self._drop()
         elif self._conn is not None:
-            self._conn.rw.stop()
-            self._conn.ww.stop()
+            conn = self._conn
+            conn.rw.stop()
+            conn.ww.stop()
 
     def close(self) -> None:
         """Close the connection, if one is open."""
@@ -1095,7 +1108,7 @@ class LeanClient:
             self._deadline = t0 + self._timeout
             if conn.pending:
                 conn.rw.stop()
-                self._owner.handoff(_Handoff(self, _GENERAL, None))
+                self._handoff(_GENERAL, None)
             else:
                 self._send()
         except Exception as e:  # noqa: BLE001 - every failure is a recorded request
@@ -1110,14 +1123,17 @@ class LeanClient:
 
     def _on_connect(self) -> None:
         """The socket became writable: the connect is done (or failed)."""
+        conn = self._conn
+        assert conn is not None
         try:
-            self._conn.ww.stop()
+            conn.ww.stop()
             self._connected()
         except Exception as e:  # noqa: BLE001
             self._failed(e)
 
     def _connected(self) -> None:
         conn = self._conn
+        assert conn is not None  # (a request is under way on it)
         conn.connected()
         ctx = self._ctx
         if ctx is None:
@@ -1133,8 +1149,10 @@ class LeanClient:
 
     def _on_handshake(self) -> None:
         """The socket is readable during the handshake: feed TLS, take the next step."""
+        conn = self._conn
+        assert conn is not None
         try:
-            if self._conn.pull():
+            if conn.pull():
                 self._handshake()
         except ssl.SSLCertVerificationError as e:
             trust = self._trust
@@ -1153,6 +1171,7 @@ class LeanClient:
 
     def _handshake(self) -> None:
         conn = self._conn
+        assert conn is not None  # (a request is under way on it)
         state = conn.handshake()
         if state is True:
             if conn.session_reused:
@@ -1165,7 +1184,7 @@ class LeanClient:
             conn.rw.start(self._cb_handshake)
         else:
             conn.rw.stop()
-            self._owner.handoff(_Handoff(self, _UNSENT_HANDSHAKE, state))
+            self._handoff(_UNSENT_HANDSHAKE, state)
 
     def _opened(self) -> None:
         """The connection is up (TCP, and TLS when the target is https): send the first request."""
@@ -1176,12 +1195,13 @@ class LeanClient:
 
     def _send(self) -> None:
         conn = self._conn
+        assert conn is not None  # (a request is under way on it)
         conn.requests += 1
         last = self._last = self._rpc > 0 and conn.requests >= self._rpc
         rest = conn.try_send(self._req_close if last else self._req_keep)
         if rest:
             conn.rw.stop()
-            self._owner.handoff(_Handoff(self, _UNSENT, rest))
+            self._handoff(_UNSENT, rest)
         else:
             conn.rw.start(self._cb_readable)
 
@@ -1194,6 +1214,7 @@ class LeanClient:
         waiting goes to the owner greenlet.
         """
         conn = self._conn
+        assert conn is not None  # (a request is under way on it)
         try:
             got = conn._receive()
         except Exception as e:  # noqa: BLE001
@@ -1202,7 +1223,7 @@ class LeanClient:
         if type(got) is not tuple:
             if got is not None:  # (None: a spurious wake-up, keep waiting)
                 conn.rw.stop()
-                self._owner.handoff(_Handoff(self, _REST, got))
+                self._handoff(_REST, got)
             return
         t1 = _time()
         status, nbytes, keep = got
@@ -1240,11 +1261,12 @@ class LeanClient:
             return
         if rest:
             conn.rw.stop()
-            self._owner.handoff(_Handoff(self, _UNSENT, rest))
+            self._handoff(_UNSENT, rest)
 
     def _response(self, t1: float, status: int, nbytes: int, keep: bool) -> None:
         """A whole response: keep or drop the connection, record it, go on (hub or owner greenlet)."""
         conn = self._conn
+        assert conn is not None  # (a request is under way on it)
         self._deadline = _INF
         self._in_flight = False
         if self._conn_new and self._resumption and conn.obj is not None:
@@ -1258,6 +1280,12 @@ class LeanClient:
             closer().add(conn)
         self._record(self._t0, t1, self._conn_new, status, nbytes, None)
         self._after(t1, status >= 400)
+
+    def _handoff(self, what: int, arg: Any) -> None:
+        """Give ``what`` to the owner greenlet (see :class:`Owner`)."""
+        owner = self._owner
+        assert owner is not None, "LeanClient.start() without an owner: use burst(), or use_owner() first"
+        owner.handoff(_Handoff(self, what, arg))
 
     def _failed(self, exc: BaseException) -> None:
         """The request in flight failed: drop its connection, record it, go on (hub or owner greenlet)."""
@@ -1285,6 +1313,7 @@ class LeanClient:
     def _work(self, what: int, arg: Any) -> None:
         """Do what a callback handed over (in the owner greenlet; may wait), then go on as the hub would."""
         conn = self._conn
+        assert conn is not None  # (a request is under way on it)
         try:
             if what == _REST:
                 status, nbytes, keep = conn._read_rest(arg)
