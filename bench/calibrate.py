@@ -27,6 +27,7 @@ is not saturated; compare them between versions, not with wrk):
 ``lean-connrate``   connection-rate model, ``CONN_RATE`` TLS connections/s of ``CONN_REQUESTS``
                     requests each, sessions resumed (``resume`` listener)
 ``lean-handshake``  handshake-rate model, ``HANDSHAKE_RATE`` full TLS handshakes/s
+``lean-held``       ``HELD`` held connections, a request per second on each
 
 The figure that matters is requests per client CPU-second ("per client core"):
 the client's user+system CPU time comes from ``/proc/<pid>/stat`` (Locust) or the
@@ -86,6 +87,7 @@ OPEN_RATE = 20_000.0
 CONN_RATE = 500.0
 CONN_REQUESTS = 10
 HANDSHAKE_RATE = 500.0
+HELD = 1000
 #: The rate models' clients (only when asked for with --client): listener and load settings.
 RATE_CLIENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "lean-open": ("full", {"model": "open", "requests_per_s": OPEN_RATE}),
@@ -94,6 +96,8 @@ RATE_CLIENTS: dict[str, tuple[str, dict[str, Any]]] = {
         {"model": "connection-rate", "connections_per_s": CONN_RATE, "handshakes_per_s": CONN_RATE, "requests_per_connection": CONN_REQUESTS},
     ),
     "lean-handshake": ("full", {"model": "handshake-rate", "handshakes_per_s": HANDSHAKE_RATE, "resumption": False}),
+    # HELD connections, one request per second each (beside an open model at 10/s), opened with resumed sessions
+    "lean-held": ("resume", {"model": "open", "requests_per_s": 10.0, "held": {"connections": HELD, "interval": "1s", "rate": 4 * HELD}}),
 }
 LEAN_CLIENTS = tuple(c for c in (*CLIENTS, *RATE_CLIENTS) if c.startswith("lean-"))
 #: With --baseline DIR: the same lean clients, run from that other lbbench checkout.
@@ -539,6 +543,7 @@ RATIOS = (
     ("lean/base open", "lean-open", "base-open"),
     ("lean/base connection-rate", "lean-connrate", "base-connrate"),
     ("lean/base handshake-rate", "lean-handshake", "base-handshake"),
+    ("lean/base held", "lean-held", "base-held"),
 )
 #: Issue 17's targets (issue 8 had 0.6 and 0.8).
 TARGETS = {"lean/wrk keep-alive": 0.9, "lean/wrk new connection": 0.9}

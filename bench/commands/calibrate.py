@@ -19,7 +19,7 @@ def register(sub: Subparsers) -> None:
         default=[],
         metavar="NAME",
         help="measure only these clients (repeatable): wrk-ka lean-ka fasthttp-ka wrk-close lean-close lean-resume (the default set); "
-        "lean-open lean-connrate lean-handshake (the rate models); base-ka base-close ... (with --baseline)",
+        "lean-open lean-connrate lean-handshake lean-held (the rate models, held connections); base-ka base-close ... (with --baseline)",
     )
     cal.add_argument(
         "--baseline",
