@@ -31,6 +31,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .leanclient import CaptureWrapper
+
 #: Requests on a held connection are spaced by interval x uniform(1 - JITTER, 1 + JITTER).
 JITTER = 0.2
 #: File descriptors a load-generator process keeps for itself (Python, Locust, capture files, sockets to the master).
@@ -212,7 +214,7 @@ class HeldPool:
             self.sample()
 
 
-class _HeldRecorder:
+class _HeldRecorder(CaptureWrapper):
     """Between a held client and the run's capture: counts failures, remembers the last outcome."""
 
     __slots__ = ("error", "inner", "pool")

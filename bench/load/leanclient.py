@@ -42,6 +42,7 @@ import errno
 import ipaddress
 import math
 import os
+import random
 import socket
 import ssl
 import time
@@ -898,6 +899,28 @@ class Owner:
         raise RuntimeError("unreachable")
 
 
+class CaptureWrapper:
+    """Base of what stands between a :class:`LeanClient` and the run's capture (``inner``; None: nothing recorded).
+
+    It passes tracing through: the client asks its capture for the
+    :class:`~bench.load.capture.Tracer` (1 in N requests carry X-Lbbench-Id) and
+    marks the traced request's row, whoever records it (rate models, held connections).
+    """
+
+    __slots__ = ()
+    inner: Any
+
+    @property
+    def tracer(self) -> Any:
+        """The capture's :class:`~bench.load.capture.Tracer` (None: no tracing)."""
+        return getattr(self.inner, "tracer", None)
+
+    def mark_traced(self, trace_id: int) -> None:
+        """The next row recorded is the traced request ``trace_id`` (see RequestCapture.mark_traced)."""
+        if self.inner is not None:
+            self.inner.mark_traced(trace_id)
+
+
 def _end_burst(client: LeanClient, t1: float, _failed: bool) -> None:
     owner = client._owner
     assert owner is not None
@@ -956,6 +979,9 @@ class LeanClient:
         # encoded once: ssl would run the (Python) IDNA codec on every connection
         self._hostname = (s.server_name or s.host).encode("idna")
         self._lists = lists if lists is not None else ([], [], [], [])
+        # 1 in N requests carries X-Lbbench-Id (bench/load/capture.py Tracer): the id of the traced
+        # request in flight (0: none); the countdown is set with the capture
+        self._tracing = 0
         self.capture = capture
         # the watchdog's view: deadline of the request in flight, what it is, its number, whom to interrupt
         self._deadline = _INF
@@ -996,6 +1022,10 @@ class LeanClient:
             self._record_row = None
         else:
             self._record_row = getattr(capture, "record_row", None) or (lambda row, record=capture.record: record(*row))
+        self._tracer: Any = getattr(capture, "tracer", None)  # a Tracer, or None (no tracing)
+        every = self._tracer.countdown() if self._tracer is not None else -1
+        # requests until the next traced one (never 0 without a tracer); a random start spreads the clients' traced requests
+        self._trace_left = random.randint(1, every) if every > 0 else -1
 
     def use_owner(self, owner: Owner) -> None:
         """Drive this client for ``owner``'s greenlet (it handles what callbacks hand over; timeouts go to it)."""
@@ -1053,6 +1083,7 @@ class LeanClient:
             self._later.stop()
             self._later = None
         self._deadline = _INF
+        self._tracing = 0
         if self._in_flight:
             self._in_flight = False
             self._drop()
@@ -1198,7 +1229,9 @@ class LeanClient:
         assert conn is not None  # (a request is under way on it)
         conn.requests += 1
         last = self._last = self._rpc > 0 and conn.requests >= self._rpc
-        rest = conn.try_send(self._req_close if last else self._req_keep)
+        self._trace_left -= 1
+        req = self._req_close if last else self._req_keep
+        rest = conn.try_send(req if self._trace_left else self._traced(req))
         if rest:
             conn.rw.stop()
             self._handoff(_UNSENT, rest)
@@ -1236,6 +1269,8 @@ class LeanClient:
         latency = (t1 - t0) * 1000.0
         record_row = self._record_row
         if record_row is not None:
+            if self._tracing:
+                self._mark_traced()
             record_row((t0, latency, nbytes, status, "", self._name, False))
         ts, ms, nb, _ = self._lists
         ts.append(t0)
@@ -1254,8 +1289,10 @@ class LeanClient:
         self._deadline = t1 + self._timeout
         conn.requests += 1
         last = self._last = self._rpc > 0 and conn.requests >= self._rpc
+        self._trace_left -= 1
+        req = self._req_close if last else self._req_keep
         try:
-            rest = conn.try_send(self._req_close if last else self._req_keep)
+            rest = conn.try_send(req if self._trace_left else self._traced(req))
         except Exception as e:  # noqa: BLE001
             self._failed(e)
             return
@@ -1328,7 +1365,9 @@ class LeanClient:
             else:  # _GENERAL
                 conn.requests += 1
                 last = self._last = self._rpc > 0 and conn.requests >= self._rpc
-                conn.send(self._req_close if last else self._req_keep)
+                self._trace_left -= 1
+                req = self._req_close if last else self._req_keep
+                conn.send(req if self._trace_left else self._traced(req))
                 status, nbytes, keep = conn._read_rest(conn.buf)
         except Exception as e:  # noqa: BLE001 - every failure is a recorded request (GreenletExit passes)
             self._failed(e)
@@ -1341,6 +1380,8 @@ class LeanClient:
         error = "" if exc is None and status < 400 else error_kind(exc, status)
         record_row = self._record_row
         if record_row is not None:
+            if self._tracing:
+                self._mark_traced()
             record_row((t0, latency, nbytes, status, error, self._name, conn_new))
         ts, ms, nb, failures = self._lists
         ts.append(t0)
@@ -1349,6 +1390,20 @@ class LeanClient:
         if error:
             failures.append((t1, _failure_text(error, exc, status)))
         return t1
+
+    def _traced(self, request: bytes) -> bytes:
+        """``request`` with the next trace id in it (1 in N requests; see Tracer)."""
+        tracer = self._tracer
+        self._tracing = tracer.take()
+        self._trace_left = tracer.countdown()
+        return request[:-2] + tracer.header_line(self._tracing) + b"\r\n"
+
+    def _mark_traced(self) -> None:
+        """The row about to be recorded is the traced request in flight."""
+        mark = getattr(self._capture, "mark_traced", None)
+        if mark is not None:
+            mark(self._tracing)
+        self._tracing = 0
 
 
 def _failure_text(kind: str, exc: BaseException | None, status: int) -> str:

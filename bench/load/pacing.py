@@ -41,7 +41,7 @@ from typing import Any, NamedTuple
 
 from gevent import getcurrent
 
-from .leanclient import LeanClient, Owner
+from .leanclient import CaptureWrapper, LeanClient, Owner
 
 #: A send more than this after its intended time counts as late.
 LATE_S = 0.010
@@ -537,7 +537,7 @@ _new_slot = tuple.__new__  # Slot(t, flow) without the NamedTuple's Python-level
 # --------------------------------------------------------------------------- users' side (gevent)
 
 
-class SlotRecorder:
+class SlotRecorder(CaptureWrapper):
     """Between a rate user's clients and the capture: stamps a slot's first request with its intended time.
 
     ``error`` is the outcome of the last request (the user stops a slot's

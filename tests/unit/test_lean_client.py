@@ -499,11 +499,13 @@ class IntendedCapture(FakeCapture):
         self.rows.append((t, latency_ms, nbytes, status, error, name, conn_new, intended))
 
 
-def rate_run(port: int, ca: Path | None, rate: float, seconds: float, users: int, requests: int, **kw) -> tuple[list[tuple], PacingStats, list[LeanClient]]:
+def rate_run(
+    port: int, ca: Path | None, rate: float, seconds: float, users: int, requests: int, capture: IntendedCapture | None = None, **kw
+) -> tuple[list[tuple], PacingStats, list[LeanClient]]:
     """A rate model in this process: one flow at ``rate`` slots/s for ``seconds``, ``users`` runners."""
     stats = PacingStats(worker="w")
     dispatcher = Dispatcher(stats, max_lag=1.0)
-    capture = IntendedCapture()
+    capture = capture if capture is not None else IntendedCapture()
     clients: list[LeanClient] = []
     dog = Watchdog()
 
@@ -879,3 +881,29 @@ def test_tracing_off_sends_no_id(serve, pki) -> None:
     capture = TracingCapture(every=0)
     run(LeanClient(s, lab_tls_context(s.ca), capture=capture), 10)
     assert seen == [] and capture.marked == []
+
+
+class TracingIntendedCapture(TracingCapture, IntendedCapture):
+    """The rate models' capture with a tracer (1 in ``every``)."""
+
+
+@pytest.mark.parametrize("rpc", [0, 2])
+def test_rate_model_slots_are_traced_one_in_n(serve, pki, rpc: int) -> None:
+    """Rate-model slots (through SlotRecorder) send X-Lbbench-Id on 1 in N requests and mark those rows."""
+    seen: list[str] = []
+
+    def handle(conn: socket.socket, request: bytes) -> bool:
+        seen.extend(line.split(b":", 1)[1].strip().decode() for line in request.split(b"\r\n") if line.lower().startswith(b"x-lbbench-id:"))
+        return ok()(conn, request)
+
+    server = serve(handle)
+    capture = TracingIntendedCapture(every=4)
+    rows, _, clients = rate_run(server.port, pki[0], rate=200.0, seconds=0.5, users=2, requests=max(rpc, 1), capture=capture, requests_per_connection=rpc)
+    assert kinds(rows) == [""] * len(rows) and len(rows) >= 20
+    ids = [tid for _, tid in capture.marked]
+    # each id sent once and marked on a row of its own (a traced request still in flight when the
+    # runners stop is sent but not recorded), about 1 in 4 of the requests (each client counts down from a random start)
+    assert len(set(seen)) == len(seen) and {f"w:1/{i}" for i in ids} <= set(seen) and len(seen) - len(ids) <= len(clients)
+    assert len(set(ids)) == len(ids)
+    assert len({row for row, _ in capture.marked}) == len(ids) and all(row < len(rows) for row, _ in capture.marked)
+    assert len(rows) // 4 - len(clients) <= len(ids) <= len(rows) // 4 + len(clients)
