@@ -552,7 +552,8 @@ REUSE_TARGET = 90.0
 
 def _opens_connections(client: str) -> bool:
     """Whether ``client`` makes new TLS connections all the time (its TLS reuse figure means something)."""
-    return client in ("wrk-close", "lean-close", "lean-resume", "lean-connrate", "lean-handshake")
+    # base-*: the same client from the --baseline checkout
+    return client.replace("base-", "lean-", 1) in ("wrk-close", "lean-close", "lean-resume", "lean-connrate", "lean-handshake")
 
 
 def _spread(values: list[float]) -> dict[str, float]:

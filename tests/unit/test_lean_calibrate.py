@@ -63,6 +63,17 @@ def test_summary_is_median_of_round_pairs() -> None:
     assert "lean/wrk keep-alive" in text and "0.60" in text and "99%" in text
 
 
+def test_baseline_clients_show_their_tls_reuse_like_this_checkouts() -> None:
+    """base-resume is lean-resume from the --baseline checkout: its TLS reuse is shown too (base-ka's is not)."""
+
+    def m(client: str, reuse: float) -> Measurement:
+        return Measurement(client, 1, 1.0, 1000, 0, 1.0, {"SslFrontendSessionReuse_pct": reuse})
+
+    s = summarise([m("lean-resume", 97.0), m("base-resume", 96.0), m("base-ka", 55.0)])
+    text = render_table({"summary": s, "settings": {"connections": 50}, "haproxy": "2.6", "machine": {"cpus": 2, "loadavg_before": (1.0,) * 3, "loadavg_after": (1.0,) * 3}})
+    assert "97%" in text and "96%" in text and "55%" not in text
+
+
 def test_group_cpu_counts_this_process_group() -> None:
     sum(i * i for i in range(300_000))  # burn a little CPU
     assert group_cpu_seconds(os.getpgrp()) > 0
