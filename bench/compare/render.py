@@ -89,8 +89,11 @@ def render_markdown(doc: dict[str, Any], images: dict[str, str] | None = None) -
 
 
 def render_json(doc: dict[str, Any]) -> str:
-    """The comparison document as JSON (infinite ratios become null)."""
-    return json.dumps(doc, indent=2, allow_nan=False, default=str) + "\n"
+    """The comparison document as JSON (infinite ratios become null), validated against its model."""
+    from ..results.compare import CompareDoc
+    from ..results.document import document_dict
+
+    return json.dumps(document_dict(CompareDoc, doc), indent=2, allow_nan=False) + "\n"
 
 
 def _style(row: dict[str, Any]) -> str:

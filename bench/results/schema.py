@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from .document import Document
+from .compare import CompareDoc
 from .duet import DuetDoc
 from .gate import GateDoc
 from .lab import LabState
@@ -14,7 +15,7 @@ from .run import RunDoc
 from .summary import Summary
 
 #: The versioned documents, by the name `bench schema` takes.
-DOCUMENTS: dict[str, type[Document]] = {"run": RunDoc, "summary": Summary, "lab": LabState, "duet": DuetDoc, "gate": GateDoc}
+DOCUMENTS: dict[str, type[Document]] = {"run": RunDoc, "summary": Summary, "lab": LabState, "duet": DuetDoc, "gate": GateDoc, "compare": CompareDoc}
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
