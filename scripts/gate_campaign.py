@@ -35,8 +35,14 @@ KINDS = {
     # power: the candidate adds per-request header work costing about +5 % HAProxy CPU per request
     "power": ["--candidate-variant", "planted-cost"],
     # p99: servers answer after 20 ms (baseline) and 22 ms (candidate): latency dominated by a known component
-    "p99": ["--baseline-scenario", str(HERE / "delay-20ms.yaml"), "--candidate-scenario", str(HERE / "delay-22ms.yaml"), "--rule", "latency_ms.p99: +5%", "--rule", "errors.total: <= 0"],
+    "p99": ["--baseline-scenario", str(HERE / "delay-20ms.yaml"), "--candidate-scenario", str(HERE / "delay-22ms.yaml"), "--rule", "latency_ms.p99: +5%", "--rule", "errors.pct: <= 0.01"],
 }
+
+
+def gate_command(kind: str, index: int, folder: Path, rate: float, budget: str, extra: list[str]) -> list[str]:
+    out = folder / f"{kind}-{index:02d}"
+    rate_args = ["--rate", "auto" if rate <= 0 else f"{rate:g}"]
+    return [*BENCH, "gate", "--run", "open", *rate_args, "--budget", budget, "--out", str(out), "--json", str(folder / f"{kind}-{index:02d}.json"), *KINDS[kind], *extra]
 
 
 def run_gate(kind: str, index: int, folder: Path, rate: float, budget: str, extra: list[str]) -> dict:
@@ -44,7 +50,7 @@ def run_gate(kind: str, index: int, folder: Path, rate: float, budget: str, extr
     if out.exists():
         shutil.rmtree(out)
     verdict_file = folder / f"{kind}-{index:02d}.json"
-    cmd = [*BENCH, "gate", "--run", "open", "--rate", f"{rate:g}", "--budget", budget, "--out", str(out), "--json", str(verdict_file), *KINDS[kind], *extra]
+    cmd = gate_command(kind, index, folder, rate, budget, extra)
     started = time.time()
     proc = subprocess.run(cmd, capture_output=True, check=False, text=True, cwd=ROOT, timeout=1800)
     seconds = time.time() - started
@@ -140,12 +146,12 @@ def main() -> int:
     p.add_argument("kind", nargs="?", choices=sorted(KINDS))
     p.add_argument("--gates", type=int, default=20, help="gates of this kind in the whole campaign")
     p.add_argument("--max-gates", type=int, default=4, help="gates to run in this call (keep a piece under ~20 minutes)")
-    p.add_argument("--rate", type=float, default=400.0, help="offered load per side, requests/s")
+    p.add_argument("--rate", type=float, default=400.0, help="offered load per side, requests/s (0: --rate auto)")
     p.add_argument("--budget", default="4m")
     p.add_argument("--folder", type=Path, default=ROOT / "reports" / "gate-campaign")
     p.add_argument("--report", action="store_true")
-    p.add_argument("extra", nargs=argparse.REMAINDER, help="more `bench gate` arguments after --")
-    args = p.parse_args()
+    p.add_argument("--dry-run", action="store_true", help="print the `bench gate` command of the next gate and stop")
+    args, extra = p.parse_known_args()  # anything else goes to `bench gate` (after --)
     results = args.folder / "results.jsonl"
     if args.report or not args.kind:
         report(results)
@@ -153,7 +159,10 @@ def main() -> int:
     args.folder.mkdir(parents=True, exist_ok=True)
     done = [json.loads(line) for line in results.read_text().splitlines() if line.strip()] if results.exists() else []
     index = len([r for r in done if r["kind"] == args.kind])
-    extra = [a for a in args.extra if a != "--"]
+    extra = [a for a in extra if a != "--"]
+    if args.dry_run:
+        print(" ".join(gate_command(args.kind, index + 1, args.folder, args.rate, args.budget, extra)))
+        return 0
     for _ in range(args.max_gates):
         if index >= args.gates:
             break
