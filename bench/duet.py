@@ -483,16 +483,23 @@ def probe(sides: list[Side], out: Path, log: Callable[[str], None]) -> dict[str,
     bounds = Bounds(p99_ms=PROBE_P99_MS, error_pct=PROBE_ERROR_PCT)
     steps = []
     best = None
+    by_side: dict[str, float | None] = {s.name: None for s in sides}
+    failed: set[str] = set()
     for k, target in enumerate(targets):
         window = (start_at + k * PROBE_STEP_S + PROBE_SETTLE_S, start_at + (k + 1) * PROBE_STEP_S)
         verdicts = {}
         for s in sides:
             verdicts[s.name] = judge(_probe_step(out / "probe" / s.name, target, window), bounds)
+            if verdicts[s.name][0] == "pass" and s.name not in failed:
+                by_side[s.name] = target
+            elif verdicts[s.name][0] != "pass":
+                failed.add(s.name)
         held = all(v == "pass" for v, _ in verdicts.values())
         steps.append({"target": target, "held": held, **{n: f"{v}: {why}" for n, (v, why) in verdicts.items()}})
-        if not held:
+        if held and len(failed) == 0:
+            best = target
+        if len(failed) == len(sides):
             break
-        best = target
     if best is None:
         raise UserError(
             f"the probe found no rate both labs held, not even {targets[0]:g} {field} ({steps[0]['baseline']}; {steps[0]['candidate']})",
@@ -500,7 +507,7 @@ def probe(sides: list[Side], out: Path, log: Callable[[str], None]) -> dict[str,
         )
     rate = round(PROBE_FRACTION * best, 1)
     log(f"probe: both labs held {best:.0f} {field}; the duet runs at {PROBE_FRACTION:.0%} of it: {rate:g} {field}")
-    return {"steps": steps, "max_held": best, "fraction": PROBE_FRACTION, "rate": rate}
+    return {"steps": steps, "max_held": best, "max_held_by_side": by_side, "fraction": PROBE_FRACTION, "rate": rate}
 
 
 def _probe_step(folder: Path, target: float, window: tuple[float, float]) -> Any:

@@ -151,7 +151,22 @@ def judge_duet_folder(out: Path, rules: Sequence[Rule] | None = None, alpha: flo
     base, cand = slice_frames(out, doc, n)
     outcomes, notes = judge_slices(base, cand, rule_list, alpha, strict, defaults)
     notes += provenance_notes(*_groups(out, doc))
+    notes += saturation_note(doc)
     return verdict_doc(outcomes, alpha, strict, _sides(out, doc, looks), notes)
+
+
+def saturation_note(doc: dict[str, Any]) -> list[str]:
+    """Throughput at saturation from the probe (``--rate auto``), a secondary figure: one measurement, no interval."""
+    probe = doc.get("probe") or {}
+    held = probe.get("max_held_by_side") or {}
+    if not held:
+        return []
+    b, c = held.get("baseline"), held.get("candidate")
+    shown = ", ".join(f"{side} {'none' if v is None else f'{v:.0f}'}" for side, v in (("baseline", b), ("candidate", c)))
+    return [
+        f"throughput at saturation (the probe, both labs at once, one measurement each, steps 1.5x apart): highest step held: {shown}; "
+        f"the duet ran at {probe.get('rate')} ({100 * float(probe.get('fraction') or 0):.0f}% of {probe.get('max_held'):.0f})"
+    ]
 
 
 def gate_duet(
