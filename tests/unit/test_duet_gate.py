@@ -1,0 +1,169 @@
+"""The duet gate without Docker: per-slice figures from a synthetic duet folder, and the sequential procedure's error rates.
+
+The rates are measured through the gate's own code (:class:`bench.gate.sequential.Sequential`
+with the default duet rules) on synthetic slices whose noise imitates this
+machine: a disturbance common to both sides in each slice, independent noise on
+each side, and now and then a stall that hits one side far harder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench import stats
+from bench.cli import main
+from bench.collect.store import ChunkWriter
+from bench.collect.tables import TABLES
+from bench.duet import planned_looks
+from bench.gate.rules import DUET_RULES, parse_rule
+from bench.gate.sequential import Sequential, judge_duet_folder
+from bench.load import capture
+
+RULES = [parse_rule(t) for t in DUET_RULES]
+PLANNED = 48
+LOOKS = planned_looks(PLANNED, 12, 6)
+
+
+def synthetic_slices(rng: np.random.Generator, n: int, cost_effect: float = 1.0, p99_effect: float = 1.0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Both sides' per-slice figures: cost ~450 µs/request, p50 ~2 ms, p99 ~15 ms, with this machine's kind of noise."""
+    common = np.exp(rng.normal(0, 0.10, n))  # the machine's load in that slice, on both sides
+    stall = rng.random(n) < 0.1  # a stall: latency 10-100x on both sides, unequally
+    frames = []
+    for side, ce, pe in (("baseline", 1.0, 1.0), ("candidate", cost_effect, p99_effect)):
+        cost = 450 * ce * common * np.exp(rng.normal(0, 0.03, n))
+        lat = common * np.exp(rng.normal(0, 0.05, n)) * np.where(stall, np.exp(rng.uniform(2.3, 4.6, n)), 1.0)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "slice": np.arange(n),
+                    "cost.lb_us_per_request": cost,
+                    "cost.lb_us_per_full_handshake": np.full(n, np.nan),
+                    "latency_ms.p50": 2.0 * lat,
+                    "latency_ms.p99": 15.0 * pe * lat * np.exp(rng.normal(0, 0.05, n)),
+                    "errors.total": np.zeros(n),
+                    "errors.pct": np.zeros(n),
+                    "requests.total": np.full(n, 2000.0),
+                    "load.due": np.full(n, 2000.0),
+                    "load.late": np.zeros(n),
+                    "load.dropped": np.zeros(n),
+                }
+            )
+        )
+    return frames[0], frames[1]
+
+
+def gate_once(rng: np.random.Generator, **effects: float) -> tuple[str, dict[str, str]]:
+    base, cand = synthetic_slices(rng, PLANNED, **effects)
+    seq = Sequential(RULES, LOOKS, PLANNED, stats.ALPHA, defaults=True)
+    for n in LOOKS:
+        if seq.look(n, base.iloc[:n], cand.iloc[:n]):
+            break
+    return seq.history[-1]["verdict"], {o.metric: o.status for o in seq.outcomes}
+
+
+def rates(trials: int, seed: int, **effects: float) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    rng = np.random.default_rng(seed)
+    results = [gate_once(rng, **effects) for _ in range(trials)]
+    verdicts = [v for v, _ in results]
+    overall = {s: verdicts.count(s) / trials for s in (stats.FAIL, stats.PASS, stats.INCONCLUSIVE)}
+    per_rule: dict[str, dict[str, float]] = {}
+    for _, rules in results:
+        for metric, status in rules.items():
+            per_rule.setdefault(metric, {s: 0.0 for s in (stats.FAIL, stats.PASS, stats.INCONCLUSIVE)})[status] += 1 / trials
+    return overall, per_rule
+
+
+def test_aa_duets_almost_never_fail(capsys: pytest.CaptureFixture[str]) -> None:
+    overall, per_rule = rates(300, 1)
+    with capsys.disabled():
+        print(f"\nduet A/A, default rules, sequential: {overall}")
+        for metric, r in per_rule.items():
+            print(f"    {metric}: {r}")
+    assert overall[stats.FAIL] <= 0.01
+
+
+def test_a_planted_5pct_cost_is_caught(capsys: pytest.CaptureFixture[str]) -> None:
+    _, per_rule = rates(300, 2, cost_effect=1.05)
+    with capsys.disabled():
+        print(f"\nduet, planted +5% cost: {per_rule['cost.lb_us_per_request']}")
+    assert per_rule["cost.lb_us_per_request"][stats.FAIL] >= 0.95
+
+
+# --------------------------------------------------------------------------- a duet folder on disk
+
+
+def write_side(run_dir: Path, start: float, seconds: int, cpu_per_s: float, rate: float, latency_ms: float) -> None:
+    """A run directory with 1 Hz cpu and haproxy_stat samples and per-request rows: cost = cpu_per_s / rate."""
+    run_dir.mkdir(parents=True)
+    (run_dir / "run.json").write_text(json.dumps({"schema_version": 1, "id": run_dir.name, "status": "completed", "scenario": {"name": "open"}, "variant": None, "overrides": {}, "machine": {"hostname": "h", "cpus": 2, "kernel": "k"}}))
+    t = start + np.arange(seconds + 1, dtype=float) + 0.3
+    cpu = ChunkWriter(run_dir, "cpu", "test", TABLES["cpu"])
+    cpu.write({"t": list(t), "container": ["lb-a-frontend"] * t.size, "role": ["frontend"] * t.size, "node": ["lb-a"] * t.size, "cpu": [0] * t.size, "usage_s": list(cpu_per_s * (t - start))})
+    stat = {name: [math.nan] * t.size for name in TABLES["haproxy_stat"].names}
+    stat.update(t=list(t), node=["lb-a"] * t.size, service=["lb-a-frontend"] * t.size, kind=["frontend"] * t.size, pxname=["clients"] * t.size, svname=["FRONTEND"] * t.size, type=[0] * t.size, status=["OPEN"] * t.size)
+    stat["req_tot"] = list(rate * (t - start))
+    ChunkWriter(run_dir, "haproxy_stat", "test", TABLES["haproxy_stat"]).write(stat)
+    n = int(rate * seconds)
+    intended = start + np.arange(n) / rate
+    ChunkWriter(run_dir, capture.TABLE, "test", capture.SCHEMA).write(
+        {
+            "t": list(intended), "latency_ms": [latency_ms] * n, "bytes": [1024] * n, "status": [200] * n, "error": [""] * n,
+            "name": ["GET /"] * n, "worker": ["w"] * n, "conn_new": [False] * n, "intended_t": list(intended), "latency_corrected_ms": [latency_ms] * n,
+        }
+    )  # fmt: skip
+
+
+def test_a_duet_folder_is_judged_from_its_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    start = 1_800_000_000.0
+    out = tmp_path / "duet"
+    write_side(out / "baseline", start, 70, cpu_per_s=0.40, rate=1000, latency_ms=2.0)
+    write_side(out / "candidate", start, 70, cpu_per_s=0.44, rate=1000, latency_ms=2.0)  # +10 % CPU at the same rate
+    design = {"slice_s": 5.0, "warmup_s": 2.0, "planned": 12, "start_at": start, "rate": 1000.0}
+    (out / "duet.json").write_text(json.dumps({"schema_version": 1, "status": "completed", "design": design, "sides": {"baseline": "baseline", "candidate": "candidate"}, "start_order": ["candidate", "baseline"], "slices": 12, "looks": []}))
+    verdict = judge_duet_folder(out, [parse_rule("cost.lb_us_per_request: +2%"), parse_rule("latency_ms.p50: +10%")], alpha=0.05)
+    cost, p50 = verdict["rules"]
+    assert cost["baseline"] == pytest.approx(400.0, rel=1e-3) and cost["candidate"] == pytest.approx(440.0, rel=1e-3)
+    assert cost["status"] == "fail" and cost["n"] == [12, 12]
+    assert p50["status"] == "pass" and p50["change_pct"] == 0.0  # the same latency on both sides: identical
+    assert verdict["design"] == "duet" and verdict["duet"]["slices"] == 12
+    # the same from the command line, with the default rules (the handshake rule is left out: no handshakes)
+    assert main(["gate", "--duet", str(out), "--json", str(tmp_path / "v.json")]) == 1
+    v = json.loads((tmp_path / "v.json").read_text())
+    assert [r["rule"] for r in v["rules"]] == [r for r in DUET_RULES if "handshake" not in r]
+    assert any("cost.lb_us_per_full_handshake" in n and "left out" in n for n in v["notes"])
+    assert "gate: FAIL" in capsys.readouterr().out
+
+
+def test_a_probe_step_is_judged_like_find_max(tmp_path: Path) -> None:
+    """--rate auto: one side's probe step from its pacing and request samples, judged by find-max's criteria."""
+    from bench.duet import _probe_step
+    from bench.gate.sequential import saturation_note
+    from bench.load import pacing
+    from bench.load.findmax import Bounds, judge
+
+    start = 1_800_000_000.0
+    secs = np.arange(3) + start
+    ChunkWriter(tmp_path, pacing.TABLE, "test", pacing.SCHEMA).write(
+        {"t": list(secs), "worker": ["w"] * 3, "flow": ["https"] * 3, "due": [100] * 3, "sent": [100] * 3, "late": [0, 0, 0],
+         "dropped": [0] * 3, "waited": [0] * 3, "resumed": [0] * 3, "dispatch_lag_max_ms": [1.0] * 3}
+    )  # fmt: skip
+    intended = start + np.arange(300) / 100
+    lat = np.where(intended < start + 2, 2.0, 400.0)  # the last second is slow
+    ChunkWriter(tmp_path, capture.TABLE, "test", capture.SCHEMA).write(
+        {"t": list(intended), "latency_ms": list(lat), "bytes": [1] * 300, "status": [200] * 300, "error": [""] * 300, "name": ["GET /"] * 300,
+         "worker": ["w"] * 300, "conn_new": [False] * 300, "intended_t": list(intended), "latency_corrected_ms": list(lat)}
+    )  # fmt: skip
+    bounds = Bounds(p99_ms=100.0, error_pct=1.0)
+    good = _probe_step(tmp_path, 100.0, (start, start + 2.0))
+    assert (good.due, good.sent, good.done, good.errors) == (200, 200, 200, 0)
+    assert judge(good, bounds)[0] == "pass"
+    bad = _probe_step(tmp_path, 100.0, (start + 2.0, start + 3.0))
+    assert judge(bad, bounds)[0] == "fail" and "p99" in judge(bad, bounds)[1]
+    note = saturation_note({"probe": {"max_held": 759.4, "max_held_by_side": {"baseline": 759.4, "candidate": 506.3}, "fraction": 0.6, "rate": 455.6}})
+    assert "baseline 759, candidate 506" in note[0] and "60% of 759" in note[0]
