@@ -32,6 +32,8 @@ BENCH = [sys.executable, "-m", "bench.cli"]
 KINDS = {
     # A/A: the open scenario against itself; every FAIL is a false alarm
     "aa": [],
+    # A/A at --rate auto: the probe picks the load (60 % of what both labs hold at once)
+    "auto": [],
     # power: the candidate adds per-request header work costing about +5 % HAProxy CPU per request
     "power": ["--candidate-variant", "planted-cost"],
     # p99: servers answer after 20 ms (baseline) and 22 ms (candidate): latency dominated by a known component
@@ -41,7 +43,7 @@ KINDS = {
 
 def gate_command(kind: str, index: int, folder: Path, rate: float, budget: str, extra: list[str]) -> list[str]:
     out = folder / f"{kind}-{index:02d}"
-    rate_args = ["--rate", "auto" if rate <= 0 else f"{rate:g}"]
+    rate_args = ["--rate", "auto" if rate <= 0 or kind == "auto" else f"{rate:g}"]
     return [*BENCH, "gate", "--run", "open", *rate_args, "--budget", budget, "--out", str(out), "--json", str(folder / f"{kind}-{index:02d}.json"), *KINDS[kind], *extra]
 
 
