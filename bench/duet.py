@@ -519,13 +519,13 @@ def _probe_step(folder: Path, target: float, window: tuple[float, float]) -> Any
 
     a, b = window
     r = StepResult(target=target, seconds=b - a)
-    pacing = read_table(folder, "pacing")
+    pacing = read_table(folder, "pacing", ("t", "due", "sent", "late", "dropped", "waited"))
     if not pacing.empty:
         rows = pacing[(pacing["t"] >= math.floor(a)) & (pacing["t"] < b)]
         r.seconds = float(rows["t"].nunique()) or r.seconds
         for col in ("due", "sent", "late", "dropped", "waited"):
             setattr(r, col, int(rows[col].sum()))
-    req = read_table(folder, "requests", ["t", "latency_ms", "error", "intended_t", "latency_corrected_ms"])
+    req = read_table(folder, "requests", ("intended_t", "error", "latency_corrected_ms"))
     if not req.empty:
         inside = req[(req["intended_t"] >= math.floor(a)) & (req["intended_t"] < b)]
         ok = inside[inside["error"] == ""]

@@ -48,6 +48,11 @@ _COST = {
     "cost.lb_us_per_resumed_handshake": "lb_us_per_resumed_handshake",
     "cost.lb_ms_per_mb": "lb_ms_per_mb",
 }
+#: The columns each table is read with (only what the slices need: they are read at every look).
+CPU_COLUMNS = ("t", "container", "role", "cpu", "usage_s")
+STAT_COLUMNS = ("t", "node", "service", "kind", "pxname", "type", "req_tot", "ssl_sess", "ssl_reused_sess", "bin", "bout")
+REQUEST_COLUMNS = ("t", "latency_ms", "error", "intended_t", "latency_corrected_ms")
+PACING_COLUMNS = ("t", "due", "late", "dropped")
 #: A slice's full-handshake or resumed-handshake cost counts only with at least this many of them.
 MIN_HANDSHAKES = 20
 
@@ -56,7 +61,7 @@ def side_slices(run_dir: Path, edges: Sequence[float]) -> pd.DataFrame:
     """One row per slice between consecutive ``edges``: every figure of :data:`FIGURES` plus the raw counts."""
     run_dir = Path(run_dir)
     edges_a = np.asarray(edges, dtype=float)
-    cost = cost_intervals(read_table(run_dir, "cpu"), read_table(run_dir, "haproxy_stat"), edges_a)
+    cost = cost_intervals(read_table(run_dir, "cpu", CPU_COLUMNS), read_table(run_dir, "haproxy_stat", STAT_COLUMNS), edges_a)
     out = pd.DataFrame({"slice": np.arange(edges_a.size - 1), "start": edges_a[:-1], "end": edges_a[1:]})
     for col, src in _COST.items():
         out[col] = cost[src].to_numpy(dtype=float)
@@ -78,15 +83,13 @@ def side_slices(run_dir: Path, edges: Sequence[float]) -> pd.DataFrame:
 
 
 def _latency(run_dir: Path, edges: np.ndarray) -> pd.DataFrame:
-    cols = ["t", "latency_ms", "error", "intended_t", "latency_corrected_ms"]
-    req = read_table(run_dir, "requests", cols)
+    req = read_table(run_dir, "requests", REQUEST_COLUMNS)
     n = edges.size - 1
     out = pd.DataFrame(
         {"latency_ms.p50": np.full(n, np.nan), "latency_ms.p99": np.full(n, np.nan), "errors.total": np.zeros(n), "requests.total": np.zeros(n), "errors.pct": np.full(n, np.nan)}
     )
     if req.empty:
         return out
-    req = req[[c for c in cols if c in req]]
     scheduled = "intended_t" in req and req["intended_t"].notna().any()
     if scheduled:
         req = req[req["intended_t"].notna()]
@@ -97,8 +100,9 @@ def _latency(run_dir: Path, edges: np.ndarray) -> pd.DataFrame:
         lat = req["latency_ms"].to_numpy(dtype=float)
     idx = np.searchsorted(edges, t, side="right") - 1
     inside = (idx >= 0) & (idx < n)
-    ok = (req["error"].to_numpy() == "") & inside
-    bad = (req["error"].to_numpy() != "") & inside
+    failed = (req["error"] != "").to_numpy(dtype=bool)
+    ok = ~failed & inside
+    bad = failed & inside
     out["errors.total"] = np.bincount(idx[bad], minlength=n)[:n].astype(float)
     out["requests.total"] = np.bincount(idx[ok], minlength=n)[:n].astype(float)
     answered = out["requests.total"] + out["errors.total"]
@@ -115,7 +119,7 @@ def _pacing(run_dir: Path, edges: np.ndarray) -> pd.DataFrame:
     """Late and dropped sends per slice (whole seconds of the ``pacing`` table that start inside the slice)."""
     n = edges.size - 1
     out = pd.DataFrame({"load.due": np.zeros(n), "load.late": np.zeros(n), "load.dropped": np.zeros(n)})
-    pacing = read_table(run_dir, "pacing")
+    pacing = read_table(run_dir, "pacing", PACING_COLUMNS)
     if pacing.empty:
         return out
     t = pacing["t"].to_numpy(dtype=float)

@@ -56,7 +56,7 @@ def cumulative_at(rows: pd.DataFrame, keys: list[str], value: str, times: Sequen
     if rows.empty or value not in rows:
         return np.full(times.size, np.nan)
     found = False
-    for _, g in rows[rows[value].notna()].sort_values("t", kind="stable").groupby(keys, sort=False, dropna=False):
+    for _, g in rows[rows[value].notna()].sort_values("t", kind="stable").groupby(keys, sort=False, dropna=False, observed=True):
         t = g["t"].to_numpy(dtype=float)
         v = g[value].to_numpy(dtype=float)
         if t.size < 2:
@@ -91,7 +91,7 @@ def cost_intervals(cpu: pd.DataFrame, stat: pd.DataFrame, edges: Sequence[float]
     lb = lb_cpu(cpu)
     cpu_keys = ["container", "cpu"]
     out["lb_cpu_s"] = _interval_delta(lb, cpu_keys, "usage_s", edges) if not lb.empty else np.nan
-    roles = sorted(set(lb["role"])) if not lb.empty else []
+    roles = sorted({str(r) for r in lb["role"]}) if not lb.empty else []
     for role in roles:
         out[f"cpu_s_{role}"] = _interval_delta(lb[lb["role"] == role], cpu_keys, "usage_s", edges)
     fe = client_frontends(stat)

@@ -18,12 +18,11 @@ import pytest
 
 from bench import stats
 from bench.cli import main
-from bench.collect.store import ChunkWriter
-from bench.collect.tables import TABLES
+from bench.results.store import ChunkWriter
+from bench.results.tables import TABLES
 from bench.duet import planned_looks
 from bench.gate.rules import DUET_RULES, parse_rule
 from bench.gate.sequential import Sequential, judge_duet_folder
-from bench.load import capture
 
 RULES = [parse_rule(t) for t in DUET_RULES]
 PLANNED = 48
@@ -103,15 +102,15 @@ def write_side(run_dir: Path, start: float, seconds: int, cpu_per_s: float, rate
     run_dir.mkdir(parents=True)
     (run_dir / "run.json").write_text(json.dumps({"schema_version": 1, "id": run_dir.name, "status": "completed", "scenario": {"name": "open"}, "variant": None, "overrides": {}, "machine": {"hostname": "h", "cpus": 2, "kernel": "k"}}))
     t = start + np.arange(seconds + 1, dtype=float) + 0.3
-    cpu = ChunkWriter(run_dir, "cpu", "test", TABLES["cpu"])
+    cpu = ChunkWriter(run_dir, "cpu", "test")
     cpu.write({"t": list(t), "container": ["lb-a-frontend"] * t.size, "role": ["frontend"] * t.size, "node": ["lb-a"] * t.size, "cpu": [0] * t.size, "usage_s": list(cpu_per_s * (t - start))})
     stat = {name: [math.nan] * t.size for name in TABLES["haproxy_stat"].names}
     stat.update(t=list(t), node=["lb-a"] * t.size, service=["lb-a-frontend"] * t.size, kind=["frontend"] * t.size, pxname=["clients"] * t.size, svname=["FRONTEND"] * t.size, type=[0] * t.size, status=["OPEN"] * t.size)
     stat["req_tot"] = list(rate * (t - start))
-    ChunkWriter(run_dir, "haproxy_stat", "test", TABLES["haproxy_stat"]).write(stat)
+    ChunkWriter(run_dir, "haproxy_stat", "test").write(stat)
     n = int(rate * seconds)
     intended = start + np.arange(n) / rate
-    ChunkWriter(run_dir, capture.TABLE, "test", capture.SCHEMA).write(
+    ChunkWriter(run_dir, "requests", "test").write(
         {
             "t": list(intended), "latency_ms": [latency_ms] * n, "bytes": [1024] * n, "status": [200] * n, "error": [""] * n,
             "name": ["GET /"] * n, "worker": ["w"] * n, "conn_new": [False] * n, "intended_t": list(intended), "latency_corrected_ms": [latency_ms] * n,
@@ -144,18 +143,17 @@ def test_a_probe_step_is_judged_like_find_max(tmp_path: Path) -> None:
     """--rate auto: one side's probe step from its pacing and request samples, judged by find-max's criteria."""
     from bench.duet import _probe_step
     from bench.gate.sequential import saturation_note
-    from bench.load import pacing
     from bench.load.findmax import Bounds, judge
 
     start = 1_800_000_000.0
     secs = np.arange(3) + start
-    ChunkWriter(tmp_path, pacing.TABLE, "test", pacing.SCHEMA).write(
+    ChunkWriter(tmp_path, "pacing", "test").write(
         {"t": list(secs), "worker": ["w"] * 3, "flow": ["https"] * 3, "due": [100] * 3, "sent": [100] * 3, "late": [0, 0, 0],
          "dropped": [0] * 3, "waited": [0] * 3, "resumed": [0] * 3, "dispatch_lag_max_ms": [1.0] * 3}
     )  # fmt: skip
     intended = start + np.arange(300) / 100
     lat = np.where(intended < start + 2, 2.0, 400.0)  # the last second is slow
-    ChunkWriter(tmp_path, capture.TABLE, "test", capture.SCHEMA).write(
+    ChunkWriter(tmp_path, "requests", "test").write(
         {"t": list(intended), "latency_ms": list(lat), "bytes": [1] * 300, "status": [200] * 300, "error": [""] * 300, "name": ["GET /"] * 300,
          "worker": ["w"] * 300, "conn_new": [False] * 300, "intended_t": list(intended), "latency_corrected_ms": list(lat)}
     )  # fmt: skip
