@@ -28,6 +28,7 @@ from .. import stats
 from ..errors import UserError
 from ..inputs import check_output_file
 from ..results.figures import MISSING, lookup, number
+from ..results.duet import DUET_JSON
 from .comparison import Row, compare_duet, compare_figure, compare_groups, compare_paired
 from .figures import BY_KEY, KEY_FIGURES, Figure, figure_for, fmt_value, is_count, numeric_keys, phrase, ratio_of
 from .render import FORMATS, make_plots, render_html, render_json, render_markdown, render_terminal, table_rows
@@ -122,6 +123,10 @@ def compare(
         raise UserError(f"{duet_flags[0]} applies to --run only", f"drop {duet_flags[0]}, or measure with --run SCENARIO")
     if not inputs:
         raise UserError("no runs to compare", "pass run directories or folders holding them, or --run SCENARIO")
+    if len(inputs) == 1 and (Path(inputs[0]) / DUET_JSON).is_file():
+        doc, groups = compare_duet_folder(Path(inputs[0]), alpha)
+        render_doc(doc, groups, fmt, output, plots, console)
+        return doc
     groups = load_groups(inputs)
     if len(groups) < 2:
         only = groups[0]
@@ -156,10 +161,23 @@ def compare_run(
         scenario, specs[0], specs[1], Path(out) if out else None, rate, slice_s or duet.SLICE_S,
         duet.WARMUP_S if warmup_s is None else warmup_s, budget_s or duet.BUDGET_S, log,
     )  # fmt: skip
-    doc = duet.run_duet(sides, design, target, lambda n: False, [design.planned], log=log)
-    edges = design.edges(int(doc["slices"]))
-    base, cand = (side_slices(s.run_dir, edges) for s in sides)
-    slices = paired_figures(base, cand)
-    groups = [Group(group_key(load_run(s.run_dir).run), s.name, str(s.run_dir), [load_run(s.run_dir)]) for s in sides]
+    duet.run_duet(sides, design, target, lambda n: False, [design.planned], log=log)
+    return compare_duet_folder(target, alpha)
+
+
+def compare_duet_folder(folder: Path, alpha: float = stats.ALPHA) -> tuple[dict[str, Any], list[Group]]:
+    """Every per-slice figure of a finished duet folder, paired slice by slice (`bench compare DUET_FOLDER`)."""
+    from ..duet import read_duet, slices_between
+    from ..slices import FIGURES, paired_figures, side_slices
+
+    doc = read_duet(folder)
+    n = int(doc.get("slices") or 0)
+    edges = slices_between(doc["design"], n)
+    dirs = {side: Path(folder) / rel for side, rel in doc["sides"].items()}
+    base, cand = (side_slices(dirs[side], edges) for side in ("baseline", "candidate"))
+    groups = []
+    for side in ("baseline", "candidate"):
+        run = load_run(dirs[side])
+        groups.append(Group(group_key(run.run), side, str(dirs[side]), [run]))
     figures = [Figure(k, better, description) for k, better, description in FIGURES]
-    return compare_duet(slices, figures, groups, alpha, {**design.to_dict(), "folder": str(target), "slices": doc["slices"]}), groups
+    return compare_duet(paired_figures(base, cand), figures, groups, alpha, {**doc["design"], "folder": str(folder), "slices": n}), groups

@@ -108,8 +108,11 @@ def render_terminal(doc: dict[str, Any], console: Any = None) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    # every text is the user's (paths, keys holding HAProxy lines with [...]): never rich markup
-    console = console or Console()
+    import sys
+
+    # every text is the user's (paths, keys holding HAProxy lines with [...]): never rich markup;
+    # CI logs are no terminal: room for the table instead of every cell wrapped at 80 columns
+    console = console or (Console() if sys.stdout.isatty() else Console(width=160))
     groups = Table(title="groups (the first is the baseline)", title_justify="left")
     for col in ("group", "runs"):
         groups.add_column(col)
