@@ -165,3 +165,19 @@ def test_a_probe_step_is_judged_like_find_max(tmp_path: Path) -> None:
     assert judge(bad, bounds)[0] == "fail" and "p99" in judge(bad, bounds)[1]
     note = saturation_note({"probe": {"max_held": 759.4, "max_held_by_side": {"baseline": 759.4, "candidate": 506.3}, "fraction": 0.6, "rate": 455.6}})
     assert "baseline 759, candidate 506" in note[0] and "60% of 759" in note[0]
+
+
+def test_bench_compare_reads_a_duet_folder(tmp_path: Path) -> None:
+    from bench.compare import compare
+
+    start = 1_800_000_000.0
+    out = tmp_path / "duet"
+    write_side(out / "baseline", start, 40, cpu_per_s=0.40, rate=500, latency_ms=2.0)
+    write_side(out / "candidate", start, 40, cpu_per_s=0.42, rate=500, latency_ms=3.0)
+    design = {"slice_s": 5.0, "warmup_s": 2.0, "planned": 6, "start_at": start, "rate": 500.0}
+    (out / "duet.json").write_text(json.dumps({"schema_version": 1, "status": "completed", "design": design, "sides": {"baseline": "baseline", "candidate": "candidate"}, "start_order": ["baseline", "candidate"], "slices": 6}))
+    doc = compare([str(out)], fmt="json", output=str(tmp_path / "c.json"), plots=False)
+    assert doc["design"] == "duet" and [g["label"] for g in doc["groups"]] == ["baseline", "candidate"]
+    rows = {r["metric"]: r for r in doc["comparisons"][0]["rows"]}
+    assert rows["cost.lb_us_per_request"]["ratio"] == pytest.approx(1.05, abs=1e-3) and rows["cost.lb_us_per_request"]["test"] == "paired t 6 slices"
+    assert rows["latency_ms.p50"]["phrase"] == "1.50x slower"
