@@ -27,8 +27,8 @@ from typing import Any
 from .. import stats
 from ..errors import UserError
 from ..inputs import check_output_file
-from ..results.figures import MISSING, lookup, number
 from ..results.duet import DUET_JSON
+from ..results.figures import MISSING, lookup, number
 from .comparison import Row, compare_duet, compare_figure, compare_groups, compare_paired
 from .figures import BY_KEY, KEY_FIGURES, Figure, figure_for, fmt_value, is_count, numeric_keys, phrase, ratio_of
 from .render import FORMATS, make_plots, render_html, render_json, render_markdown, render_terminal, table_rows
@@ -154,7 +154,6 @@ def compare_run(
 ) -> tuple[dict[str, Any], list[Group]]:
     """`bench compare --run`: a duet for the whole budget (no early stop), then every per-slice figure compared."""
     from .. import duet
-    from ..slices import FIGURES, paired_figures, side_slices
 
     specs = [duet.SideSpec(s.get("scenario"), s.get("variant"), list(s.get("sets") or [])) for s in (baseline_spec, candidate_spec)]
     sides, design, target = duet.plan_duet(

@@ -104,11 +104,11 @@ def _style(row: dict[str, Any]) -> str:
 
 def render_terminal(doc: dict[str, Any], console: Any = None) -> None:
     """Print the comparison with rich (significant regressions red, improvements green, noise dim)."""
+    import sys
+
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
-
-    import sys
 
     # every text is the user's (paths, keys holding HAProxy lines with [...]): never rich markup;
     # CI logs are no terminal: room for the table instead of every cell wrapped at 80 columns

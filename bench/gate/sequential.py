@@ -164,8 +164,10 @@ def saturation_note(doc: dict[str, Any]) -> list[str]:
     b, c = held.get("baseline"), held.get("candidate")
     shown = ", ".join(f"{side} {'none' if v is None else f'{v:.0f}'}" for side, v in (("baseline", b), ("candidate", c)))
     return [
-        f"throughput at saturation (the probe, both labs at once, one measurement each, steps 1.5x apart): highest step held: {shown}; "
-        f"the duet ran at {probe.get('rate')} ({100 * float(probe.get('fraction') or 0):.0f}% of {probe.get('max_held'):.0f})"
+        (
+            f"throughput at saturation (the probe, both labs at once, one measurement each, steps 1.5x apart): highest step held: {shown}; "
+            f"the duet ran at {probe.get('rate')} ({100 * float(probe.get('fraction') or 0):.0f}% of {probe.get('max_held'):.0f})"
+        )
     ]
 
 

@@ -48,7 +48,7 @@ class Probe(Model):
     steps: list[dict[str, Any]]
     max_held: float
     """the highest step both sides held"""
-    max_held_by_side: dict[str, float | None] = {}
+    max_held_by_side: dict[str, float | None] = Field(default_factory=dict)
     """each side's highest step before its first failed one (its saturation, measured once, with the other side loaded alike)"""
     fraction: float
     rate: float

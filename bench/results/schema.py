@@ -6,8 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .document import Document
 from .compare import CompareDoc
+from .document import Document
 from .duet import DuetDoc
 from .gate import GateDoc
 from .lab import LabState

@@ -18,11 +18,11 @@ import pytest
 
 from bench import stats
 from bench.cli import main
-from bench.results.store import ChunkWriter
-from bench.results.tables import TABLES
 from bench.duet import planned_looks
 from bench.gate.rules import DUET_RULES, parse_rule
 from bench.gate.sequential import Sequential, judge_duet_folder
+from bench.results.store import ChunkWriter
+from bench.results.tables import TABLES
 
 RULES = [parse_rule(t) for t in DUET_RULES]
 PLANNED = 48
@@ -34,7 +34,7 @@ def synthetic_slices(rng: np.random.Generator, n: int, cost_effect: float = 1.0,
     common = np.exp(rng.normal(0, 0.10, n))  # the machine's load in that slice, on both sides
     stall = rng.random(n) < 0.1  # a stall: latency 10-100x on both sides, unequally
     frames = []
-    for side, ce, pe in (("baseline", 1.0, 1.0), ("candidate", cost_effect, p99_effect)):
+    for ce, pe in ((1.0, 1.0), (cost_effect, p99_effect)):  # baseline, candidate
         cost = 450 * ce * common * np.exp(rng.normal(0, 0.03, n))
         lat = common * np.exp(rng.normal(0, 0.05, n)) * np.where(stall, np.exp(rng.uniform(2.3, 4.6, n)), 1.0)
         frames.append(
@@ -74,7 +74,7 @@ def rates(trials: int, seed: int, **effects: float) -> tuple[dict[str, float], d
     per_rule: dict[str, dict[str, float]] = {}
     for _, rules in results:
         for metric, status in rules.items():
-            per_rule.setdefault(metric, {s: 0.0 for s in (stats.FAIL, stats.PASS, stats.INCONCLUSIVE)})[status] += 1 / trials
+            per_rule.setdefault(metric, dict.fromkeys((stats.FAIL, stats.PASS, stats.INCONCLUSIVE), 0.0))[status] += 1 / trials
     return overall, per_rule
 
 
@@ -100,12 +100,14 @@ def test_a_planted_5pct_cost_is_caught(capsys: pytest.CaptureFixture[str]) -> No
 def write_side(run_dir: Path, start: float, seconds: int, cpu_per_s: float, rate: float, latency_ms: float) -> None:
     """A run directory with 1 Hz cpu and haproxy_stat samples and per-request rows: cost = cpu_per_s / rate."""
     run_dir.mkdir(parents=True)
-    (run_dir / "run.json").write_text(json.dumps({"schema_version": 1, "id": run_dir.name, "status": "completed", "scenario": {"name": "open"}, "variant": None, "overrides": {}, "machine": {"hostname": "h", "cpus": 2, "kernel": "k"}}))
+    run = {"schema_version": 1, "id": run_dir.name, "status": "completed", "scenario": {"name": "open"}, "variant": None, "overrides": {}}
+    (run_dir / "run.json").write_text(json.dumps({**run, "machine": {"hostname": "h", "cpus": 2, "kernel": "k"}}))
     t = start + np.arange(seconds + 1, dtype=float) + 0.3
     cpu = ChunkWriter(run_dir, "cpu", "test")
     cpu.write({"t": list(t), "container": ["lb-a-frontend"] * t.size, "role": ["frontend"] * t.size, "node": ["lb-a"] * t.size, "cpu": [0] * t.size, "usage_s": list(cpu_per_s * (t - start))})
     stat = {name: [math.nan] * t.size for name in TABLES["haproxy_stat"].names}
-    stat.update(t=list(t), node=["lb-a"] * t.size, service=["lb-a-frontend"] * t.size, kind=["frontend"] * t.size, pxname=["clients"] * t.size, svname=["FRONTEND"] * t.size, type=[0] * t.size, status=["OPEN"] * t.size)
+    stat.update(t=list(t), node=["lb-a"] * t.size, service=["lb-a-frontend"] * t.size, kind=["frontend"] * t.size, pxname=["clients"] * t.size)
+    stat.update(svname=["FRONTEND"] * t.size, type=[0] * t.size, status=["OPEN"] * t.size)
     stat["req_tot"] = list(rate * (t - start))
     ChunkWriter(run_dir, "haproxy_stat", "test").write(stat)
     n = int(rate * seconds)
@@ -124,7 +126,8 @@ def test_a_duet_folder_is_judged_from_its_files(tmp_path: Path, capsys: pytest.C
     write_side(out / "baseline", start, 70, cpu_per_s=0.40, rate=1000, latency_ms=2.0)
     write_side(out / "candidate", start, 70, cpu_per_s=0.44, rate=1000, latency_ms=2.0)  # +10 % CPU at the same rate
     design = {"slice_s": 5.0, "warmup_s": 2.0, "planned": 12, "start_at": start, "rate": 1000.0}
-    (out / "duet.json").write_text(json.dumps({"schema_version": 1, "status": "completed", "design": design, "sides": {"baseline": "baseline", "candidate": "candidate"}, "start_order": ["candidate", "baseline"], "slices": 12, "looks": []}))
+    sides = {"baseline": "baseline", "candidate": "candidate"}
+    (out / "duet.json").write_text(json.dumps({"schema_version": 1, "status": "completed", "design": design, "sides": sides, "start_order": ["candidate", "baseline"], "slices": 12, "looks": []}))
     verdict = judge_duet_folder(out, [parse_rule("cost.lb_us_per_request: +2%"), parse_rule("latency_ms.p50: +10%")], alpha=0.05)
     cost, p50 = verdict["rules"]
     assert cost["baseline"] == pytest.approx(400.0, rel=1e-3) and cost["candidate"] == pytest.approx(440.0, rel=1e-3)
@@ -175,7 +178,8 @@ def test_bench_compare_reads_a_duet_folder(tmp_path: Path) -> None:
     write_side(out / "baseline", start, 40, cpu_per_s=0.40, rate=500, latency_ms=2.0)
     write_side(out / "candidate", start, 40, cpu_per_s=0.42, rate=500, latency_ms=3.0)
     design = {"slice_s": 5.0, "warmup_s": 2.0, "planned": 6, "start_at": start, "rate": 500.0}
-    (out / "duet.json").write_text(json.dumps({"schema_version": 1, "status": "completed", "design": design, "sides": {"baseline": "baseline", "candidate": "candidate"}, "start_order": ["baseline", "candidate"], "slices": 6}))
+    sides = {"baseline": "baseline", "candidate": "candidate"}
+    (out / "duet.json").write_text(json.dumps({"schema_version": 1, "status": "completed", "design": design, "sides": sides, "start_order": ["baseline", "candidate"], "slices": 6}))
     doc = compare([str(out)], fmt="json", output=str(tmp_path / "c.json"), plots=False)
     assert doc["design"] == "duet" and [g["label"] for g in doc["groups"]] == ["baseline", "candidate"]
     rows = {r["metric"]: r for r in doc["comparisons"][0]["rows"]}

@@ -30,7 +30,14 @@ ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "reports" / "README.md"
 GOLDEN = ROOT / "tests" / "golden"
 #: The README section that documents each document, by the start of its heading.
-SECTIONS = {"run": "## run.json", "lab": "## Lab state (lab.json", "summary": "## summary.json", "duet": "## Duet folder (duet.json", "gate": "## Gate verdict (gate.json", "compare": "## Comparison (bench compare --format json"}
+SECTIONS = {
+    "run": "## run.json",
+    "lab": "## Lab state (lab.json",
+    "summary": "## summary.json",
+    "duet": "## Duet folder (duet.json",
+    "gate": "## Gate verdict (gate.json",
+    "compare": "## Comparison (bench compare --format json",
+}
 
 Path_ = tuple[str, ...]
 
