@@ -135,6 +135,7 @@ class Design:
     planned: int
     start_at: float | None = None
     rate: float | None = None  # None: found by the probe (--rate auto)
+    sharing: str = ""  # how the two sides share the cores (stated in duet.json and the gate's notes)
 
     def edges(self, n: int) -> list[float]:
         """Edges (epoch seconds) of the first ``n`` slices."""
@@ -143,7 +144,10 @@ class Design:
         return [first + i * self.slice_s for i in range(n + 1)]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"slice_s": self.slice_s, "warmup_s": self.warmup_s, "planned": self.planned, "start_at": self.start_at, "rate": self.rate}
+        return {
+            "slice_s": self.slice_s, "warmup_s": self.warmup_s, "planned": self.planned,
+            "start_at": self.start_at, "rate": self.rate, "sharing": self.sharing,
+        }  # fmt: skip
 
 
 def _constant_rate(scenario: Scenario, rate: float | None, where: str) -> Scenario:
@@ -233,7 +237,17 @@ def plan_duet(
             f"the sides use different load models ({b.model} vs {c.model})",
             "a duet compares the load balancers at the same load: give both sides the same load model",
         )
-    return sides, Design(slice_s, warmup_s, planned, rate=rate), target
+    return sides, Design(slice_s, warmup_s, planned, rate=rate, sharing=core_sharing([s.topology for s in sides])), target
+
+
+def core_sharing(topologies: list[Topology]) -> str:
+    """How the two sides share the machine's cores, in one line (both sides run alike; nothing of ours pins)."""
+    pinned = sorted(
+        {f"{name} {proc.cpus}" for t in topologies for name, proc in (("frontend", t.lb.frontend), ("backend", t.lb.backend)) if proc.cpus}
+    )
+    if pinned:
+        return "the HAProxy processes pinned as each side's topology says (" + "; ".join(pinned) + "); everything else shares the cores with equal CPU weights"
+    return "nothing pinned: every container with Docker's default (equal) CPU shares, each side's load generator in a cgroup of equal shares"
 
 
 def _write_duet(out: Path, doc: dict[str, Any]) -> None:

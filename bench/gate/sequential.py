@@ -152,6 +152,8 @@ def judge_duet_folder(out: Path, rules: Sequence[Rule] | None = None, alpha: flo
     outcomes, notes = judge_slices(base, cand, rule_list, alpha, strict, defaults)
     notes += provenance_notes(*_groups(out, doc))
     notes += saturation_note(doc)
+    if doc["design"].get("sharing"):
+        notes.append(f"cores: {doc['design']['sharing']}")
     return verdict_doc(outcomes, alpha, strict, _sides(out, doc, looks), notes)
 
 

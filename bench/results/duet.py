@@ -29,6 +29,8 @@ class Design(Model):
     """epoch seconds at which both sides' schedules started (null until they did)"""
     rate: float | None = None
     """offered load per side in the scenario's unit (null until the probe found it)"""
+    sharing: str = ""
+    """how the two sides share the cores"""
 
 
 class Look(Model):

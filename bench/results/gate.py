@@ -54,6 +54,7 @@ class DuetInfo(Model):
     planned: int
     start_at: float | None = None
     rate: float | None = None
+    sharing: str = ""
     folder: str
     slices: int | None = None
     status: str | None = None
