@@ -205,8 +205,26 @@ def plan_duet(
     warmup_s: float = WARMUP_S,
     budget_s: float = BUDGET_S,
     log: Callable[[str], None] = print,
+    side: str | None = None,
+    start_at: float | None = None,
 ) -> tuple[list[Side], Design, Path]:
-    """Everything checked before any container starts: both sides, the slice design, the output folder."""
+    """Everything checked before any container starts: both sides, the slice design, the output folder.
+
+    ``side`` (``baseline`` or ``candidate``) runs only that side (half of a duet
+    whose other half runs on another machine, :func:`join_halves`); ``start_at``
+    (epoch seconds) is then the instant both machines start their schedules.
+    """
+    if side is not None and side not in SIDES:
+        raise UserError(f"--side {side!r}: expected baseline or candidate", "for example --side candidate")
+    if (side is None) != (start_at is None):
+        raise UserError("--side and --start-at go together (half of a duet on each machine)", "give both, or neither")
+    if side is not None and rate is None:
+        raise UserError("--side needs --rate: both halves must offer the same load", "for example --rate 400 on both machines")
+    if start_at is not None and start_at < time.time() + 60:
+        raise UserError(
+            f"--start-at {dt.datetime.fromtimestamp(start_at).isoformat(timespec='seconds')}: less than a minute from now",
+            "give both machines an instant at least a minute ahead (their labs come up first)",
+        )
     if not 1.0 <= slice_s <= 60.0:
         raise UserError(f"--slice {slice_s:g}s: must be between 1s and 60s", "use for example --slice 5s")
     if warmup_s < 0 or warmup_s > 300:
@@ -237,7 +255,12 @@ def plan_duet(
             f"the sides use different load models ({b.model} vs {c.model})",
             "a duet compares the load balancers at the same load: give both sides the same load model",
         )
-    return sides, Design(slice_s, warmup_s, planned, rate=rate, sharing=core_sharing([s.topology for s in sides])), target
+    if side is not None:
+        sides = [s for s in sides if s.name == side]
+        sharing = f"half of a duet: only the {side} runs on this machine"
+    else:
+        sharing = core_sharing([s.topology for s in sides])
+    return sides, Design(slice_s, warmup_s, planned, start_at=start_at, rate=rate, sharing=sharing), target
 
 
 def core_sharing(topologies: list[Topology]) -> str:
@@ -338,7 +361,12 @@ def run_duet(
                 for s in sides:
                     s.scenario = _with_target(s.scenario, design.rate)
                     s.run["scenario"] = s.scenario.model_dump(mode="json")
-                design.start_at = time.time() + START_LEAD_S
+                if design.start_at is None:
+                    design.start_at = time.time() + START_LEAD_S
+                else:
+                    log(f"waiting for the agreed start at {dt.datetime.fromtimestamp(design.start_at).isoformat(timespec='seconds')}")
+                    while time.time() < design.start_at - START_LEAD_S:
+                        time.sleep(0.5)
                 doc["design"] = design.to_dict()
                 for s in order:
                     assert s.lab is not None and s.lab.plan is not None and s.lab.tls is not None and s.collectors is not None
@@ -547,6 +575,41 @@ def _probe_step(folder: Path, target: float, window: tuple[float, float]) -> Any
         r.errors = int(len(inside) - len(ok))
         r.histogram.add_many(np.asarray(ok["latency_corrected_ms"], dtype=float))
     return r
+
+
+def join_halves(folders: list[Path]) -> tuple[dict[str, Any], dict[str, Path]]:
+    """Two half-duet folders (``--side``, one per machine) as one duet: the document and each side's run directory.
+
+    Their designs must agree (the same start instant, warm-up, slice length and
+    rate); the slices are those both halves measured.
+    """
+    docs = [read_duet(f) for f in folders]
+    sides: dict[str, Path] = {}
+    for f, d in zip(folders, docs, strict=True):
+        for name, rel in d["sides"].items():
+            if name in sides:
+                raise UserError(f"{f}: a second {name} (the halves must be one baseline and one candidate)", "pass the baseline's folder and the candidate's")
+            sides[name] = Path(f) / rel
+    if set(sides) != set(SIDES):
+        raise UserError(f"the folders hold {', '.join(sorted(sides))}, not one baseline and one candidate", "pass the baseline's folder and the candidate's")
+    keys = ("start_at", "warmup_s", "slice_s", "rate")
+    first = docs[0]["design"]
+    for f, d in zip(folders[1:], docs[1:], strict=True):
+        differ = [k for k in keys if d["design"].get(k) != first.get(k)]
+        if differ:
+            raise UserError(
+                f"{f}: its {differ[0]} ({d['design'].get(differ[0])}) is not the other half's ({first.get(differ[0])})",
+                "run both halves with the same --start-at, --warmup, --slice and --rate",
+            )
+    joined = {
+        **docs[0],
+        "sides": {name: str(path.resolve()) for name, path in sides.items()},
+        "slices": min(int(d.get("slices") or 0) for d in docs),
+        "status": "completed" if all(d["status"] == "completed" for d in docs) else "interrupted",
+        "design": {**first, "sharing": "two machines, one side each (" + ", ".join(str(f) for f in folders) + ")"},
+        "looks": [],
+    }
+    return joined, sides
 
 
 def planned_looks(planned: int, first: int, every: int) -> list[int]:

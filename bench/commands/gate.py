@@ -23,6 +23,21 @@ def _duration(flag: str) -> Callable[[str], float]:
     return parse
 
 
+def _instant(text: str) -> float:
+    """An ISO time (``2026-12-01T16:30:00Z``) or epoch seconds, as epoch seconds."""
+    import datetime as dt
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a time: {text!r} (an ISO time such as 2026-12-01T16:30:00Z, or epoch seconds)") from None
+    return when.timestamp()
+
+
 def _rate(text: str) -> float | None:
     if text.strip().lower() == "auto":
         return None
@@ -67,7 +82,7 @@ def register(sub: Subparsers) -> None:
     )
     g.add_argument("--baseline", nargs="+", default=[], metavar="RUN", help="baseline run directories or folders")
     g.add_argument("--candidate", nargs="+", default=[], metavar="RUN", help="candidate run directories or folders")
-    g.add_argument("--duet", metavar="DIR", help="judge a finished duet folder (the --out of bench gate --run) again")
+    g.add_argument("--duet", action="append", metavar="DIR", help="judge a finished duet folder (the --out of bench gate --run) again; twice: the two halves of a two-machine duet (--side)")
     g.add_argument("--rule", action="append", default=[], metavar="RULE", help="e.g. 'cost.lb_us_per_request: +2%%', 'latency_ms.p99: +10%%', 'errors.total: <= 0' (repeatable)")
     g.add_argument("--rules", metavar="FILE", help="YAML gate file with a 'rules' mapping (and optional alpha)")
     g.add_argument("--alpha", type=real(above=0, below=1), help="1 - the confidence of the intervals (default 0.05: 95%%), or the gate file's")
@@ -76,6 +91,8 @@ def register(sub: Subparsers) -> None:
     g.add_argument("--json", metavar="FILE", help="write the full verdict as JSON")
     add_duet_args(g, "gate")
     g.add_argument("--fixed", action="store_true", help="with --run: judge once, when the budget is spent (no early stop)")
+    g.add_argument("--side", choices=["baseline", "candidate"], help="with --run: run only this side here (half of a duet on two machines; needs --start-at and --rate)")
+    g.add_argument("--start-at", dest="start_at", type=_instant, metavar="TIME", help="with --side: the instant both machines start the schedule (ISO time or epoch seconds, at least a minute ahead)")
     g.add_argument("--interleaved", action="store_true", help="with --run: whole runs of each side one after the other (random order per round) instead of a duet")
     g.add_argument("--repeat", type=whole(1, 20), help="with --interleaved: runs per side (default 3, at most 20)")
     g.add_argument("--duration", help="with --interleaved: override the scenario's duration, e.g. 20s")
@@ -107,5 +124,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
         warmup_s=args.warmup_s,
         budget_s=args.budget_s,
         fixed=args.fixed,
+        side=args.side,
+        start_at=args.start_at,
         log=say,
     )

@@ -81,12 +81,14 @@ def gate(
     candidate_spec: dict[str, Any] | None = None,
     duration: str | None = None,
     out: str | None = None,
-    duet: str | None = None,
+    duet: Sequence[str] | str | None = None,
     rate: float | None = None,
     slice_s: float | None = None,
     warmup_s: float | None = None,
     budget_s: float | None = None,
     fixed: bool = False,
+    side: str | None = None,
+    start_at: float | None = None,
     log: Callable[[str], None] = print,
     console: Any = None,
 ) -> int:
@@ -106,7 +108,7 @@ def gate(
     modes = [m for m, on in (("--run", bool(run)), ("--baseline/--candidate", bool(baseline or candidate)), ("--duet", bool(duet))) if on]
     if len(modes) > 1:
         raise UserError(f"use one of --run SCENARIO, --baseline/--candidate or --duet DIR, not {' and '.join(modes)}", "see `bench gate --help`")
-    duet_flags = [f for f, v in (("--rate", rate), ("--slice", slice_s), ("--warmup", warmup_s), ("--budget", budget_s)) if v is not None]
+    duet_flags = [f for f, v in (("--rate", rate), ("--slice", slice_s), ("--warmup", warmup_s), ("--budget", budget_s), ("--side", side), ("--start-at", start_at)) if v is not None]
     if duet_flags and (not run or interleaved):
         raise UserError(f"{duet_flags[0]} applies to a duet only (bench gate --run SCENARIO)", f"drop {duet_flags[0]}, or use --run without --interleaved")
     if repeat is not None and not interleaved:
@@ -124,7 +126,10 @@ def gate(
         b, c = (SideSpec(s.get("scenario"), s.get("variant"), list(s.get("sets") or [])) for s in (baseline_spec or {}, candidate_spec or {}))
         from .sequential import gate_duet
 
-        verdict = gate_duet(run, b, c, rules or None, alpha, strict, out, rate, slice_s, warmup_s, budget_s, not fixed, log)
+        result = gate_duet(run, b, c, rules or None, alpha, strict, out, rate, slice_s, warmup_s, budget_s, not fixed, log, side=side, start_at=start_at)
+        if result is None:  # one half of a two-machine duet: judged when joined
+            return EXIT_PASS
+        verdict = result
         log(f"gate: duet in {verdict['duet']['folder']} ({verdict['duet']['slices']} slices, {verdict['duet']['seconds']:g} s)")
     else:
         rules = rules or [parse_rule(t) for t in DEFAULT_RULES]
@@ -148,7 +153,10 @@ def gate(
     return exit_status(verdict)
 
 
-def _duet_verdict(folder: str, rules: list[Rule] | None, alpha: float | None, strict: bool) -> dict[str, Any]:
+def _duet_verdict(folders: Sequence[str] | str, rules: list[Rule] | None, alpha: float | None, strict: bool) -> dict[str, Any]:
     from .sequential import judge_duet_folder
 
-    return judge_duet_folder(Path(folder), rules, alpha, strict)
+    paths = [Path(folders)] if isinstance(folders, str) else [Path(f) for f in folders]
+    if len(paths) > 2:
+        raise UserError(f"--duet given {len(paths)} times", "give one duet folder, or the two halves of a two-machine duet")
+    return judge_duet_folder(paths, rules, alpha, strict)

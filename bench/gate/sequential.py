@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import stats
 from ..compare import Group, Run, compare_paired, figure_for, provenance_notes
-from ..duet import Design, SideSpec, plan_duet, planned_looks, read_duet, run_duet, slices_between
+from ..duet import Design, SideSpec, join_halves, plan_duet, planned_looks, read_duet, run_duet, slices_between
 from ..errors import UserError
 from ..results.gate import gate_dict
 from ..results.layout import RunDir
@@ -132,14 +132,24 @@ def _sides(out: Path, doc: dict[str, Any], looks: list[dict[str, Any]]) -> dict[
     }
 
 
-def judge_duet_folder(out: Path, rules: Sequence[Rule] | None = None, alpha: float | None = None, strict: bool = False) -> dict[str, Any]:
+def judge_duet_folder(
+    out: Path | Sequence[Path], rules: Sequence[Rule] | None = None, alpha: float | None = None, strict: bool = False
+) -> dict[str, Any]:
     """The verdict of a finished duet folder, from its files (`bench gate --duet DIR`).
 
-    Without ``alpha`` the alpha of the look the duet stopped at is used, so the
-    verdict is the one the duet gave.
+    Two folders are the two halves of a duet run on two machines (``--side``),
+    joined first (:func:`bench.duet.join_halves`). Without ``alpha`` the alpha of
+    the look the duet stopped at is used, so the verdict is the one the duet gave.
     """
-    out = Path(out)
-    doc = read_duet(out)
+    if isinstance(out, Path | str):
+        out = Path(out)
+        doc = read_duet(out)
+    elif len(out) == 1:
+        out = Path(out[0])
+        doc = read_duet(out)
+    else:
+        doc, _ = join_halves([Path(f) for f in out])
+        out = Path(out[0])
     n = int(doc.get("slices") or 0)
     if n < stats.MIN_PAIRS:
         raise UserError(f"{out}: the duet measured only {n} slices", "rerun it with a larger --budget")
@@ -188,10 +198,14 @@ def gate_duet(
     sequential: bool = True,
     log: Callable[[str], None] = print,
     seed: int | None = None,
-) -> dict[str, Any]:
+    side: str | None = None,
+    start_at: float | None = None,
+) -> dict[str, Any] | None:
     """Run a duet and judge it as it runs (see the module docstring); returns the verdict document.
 
     ``sequential=False`` is a fixed design: one look when the budget is spent.
+    With ``side`` only that half runs (no verdict: None; join it with the other
+    half's folder by `bench gate --duet A --duet B`).
     """
     from .. import duet as duet_mod
 
@@ -203,8 +217,12 @@ def gate_duet(
     sides, design, target = plan_duet(
         scenario, baseline, candidate, Path(out) if out else None, rate,
         slice_s or duet_mod.SLICE_S, duet_mod.WARMUP_S if warmup_s is None else warmup_s,
-        budget_s or duet_mod.BUDGET_S, log,
+        budget_s or duet_mod.BUDGET_S, log, side, start_at,
     )  # fmt: skip
+    if side is not None:
+        run_duet(sides, design, target, lambda n: False, [design.planned], log=log, seed=seed)
+        log(f"gate: the {side} half of a duet is in {target}; judge it with the other half: bench gate --duet {target} --duet OTHER")
+        return None
     if sequential:
         looks = planned_looks(design.planned, round(FIRST_LOOK_S / design.slice_s), round(LOOK_EVERY_S / design.slice_s))
     else:

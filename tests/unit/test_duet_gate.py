@@ -185,3 +185,41 @@ def test_bench_compare_reads_a_duet_folder(tmp_path: Path) -> None:
     rows = {r["metric"]: r for r in doc["comparisons"][0]["rows"]}
     assert rows["cost.lb_us_per_request"]["ratio"] == pytest.approx(1.05, abs=1e-3) and rows["cost.lb_us_per_request"]["test"] == "paired t 6 slices"
     assert rows["latency_ms.p50"]["phrase"] == "1.50x slower"
+
+
+def test_two_halves_on_two_machines_are_judged_together(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--side: each machine runs one side from the same instant; bench gate --duet A --duet B judges the pair."""
+    start = 1_800_000_000.0
+    design = {"slice_s": 5.0, "warmup_s": 2.0, "planned": 12, "start_at": start, "rate": 1000.0}
+    for side, cpu in (("baseline", 0.40), ("candidate", 0.46)):
+        write_side(tmp_path / side / side, start, 70, cpu_per_s=cpu, rate=1000, latency_ms=2.0)
+        doc = {"schema_version": 1, "status": "completed", "design": design, "sides": {side: side}, "start_order": [side], "slices": 12 if side == "baseline" else 11}
+        (tmp_path / side / "duet.json").write_text(json.dumps(doc))
+    code = main(["gate", "--duet", str(tmp_path / "candidate"), "--duet", str(tmp_path / "baseline"), "--rule", "cost.lb_us_per_request: +5%", "--json", str(tmp_path / "v.json")])
+    v = json.loads((tmp_path / "v.json").read_text())
+    assert code == 1 and v["rules"][0]["status"] == "fail" and v["rules"][0]["n"] == [11, 11]  # the slices both halves have
+    assert v["duet"]["sharing"].startswith("two machines, one side each")
+    # halves that do not fit together are refused in one line
+    other = json.loads((tmp_path / "candidate" / "duet.json").read_text())
+    other["design"]["start_at"] = start + 1
+    (tmp_path / "candidate" / "duet.json").write_text(json.dumps(other))
+    assert main(["gate", "--duet", str(tmp_path / "candidate"), "--duet", str(tmp_path / "baseline")]) == 2
+    assert "its start_at" in capsys.readouterr().err
+    assert main(["gate", "--duet", str(tmp_path / "baseline"), "--duet", str(tmp_path / "baseline")]) == 2
+    assert "a second baseline" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "expect"),
+    [
+        (["--side", "candidate", "--rate", "400"], "--side and --start-at go together"),
+        (["--side", "candidate", "--start-at", "2999-01-01T00:00:00Z"], "--side needs --rate"),
+        (["--side", "candidate", "--rate", "400", "--start-at", "1000"], "less than a minute from now"),
+        (["--side", "candidate", "--rate", "400", "--start-at", "tomorrow"], "not a time: 'tomorrow'"),
+    ],
+)
+def test_half_duet_arguments(argv: list[str], expect: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["gate", "--run", "open", "--out", str(tmp_path / "out"), *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expect in err[0]
+    assert not (tmp_path / "out").exists()
