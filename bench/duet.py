@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import math
 import os
 import random
@@ -55,6 +56,7 @@ from typing import Any
 
 from . import engine, images, paths
 from .collect.collectors import Collectors
+from .collect.integrity import LabWatch, headline
 from .errors import Problems, RunInterrupted, UserError
 from .load.fit import prepare_load
 from .load.runner import LocustProcess, describe_load, start_locust
@@ -124,6 +126,7 @@ class Side:
     locust: LocustProcess | None = None
     events: EventLog | None = None
     lab_check: LabCheck | None = None  # what bench.preflight.check_lab found (the HAProxy build ...)
+    watch: LabWatch | None = None
 
 
 @dataclass
@@ -353,7 +356,11 @@ def run_duet(
                     record_lab(s.run, s.lab, s.run_dir, s.base_topology, s.topology)
                     s.events = EventLog(RunDir(s.run_dir).events)
                     s.lab.write_state(events=str(RunDir(s.run_dir).events), run_dir=str(s.run_dir))
+                    # a container that dies or a VIP that moves on either side makes the duet not comparable
+                    s.watch = LabWatch(s.lab, s.events, log=functools.partial(_side_log, log, s.name), advert_int=s.topology.keepalived.advert_int)
+                    s.watch.start()
                     s.collectors = Collectors(s.run_dir, s.lab, log=log)
+                    s.collectors.watch = s.watch
                     s.collectors.start()
                 if design.rate is None:
                     doc["probe"] = probe(sides, out, log)
@@ -368,6 +375,9 @@ def run_duet(
                     while time.time() < design.start_at - START_LEAD_S:
                         time.sleep(0.5)
                 doc["design"] = design.to_dict()
+                for s in sides:
+                    if s.watch is not None:
+                        s.watch.t0 = design.start_at
                 for s in order:
                     assert s.lab is not None and s.lab.plan is not None and s.lab.tls is not None and s.collectors is not None
                     host = f"{s.scenario.load.scheme}://{s.lab.plan.vip}"
@@ -397,6 +407,10 @@ def run_duet(
                             if s.locust.proc.poll() is not None:
                                 raise UserError(f"{s.name}: locust exited early ({s.locust.log_tail()})", f"see {RunDir(s.run_dir).locust_log}")
                         time.sleep(min(0.5, max(due - time.time(), 0.0)))
+                    changed = [s.name for s in sides if s.watch is not None and s.watch.problems]
+                    if changed:
+                        log(f"duet: stopping: the lab of the {' and '.join(changed)} changed (see above); the duet is not comparable")
+                        break
                     n_done = n
                     doc["slices"] = n
                     stop = look(n)
@@ -433,6 +447,10 @@ def _load_extra(s: Side, start_at: float) -> dict[str, Any]:
     return extra
 
 
+def _side_log(log: Callable[[str], None], side: str, message: str) -> None:
+    log(f"{side}: {message}")
+
+
 def _teardown(sides: list[Side], log: Callable[[str], None]) -> None:
     """Stop both Locusts at once, then the collectors; save logs; both labs down at once."""
     for s in sides:
@@ -450,6 +468,12 @@ def _teardown(sides: list[Side], log: Callable[[str], None]) -> None:
                 log(f"{s.name}: locust exited with status {code}: {s.locust.log_tail()}")
         if s.collectors is not None:
             s.collectors.stop()
+        if s.watch is not None:  # after the last sample, before the teardown
+            problems = [p.event() for p in s.watch.stop()]
+            if problems:
+                s.run["integrity"] = {"problems": problems, "headline": headline(problems)}
+                if s.run.get("status") in ("completed", "running"):
+                    s.run["status"] = "invalid"
         if s.lab is not None and s.lab.started:
             s.lab.save_logs(RunDir(s.run_dir).logs)
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -464,6 +488,8 @@ def _finish(sides: list[Side], doc: dict[str, Any], out: Path, n: int, ended: st
         s.run["ended_at"] = ended
         if s.run:
             write_document(RunDoc, s.run, RunDir(s.run_dir).run_json)
+    if doc.get("status") != "interrupted" and any(s.run.get("status") == "invalid" for s in sides):
+        doc["status"] = "invalid"
     doc["slices"] = n
     doc["ended_at"] = ended
     _write_duet(out, doc)
@@ -605,7 +631,7 @@ def join_halves(folders: list[Path]) -> tuple[dict[str, Any], dict[str, Path]]:
         **docs[0],
         "sides": {name: str(path.resolve()) for name, path in sides.items()},
         "slices": min(int(d.get("slices") or 0) for d in docs),
-        "status": "completed" if all(d["status"] == "completed" for d in docs) else "interrupted",
+        "status": "invalid" if any(d["status"] == "invalid" for d in docs) else "completed" if all(d["status"] == "completed" for d in docs) else "interrupted",
         "design": {**first, "sharing": "two machines, one side each (" + ", ".join(str(f) for f in folders) + ")"},
         "looks": [],
     }

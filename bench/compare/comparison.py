@@ -170,6 +170,7 @@ def compare_duet(
         "figures": [{"metric": f.key, "better": f.better, "description": f.description} for f in figures if f.key in slices],
         "comparisons": [{"baseline": base.label, "candidate": cand.label, "rows": [r.to_dict() for r in rows]}],
         "notes": [
+            *(f"NOT COMPARABLE: the {g.label}'s lab changed during the duet ({r.invalid}): the slices from then on are not the lab's." for g in groups for r in g.runs if r.invalid is not None),
             (
                 "paired t: baseline and candidate ran at the same time (a duet) under one schedule; each slice pairs "
                 "both sides' figures from the same seconds; the ratio is the 20 % trimmed mean of the slices' log-ratios "
@@ -194,6 +195,8 @@ def notes_for(tests_used: set[str], groups: list[Group], alpha: float = stats.AL
     notes = [TEST_NOTES[t].format(level=f"{100 * (1 - alpha):g} %") for t in ("welch t", "one run") if t in tests_used]
     for g in groups:
         for r in g.runs:
-            if r.status != "completed":
+            if r.invalid is not None:
+                notes.append(f"run {r.id} ({r.path}) is not comparable: its lab changed during the run ({r.invalid}); its figures are left out.")
+            elif r.status != "completed":
                 notes.append(f"run {r.id} ({r.path}) has status {r.status}: its figures cover a partial run.")
     return notes

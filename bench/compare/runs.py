@@ -43,6 +43,14 @@ class Run:
     def status(self) -> str:
         return str(self.run.get("status") or "unknown")
 
+    @property
+    def invalid(self) -> str | None:
+        """What changed in the lab under this run (status ``invalid`` or ``integrity.ok`` false: bench/collect/integrity.py), or None."""
+        integrity = self.summary.get("integrity") or {}
+        if self.status != "invalid" and integrity.get("ok") is not False:
+            return None
+        return str(integrity.get("headline") or (self.run.get("integrity") or {}).get("headline") or "see its events.jsonl")
+
     def value(self, key: str) -> float | None:
         return number(lookup(self.summary, key))
 
@@ -71,7 +79,8 @@ class Group:
     runs: list[Run]
 
     def values(self, key: str) -> list[float]:
-        return [v for v in (r.value(key) for r in self.runs) if v is not None]
+        """The comparable runs' values (an invalid run's figures are not the lab's: left out)."""
+        return [v for v in (r.value(key) for r in self.runs if r.invalid is None) if v is not None]
 
     def value(self, key: str) -> float | None:
         vals = self.values(key)

@@ -56,6 +56,12 @@ def evaluate(baseline: Sequence[str], candidate: Sequence[str], rules: Sequence[
     """The verdict of the rules on finished runs (``verdict`` is ``pass``, ``fail`` or ``inconclusive``)."""
     groups = _two_groups(baseline, candidate)
     for g, side in zip(groups, ("baseline", "candidate"), strict=True):
+        invalid = [r for r in g.runs if r.invalid is not None]
+        if invalid:
+            raise UserError(
+                f"{side} run {invalid[0].path} is not comparable: its lab changed during the run ({invalid[0].invalid})",
+                "rerun it, or leave it out of --baseline/--candidate",
+            )
         bad = [r for r in g.runs if r.status != "completed"]
         if bad:
             raise UserError(

@@ -151,6 +151,10 @@ def judge_duet_folder(
         doc, _ = join_halves([Path(f) for f in out])
         out = Path(out[0])
     n = int(doc.get("slices") or 0)
+    groups = _groups(out, doc)
+    invalid = [f"the {g.label}'s lab changed during the duet ({r.invalid})" for g in groups for r in g.runs if r.invalid is not None]
+    if invalid and n < stats.MIN_PAIRS:
+        raise UserError(f"{out}: not comparable: {'; '.join(invalid)} (after {n} slices)", "rerun the gate once the machine is quiet; see the runs' events.jsonl")
     if n < stats.MIN_PAIRS:
         raise UserError(f"{out}: the duet measured only {n} slices", "rerun it with a larger --budget")
     looks = list(doc.get("looks") or [])
@@ -160,7 +164,12 @@ def judge_duet_folder(
     rule_list = list(rules) if rules is not None else [parse_rule(t) for t in DUET_RULES]
     base, cand = slice_frames(out, doc, n)
     outcomes, notes = judge_slices(base, cand, rule_list, alpha, strict, defaults)
-    notes += provenance_notes(*_groups(out, doc))
+    if invalid:
+        # a lab that changed under the duet measured something else: no rule is decided by it
+        for o in outcomes:
+            o.status, o.message = stats.INCONCLUSIVE, f"{o.metric}: not comparable ({o.message})"
+        notes.insert(0, f"NOT COMPARABLE: {'; '.join(invalid)}; every rule is inconclusive (rerun the gate)")
+    notes += provenance_notes(*groups)
     notes += saturation_note(doc)
     if doc["design"].get("sharing"):
         notes.append(f"cores: {doc['design']['sharing']}")

@@ -64,7 +64,7 @@ class DuetDoc(Document):
     MISSING_FIX: ClassVar[str] = "pass the --out folder of `bench gate --run` or `bench compare --run`"
 
     schema_version: int = 1
-    status: Literal["starting", "running", "completed", "interrupted", "failed"]
+    status: Literal["starting", "running", "completed", "interrupted", "failed", "invalid"]
     design: Design
     sides: dict[str, str]
     """side (baseline, candidate) -> its run directory, relative to the duet folder"""

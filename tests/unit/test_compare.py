@@ -179,6 +179,18 @@ def test_missing_figures_are_na_never_an_error(tmp_path: Path) -> None:
     assert cells[4][1:4] == ["n/a", "n/a", "n/a"]
 
 
+def test_a_run_whose_lab_changed_is_left_out(tmp_path: Path) -> None:
+    """A run with integrity.ok false (its lab changed under it) is listed but its figures are not compared."""
+    write_run(tmp_path / "a" / "r1", {"requests": {"per_s": 100.0}})
+    write_run(tmp_path / "a" / "r2", {"requests": {"per_s": 102.0}})
+    write_run(tmp_path / "b" / "r1", {"requests": {"per_s": 90.0}}, variant="v")
+    write_run(tmp_path / "b" / "r2", {"requests": {"per_s": 10.0}, "integrity": {"ok": False, "headline": "lb-a-frontend died at +3.0 s"}}, variant="v")
+    doc = cmp.compare([str(tmp_path / "a"), str(tmp_path / "b")], fmt="json", output=str(tmp_path / "c.json"))
+    rows = {r["metric"]: r for r in doc["comparisons"][0]["rows"]}
+    assert rows["requests.per_s"]["candidate"] == 90.0
+    assert any("is not comparable: its lab changed during the run (lb-a-frontend died at +3.0 s)" in n for n in doc["notes"])
+
+
 def test_group_key_shows_extra_overrides() -> None:
     run = {"scenario": {"name": "smoke", "topology": "split"}, "variant": "monolith", "overrides": {"lb": {"layout": "monolith", "frontend": {"nbthread": 2}}}}
     assert cmp.group_key(run) == "smoke/monolith lb.frontend.nbthread=2"

@@ -142,6 +142,28 @@ def test_a_duet_folder_is_judged_from_its_files(tmp_path: Path, capsys: pytest.C
     assert "gate: FAIL" in capsys.readouterr().out
 
 
+def test_a_duet_whose_lab_changed_decides_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A side whose lab changed under the duet (run.json status invalid) leaves every rule inconclusive (exit 3)."""
+    start = 1_800_000_000.0
+    out = tmp_path / "duet"
+    write_side(out / "baseline", start, 70, cpu_per_s=0.40, rate=1000, latency_ms=2.0)
+    write_side(out / "candidate", start, 70, cpu_per_s=0.44, rate=1000, latency_ms=2.0)  # +10 %: would fail
+    run_json = out / "candidate" / "run.json"
+    run_json.write_text(json.dumps({**json.loads(run_json.read_text()), "status": "invalid", "integrity": {"problems": [], "headline": "lb-a-frontend died at +20.0 s"}}))
+    design = {"slice_s": 5.0, "warmup_s": 2.0, "planned": 12, "start_at": start, "rate": 1000.0}
+    duet = {"schema_version": 1, "status": "invalid", "design": design, "sides": {"baseline": "baseline", "candidate": "candidate"}, "start_order": ["baseline", "candidate"]}
+    (out / "duet.json").write_text(json.dumps({**duet, "slices": 12}))
+    assert main(["gate", "--duet", str(out), "--json", str(tmp_path / "v.json")]) == 3
+    v = json.loads((tmp_path / "v.json").read_text())
+    assert v["verdict"] == "inconclusive" and {r["status"] for r in v["rules"]} == {"inconclusive"}
+    assert v["notes"][0].startswith("NOT COMPARABLE: the candidate's lab changed during the duet (lb-a-frontend died at +20.0 s)")
+    capsys.readouterr()
+    # stopped before enough slices: one line, exit 2
+    (out / "duet.json").write_text(json.dumps({**duet, "slices": 2}))
+    assert main(["gate", "--duet", str(out)]) == 2
+    assert "not comparable: the candidate's lab changed during the duet (lb-a-frontend died at +20.0 s) (after 2 slices)" in capsys.readouterr().err
+
+
 def test_a_probe_step_is_judged_like_find_max(tmp_path: Path) -> None:
     """--rate auto: one side's probe step from its pacing and request samples, judged by find-max's criteria."""
     from bench.duet import _probe_step

@@ -207,6 +207,22 @@ def test_missing_candidate_run_status(tmp_path: Path) -> None:
         g.evaluate([str(RUNS / "base")], [str(cand)], [g.parse_rule("errors.total: 0")])
 
 
+@pytest.mark.parametrize("how", ["status", "summary"])
+def test_a_run_whose_lab_changed_is_not_comparable(how: str, tmp_path: Path) -> None:
+    """Issue 12's integrity: status invalid (run.json) or integrity.ok false (summary.json) keeps a run out of a gate."""
+    base = synthetic_runs(tmp_path / "base", [100.0, 101.0, 99.0])
+    cand = synthetic_runs(tmp_path / "cand", [100.0, 100.5, 99.5])
+    bad = cand / "run-2"
+    if how == "status":
+        run = json.loads((bad / "run.json").read_text())
+        (bad / "run.json").write_text(json.dumps({**run, "status": "invalid", "integrity": {"problems": [], "headline": "lb-a-frontend died at +12.0 s"}}))
+    else:
+        summary = json.loads((bad / "summary.json").read_text())
+        (bad / "summary.json").write_text(json.dumps({**summary, "integrity": {"ok": False, "headline": "lb-a-frontend died at +12.0 s"}}))
+    with pytest.raises(UserError, match=r"candidate run .*run-2 is not comparable: its lab changed during the run \(lb-a-frontend died at \+12.0 s\)"):
+        g.evaluate([str(base)], [str(cand)], [g.parse_rule("requests.per_s: -5%")])
+
+
 # --------------------------------------------------------------------------- --run: interleaved A B A B
 
 
