@@ -42,6 +42,8 @@ def test_duet_gate_catches_a_planted_regression(node_image: str, tmp_path: Path)
         run_dir = out / side
         summary = json.loads((run_dir / "summary.json").read_text())
         assert summary["cost"]["lb_us_per_request"] > 0
+        # both labs were watched (a dead container or a moved VIP would make the side invalid) and stayed the lab
+        assert json.loads((run_dir / "run.json").read_text())["status"] == "completed" and summary["integrity"]["ok"] is True
         assert "Address already in use" not in (run_dir / "locust" / "locust.log").read_text()
         # each side's two Locust processes sent its whole schedule, and only to its own lab
         workers[side] = set(read_table(run_dir, "pacing")["worker"])
