@@ -94,6 +94,15 @@ def test_a_planted_5pct_cost_is_caught(capsys: pytest.CaptureFixture[str]) -> No
     assert per_rule["cost.lb_us_per_request"][stats.FAIL] >= 0.95
 
 
+def test_a_planted_30pct_p99_is_caught_by_the_default_p99_rule(capsys: pytest.CaptureFixture[str]) -> None:
+    """The default +20 % p99 rule: p99 +30 % (stalls and all) fails; nothing else does."""
+    _, per_rule = rates(200, 3, p99_effect=1.30)
+    with capsys.disabled():
+        print(f"\nduet, planted +30% p99: {per_rule['latency_ms.p99']}")
+    assert per_rule["latency_ms.p99"][stats.FAIL] >= 0.95
+    assert per_rule["cost.lb_us_per_request"][stats.FAIL] <= 0.02
+
+
 # --------------------------------------------------------------------------- a duet folder on disk
 
 
