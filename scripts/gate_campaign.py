@@ -100,6 +100,10 @@ def report(results: Path) -> None:
         secs = sorted(r["seconds"] for r in mine)
         print(f"{kind}: {len(mine)} gates: fail {verdicts.count('fail')}, pass {verdicts.count('pass')}, inconclusive {verdicts.count('inconclusive')}, error {verdicts.count('error')}; "
               f"seconds per gate median {secs[len(secs) // 2]:.0f} (min {secs[0]:.0f}, max {secs[-1]:.0f})")
+        n, fails = len(mine), verdicts.count("fail")
+        lo, hi = clopper_pearson(fails, n)
+        what = "false alarms" if kind in ("aa", "auto") else "caught"
+        print(f"    {what}: {fails}/{n} gates failed = {100 * fails / n:.1f}% (95 % Clopper-Pearson {lo:.1f} .. {hi:.1f}%)")
         per_rule: dict[str, list[str]] = {}
         for r in mine:
             for rule, o in (r.get("rules") or {}).items():
@@ -107,6 +111,15 @@ def report(results: Path) -> None:
         for rule, st in per_rule.items():
             print(f"    {rule}: fail {st.count('fail')}, pass {st.count('pass')}, inconclusive {st.count('inconclusive')}")
         instance_effect(results.parent, mine)
+
+
+def clopper_pearson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
+    """The exact (Clopper-Pearson) interval of a rate k/n, in %."""
+    from scipy.stats import beta
+
+    lo = 0.0 if k == 0 else float(beta.ppf(alpha / 2, k, n - k + 1))
+    hi = 1.0 if k == n else float(beta.ppf(1 - alpha / 2, k + 1, n - k))
+    return 100 * lo, 100 * hi
 
 
 def instance_effect(folder: Path, rows: list[dict]) -> None:
