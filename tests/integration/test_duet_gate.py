@@ -50,7 +50,11 @@ def test_duet_gate_catches_a_planted_regression(node_image: str, tmp_path: Path)
         assert len(workers[side]) == 2
         events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
         assert not any(e.get("name") == "processes changed" for e in events)
-        assert summary["load"]["achieved_pct"]["requests_per_s"] >= 95, summary["load"]["verdict"]
+        # the whole schedule was due (a second Locust process that failed to start would halve it); what
+        # the labs made of it depends on the machine: a lost process shows as ~50 %, a busy machine as 90 %
+        pacing = summary["load"]["pacing"]
+        assert pacing["due"] >= 0.95 * 200 * pacing["seconds"], pacing
+        assert summary["load"]["achieved_pct"]["requests_per_s"] >= 75, summary["load"]["verdict"]
         project = json.loads((run_dir / "run.json").read_text())["lab"]["project"]
         assert project_leftovers(project) == ([], [])
     assert not workers["baseline"] & workers["candidate"]
