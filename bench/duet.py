@@ -247,9 +247,9 @@ def plan_duet(
     sides = [prepare_side(n, scenario, s, target, rate, seconds, warmup_s, log) for n, s in zip(SIDES, (baseline, candidate), strict=True)]
     # the lab checks of both sides (images, the user's config, build and files, haproxy -c) at once
     found: dict[tuple[str, str | None], list[str]] = {}
-    for side in sides:
-        for problem in side.lab_check.problems if side.lab_check is not None else []:
-            found.setdefault(problem, []).append(side.name)
+    for each in sides:  # not `side`: that is the half to run
+        for problem in each.lab_check.problems if each.lab_check is not None else []:
+            found.setdefault(problem, []).append(each.name)
     if found:
         raise Problems([(f"{' and '.join(names)}: {p}", f) for (p, f), names in found.items()], "the duet")
     b, c = (s.scenario.load for s in sides)
