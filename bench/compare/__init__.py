@@ -29,6 +29,7 @@ from ..errors import UserError
 from ..inputs import check_output_file
 from ..results.duet import DUET_JSON
 from ..results.figures import MISSING, lookup, number
+from ..results.layout import is_file
 from .comparison import Row, compare_duet, compare_figure, compare_groups, compare_paired
 from .figures import BY_KEY, KEY_FIGURES, Figure, figure_for, fmt_value, is_count, numeric_keys, phrase, ratio_of
 from .render import FORMATS, make_plots, render_html, render_json, render_markdown, render_terminal, table_rows
@@ -123,7 +124,7 @@ def compare(
         raise UserError(f"{duet_flags[0]} applies to --run only", f"drop {duet_flags[0]}, or measure with --run SCENARIO")
     if not inputs:
         raise UserError("no runs to compare", "pass run directories or folders holding them, or --run SCENARIO")
-    if len(inputs) == 1 and (Path(inputs[0]) / DUET_JSON).is_file():
+    if len(inputs) == 1 and is_file(Path(inputs[0]) / DUET_JSON):
         doc, groups = compare_duet_folder(Path(inputs[0]), alpha)
         render_doc(doc, groups, fmt, output, plots, console)
         return doc

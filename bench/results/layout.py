@@ -150,6 +150,14 @@ def is_dir(path: Path) -> bool:
         return False
 
 
+def is_file(path: Path) -> bool:
+    """``path.is_file()`` that says False instead of raising for a path that cannot exist."""
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def find_run_dirs(path: Path) -> list[Path]:
     """``path`` itself when it is a run directory, else every run directory below it, sorted."""
     path = Path(path)
