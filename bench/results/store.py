@@ -56,6 +56,8 @@ STREAM_SUFFIX = ".arrows"
 OLD_SUFFIXES = (".arrow", ".parquet")
 #: Arrow's end-of-stream marker: a sealed stream ends with it.
 EOS = b"\xff\xff\xff\xff\x00\x00\x00\x00"
+#: How every message of an Arrow IPC stream begins (the schema first): a torn schema is a prefix of it and more.
+CONTINUATION = b"\xff\xff\xff\xff"
 #: File name of a compacted table inside its folder.
 COMPACTED = "compacted.parquet"
 #: Parquet metadata key of a compacted file: what it holds, one file per line: ``name``
@@ -267,7 +269,9 @@ def read_stream(path: Path, skip: int = 0) -> tuple[pa.Table, int, bool]:
         try:
             reader = ipc.open_stream(data)
         except (pa.ArrowInvalid, OSError, EOFError):
-            if size < 4096:  # the writer is still writing (or was killed writing) the schema
+            # the writer is still writing (or was killed writing) the schema: a short
+            # beginning of a stream (which starts with the continuation marker), not any bytes
+            if size < 4096 and CONTINUATION.startswith(data.read_at(min(size, len(CONTINUATION)), 0)):
                 return pa.table({}), 0, False
             raise
         batches = []

@@ -226,14 +226,21 @@ def test_the_analysis_reads_every_column_its_code_names() -> None:
         assert not missing, f"bench/analysis/common.py READ_COLUMNS[{name!r}] lacks {sorted(missing)}"
 
 
-@pytest.mark.parametrize("name", ["part-x-1.arrows", "part-x-000001.arrow", "part-x-000001.parquet", COMPACTED])
-def test_a_damaged_sample_file_is_named_in_one_line(tmp_path: Path, name: str) -> None:
+@pytest.mark.parametrize(("name", "content"), [
+    ("part-x-1.arrows", b"PAR1 not really" * 1000),
+    ("part-x-1.arrows", b"PAR1 short"),  # short, but not the beginning of a stream either: not taken for a torn schema
+    ("part-x-000001.arrow", b"PAR1 not really" * 1000),
+    ("part-x-000001.parquet", b"PAR1 not really" * 1000),
+    (COMPACTED, b"PAR1 not really" * 1000),
+])  # fmt: skip
+def test_a_damaged_sample_file_is_named_in_one_line(tmp_path: Path, name: str, content: bytes) -> None:
     write_vrrp(tmp_path, 1)
-    (tmp_path / "samples" / "vrrp" / name).write_bytes(b"PAR1 not really" * 1000)
+    (tmp_path / "samples" / "vrrp" / name).write_bytes(content)
     with pytest.raises(StoreError, match=f"{name}: cannot read this sample file"):
         read_table(tmp_path, "vrrp")
     with pytest.raises(StoreError, match=name):
-        compact_run(tmp_path)
+        compact_run(tmp_path, final=True)
+    assert (tmp_path / "samples" / "vrrp" / name).exists()  # kept for the user to look at
 
 
 def test_the_analysis_reads_every_show_info_field_it_asks_for() -> None:
