@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from bench.analysis.decomposition import PARTS, decomposition_summary, joined, requested_delay_ms
-from bench.collect.timers import TABLE, TimerReceiver, parse_line
+from bench.collect.timers import QLEN_SYSCTL, TABLE, TimerReceiver, datagram_socket, parse_line
 from bench.results.store import as_read, read_table
 
 T0 = 1_800_000_000.0
@@ -107,6 +107,36 @@ def test_the_receiver_streams_lines_from_a_unix_socket(tmp_path: Path) -> None:
     assert meta["lines"] == 50 and meta["rejected"] == 1 and not path.exists()
     got = read_table(tmp_path, TABLE)
     assert len(got) == 50 and set(got["kind"]) == {"server"}
+
+
+def test_the_timers_socket_holds_more_lines_than_the_hosts_queue_where_it_may(tmp_path: Path) -> None:
+    # a unix datagram socket queues net.unix.max_dgram_qlen datagrams of its namespace (10 by default):
+    # the receiver's own namespace lifts it to what it asked for (root), the host's setting stays
+    import os
+    import socket
+
+    host_qlen = int(QLEN_SYSCTL.read_text())
+    sock, qlen = datagram_socket(64)
+    path = tmp_path / "q.sock"
+    with sock, socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
+        sock.bind(str(path))
+        sender.setblocking(False)
+        queued = 0
+        while queued < 1000:
+            try:
+                sender.sendto(b"x" * 200, str(path))
+            except BlockingIOError:  # EAGAIN: the queue is full
+                break
+            queued += 1
+    assert int(QLEN_SYSCTL.read_text()) == host_qlen
+    if os.geteuid() == 0:
+        assert qlen == 64 and queued == 65, (qlen, queued)
+    else:  # no namespace of its own: the host's queue
+        assert qlen == host_qlen and queued == host_qlen + 1, (qlen, queued)
+    # the receiver says which queue it had
+    r = TimerReceiver(tmp_path, tmp_path / "timers.sock")
+    r.start()
+    assert r.stop()["queue"] == r.qlen and r.qlen is not None
 
 
 def test_the_report_shows_the_decomposition_and_opens_with_a_changed_lab(tmp_path: Path) -> None:
