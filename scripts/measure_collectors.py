@@ -2,13 +2,17 @@
 """The collectors' own CPU per collector, socket reader against socket reader, with and without idle host sockets.
 
     /work/coord/labrun .venv/bin/python scripts/measure_collectors.py [--scenario smoke] [--duration 30s]
-        [--rounds 2] [--readers proc,netlink] [--idle-sockets 0,20000]
+        [--rounds 2] [--readers proc,netlink] [--idle-sockets 0,20000] [--checkouts now=.,old=/path/to/other/checkout]
 
 For each round, each number of idle sockets and each socket reader (interleaved, so
 the machine's noise falls on all alike) it runs ``bench run SCENARIO`` with
 ``LBBENCH_COLLECT_SOCKETS=<reader>`` and prints ``summary.json``'s ``collectors``
 (% of one core, mean over the steady window: the total and each collector) and
 the largest number of TCP sockets the collectors counted in one LB namespace.
+
+Checkouts: each LABEL=DIR runs ``bench`` with DIR's ``bench`` package first on
+PYTHONPATH (same venv), so two versions of the code are compared in one session,
+interleaved like the rest.
 
 Idle sockets: this script opens that many TCP sockets (connected pairs on
 loopback, in the host's namespace, outside every lab) before the runs and keeps
@@ -27,7 +31,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import pyarrow.dataset as ds
+from bench.results.store import read_table
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / ".venv" / "bin" / "bench"
@@ -74,9 +78,11 @@ class IdleSockets:
         self.procs.clear()
 
 
-def one_run(scenario: str, duration: str, reader: str) -> dict:
+def one_run(scenario: str, duration: str, reader: str, checkout: str = "") -> dict:
     out = Path(tempfile.mkdtemp(prefix="lbbench-collectors-")) / "run"
     env = {**os.environ, "LBBENCH_COLLECT_SOCKETS": reader}
+    if checkout:
+        env["PYTHONPATH"] = str(Path(checkout).resolve())
     try:
         proc = subprocess.run(
             [str(BENCH), "run", scenario, "--duration", duration, "--out", str(out)],
@@ -86,8 +92,8 @@ def one_run(scenario: str, duration: str, reader: str) -> dict:
             raise SystemExit(f"bench run failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
         summary = json.loads((out / "summary.json").read_text())
         meta = json.loads((out / "samples" / "collectors.json").read_text())
-        sockets = ds.dataset(out / "samples" / "sockets", format="parquet").to_table(columns=["t", "node", "count"]).to_pandas()
-        per_sample = sockets.groupby(["t", "node"])["count"].sum()
+        sockets = read_table(out, "sockets", columns=["t", "node", "count"])
+        per_sample = sockets.groupby(["t", "node"], observed=True)["count"].sum()
         return {
             "collectors": summary["collectors"],
             "max_lab_sockets": int(per_sample.max()) if not per_sample.empty else 0,
@@ -105,28 +111,31 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--readers", default="proc,netlink")
     ap.add_argument("--idle-sockets", default="0,20000", help="comma-separated numbers of idle host sockets")
+    ap.add_argument("--checkouts", default="", help="comma-separated LABEL=DIR: compare these checkouts' code (default: this one)")
     ap.add_argument("--json", action="store_true", help="print each result as a JSON line as well")
     args = ap.parse_args()
     readers = args.readers.split(",")
+    checkouts = [tuple(c.split("=", 1)) for c in args.checkouts.split(",") if c] or [("", "")]
     idles = [int(x) for x in args.idle_sockets.split(",")]
     results = []
     for rnd in range(1, args.rounds + 1):
         for idle in idles:
             held = IdleSockets(idle)
             try:
-                for reader in readers:
-                    r = one_run(args.scenario, args.duration, reader)
-                    r.update(round=rnd, idle_sockets=idle, reader=reader)
-                    results.append(r)
-                    c = r["collectors"]
-                    parts = " ".join(f"{k}={v}" for k, v in (c.get("by_collector") or {}).items())
-                    print(
-                        f"round {rnd} idle={idle:>6} reader={reader:<8} total={c['cpu_pct']}% of a core  [{parts}]"
-                        f"  lab sockets max {r['max_lab_sockets']}, {r['requests_per_s']} req/s",
-                        flush=True,
-                    )
-                    if args.json:
-                        print(json.dumps(r), flush=True)
+                for label, checkout in checkouts:
+                    for reader in readers:
+                        r = one_run(args.scenario, args.duration, reader, checkout)
+                        r.update(round=rnd, idle_sockets=idle, reader=reader, checkout=label)
+                        results.append(r)
+                        c = r["collectors"]
+                        parts = " ".join(f"{k}={v}" for k, v in (c.get("by_collector") or {}).items())
+                        print(
+                            f"round {rnd} {label + ' ' if label else ''}idle={idle:>6} reader={reader:<8} total={c['cpu_pct']}% of a core  [{parts}]"
+                            f"  lab sockets max {r['max_lab_sockets']}, {r['requests_per_s']} req/s",
+                            flush=True,
+                        )
+                        if args.json:
+                            print(json.dumps(r), flush=True)
             finally:
                 held.close()
     return 0

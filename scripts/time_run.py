@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
+
+from bench.results.store import read_arrow
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / ".venv" / "bin" / "bench"
@@ -58,7 +59,7 @@ def main() -> int:
     figures: dict[str, float | int | None] = {"exit_code": code, "total_s": round(t_exit - t0, 2)}
     try:
         run = json.loads((out / "run.json").read_text())
-        req = ds.dataset(out / "samples" / "requests", format="parquet").to_table(columns=["t", "latency_ms"])
+        req = read_arrow(out, "requests", columns=["t"])
         # a request's t is when it was sent (capture stamps the start)
         first = pc.min(req["t"]).as_py()
         end = run["load_window"]["end"]

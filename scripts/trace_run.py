@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 
 from bench import engine, images, run
 from bench.collect import collectors
 from bench.report import build as report_build
+from bench.results.store import read_arrow
 from bench.topology import lab as lab_mod
 
 SPANS: list[tuple[str, float, float, str]] = []
@@ -74,7 +74,7 @@ def main() -> int:
     try:
         run.run_scenario(args.scenario, duration=args.duration, out=out, log=lambda m: said.append((time.time(), m)))
         r = json.loads((out / "run.json").read_text())
-        req = ds.dataset(out / "samples" / "requests", format="parquet").to_table(columns=["t"])
+        req = read_arrow(out, "requests", columns=["t"])
         first = pc.min(req["t"]).as_py()
         end = r["load_window"]["end"]
     finally:

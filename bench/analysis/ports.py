@@ -7,6 +7,10 @@ A socket holds an ephemeral port when it was opened from the namespace
 accepted connections (``direction`` "in": local port 443, or a backend's bind port)
 never count. Samples without a ``direction`` column fall back to "the local port
 lies inside the node's range". TIME_WAIT sockets hold their port too and are counted.
+
+The per-pair counts are read every few seconds while no namespace comes near its
+range, every second when one does (bench/collect/collectors.py); ``socket_totals``
+(every second) bounds every pair in between: :func:`pair_sampling`.
 """
 
 from __future__ import annotations
@@ -107,6 +111,35 @@ def ports_summary(ports: pd.DataFrame, port_range: pd.DataFrame, load_start: flo
         "exhausted_pairs": pairs,
         "by_source": by_source,
     }
+
+
+def pair_sampling(sockets: pd.DataFrame, totals: pd.DataFrame, port_range: pd.DataFrame) -> dict[str, Any]:
+    """How the per-pair counts were sampled, and the per-second bound on them.
+
+    - ``pairs_every_s``: median seconds between two per-pair samples of a node
+      (1 when read every second; null with fewer than two samples);
+    - ``max_sockets``: most TCP sockets (TIME_WAIT and accepted ones included) one
+      LB namespace held at any second, from ``socket_totals``: no pair can hold
+      more ports than that, also between its samples (null without totals);
+    - ``max_sockets_pct``: ``max_sockets`` as % of that node's range.
+    """
+    gaps = [
+        g
+        for _, rows in sockets[["t", "node"]].drop_duplicates().groupby("node", observed=True)
+        for g in np.diff(np.sort(rows["t"].to_numpy(dtype=float)))
+    ]
+    out: dict[str, Any] = {"pairs_every_s": num(float(np.median(gaps)), 1) if gaps else None, "max_sockets": None, "max_sockets_pct": None}
+    if totals.empty:
+        return out
+    t = totals.assign(total=totals["tcp_inuse"].astype(float) + totals["tcp6_inuse"].astype(float) + totals["time_wait"].astype(float))
+    peak = t.loc[t["total"].idxmax()]
+    out["max_sockets"] = int(peak["total"])
+    ranges = node_ranges(port_range).set_index("node")["range_size"]
+    if str(peak["node"]) in ranges.index:
+        per_node = t.groupby("node", observed=True)["total"].max()
+        pct = [100.0 * v / ranges[n] for n, v in per_node.items() if n in ranges.index]
+        out["max_sockets_pct"] = num(max(pct), 2)
+    return out
 
 
 #: Established connections per hop as the kernel sees them (columns of :func:`established_by_hop`).

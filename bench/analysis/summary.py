@@ -28,7 +28,7 @@ from .failover import failover_summary
 from .haproxy import connection_series, connections_summary, haproxy_summary, process_limits, server_pool, tls_summary, window_counter_delta
 from .integrity import integrity_summary, mark_invalid
 from .load import corrected_latency, load_summary
-from .ports import established_by_hop, ports_in_use, ports_summary, sockets_summary
+from .ports import established_by_hop, pair_sampling, ports_in_use, ports_summary, sockets_summary
 from .requests import client_connections, error_summary, latency_summary, request_summary
 from .series import Series
 from .traffic import traffic_rates, traffic_summary
@@ -62,6 +62,7 @@ def summarise_data(data: RunData, series: Series | None = None) -> dict[str, Any
     cpu = cpu_summary(cpu_series, window)
     load_start = (run.get("load_window") or {}).get("start")
     ports = ports_summary(ports_series, data.table("port_range"), load_start)
+    ports.update(pair_sampling(data.table("sockets"), data.table("socket_totals"), data.table("port_range")))
     haproxy = haproxy_summary(info, stat, window)
     haproxy["pool"] = server_pool(stat, window)
     haproxy["limits"] = process_limits(info, window)

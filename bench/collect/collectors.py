@@ -11,7 +11,13 @@ One daemon thread samples everything once per interval, stamps every reading
 with ``time.time()`` when it is taken, and appends each table's rows as one
 batch per interval to its stream, so a run killed with SIGKILL keeps every complete second.
 A sampler that fails logs once (and once more when it recovers) and the rest
-go on: collection never ends a run. The tables are declared in
+go on: collection never ends a run.
+
+TCP sockets of the LB namespaces: the totals (``net/sockstat``, table
+``socket_totals``) every tick, the per-(state, address pair) counts (a sock_diag
+dump, table ``sockets``) every :data:`PAIRS_EVERY` ticks, and every tick while a
+namespace holds at least :data:`PAIRS_DENSE_FROM` of its ephemeral port range
+(see :func:`pairs_due`), and at the first and the final tick. The tables are declared in
 :mod:`bench.results.tables` and documented in ``reports/README.md``.
 """
 
@@ -42,6 +48,31 @@ LOADGEN_RESCAN = 5.0
 META_SCHEMA_VERSION = 1
 #: `sockets` state of the one zero-count row written for a sample that found no socket.
 NO_SOCKETS = "NONE"
+#: The per-pair socket counts (table ``sockets``) are read every this many ticks...
+PAIRS_EVERY = 5
+#: ... and every tick while an LB namespace holds at least this share of its ip_local_port_range
+#: in TCP sockets (table ``socket_totals``, read every tick). Reading the pairs is a sock_diag dump,
+#: and the kernel walks its one TCP hash table of every namespace for it (262,144 buckets on a
+#: typical host, plus every socket of the host): a fixed cost per dump, whatever the lab holds.
+#: The totals (net/sockstat) cost nothing like it, and bound every pair: no pair holds more ports
+#: than its namespace holds sockets, so below this share no pair can be near exhaustion.
+PAIRS_DENSE_FROM = 0.25
+
+
+def pairs_due(ticks_since: int | None, totals: dict[str, int | None], range_sizes: dict[str, int | None]) -> bool:
+    """Whether this tick reads the per-pair socket counts of every LB namespace.
+
+    ``ticks_since``: ticks since the last read (None: never read); ``totals``: each
+    node's TCP sockets this tick (None: unknown); ``range_sizes``: each node's
+    ip_local_port_range size (None: unknown). Unknown counts as near the range.
+    """
+    if ticks_since is None or ticks_since >= PAIRS_EVERY:
+        return True
+    for node, total in totals.items():
+        size = range_sizes.get(node)
+        if total is None or not size or total >= PAIRS_DENSE_FROM * size:
+            return True
+    return False
 
 
 class _CpuTarget:
@@ -63,6 +94,10 @@ class _Node:
         self.container = container
         self.ns = namespace
         self.next_refresh = 0.0
+        self.range_size: int | None = None
+        self.total: int | None = None  # TCP sockets at the last tick (None: unreadable)
+        self.totals: netns.SocketTotals | None = None
+        self.totals_t = 0.0
 
 
 class Collectors:
@@ -97,6 +132,9 @@ class Collectors:
         self._started = False
         self._stopped = False
         self.ticks = 0
+        self._pairs_tick: int | None = None  # tick of the last per-pair socket read
+        self.pair_reads = 0
+        self.dense_ticks = 0  # ticks the pairs were read because a namespace was near its port range
         #: Thread CPU seconds spent per collector so far (written to ``collector_self`` every tick).
         self.cost: dict[str, float] = dict.fromkeys(COLLECTORS, 0.0)
         self.cgroups: cpu.Cgroups | None = None
@@ -226,6 +264,7 @@ class Collectors:
         node.ns.learn_interfaces(plan.client_subnet, plan.server_subnet)
         t = time.time()
         low, high = node.ns.port_range()
+        node.range_size = high - low + 1
         with self._lock:
             self.buffers["port_range"].add(t=t, node=node.name, low=low, high=high)
 
@@ -235,7 +274,7 @@ class Collectors:
         next_at = time.monotonic()
         while True:
             final = self._stop.is_set()  # stop() was called before this sample began: it shows the final state
-            self._guard("tick", self._tick)
+            self._guard("tick", self._tick, final)
             self._first_tick.set()
             if final:
                 break
@@ -248,11 +287,11 @@ class Collectors:
                 delay = 0.0
             self._stop.wait(delay)
 
-    def _tick(self) -> None:
+    def _tick(self, final: bool = False) -> None:
         began = time.monotonic()
         self._tick_failed, self._tick_recovered, self._tick_holders = {}, [], {}
         try:
-            self._sample_all(began)
+            self._sample_all(began, final)
         finally:
             self._end_tick()
         clock = time.thread_time
@@ -260,7 +299,7 @@ class Collectors:
         self._flush()
         self.cost["write"] += clock() - c0
 
-    def _sample_all(self, began: float) -> None:
+    def _sample_all(self, began: float, final: bool = False) -> None:
         cost = self.cost
         clock = time.thread_time
         with self._lock:
@@ -277,17 +316,17 @@ class Collectors:
             c2 = clock()
             cost["haproxy"] += c1 - c0
             cost["cpu"] += c2 - c1
+            c0 = clock()
+            failed = self._sample_sockets(final)
+            cost["sockets"] += clock() - c0
             for node in self.nodes:
-                c0 = clock()
-                ok = self._guard(f"sockets {node.name}", self._sample_sockets, node)
                 c1 = clock()
-                ok &= self._guard(f"netdev {node.name}", self._sample_netdev, node)
+                ok = self._guard(f"netdev {node.name}", self._sample_netdev, node)
                 c2 = clock()
                 ok &= self._guard(f"vrrp {node.name}", self._sample_vrrp, node)
-                cost["sockets"] += c1 - c0
                 cost["netdev"] += c2 - c1
                 cost["vrrp"] += clock() - c2
-                if not ok:
+                if not ok or node.name in failed:
                     self._guard(f"namespace {node.name}", self._refresh_node, node)
             self.ticks += 1
             b["collector_self"].add(
@@ -357,7 +396,39 @@ class Collectors:
         t = time.time()
         self._cpu_rows("loadgen", "loadgen", "", t, self.loadgen.account.read())
 
-    def _sample_sockets(self, node: _Node) -> None:
+    def _sample_sockets(self, final: bool) -> set[str]:
+        """Every node's socket totals; the per-pair counts when :func:`pairs_due` (or ``final``).
+
+        Returns the nodes whose namespace could not be read.
+        """
+        failed: set[str] = set()
+        for node in self.nodes:
+            node.total, node.totals = None, None
+            if not self._guard(f"socket totals {node.name}", self._sample_totals, node):
+                failed.add(node.name)
+        since = None if self._pairs_tick is None else self.ticks - self._pairs_tick
+        due = final or pairs_due(since, {n.name: n.total for n in self.nodes}, {n.name: n.range_size for n in self.nodes})
+        if due:
+            if since is not None and since < PAIRS_EVERY and not final:
+                self.dense_ticks += 1
+            self._pairs_tick = self.ticks
+            self.pair_reads += 1
+            for node in self.nodes:
+                if not self._guard(f"sockets {node.name}", self._sample_pairs, node):
+                    failed.add(node.name)
+        buf = self.buffers["socket_totals"]
+        for node in self.nodes:
+            if node.totals is not None:
+                tot = node.totals
+                buf.add(t=node.totals_t, node=node.name, tcp_inuse=tot.tcp_inuse, tcp6_inuse=tot.tcp6_inuse, time_wait=tot.time_wait, pairs_read=due)
+        return failed
+
+    def _sample_totals(self, node: _Node) -> None:
+        node.totals_t = time.time()
+        node.totals = node.ns.socket_totals()
+        node.total = node.totals.total
+
+    def _sample_pairs(self, node: _Node) -> None:
         t = time.time()
         counts = node.ns.socket_counts()
         if not counts:
@@ -446,6 +517,12 @@ class Collectors:
             "nodes": {
                 n.name: {"pid": n.ns.pid, "addresses": n.ns.addresses, "networks": n.ns.networks, "tcp6": n.ns.read_tcp6, "sockets_reader": n.ns.reader}
                 for n in self.nodes
+            },
+            "socket_pairs": {
+                "every_ticks": PAIRS_EVERY,
+                "every_tick_from_share_of_port_range": PAIRS_DENSE_FROM,
+                "reads": self.pair_reads,
+                "extra_reads_near_port_range": self.dense_ticks,
             },
             "loadgen_cgroup": str(self.loadgen.path) if self.loadgen else None,
             "timers": self.timers.meta() if self.timers is not None else None,

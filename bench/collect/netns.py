@@ -137,6 +137,39 @@ class SocketCounter:
         }
 
 
+@dataclass(frozen=True)
+class SocketTotals:
+    """A namespace's TCP socket totals from ``net/sockstat`` and ``net/sockstat6`` (O(1) for the kernel)."""
+
+    tcp_inuse: int
+    """IPv4 TCP sockets in the namespace's hash tables (every state but TIME_WAIT, listeners included)"""
+    tcp6_inuse: int
+    """the same for IPv6"""
+    time_wait: int
+    """TIME_WAIT sockets of the namespace, both families"""
+
+    @property
+    def total(self) -> int:
+        """Every TCP socket of the namespace: an upper bound of the ports any one address pair holds."""
+        return self.tcp_inuse + self.tcp6_inuse + self.time_wait
+
+
+def parse_sockstat_tcp(text: str) -> tuple[int, int]:
+    """``TCP: inuse N orphan O tw T ...`` from ``/proc/net/sockstat`` as ``(inuse, tw)``.
+
+    ``inuse`` and ``tw`` are the namespace's own (``orphan``, ``alloc`` and ``mem`` are host-wide).
+
+    >>> parse_sockstat_tcp("sockets: used 5\nTCP: inuse 101 orphan 0 tw 50 alloc 294 mem 86\n")
+    (101, 50)
+    """
+    for line in text.splitlines():
+        if line.startswith("TCP:"):
+            fields = line.split()
+            values = dict(zip(fields[1::2], fields[2::2], strict=False))
+            return int(values["inuse"]), int(values.get("tw", 0))
+    raise ValueError("no TCP line in net/sockstat")
+
+
 def parse_sockstat6_tcp(text: str) -> int:
     """``TCP6: inuse N`` from ``/proc/net/sockstat6`` (0 when absent)."""
     for line in text.splitlines():
@@ -303,10 +336,21 @@ class NodeNamespace:
         return self.sockets.count(texts)
 
     def _tcp6_in_use(self) -> bool:
+        return self._tcp6_inuse() > 0
+
+    def _tcp6_inuse(self) -> int:
         try:
-            return parse_sockstat6_tcp(read(self._net("sockstat6"))) > 0
+            return parse_sockstat6_tcp(read(self._net("sockstat6")))
         except FileNotFoundError:  # no IPv6 in this kernel
-            return False
+            return 0
+
+    def socket_totals(self) -> SocketTotals:
+        """The namespace's TCP socket totals: two small /proc reads, whatever the host's socket count."""
+        inuse, tw = parse_sockstat_tcp(read(self._net("sockstat")))
+        inuse6 = self._tcp6_inuse()
+        if inuse6 and not self.read_tcp6:
+            self.read_tcp6 = True  # the per-pair counts read IPv6 too from now on
+        return SocketTotals(inuse, inuse6, tw)
 
     def netdev(self) -> dict[str, IfaceCounters]:
         return parse_proc_net_dev(read(self._net("dev")))

@@ -136,7 +136,7 @@ def render_html(run: dict[str, Any], summary: dict[str, Any], plots: list[Plot],
             ("backend -> server connections (max)", conn["server_max"], ""),
             ("full TLS handshakes / s", tls["handshakes_per_s"], ""),
             ("TLS resumption", tls["resumption_pct"], "%"),
-            ("ephemeral ports, busiest source (max)", None if ports["max_in_use"] is None else f"{ports['max_in_use']:,} of {ports['range_size']:,} ({ports['max_utilisation_pct']}%)", ""),
+            ("ephemeral ports, busiest source (max)", _ports(ports), ""),
             ("client network in / out", _pair(traffic["client_mbps"]), "Mbit/s"),
             ("server network in / out", _pair(traffic["server_mbps"]), "Mbit/s"),
             ("host CPU per core (mean)", s["cpu"]["host_per_core_pct"], "%"),
@@ -308,6 +308,19 @@ def _build_section(run: dict[str, Any]) -> str:
 
 def _plain(v: Any) -> str:
     return "?" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _ports(ports: dict[str, Any]) -> str | None:
+    """The busiest pair against the range, how often pairs were read, and the per-second bound."""
+    if ports["max_in_use"] is None:
+        return None
+    text = f"{ports['max_in_use']:,} of {ports['range_size']:,} ({ports['max_utilisation_pct']}%)"
+    every, bound = ports.get("pairs_every_s"), ports.get("max_sockets")
+    if every is not None and every > 1:
+        text += f"; pairs read every {every:g} s"
+        if bound is not None:
+            text += f", every second at most {bound:,} sockets in a namespace ({ports.get('max_sockets_pct')}% of its range)"
+    return text
 
 
 def _collectors(c: dict[str, Any]) -> str | None:

@@ -312,6 +312,23 @@ SOCKETS = register(
     )
 )
 
+SOCKET_TOTALS = register(
+    Table(
+        "socket_totals",
+        "TCP socket totals of one LB node's namespace, every second (net/sockstat: cheap whatever the host holds)",
+        "collector",
+        "bench/collect/netns.py",
+        (
+            _t("when net/sockstat was read"),
+            _str("node", "lb-a, lb-b"),
+            _count("tcp_inuse", "IPv4 TCP sockets in any state but TIME_WAIT, listeners included", pa.int32()),
+            _count("tcp6_inuse", "the same for IPv6", pa.int32()),
+            _count("time_wait", "TIME_WAIT sockets, both families", pa.int32()),
+            Column("pairs_read", pa.bool_(), "whether the per-pair counts (table sockets) were read in the same second"),
+        ),
+    )
+)
+
 PORT_RANGE = register(
     Table(
         "port_range",

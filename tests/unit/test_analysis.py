@@ -371,6 +371,20 @@ def test_ports_exhaustion_onset() -> None:
     assert s["max_utilisation_pct"] == 100.0
 
 
+def test_pair_sampling_interval_and_the_per_second_bound() -> None:
+    # pairs read at 0, 5, 10 s (and the last at 12 s); totals every second, the peak between two reads
+    s = pd.DataFrame([{**r, "t": T0 + dt} for dt in (0, 5, 10, 12) for r in sockets_rows()[lambda d: d["t"] == T0].to_dict("records")])
+    totals = pd.DataFrame(
+        [{"t": T0 + i, "node": n, "tcp_inuse": 30, "tcp6_inuse": 0, "time_wait": (40 if (n, i) == ("lb-a", 7) else 5), "pairs_read": i in (0, 5, 10, 12)} for i in range(13) for n in ("lb-a", "lb-b")]
+    )
+    got = ports.pair_sampling(s, totals, PORT_RANGE)
+    assert got == {"pairs_every_s": 5.0, "max_sockets": 70, "max_sockets_pct": 70.0}  # 70 of lb-a's 100 ports
+    every_second = ports.pair_sampling(sockets_rows(), totals, PORT_RANGE)
+    assert every_second["pairs_every_s"] == 1.0
+    none = ports.pair_sampling(empty_frame("sockets"), empty_frame("socket_totals"), PORT_RANGE)
+    assert none == {"pairs_every_s": None, "max_sockets": None, "max_sockets_pct": None}
+
+
 # ------------------------------------------------------------------ traffic
 
 

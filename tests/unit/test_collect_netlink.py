@@ -8,19 +8,25 @@ namespace, so the counts are exact.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
+import time
 import socket
 import struct
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
 
-from bench.collect import netns, nsnetlink, sockdiag
+from bench.collect import collectors, netns, nsnetlink, sockdiag
+from bench.results.store import read_table
 
 CHILD = r"""
 import socket, sys, time
@@ -43,12 +49,16 @@ sys.stdin.read()
 """
 
 
-@pytest.fixture(scope="module")
-def child() -> Iterator[int]:
+@contextlib.contextmanager
+def namespace_with_sockets(port_range: str = "") -> Iterator[int]:
+    """The pid of a child in a namespace of its own holding CHILD's sockets (and ``port_range``, "low high", if given)."""
     if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
         pytest.skip("needs root, unshare and ip (like the collectors' nsenter)")
+    setup = "ip link set lo up"
+    if port_range:
+        setup += f" && echo '{port_range}' > /proc/sys/net/ipv4/ip_local_port_range"
     proc = subprocess.Popen(
-        ["unshare", "-n", "sh", "-c", f'ip link set lo up && exec "{sys.executable}" -c "$0"', CHILD],
+        ["unshare", "-n", "sh", "-c", f'{setup} && exec "{sys.executable}" -c "$0"', CHILD],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -59,6 +69,12 @@ def child() -> Iterator[int]:
     finally:
         proc.kill()
         proc.communicate()  # reaps it and closes both pipes
+
+
+@pytest.fixture(scope="module")
+def child() -> Iterator[int]:
+    with namespace_with_sockets() as pid:
+        yield pid
 
 
 def proc_counts(pid: int) -> dict:
@@ -92,6 +108,77 @@ def test_node_namespace_reads_sockets_by_netlink(child: int) -> None:
         ns.close()
     forced = netns.NodeNamespace("test", child, reader="proc")
     assert forced.reader == "proc" and forced.socket_counts() == proc_counts(child)
+
+
+def test_socket_totals_are_the_namespaces_own(child: int) -> None:
+    """net/sockstat of the child's namespace: its sockets only (the host's are many more)."""
+    ns = netns.NodeNamespace("test", child, reader="proc")
+    totals = ns.socket_totals()
+    # IPv4: a listener + 5 established each way; IPv6: a listener + 1 each way; 3 TIME_WAIT
+    assert (totals.tcp_inuse, totals.tcp6_inuse, totals.time_wait) == (11, 3, 3)
+    assert totals.total == 17
+    assert ns.read_tcp6  # IPv6 sockets seen: the per-pair counts read both families from now on
+
+
+class _Container:
+    def __init__(self, pid: int):
+        self.attrs = {"State": {"Pid": pid}}
+
+    def reload(self) -> None:
+        pass
+
+
+class _NodeLab:
+    """A lab of one LB node (the child's namespace) and nothing else."""
+
+    def __init__(self, tmp: Path, pid: int):
+        node = SimpleNamespace(name="lb-a", keepalived_service="lb-a-keepalived", processes=())
+        self.project = "lbbench-unit"
+        self.plan = SimpleNamespace(nodes=(node,), servers=(), vip="198.18.0.100", client_subnet="198.18.0.0/24", server_subnet="198.18.1.0/24")
+        self.pid = pid
+        self.tmp = tmp
+
+    def containers(self) -> dict[str, Any]:
+        return {"lb-a": _Container(self.pid)}
+
+    def socket_path(self, service: str) -> Path:
+        return self.tmp / f"{service}.sock"
+
+
+@pytest.mark.parametrize(("port_range", "dense"), [("", False), ("40000 40039", True)])
+def test_pairs_every_few_ticks_and_every_tick_near_the_port_range(tmp_path: Path, port_range: str, dense: bool) -> None:
+    """17 sockets: far below the default range (pairs every PAIRS_EVERY ticks), 42 % of a 40-port range (every tick)."""
+    with namespace_with_sockets(port_range) as pid:
+        run_dir = tmp_path / "run"
+        with collectors.Collectors(run_dir, _NodeLab(tmp_path, pid), interval=0.02, log=lambda m: None) as c:
+            time.sleep(0.5)
+    totals = read_table(run_dir, "socket_totals")
+    assert len(totals) == c.ticks and (totals["node"] == "lb-a").all()
+    assert (totals["tcp_inuse"] == 11).all() and (totals["tcp6_inuse"] == 3).all() and (totals["time_wait"] == 3).all()
+    pairs = read_table(run_dir, "sockets")
+    reads = pairs["t"].nunique()
+    assert reads == int(totals["pairs_read"].sum()) == c.pair_reads
+    if dense:
+        assert reads == c.ticks and c.dense_ticks > 0
+    else:
+        # the first tick, every PAIRS_EVERY-th, and the final one
+        assert c.ticks >= 10 and reads == len(range(0, c.ticks - 1, collectors.PAIRS_EVERY)) + 1 and c.dense_ticks == 0
+    assert pairs.groupby("t", observed=True)["count"].sum().eq(15).all()  # 17 but the 2 listeners
+    meta = json.loads((run_dir / "samples" / "collectors.json").read_text())
+    assert not [e for e in meta["errors"] if "sockets" in e or "namespace" in e], meta["errors"]
+    assert meta["socket_pairs"]["reads"] == reads
+
+
+def test_pairs_due() -> None:
+    due = collectors.pairs_due
+    every = collectors.PAIRS_EVERY
+    assert due(None, {"lb-a": 10}, {"lb-a": 28232})  # never read yet
+    assert not due(1, {"lb-a": 10, "lb-b": 10}, {"lb-a": 28232, "lb-b": 28232})
+    assert due(every, {"lb-a": 10}, {"lb-a": 28232})
+    near = int(collectors.PAIRS_DENSE_FROM * 1000)
+    assert not due(1, {"lb-a": near - 1}, {"lb-a": 1000}) and due(1, {"lb-a": near}, {"lb-a": 1000})
+    assert due(1, {"lb-a": 10, "lb-b": None}, {"lb-a": 28232, "lb-b": 28232})  # totals unreadable: read the pairs
+    assert due(1, {"lb-a": 10}, {"lb-a": None})  # range unknown
 
 
 def test_a_namespace_that_cannot_be_entered() -> None:

@@ -24,3 +24,6 @@ class Ports(Section):
     first_exhaustion_after_s: Figure
     exhausted_pairs: list[str] | None
     by_source: dict[str, dict[str, SourcePorts]] | None
+    pairs_every_s: Figure = None
+    max_sockets: int | None = None
+    max_sockets_pct: Figure = None
