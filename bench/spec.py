@@ -317,7 +317,9 @@ class Keepalived(_Model):
 
     advert_int: float = Field(1.0, gt=0, le=255)
     virtual_router_id: int = Field(51, ge=1, le=255)
-    priority_master: int = Field(150, ge=1, le=254)
+    priority_master: int = Field(
+        255, ge=1, le=255, description="lb-a's priority; 255 = the VIP's owner: takes it as soon as its frontend answers, not after the master-down interval"
+    )
     priority_backup: int = Field(100, ge=1, le=254)
     preempt: bool = True
     track_frontend: bool = Field(True, description="demote a node whose HAProxy frontend stops answering")
@@ -326,6 +328,9 @@ class Keepalived(_Model):
     def _priorities(self) -> Keepalived:
         if self.priority_backup >= self.priority_master:
             raise ValueError("priority_backup must be lower than priority_master")
+        if self.priority_master == 255 and not self.preempt:
+            # keepalived drops nopreempt for an address owner: lb-a would take the VIP back anyway
+            raise ValueError("priority_master 255 (the VIP's owner) always preempts: with preempt: false set priority_master to 254 or lower")
         return self
 
 

@@ -49,7 +49,7 @@ def test_split_shape() -> None:
     assert be.count("accept-proxy") == 4
     assert "option http-server-close" in be and "maxconn 100" in be and "option forwardfor" in be
     ka_a, ka_b = files["lb-a/keepalived.conf"], files["lb-b/keepalived.conf"]
-    assert "state MASTER" in ka_a and "priority 150" in ka_a
+    assert "state MASTER" in ka_a and "priority 255" in ka_a
     assert "state BACKUP" in ka_b and "priority 100" in ka_b
     assert "198.18.10.100/24 dev @CLIENT_IFACE@" in ka_a
 
