@@ -64,7 +64,7 @@ def main() -> int:
         spy = subprocess.run(
             [str(PYSPY), "record", "--pid", str(child.pid), "--nonblocking", "--threads", "--format", "raw",
              "--rate", str(args.rate), "--duration", str(args.seconds), "--output", str(raw)],
-            capture_output=True, text=True,
+            check=False, capture_output=True, text=True,
         )  # fmt: skip
         code = child.wait()
         if spy.returncode != 0 or not raw.exists():

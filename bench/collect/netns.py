@@ -159,7 +159,7 @@ def parse_sockstat_tcp(text: str) -> tuple[int, int]:
 
     ``inuse`` and ``tw`` are the namespace's own (``orphan``, ``alloc`` and ``mem`` are host-wide).
 
-    >>> parse_sockstat_tcp("sockets: used 5\nTCP: inuse 101 orphan 0 tw 50 alloc 294 mem 86\n")
+    >>> parse_sockstat_tcp("sockets: used 5\\nTCP: inuse 101 orphan 0 tw 50 alloc 294 mem 86\\n")
     (101, 50)
     """
     for line in text.splitlines():

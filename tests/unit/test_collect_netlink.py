@@ -12,11 +12,11 @@ import contextlib
 import json
 import os
 import shutil
-import time
 import socket
 import struct
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
