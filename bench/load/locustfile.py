@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import gevent
 from locust import events
 
 from bench.load import lean, models, users
@@ -25,6 +26,10 @@ def _on_init(environment, **_kwargs) -> None:
     global _capture  # noqa: PLW0603 - the process's one capture, made when Locust initialises it
     # started ahead of its lab by `bench run`: no user before the go
     wait_for_start_gate(settings().get("start_gate"))
+    # Locust's --run-time timer and its spawn pacing count from the gevent loop's "now", which is
+    # only updated when the loop runs: if the imports outlasted the lab's start (the gate was open
+    # at once) that "now" is the hub's creation, seconds ago, and the load ended that much early.
+    gevent.get_hub().loop.update_now()
     # the load models listen for the controller's messages (and the owning process runs it)
     models.on_init(environment)
     run_dir = settings().get("run_dir")

@@ -73,3 +73,38 @@ def test_start_gate_holds_locust_until_bench_says_go(tmp_path: Path) -> None:
     opener.join()
     with pytest.raises(SystemExit):  # the owner is gone: give up at once
         wait_for_start_gate({"file": str(tmp_path / "never"), "owner": 2**22 + 12345}, timeout=60)
+
+
+_STALE_CLOCK = """
+import json, time
+from types import SimpleNamespace
+
+import locust  # noqa: F401 - monkey-patches first, as in a Locust process
+import gevent
+
+from bench.load import locustfile
+
+loop = gevent.get_hub().loop
+busy_until = time.time() + 1.0
+while time.time() < busy_until:  # imports that outlast the lab's start: CPU, the loop never runs
+    pass
+before = loop.now() - time.time()
+locustfile._on_init(SimpleNamespace(runner=None))  # no gate (already open): returns at once
+print(json.dumps({"before": before, "after": loop.now() - time.time()}))
+"""
+
+
+def test_locust_counts_its_run_time_from_the_go_not_from_its_imports(tmp_path: Path) -> None:
+    # Locust's --run-time timer starts from the gevent loop's cached "now": stale by the imports'
+    # time when the gate is already open, and the load then ended that much early (8 s runs of 1.6 s).
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "LBBENCH_LOAD"}
+    done = subprocess.run([sys.executable, "-c", _STALE_CLOCK], capture_output=True, text=True, timeout=120, check=False, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["before"] < -0.9  # the situation: the loop's clock is behind
+    assert got["after"] > -0.5, got  # brought up to date before any timer starts
