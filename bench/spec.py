@@ -521,6 +521,13 @@ class Load(_Model):
         description="lean engine: offer the TLS session of the user's previous connection when it reconnects "
         "(resumed handshake); false = every new connection does a full handshake",
     )
+    request_body: int = Field(
+        0,
+        ge=0,
+        le=16 * 1024 * 1024,
+        description="lean engine: bytes of a POST body sent with every request (client -> server traffic); "
+        "0 = a GET without a body",
+    )
     tls_version: Literal["1.2", "1.3"] | None = Field(
         None, description="lean engine: highest TLS version offered (1.2 = classic session IDs when tickets are off); null = 1.3"
     )
@@ -582,7 +589,7 @@ class Load(_Model):
         fields = type(self).model_fields
         lean_only = {
             name
-            for name in ("connect_timeout", "requests_per_connection", "resumption", "tls_version", "held")
+            for name in ("connect_timeout", "requests_per_connection", "resumption", "tls_version", "held", "request_body")
             if name in self.model_fields_set and getattr(self, name) != fields[name].get_default(call_default_factory=True)
         }
         if self.engine != "lean" and lean_only:

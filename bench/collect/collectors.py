@@ -84,6 +84,7 @@ class _CpuTarget:
         self.node = node
         self.container = container
         self.account: cpu.CpuAccount | None = None
+        self.memory: cpu.MemoryAccount | None = None
 
 
 class _Node:
@@ -310,7 +311,8 @@ class Collectors:
             c1 = clock()
             self._guard("cpu host", self._sample_host)
             for ct in list(self.cpu_targets):
-                self._guard(f"cpu {ct.service}", self._sample_container, ct)
+                if self._guard(f"cpu {ct.service}", self._sample_container, ct) and ct.role != "loadgen":
+                    self._guard(f"memory {ct.service}", self._sample_memory, ct)
             if self.loadgen is not None:
                 self._guard("cpu loadgen", self._sample_loadgen)
             c2 = clock()
@@ -386,6 +388,19 @@ class Collectors:
                 ct.container.reload()
             raise
         self._cpu_rows(ct.service, ct.role, ct.node, t, values)
+
+    def _sample_memory(self, ct: _CpuTarget) -> None:
+        if ct.memory is None:
+            ct.memory = self.cgroups.memory_of(_pid(ct.container))  # type: ignore[union-attr]
+        t = time.time()
+        try:
+            usage, anon, kernel = ct.memory.read()
+        except FileNotFoundError:
+            ct.memory = None  # container gone or restarted: look it up again next time
+            raise
+        self.buffers["memory"].add(
+            t=t, container=ct.service, role=ct.role, node=ct.node, usage_bytes=usage, anon_bytes=anon, kernel_bytes=kernel
+        )
 
     def _sample_loadgen(self) -> None:
         assert self.loadgen is not None

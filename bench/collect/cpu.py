@@ -13,6 +13,15 @@ softirq + steal (guest time is already inside user).
 Load generator: Locust runs on the host, not in a container, so lbbench gives
 it a cgroup of its own (:class:`LoadgenCgroup`) and moves its process group
 there; forks inherit it.
+
+Memory of a container (:class:`MemoryAccount`): with cgroup v1 the ``memory``
+hierarchy's ``memory.usage_in_bytes`` (user memory plus the kernel memory charged
+to the cgroup: socket structures, slab), ``memory.stat`` ``rss`` (anonymous) and
+``memory.kmem.usage_in_bytes``; with v2 ``memory.current`` and ``memory.stat``
+``anon`` / ``kernel`` (or slab + kernel_stack + sock on kernels without ``kernel``).
+Socket buffers of v1 are only in ``memory.kmem.tcp.*`` when a TCP limit is set:
+idle connections hold none, so the connection counts of the capacity model miss
+little.
 """
 
 from __future__ import annotations
@@ -146,6 +155,46 @@ class CpuAccount:
         return [(-1, parse_cpu_stat((self.path / "cpu.stat").read_text()))]
 
 
+def parse_memory_stat(text: str) -> dict[str, int]:
+    """``memory.stat`` (v1 or v2) as ``{field: bytes}``."""
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if value.strip().isdigit():
+            out[key] = int(value)
+    return out
+
+
+@dataclass(frozen=True)
+class MemoryAccount:
+    """Where a cgroup's memory counters live and how to read them."""
+
+    path: Path  # the cgroup folder
+    version: int  # 1 | 2
+
+    def read(self) -> tuple[float, float | None, float | None]:
+        """``(usage, anonymous, kernel)`` bytes; the last two None when the cgroup does not say."""
+        if self.version == 1:
+            usage = float(int((self.path / "memory.usage_in_bytes").read_text()))
+            stat = parse_memory_stat((self.path / "memory.stat").read_text())
+            try:
+                kernel: float | None = float(int((self.path / "memory.kmem.usage_in_bytes").read_text()))
+            except (OSError, ValueError):
+                kernel = None
+            anon = stat.get("rss")
+            return usage, None if anon is None else float(anon), kernel
+        usage = float(int((self.path / "memory.current").read_text()))
+        stat = parse_memory_stat((self.path / "memory.stat").read_text())
+        if "kernel" in stat:
+            kernel = float(stat["kernel"])
+        elif "slab" in stat:
+            kernel = float(stat["slab"] + stat.get("kernel_stack", 0) + stat.get("sock", 0))
+        else:
+            kernel = None
+        anon = stat.get("anon")
+        return usage, None if anon is None else float(anon), kernel
+
+
 class Cgroups:
     """The host's cgroup mounts, and how to find a process's CPU account in them."""
 
@@ -155,6 +204,7 @@ class Cgroups:
         self.mounts = parse_mountinfo(mountinfo)
         self.v1 = next((m for m in self.mounts if m.version == 1 and "cpuacct" in m.controllers), None)
         self.v2 = next((m for m in self.mounts if m.version == 2), None)
+        self.v1_memory = next((m for m in self.mounts if m.version == 1 and "memory" in m.controllers), None)
         if prefer == "v1":
             self.v2 = None
         elif prefer == "v2":
@@ -175,6 +225,15 @@ class Cgroups:
         if self.v2 is not None and "" in groups:
             return CpuAccount(self.v2.path_of(groups[""]), 2)
         raise OSError(f"no cpuacct (v1) or unified (v2) cgroup for pid {pid}")
+
+    def memory_of(self, pid: int) -> MemoryAccount:
+        """The memory account of the cgroup ``pid`` is in (the hierarchy CPU is read from decides v1 or v2)."""
+        groups = parse_proc_cgroup((PROC / str(pid) / "cgroup").read_text())
+        if self.v1 is not None and self.v1_memory is not None and "memory" in groups:
+            return MemoryAccount(self.v1_memory.path_of(groups["memory"]), 1)
+        if self.v2 is not None and "" in groups:
+            return MemoryAccount(self.v2.path_of(groups[""]), 2)
+        raise OSError(f"no memory (v1) or unified (v2) cgroup for pid {pid}")
 
 
 class LoadgenCgroup:

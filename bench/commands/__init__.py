@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import calibrate, compare, doctor, down, fault, gate, images, report, run, scenarios, schema, status, up, validate, watch
+from . import calibrate, capacity, compare, doctor, down, fault, gate, images, report, run, scenarios, schema, status, up, validate, watch
 
 #: Every command module, in the order `bench --help` lists them.
-COMMANDS: tuple[ModuleType, ...] = (run, validate, watch, up, down, fault, status, doctor, scenarios, images, calibrate, report, compare, gate, schema)
+COMMANDS: tuple[ModuleType, ...] = (run, validate, watch, up, down, fault, status, doctor, scenarios, images, calibrate, report, compare, gate, capacity, schema)

@@ -1,4 +1,4 @@
-"""`bench schema NAME`: the JSON Schema of a file lbbench writes (run, summary, lab, duet, gate, compare) or reads (scenario, topology)."""
+"""`bench schema NAME`: the JSON Schema of a file lbbench writes (run, summary, lab, duet, gate, compare, capacity, sweep) or reads (scenario, topology)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ import json
 
 from .common import EXIT_OK, Subparsers
 
-NAMES = ("summary", "run", "lab", "duet", "gate", "compare", "scenario", "topology")
+NAMES = ("summary", "run", "lab", "duet", "gate", "compare", "capacity", "sweep", "scenario", "topology")
 
 
 def register(sub: Subparsers) -> None:
-    s = sub.add_parser("schema", help="print the JSON Schema of summary.json, run.json, lab.json, duet.json, gate.json, bench compare's JSON, a scenario or a topology file")
+    s = sub.add_parser(
+        "schema",
+        help="print the JSON Schema of summary.json, run.json, lab.json, duet.json, gate.json, bench compare's JSON, capacity.json, sweep.json, a scenario or a topology file",
+    )
     s.add_argument("name", choices=NAMES, metavar="NAME", help="one of: " + ", ".join(NAMES))
     s.set_defaults(func=cmd_schema)
 

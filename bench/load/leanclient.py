@@ -112,6 +112,9 @@ def error_kind(exc: BaseException | None, status: int = 0) -> str:
 
 # --------------------------------------------------------------------------- settings
 
+#: Largest POST body a request may carry (``load.request_body``; the scenario field has the same bound).
+MAX_REQUEST_BODY = 16 * 1024 * 1024
+
 
 @dataclass(frozen=True)
 class LeanSettings:
@@ -129,6 +132,7 @@ class LeanSettings:
     requests_per_connection: int = 0
     resumption: bool = True
     server_name: str | None = None  # a user's own certificate: SNI, Host and the name checked (else the VIP's address)
+    request_body: int = 0  # bytes of a POST body per request; 0 = GET
 
     @classmethod
     def from_settings(cls, url: str, s: dict[str, Any]) -> LeanSettings:
@@ -153,6 +157,7 @@ class LeanSettings:
             requests_per_connection=rpc,
             resumption=bool(s.get("resumption", True)),
             server_name=s.get("server_name") or None,
+            request_body=_body_size(s.get("request_body", 0)),
         )
 
     def request_bytes(self, close: bool) -> bytes:
@@ -163,10 +168,20 @@ class LeanSettings:
             host = self.server_name
         elif ":" in self.host and not self.host.startswith("["):
             host = f"[{self.host}]" if self.port == default else f"[{self.host}]:{self.port}"
-        lines = [f"GET {self.path} HTTP/1.1", f"Host: {host}", "User-Agent: lbbench-lean"]
+        method = "POST" if self.request_body else "GET"
+        lines = [f"{method} {self.path} HTTP/1.1", f"Host: {host}", "User-Agent: lbbench-lean"]
+        if self.request_body:
+            lines += [f"Content-Length: {self.request_body}", "Content-Type: application/octet-stream"]
         if close:
             lines.append("Connection: close")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii") + b"x" * self.request_body
+
+
+def _body_size(value: Any) -> int:
+    size = int(value or 0)
+    if not 0 <= size <= MAX_REQUEST_BODY:
+        raise ValueError(f"lean engine: request_body must be between 0 and {MAX_REQUEST_BODY} bytes, got {size}")
+    return size
 
 
 def _client_context(tls12: bool) -> ssl.SSLContext:

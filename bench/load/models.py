@@ -167,6 +167,8 @@ class _RateProcess:
         held = load.held
         interval = float(s.get("held_interval") or held.interval or 5.0)
         base = s.get("name") or "GET /"
+        if base.startswith("POST "):  # held connections only ever GET
+            base = "GET " + base[len("POST ") :]
         path = held.path or load.path
         clients_settings = {}
         for flow in ("https", "http"):
@@ -175,7 +177,7 @@ class _RateProcess:
                 continue
             clients_settings[flow] = LeanSettings.from_settings(
                 f"{fs.scheme}://{fs.host}" + (f":{fs.port}" if fs.port not in (80, 443) else ""),
-                {**s, "path": path, "name": f"held {base} ({flow})", "requests_per_connection": 0, "resumption": held.resumption},
+                {**s, "path": path, "name": f"held {base} ({flow})", "requests_per_connection": 0, "resumption": held.resumption, "request_body": 0},
             )
         timeout = min(float(s.get("timeout", 5.0)), float(s.get("connect_timeout", 5.0)))
 

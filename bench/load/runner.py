@@ -57,7 +57,7 @@ def load_settings(scenario: Scenario, host: str, ca_pem: Path, run_dir: Path, ex
         "think_time": load.think_time,
         "run_dir": str(run_dir),
         "timeout": load.timeout,
-        "name": f"GET {load.path.split('?')[0]}",
+        "name": f"{'POST' if load.request_body else 'GET'} {load.path.split('?')[0]}",
         # lean engine only (FastHttpUser ignores them)
         "connect_timeout": load.connect_timeout,
         "requests_per_connection": load.requests_per_connection,
@@ -65,6 +65,7 @@ def load_settings(scenario: Scenario, host: str, ca_pem: Path, run_dir: Path, ex
         "tls_version": load.tls_version,
         # both engines: 1 in N requests traced through every hop (null: automatic; bench/load/capture.py)
         "trace_every": load.trace_every,
+        "request_body": load.request_body,
         # the load models (bench/load/models.py, bench/load/control.py)
         "model": load.model,
         "load": load.model_dump(mode="json"),

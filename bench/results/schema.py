@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from .capacity import CapacityDoc, SweepDoc
 from .compare import CompareDoc
 from .document import Document
 from .duet import DuetDoc
@@ -15,7 +16,10 @@ from .run import RunDoc
 from .summary import Summary
 
 #: The versioned documents, by the name `bench schema` takes.
-DOCUMENTS: dict[str, type[Document]] = {"run": RunDoc, "summary": Summary, "lab": LabState, "duet": DuetDoc, "gate": GateDoc, "compare": CompareDoc}
+DOCUMENTS: dict[str, type[Document]] = {
+    "run": RunDoc, "summary": Summary, "lab": LabState, "duet": DuetDoc, "gate": GateDoc, "compare": CompareDoc,
+    "capacity": CapacityDoc, "sweep": SweepDoc,
+}  # fmt: skip
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 

@@ -292,6 +292,24 @@ CPU = register(
     )
 )
 
+MEMORY = register(
+    Table(
+        "memory",
+        "memory of one container's cgroup (HAProxy, keepalived, servers), once per sample",
+        "collector",
+        "bench/collect/cpu.py",
+        (
+            _t("when the counters were read"),
+            _str("container", "compose service"),
+            _str("role", "keepalived, frontend, backend, monolith, server, node"),
+            _str("node", "the LB node of the container; empty for servers"),
+            Column("usage_bytes", pa.float64(), "cgroup v1 memory.usage_in_bytes (user + charged kernel memory); v2 memory.current", "bytes"),
+            Column("anon_bytes", pa.float64(), "anonymous memory (v1 memory.stat rss, v2 anon); NaN when not given", "bytes"),
+            Column("kernel_bytes", pa.float64(), "kernel memory charged to the cgroup (v1 memory.kmem.usage_in_bytes, v2 kernel); NaN when not given", "bytes"),
+        ),
+    )
+)
+
 SOCKETS = register(
     Table(
         "sockets",
@@ -420,7 +438,7 @@ REQUEST_TIMERS = register(
 COLLECTORS = ("haproxy", "cpu", "sockets", "netdev", "vrrp", "write")
 _COLLECTOR_DOCS = {
     "haproxy": "the stats sockets (`show info;show stat` of every process)",
-    "cpu": "the cgroup CPU of every container, the host and the load generator",
+    "cpu": "the cgroup CPU (and memory) of every container, the host and the load generator",
     "sockets": "the socket counts (sock_diag) of every LB namespace",
     "netdev": "the interface counters of every LB namespace",
     "vrrp": "who holds the VIP",

@@ -32,6 +32,13 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
         (["run", "smoke", "--metrics-port", "0"], "not a TCP port"),
         (["run", "smoke", "--junit", "/nonexistent/dir/slo.xml"], "folder /nonexistent/dir does not exist"),
         (["down", "--all", "lbbench-00000000"], "not both"),
+        (["capacity", "predict", "nope", "--model", "/nonexistent"], "no profile named 'nope'"),
+        (["capacity", "predict", "seed-peak", "--model", "/nonexistent"], "/nonexistent: no such file or folder"),
+        (["capacity", "fit", "/nonexistent/capacity"], "no such folder"),
+        (["capacity", "measure", "--stage-seconds", "1"], "--stage-seconds 1: must be between 4 and 600"),
+        (["capacity", "measure", "--profile", "nope"], "no profile named 'nope'"),
+        (["capacity", "measure", "--scenario", "nope"], "no scenario named 'nope'"),
+        (["capacity"], "the following arguments are required: SUBCOMMAND"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str], expect: str) -> None:

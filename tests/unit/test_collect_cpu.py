@@ -86,6 +86,33 @@ def test_cpu_account_reads_v1_per_core_and_v2_total(tmp_path: Path) -> None:
     assert cpu.CpuAccount(tmp_path, 2).read() == [(-1, 1.5)]
 
 
+def test_memory_account_reads_v1_and_v2(tmp_path: Path) -> None:
+    (tmp_path / "memory.usage_in_bytes").write_text("12894208\n")
+    (tmp_path / "memory.kmem.usage_in_bytes").write_text("921600\n")
+    (tmp_path / "memory.stat").write_text("cache 20480\nrss 11694080\nrss_huge 0\n")
+    assert cpu.MemoryAccount(tmp_path, 1).read() == (12894208.0, 11694080.0, 921600.0)
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "memory.current").write_text("5000\n")
+    (v2 / "memory.stat").write_text("anon 3000\nfile 1000\nslab 400\nkernel_stack 100\nsock 50\n")
+    assert cpu.MemoryAccount(v2, 2).read() == (5000.0, 3000.0, 550.0)  # no `kernel` line: slab + stacks + sockets
+    (v2 / "memory.stat").write_text("anon 3000\nkernel 700\n")
+    assert cpu.MemoryAccount(v2, 2).read() == (5000.0, 3000.0, 700.0)
+
+
+def test_memory_account_is_found_in_the_memory_hierarchy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mountinfo = (
+        "30 25 0:26 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n"
+        "31 25 0:27 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"
+    )
+    proc = tmp_path / "proc"
+    (proc / "42").mkdir(parents=True)
+    (proc / "42" / "cgroup").write_text("4:memory:/docker/abc\n3:cpu,cpuacct:/docker/abc\n")
+    monkeypatch.setattr(cpu, "PROC", proc)
+    account = cpu.Cgroups(mountinfo).memory_of(42)
+    assert account == cpu.MemoryAccount(Path("/sys/fs/cgroup/memory/docker/abc"), 1)
+
+
 def test_pgrp_from_proc_stat_with_awkward_command_names() -> None:
     assert cpu.parse_pgrp("4242 (python3) S 1 4242 4242 0 -1 4194560") == 4242
     assert cpu.parse_pgrp("77 (a) b (c)) R 5 70 70 0 -1") == 70

@@ -774,6 +774,17 @@ def test_request_bytes() -> None:
         LeanSettings.from_settings("https://127.0.0.1", {"requests_per_connection": -1})
 
 
+def test_request_bytes_with_a_body_are_a_post() -> None:
+    s = LeanSettings.from_settings("https://198.18.0.100", {"ca": "x", "path": "/?size=0", "request_body": 5})
+    assert s.request_bytes(close=False) == (
+        b"POST /?size=0 HTTP/1.1\r\nHost: 198.18.0.100\r\nUser-Agent: lbbench-lean\r\n"
+        b"Content-Length: 5\r\nContent-Type: application/octet-stream\r\n\r\nxxxxx"
+    )
+    assert s.request_bytes(close=True).endswith(b"Connection: close\r\n\r\nxxxxx")
+    with pytest.raises(ValueError, match="request_body"):
+        LeanSettings.from_settings("https://127.0.0.1", {"request_body": -1})
+
+
 STATS_SCRIPT = r"""
 import json, random, sys
 from locust.stats import RequestStats, bucket_response_time

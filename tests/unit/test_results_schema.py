@@ -37,6 +37,8 @@ SECTIONS = {
     "duet": "## Duet folder (duet.json",
     "gate": "## Gate verdict (gate.json",
     "compare": "## Comparison (bench compare --format json",
+    "sweep": "### sweep.json",
+    "capacity": "### capacity.json",
 }
 
 Path_ = tuple[str, ...]

@@ -104,3 +104,15 @@ def test_scenario_duration_override_and_errors(tmp_path: Path) -> None:
     bad = write(tmp_path, "s2.yaml", "name: s\nload: {path: 'no-slash'}\n")
     with pytest.raises(UserError, match=r"load.path: must start with '/'"):
         load_scenario(bad)
+
+
+def test_request_body_is_lean_only_and_bounded() -> None:
+    from pydantic import ValidationError
+
+    from bench.spec import Load
+
+    assert Load(model="open", requests_per_s=10, request_body=65536).request_body == 65536
+    with pytest.raises(ValidationError, match="request_body: only the lean engine supports this"):
+        Load(engine="fasthttp", request_body=10)
+    with pytest.raises(ValidationError, match="request_body"):
+        Load(model="open", requests_per_s=10, request_body=-1)

@@ -7,6 +7,7 @@
 --                a fraction of a millisecond on an idle machine, see wait_until)
 --   status=N     HTTP status code (default 200)
 --   echo=1       body is a JSON document with what the server saw
+-- A request body (POST with Content-Length) is read and dropped.
 -- The client's real address arrives in X-Forwarded-For (added by the load
 -- balancer's backend, which learnt it from PROXY protocol v2); it is echoed in
 -- the X-Lbbench-Client response header on every response.
@@ -63,6 +64,11 @@ core.register_service("dummy", "http", function(applet)
             if s >= 200 and s <= 599 then status = s end
         elseif k == "echo" then echo = (v ~= "0")
         end
+    end
+    -- a request body (load.request_body) is read to its end, so the client's upload is real traffic
+    if first_header(applet, "content-length") ~= "" then
+        local got = applet:receive()
+        while got ~= nil and got ~= "" do got = applet:receive() end
     end
     if delay > 0 then wait_until(t0 + delay / 1000) end
     local client = first_header(applet, "x-forwarded-for")
