@@ -228,7 +228,9 @@ def memory_samples(folder: Path, start: float, end: float) -> pd.DataFrame:
         return pd.DataFrame(columns=["t", "client_conns", "tls_conns", *(f"mem_{r}" for r in LB_ROLES)])
     fe = client_frontends(stat)
     fe = fe[(fe["node"] == node) & (fe["t"] >= start) & (fe["t"] < end)]
-    ticks = np.sort(mem[(mem["node"] == node) & (mem["t"] >= start) & (mem["t"] < end)]["t"].unique())
+    # one tick per collector sample: the times the client-facing process's memory was read
+    first = mem[(mem["node"] == node) & mem["role"].isin(("frontend", "monolith")) & (mem["t"] >= start) & (mem["t"] < end)]
+    ticks = np.sort(first.loc[first["container"] == first["container"].iloc[0], "t"].unique()) if not first.empty else np.zeros(0)
     out = pd.DataFrame({"t": ticks})
     if out.empty:
         return out
