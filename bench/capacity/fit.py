@@ -216,10 +216,16 @@ def linear_fit(
 
 
 def design(steps: pd.DataFrame, operations: Sequence[str]) -> np.ndarray:
-    """The design matrix of ``steps``: a column of ones (the idle intercept), then one per operation."""
+    """The design matrix of ``steps``: a column of ones (the idle intercept), then one per operation.
+
+    An operation missing from ``steps``, or NaN in every step, is a column of zeros (left
+    out of the fit as not measured); NaN in some steps leaves those steps out.
+    """
     cols = [np.ones(len(steps))]
     for op in operations:
-        cols.append(steps[op].to_numpy(dtype=float) if op in steps else np.zeros(len(steps)))
+        col = steps[op].to_numpy(dtype=float) if op in steps else np.zeros(len(steps))
+        # a counter this HAProxy does not report at all: not measured (a column of zeros is left out)
+        cols.append(np.zeros(len(steps)) if np.isnan(col).all() else col)
     return np.column_stack(cols)
 
 
