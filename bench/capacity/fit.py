@@ -286,7 +286,7 @@ def fit_summary(fit: LinearFit) -> dict[str, Any]:
     rel = np.full(len(y), np.nan)
     np.divide(np.abs(fit.residuals), y, out=rel, where=big & (y > 0))
     return {
-        "steps": int(len(fit.y)),
+        "steps": len(fit.y),
         "df": int(fit.df),
         "r2": finite(fit.r2()),
         "rmse": float(math.sqrt(float(np.mean(fit.residuals**2)))),
@@ -313,17 +313,17 @@ def to_dict(fit: LinearFit) -> dict[str, Any]:
 
 def from_dict(d: Any) -> LinearFit:
     """A fit read back from ``capacity.json`` (predictions only: the steps' values are not kept in it)."""
-    get = d.get if isinstance(d, dict) else lambda k, default=None: getattr(d, k, default)
+    m: dict[str, Any] = d if isinstance(d, dict) else d.model_dump()
     return LinearFit(
-        names=list(get("names")),
-        coef=np.array(get("coef"), dtype=float),
-        cov_classical=np.array(get("cov_classical"), dtype=float),
-        cov_hc3=np.array(get("cov_hc3"), dtype=float),
-        df=int(get("df")),
+        names=list(m["names"]),
+        coef=np.array(m["coef"], dtype=float),
+        cov_classical=np.array(m["cov_classical"], dtype=float),
+        cov_hc3=np.array(m["cov_hc3"], dtype=float),
+        df=int(m["df"]),
         y=np.zeros(0),
         fitted=np.zeros(0),
         weights=np.zeros(0),
-        dropped=list(get("dropped", []) or []),
-        level=float(get("level", LEVEL)),
-        nonneg=bool(get("nonneg", True)),
+        dropped=list(m.get("dropped") or []),
+        level=float(m.get("level", LEVEL)),
+        nonneg=bool(m.get("nonneg", True)),
     )

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..analysis.common import inside
 from ..analysis.cost import cumulative_at
 from ..results.store import read_table
 
@@ -87,10 +88,10 @@ def _level(rows: pd.DataFrame, keys: list[str], value: str, start: float, end: f
     """Sum over groups (``keys``) of each group's mean ``value`` over the samples inside the window."""
     if rows.empty or value not in rows:
         return float("nan")
-    inside = rows[(rows["t"] >= start) & (rows["t"] < end) & rows[value].notna()]
-    if inside.empty:
+    rows = rows[inside(rows["t"], (start, end)) & rows[value].notna()]
+    if rows.empty:
         return float("nan")
-    return float(inside.groupby(keys, observed=True, dropna=False)[value].mean().sum())
+    return float(rows.groupby(keys, observed=True, dropna=False)[value].mean().sum())
 
 
 def _is_loopback(addr: str) -> bool:
@@ -101,15 +102,20 @@ def _is_loopback(addr: str) -> bool:
 
 
 def _socket_levels(sockets: pd.DataFrame, node: str, start: float, end: float, loopback: bool) -> tuple[float, float, float]:
-    """(mean sockets, mean TIME_WAIT, max mean per (src, dst, dport) pair) of one hop's outgoing sockets."""
+    """(mean sockets, mean TIME_WAIT, max mean per (src, dst, dport) pair) of one hop's outgoing sockets.
+
+    NaN when the socket table has no sample of the node in the window (it is read every few
+    seconds, not every second, when the namespace holds few sockets).
+    """
+    nan = (float("nan"),) * 3
     if sockets.empty:
-        return (float("nan"),) * 3
-    s = sockets[(sockets["node"] == node) & (sockets["direction"] == "out") & (sockets["t"] >= start) & (sockets["t"] < end)]
-    if s.empty:
-        return (0.0, 0.0, 0.0)
-    dst = s["dst"].astype(str)
-    s = s[dst.map(_is_loopback) == loopback]
-    samples = max(sockets[(sockets["node"] == node) & (sockets["t"] >= start) & (sockets["t"] < end)]["t"].nunique(), 1)
+        return nan
+    node_rows = sockets[(sockets["node"] == node) & inside(sockets["t"], (start, end))]
+    samples = node_rows["t"].nunique()
+    if not samples:
+        return nan
+    s = node_rows[node_rows["direction"] == "out"]
+    s = s[s["dst"].astype(str).map(_is_loopback) == loopback]
     if s.empty:
         return (0.0, 0.0, 0.0)
     total = float(s["count"].sum()) / samples
@@ -227,9 +233,9 @@ def memory_samples(folder: Path, start: float, end: float) -> pd.DataFrame:
     if node is None or mem.empty:
         return pd.DataFrame(columns=["t", "client_conns", "tls_conns", *(f"mem_{r}" for r in LB_ROLES)])
     fe = client_frontends(stat)
-    fe = fe[(fe["node"] == node) & (fe["t"] >= start) & (fe["t"] < end)]
+    fe = fe[(fe["node"] == node) & inside(fe["t"], (start, end))]
     # one tick per collector sample: the times the client-facing process's memory was read
-    first = mem[(mem["node"] == node) & mem["role"].isin(("frontend", "monolith")) & (mem["t"] >= start) & (mem["t"] < end)]
+    first = mem[(mem["node"] == node) & mem["role"].isin(("frontend", "monolith")) & inside(mem["t"], (start, end))]
     ticks = np.sort(first.loc[first["container"] == first["container"].iloc[0], "t"].unique()) if not first.empty else np.zeros(0)
     out = pd.DataFrame({"t": ticks})
     if out.empty:

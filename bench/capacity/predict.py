@@ -225,15 +225,15 @@ def predict(model: CostModel, profile: Profile, machine: Machine | None = None) 
     reference = None
     if profile.reference is not None:
         ref = profile.reference
-        est = total if ref.role == "total" else cores.get(ref.role)
-        if est is not None:
+        answer = total if ref.role == "total" else cores.get(ref.role)
+        if answer is not None:
             reference = {
                 "text": ref.text,
                 "cpu": ref.cpu,
                 "role": ref.role,
                 "cores": ref.cores,
-                "model": est,
-                "ratio": Estimate(est.value / ref.cores, est.low / ref.cores, est.high / ref.cores),
+                "model": answer,
+                "ratio": Estimate(answer.value / ref.cores, answer.low / ref.cores, answer.high / ref.cores),
             }
     return Prediction(profile, machine, ops, cores, total, memory, total_mem, processes, resources, reference, notes)
 

@@ -156,12 +156,12 @@ class Profile(_Model):
         update: dict[str, Any] = {
             "connections_per_s": w.connections_per_s * factor,
             "tls_connections_per_s": w.tls_connections_per_s * factor,
-            "held_connections": int(round(w.held_connections * factor)),
-            "held_tls": int(round(w.held_tls * factor)),
+            "held_connections": round(w.held_connections * factor),
+            "held_tls": round(w.held_tls * factor),
             "keepalive_requests_per_s": w.keepalive_requests_per_s * factor,
             "tls_traffic_mbit_per_s": r(w.tls_traffic_mbit_per_s),
             "plain_traffic_mbit_per_s": r(w.plain_traffic_mbit_per_s),
-            "hop_connections": None if w.hop_connections is None else int(round(w.hop_connections * factor)),
+            "hop_connections": None if w.hop_connections is None else round(w.hop_connections * factor),
         }
         name = self.name if factor == 1 else f"{self.name} x{factor:g}"
         return self.model_copy(update={"workload": w.model_copy(update=update), "name": name})

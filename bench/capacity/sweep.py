@@ -74,7 +74,7 @@ def group_scenario(group: Group, topology_name: str, stage_s: float) -> Scenario
             ramp_up=LEAD_S,
             load=Load.model_validate(load),
         )
-    except Exception as exc:  # a plan bug: say which group
+    except Exception as exc:  # noqa: BLE001 - a plan bug (pydantic's error or ours): say which group
         raise UserError(f"capacity plan: group {group.name}: {exc}", "fix bench/capacity/plan.py") from None
 
 

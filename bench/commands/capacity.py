@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from .common import EXIT_INTERRUPTED, EXIT_OK, Subparsers, say
 
@@ -57,7 +58,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     return {"measure": _measure, "fit": _fit, "predict": _predict, "validate": _validate}[args.capacity_command](args)
 
 
-def _show(doc: dict, as_json: bool) -> None:
+def _show(doc: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print(json.dumps(doc, indent=2))
     else:

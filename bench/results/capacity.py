@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
+from pydantic import Field
+
 from .document import Document, Model, Number
 
 
@@ -41,7 +43,7 @@ class Group(Model):
     """the Locust run's folder, relative to the capacity folder"""
     start_at: float
     exit_code: int | None = None
-    stages: list[Stage] = []
+    stages: list[Stage] = Field(default_factory=list)
 
 
 class Phase(Model):
@@ -49,7 +51,7 @@ class Phase(Model):
 
     name: str
     description: str
-    overrides: dict[str, Any] = {}
+    overrides: dict[str, Any] = Field(default_factory=dict)
     key_type: str
     project: str
     folder: str
@@ -57,7 +59,7 @@ class Phase(Model):
     started_at: float | None = None
     ended_at: float | None = None
     idle_window: list[float] | None = None
-    groups: list[Group] = []
+    groups: list[Group] = Field(default_factory=list)
 
 
 class SweepDoc(Document):
@@ -72,14 +74,14 @@ class SweepDoc(Document):
     scenario: str
     """the scenario whose topology (and overrides) the sweep ran on"""
     variant: str | None = None
-    sets: list[str] = []
+    sets: list[str] = Field(default_factory=list)
     plan: str
     stage_s: float
     started_at: float
     ended_at: float | None = None
-    versions: dict[str, str | None] = {}
-    machine: dict[str, Any] = {}
-    phases: list[Phase] = []
+    versions: dict[str, str | None] = Field(default_factory=dict)
+    machine: dict[str, Any] = Field(default_factory=dict)
+    phases: list[Phase] = Field(default_factory=list)
     error: str | None = None
 
 
@@ -125,7 +127,7 @@ class LinearModel(Model):
     cov_hc3: list[list[float]]
     df: int
     level: float
-    dropped: list[str] = []
+    dropped: list[str] = Field(default_factory=list)
     """operations left out: they never varied on their own in the steps (not measured)"""
     nonneg: bool = True
     fit: FitStats
@@ -192,7 +194,7 @@ class PredictionDoc(Model):
     resources: list[Resource]
     first_limit: str | None = None
     reference: Reference | None = None
-    notes: list[str] = []
+    notes: list[str] = Field(default_factory=list)
 
 
 class RoleCheck(Model):
@@ -242,15 +244,15 @@ class CapacityDoc(Document):
     scenario: str
     topology: dict[str, Any]
     machine: dict[str, Any]
-    versions: dict[str, str | None] = {}
+    versions: dict[str, str | None] = Field(default_factory=dict)
     level: float
     costs: list[RoleCosts]
-    memory: list[RoleCosts] = []
-    sockets: dict[str, LinearModel] = {}
+    memory: list[RoleCosts] = Field(default_factory=list)
+    sockets: dict[str, LinearModel] = Field(default_factory=dict)
     """``hop`` (frontend -> backend) and ``server`` (backend -> server) sockets open, fitted on the steps"""
-    residuals: list[Residual] = []
-    steps: list[dict[str, float | str | None]] = []
+    residuals: list[Residual] = Field(default_factory=list)
+    steps: list[dict[str, float | str | None]] = Field(default_factory=list)
     """the step table (bench/capacity/measure.py): one row per measured stage"""
-    predictions: list[PredictionDoc] = []
+    predictions: list[PredictionDoc] = Field(default_factory=list)
     validation: Validation | None = None
-    notes: list[str] = []
+    notes: list[str] = Field(default_factory=list)

@@ -166,7 +166,7 @@ def build(folder: Path, plan: tuple[Phase, ...] = FULL, stage_s: float = 10.0, s
     }  # fmt: skip
     for phase in plan:
         key_type = phase.key_type
-        server_close = not (phase.overrides.get("lb", {}).get("server_close") is False)
+        server_close = phase.overrides.get("lb", {}).get("server_close") is not False
         ph = _Phase(t)
         pdir = folder / "phases" / phase.name
         record: dict[str, Any] = {

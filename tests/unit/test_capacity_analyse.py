@@ -101,7 +101,7 @@ def test_a_sweep_that_measured_nothing_says_so(tmp_path: Path) -> None:
         for f in part.rglob("*"):
             if f.is_file():
                 f.unlink()
-    with pytest.raises(UserError, match="no process role could be fitted|measured no step"):
+    with pytest.raises(UserError, match=r"no process role could be fitted|measured no step"):
         analyse(out, ["seed-peak"], log=lambda _m: None)
 
 

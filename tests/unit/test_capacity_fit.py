@@ -87,7 +87,7 @@ def test_predictions_cover_the_true_cores_at_the_nominal_rate() -> None:
     true_cores = beta[0] + sum(beta[names.index(k)] * v for k, v in target.items())
     n, covered = 400, 0
     for _ in range(n):
-        value, low, high = linear_fit(x, noisy(mu, rng, "mixed"), names).predict(target)
+        _, low, high = linear_fit(x, noisy(mu, rng, "mixed"), names).predict(target)
         covered += low <= true_cores <= high
     assert 0.9 <= covered / n <= 1.0
 

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -24,7 +24,7 @@ from bench.load.runner import LocustProcess
 
 
 class FakeLab:
-    made: list[FakeLab] = []
+    made: ClassVar[list[FakeLab]] = []
 
     def __init__(self, topology: Any, image: str, variant: Any, log: Any = print):
         self.topology = topology
@@ -130,7 +130,7 @@ def test_a_load_generator_that_fails_fails_the_sweep_in_one_line(tmp_path: Path,
 def test_everything_is_checked_before_anything_starts(tmp_path: Path, fakes: dict[str, Any]) -> None:
     with pytest.raises(UserError, match="no such sweep plan"):
         sweep_mod.SweepRunner(tmp_path / "cap", plan="huge")
-    with pytest.raises(UserError, match="lb.backend.processes"):
+    with pytest.raises(UserError, match=r"lb\.backend\.processes"):
         sweep_mod.SweepRunner(tmp_path / "cap", sets=["lb.backend.processes=0"])
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("")
