@@ -46,8 +46,8 @@ def measure(
     doc = analyse(folder, profiles, log=log)
     if validate:
         model = model_of(doc)
-        scale = validate_scale if validate_scale is not None else choose_scale(model, validate)
-        run_validation(folder, validate, scale, validate_duration, log)
+        scale = validate_scale if validate_scale is not None else choose_scale(model, validate, variant, sets)
+        run_validation(folder, validate, scale, validate_duration, log, variant, sets)
         doc = analyse(folder, profiles, log=log)
     return folder, doc
 
@@ -61,11 +61,11 @@ def validate_folder(
     folder: Path, scenario: str = "seed-peak", scale: float | None = None, duration: str | None = "40s", profiles: Sequence[str] = ("seed-peak",), log: Callable[[str], None] = print
 ) -> dict[str, Any]:
     """Run (or run again) the validation of a fitted capacity folder and refit (``bench capacity validate``)."""
-    read_sweep(folder)
+    sweep = read_sweep(folder)
     doc = read_model(folder)
     model = model_of(doc)
-    scale = scale if scale is not None else choose_scale(model, scenario)
-    run_validation(Path(folder), scenario, scale, duration, log)
+    scale = scale if scale is not None else choose_scale(model, scenario, sweep.variant, sweep.sets)
+    run_validation(Path(folder), scenario, scale, duration, log, sweep.variant, sweep.sets)
     return analyse(Path(folder), profiles, log=log)
 
 

@@ -20,7 +20,7 @@ bar for the load balancer's total.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +52,12 @@ def scenario_profile(scenario: Scenario, topology: Topology) -> Profile:
     return profile_of_scenario(scenario, topology, held_interval_of(scenario.load, topology))
 
 
-def choose_scale(model: CostModel, scenario_name: str, cores: int | None = None) -> float:
+def choose_scale(model: CostModel, scenario_name: str, variant: str | None = None, sets: Sequence[str] = (), cores: int | None = None) -> float:
     """The scale the validation runs at (see the module docstring)."""
     scenario, _ = load_scenario(scenario_name)
     if not scenario.scalable:
         raise UserError(f"scenario {scenario.name} is not scalable", "validate with a scalable scenario such as seed-peak, or give --validate-scale")
-    topology, _ = scenario_topology(scenario)
+    topology, _ = scenario_topology(scenario, variant, list(sets))
     machine = LoadMachine.here()
     cores = cores or machine.cores
     fits, _binding = max_scale(scenario, topology, machine, held_interval_of(scenario.load, topology))
@@ -83,15 +83,23 @@ def choose_scale(model: CostModel, scenario_name: str, cores: int | None = None)
     return scale
 
 
-def run_validation(folder: Path, scenario_name: str, scale: float, duration: str | None, log: Callable[[str], None] = print) -> Path:
-    """Run the scenario into ``folder/validation`` (an ordinary run directory)."""
+def run_validation(
+    folder: Path,
+    scenario_name: str,
+    scale: float,
+    duration: str | None,
+    log: Callable[[str], None] = print,
+    variant: str | None = None,
+    sets: Sequence[str] = (),
+) -> Path:
+    """Run the scenario into ``folder/validation`` (an ordinary run directory), on the sweep's variant and ``--set``."""
     from ..run import run_scenario
 
     out = Path(folder) / VALIDATION
     if out.exists() and any(out.iterdir()):
         raise UserError(f"{out} already exists", "remove it to validate again")
     log(f"validation: {scenario_name} at scale {scale:g}")
-    return run_scenario(scenario_name, duration=duration, out=out, scale=scale, log=log)
+    return run_scenario(scenario_name, duration=duration, out=out, variant=variant, sets=list(sets), scale=scale, log=log)
 
 
 def _pct(pred: float, measured: float) -> float | None:
