@@ -156,7 +156,19 @@ def cost_model(folder: Path, sweep: SweepDoc, steps: pd.DataFrame, level: float 
         memory=_memory(folder, sweep),
         hop_sockets=_sockets(used, "hop_sockets", HOP_OPERATIONS),
         server_sockets=_sockets(used, "server_sockets", SERVER_OPERATIONS),
+        measured_max=measured_max(used),
     )
+
+
+def measured_max(steps: pd.DataFrame) -> dict[str, float]:
+    """The largest rate (or level) of each operation among ``steps`` (the measured range a prediction extrapolates from)."""
+    out = {}
+    for op in OPERATIONS:
+        if op in steps:
+            top = pd.to_numeric(steps[op], errors="coerce").max()
+            if pd.notna(top) and top > 0:
+                out[op] = float(top)
+    return out
 
 
 def costs_dict(role: str, fit: LinearFit) -> dict[str, Any]:
@@ -224,10 +236,10 @@ def prediction_dict(p: Prediction, scale: float) -> dict[str, Any]:
             for r in p.resources
         ],
         "first_limit": first.name if first is not None else None,
-        "reference": None
-        if ref is None
-        else {"text": ref["text"], "cpu": ref["cpu"], "role": ref["role"], "cores": ref["cores"], "model": _interval(ref["model"]), "ratio": _interval(ref["ratio"])},
+        "reference": None if ref is None else {"text": ref["text"], "cpu": ref["cpu"], "role": ref["role"], "cores": ref["cores"], "model": _interval(ref["model"]), "ratio": _interval(ref["ratio"])},
         "notes": list(p.notes),
+        "extrapolated": p.extrapolated,
+        "beyond_measured": [dict(b) for b in p.beyond],
     }
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from ..errors import UserError
 from ..results.capacity import CapacityDoc
 from ..results.document import read_document
-from .analyse import CAPACITY_JSON, analyse, prediction_dict, read_sweep
+from .analyse import CAPACITY_JSON, analyse, measured_max, prediction_dict, read_sweep
 from .fit import from_dict
 from .predict import CostModel, predict
 from .profile import Machine, read_profile
@@ -86,12 +86,21 @@ def model_of(doc: dict[str, Any]) -> CostModel:
         memory={rc["role"]: from_dict(rc["model"]) for rc in doc.get("memory", [])},
         hop_sockets=from_dict(doc["sockets"]["hop"]) if "hop" in doc.get("sockets", {}) else None,
         server_sockets=from_dict(doc["sockets"]["server"]) if "server" in doc.get("sockets", {}) else None,
+        measured_max=_measured_max(doc),
     )
 
 
-def predict_profile(
-    profile: str, model_path: Path, scale: float = 1.0, cores: float | None = None, memory_gb: float | None = None
-) -> dict[str, Any]:
+def _measured_max(doc: dict[str, Any]) -> dict[str, float]:
+    """The measured range of capacity.json's steps (those the fit used)."""
+    import pandas as pd
+
+    steps = pd.DataFrame(doc.get("steps") or [])
+    if steps.empty:
+        return {}
+    return measured_max(steps[steps["excluded"].fillna("") == ""] if "excluded" in steps else steps)
+
+
+def predict_profile(profile: str, model_path: Path, scale: float = 1.0, cores: float | None = None, memory_gb: float | None = None) -> dict[str, Any]:
     """What ``profile`` (x ``scale``) needs by the model in ``model_path`` (``bench capacity predict``)."""
     prof, _ = read_profile(profile)
     doc = read_model(model_path)

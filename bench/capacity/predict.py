@@ -19,7 +19,12 @@ fit's confidence level:
   addresses x K backend processes, each (source, destination) pair with its own
   ``ip_local_port_range``; the addresses M needed; backend -> server sockets per server;
 - **headroom** of each resource (have / need, and at the pessimistic end of the need)
-  and the one that runs out first.
+  and the one that runs out first;
+- **extrapolation**: every operation the profile asks for at more than the largest
+  rate the sweep measured it at (:func:`extrapolation`). A linear model says nothing
+  about what happens past its data (a cache that stops fitting, a lock, a NIC queue):
+  beyond :data:`FAR` x the measured range the prediction is marked ``extrapolated``
+  and says so on every output; its intervals are the fit's, not the truth's.
 
 The cores are cores of the CPU the sweep ran on. Another CPU's cores differ (clock,
 generation, AES-NI, OpenSSL version): compare through a ratio, never as a promise.
@@ -38,6 +43,8 @@ from .profile import Deployment, Machine, Profile, operations
 BUFSIZE = 16384
 #: File descriptors a HAProxy process keeps besides connections (listeners, stats socket, logs, checks).
 FD_RESERVE = 100
+#: An operation asked for at more than this many times the largest rate the sweep measured: "far" extrapolation.
+FAR = 3.0
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,8 @@ class CostModel:
     memory: dict[str, LinearFit] = field(default_factory=dict)
     hop_sockets: LinearFit | None = None
     server_sockets: LinearFit | None = None
+    #: the largest rate (or level) of each operation among the steps the fit used (empty: unknown)
+    measured_max: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -105,6 +114,13 @@ class Prediction:
     resources: list[Resource]
     reference: dict[str, Any] | None
     notes: list[str]
+    #: operations asked beyond the measured range (:func:`extrapolation`)
+    beyond: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def extrapolated(self) -> bool:
+        """Some operation is asked for at more than :data:`FAR` x the largest rate measured."""
+        return any(b["far"] for b in self.beyond)
 
     @property
     def first_limit(self) -> Resource | None:
@@ -139,6 +155,32 @@ def unmeasured(model: CostModel, ops: dict[str, float]) -> list[str]:
     return out
 
 
+def extrapolation(model: CostModel, ops: dict[str, float]) -> list[dict[str, Any]]:
+    """Operations ``ops`` asks for at more than the largest rate the sweep measured, largest factor first.
+
+    Each: operation, asked, measured_max, factor (asked / measured_max) and far (factor
+    > :data:`FAR`). Operations the sweep never measured are :func:`unmeasured`'s, not here.
+    """
+    out = []
+    for name, asked in ops.items():
+        top = model.measured_max.get(name)
+        if name.startswith("_") or not asked or not top or top <= 0 or asked <= top:
+            continue
+        factor = asked / top
+        out.append({"operation": name, "asked": float(asked), "measured_max": float(top), "factor": factor, "far": factor > FAR})
+    return sorted(out, key=lambda b: -b["factor"])
+
+
+def extrapolation_note(beyond: list[dict[str, Any]]) -> str | None:
+    """One line for the operations asked beyond the measured range (None: none)."""
+    if not beyond:
+        return None
+    parts = ", ".join(f"{b['operation']} {b['asked']:,.4g} ({b['factor']:,.3g}x the largest measured, {b['measured_max']:,.4g})" for b in beyond)
+    if any(b["far"] for b in beyond):
+        return f"EXTRAPOLATED far beyond the measured range: {parts}. A straight line drawn past its data: the intervals are the fit's, not the truth's; measure nearer the target before relying on it"
+    return f"beyond the measured range (within {FAR:g}x): {parts}"
+
+
 def predict(model: CostModel, profile: Profile, machine: Machine | None = None) -> Prediction:
     """What ``profile`` needs on ``machine`` (default: the profile's, else this machine)."""
     machine = machine or profile.machine or Machine.here()
@@ -149,6 +191,10 @@ def predict(model: CostModel, profile: Profile, machine: Machine | None = None) 
     missing = unmeasured(model, ops)
     if missing:
         notes.append(f"not measured by the sweep, so not in the cores: {', '.join(missing)}")
+    beyond = extrapolation(model, ops)
+    line = extrapolation_note(beyond)
+    if line:
+        notes.insert(0, line)
     cores = {role: _fit_predict(fit, ops) for role, fit in model.cpu.items()}
     total = sum_estimates(list(cores.values()))
 
@@ -185,8 +231,14 @@ def predict(model: CostModel, profile: Profile, machine: Machine | None = None) 
     if memory:
         have_b = None if machine.memory_gb is None else machine.memory_gb * 1e9
         resources.append(
-            Resource("memory", "bytes", total_mem, have_b, f"{total_mem.value / 1e9:.2f} GB ({total_mem.low / 1e9:.2f}-{total_mem.high / 1e9:.2f})"
-                     + (f" of {machine.memory_gb:g} GB" if machine.memory_gb is not None else " (the machine's memory not given)"))
+            Resource(
+                "memory",
+                "bytes",
+                total_mem,
+                have_b,
+                f"{total_mem.value / 1e9:.2f} GB ({total_mem.low / 1e9:.2f}-{total_mem.high / 1e9:.2f})"
+                + (f" of {machine.memory_gb:g} GB" if machine.memory_gb is not None else " (the machine's memory not given)"),
+            )
         )
     resources.append(
         Resource(
@@ -235,7 +287,7 @@ def predict(model: CostModel, profile: Profile, machine: Machine | None = None) 
                 "model": answer,
                 "ratio": Estimate(answer.value / ref.cores, answer.low / ref.cores, answer.high / ref.cores),
             }
-    return Prediction(profile, machine, ops, cores, total, memory, total_mem, processes, resources, reference, notes)
+    return Prediction(profile, machine, ops, cores, total, memory, total_mem, processes, resources, reference, notes, beyond)
 
 
 def _hop_sockets(model: CostModel, ops: dict[str, float], given: int | None) -> Estimate:

@@ -68,9 +68,7 @@ class Workload(_Model):
     upload_share: float = Field(0.05, ge=0, le=1, description="share of the traffic given in Mbit/s that clients send")
     connection_lifetime: float = Field(0.1, ge=0, description="how long a new (not held) connection stays open, seconds")
     server_time: float = Field(0.01, ge=0, description="a server's response time: requests in flight = requests/s x this")
-    hop_connections: int | None = Field(
-        None, ge=0, description="frontend -> backend connections open at the peak, when known; null = the model's estimate"
-    )
+    hop_connections: int | None = Field(None, ge=0, description="frontend -> backend connections open at the peak, when known; null = the model's estimate")
 
     _durations = field_validator("held_request_interval", "connection_lifetime", "server_time", mode="before")(lambda cls, v: _duration(v))
 

@@ -91,8 +91,7 @@ def reference_lines(p: dict[str, Any]) -> list[str]:
     m, r = ref["model"], ref["ratio"]
     return [
         f"original figure: {ref['text']} = {fmt(ref['cores'])} cores of a {ref['cpu']}",
-        (f"this model, {ref['role']} role, same profile: {_iv(m)} cores of this machine's CPU = {fmt(r['estimate'], 2)}x "
-        f"({fmt(r['low'], 2)}-{fmt(r['high'], 2)}x) the original's"),
+        (f"this model, {ref['role']} role, same profile: {_iv(m)} cores of this machine's CPU = {fmt(r['estimate'], 2)}x ({fmt(r['low'], 2)}-{fmt(r['high'], 2)}x) the original's"),
         OTHER_CPU,
     ]
 
@@ -114,10 +113,11 @@ def validation_lines(v: dict[str, Any]) -> list[str]:
     o = v["what_else_ran"]
     verdict = "within" if v["within_tolerance"] else "NOT within"
     return [
-        (f"validation run {v['run_dir']} ({v['scenario']}, scale {fmt(v['scale'])}): load balancer total {fmt(t['measured'])} cores measured, "
-        f"{_iv(t['predicted'])} predicted: {_pct(t['error_pct'])}, {verdict} {v['tolerance_pct']:g} %"),
-        "what else ran in that window (cores): "
-        + ", ".join(f"{k.replace('_cores', '')} {fmt(val)}" for k, val in o.items() if val is not None),
+        (
+            f"validation run {v['run_dir']} ({v['scenario']}, scale {fmt(v['scale'])}): load balancer total {fmt(t['measured'])} cores measured, "
+            f"{_iv(t['predicted'])} predicted: {_pct(t['error_pct'])}, {verdict} {v['tolerance_pct']:g} %"
+        ),
+        "what else ran in that window (cores): " + ", ".join(f"{k.replace('_cores', '')} {fmt(val)}" for k, val in o.items() if val is not None),
     ]
 
 
@@ -165,6 +165,8 @@ def print_prediction(p: dict[str, Any], console: Any = None) -> None:
 
     console = console or Console()
     title = f"prediction: {p['profile']} on {p['machine'].get('name') or 'the given machine'} ({fmt(p['machine']['cores'])} cores, {fmt(p['machine']['memory_gb'])} GB)".replace(", - GB", "")
+    if p.get("extrapolated"):
+        title += " - EXTRAPOLATED far beyond the measured rates"
     t = Table(title=Text(title), title_justify="left")
     for i, h in enumerate(PREDICTION_HEADER):
         t.add_column(Text(h), justify="right" if i in (2, 4) else "left")
@@ -172,8 +174,7 @@ def print_prediction(p: dict[str, Any], console: Any = None) -> None:
         t.add_row(*(Text(c) for c in row))
     console.print(t)
     lines = [
-        (f"processes the file descriptors ask for: frontend {p['processes']['frontend']}, backend {p['processes']['backend']}; "
-        f"localhost addresses M: {p['processes'].get('local_addresses', 1)}"),
+        (f"processes the file descriptors ask for: frontend {p['processes']['frontend']}, backend {p['processes']['backend']}; localhost addresses M: {p['processes'].get('local_addresses', 1)}"),
         f"runs out first: {p['first_limit']}",
         *reference_lines(p),
         *p["notes"],
@@ -251,12 +252,13 @@ def render_html(doc: dict[str, Any], plot: bytes | None = None) -> str:
         '<html lang="en"><head><meta charset="utf-8"><title>bench capacity</title>',
         f"<style>{_CSS}</style></head><body>",
         "<h1>Capacity model</h1>",
-        (f"<p>Sweep <code>{e(doc['sweep'])}</code> on {e(str(m.get('hostname')))} ({e(str(m.get('cpus')))} cores, {e(str(m.get('cpu_model')))}), "
-        f"topology of scenario <code>{e(doc['scenario'])}</code>; intervals at {doc['level']:.0%}. Every cost is CPU of this machine's cores.</p>"),
+        (
+            f"<p>Sweep <code>{e(doc['sweep'])}</code> on {e(str(m.get('hostname')))} ({e(str(m.get('cpus')))} cores, {e(str(m.get('cpu_model')))}), "
+            f"topology of scenario <code>{e(doc['scenario'])}</code>; intervals at {doc['level']:.0%}. Every cost is CPU of this machine's cores.</p>"
+        ),
         "<h2>Cost per operation</h2>",
         _table(["role", "operation", "cost (interval)", "unit", "what"], cost_rows(doc)),
-        ("<h2>Fit</h2><p>Cores per role = idle + cost x rate, over the sweep's steps (bench/capacity/fit.py). "
-        "Residuals: measured - fitted.</p>"),
+        ("<h2>Fit</h2><p>Cores per role = idle + cost x rate, over the sweep's steps (bench/capacity/fit.py). Residuals: measured - fitted.</p>"),
         _table(["role", "steps", "df", "R²", "RMSE (cores)", "max |residual| %", "not measured"], fit_rows(doc), (1, 2, 3, 4, 5)),
     ]
     if plot:
@@ -273,6 +275,8 @@ def render_html(doc: dict[str, Any], plot: bytes | None = None) -> str:
         parts.append(f'<p class="{cls}">{e(lines[0])}</p><p>{e(lines[1])}</p>')
     for p in doc["predictions"]:
         parts.append(f"<h2>Prediction: {e(p['profile'])}</h2>")
+        if p.get("extrapolated"):
+            parts.append('<p class="bad">Extrapolated far beyond the rates the sweep measured (see the notes below): a linear model past its data.</p>')
         parts.append(f"<p>On {e(p['machine'].get('name') or 'the given machine')}: {fmt(p['machine']['cores'])} cores, {fmt(p['machine']['memory_gb'])} GB memory, "
                      f"{p['machine']['fd_limit']:,} file descriptors per process, {p['machine']['port_range']:,} ephemeral ports.</p>")  # fmt: skip
         parts.append(_table(PREDICTION_HEADER, prediction_rows(p)))

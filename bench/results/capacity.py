@@ -176,6 +176,18 @@ class Reference(Model):
     ratio: Interval
 
 
+class Beyond(Model):
+    """An operation a prediction asks for beyond the largest rate the sweep measured."""
+
+    operation: str
+    asked: float
+    measured_max: float
+    factor: float
+    """asked / measured_max"""
+    far: bool
+    """factor > 3: the prediction is an extrapolation far past its data"""
+
+
 class PredictionDoc(Model):
     """What one profile needs (bench/capacity/predict.py)."""
 
@@ -195,6 +207,9 @@ class PredictionDoc(Model):
     first_limit: str | None = None
     reference: Reference | None = None
     notes: list[str] = Field(default_factory=list)
+    extrapolated: bool = False
+    """some operation is asked for at more than 3x the largest rate the sweep measured it at (bench/capacity/predict.py FAR)"""
+    beyond_measured: list[Beyond] = Field(default_factory=list)
 
 
 class RoleCheck(Model):

@@ -1,10 +1,12 @@
-"""`bench capacity measure --plan quick`: a tiny sweep on a real lab, measured and fitted (about a minute).
+"""`bench capacity measure --plan quick`: a tiny sweep on a real lab, measured, fitted and predicted (about a minute).
 
 The quick plan (bench/capacity/plan.py) runs one lab: held TLS connections, keep-alive
 HTTPS at two rates, new plain connections at two rates. Too few steps to fit every
 cost, so this checks the measurement the fit rests on, against the rates the load
 generator was asked for (achieved within 25 %: the machine is shared), the roles' CPU,
 the memory samples and the sockets; the fitting itself is unit-tested on synthetic data.
+The seed peak predicted from it must come with an interval and be flagged as an
+extrapolation far beyond the rates measured (15k connections/s from at most ~150/s).
 """
 
 from __future__ import annotations
@@ -51,4 +53,11 @@ def test_a_quick_sweep_measures_each_operation_on_a_real_lab(tmp_path: Path) -> 
     mem = read_table(folder / "phases" / "base", "memory")
     assert set(mem["role"]) >= {"frontend", "backend", "server", "keepalived"}
     assert (folder / "report.html").exists() and (folder / "capacity.json").exists()
-    assert doc["predictions"][0]["profile"] == "seed-peak"
+    # the full seed peak from a tiny sweep: answered with an interval, and flagged as far past the measured rates
+    peak = doc["predictions"][0]
+    assert peak["profile"] == "seed-peak"
+    total = peak["total_cores"]
+    assert 0 <= total["low"] < total["estimate"] < total["high"]
+    assert peak["extrapolated"] and peak["notes"][0].startswith("EXTRAPOLATED")
+    conn = next(b for b in peak["beyond_measured"] if b["operation"] == "connection")
+    assert conn["far"] and conn["measured_max"] == pytest.approx(150, rel=0.25) and conn["asked"] == 15000

@@ -7,12 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.capacity.analyse import prediction_dict
 from bench.capacity.fit import LinearFit
 from bench.capacity.operations import IDLE
-from bench.capacity.predict import CostModel, Estimate, predict, sum_estimates
+from bench.capacity.predict import CostModel, Estimate, Prediction, predict, sum_estimates
 from bench.capacity.profile import Deployment, Machine, Profile, Workload, list_profiles, operations, profile_of_scenario, read_profile
 from bench.errors import UserError
 from bench.load.fit import held_interval_of
+from bench.results.capacity import PredictionDoc
 from bench.spec import load_scenario, scenario_topology
 
 
@@ -110,3 +112,23 @@ def test_an_operation_the_sweep_did_not_measure_is_named() -> None:
 def test_estimates_add_end_to_end() -> None:
     s = sum_estimates([Estimate(1.0, 0.8, 1.3), Estimate(2.0, 1.5, 2.1)])
     assert (s.value, s.low, s.high) == pytest.approx((3.0, 2.3, 3.4))
+
+
+def test_a_rate_far_beyond_the_measured_range_is_flagged() -> None:
+    cpu = {"frontend": exact([IDLE, "request"], [0.01, 100e-6])}
+    model = CostModel(cpu=cpu, measured_max={"request": 2000.0})
+    machine = Machine(cores=4, memory_gb=8)
+
+    def at(rate: float) -> Prediction:
+        return predict(model, Profile(name="t", workload=Workload(keepalive_requests_per_s=rate), deployment=Deployment()), machine)
+
+    inside, near, far = at(1500), at(5000), at(60000)
+    assert not inside.beyond and not inside.extrapolated and not any("measured range" in n for n in inside.notes)
+    assert [b["operation"] for b in near.beyond] == ["request"] and near.beyond[0]["factor"] == pytest.approx(2.5)
+    assert not near.extrapolated and near.notes[0].startswith("beyond the measured range")
+    assert far.extrapolated and far.beyond[0]["far"] and far.notes[0].startswith("EXTRAPOLATED")
+    assert far.cores["frontend"].value == pytest.approx(0.01 + 6.0)  # still answered, and flagged
+    # what capacity.json says, and the terminal's title
+    doc = prediction_dict(far, 1.0)
+    assert doc["extrapolated"] and doc["beyond_measured"][0]["measured_max"] == 2000.0
+    PredictionDoc.model_validate(doc)
