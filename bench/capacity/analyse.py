@@ -20,12 +20,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..analysis.cost import LB_ROLES
 from ..errors import UserError
 from ..results.capacity import CapacityDoc, SweepDoc
 from ..results.document import read_document, write_document
 from ..results.store import read_table
 from .fit import LEVEL, LinearFit, design, fit_costs, fit_memory, linear_fit, to_dict
-from .measure import LB_ROLES, Window, measure_windows, memory_samples
+from .measure import Window, measure_windows, memory_samples
 from .operations import IDLE, OPERATIONS
 from .predict import CostModel, Prediction, predict
 from .profile import Profile, read_profile

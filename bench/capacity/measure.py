@@ -37,18 +37,15 @@ import numpy as np
 import pandas as pd
 
 from ..analysis.common import inside
-from ..analysis.cost import cumulative_at
+from ..analysis.cost import LB_ROLES, cumulative_at
+from ..analysis.haproxy import client_frontends
 from ..results.store import read_table
 
-#: Roles of the HAProxy processes the model costs.
-LB_ROLES = ("frontend", "backend", "monolith")
 #: haproxy_stat columns read.
 STAT_COLUMNS = (
     "t", "node", "service", "kind", "pxname", "svname", "type",
     "scur", "bin", "bout", "req_tot", "conn_tot", "ssl_sess", "ssl_reused_sess", "connect",
 )  # fmt: skip
-#: Frontends that do not carry client traffic (see bench/analysis/haproxy.py).
-INTERNAL_FRONTENDS = ("monitor", "stats")
 MB = 1e6
 
 
@@ -133,13 +130,6 @@ def active_node(stat: pd.DataFrame, start: float, end: float) -> str | None:
         if not np.isnan(n) and n > best_n:
             best, best_n = str(node), n
     return best
-
-
-def client_frontends(stat: pd.DataFrame) -> pd.DataFrame:
-    """``show stat`` frontend lines of the processes that face clients."""
-    if stat.empty:
-        return stat
-    return stat[(stat["type"] == 0) & stat["kind"].isin(("frontend", "monolith")) & ~stat["pxname"].isin(INTERNAL_FRONTENDS)]
 
 
 def measure_window(t: dict[str, pd.DataFrame], w: Window) -> dict[str, float | str]:

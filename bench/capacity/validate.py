@@ -26,13 +26,14 @@ from typing import Any
 
 import numpy as np
 
+from ..analysis.cost import LB_ROLES
 from ..errors import UserError
 from ..load.fit import Machine as LoadMachine
 from ..load.fit import held_interval_of, max_scale, nice_floor
 from ..results.layout import RunDir
 from ..results.run import read_run
 from ..spec import Scenario, Topology, load_scenario, scenario_topology
-from .measure import LB_ROLES, Window, measure_windows
+from .measure import Window, measure_windows
 from .operations import IDLE
 from .predict import CostModel, Estimate, predict, sum_estimates
 from .profile import Profile, operations, profile_of_scenario
