@@ -53,6 +53,9 @@ LEVEL = 0.95
 MIN_DF = 2
 #: Fewest residual degrees of freedom for the variance model of the weights (else equal weights).
 MIN_DF_FOR_WEIGHTS = 6
+#: A column whose part the columns before it cannot explain is less than this share of its size never moved on
+#: its own (e.g. bytes in that are only the requests' heads): it cannot be told apart and is left out.
+OWN_MOVEMENT = 0.05
 
 
 @dataclass
@@ -108,7 +111,9 @@ class LinearFit:
         value = float(vec @ self.coef)
         var = max(float(vec @ self.cov_classical @ vec), float(vec @ self.cov_hc3 @ vec), 0.0)
         half = self.t * math.sqrt(var)
-        return value, max(0.0, value - half) if self.nonneg else value - half, value + half
+        if self.nonneg:  # the value stays as fitted (a negative one says the fit cannot carry x; predict.py says so)
+            return value, max(0.0, value - half), max(0.0, value + half)
+        return value, value - half, value + half
 
     def r2(self) -> float:
         ss_res = float(np.sum(self.weights * self.residuals**2))
@@ -161,6 +166,14 @@ def _variance_weights(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return w / w.mean()
 
 
+def _own_movement(before: np.ndarray, col: np.ndarray) -> float:
+    """The share of ``col``'s size (both scaled to unit length) that the columns ``before`` do not explain."""
+    if before.shape[1] == 0:
+        return float(np.linalg.norm(col))
+    coef, *_ = np.linalg.lstsq(before, col, rcond=None)
+    return float(np.linalg.norm(col - before @ coef))
+
+
 def linear_fit(
     x: np.ndarray,
     y: np.ndarray,
@@ -197,8 +210,7 @@ def linear_fit(
     scaled = x / np.where(norms > 0, norms, 1.0)
     most = max(len(y) - MIN_DF, 1)  # leave degrees of freedom for the intervals
     for j in range(x.shape[1]):
-        trial = [*independent, j]
-        if len(trial) <= most and np.linalg.matrix_rank(scaled[:, trial], tol=1e-6) == len(trial):
+        if len(independent) < most and _own_movement(scaled[:, independent], scaled[:, j]) >= OWN_MOVEMENT:
             independent.append(j)
         else:
             dropped.append(names[j])

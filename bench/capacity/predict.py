@@ -196,6 +196,10 @@ def predict(model: CostModel, profile: Profile, machine: Machine | None = None) 
     if line:
         notes.insert(0, line)
     cores = {role: _fit_predict(fit, ops) for role, fit in model.cpu.items()}
+    for role, est in cores.items():
+        if est.value < 0:
+            notes.append(f"{role}: the fit's answer is negative ({est.value:,.3g} cores), counted as 0: its costs cannot carry this profile")
+            cores[role] = Estimate(0.0, 0.0, est.high)
     total = sum_estimates(list(cores.values()))
 
     # memory: fitted idle + per connection, plus buffers of requests in flight (estimated)
