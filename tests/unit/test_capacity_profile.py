@@ -132,3 +132,11 @@ def test_a_rate_far_beyond_the_measured_range_is_flagged() -> None:
     doc = prediction_dict(far, 1.0)
     assert doc["extrapolated"] and doc["beyond_measured"][0]["measured_max"] == 2000.0
     PredictionDoc.model_validate(doc)
+
+
+def test_a_negative_answer_is_counted_as_zero_and_said() -> None:
+    fit = exact([IDLE, "request", "tls_request"], [0.01, 100e-6, -300e-6])  # a cost the steps could not pin down
+    prof = Profile(name="t", workload=Workload(keepalive_requests_per_s=1000, keepalive_tls_share=1.0), deployment=Deployment())
+    p = predict(CostModel(cpu={"frontend": fit}), prof, Machine(cores=2, memory_gb=1))
+    assert p.cores["frontend"].value == 0 and p.cores["frontend"].low == 0
+    assert any(n.startswith("frontend: the fit's answer is negative") for n in p.notes)
