@@ -214,9 +214,8 @@ class SweepRunner:
             self.log(f"phase {phase.name}: {phase.description}")
             lab.up()
             from ..collect.collectors import Collectors
-            from ..run import _copy_public_configs
 
-            _copy_public_configs(lab, RunDir(folder).configs)
+            lab.copy_public_configs(RunDir(folder).configs)
             collectors = Collectors(folder, lab, log=self.log)
             collectors.start()
             t0 = time.time()
