@@ -39,6 +39,9 @@ class FakeLab:
         self.started = True
         self.calls.append("up")
 
+    def copy_public_configs(self, dest: Path) -> None:
+        pass
+
     def save_logs(self, dest: Path) -> None:
         self.calls.append("logs")
 
@@ -85,7 +88,6 @@ def fakes(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setattr(sweep_mod.engine, "compose_binary", lambda: ["docker", "compose"])
     monkeypatch.setattr(sweep_mod.images, "ensure_images", lambda flavour, log=print: SimpleNamespace(node_tag=f"lbbench/{flavour}:fake"))
     monkeypatch.setattr(bench.collect.collectors, "Collectors", FakeCollectors)
-    monkeypatch.setattr(bench.run, "_copy_public_configs", lambda lab, dest: None)
     return {"started": started, "state": state}
 
 
