@@ -25,13 +25,13 @@ from typing import Any
 from .. import __version__, engine, images
 from ..errors import RunInterrupted, UserError
 from ..load.fit import prepare_load
-from ..load.runner import LocustProcess, start_locust
+from ..load.runner import LocustProcess, gate_waiting, open_start_gate, start_gate, start_locust
 from ..results.capacity import SweepDoc
 from ..results.document import write_document
 from ..results.layout import RunDir
 from ..spec import TARGET_FIELDS, Load, Scenario, Topology, deep_merge, load_scenario, load_topology
 from ..topology.lab import Lab
-from .plan import IDLE_S, LEAD_S, PLANS, SETTLE_S, TAIL_S, Group, Phase
+from .plan import GO_LEAD_S, IDLE_S, LEAD_S, PLANS, READY_TIMEOUT_S, SETTLE_S, TAIL_S, Group, Phase
 
 #: Extra seconds a group's Locust gets beyond its schedule to stop and write its files.
 EXIT_GRACE = 25.0
@@ -227,11 +227,18 @@ class SweepRunner:
                 scenario, extra = self.prepared[(phase.name, group.name)]
                 gdir = folder / "groups" / group.name
                 gdir.mkdir(parents=True, exist_ok=True)
-                start_at = time.time() + LEAD_S
                 host = f"{scenario.load.scheme}://{lab.plan.vip}"
                 self.log(f"  {group.name}: {group.description}; {scenario.load.target_field} " + ", ".join(f"{t:g}" for t in group.targets))
-                locust = start_locust(scenario, host, lab.tls.ca_pem, gdir, scenario.duration, extra={**extra, "start_at": start_at})
+                # the schedule starts shortly after the load generator is up (a busy machine takes seconds to start Locust)
+                gate = start_gate(gdir)
+                locust = start_locust(scenario, host, lab.tls.ca_pem, gdir, scenario.duration, extra={**extra, "start_gate": gate})
                 collectors.track_loadgen(locust.proc.pid)
+                ready_by = time.monotonic() + READY_TIMEOUT_S
+                while not gate_waiting(gate):
+                    if locust.wait(0.05) is not None or time.monotonic() > ready_by:
+                        raise UserError(f"capacity sweep: the load generator of {phase.name}/{group.name} did not start", f"see {RunDir(gdir).locust_log}")
+                start_at = time.time() + GO_LEAD_S
+                open_start_gate(gate, start_at)
                 grecord = {
                     "name": group.name,
                     "description": group.description,

@@ -66,6 +66,16 @@ def worker_count(runner: Any) -> int:
     return 1
 
 
+def gate_start_at(gate: dict[str, Any] | None) -> float | None:
+    """The instant a start gate was opened for (bench/load/runner.py open_start_gate), when it names one."""
+    if not gate:
+        return None
+    try:
+        return float(Path(gate["file"]).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
 class Reports:
     """The processes' reports, merged per :data:`REPORT_BIN_S` bin (controller side)."""
 
@@ -182,7 +192,7 @@ class Controller:
         started = time.time()
         # a duet (bench gate --run) starts two runs' schedules at one agreed moment, so that both
         # labs get the same offered load at the same time; alone, shortly after the processes are up
-        start_at = self.settings.get("start_at")
+        start_at = gate_start_at(self.settings.get("start_gate")) or self.settings.get("start_at")
         t0 = float(start_at) if start_at else started + LEAD_S
         end = started + self.duration
         held = load.held

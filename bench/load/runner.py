@@ -87,8 +87,20 @@ def start_gate(run_dir: Path) -> dict[str, Any]:
     return {"file": str(RunDir(run_dir).locust / START_GATE), "owner": os.getpid()}
 
 
-def open_start_gate(gate: dict[str, Any]) -> None:
-    Path(gate["file"]).touch()
+def open_start_gate(gate: dict[str, Any], start_at: float | None = None) -> None:
+    """Let the Locust behind ``gate`` start; with ``start_at`` its schedule starts at that instant (settings ``start_at``)."""
+    path = Path(gate["file"])
+    if start_at is None:
+        path.touch()
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(repr(float(start_at)))
+    tmp.replace(path)  # the file appears with its instant in it
+
+
+def gate_waiting(gate: dict[str, Any]) -> bool:
+    """Whether a Locust process reached ``gate`` (it is up and waits for the go)."""
+    return Path(gate["file"] + ".waiting").exists()
 
 
 def wait_for_start_gate(gate: dict[str, Any] | None, timeout: float = START_GATE_TIMEOUT, poll: float = 0.01) -> None:
@@ -100,6 +112,8 @@ def wait_for_start_gate(gate: dict[str, Any] | None, timeout: float = START_GATE
     if not gate:
         return
     path = Path(gate["file"])
+    with contextlib.suppress(OSError):  # tells the starter this process is up (bench capacity waits for it)
+        Path(gate["file"] + ".waiting").touch()
     deadline = time.monotonic() + timeout
     while not path.exists():
         if time.monotonic() > deadline or not _alive(int(gate["owner"])):

@@ -7,6 +7,7 @@ of things and its record.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from bench.capacity import sweep as sweep_mod
 from bench.capacity.analyse import read_sweep, sweep_windows
 from bench.capacity.plan import QUICK
 from bench.errors import RunInterrupted, UserError
+from bench.load.control import gate_start_at
 from bench.load.runner import LocustProcess
 
 
@@ -78,7 +80,11 @@ def fakes(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         started.append({"scenario": scenario, "host": host, "extra": extra, "dir": run_dir})
         if state["interrupt_at"] == len(started):
             raise RunInterrupted(2)
-        proc = subprocess.Popen([sys.executable, "-c", f"raise SystemExit({state['exit']})"], start_new_session=True)
+        gate = extra["start_gate"]
+        Path(gate["file"]).parent.mkdir(parents=True, exist_ok=True)
+        # a stand-in load generator that comes up, waits at its start gate like Locust's init, and exits
+        code = f"import json, sys; from bench.load.runner import wait_for_start_gate; wait_for_start_gate(json.loads(sys.argv[1])); raise SystemExit({state['exit']})"
+        proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(gate)], start_new_session=True)
         return LocustProcess(proc, run_dir / "locust.log", time.time())
 
     monkeypatch.setattr(sweep_mod, "Lab", FakeLab)
@@ -100,7 +106,7 @@ def test_a_sweep_records_every_stage_window_and_tears_every_lab_down(tmp_path: P
     assert [g.name for g in phase.groups] == [g.name for g in QUICK[0].groups]
     assert all(g.exit_code == 0 for g in phase.groups)
     for g, run in zip(phase.groups, fakes["started"], strict=True):
-        assert run["extra"]["start_at"] == g.start_at  # the schedule starts at the recorded instant
+        assert gate_start_at(run["extra"]["start_gate"]) == g.start_at  # the schedule starts at the recorded instant, once the generator is up
         first = g.stages[0]
         assert first.start == g.start_at and first.window == [first.start + 2.5, first.end - 0.5]
     held = phase.groups[0]
