@@ -5,8 +5,9 @@ run when there is one), so ``bench capacity fit DIR`` rebuilds it all from raw d
 
 Steps are left out of the fit, and listed with the reason in the step table
 (``excluded``), when more than :data:`MAX_ERROR_PCT` of their requests failed (an
-overloaded lab is not linear any more) or when their window has no CPU samples
-(an interrupted sweep).
+overloaded lab is not linear any more), when their window has no CPU samples
+(an interrupted sweep), or when the load generator sent nothing in it (it was not
+running then).
 """
 
 from __future__ import annotations
@@ -103,6 +104,8 @@ def step_table(folder: Path, sweep: SweepDoc) -> pd.DataFrame:
     for row in steps.itertuples():
         if not np.isfinite(row.cpu_lb) or row.cpu_lb <= 0 or not np.isfinite(row.request):
             reasons.append("no samples in the window")
+        elif row.group != "idle" and row.sent == 0:
+            reasons.append("the load generator sent nothing in the window")
         elif row.error_pct > MAX_ERROR_PCT:
             reasons.append(f"{row.error_pct:.1f} % of requests failed")
         else:

@@ -108,3 +108,16 @@ def test_a_sweep_that_measured_nothing_says_so(tmp_path: Path) -> None:
 def test_model_of_keeps_every_fit(folder: Path) -> None:
     model = model_of(read_model(folder))
     assert set(model.cpu) == {"frontend", "backend"} and model.hop_sockets is not None
+
+
+def test_a_stage_the_load_generator_sent_nothing_in_is_left_out(tmp_path: Path) -> None:
+    out = build(tmp_path / "cap", plan=QUICK)
+    # the connections group's generator never ran (its requests are gone): its steps are not fitted
+    for f in (out / "phases" / "base" / "groups" / "connections-plain" / "samples").rglob("*"):
+        if f.is_file():
+            f.unlink()
+    doc = analyse(out, ["seed-peak"], log=lambda _m: None)
+    why = {s["step"]: s["excluded"] for s in doc["steps"]}
+    assert why["base:connections-plain@50"] == why["base:connections-plain@150"] == "the load generator sent nothing in the window"
+    assert why["base:keepalive-tls@100"] == "" and why["base:idle"] == ""
+    assert any("connections-plain@50 left out" in n for n in doc["notes"])
