@@ -30,6 +30,7 @@ from typing import Any
 
 from . import engine, images
 from .errors import Problems, UserError
+from .inputs import check_output_dir
 from .load.fit import Fit, prepare_load
 from .spec import Scenario, Topology, Variant, load_scenario, load_topology, read_scenario_yaml, relname, scenario_file, scenario_topology
 from .topology.lab import Lab
@@ -161,8 +162,11 @@ def preflight(
     """
     problems: list[Problem] = []
     scenario, scenario_path = load_scenario_or_problems(name, duration, problems)
-    if out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())):
-        problems.append((f"{out} already exists and is not empty", "choose another --out or remove it"))
+    if out is not None:
+        try:
+            check_output_dir(out)
+        except UserError as exc:
+            problems += _problems(exc)
     topology = overrides = base_topology = None
     if scenario is not None:
         if extra_variants:

@@ -56,6 +56,8 @@ def test_out_that_exists_is_a_problem_and_nothing_is_left(tmp_path: Path, monkey
     (occupied / "x").write_text("x")
     found = problems("smoke", out=occupied)
     assert found == [f"{occupied} already exists and is not empty"]
+    too_long = tmp_path / ("x" * 300)  # the file system refuses the name: a problem, never an OSError
+    assert problems("smoke", out=too_long) == [f"--out {too_long}: name too long"]
     left = list((tmp_path / "state").glob("lbbench-*"))
     assert left == [], "a refused preflight must not leave a lab's private files"
 
