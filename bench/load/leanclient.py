@@ -1411,7 +1411,8 @@ class LeanClient:
         tracer = self._tracer
         self._tracing = tracer.take()
         self._trace_left = tracer.countdown()
-        return request[:-2] + tracer.header_line(self._tracing) + b"\r\n"
+        head = request.index(b"\r\n\r\n") + 2  # the header goes after the last header line, before a POST body
+        return request[:head] + tracer.header_line(self._tracing) + request[head:]
 
     def _mark_traced(self) -> None:
         """The row about to be recorded is the traced request in flight."""
