@@ -120,6 +120,12 @@ def sweep_probes() -> int:
     return removed
 
 
+@functools.lru_cache(maxsize=1)
+def _sweep_once() -> None:
+    """Probes a killed process left are swept by the first probe of a process, not by every one (one list per start)."""
+    sweep_probes()
+
+
 @contextlib.contextmanager
 def signals_deferred() -> Iterator[None]:
     """Hold SIGINT and SIGTERM while cleanup runs (a second Ctrl-C must not cut it short); re-raised as Ctrl-C after."""
@@ -144,13 +150,13 @@ def run_once(image: str, command: list[str], *, labels: dict[str, str], stderr: 
     (after an error, a refused start such as a missing executable, or Ctrl-C, with
     further signals held until it is gone), and it carries :data:`PROBE_LABEL`
     naming its creator, so one left by a killed process (SIGKILL between create
-    and remove) is removed by the next probe, or by `bench doctor`. The engine's
+    and remove) is removed by the next process's first probe, or by `bench doctor`. The engine's
     auto-remove is not used: it would race the reading of the output and exit
     status, and never removes a container that was created but not started.
     A non-zero exit raises ``docker.errors.ContainerError`` with the stderr, as
     docker-py does. ``create`` takes ``containers.create``'s keyword arguments.
     """
-    sweep_probes()
+    _sweep_once()
     container = client().containers.create(image, command, labels={**labels, PROBE_LABEL: probe_tag()}, **create)
     try:
         container.start()

@@ -1411,7 +1411,7 @@ class LeanClient:
         tracer = self._tracer
         self._tracing = tracer.take()
         self._trace_left = tracer.countdown()
-        head = request.index(b"\r\n\r\n") + 2  # the header goes after the last header line, before a POST body
+        head = len(request) - self._s.request_body - 2  # after the last header line, before the blank line and a POST body
         return request[:head] + tracer.header_line(self._tracing) + request[head:]
 
     def _mark_traced(self) -> None:

@@ -203,3 +203,16 @@ def test_status_and_doctor_never_name_a_container_that_is_no_lab(
     assert "1 lab(s)" in checks["labs without an owner"].detail
     for c in checks.values():
         assert "?" not in c.fix and "99999999" not in c.fix
+
+
+def test_the_first_probe_of_a_process_sweeps_and_later_ones_do_not(fake: FakeEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine._sweep_once.cache_clear()
+    monkeypatch.setattr(engine, "_creator_gone", lambda tag: tag == "killed")
+    fake.add({**OURS, engine.PROBE_LABEL: "killed"}, "left-by-a-kill", "created")
+    engine.run_once("img", ["-vv"], labels=OURS)
+    assert fake.removed[0] == "left-by-a-kill"
+    fake.add({**OURS, engine.PROBE_LABEL: "killed"}, "left-later", "created")
+    engine.run_once("img", ["-vv"], labels=OURS)
+    assert "left-later" not in fake.removed, "one engine list per process, not one per probe"
+    assert engine.sweep_probes() == 1 and fake.removed[-1] == "left-later"  # bench doctor's sweep still finds it
+    engine._sweep_once.cache_clear()
