@@ -24,23 +24,26 @@ _capture: RequestCapture | None = None
 @events.init.add_listener
 def _on_init(environment, **_kwargs) -> None:
     global _capture  # noqa: PLW0603 - the process's one capture, made when Locust initialises it
-    # started ahead of its lab by `bench run`: no user before the go
+    # Everything that listens goes first: a worker's messages are handled from the moment its
+    # runner exists, and the start-gate wait below yields to them. A worker that registered after
+    # the wait lost the controller's setup and schedule when the owning process passed the gate
+    # first, and sent nothing the whole run (seen in a capacity sweep's keep-alive group).
+    models.on_init(environment)
+    run_dir = settings().get("run_dir")
+    if run_dir and _capture is None:
+        _capture = RequestCapture(Path(run_dir))
+        environment.events.request.add_listener(_capture.on_request)
+        # The lean engine records its requests itself (it fires no events.request).
+        lean.attach_capture(_capture)
+        users.attach_tracer(_capture.tracer)
+        _capture.start()
+    # started ahead of its lab by `bench run`: no user before the go (the owning process starts
+    # its users only after this returns, so nothing is sent before it)
     wait_for_start_gate(settings().get("start_gate"))
     # Locust's --run-time timer and its spawn pacing count from the gevent loop's "now", which is
     # only updated when the loop runs: if the imports outlasted the lab's start (the gate was open
     # at once) that "now" is the hub's creation, seconds ago, and the load ended that much early.
     gevent.get_hub().loop.update_now()
-    # the load models listen for the controller's messages (and the owning process runs it)
-    models.on_init(environment)
-    run_dir = settings().get("run_dir")
-    if not run_dir or _capture is not None:
-        return
-    _capture = RequestCapture(Path(run_dir))
-    environment.events.request.add_listener(_capture.on_request)
-    # The lean engine records its requests itself (it fires no events.request).
-    lean.attach_capture(_capture)
-    users.attach_tracer(_capture.tracer)
-    _capture.start()
 
 
 @events.quitting.add_listener

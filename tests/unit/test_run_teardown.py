@@ -108,3 +108,35 @@ def test_locust_counts_its_run_time_from_the_go_not_from_its_imports(tmp_path: P
     got = json.loads(done.stdout.strip().splitlines()[-1])
     assert got["before"] < -0.9  # the situation: the loop's clock is behind
     assert got["after"] > -0.5, got  # brought up to date before any timer starts
+
+
+_LISTEN_ORDER = """
+import json
+from types import SimpleNamespace
+
+import locust  # noqa: F401 - monkey-patches first, as in a Locust process
+
+from bench.load import locustfile, models
+
+calls = []
+models.on_init = lambda _env: calls.append("listen")
+locustfile.wait_for_start_gate = lambda _gate: calls.append("gate")
+locustfile._on_init(SimpleNamespace(runner=None))
+print(json.dumps(calls))
+"""
+
+
+def test_a_worker_listens_for_the_controller_before_it_waits_for_the_go(tmp_path: Path) -> None:
+    # A worker's runner handles the owning process's messages as soon as it exists, and the gate
+    # wait yields to it: listening after the wait lost the setup and schedule whenever the owner
+    # passed the gate first, and that worker sent nothing all run (a capacity sweep's keep-alive
+    # group: 0 requests from 2 processes, 1 sweep in 3 here).
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "LBBENCH_LOAD"}
+    done = subprocess.run([sys.executable, "-c", _LISTEN_ORDER], capture_output=True, text=True, timeout=120, check=False, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == ["listen", "gate"]
