@@ -283,7 +283,11 @@ def schedule_limit(run: dict[str, Any], load: dict[str, Any]) -> Limit | None:
     """A rate model that could not keep its own schedule (``load.limited_by`` = ``loadgen``)."""
     if load.get("limited_by") != "loadgen":
         return None
-    return Limit("loadgen", "schedule", "load generator", 100.0, True, f"could not reach the target ({load.get('verdict')})", _cpu_knob("loadgen", run))
+    knob = _cpu_knob("loadgen", run)
+    if str(load.get("verdict") or "").startswith("THE SCHEDULE BROKE"):
+        # a process without its schedule is a fault of the harness, not a lack of client cores
+        knob = "rerun: the load generator itself failed (see locust/locust.log and events.jsonl), more processes would not help"
+    return Limit("loadgen", "schedule", "load generator", 100.0, True, f"could not reach the target ({load.get('verdict')})", knob)
 
 
 def rank(limits: list[Limit]) -> list[Limit]:

@@ -316,8 +316,11 @@ def load_summary(
             pct[key] = num(100.0 * got / target, 1)
     missed: dict[str, float | None] = {k: v for k, v in pct.items() if v is not None and v < 100.0 * REACHED}
     limited_by, why = _cause(missed, pace, hold, utilisation, targets)
-    verdict = _verdict(model, field, targets, achieved, pct, missed, limited_by, why, fm)
     broken = [e for e in events if e.get("kind") == "error" and e.get("name") == "controller"]
+    if broken and missed:
+        # the harness fell short (a process without its schedule): never blame the load balancer for it
+        limited_by, why = "loadgen", "its schedule broke"
+    verdict = _verdict(model, field, targets, achieved, pct, missed, limited_by, why, fm)
     if broken:
         verdict = f"THE SCHEDULE BROKE ({broken[0].get('error')}): the load did not follow the scenario; " + verdict
     return {

@@ -43,10 +43,14 @@ from .stages import _unit, flow_shares, phases, rate_segments, user_steps
 MSG_SETUP = "lbbench_setup"
 MSG_SCHEDULE = "lbbench_schedule"
 MSG_REPORT = "lbbench_report"
+#: A process got its first schedule (each sends it once).
+MSG_ACK = "lbbench_ack"
 #: The schedule starts this long after the controller starts, so every process has it in time.
 LEAD_S = 0.5
 #: Seconds between the processes' reports (find_max only).
 REPORT_INTERVAL = 0.5
+#: Seconds into the schedule by which every process has said it got it; one that has not sends nothing.
+ACK_WITHIN_S = 5.0
 
 log = logging.getLogger(__name__)
 
@@ -143,9 +147,12 @@ class Controller:
         self.reports = Reports()
         self._glet: Any = None
         self._watch: Any = None
+        self._check: Any = None
         self._rate = 0.0
         self._n = 1
         self.search: Search | None = None
+        #: the processes (Locust node ids) that got their schedule
+        self.acked: set[str] = set()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -155,6 +162,39 @@ class Controller:
     def on_report(self, environment: Any = None, msg: Any = None, **_kw: Any) -> None:
         if msg is not None:
             self.reports.add(str(getattr(msg, "node_id", "local")), msg.data or {})
+
+    def on_ack(self, environment: Any = None, msg: Any = None, **_kw: Any) -> None:
+        if msg is not None:
+            self.acked.add(str(getattr(msg, "node_id", "local")))
+
+    def unacked(self) -> list[str]:
+        """The owning process's connected processes that have not said they got their schedule (a master's
+        workers; none for a single process)."""
+        clients = getattr(self.environment.runner, "clients", None)
+        if clients is None:
+            return []
+        return sorted(str(c.id) for c in clients.all if str(c.id) not in self.acked)
+
+    def _check_schedules(self, t0: float) -> None:
+        """A process without the schedule ACK_WITHIN_S into it sends nothing all run, and the load is short
+        by its share: say so as an ``integrity`` event (the run's figures are not the scenario's; compare and
+        gate leave it out) and as a controller error (the load verdict says the schedule broke)."""
+        import gevent
+
+        gevent.sleep(max(t0 + ACK_WITHIN_S - time.time(), 0.0))
+        missing = self.unacked()
+        if not missing:
+            return
+        n = len(list(self.environment.runner.clients.all))
+        message = (
+            f"the load generator was short: {len(missing)} of {n} of its processes never got their schedule "
+            f"({ACK_WITHIN_S:g} s into it) and sent nothing"
+        )
+        log.error("%s: %s", message, ", ".join(missing))
+        if self.events is not None:
+            t = time.time()
+            self.events.write({"t": t, "kind": "integrity", "name": "load-schedule", "subject": ", ".join(missing), "message": message})
+            self.events.write({"t": t, "kind": "error", "name": "controller", "error": message})
 
     def phase(self, name: str, t: float, **extra: Any) -> None:
         """A phase of the schedule in events.jsonl (``schedule: true`` tells them from bench's own phases)."""
@@ -168,10 +208,10 @@ class Controller:
         self._glet = gevent.spawn(self._run)
 
     def stop(self) -> None:
-        for g in (self._glet, self._watch):
+        for g in (self._glet, self._watch, self._check):
             if g is not None:
                 g.kill(block=False)
-        self._glet = self._watch = None
+        self._glet = self._watch = self._check = None
 
     # ------------------------------------------------------------------ the run
 
@@ -200,6 +240,8 @@ class Controller:
         if held is not None:
             setup["held"] = {"connections": held.connections, "tls": held.tls_connections}
         self.send(MSG_SETUP, setup)
+        if load.is_rate:
+            self._check = gevent.spawn(self._check_schedules, t0)
         if load.model == "keep-alive":
             if load.stages:
                 self._user_stages(started, n)

@@ -57,6 +57,7 @@ class _RateProcess:
         self.environment: Any = None
         self._reporter: Any = None
         self._stopped = False
+        self._acked = False
 
     def ensure(self, environment: Any) -> None:
         """Set this process up once (first user or first message, whichever comes first)."""
@@ -159,6 +160,9 @@ class _RateProcess:
         flows, from_t = control.parse_schedule((msg.data if msg is not None else None) or {})
         for flow, segments in flows.items():
             self.dispatcher.set_schedule(flow, segments, from_t)
+        if not self._acked:  # the controller counts the processes that have their schedule
+            self._acked = True
+            (environment or self.environment).runner.send_message(control.MSG_ACK, {})
 
     def _make_pool(self, workers: int) -> HeldPool:
         s = settings()
@@ -277,6 +281,7 @@ def on_init(environment: Any) -> None:
         return
     controller = control.Controller(environment, s)
     runner.register_message(control.MSG_REPORT, controller.on_report)
+    runner.register_message(control.MSG_ACK, controller.on_ack)
 
     def start(**_kw: Any) -> None:
         if RATE.controller is None:

@@ -513,3 +513,46 @@ def test_load_summary_says_when_the_generator_is_the_limit() -> None:
     assert b["component"] == "loadgen" and "loadgen" in b["saturated"] and any("180.0" in e for e in b["evidence"])
     untouched = apply_load_verdict({"component": "none"}, {"limited_by": "pool"}, {})
     assert untouched["component"] == "none"
+
+
+def test_a_process_that_never_got_its_schedule_is_the_harness_not_the_load_balancer(tmp_path: Path) -> None:
+    import time
+    from types import SimpleNamespace
+
+    from bench.analysis.integrity import integrity_summary
+    from bench.load.control import Controller
+    from bench.results.events import read_events
+
+    # the owning process's view: two workers connected, one said it got the schedule
+    workers = SimpleNamespace(all=[SimpleNamespace(id="host_w1"), SimpleNamespace(id="host_w2")])
+    env = SimpleNamespace(runner=SimpleNamespace(clients=workers))
+    load = {"model": "open", "requests_per_s": 100, "scheme": "https", "processes": 2}
+    ctl = Controller(env, {"load": load, "duration": 10, "run_dir": str(tmp_path)})
+    ctl.on_ack(msg=SimpleNamespace(node_id="host_w1"))
+    assert ctl.unacked() == ["host_w2"]
+    ctl._check_schedules(time.time() - 10)
+    events = read_events(tmp_path)
+    problem = [e for e in events if e["kind"] == "integrity"]
+    assert len(problem) == 1 and problem[0]["subject"] == "host_w2" and "1 of 2" in problem[0]["message"]
+    integrity = integrity_summary(events, time.time() - 20)
+    assert integrity["ok"] is False and "never got their schedule" in integrity["headline"]
+
+    # the run it leaves: half the target sent, every send of the one process on time
+    run = run_json({"model": "open", "requests_per_s": 100, "processes": 2})
+    alone = summarise_load(run, requests_frame(50), pacing_frame(1, 50, 50))
+    assert alone["limited_by"] == "lb"  # without the controller's word the shortfall looks like the LB's
+    told = load_summary(run, requests_frame(50), pacing_frame(1, 50, 50), empty_frame("held"), events, (1000.0, 1001.0), {"per_s": None}, {}, {}, {})
+    assert told["limited_by"] == "loadgen" and "THE SCHEDULE BROKE" in told["verdict"] and "never got their schedule" in told["verdict"]
+    assert "load generator is the limit (its schedule broke)" in told["verdict"]
+
+    # every process acknowledged: nothing to say
+    ok = Controller(env, {"load": load, "duration": 10, "run_dir": str(tmp_path / "ok")})
+    (tmp_path / "ok").mkdir()
+    for w in ("host_w1", "host_w2"):
+        ok.on_ack(msg=SimpleNamespace(node_id=w))
+    ok._check_schedules(time.time() - 10)
+    assert not [e for e in read_events(tmp_path / "ok") if e["kind"] == "integrity"]
+    # a single process (no master): nothing to count
+    assert Controller(SimpleNamespace(runner=SimpleNamespace()), {"load": load, "duration": 10}).unacked() == []
+    b = apply_load_verdict({"component": "contended", "verdict": "x", "saturated": [], "evidence": []}, told, {}, {"scenario": {"load": {"processes": 2}}})
+    assert b["component"] == "loadgen" and "rerun: the load generator itself failed" in b["verdict"] and "raise load.processes" not in b["verdict"]
