@@ -357,7 +357,7 @@ def _cause(
     loadgen_u = utilisation.get("loadgen")
     if loadgen_u is not None and loadgen_u >= 90.0:
         return "loadgen", f"the load generator's processes used {loadgen_u:.0f}% of their cores"
-    if pace and pace.get("sent"):
+    if pace and pace.get("due"):  # a generator that sent nothing at all is the most behind of all
         own_late = max(pace["late"] - pace["waited"], 0) + pace["dropped"]
         if own_late / max(pace["due"], 1) > LOADGEN_BEHIND_SHARE and pace["waited"] < own_late:
             return "loadgen", (

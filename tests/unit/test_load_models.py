@@ -504,6 +504,9 @@ def test_load_summary_says_when_the_generator_is_the_limit() -> None:
     behind = summarise_load(run_json({"model": "open", "requests_per_s": 100}), req, pacing_frame(1, 100, 60, late=40, dropped=40))
     assert behind["reached"] is False and behind["limited_by"] == "loadgen"
     assert "TARGET MISSED" in behind["verdict"] and "the load generator is the limit" in behind["verdict"]
+    # a generator stalled for the whole window (every send dropped, none sent) is not the load balancer's doing
+    stalled = summarise_load(run_json({"model": "open", "requests_per_s": 100}), requests_frame(0), pacing_frame(1, 100, 0, dropped=100))
+    assert stalled["limited_by"] == "loadgen" and "100 of 100 sends were late or dropped" in stalled["verdict"]
     pool = summarise_load(run_json({"model": "open", "requests_per_s": 100}), req, pacing_frame(1, 100, 60, waited=40, late=40))
     assert pool["limited_by"] == "pool"
     hot = summarise_load(run_json({"model": "open", "requests_per_s": 100}), req, pacing_frame(1, 100, 60), {"loadgen": 95.0})
