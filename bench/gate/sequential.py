@@ -170,10 +170,19 @@ def judge_duet_folder(
             o.status, o.message = stats.INCONCLUSIVE, f"{o.metric}: not comparable ({o.message})"
         notes.insert(0, f"NOT COMPARABLE: {'; '.join(invalid)}; every rule is inconclusive (rerun the gate)")
     notes += provenance_notes(*groups)
+    notes += LAB_INSTANCE_NOTE
     notes += saturation_note(doc)
     if doc["design"].get("sharing"):
         notes.append(f"cores: {doc['design']['sharing']}")
     return verdict_doc(outcomes, alpha, strict, _sides(out, doc, looks), notes)
+
+
+#: What a duet's intervals cannot cover, said with every duet verdict (measured: docs/compare-gate.md "Measured here").
+LAB_INSTANCE_NOTE = [
+    "the intervals cover the noise between slices of these two labs, not how two labs of one config differ for a whole duet "
+    "(A/A duets on a 2-core VM: about 1 % in cost per request, a few % in p50; docs/compare-gate.md): "
+    "a change that close to a limit is less sure than its interval says; repeat the gate to tell"
+]
 
 
 def saturation_note(doc: dict[str, Any]) -> list[str]:

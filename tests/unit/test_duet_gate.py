@@ -148,6 +148,8 @@ def test_a_duet_folder_is_judged_from_its_files(tmp_path: Path, capsys: pytest.C
     v = json.loads((tmp_path / "v.json").read_text())
     assert [r["rule"] for r in v["rules"]] == [r for r in DUET_RULES if "handshake" not in r]
     assert any("cost.lb_us_per_full_handshake" in n and "left out" in n for n in v["notes"])
+    # what the intervals cannot cover is said with the verdict (A/A duets: two labs of one config differ)
+    assert any(n.startswith("the intervals cover the noise between slices of these two labs") for n in v["notes"])
     assert "gate: FAIL" in capsys.readouterr().out
 
 
