@@ -179,9 +179,11 @@ def judge_duet_folder(
 
 #: What a duet's intervals cannot cover, said with every duet verdict (measured: docs/compare-gate.md "Measured here").
 LAB_INSTANCE_NOTE = [
-    "the intervals cover the noise between slices of these two labs, not how two labs of one config differ for a whole duet "
-    "(A/A duets on a 2-core VM: about 1 % in cost per request, a few % in p50; docs/compare-gate.md): "
-    "a change that close to a limit is less sure than its interval says; repeat the gate to tell"
+    (
+        "the intervals cover the noise between slices of these two labs, not how two labs of one config differ for a whole duet "
+        "(A/A duets on a 2-core VM: about 1 % in cost per request, a few % in p50; docs/compare-gate.md): "
+        "a change that close to a limit is less sure than its interval says; repeat the gate to tell"
+    )
 ]
 
 
