@@ -43,8 +43,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from .common import in_window, num
+from .common import RunData, inside, num
+from .requests import ok_mask
 
 HOPS = ("client_frontend", "frontend_backend", "queue", "connect", "backend_server", "server", "lb_added")
 #: The hops that make up the client's latency (``lb_added`` is a sum of some of them).
@@ -58,60 +61,121 @@ def requested_delay_ms(path: str | None) -> float | None:
     return float(m.group(1)) if m else None
 
 
-def _first(timers: pd.DataFrame, kinds: tuple[str, ...], prefix: str) -> pd.DataFrame:
-    rows = timers[timers["kind"].isin(kinds)]
-    rows = rows.assign(id=rows["id"].astype(str)).drop_duplicates("id", keep="first")  # readers give categories
-    cols = {"t_req": f"{prefix}_req", "t_resp": f"{prefix}_resp", "Tw": f"{prefix}_Tw", "Tc": f"{prefix}_Tc", "Ta": f"{prefix}_Ta", "term": f"{prefix}_term"}
-    return rows.set_index("id")[list(cols)].rename(columns=cols)
+#: A traced request's key: its writer's code times this, plus its trace number (which must be below it).
+_KEY_STRIDE = 10**12
+#: ``<worker>/<n>`` as the tracer writes it (n a whole number without leading zeros; the worker may hold '/').
+_ID = r"^(?P<worker>.*)/(?P<n>0|[1-9][0-9]{0,11})$"
+
+
+def _request_keys(req: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Rows of the traced successful requests, their integer keys, and the writers' names the keys' codes stand for.
+
+    A key stands for the X-Lbbench-Id ``<worker>/<trace_id>`` (joining integers, not
+    strings: a 10M-request run has about a million traced requests and three times
+    as many timer lines).
+    """
+    worker = req["worker"]
+    if isinstance(worker.dtype, pd.CategoricalDtype):
+        codes, names = worker.cat.codes.to_numpy(), [str(c) for c in worker.cat.categories]
+    else:
+        codes, uniques = pd.factorize(worker.astype(str))
+        names = [str(u) for u in uniques]
+    n = req["trace_id"].to_numpy(dtype=float, na_value=np.nan)
+    rows = np.flatnonzero(ok_mask(req) & (codes >= 0) & (n >= 0) & (n < _KEY_STRIDE))  # NaN (untraced) compares False
+    return rows, codes[rows].astype(np.int64) * _KEY_STRIDE + n[rows].astype(np.int64), names
+
+
+def _timer_keys(ids: pd.Series, names: list[str]) -> np.ndarray:
+    """Each timer line's key (see :func:`_request_keys`); -1 where its id names no writer of ``names``."""
+    if isinstance(ids.dtype, pd.CategoricalDtype):  # per distinct id, then per row
+        per_id = _timer_keys(pd.Series(ids.cat.categories.astype(str)), names)
+        return np.asarray(np.append(per_id, -1)[ids.cat.codes.to_numpy()], dtype=np.int64)
+    parts = pc.extract_regex(pa.array(ids, type=pa.large_string(), from_pandas=True), _ID)
+    code = pc.index_in(pc.struct_field(parts, "worker"), value_set=pa.array(names, pa.large_string()))
+    n = pc.cast(pc.struct_field(parts, "n"), pa.int64())
+    key = pc.add(pc.multiply(pc.cast(code, pa.int64()), _KEY_STRIDE), n)
+    return np.asarray(pc.fill_null(key, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _first_line(keys: np.ndarray, of_kind: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Per key of ``wanted``: the row of the first timer line of the kind (``of_kind``) with that key; -1 where none."""
+    rows = np.flatnonzero(of_kind & (keys >= 0))
+    if rows.size == 0:
+        return np.full(wanted.size, -1, dtype=np.int64)
+    distinct, first = np.unique(keys[rows], return_index=True)  # the first occurrence of each key
+    at = np.minimum(np.searchsorted(distinct, wanted), distinct.size - 1)
+    return np.where(distinct[at] == wanted, rows[first[at]], -1)
 
 
 def joined(requests: pd.DataFrame, timers: pd.DataFrame, window: tuple[float, float] | None = None) -> pd.DataFrame:
     """One row per traced successful request found at every hop, with its hops in ms (see the module docstring).
 
     Columns: ``t`` (client send), ``latency_ms``, the hops of :data:`HOPS` and each
-    process's ``*_term`` (termination state). Requests missing at a hop are left out.
+    process's ``*_term`` (termination state). Requests missing at a hop are left out;
+    each process's first line of a request counts. Rows are in the requests' order.
     """
     cols = ["t", "latency_ms", *HOPS]
     if requests.empty or timers.empty or "trace_id" not in requests or requests["trace_id"].isna().all():
         return pd.DataFrame(columns=cols)
-    req = requests[requests["trace_id"].notna() & (requests["error"] == "")]
+    rows, keys, names = _request_keys(requests)
     if window is not None:
-        req = in_window(req, window)
-    if req.empty:
+        inside_window = inside(requests["t"].to_numpy(dtype=float)[rows], window)
+        rows, keys = rows[inside_window], keys[inside_window]
+    if rows.size == 0:
         return pd.DataFrame(columns=cols)
-    key = req["worker"].astype(str) + "/" + req["trace_id"].astype("int64").astype(str)
-    req = req.assign(id=key.to_numpy()).set_index("id")[["t", "latency_ms"]]
-    split = bool((timers["kind"] == "backend").any())
-    fe = _first(timers, ("frontend", "monolith"), "f")
-    srv = _first(timers, ("server",), "s")
-    d = req.join(fe, how="inner").join(srv, how="inner")
+    timer_keys = _timer_keys(timers["id"], names)
+    kind = timers["kind"]
+    split = bool((kind == "backend").any())
+    pool = "b" if split else "f"
+    lines = {"f": _first_line(timer_keys, np.asarray(kind.isin(("frontend", "monolith")), dtype=bool), keys)}
+    lines["s"] = _first_line(timer_keys, np.asarray(kind == "server", dtype=bool), keys)
     if split:
-        d = d.join(_first(timers, ("backend",), "b"), how="inner")
-        pool = "b"
-    else:
-        pool = "f"
-    d = d.dropna(subset=["f_req", "f_resp", "s_req", "s_resp", f"{pool}_req", f"{pool}_resp"])
-    if d.empty:
+        lines["b"] = _first_line(timer_keys, np.asarray(kind == "backend", dtype=bool), keys)
+    t_req = timers["t_req"].to_numpy(dtype=float, na_value=np.nan)
+    t_resp = timers["t_resp"].to_numpy(dtype=float, na_value=np.nan)
+    found = np.logical_and.reduce([line >= 0 for line in lines.values()])
+    for line in lines.values():
+        found &= ~np.isnan(t_req[line]) & ~np.isnan(t_resp[line])  # (a missing line's -1 reads a row found is False for)
+    if not found.any():
         return pd.DataFrame(columns=cols)
+    rows = rows[found]
+    at = {p: line[found] for p, line in lines.items()}
     ms = 1000.0
-    c0 = d["t"]
-    c1 = d["t"] + d["latency_ms"] / ms
-    tw = d[f"{pool}_Tw"].clip(lower=0).fillna(0.0).astype(float)
-    tc = d[f"{pool}_Tc"].clip(lower=0).fillna(0.0).astype(float)
-    out = pd.DataFrame(index=d.index)
-    out["t"] = c0
-    out["latency_ms"] = d["latency_ms"]
-    out["client_frontend"] = ((d["f_req"] - c0) + (c1 - d["f_resp"])) * ms
-    out["frontend_backend"] = ((d["b_req"] - d["f_req"]) + (d["f_resp"] - d["b_resp"])) * ms if split else 0.0
+    c0 = requests["t"].to_numpy(dtype=float)[rows]
+    lat = requests["latency_ms"].to_numpy(dtype=float)[rows]
+    c1 = c0 + lat / ms
+    f_req, f_resp, s_req, s_resp = t_req[at["f"]], t_resp[at["f"]], t_req[at["s"]], t_resp[at["s"]]
+    p_req, p_resp = t_req[at[pool]], t_resp[at[pool]]
+    tw = np.nan_to_num(np.clip(timers["Tw"].to_numpy(dtype=float, na_value=np.nan)[at[pool]], 0, None), nan=0.0)
+    tc = np.nan_to_num(np.clip(timers["Tc"].to_numpy(dtype=float, na_value=np.nan)[at[pool]], 0, None), nan=0.0)
+    out = pd.DataFrame({"t": c0, "latency_ms": lat})
+    out["client_frontend"] = ((f_req - c0) + (c1 - f_resp)) * ms
+    out["frontend_backend"] = ((p_req - f_req) + (f_resp - p_resp)) * ms if split else 0.0
     out["queue"] = tw
     out["connect"] = tc
-    out["backend_server"] = ((d["s_req"] - d[f"{pool}_req"]) + (d[f"{pool}_resp"] - d["s_resp"])) * ms - tw - tc
-    out["server"] = (d["s_resp"] - d["s_req"]) * ms
+    out["backend_server"] = ((s_req - p_req) + (p_resp - s_resp)) * ms - tw - tc
+    out["server"] = (s_resp - s_req) * ms
     out["lb_added"] = out["frontend_backend"] + out["connect"] + out["backend_server"]
-    for p in ("f", "b", "s"):
-        if f"{p}_term" in d:
-            out[f"{p}_term"] = d[f"{p}_term"]
-    return out.reset_index(drop=True)
+    if "term" in timers:
+        for p in ("f", "b", "s"):
+            if p in at:
+                out[f"{p}_term"] = timers["term"].take(at[p]).reset_index(drop=True)
+    out.attrs["split"] = split  # the frontend and the pool are processes of their own
+    return out
+
+
+def traced_hops(data: RunData) -> pd.DataFrame:
+    """:func:`joined` over a run's whole load, computed once per :class:`RunData` (the summary and the plot share it).
+
+    The timer lines are let go once joined (a 10M-request run has about 3 million).
+    """
+
+    def join() -> pd.DataFrame:
+        d = joined(data.requests, data.table("request_timers"))
+        data.tables.pop("request_timers", None)
+        return d
+
+    return data.memo("decomposition.joined", join)
 
 
 def _stats(values: pd.Series) -> dict[str, float | None]:
@@ -124,16 +188,26 @@ def _stats(values: pd.Series) -> dict[str, float | None]:
 
 def decomposition_summary(
     requests: pd.DataFrame,
-    timers: pd.DataFrame,
+    timers: pd.DataFrame | None,
     window: tuple[float, float],
     run: dict[str, Any],
     dropped_logs: float | None = None,
+    hops: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
-    """``decomposition`` of summary.json: per hop p50/p90/p99/mean over the traced requests of the steady window."""
+    """``decomposition`` of summary.json: per hop p50/p90/p99/mean over the traced requests of the steady window.
+
+    ``hops``: :func:`joined` of the whole run when the caller has it (:func:`traced_hops`);
+    ``timers`` (``request_timers``) are joined otherwise.
+    """
     scenario_load = (run.get("scenario") or {}).get("load") or {}
-    steady = in_window(requests, window) if not requests.empty else requests
-    traced = int(steady["trace_id"].notna().sum()) if not steady.empty and "trace_id" in steady else 0
-    d = joined(requests, timers, window)
+    steady = inside(requests["t"].to_numpy(dtype=float), window) if not requests.empty else np.zeros(0, dtype=bool)
+    traced = int((steady & requests["trace_id"].notna().to_numpy()).sum()) if steady.any() and "trace_id" in requests else 0
+    if hops is None:
+        if timers is None:
+            raise ValueError("decomposition_summary needs the timer lines or their join")
+        d = joined(requests, timers, window)
+    else:
+        d = hops[inside(hops["t"], window)] if not hops.empty else hops
     split = ((run.get("topology") or {}).get("lb") or {}).get("layout", "split") != "monolith"
     hops = {h: _stats(d[h]) if not d.empty and (split or h != "frontend_backend") else _stats(pd.Series(dtype=float)) for h in HOPS}
     client = _stats(d["latency_ms"]) if not d.empty else _stats(pd.Series(dtype=float))
@@ -147,7 +221,7 @@ def decomposition_summary(
     return {
         "requests": len(d),
         "traced": traced,
-        "sampled_pct": num(100.0 * traced / len(steady), 2) if traced and len(steady) else None,
+        "sampled_pct": num(100.0 * traced / int(steady.sum()), 2) if traced else None,
         "trace_every": scenario_load.get("trace_every"),
         "hops_ms": hops,
         "client_ms": client,

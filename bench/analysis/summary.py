@@ -23,7 +23,7 @@ from .checks import run_checks
 from .common import TAIL_S, RunData, load_run, load_window, num, read_run, steady_window
 from .cost import cost_summary
 from .cpu import collector_overhead, cpu_pct, cpu_summary
-from .decomposition import decomposition_summary
+from .decomposition import decomposition_summary, traced_hops
 from .failover import failover_summary
 from .haproxy import connection_series, connections_summary, haproxy_summary, process_limits, server_pool, tls_summary, window_counter_delta
 from .integrity import integrity_summary, mark_invalid
@@ -105,7 +105,7 @@ def summarise_data(data: RunData, series: Series | None = None) -> dict[str, Any
         "load": load,
         "checks": run_checks(req, info, stat, run, data.table("pacing"), data.table("held")),
         "integrity": integrity_summary(data.event_records, load_start),
-        "decomposition": decomposition_summary(req, data.table("request_timers"), window, run, _dropped_logs(info)),
+        "decomposition": decomposition_summary(req, None, window, run, _dropped_logs(info), traced_hops(data)),
     }
     mark_invalid(summary, summary["integrity"])
     # last: thresholds judge the figures above (and whether the run can vouch for a pass)

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ..analysis.common import per_second_histograms
 from ..results.histogram import Histogram, bucket_bounds
 
 #: HdrHistogram layout equal to ours: 1 us lowest, 2 significant digits, up to one hour.
@@ -53,24 +55,27 @@ def write_hlog(latency_hist: pd.DataFrame, path: Path, base_t: float | None = No
 
     The same histograms as :func:`to_hdr` per second, filled by index: each of the
     run's distinct buckets is mapped onto its HdrHistogram counter once, not once per
-    second (a 10M-request run has ~12,000 seconds of ~300 buckets each).
+    second (a 10M-request run has ~12,000 seconds of ~300 buckets each), and one
+    histogram's counters are filled and cleared as whole arrays for every second.
+    Already merged rows (:func:`bench.analysis.common.per_second_histograms`) are welcome.
     """
     from hdrh.histogram import HdrHistogram
     from hdrh.log import HistogramLogWriter
 
     if latency_hist.empty:
         return None
-    per_second = latency_hist.groupby(["t", "bucket"])["count"].sum()
-    t = per_second.index.get_level_values(0).to_numpy().astype(np.int64)
-    buckets = per_second.index.get_level_values(1).to_numpy().astype(np.int64)
-    counts = per_second.to_numpy().astype(np.int64)
+    per_second = per_second_histograms(latency_hist)
+    t = per_second["t"].to_numpy(dtype=np.int64)
+    buckets = per_second["bucket"].to_numpy(dtype=np.int64)
+    counts = per_second["count"].to_numpy(dtype=np.int64)
     seconds, starts = np.unique(t, return_index=True)  # t is sorted: each second's rows are one slice
     ends = [*starts[1:].tolist(), len(t)]
     distinct, which = np.unique(buckets, return_inverse=True)
     values = np.array([min(bucket_us(int(b)), HDR_HIGHEST_US) for b in distinct], dtype=np.int64)
-    probe = HdrHistogram(HDR_LOWEST_US, HDR_HIGHEST_US, HDR_DIGITS)
-    slots = np.array([probe.get_counts_array_index(int(v)) for v in values], dtype=np.int64)[which]
-    values = values[which]
+    h = HdrHistogram(HDR_LOWEST_US, HDR_HIGHEST_US, HDR_DIGITS)
+    slots = np.array([h.get_counts_array_index(int(v)) for v in values], dtype=np.int64)[which.reshape(-1)]
+    values = values[which.reshape(-1)]
+    cells = np.ctypeslib.as_array(h.counts)  # the histogram's own counters, as numpy sees them
     base = float(min(base_t, seconds[0]) if base_t is not None else seconds[0])
     tmp = path.with_name(path.name + ".tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -88,16 +93,17 @@ def write_hlog(latency_hist: pd.DataFrame, path: Path, base_t: float | None = No
         for s, a, b in zip(seconds.tolist(), starts.tolist(), ends, strict=True):
             # interval timestamps: seconds since the base time (also stamped on the histogram, in ms, for a 0 start)
             start, end = float(s) - base, float(s) + 1.0 - base
-            h = HdrHistogram(HDR_LOWEST_US, HDR_HIGHEST_US, HDR_DIGITS)
-            cells, recorded = h.counts, counts[a:b] > 0
-            for slot, count in zip(slots[a:b][recorded].tolist(), counts[a:b][recorded].tolist(), strict=True):
-                cells[slot] += count
-            if recorded.any():  # what record_value() keeps besides the counts
-                h.total_count = int(counts[a:b][recorded].sum())
-                h.min_value, h.max_value = int(values[a:b][recorded].min()), int(values[a:b][recorded].max())
+            recorded = counts[a:b] > 0
+            used = slots[a:b][recorded]
+            cells[used] = counts[a:b][recorded]  # a second's buckets have distinct counters
+            # what record_value() keeps besides the counts (a new histogram's when nothing was recorded)
+            h.total_count = int(counts[a:b][recorded].sum())
+            h.min_value = int(values[a:b][recorded].min()) if used.size else sys.maxsize
+            h.max_value = int(values[a:b][recorded].max()) if used.size else 0
             h.set_start_time_stamp(int(start * 1000))
             h.set_end_time_stamp(int(end * 1000))
             writer.output_interval_histogram(h, start_time_stamp_sec=start, end_time_stamp_sec=end, max_value_unit_ratio=1000.0)
+            cells[used] = 0
         writer.close()
     os.replace(tmp, path)
     return path

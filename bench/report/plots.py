@@ -540,12 +540,12 @@ HOP_LABELS = {
 
 def plot_decomposition(ctx: Context) -> Figure | None:
     """Where each millisecond of a traced request went: per hop over time (means, stacked) and per hop p50 / p90 / p99."""
-    from ..analysis.decomposition import PARTS, joined, per_second
+    from ..analysis.decomposition import PARTS, per_second, traced_hops
 
-    d = joined(ctx.data.requests, ctx.data.table("request_timers"))
+    d = traced_hops(ctx.data)
     if d.empty:
         return None
-    split = bool((ctx.data.table("request_timers")["kind"] == "backend").any())
+    split = bool(d.attrs.get("split", True))
     parts = [h for h in PARTS if split or h != "frontend_backend"]
     height = 6.4
     fig, (ax_t, ax_h) = plt.subplots(2, 1, figsize=(WIDTH, height), gridspec_kw={"height_ratios": [1.1, 1.0]})

@@ -539,3 +539,21 @@ def test_no_analysis_module_filters_the_window_its_own_way() -> None:
     own = re.compile(r"[<>]=?\s*(window|span|w)\[[01]\]|(window|span|w)\[[01]\]\s*[<>]=?")
     offenders = [f"{p.name}:{i}" for p in sorted(folder.glob("*.py")) if p.name != "common.py" for i, line in enumerate(p.read_text().splitlines(), 1) if own.search(line)]
     assert not offenders, offenders
+
+
+@pytest.mark.parametrize("spread", [1, 10**4])  # few seconds and buckets (a dense grid of cells), or many (sorted cells)
+def test_per_second_histograms_are_the_group_by_sums(spread: int) -> None:
+    """Summed over processes per (second, bucket), sorted, zero counts kept: what pandas' group-by gives."""
+    rng = np.random.default_rng(2)
+    n = 5000
+    hist = as_read("latency_hist", pd.DataFrame({
+        "t": 1_800_000_000 + rng.integers(0, 300 * spread, n), "worker": rng.choice(["a:1", "b:2", "c:3"], n),
+        "bucket": rng.integers(0, 200 * spread, n), "count": rng.integers(0, 4, n),
+    }))  # fmt: skip
+    got = common.per_second_histograms(hist)
+    want = hist.groupby(["t", "bucket"])["count"].sum().reset_index()
+    assert (got["count"] == 0).any() and (len(got) < n) == (spread == 1)
+    assert np.array_equal(got["t"].to_numpy(), want["t"].to_numpy())
+    assert np.array_equal(got["bucket"].to_numpy(), want["bucket"].to_numpy())
+    assert np.array_equal(got["count"].to_numpy(), want["count"].to_numpy())
+    assert common.per_second_histograms(got).equals(got) and common.per_second_histograms(hist.iloc[:0]).empty

@@ -63,6 +63,41 @@ def test_hops_are_recovered_and_add_up_to_the_client_latency(split: bool) -> Non
     assert np.allclose(d["lb_added"], d["frontend_backend"] + d["connect"] + d["backend_server"])
 
 
+def _joined_by_strings(requests: pd.DataFrame, timers: pd.DataFrame) -> pd.DataFrame:
+    """The join as the X-Lbbench-Id strings say it: ``<worker>/<trace_id>`` = ``id``, each process's first line."""
+    req = requests[requests["trace_id"].notna() & (requests["error"] == "")]
+    req = req.assign(id=(req["worker"].astype(str) + "/" + req["trace_id"].astype("int64").astype(str)).to_numpy())
+    out = req[["id", "t"]]
+    for prefix, kinds in (("f", ("frontend", "monolith")), ("b", ("backend",)), ("s", ("server",))):
+        first = timers[timers["kind"].isin(kinds)].assign(id=lambda d: d["id"].astype(str)).drop_duplicates("id")
+        out = out.merge(first[["id", "t_req", "t_resp"]].rename(columns={"t_req": f"{prefix}_req", "t_resp": f"{prefix}_resp"}), on="id", how="inner")
+    return out.dropna()
+
+
+def test_the_join_matches_the_ids_strings_whatever_the_lines_order_duplicates_and_junk() -> None:
+    """Integer keys give what joining the id strings gives: the same requests, in their order, each process's first line."""
+    req, timers, _ = traced_run(n=300, seed=3)
+    req, timers = req.astype({"worker": object, "error": object}), timers.astype({"kind": object})
+    rng = np.random.default_rng(5)
+    other = req.assign(worker="gen:43", t=req["t"] + 0.05)  # a second writer with the same trace numbers
+    req = pd.concat([req, other]).iloc[rng.permutation(2 * len(req))].reset_index(drop=True)
+    req.loc[rng.choice(len(req), 20, replace=False), "error"] = "timeout"
+    req.loc[rng.choice(len(req), 20, replace=False), "trace_id"] = None
+    timers = pd.concat([timers, timers.assign(id=timers["id"].str.replace(WORKER, "gen:43"))])
+    dup = timers.sample(50, random_state=1).assign(t_req=1.0)  # a repeated line comes later: the first one counts
+    junk = timers.head(6).assign(id=["gen:42/007", "gen:42/x", "gen:99/1", "gen:42", None, "gen:42/-3"], t_req=2.0)  # ids no request has
+    timers = pd.concat([junk, timers.iloc[rng.permutation(len(timers))], dup]).reset_index(drop=True)
+    timers = timers[~((timers["kind"] == "backend") & timers["id"].isin(["gen:42/5", "gen:43/9"]))]
+    req, timers = as_read("requests", req), as_read("request_timers", timers)  # as a run directory gives them back
+    d = joined(req, timers)
+    want = _joined_by_strings(req, timers)
+    assert len(d) == len(want) > 500
+    assert np.array_equal(d["t"].to_numpy(), want["t"].to_numpy())  # the same requests, in the requests' order
+    assert np.allclose(d["server"], (want["s_resp"] - want["s_req"]) * 1e3)
+    assert np.allclose(d["frontend_backend"], ((want["b_req"] - want["f_req"]) + (want["f_resp"] - want["b_resp"])) * 1e3)
+    assert joined(req, timers.astype({"id": "category"})).equals(d)  # ids read as categories: the same join
+
+
 def test_summary_percentiles_requested_vs_served_and_missing_hops() -> None:
     req, timers, truth = traced_run()
     # an untraced request and a traced one whose server line never came
