@@ -57,6 +57,9 @@ setup_venv() {
 
 # uv (a PyPI package) resolves and installs several times faster than pip; pip is the
 # fallback when uv cannot be had or fails (LBBENCH_INSTALLER=pip forces it).
+# --compile-bytecode: pip compiles the installed modules, uv does not by default; without it every
+# `bench` process compiles pandas, matplotlib ... from source again where PYTHONDONTWRITEBYTECODE
+# is set (CI, containers): ~4 s of CPU per command (docs/performance.md, "Analysis at scale").
 install_python_deps() {
     local log="$VENV/pip-install.log" uv=""
     : >"$log"
@@ -66,7 +69,7 @@ install_python_deps() {
         elif "$VENV/bin/python" -m pip install -q --disable-pip-version-check uv >>"$log" 2>&1; then
             uv="$VENV/bin/uv"
         fi
-        if [ -n "$uv" ] && "$uv" pip install --python "$VENV/bin/python" -e '.[test]' >>"$log" 2>&1; then
+        if [ -n "$uv" ] && "$uv" pip install --python "$VENV/bin/python" --compile-bytecode -e '.[test]' >>"$log" 2>&1; then
             return
         fi
         say "uv was not available or failed (log: $log); installing with pip"
