@@ -59,7 +59,7 @@ setup_venv() {
 # fallback when uv cannot be had or fails (LBBENCH_INSTALLER=pip forces it).
 # --compile-bytecode: pip compiles the installed modules, uv does not by default; without it every
 # `bench` process compiles pandas, matplotlib ... from source again where PYTHONDONTWRITEBYTECODE
-# is set (CI, containers): ~4 s of CPU per command (docs/performance.md, "Analysis at scale").
+# is set (this machine does): ~4 s of CPU per command (docs/performance.md, "Analysis at scale").
 install_python_deps() {
     local log="$VENV/pip-install.log" uv=""
     : >"$log"
