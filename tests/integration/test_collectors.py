@@ -12,19 +12,18 @@ import pytest
 from bench.results.store import read_table
 from bench.results.tables import TABLES
 
+from .conftest import SmokeRun
+
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def smoke_run(node_image: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from bench.run import run_scenario
-
-    out = tmp_path_factory.mktemp("collect") / "smoke"
-    said: list[str] = []
-    run_dir = run_scenario("smoke", duration="8s", out=out, log=said.append)
+def smoke_run(smoke_cli_run: SmokeRun) -> Path:
+    """The session's shared smoke run (`bench run`, 15 s; test_run checks the rest of it)."""
+    said = smoke_cli_run.stderr.splitlines()
     failures = [m for m in said if m.startswith("collectors:")]
     assert not failures, failures
-    return run_dir
+    return smoke_cli_run.out
 
 
 def table(run_dir: Path, name: str) -> pd.DataFrame:

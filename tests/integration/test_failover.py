@@ -31,7 +31,7 @@ def _scenario(tmp_path: Path, kind: str) -> str:
         f"""
 extends: failover
 name: test-failover-{kind}
-duration: 22s
+duration: 18s
 ramp_up: 2s
 faults:
   - {{kind: {kind}, at: 6s, target: master, recover_after: 9s}}

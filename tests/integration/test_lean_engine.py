@@ -4,16 +4,13 @@ One loopback HAProxy of the lab image (``bench.calibrate.loopback_haproxy``)
 serves: the lab's dummy server (``?size=N``, ``?status=N``), a Lua service
 that answers chunked (no Content-Length, so HAProxy chunks it), and a proxy to
 a Python server on loopback that closes in the middle of a body. Then short
-Locust runs with ``LeanHttpsUser`` (one and two processes) and a full lab run
-with ``load: {engine: lean}``.
+Locust runs with ``LeanHttpsUser`` (one and two processes). A full lab driven
+by the lean engine: test_load_models.py (keep-alive, open, rate models).
 """
 
 from __future__ import annotations
 
-import json
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -26,8 +23,6 @@ from bench.calibrate import Endpoint, loopback_haproxy
 from bench.load.http1 import Response, read_response
 from bench.load.leanclient import Connection, LeanClient, LeanSettings, Watchdog, lab_tls_context
 from bench.results.store import read_table
-
-from .conftest import project_leftovers
 
 pytestmark = pytest.mark.integration
 
@@ -263,27 +258,3 @@ def test_locust_two_processes(endpoint, tmp_path: Path) -> None:
     assert len(df) > 100 and (df["error"] == "").all()
     assert df["worker"].nunique() == 2  # both forked workers sent load
     assert int(df["conn_new"].sum()) == 6  # one keep-alive connection per user
-
-
-def test_bench_run_with_lean_engine(node_image: str, tmp_path: Path) -> None:
-    """A full lab (VIP, split topology, dummy servers) driven by the lean engine."""
-    scenario = tmp_path / "lean-smoke.yaml"
-    scenario.write_text(
-        "name: lean-smoke\ndescription: smoke with the lean engine\ntopology: split\nduration: 8s\nramp_up: 1s\n"
-        "load: {engine: lean, users: 10, spawn_rate: 20, path: '/?size=1024', requests_per_connection: 50}\n"
-    )
-    out = tmp_path / "run"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.cli", "run", str(scenario), "--out", str(out)],
-        capture_output=True,
-        check=False,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["requests"]["total"] > 0 and summary["errors"]["total"] == 0
-    df = read_table(out, "requests")
-    assert (df["bytes"] == 1024).all() and df["conn_new"].sum() >= len(df) / 50
-    run = json.loads((out / "run.json").read_text())
-    assert project_leftovers(run["lab"]["project"]) == ([], [])

@@ -1,7 +1,8 @@
 """Every load model, briefly, against the split topology: what summary.json says about target and achieved.
 
 Each test runs a shipped scenario (or a short variant of it) end to end with
-``bench.run.run_scenario(..., duration='10s')`` and asserts on summary.json.
+``bench.run.run_scenario(..., duration='6s')`` (longer where the scenario's
+ramp or stages need it) and asserts on summary.json.
 No rate threshold is asserted (the lab machines are small and shared): only
 that targets and achieved figures are there and consistent, that nothing
 failed, and ratios within one run that noise cannot flip (a full handshake
@@ -26,7 +27,7 @@ from .conftest import project_leftovers
 pytestmark = pytest.mark.integration
 
 
-def run(name: str, tmp_path: Path, duration: str = "10s", **kw: Any) -> tuple[dict[str, Any], Path]:
+def run(name: str, tmp_path: Path, duration: str = "6s", **kw: Any) -> tuple[dict[str, Any], Path]:
     out = tmp_path / "run"
     run_dir = run_scenario(name, duration=duration, out=out, log=lambda _m: None, **kw)
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -49,13 +50,17 @@ def assert_load(summary: dict[str, Any], *figures: str) -> dict[str, Any]:
 
 
 def test_keep_alive_model(node_image: str, tmp_path: Path) -> None:
-    summary, _ = run("keep-alive", tmp_path)
+    """Also the lean engine through a full lab (VIP, split topology, dummy servers): every body whole, connections renewed."""
+    summary, run_dir = run("keep-alive", tmp_path)
     load = summary["load"]
     assert summary["errors"]["total"] == 0
     assert load["model"] == "keep-alive" and load["target"]["users"] == 50
     assert load["achieved"]["requests_per_s"] > 0
     # 100 requests per connection: many requests, few connections
     assert load["achieved"]["connections_per_s"] < load["achieved"]["requests_per_s"]
+    df = read_table(run_dir, "requests")
+    # /?size=1024 on the lean engine: each response's body counted whole; a new connection at least every 100 requests
+    assert (df["bytes"] == 1024).all() and df["conn_new"].sum() >= len(df) / 100
 
 
 def test_open_model_measures_from_the_intended_send_time(node_image: str, tmp_path: Path) -> None:
@@ -108,7 +113,7 @@ def test_resumed_handshakes(node_image: str, tmp_path: Path, scenario: str) -> N
 
 
 def test_held_connections_beside_an_open_model(node_image: str, tmp_path: Path) -> None:
-    summary, run_dir = run("held", tmp_path)
+    summary, run_dir = run("held", tmp_path, duration="10s")  # the scenario opens them over a 6 s ramp
     load = assert_load(summary, "requests_per_s", "held_connections")
     target = load["target"]["held_connections"]
     assert load["held"]["opened"] >= target and load["held"]["failed"] == 0
@@ -120,7 +125,7 @@ def test_held_connections_beside_an_open_model(node_image: str, tmp_path: Path) 
 
 
 def test_stages(node_image: str, tmp_path: Path) -> None:
-    summary, run_dir = run("stages", tmp_path)
+    summary, run_dir = run("stages", tmp_path, duration="10s")  # two 6 s steps: 200, then 400 req/s
     assert summary["errors"]["total"] == 0
     phases = summary["load"]["phases"]
     assert len(phases) >= 2 and phases[0]["target"] == 200 and phases[1]["target"] == 400

@@ -5,11 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
-import urllib.request
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -18,62 +15,32 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.results.store import COMPACTED, part_files
 
-from .conftest import project_leftovers
+from .conftest import BENCH, SmokeRun, bench_cli, project_leftovers, wait_running
 
 pytestmark = pytest.mark.integration
 
-BENCH = [sys.executable, "-m", "bench.cli"]
 
-
-def _bench(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([*BENCH, *args], capture_output=True, check=False, text=True, timeout=timeout)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_smoke_run_end_to_end(node_image: str, tmp_path: Path) -> None:
+def test_smoke_run_end_to_end(smoke_cli_run: SmokeRun) -> None:
     """One lean run covers: the run itself, thresholds (one fails on purpose: exit 99 + JUnit), the metrics
-    endpoint answering during the run, the live lines in a log, and the lab recorded as a live run's."""
-    out = tmp_path / "smoke"
-    scenario = tmp_path / "smoke-slo.yaml"
-    scenario.write_text("extends: smoke\nthresholds:\n  errors.pct: '< 50'\n  latency_ms.p50: '< 0.001'\n")
-    port = _free_port()
-    junit = tmp_path / "slo.xml"
-    cmd = [*BENCH, "run", str(scenario), "--duration", "15s", "--out", str(out), "--metrics-port", str(port), "--junit", str(junit)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    scraped = ""
-    try:
-        run = _wait_running(out)
-        project = run["lab"]["project"]
-        # the lab belongs to this live run: removing it by name is refused, and status says whose it is
-        refused = _bench("down", project)
-        assert refused.returncode == 2 and "belongs to a live run" in refused.stderr, refused.stderr
-        status = _bench("status")
-        line = next(x for x in status.stdout.splitlines() if x.startswith(project))
-        assert "[live run: pid" in line, line
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and "lbbench_client_requests_total" not in scraped:
-            time.sleep(1)
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
-                scraped = answer.read().decode()
-        stdout, stderr = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    endpoint answering during the run, the live lines in a log, and the lab recorded as a live run's.
+    (The run is the session's shared smoke run, conftest.smoke_cli_run; test_collectors reads its samples.)"""
+    smoke = smoke_cli_run
+    out, project, stdout, stderr = smoke.out, smoke.project, smoke.stdout, smoke.stderr
+    # the lab belongs to this live run: removing it by name is refused, and status says whose it is
+    refused = smoke.down_refused
+    assert refused.returncode == 2 and "belongs to a live run" in refused.stderr, refused.stderr
+    line = next(x for x in smoke.status.stdout.splitlines() if x.startswith(project))
+    assert "[live run: pid" in line, line
+    scraped = smoke.scraped
     families = {f.name: f for f in text_string_to_metric_families(scraped)}
     ok = [s.value for s in families["lbbench_client_requests"].samples if s.labels.get("outcome") == "ok" and s.name.endswith("_total")]
     assert ok and ok[0] > 0, scraped[:2000]
     assert any(s.name == "lbbench_haproxy_http_requests_total" for f in families.values() for s in f.samples)
-    assert proc.returncode == 99, stderr  # latency_ms.p50 < 0.001 cannot hold
+    assert smoke.returncode == 99, stderr  # latency_ms.p50 < 0.001 cannot hold
     assert "thresholds: FAIL (1 of 2 passed, 1 failed)" in stderr
     assert any(x.startswith("live [load") for x in stderr.splitlines()), stderr  # stderr is not a terminal: compact lines
     assert stdout.strip().splitlines()[-1] == str(out)
-    root = ET.parse(junit).getroot()
+    root = ET.parse(smoke.junit).getroot()
     assert root.get("tests") == "2" and root.get("failures") == "1"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["thresholds"]["status"] == "fail" and [r["status"] for r in summary["thresholds"]["results"]] == ["pass", "fail"]
@@ -102,26 +69,11 @@ def test_smoke_run_end_to_end(node_image: str, tmp_path: Path) -> None:
     assert project_leftovers(run["lab"]["project"]) == ([], [])
 
 
-def _wait_running(out: Path, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run_json = out / "run.json"
-        if run_json.exists():
-            try:
-                run = json.loads(run_json.read_text())
-            except json.JSONDecodeError:
-                run = {}
-            if run.get("status") == "running" and part_files(out, "requests"):
-                return run
-        time.sleep(0.5)
-    pytest.fail("run never reached the load phase")
-
-
 def test_ctrl_c_tears_down_and_keeps_data(node_image: str, tmp_path: Path) -> None:
     out = tmp_path / "interrupted"
     proc = subprocess.Popen([*BENCH, "run", "smoke", "--duration", "120s", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        run = _wait_running(out)
+        run = wait_running(out)
         time.sleep(2)
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=120)
@@ -142,14 +94,14 @@ def test_sigkill_keeps_samples_and_report_rebuilds(node_image: str, tmp_path: Pa
     proc = subprocess.Popen([*BENCH, "run", "smoke", "--duration", "120s", "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     project = None
     try:
-        run = _wait_running(out)
+        run = wait_running(out)
         project = run["lab"]["project"]
         time.sleep(3)
         proc.kill()
         proc.wait(timeout=30)
         # bench is gone: nothing stops its Locust or lab but us.
         os.killpg(run["load_pid"], signal.SIGKILL)
-        rebuilt = _bench("report", str(out))
+        rebuilt = bench_cli("report", str(out))
         assert rebuilt.returncode == 0, rebuilt.stderr
         summary = json.loads((out / "summary.json").read_text())
         assert summary["requests"]["total"] > 0
@@ -161,6 +113,6 @@ def test_sigkill_keeps_samples_and_report_rebuilds(node_image: str, tmp_path: Pa
         if proc.poll() is None:
             proc.kill()
         if project:
-            down = _bench("down", project)
+            down = bench_cli("down", project)
             assert down.returncode == 0, down.stderr
     assert project_leftovers(project) == ([], [])
