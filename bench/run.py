@@ -31,7 +31,7 @@ from .faults import FaultInjector, FaultSchedule
 from .images import HAProxyBuild
 from .inputs import check_output_dir
 from .live.view import LiveView
-from .load.runner import LocustProcess, describe_load, open_start_gate, processes_of, start_gate, start_locust
+from .load.runner import LocustProcess, WarmLocust, describe_load, open_start_gate, processes_of, start_gate, start_locust, start_warm
 from .load.workers import WorkerSet, start_load
 from .preflight import Checked, preflight
 from .results.document import write_document
@@ -47,7 +47,8 @@ if TYPE_CHECKING:
 
 #: Extra seconds Locust gets beyond the run time to stop users and write its files.
 LOCUST_EXIT_GRACE = 20.0
-#: Start a single-process Locust while the lab comes up, gated (LBBENCH_PRESTART_LOAD=0: after, as before).
+#: Start Locust's imports as `bench run`'s first step, and a single-process Locust while the lab comes up,
+#: gated (LBBENCH_PRESTART_LOAD=0: both after the lab, as before).
 PRESTART_LOAD = os.environ.get("LBBENCH_PRESTART_LOAD", "1") != "0"
 #: How often the run loop checks for a fault that is due.
 FAULT_POLL_S = 0.05
@@ -274,6 +275,30 @@ def run_scenario(
     Locust's master here plus that many worker containers on the client network.
     ``live`` watches the run while it lasts (bench/live: terminal view, metrics endpoint).
     """
+    # Locust's imports (seconds on a busy machine) go first, beside the checks and the lab's start;
+    # the process runs Locust once the settings are known, or ends without load.
+    warm = start_warm() if PRESTART_LOAD else None
+    try:
+        return _run_scenario(name, duration, out, variant, sets, log, repeat, extra_variants, scale, workers, live, warm)
+    finally:
+        if warm is not None:
+            warm.discard()  # unless it became the run's Locust (stopped by then)
+
+
+def _run_scenario(
+    name: str,
+    duration: str | None,
+    out: Path | None,
+    variant: str | None,
+    sets: list[str] | None,
+    log: Callable[[str], None],
+    repeat: int,
+    extra_variants: dict[str, Variant] | None,
+    scale: float | None,
+    workers: int,
+    live: LiveView | None,
+    warm: WarmLocust | None,
+) -> Path:
     threading.Thread(target=_import_analysis, name="lbbench-import", daemon=True).start()
     # Every input, the fit, the images and every rendered config, before anything starts (all problems at once).
     checked = preflight(
@@ -333,7 +358,7 @@ def run_scenario(
                     # Locust's imports (about a second) overlap the lab's start; no user starts before the gate opens.
                     gate = start_gate(run_dir)
                     extra = {**load_extra, "start_gate": gate}
-                    locust = start_locust(scenario, host, lab.tls.ca_pem, run_dir, scenario.duration, extra=extra)
+                    locust = start_locust(scenario, host, lab.tls.ca_pem, run_dir, scenario.duration, extra=extra, warm=warm)
                 lab.up(validated=True)
                 run["versions"].update(git_sha=later_git.result(), compose=later_compose.result(), **later_versions.result())
                 run["versions"]["haproxy"] = build.version_line  # the LB's build, not the node image's
@@ -356,7 +381,7 @@ def run_scenario(
                     open_start_gate(gate)
                     locust.started_at = time.time()
                 else:
-                    locust, worker_set = start_load(scenario, host, lab, run_dir, collectors, load_extra, workers, worker_image, log)
+                    locust, worker_set = start_load(scenario, host, lab, run_dir, collectors, load_extra, workers, worker_image, log, warm=warm)
                 load_started = True
                 watch.t0 = collectors.t0 = locust.started_at
                 run["load_window"] = {"start": locust.started_at, "end": None}

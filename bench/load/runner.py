@@ -166,6 +166,67 @@ class LocustProcess:
         return " | ".join(text[-lines:])
 
 
+@dataclass
+class WarmLocust:
+    """A Locust process importing ahead of its run (bench/load/warm.py): :func:`start_locust` hands it its command line."""
+
+    proc: subprocess.Popen
+    #: it runs Locust now (a LocustProcess owns it; discard() leaves it alone)
+    used: bool = False
+
+    def launch(self, argv: list[str], env: dict[str, str], cwd: Path, log_path: Path) -> bool:
+        """Make it run Locust with ``argv``; False (and it is gone) when it exited before (then start one afresh)."""
+        order = {"argv": argv, "env": env, "cwd": str(cwd), "log": str(log_path)}
+        assert self.proc.stdin is not None
+        try:
+            if self.proc.poll() is not None:
+                raise BrokenPipeError
+            self.proc.stdin.write((json.dumps(order) + "\n").encode())
+            self.proc.stdin.close()
+        except (BrokenPipeError, ValueError):
+            self.discard()
+            return False
+        self.used = True
+        return True
+
+    def discard(self) -> None:
+        """End it without load unless it runs Locust (idempotent): it only imported, so it is killed at once."""
+        if self.used:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)
+
+
+def start_warm() -> WarmLocust | None:
+    """Start a Locust process that imports while the run is checked and its lab starts (None when it cannot start).
+
+    It reads its orders on stdin: if this process dies first, it sees the end of stdin and
+    exits without load. Like every Locust of a run it has a session of its own (a Ctrl-C in
+    the terminal reaches `bench` only) and `bench`'s environment.
+    """
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(paths.ROOT), env.get("PYTHONPATH", "")]))
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.load.warm"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+            cwd=paths.ROOT,
+        )
+    except OSError:
+        return None
+    return WarmLocust(proc)
+
+
 def free_port(address: str) -> int:
     """A TCP port nobody listens on at ``address`` now (the kernel picks it from the ephemeral range).
 
@@ -223,6 +284,7 @@ def start_locust(
     extra: dict[str, Any] | None = None,
     master: tuple[str, int, int] | None = None,
     root: Path | None = None,
+    warm: WarmLocust | None = None,
 ) -> LocustProcess:
     """Start headless Locust for ``scenario`` against ``host`` (the VIP URL); returns at once.
 
@@ -232,6 +294,8 @@ def start_locust(
     ``extra`` adds to the settings every process reads (for example ``held_interval``).
     ``master`` = (bind address, port, workers): run as Locust's master for that many
     workers (bench/load/workers.py) instead of sending load from this machine.
+    ``warm``: a Locust process that imported ahead (:func:`start_warm`) runs this
+    command line instead of a new one (one that exited meanwhile is replaced by one).
     """
     load = scenario.load
     rd = RunDir(run_dir)
@@ -287,10 +351,13 @@ def start_locust(
     env = {**os.environ, "LBBENCH_LOAD": json.dumps(settings), "PYTHONUNBUFFERED": "1"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root or paths.ROOT), env.get("PYTHONPATH", "")]))
     log_path = rd.locust_log
-    log = open(log_path, "wb")  # noqa: SIM115 - the child owns it until it exits
-    try:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=run_dir)
-    finally:
-        log.close()
+    if warm is not None and root is None and warm.launch(cmd[3:], {"LBBENCH_LOAD": env["LBBENCH_LOAD"]}, run_dir, log_path):
+        proc = warm.proc  # cmd[3:]: Locust's arguments, after `python -m locust`
+    else:
+        log = open(log_path, "wb")  # noqa: SIM115 - the child owns it until it exits
+        try:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=run_dir)
+        finally:
+            log.close()
     rd.locust_settings.write_text(json.dumps(settings, indent=2) + "\n")
     return LocustProcess(proc, log_path, time.time(), settings)

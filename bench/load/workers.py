@@ -246,8 +246,11 @@ def start_load(
     workers: int = 0,
     image: str | None = None,
     log: Callable[[str], None] = print,
+    warm: Any = None,
 ) -> tuple[Any, WorkerSet | None]:
     """Start the run's Locust: one headless Locust here, or its master here plus ``workers`` containers.
+
+    ``warm``: a Locust process that imported ahead (bench.load.runner.start_warm) becomes it.
 
     The Locust processes on this machine are counted as the ``loadgen`` container
     (bench/collect/cpu.py), every worker container as ``loadgen-worker<i>``.
@@ -255,13 +258,13 @@ def start_load(
     from .runner import free_port, processes_of, start_locust, user_class
 
     if not workers:
-        locust = start_locust(scenario, host, lab.tls.ca_pem, run_dir, scenario.duration, extra=extra)
+        locust = start_locust(scenario, host, lab.tls.ca_pem, run_dir, scenario.duration, extra=extra, warm=warm)
         collectors.track_loadgen(locust.proc.pid)
         return locust, None
     assert image is not None
     gateway = lab.plan.client_gateway
     port = free_port(gateway)
-    locust = start_locust(scenario, host, lab.tls.ca_pem, run_dir, scenario.duration, extra=extra, master=(gateway, port, workers))
+    locust = start_locust(scenario, host, lab.tls.ca_pem, run_dir, scenario.duration, extra=extra, master=(gateway, port, workers), warm=warm)
     collectors.track_loadgen(locust.proc.pid)
     ws = WorkerSet(
         lab=lab,

@@ -1,0 +1,63 @@
+"""The Locust process `bench run` starts before its settings are known (bench/load/warm.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from bench.load.runner import WarmLocust, start_warm
+
+#: A locustfile that reports what the process looks like when Locust loads it, then ends it.
+_PROBE = """
+import json, os, sys
+print("probe on stdout")
+json.dump({
+    "cwd": os.getcwd(),
+    "load": os.environ.get("LBBENCH_LOAD"),
+    "argv": sys.argv,
+    "stdin_is_null": os.path.samefile("/proc/self/fd/0", os.devnull),
+    "imported": sorted(m for m in ("locust", "pyarrow", "bench.load.capture", "bench.load.users", "bench.load.lean",
+                                   "bench.load.models", "pandas", "matplotlib") if m in sys.modules),
+}, open(os.environ["PROBE_OUT"], "w"))
+raise SystemExit(7)
+"""
+
+
+def test_a_warm_locust_runs_the_command_line_it_is_given_and_one_without_orders_ends(tmp_path: Path) -> None:
+    probe = tmp_path / "probe_locustfile.py"
+    probe.write_text(_PROBE)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    warm, orphan = start_warm(), start_warm()
+    assert warm is not None and orphan is not None and orphan.proc.stdin is not None
+    orphan.proc.stdin.close()  # what a `bench run` killed before it had a run for it leaves it
+    try:
+        settings = json.dumps({"run_dir": str(run_dir)})
+        order_env = {"LBBENCH_LOAD": settings, "PROBE_OUT": str(tmp_path / "probe.json")}
+        assert warm.launch(["-f", str(probe), "--headless"], order_env, run_dir, run_dir / "locust.log")
+        assert warm.proc.wait(timeout=120) == 7
+        assert orphan.proc.wait(timeout=120) == 0  # it ended without load
+    finally:
+        warm.used = False
+        warm.discard()
+        orphan.discard()
+    got = json.loads((tmp_path / "probe.json").read_text())
+    assert got["cwd"] == str(run_dir)
+    assert got["load"] == settings
+    assert got["argv"][1:] == ["-f", str(probe), "--headless"]
+    assert got["stdin_is_null"]
+    # imported ahead: Locust and the capture's libraries; not the modules that read the settings
+    # when imported (they would have read none), nor the analysis' pandas
+    assert got["imported"] == ["bench.load.capture", "locust", "pyarrow"]
+    assert "probe on stdout" in (run_dir / "locust.log").read_text()
+
+
+def test_a_warm_locust_that_is_gone_is_replaced_and_discard_kills_one_that_imports(tmp_path: Path) -> None:
+    gone = WarmLocust(subprocess.Popen(["true"], stdin=subprocess.PIPE))
+    gone.proc.wait(timeout=10)
+    assert not gone.launch(["--headless"], {}, tmp_path, tmp_path / "log")  # start_locust then starts one afresh
+    assert not gone.used
+    busy = WarmLocust(subprocess.Popen(["sleep", "60"], stdin=subprocess.PIPE, start_new_session=True))
+    busy.discard()
+    assert busy.proc.returncode is not None
