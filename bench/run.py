@@ -282,7 +282,7 @@ def run_scenario(
         return _run_scenario(name, duration, out, variant, sets, log, repeat, extra_variants, scale, workers, live, warm)
     finally:
         if warm is not None:
-            warm.discard()  # unless it became the run's Locust (stopped by then)
+            warm.discard()  # unused, or the run's Locust (stopped by then, or interrupted while it was handed over)
 
 
 def _run_scenario(

@@ -171,8 +171,6 @@ class WarmLocust:
     """A Locust process importing ahead of its run (bench/load/warm.py): :func:`start_locust` hands it its command line."""
 
     proc: subprocess.Popen
-    #: it runs Locust now (a LocustProcess owns it; discard() leaves it alone)
-    used: bool = False
 
     def launch(self, argv: list[str], env: dict[str, str], cwd: Path, log_path: Path) -> bool:
         """Make it run Locust with ``argv``; False (and it is gone) when it exited before (then start one afresh)."""
@@ -186,13 +184,14 @@ class WarmLocust:
         except (BrokenPipeError, ValueError):
             self.discard()
             return False
-        self.used = True
         return True
 
     def discard(self) -> None:
-        """End it without load unless it runs Locust (idempotent): it only imported, so it is killed at once."""
-        if self.used:
-            return
+        """Kill it if it still runs (idempotent; safe once its process was waited for).
+
+        Before it had orders it only imported; after, its Locust was stopped by then unless
+        an interruption came between the orders and the LocustProcess that stops it.
+        """
         with contextlib.suppress(OSError, ValueError):
             if self.proc.stdin is not None:
                 self.proc.stdin.close()

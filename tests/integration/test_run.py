@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -67,6 +68,46 @@ def test_smoke_run_end_to_end(smoke_cli_run: SmokeRun) -> None:
     assert (out / "locust" / "locust_stats.csv").exists()
     assert any((out / "logs").glob("lb-a-frontend.log"))
     assert project_leftovers(run["lab"]["project"]) == ([], [])
+
+
+def _warm_children(pid: int) -> list[int]:
+    """The Locust processes `bench run` ``pid`` started ahead (bench/load/warm.py)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (proc / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == pid and b"bench.load.warm" in cmdline:
+            found.append(int(proc.name))
+    return found
+
+
+def test_ctrl_c_while_the_lab_starts_leaves_nothing(node_image: str, tmp_path: Path) -> None:
+    # Locust is started ahead, as bench run's first step: an interrupted start ends it too,
+    # with the lab's containers and the half-made run directory.
+    out = tmp_path / "early"
+    proc = subprocess.Popen([*BENCH, "run", "smoke", "--duration", "30s", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        project = warm = None
+        while not (project and warm) and time.monotonic() < deadline and proc.poll() is None:
+            warm = warm or _warm_children(proc.pid)
+            with contextlib.suppress(OSError, json.JSONDecodeError):
+                project = json.loads((out / "run.json").read_text()).get("lab", {}).get("project")
+            time.sleep(0.05)
+        assert project and warm, "bench run never reached its lab's start with a Locust started ahead"
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert not out.exists()
+    for pid in warm:
+        assert not Path(f"/proc/{pid}").exists(), f"Locust {pid} outlived its run"
+    assert project_leftovers(project) == ([], [])
 
 
 def test_ctrl_c_tears_down_and_keeps_data(node_image: str, tmp_path: Path) -> None:

@@ -39,7 +39,6 @@ def test_a_warm_locust_runs_the_command_line_it_is_given_and_one_without_orders_
         assert warm.proc.wait(timeout=120) == 7
         assert orphan.proc.wait(timeout=120) == 0  # it ended without load
     finally:
-        warm.used = False
         warm.discard()
         orphan.discard()
     got = json.loads((tmp_path / "probe.json").read_text())
@@ -57,7 +56,6 @@ def test_a_warm_locust_that_is_gone_is_replaced_and_discard_kills_one_that_impor
     gone = WarmLocust(subprocess.Popen(["true"], stdin=subprocess.PIPE))
     gone.proc.wait(timeout=10)
     assert not gone.launch(["--headless"], {}, tmp_path, tmp_path / "log")  # start_locust then starts one afresh
-    assert not gone.used
     busy = WarmLocust(subprocess.Popen(["sleep", "60"], stdin=subprocess.PIPE, start_new_session=True))
     busy.discard()
     assert busy.proc.returncode is not None
