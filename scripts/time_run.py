@@ -9,8 +9,7 @@ Runs ``bench run SCENARIO --out <tmp dir>`` as a child process, stamps every lin
 prints, and then reads the run directory. For each run it prints the offsets (seconds
 after the child was started) of:
 
-- ``configs_valid``: the preflight's config check is done (its line on screen);
-- ``compose_up``: ``compose up`` begins (the "starting PROJECT" line);
+- ``compose_up``: the preflight is done and ``compose up`` begins (the "starting PROJECT" line);
 - ``started_at``: run.json's ``started_at`` (the run directory is written);
 - ``locust_ready``: the load generator waits at its start gate (the gate's ``.waiting``
   file; absent when Locust is started after the lab);
@@ -48,7 +47,7 @@ from bench.results.store import read_arrow
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = ROOT / ".venv" / "bin" / "python"
 
-PHASES = ("configs_valid", "compose_up", "started_at", "locust_ready", "go", "first_request")
+PHASES = ("compose_up", "started_at", "locust_ready", "go", "first_request")
 FIGURES = ("start_to_first_request_s", "go_to_first_request_s", "load_end_to_summary_s", "load_end_to_exit_s", "total_s")
 
 
@@ -77,7 +76,7 @@ def time_one(scenario: str, duration: str, extra: list[str], checkout: Path, kee
     code = proc.wait()
     t_exit = time.time()
     result: dict[str, Any] = {"exit_code": code, "total_s": round(t_exit - t0, 2), "lines": [(round(t - t0, 2), line) for t, line in lines]}
-    at: dict[str, float | None] = {"configs_valid": _line_at(lines, "configs valid"), "compose_up": _line_at(lines, "starting lbbench-")}
+    at: dict[str, float | None] = {"compose_up": _line_at(lines, "starting lbbench-")}
     try:
         run = json.loads((out / "run.json").read_text())
         import datetime as dt
