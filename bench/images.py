@@ -155,8 +155,13 @@ def versions(image: str) -> dict[str, str]:
 
 @functools.lru_cache(maxsize=8)
 def _versions(image: str) -> dict[str, str]:
-    raw = engine.run_once(image, ["sh", "-c", "haproxy -v | head -1; keepalived -v 2>&1 | head -1"], network_mode="none", labels={LABEL: "lbbench"})
-    lines = raw.decode(errors="replace").strip().splitlines()
+    image_id = str(engine.client().images.get(image).id)
+
+    def ask() -> str:  # a container: cached, so a run's start does not wait for the engine twice
+        raw = engine.run_once(image_id, ["sh", "-c", "haproxy -v | head -1; keepalived -v 2>&1 | head -1"], network_mode="none", labels={LABEL: "lbbench"})
+        return raw.decode(errors="replace")
+
+    lines = _cached_by_id("versions", image_id, ask).strip().splitlines()
     return {
         "haproxy": lines[0] if lines else "unknown",
         "keepalived": lines[1] if len(lines) > 1 else "unknown",
@@ -274,13 +279,18 @@ def ensure_haproxy_image(image: str, log: Callable[[str], None] = print) -> str:
 
 
 def _haproxy_vv(image: str, image_id: str) -> str:
-    """``haproxy -vv`` of an image, cached on disk by image id (an id names its content, so it never goes stale)."""
-    cache = paths.STATE / "haproxy-vv" / f"{image_id.replace(':', '-')}.txt"
+    """``haproxy -vv`` of an image, cached on disk by image id."""
+    return _cached_by_id("haproxy-vv", image_id, lambda: _run_haproxy_vv(image, image_id))
+
+
+def _cached_by_id(kind: str, image_id: str, make: Callable[[], str]) -> str:
+    """What ``make`` says about image ``image_id``, cached on disk (an id names its content, so it never goes stale)."""
+    cache = paths.STATE / kind / f"{image_id.replace(':', '-')}.txt"
     try:
         return cache.read_text()
     except OSError:
         pass
-    text = _run_haproxy_vv(image, image_id)
+    text = make()
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(f".{os.getpid()}.tmp")
