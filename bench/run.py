@@ -135,7 +135,7 @@ class Teardown:
 
 
 #: The collectors, the analysis and the report (pyarrow, pandas, matplotlib: about a second of
-#: imports) are imported in the background while the lab starts, so neither the start nor the end waits for them.
+#: imports) are imported in the background while the lab starts, so the start does not wait for them.
 _ANALYSIS_MODULES = ("bench.collect.collectors", "bench.report", "bench.analysis.summary")
 
 
@@ -299,12 +299,11 @@ def _run_scenario(
     live: LiveView | None,
     warm: WarmLocust | None,
 ) -> Path:
+    threading.Thread(target=_import_analysis, name="lbbench-import", daemon=True).start()
     # Every input, the fit, the images and every rendered config, before anything starts (all problems at once).
     checked = preflight(
         name, duration, variant, sets, extra_variants, repeat=repeat, scale=scale, workers=workers, out=out, log=log
     )
-    # after the checks, whose Python it would slow down (one GIL): it has the lab's start and the load
-    threading.Thread(target=_import_analysis, name="lbbench-import", daemon=True).start()
     scenario, variant, topology, lab = checked.scenario, checked.variant, checked.topology, checked.lab
     ref, build, worker_image = checked.lab_check.node_image, checked.lab_check.build, checked.worker_image
     assert ref is not None and build is not None
