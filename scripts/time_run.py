@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = ROOT / ".venv" / "bin" / "python"
 
 PHASES = ("compose_up", "started_at", "locust_ready", "go", "first_request")
-FIGURES = ("start_to_first_request_s", "go_to_first_request_s", "load_end_to_summary_s", "load_end_to_exit_s", "total_s")
+FIGURES = ("start_to_first_request_s", "go_to_first_request_s", "load_end_to_summary_s", "load_end_to_exit_s", "total_s", "req_per_s")
 
 
 def _checkout(text: str) -> tuple[str, Path]:
@@ -89,6 +89,8 @@ def time_one(scenario: str, duration: str, extra: list[str], checkout: Path, kee
         at["first_request"] = pc.min(req["t"]).as_py()  # a request's t is when it was sent
         end = run["load_window"]["end"]
         summary_at = _line_at(lines, " req/s, ")
+        headline = next((line for _, line in lines if " req/s, " in line), "")
+        result["req_per_s"] = float(headline.split(" req/s")[0].replace(",", "")) if headline else None
         result.update(
             start_to_first_request_s=round(at["first_request"] - t0, 2),
             go_to_first_request_s=round(at["first_request"] - at["go"], 2),
