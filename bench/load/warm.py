@@ -35,6 +35,7 @@ WARM_MODULES = (
     "pyarrow",
     "pyarrow.compute",
     "pyarrow.ipc",
+    "pandas",  # pyarrow imports it when it first converts a Python list (the capture's first flush)
     "bench.results.store",
     "bench.load.capture",
     "bench.load.control",

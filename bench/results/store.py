@@ -38,21 +38,18 @@ import weakref
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from .document import ResultsError
 from .layout import RunDir
 from .tables import TABLES, Table, get
-
-if TYPE_CHECKING:
-    import pandas as pd
-# pandas (and pyarrow.dataset, which imports it) are imported where they are used: the load
-# generator writes through this module and starts a second or more sooner without them.
 
 #: Suffix of a writer's stream (written now) and of the chunk files of runs recorded before.
 STREAM_SUFFIX = ".arrows"
@@ -308,8 +305,6 @@ def read_part(part: Part | Path, columns: Sequence[str] | None = None) -> pa.Tab
 
 def _batches(files: Sequence[Part], schema: pa.Schema, where: Where | None = None) -> Iterator[pa.Table]:
     """Every file's rows in ``schema`` (those ``where`` keeps), file by file (Parquet files in one multi-threaded scan)."""
-    import pyarrow.dataset as ds
-
     keep = None if where is None else pc.field(where[0]).isin(pa.array(sorted(where[1]), pa.string()))
     # dictionary columns come straight from Parquet's dictionary pages, never as one string per row
     parquet = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=[f.name for f in schema if pa.types.is_dictionary(f.type)]))
@@ -455,6 +450,10 @@ def _read_arrow(run_dir: Path, name: str, columns: list[str] | None, where: Wher
     return table.select(wanted.names) if len(wanted) != len(schema) else table
 
 
+#: Arrow -> pandas types where pandas' own choice is costly: a nullable bool column is otherwise one Python object per row.
+_PANDAS_TYPES = {pa.bool_(): pd.BooleanDtype()}
+
+
 def to_pandas(table: pa.Table) -> pd.DataFrame:
     """An Arrow table as the DataFrame the analysis works on.
 
@@ -464,11 +463,7 @@ def to_pandas(table: pa.Table) -> pd.DataFrame:
     converted (and columns without nulls are not copied), so a long table is not
     held twice.
     """
-    import pandas as pd
-
-    # a nullable bool column would otherwise be one Python object per row
-    types = {pa.bool_(): pd.BooleanDtype()}
-    df: pd.DataFrame = table.to_pandas(types_mapper=types.get, split_blocks=True, self_destruct=True)
+    df: pd.DataFrame = table.to_pandas(types_mapper=_PANDAS_TYPES.get, split_blocks=True, self_destruct=True)
     del table
     for name, dtype in df.dtypes.items():
         if isinstance(dtype, pd.CategoricalDtype):
