@@ -136,7 +136,7 @@ def instance_effect(folder: Path, rows: list[dict]) -> None:
 
     from bench import stats
 
-    zs, centers, firsts = [], [], []
+    zs, centers, firsts, r1s, nws = [], [], [], [], []
     for r in rows:
         out = folder / f"{r['kind']}-{r['index']:02d}"
         try:
@@ -150,6 +150,17 @@ def instance_effect(folder: Path, rows: list[dict]) -> None:
         zs.append(e.center / e.se)
         centers.append(e.center)
         firsts.append((doc.get("start_order") or ["?"])[0])
+        # drift inside the duet would show as slices that follow each other: lag-1 autocorrelation of the
+        # log-ratios, and a Newey-West standard error (Bartlett weights) in place of the independent one
+        d = np.log(c["cost.lb_us_per_request"].to_numpy(float)) - np.log(b["cost.lb_us_per_request"].to_numpy(float))
+        d = d[np.isfinite(d)]
+        x = d - d.mean()
+        if d.size >= 6 and (x * x).sum() > 0:
+            r1s.append(float((x[1:] * x[:-1]).sum() / (x * x).sum()))
+            lags = max(1, int(4 * (d.size / 100) ** (2 / 9)))
+            var = (x * x).sum() / d.size + sum(2 * (1 - k / (lags + 1)) * (x[k:] * x[:-k]).sum() / d.size for k in range(1, lags + 1))
+            if var > 0:
+                nws.append(d.mean() / np.sqrt(var / d.size))
     if len(zs) < 3:
         return
     z = np.array(zs)
@@ -157,6 +168,9 @@ def instance_effect(folder: Path, rows: list[dict]) -> None:
     by_first = {f: cen[[x == f for x in firsts]] for f in sorted(set(firsts))}
     print(f"    cost log-ratio per gate: mean {cen.mean():+.2f}%, sd {cen.std(ddof=1):.2f}% over {len(cen)} gates; "
           f"z = centre/se: sd {z.std(ddof=1):.2f} (about 1 without a lab-instance effect), |z| > 2 in {int((abs(z) > 2).sum())}")
+    if len(nws) >= 3:
+        print(f"    drift? lag-1 autocorrelation of the slices' log-ratios: mean {np.mean(r1s):+.2f}; "
+              f"Newey-West z sd {np.std(nws, ddof=1):.2f} (A/A: close to the z sd above means an offset per lab pair, not drift)")
     print("    by the side started first: " + ", ".join(f"{f}: mean {v.mean():+.2f}% (n={v.size})" for f, v in by_first.items()))
 
 
