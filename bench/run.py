@@ -50,6 +50,10 @@ LOCUST_EXIT_GRACE = 20.0
 #: Start Locust's imports as `bench run`'s first step, and a single-process Locust while the lab comes up,
 #: gated (LBBENCH_PRESTART_LOAD=0: both after the lab, as before).
 PRESTART_LOAD = os.environ.get("LBBENCH_PRESTART_LOAD", "1") != "0"
+#: The warm Locust (bench/load/warm.py) is OFF unless LBBENCH_WARM_LOCUST=1: in the last full suite a
+#: --workers run's warm master never saw its worker containers (0 users, killed at the deadline), and
+#: the cause is not found yet. Without it Locust starts as before the warm Locust.
+WARM_LOCUST = PRESTART_LOAD and os.environ.get("LBBENCH_WARM_LOCUST", "0") == "1"
 #: How often the run loop checks for a fault that is due.
 FAULT_POLL_S = 0.05
 
@@ -277,7 +281,7 @@ def run_scenario(
     """
     # Locust's imports (seconds on a busy machine) go first, beside the checks and the lab's start;
     # the process runs Locust once the settings are known, or ends without load.
-    warm = start_warm() if PRESTART_LOAD else None
+    warm = start_warm() if WARM_LOCUST else None
     try:
         return _run_scenario(name, duration, out, variant, sets, log, repeat, extra_variants, scale, workers, live, warm)
     finally:
