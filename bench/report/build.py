@@ -34,6 +34,26 @@ from .plots import make_context, render_plots
 QUIET_S = 5.0
 
 
+def group_alive(pgid: int) -> bool:
+    """Whether process group ``pgid`` has a process that can still write: a killed process that its
+    new parent has not reaped yet (a zombie) still answers ``killpg(pgid, 0)``, but writes nothing."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        fields = text[text.rfind(")") + 2 :].split()  # state, ppid, pgrp, ...
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+            return True
+    return False
+
+
 def writers_gone(run_dir: Path, run: dict[str, Any]) -> bool:
     """Whether nothing writes into ``run_dir`` any more: the run ended, or it was killed.
 
@@ -46,14 +66,8 @@ def writers_gone(run_dir: Path, run: dict[str, Any]) -> bool:
     if run.get("status") != "running":
         return True
     pid = run.get("load_pid")
-    if isinstance(pid, int) and pid > 0:
-        try:
-            os.killpg(pid, 0)
-            return False
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            return False
+    if isinstance(pid, int) and pid > 0 and group_alive(pid):
+        return False
     newest = newest_write(run_dir)
     if newest is None:
         return True

@@ -174,3 +174,26 @@ def test_long_lines_keep_every_spike_and_gap() -> None:
     assert 12_345.0 in xs and ys[xs == 12_345.0][0] == 50.0
     assert np.nanmin(ys) == -5.0 and np.isnan(ys).any()
     assert not np.isnan(ys[(xs < 39_000) | (xs > 42_000)]).any()
+
+
+def test_a_killed_load_generator_not_yet_reaped_writes_nothing() -> None:
+    # bench run killed: its Locust, SIGKILLed too, waits as a zombie until init reaps it, and a
+    # zombie still answers killpg(pgid, 0); the report must not take it for a live writer
+    import os
+    import subprocess
+    import time
+
+    from bench.report.build import group_alive
+
+    child = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        assert group_alive(child.pid)
+        os.killpg(child.pid, 9)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and Path(f"/proc/{child.pid}/stat").read_text().split(") ")[1][0] != "Z":
+            time.sleep(0.01)
+        assert not group_alive(child.pid)  # a zombie, not reaped yet (we have not waited for it)
+    finally:
+        child.kill()
+        child.wait()
+    assert not group_alive(child.pid)
