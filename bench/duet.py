@@ -82,6 +82,8 @@ BUDGET_S = 240.0
 START_LEAD_S = 4.0
 #: How long after a slice ends its samples are on disk (collectors and Locust flush every second).
 FLUSH_SLACK_S = 2.5
+#: How long a side whose Locust exited waits for its lab watch to report a change before blaming Locust.
+LOCUST_EXIT_GRACE_S = 2.0
 #: Extra run time Locust gets beyond the planned end (it is stopped as soon as the duet ends).
 RUN_TIME_MARGIN_S = 30.0
 #: ``--rate auto``: a short find-max on both sides at once (steps of PROBE_STEP_S growing by PROBE_GROWTH
@@ -401,14 +403,13 @@ def run_duet(
                 )
                 for n in looks:
                     due = design.start_at + design.warmup_s + n * design.slice_s + FLUSH_SLACK_S
-                    while time.time() < due:
-                        for s in sides:
-                            assert s.locust is not None
-                            if s.locust.proc.poll() is not None:
-                                raise UserError(f"{s.name}: locust exited early ({s.locust.log_tail()})", f"see {RunDir(s.run_dir).locust_log}")
+                    changed = _changed(sides)
+                    while time.time() < due and not changed:
+                        _check_locusts(sides)
                         time.sleep(min(0.5, max(due - time.time(), 0.0)))
-                    changed = [s.name for s in sides if s.watch is not None and s.watch.problems]
+                        changed = _changed(sides)
                     if changed:
+                        # no slice after a lab changed is the lab's: stop now, not at the next look
                         log(f"duet: stopping: the lab of the {' and '.join(changed)} changed (see above); the duet is not comparable")
                         break
                     n_done = n
@@ -445,6 +446,30 @@ def _load_extra(s: Side, start_at: float) -> dict[str, Any]:
     if s.lab is not None and s.lab.server_name:  # SNI and the name the clients check (bench/load/leanclient.py)
         extra["server_name"] = s.lab.server_name
     return extra
+
+
+def _changed(sides: list[Side]) -> list[str]:
+    """The sides whose lab changed under the duet (a container died, the VIP moved...): their watch saw it."""
+    return [s.name for s in sides if s.watch is not None and s.watch.problems]
+
+
+def _check_locusts(sides: list[Side], grace_s: float = LOCUST_EXIT_GRACE_S) -> None:
+    """Raise if a side's Locust exited before the duet's end, unless its lab changed (then the lab change is the news).
+
+    A Locust that exits because its lab went away (a container removed, the network gone) exits within
+    moments of the change; the watch hears of it from Docker's events a little later, so a side whose
+    Locust exited waits up to ``grace_s`` for its watch before the exit is reported as the cause.
+    """
+    for s in sides:
+        assert s.locust is not None
+        if s.locust.proc.poll() is None:
+            continue
+        until = time.monotonic() + grace_s
+        while not _changed(sides) and time.monotonic() < until:
+            time.sleep(0.1)
+        if _changed(sides):
+            return
+        raise UserError(f"{s.name}: locust exited early ({s.locust.log_tail()})", f"see {RunDir(s.run_dir).locust_log}")
 
 
 def _side_log(log: Callable[[str], None], side: str, message: str) -> None:

@@ -12,6 +12,8 @@ import pytest
 from bench import engine
 from bench.cli import main
 
+from .conftest import project_leftovers
+
 pytestmark = pytest.mark.integration
 
 
@@ -67,3 +69,35 @@ def test_a_container_killed_outside_a_fault_invalidates_the_run(node_image: str,
     assert html.index("INVALID: the lab changed during the run") < html.index("<b>Bottleneck:</b>")
     # the collectors' failure of the killed server is one summarised line, not one per sampler
     assert sum("collectors:" in line and "srv2" in line and "failed" in line for line in err.splitlines()) <= 1
+
+
+def test_a_lab_that_changes_mid_duet_stops_the_gate_at_once_as_not_comparable(
+    node_image: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scenario = tmp_path / "duet-changed.yaml"
+    scenario.write_text(
+        "extends: smoke\nname: test-duet-changed\nduration: 60s\nramp_up: 1s\n"
+        "overrides: {lb: {nodes: 1}}\nload: {engine: lean, model: open, requests_per_s: 100, users: 10, path: '/?size=128'}\n"
+    )
+    out = tmp_path / "duet"
+    killed: dict = {}
+    killer = threading.Thread(target=_kill_when_loaded, args=(out / "candidate", "srv2", 7.0, killed), daemon=True)
+    killer.start()
+    code = main(["gate", "--run", str(scenario), "--rate", "100", "--slice", "2s", "--warmup", "2s", "--budget", "60s", "--fixed", "--out", str(out)])
+    killer.join(timeout=5)
+    err = capsys.readouterr().err
+    assert killed, "the container was never killed: " + err
+    # the gate's one line names the lab change, not a side's Locust, and decides nothing
+    assert code == 2, err
+    errors = [line for line in err.splitlines() if line.startswith("bench: error:")]
+    assert len(errors) == 1 and "not comparable: the candidate's lab changed during the duet" in errors[0], err
+    assert "srv2" in errors[0] and "locust exited" not in err
+    # the duet stopped on the change, not at its only look (--fixed: after all 30 planned slices)
+    design = json.loads((out / "duet.json").read_text())["design"]
+    first_look = design["start_at"] + design["warmup_s"] + design["planned"] * design["slice_s"]
+    for side in ("baseline", "candidate"):
+        run = json.loads((out / side / "run.json").read_text())
+        assert run["load_window"]["end"] < first_look, (side, run["load_window"], first_look)
+        assert project_leftovers(run["lab"]["project"]) == ([], [])
+    assert json.loads((out / "candidate" / "summary.json").read_text())["integrity"]["ok"] is False
+    assert json.loads((out / "baseline" / "summary.json").read_text())["integrity"]["ok"] is True
