@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent / "gate_campaign"
@@ -90,8 +91,15 @@ def _keep_slices(out: Path) -> None:
         side_slices(out / rel, edges).to_csv(out / f"slices-{side}.csv", index=False)
 
 
-def report(results: Path) -> None:
-    rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()] if results.exists() else []
+def report(folders: list[Path]) -> None:
+    """The tally of every gate in ``folders`` (one campaign may run in several checkouts), per kind."""
+    rows = []
+    for folder in folders:
+        results = folder / "results.jsonl"
+        for line in results.read_text().splitlines() if results.exists() else []:
+            if line.strip():
+                rows.append({**json.loads(line), "folder": folder})
+    spread = between_lab_sd([r for r in rows if r["kind"] in ("aa", "auto")])
     for kind in KINDS:
         mine = [r for r in rows if r["kind"] == kind]
         if not mine:
@@ -110,7 +118,9 @@ def report(results: Path) -> None:
                 per_rule.setdefault(rule, []).append(o["status"])
         for rule, st in per_rule.items():
             print(f"    {rule}: fail {st.count('fail')}, pass {st.count('pass')}, inconclusive {st.count('inconclusive')}")
-        instance_effect(results.parent, mine)
+        instance_effect(mine)
+        if spread is not None and kind in ("aa", "auto", "power"):
+            with_spread(mine, spread)
 
 
 def clopper_pearson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
@@ -122,7 +132,66 @@ def clopper_pearson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
     return 100 * lo, 100 * hi
 
 
-def instance_effect(folder: Path, rows: list[dict]) -> None:
+def _cost_estimate(r: dict) -> tuple[Any, float] | None:
+    """One gate's paired cost estimate over its slices and the alpha of its deciding look (None if not on disk)."""
+    sys.path.insert(0, str(ROOT))
+    import pandas as pd
+
+    from bench import stats
+
+    out = r["folder"] / f"{r['kind']}-{r['index']:02d}"
+    try:
+        b, c = (pd.read_csv(out / f"slices-{side}.csv") for side in ("baseline", "candidate"))
+        doc = json.loads((out / "duet.json").read_text())
+    except (OSError, ValueError, KeyError):
+        return None
+    e = stats.paired(b["cost.lb_us_per_request"], c["cost.lb_us_per_request"])
+    if e is None or e.se == 0:
+        return None
+    looks = doc.get("looks") or []
+    return e, float(looks[-1]["alpha"]) if looks else stats.ALPHA
+
+
+def between_lab_sd(aa_rows: list[dict]) -> float | None:
+    """How much two labs of one config differ in cost for a whole duet, beyond the slices' noise (log scale).
+
+    Method of moments over A/A gates: the variance of the gates' estimates less the
+    mean of their squared standard errors (what slice noise alone would give).
+    """
+    import numpy as np
+
+    est = [x[0] for x in map(_cost_estimate, aa_rows) if x is not None]
+    if len(est) < 3:
+        return None
+    centers = np.array([e.center for e in est])
+    return float(np.sqrt(max(centers.var(ddof=1) - np.mean([e.se**2 for e in est]), 0.0)))
+
+
+def with_spread(rows: list[dict], spread: float) -> None:
+    """Each gate's cost rule judged again with the between-lab spread added to its standard error (in quadrature).
+
+    What the verdicts would have been had the interval counted how two labs of one
+    config differ, at each gate's deciding look (the gate would have gone on
+    longer where that look became inconclusive, but slices cannot shrink the spread).
+    """
+    import dataclasses
+
+    import numpy as np
+
+    from bench import stats
+    from bench.gate.rules import DUET_RULES, parse_rule
+
+    limit = next(r.threshold for r in map(parse_rule, DUET_RULES) if r.metric == "cost.lb_us_per_request")
+    got = {stats.FAIL: 0, stats.PASS: 0, stats.INCONCLUSIVE: 0}
+    for x in map(_cost_estimate, rows):
+        if x is not None:
+            e, alpha = x
+            got[stats.decide(dataclasses.replace(e, se=float(np.hypot(e.se, spread))), limit, alpha).status] += 1
+    print(f"    cost rule +{100 * limit:g}% judged with the between-lab spread ({100 * spread:.2f}%, from the A/A gates) "
+          f"in the interval: fail {got[stats.FAIL]}, pass {got[stats.PASS]}, inconclusive {got[stats.INCONCLUSIVE]}")
+
+
+def instance_effect(rows: list[dict]) -> None:
     """Is there a lab-instance effect? Per gate, the cost estimate over its slices in units of its own standard error.
 
     Without one, z = log-ratio / se is about N(0, sd 1) over A/A gates (t with the
@@ -138,7 +207,7 @@ def instance_effect(folder: Path, rows: list[dict]) -> None:
 
     zs, centers, firsts, r1s, nws = [], [], [], [], []
     for r in rows:
-        out = folder / f"{r['kind']}-{r['index']:02d}"
+        out = r["folder"] / f"{r['kind']}-{r['index']:02d}"
         try:
             b, c = (pd.read_csv(out / f"slices-{side}.csv") for side in ("baseline", "candidate"))
             doc = json.loads((out / "duet.json").read_text())
@@ -181,14 +250,19 @@ def main() -> int:
     p.add_argument("--max-gates", type=int, default=4, help="gates to run in this call (keep a piece under ~20 minutes)")
     p.add_argument("--rate", type=float, default=400.0, help="offered load per side, requests/s (0: --rate auto)")
     p.add_argument("--budget", default="4m")
-    p.add_argument("--folder", type=Path, default=ROOT / "reports" / "gate-campaign")
+    p.add_argument("--folder", type=Path, action="append", help="where the gates and results.jsonl go (default reports/gate-campaign); "
+                   "repeat it with --report to tally several campaigns together")
     p.add_argument("--report", action="store_true")
     p.add_argument("--dry-run", action="store_true", help="print the `bench gate` command of the next gate and stop")
     args, extra = p.parse_known_args()  # anything else goes to `bench gate` (after --)
-    results = args.folder / "results.jsonl"
+    folders = args.folder or [ROOT / "reports" / "gate-campaign"]
     if args.report or not args.kind:
-        report(results)
+        report(folders)
         return 0
+    if len(folders) > 1:
+        p.error("give one --folder to run gates in")
+    args.folder = folders[0]
+    results = args.folder / "results.jsonl"
     args.folder.mkdir(parents=True, exist_ok=True)
     done = [json.loads(line) for line in results.read_text().splitlines() if line.strip()] if results.exists() else []
     index = len([r for r in done if r["kind"] == args.kind])
@@ -204,7 +278,7 @@ def main() -> int:
         with results.open("a") as fh:
             fh.write(json.dumps(record) + "\n")
         print(json.dumps({k: record.get(k) for k in ("kind", "index", "verdict", "seconds", "slices")}), flush=True)
-    report(results)
+    report([args.folder])
     return 0
 
 

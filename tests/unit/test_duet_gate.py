@@ -20,7 +20,7 @@ from bench import stats
 from bench.cli import main
 from bench.duet import planned_looks
 from bench.gate.rules import DUET_RULES, parse_rule
-from bench.gate.sequential import Sequential, judge_duet_folder
+from bench.gate.sequential import LAB_SPREAD, Sequential, judge_duet_folder, judge_slices
 from bench.results.store import ChunkWriter
 from bench.results.tables import TABLES
 
@@ -101,6 +101,30 @@ def test_a_planted_30pct_p99_is_caught_by_the_default_p99_rule(capsys: pytest.Ca
         print(f"\nduet, planted +30% p99: {per_rule['latency_ms.p99']}")
     assert per_rule["latency_ms.p99"][stats.FAIL] >= 0.95
     assert per_rule["cost.lb_us_per_request"][stats.FAIL] <= 0.02
+
+
+def test_a_verdict_the_spread_between_labs_could_undo_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    """Two labs of one config differ for a whole duet (sd 0.8 % in cost here): a change right at the +2 % limit.
+
+    Each synthetic duet gets its own lab offset, which no slice interval sees; the
+    gate then FAILs a change that is only at the limit far more often than its
+    alpha says. A FAIL without the spread note must be as rare as the interval claims.
+    """
+    rng = np.random.default_rng(7)
+    trials, fails, unflagged = 120, 0, 0
+    for _ in range(trials):
+        offset = float(np.exp(rng.normal(0, LAB_SPREAD["cost.lb_us_per_request"])))
+        base, cand = synthetic_slices(rng, PLANNED, cost_effect=1.02 * offset)
+        seq = Sequential(RULES, LOOKS, PLANNED, stats.ALPHA, defaults=True)
+        n = next(n for n in LOOKS if seq.look(n, base.iloc[:n], cand.iloc[:n]))
+        outcomes, notes = judge_slices(base.iloc[:n], cand.iloc[:n], RULES, seq.history[-1]["alpha"], False, True)
+        if next(o for o in outcomes if o.metric == "cost.lb_us_per_request").status == stats.FAIL:
+            fails += 1
+            unflagged += not any(x.startswith("cost.lb_us_per_request: FAIL on these two labs, but") for x in notes)
+    with capsys.disabled():
+        print(f"\nduet, +2% cost with a lab offset per duet: {fails}/{trials} FAIL, {unflagged} without the spread note")
+    assert fails > 0.05 * trials  # the problem is there: the slices' interval alone fails it too often
+    assert unflagged <= 0.025 * trials
 
 
 # --------------------------------------------------------------------------- a duet folder on disk
