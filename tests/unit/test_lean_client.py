@@ -112,6 +112,8 @@ class Server:
 
     def close(self) -> None:
         self.stop.set()
+        with contextlib.suppress(OSError):  # wakes the accept() at once (instead of its 0.2 s timeout)
+            self.sock.shutdown(socket.SHUT_RDWR)
         self.thread.join(timeout=5)
         self.sock.close()
         for t in self.threads:
@@ -802,59 +804,66 @@ def test_request_bytes_with_a_body_are_a_post() -> None:
 
 
 STATS_SCRIPT = r"""
-import json, random, sys
-from locust.stats import RequestStats, bucket_response_time
+import json, sys
+from locust.stats import RequestStats
 from bench.load.leanclient import StatsBatch
 
-lat = json.loads(sys.argv[1])
-rng = random.Random(1)
-ours, theirs = RequestStats(use_response_times_cache=False), RequestStats(use_response_times_cache=False)
-batch = StatsBatch()
-ts, ms, nb, failures = batch.lists("GET /")
-t0 = 1_700_000_000.0
-for i, ms_ in enumerate(lat):
-    t = t0 + i * 0.01
-    ts.append(t); ms.append(ms_); nb.append(i)
-    if i % 7 == 3:
-        failures.append((t, "closed: IncompleteResponse"))
-        theirs.log_error("GET", "GET /", "closed: IncompleteResponse")
-    theirs.log_request("GET", "GET /", ms_, i)
-batch.flush(ours)
-a, b = ours.entries[("GET /", "GET")], theirs.entries[("GET /", "GET")]
-out = {
-  "requests": [a.num_requests, b.num_requests],
-  "failures": [a.num_failures, b.num_failures],
-  "buckets": [sorted(a.response_times.items()), sorted(b.response_times.items())],
-  "bytes": [a.total_content_length, b.total_content_length],
-  "minmax": [[a.min_response_time, a.max_response_time], [b.min_response_time, b.max_response_time]],
-  "total_rt": [a.total_response_time, b.total_response_time],
-  "per_sec": sum(a.num_reqs_per_sec.values()),
-  "errors": [[e.occurrences for e in ours.errors.values()], [e.occurrences for e in theirs.errors.values()]],
-  "total": [ours.total.num_requests, theirs.total.num_requests],
-  "empty_after": len(ts),
-}
-print(json.dumps(out))
+def compare(lat):
+    ours, theirs = RequestStats(use_response_times_cache=False), RequestStats(use_response_times_cache=False)
+    batch = StatsBatch()
+    ts, ms, nb, failures = batch.lists("GET /")
+    t0 = 1_700_000_000.0
+    for i, ms_ in enumerate(lat):
+        t = t0 + i * 0.01
+        ts.append(t); ms.append(ms_); nb.append(i)
+        if i % 7 == 3:
+            failures.append((t, "closed: IncompleteResponse"))
+            theirs.log_error("GET", "GET /", "closed: IncompleteResponse")
+        theirs.log_request("GET", "GET /", ms_, i)
+    batch.flush(ours)
+    a, b = ours.entries[("GET /", "GET")], theirs.entries[("GET /", "GET")]
+    return {
+        "requests": [a.num_requests, b.num_requests],
+        "failures": [a.num_failures, b.num_failures],
+        "buckets": [sorted(a.response_times.items()), sorted(b.response_times.items())],
+        "bytes": [a.total_content_length, b.total_content_length],
+        "minmax": [[a.min_response_time, a.max_response_time], [b.min_response_time, b.max_response_time]],
+        "total_rt": [a.total_response_time, b.total_response_time],
+        "per_sec": sum(a.num_reqs_per_sec.values()),
+        "errors": [[e.occurrences for e in ours.errors.values()], [e.occurrences for e in theirs.errors.values()]],
+        "total": [ours.total.num_requests, theirs.total.num_requests],
+        "empty_after": len(ts),
+    }
+
+for line in sys.stdin:  # a list of latencies per line, an answer per line: Locust is imported once
+    print(json.dumps(compare(json.loads(line))), flush=True)
 """
+
+
+@pytest.fixture(scope="module")
+def locust_stats() -> Iterator[subprocess.Popen[str]]:
+    """STATS_SCRIPT in a subprocess (importing Locust monkey-patches the process), shared by every example."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STATS_SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    try:
+        yield proc
+    finally:
+        _, err = proc.communicate(timeout=60)  # EOF on its stdin ends it
+        assert proc.returncode == 0, err
 
 
 @settings(max_examples=5, deadline=None)
 @example([0.4, 0.5, 1.5, 2.5, 12.0, 99.4, 99.5])  # all under 100 ms: the whole-millisecond fast path
 @given(st.lists(st.floats(0, 120_000, allow_nan=False).filter(lambda v: abs(v * 2 - round(v * 2)) > 1e-6 or v < 100), min_size=1, max_size=300))
-def test_stats_batch_matches_locust(latencies: list[float]) -> None:
-    """Batched merging gives Locust the same statistics as one log_request per request.
-
-    Runs in a subprocess: importing Locust monkey-patches the process.
-    """
-    out = subprocess.run(
-        [sys.executable, "-c", STATS_SCRIPT, json.dumps(latencies)],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-    )
-    assert out.returncode == 0, out.stderr
-    r = json.loads(out.stdout)
+def test_stats_batch_matches_locust(locust_stats: subprocess.Popen[str], latencies: list[float]) -> None:
+    """Batched merging gives Locust the same statistics as one log_request per request."""
+    assert locust_stats.stdin is not None and locust_stats.stdout is not None and locust_stats.stderr is not None
+    locust_stats.stdin.write(json.dumps(latencies) + "\n")
+    locust_stats.stdin.flush()
+    answer = locust_stats.stdout.readline()
+    assert answer, locust_stats.stderr.read()  # no answer: it ended, its traceback says why
+    r = json.loads(answer)
     for key in ("requests", "failures", "buckets", "bytes", "minmax", "errors", "total"):
         assert r[key][0] == r[key][1], key
     assert r["total_rt"][0] == pytest.approx(r["total_rt"][1])
