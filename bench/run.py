@@ -31,7 +31,7 @@ from .faults import FaultInjector, FaultSchedule
 from .images import HAProxyBuild
 from .inputs import check_output_dir
 from .live.view import LiveView
-from .load.runner import LocustProcess, WarmLocust, describe_load, open_start_gate, processes_of, start_gate, start_locust, start_warm
+from .load.runner import LocustProcess, WarmLocust, describe_load, open_start_gate, start_gate, start_locust, start_warm
 from .load.workers import WorkerSet, start_load
 from .preflight import Checked, preflight
 from .results.document import write_document
@@ -47,8 +47,8 @@ if TYPE_CHECKING:
 
 #: Extra seconds Locust gets beyond the run time to stop users and write its files.
 LOCUST_EXIT_GRACE = 20.0
-#: Start Locust's imports as `bench run`'s first step, and a single-process Locust while the lab comes up,
-#: gated (LBBENCH_PRESTART_LOAD=0: both after the lab, as before).
+#: Start Locust (one process or --processes N; not a --workers master) while the lab comes up, gated, and
+#: the warm Locust's imports as `bench run`'s first step (LBBENCH_PRESTART_LOAD=0: both after the lab, as before).
 PRESTART_LOAD = os.environ.get("LBBENCH_PRESTART_LOAD", "1") != "0"
 #: The warm Locust (bench/load/warm.py) is OFF unless LBBENCH_WARM_LOCUST=1: in the last full suite a
 #: --workers run's warm master never saw its worker containers (0 users, killed at the deadline), and
@@ -358,8 +358,9 @@ def _run_scenario(
                     lab.prepare()
                 assert lab.plan is not None and lab.tls is not None
                 host = f"{scenario.load.scheme}://{lab.plan.vip}"
-                if PRESTART_LOAD and not workers and processes_of(scenario) == 1:
-                    # Locust's imports (about a second) overlap the lab's start; no user starts before the gate opens.
+                if PRESTART_LOAD and not workers:
+                    # Locust's imports and its --processes forks (seconds on a busy machine) overlap the lab's
+                    # start; no user starts before the gate opens (every process waits at it).
                     gate = start_gate(run_dir)
                     extra = {**load_extra, "start_gate": gate}
                     locust = start_locust(scenario, host, lab.tls.ca_pem, run_dir, scenario.duration, extra=extra, warm=warm)
