@@ -2,7 +2,8 @@
 
 Each test runs a shipped scenario (or a short variant of it) end to end with
 ``bench.run.run_scenario(..., duration='6s')`` (longer where the scenario's
-ramp or stages need it) and asserts on summary.json.
+ramp or stages need it) and asserts on summary.json; tests that only read a run
+share it (a module fixture: the open model's checks read the stages run).
 No rate threshold is asserted (the lab machines are small and shared): only
 that targets and achieved figures are there and consistent, that nothing
 failed, and ratios within one run that noise cannot flip (a full handshake
@@ -63,22 +64,6 @@ def test_keep_alive_model(node_image: str, tmp_path: Path) -> None:
     assert (df["bytes"] == 1024).all() and df["conn_new"].sum() >= len(df) / 100
 
 
-def test_open_model_measures_from_the_intended_send_time(node_image: str, tmp_path: Path) -> None:
-    summary, run_dir = run("open", tmp_path)
-    load = assert_load(summary, "requests_per_s")
-    assert load["pacing"]["due"] > 0 and load["pacing"]["sent"] > 0
-    lat = summary["latency_ms"]["corrected"]
-    assert lat is not None and lat["n"] > 0
-    # latency from the intended time can only add to the latency from the actual send
-    for key in ("p50", "p99", "max"):
-        assert lat[key] >= lat[f"{key}_uncorrected"]
-    df = read_table(run_dir, "requests")
-    scheduled = df[df["intended_t"].notna()]
-    assert len(scheduled) == len(df)
-    assert (scheduled["t"] >= scheduled["intended_t"] - 1e-6).all()
-    assert (scheduled["latency_corrected_ms"] >= scheduled["latency_ms"] - 1e-6).all()
-
-
 def test_connection_rate_model(node_image: str, tmp_path: Path) -> None:
     summary, _ = run("connection-rate", tmp_path)
     load = assert_load(summary, "connections_per_s", "requests_per_s", "handshakes_per_s")
@@ -124,8 +109,31 @@ def test_held_connections_beside_an_open_model(node_image: str, tmp_path: Path) 
     assert held["worker"].nunique() == json.loads((run_dir / "run.json").read_text())["scenario"]["load"]["processes"]
 
 
-def test_stages(node_image: str, tmp_path: Path) -> None:
-    summary, run_dir = run("stages", tmp_path, duration="10s")  # two 6 s steps: 200, then 400 req/s
+@pytest.fixture(scope="module")
+def stages_run(node_image: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+    """The stages scenario (an open model in steps), read by two tests: one lab for both."""
+    return run("stages", tmp_path_factory.mktemp("stages"), duration="10s")  # two 6 s steps: 200, then 400 req/s
+
+
+def test_open_model_measures_from_the_intended_send_time(stages_run: tuple[dict[str, Any], Path]) -> None:
+    summary, run_dir = stages_run
+    load = assert_load(summary, "requests_per_s")
+    assert load["model"] == "open"
+    assert load["pacing"]["due"] > 0 and load["pacing"]["sent"] > 0
+    lat = summary["latency_ms"]["corrected"]
+    assert lat is not None and lat["n"] > 0
+    # latency from the intended time can only add to the latency from the actual send
+    for key in ("p50", "p99", "max"):
+        assert lat[key] >= lat[f"{key}_uncorrected"]
+    df = read_table(run_dir, "requests")
+    scheduled = df[df["intended_t"].notna()]
+    assert len(scheduled) == len(df)
+    assert (scheduled["t"] >= scheduled["intended_t"] - 1e-6).all()
+    assert (scheduled["latency_corrected_ms"] >= scheduled["latency_ms"] - 1e-6).all()
+
+
+def test_stages(stages_run: tuple[dict[str, Any], Path]) -> None:
+    summary, run_dir = stages_run
     assert summary["errors"]["total"] == 0
     phases = summary["load"]["phases"]
     assert len(phases) >= 2 and phases[0]["target"] == 200 and phases[1]["target"] == 400
