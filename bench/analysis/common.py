@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..results import run as results_run
 from ..results.events import read_events
-from ..results.store import read_table
+from ..results.store import read_table, use_small_pages
 
 T = TypeVar("T")
 
@@ -127,6 +127,7 @@ class RunData:
 def load_run(run_dir: Path) -> RunData:
     """run.json and events of a run directory; its sample tables are read when first used."""
     run_dir = Path(run_dir)
+    use_small_pages()  # a long run's tables: see its docstring
     return RunData(run_dir=run_dir, run=read_run(run_dir), event_records=read_events(run_dir))
 
 
@@ -334,7 +335,7 @@ def sum_across(df: pd.DataFrame, keys: list[str], value: str, fill_limit: int = 
     return pd.Series(total, index=pd.Index(first + np.arange(n_sec, dtype=float), name="t"), name=value)
 
 
-def _distinct(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def distinct_ints(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The sorted distinct values of integers ``x`` and each one's index among them (``np.unique``'s, in one pass for a short range)."""
     lo, hi = int(x.min()), int(x.max())
     if hi - lo > 4 * x.size + 100_000:
@@ -344,6 +345,10 @@ def _distinct(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.flatnonzero(present) + lo, (np.cumsum(present) - 1)[x - lo]
 
 
+#: ``attrs`` key of a frame :func:`per_second_histograms` made (its rows, or some of them): merging it again changes nothing.
+MERGED_PER_SECOND = "lbbench.merged_per_second"
+
+
 def per_second_histograms(hist: pd.DataFrame) -> pd.DataFrame:
     """``latency_hist`` merged over the load-generator processes: the summed ``count`` per second ``t`` and ``bucket``.
 
@@ -351,12 +356,17 @@ def per_second_histograms(hist: pd.DataFrame) -> pd.DataFrame:
     by second, then bucket: what ``hist.groupby(["t", "bucket"])["count"].sum()``
     gives, without sorting the rows (a 10M-request run has about 4 million).
     Every figure of the histograms sums over processes, so the analysis reads this
-    (:attr:`RunData.latency_hist`).
+    (:attr:`RunData.latency_hist`); a frame it made (marked :data:`MERGED_PER_SECOND`)
+    is returned as it is.
     """
+    if hist.attrs.get(MERGED_PER_SECOND):
+        return hist
     if hist.empty:
-        return pd.DataFrame({"t": np.zeros(0, dtype=np.int64), "bucket": np.zeros(0, dtype=np.int64), "count": np.zeros(0, dtype=np.int64)})
-    seconds, si = _distinct(hist["t"].to_numpy(dtype=np.int64))
-    buckets, bi = _distinct(hist["bucket"].to_numpy(dtype=np.int64))
+        out = pd.DataFrame({"t": np.zeros(0, dtype=np.int64), "bucket": np.zeros(0, dtype=np.int64), "count": np.zeros(0, dtype=np.int64)})
+        out.attrs[MERGED_PER_SECOND] = True
+        return out
+    seconds, si = distinct_ints(hist["t"].to_numpy(dtype=np.int64))
+    buckets, bi = distinct_ints(hist["bucket"].to_numpy(dtype=np.int64))
     counts = hist["count"].to_numpy(dtype=float, na_value=0.0)  # float sums of whole counts are exact below 2**53
     cell = si * buckets.size + bi
     if seconds.size * buckets.size <= 4 * cell.size + 1_000_000:  # a dense grid of cells costs less than sorting the rows
@@ -366,4 +376,6 @@ def per_second_histograms(hist: pd.DataFrame) -> pd.DataFrame:
     else:
         cells, which = np.unique(cell, return_inverse=True)
         sums = np.bincount(which.reshape(-1), weights=counts, minlength=cells.size)
-    return pd.DataFrame({"t": seconds[cells // buckets.size], "bucket": buckets[cells % buckets.size], "count": sums.astype(np.int64)})
+    out = pd.DataFrame({"t": seconds[cells // buckets.size], "bucket": buckets[cells % buckets.size], "count": sums.astype(np.int64)})
+    out.attrs[MERGED_PER_SECOND] = True
+    return out

@@ -25,7 +25,7 @@ from ..analysis.common import load_run, read_run
 from ..analysis.series import build_series, write_series
 from ..analysis.summary import save_summary, summarise_data
 from ..results.layout import RunDir
-from ..results.store import compact_run, newest_write
+from ..results.store import compact_run, newest_write, use_small_pages
 from .html import render_html
 from .latency import write_hlog
 from .plots import make_context, render_plots
@@ -86,6 +86,7 @@ def build_report(run_dir: Path, on_summary: Callable[[dict[str, Any]], None] | N
     """
     run_dir = Path(run_dir)
     run = read_run(run_dir)  # not a run directory: say so before anything is written
+    use_small_pages()  # before compaction reads the long tables (see its docstring)
     compact_run(run_dir, final=writers_gone(run_dir, run))
     data = load_run(run_dir)
     data.prefetch("requests", "latency_hist")  # the longest tables, read while the collectors' series are computed

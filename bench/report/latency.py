@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..analysis.common import per_second_histograms
+from ..analysis.common import distinct_ints, per_second_histograms
 from ..results.histogram import Histogram, bucket_bounds
 
 #: HdrHistogram layout equal to ours: 1 us lowest, 2 significant digits, up to one hour.
@@ -68,9 +68,10 @@ def write_hlog(latency_hist: pd.DataFrame, path: Path, base_t: float | None = No
     t = per_second["t"].to_numpy(dtype=np.int64)
     buckets = per_second["bucket"].to_numpy(dtype=np.int64)
     counts = per_second["count"].to_numpy(dtype=np.int64)
-    seconds, starts = np.unique(t, return_index=True)  # t is sorted: each second's rows are one slice
+    starts = np.flatnonzero(np.r_[True, t[1:] != t[:-1]])  # t is sorted: each second's rows are one slice
+    seconds = t[starts]
     ends = [*starts[1:].tolist(), len(t)]
-    distinct, which = np.unique(buckets, return_inverse=True)
+    distinct, which = distinct_ints(buckets)
     values = np.array([min(bucket_us(int(b)), HDR_HIGHEST_US) for b in distinct], dtype=np.int64)
     h = HdrHistogram(HDR_LOWEST_US, HDR_HIGHEST_US, HDR_DIGITS)
     slots = np.array([h.get_counts_array_index(int(v)) for v in values], dtype=np.int64)[which.reshape(-1)]

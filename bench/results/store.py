@@ -31,6 +31,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
+import functools
 import os
 import socket
 import time
@@ -40,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -165,6 +167,36 @@ def _seal_all() -> None:
     for writer in list(_OPEN):
         with contextlib.suppress(Exception):
             writer.close()
+
+
+# --------------------------------------------------------------------------- memory
+
+
+@functools.cache
+def use_small_pages() -> None:
+    """Let numpy and Arrow allocate long tables in ordinary 4 kB pages (once per process; an environment that says otherwise wins).
+
+    numpy asks Linux for transparent huge pages (``madvise``) for every array of 4 MB
+    or more, and the allocator of pyarrow's wheels (mimalloc) does alike: a first touch
+    of such memory then takes a free 2 MB block, which a virtual machine's host backs
+    only then (and the kernel may compact memory to find one). On the 2-core VM this
+    project is measured on, a fresh GB cost 5-9 s of system time that way and 0.5 s in
+    4 kB pages (docs/performance.md, "Analysis at scale"): most of a 10M-request report's
+    time. Hence numpy without the advice (unless ``NUMPY_MADVISE_HUGEPAGE`` is set) and
+    Arrow on jemalloc, else the system allocator (unless ``ARROW_DEFAULT_MEMORY_POOL``
+    is set). The figures are the same whatever the allocator.
+    """
+    if "NUMPY_MADVISE_HUGEPAGE" not in os.environ:
+        core = getattr(np, "_core", None)  # numpy >= 2; numpy 1.x: np.core
+        setter = getattr(getattr(core if core is not None else np.core, "multiarray", None), "_set_madvise_hugepage", None)
+        if setter is not None:
+            setter(False)
+    if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
+        try:
+            pool = pa.jemalloc_memory_pool()
+        except NotImplementedError:  # a pyarrow built without jemalloc
+            pool = pa.system_memory_pool()
+        pa.set_memory_pool(pool)
 
 
 # --------------------------------------------------------------------------- reading

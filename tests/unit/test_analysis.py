@@ -557,3 +557,7 @@ def test_per_second_histograms_are_the_group_by_sums(spread: int) -> None:
     assert np.array_equal(got["bucket"].to_numpy(), want["bucket"].to_numpy())
     assert np.array_equal(got["count"].to_numpy(), want["count"].to_numpy())
     assert common.per_second_histograms(got).equals(got) and common.per_second_histograms(hist.iloc[:0]).empty
+    # a merged frame (or a subset of its rows) is not merged again; the same rows unmarked merge to themselves
+    some = got[got["count"] > 0]
+    assert common.per_second_histograms(got) is got and common.per_second_histograms(some) is some
+    assert common.per_second_histograms(pd.DataFrame({c: got[c].to_numpy() for c in got})).equals(got)

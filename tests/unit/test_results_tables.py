@@ -266,3 +266,17 @@ def test_rows_can_be_filtered_while_reading(tmp_path: Path) -> None:
     compact_run(tmp_path)
     assert read_table(tmp_path, "vrrp", ["t"], where=("node", ["lb-b"]))["t"].tolist() == [2.0]
     assert read_table(tmp_path, "vrrp", where=("node", ["nope"])).empty
+
+
+def test_long_tables_are_allocated_in_small_pages_unless_the_environment_says_otherwise() -> None:
+    """After use_small_pages(): Arrow allocates from jemalloc (else the system's allocator), numpy without the huge-page advice."""
+    import os
+
+    import numpy as np
+
+    store.use_small_pages()
+    if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
+        assert pa.default_memory_pool().backend_name in ("jemalloc", "system")
+    if "NUMPY_MADVISE_HUGEPAGE" not in os.environ:
+        setter = np._core.multiarray._set_madvise_hugepage  # returns the previous setting
+        assert setter(False) is False
