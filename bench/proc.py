@@ -8,6 +8,7 @@ whether that very process still runs (a lab's owner, a probe container's creator
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -49,3 +50,23 @@ def alive(pid: int, ticks: int | None, boot: str | None) -> bool:
     if now is None:
         return False
     return ticks in (None, now)
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether process group ``pgid`` has a process that can still write: a killed process that its
+    new parent has not reaped yet (a zombie) still answers ``killpg(pgid, 0)``, but writes nothing."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        fields = text[text.rfind(")") + 2 :].split()  # state, ppid, pgrp, ...
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+            return True
+    return False

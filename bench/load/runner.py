@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from .. import paths
 from ..errors import UserError
+from ..proc import group_alive
 from ..results.layout import LOCUST_CSV_PREFIX, RunDir
 from ..spec import Scenario
 
@@ -131,6 +132,34 @@ def _alive(pid: int) -> bool:
     return True
 
 
+#: Seconds the processes left in a Locust's group after its master exited get to stop (SIGTERM: they
+#: seal their samples) before they are killed.
+STRAY_GRACE = 3.0
+
+
+def end_group(pgid: int, grace: float | None = None, poll: float = 0.02) -> bool:
+    """End process group ``pgid`` (its leader already exited): SIGTERM, SIGKILL after ``grace`` seconds,
+    then wait until no live process is left in it (``grace``: :data:`STRAY_GRACE` unless given).
+    Returns whether it had live processes.
+
+    Its processes are not this process's children once their parent exited (their new parent
+    reaps them), so "gone" is :func:`bench.proc.group_alive`: only zombies, or nothing, left.
+    """
+    if not group_alive(pgid):
+        return False
+    for sig, wait_s in ((signal.SIGTERM, STRAY_GRACE if grace is None else grace), (signal.SIGKILL, 10.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, sig)
+        deadline = time.monotonic() + wait_s
+        while group_alive(pgid):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(poll)
+        else:
+            break
+    return True
+
+
 @dataclass
 class LocustProcess:
     """A running headless Locust."""
@@ -148,7 +177,11 @@ class LocustProcess:
             return None
 
     def stop(self) -> int:
-        """Stop gracefully (SIGTERM), then kill after a grace period; returns the exit status."""
+        """Stop gracefully (SIGTERM), then kill after a grace period; returns the exit status.
+
+        Then ends what is left of its process group: Locust's forked processes (``--processes``)
+        can outlive a master that exited on its own (they then wait 60 s for its heartbeat).
+        """
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGTERM)
@@ -156,6 +189,7 @@ class LocustProcess:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=10)
+        end_group(self.proc.pid)
         return self.proc.returncode
 
     def log_tail(self, lines: int = 5) -> str:

@@ -24,6 +24,7 @@ from typing import Any
 from ..analysis.common import load_run, read_run
 from ..analysis.series import build_series, write_series
 from ..analysis.summary import save_summary, summarise_data
+from ..proc import group_alive
 from ..results.layout import RunDir
 from ..results.store import compact_run, newest_write, use_small_pages
 from .html import render_html
@@ -32,26 +33,6 @@ from .plots import make_context, render_plots
 
 #: A run whose writers' streams have not grown for this long while its load generator is gone was killed.
 QUIET_S = 5.0
-
-
-def group_alive(pgid: int) -> bool:
-    """Whether process group ``pgid`` has a process that can still write: a killed process that its
-    new parent has not reaped yet (a zombie) still answers ``killpg(pgid, 0)``, but writes nothing."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        fields = text[text.rfind(")") + 2 :].split()  # state, ppid, pgrp, ...
-        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
-            return True
-    return False
 
 
 def writers_gone(run_dir: Path, run: dict[str, Any]) -> bool:
