@@ -31,7 +31,7 @@ from .faults import FaultInjector, FaultSchedule
 from .images import HAProxyBuild
 from .inputs import check_output_dir
 from .live.view import LiveView
-from .load.runner import LocustProcess, WarmLocust, describe_load, open_start_gate, start_gate, start_locust, start_warm
+from .load.runner import WORKERS_START_TIMEOUT, LocustProcess, WarmLocust, describe_load, open_start_gate, start_gate, start_locust, start_warm
 from .load.workers import WorkerSet, start_load
 from .preflight import Checked, preflight
 from .results.document import write_document
@@ -50,10 +50,9 @@ LOCUST_EXIT_GRACE = 20.0
 #: Start Locust (one process or --processes N; not a --workers master) while the lab comes up, gated, and
 #: the warm Locust's imports as `bench run`'s first step (LBBENCH_PRESTART_LOAD=0: both after the lab, as before).
 PRESTART_LOAD = os.environ.get("LBBENCH_PRESTART_LOAD", "1") != "0"
-#: The warm Locust (bench/load/warm.py) is OFF unless LBBENCH_WARM_LOCUST=1: in the last full suite a
-#: --workers run's warm master never saw its worker containers (0 users, killed at the deadline), and
-#: the cause is not found yet. Without it Locust starts as before the warm Locust.
-WARM_LOCUST = PRESTART_LOAD and os.environ.get("LBBENCH_WARM_LOCUST", "0") == "1"
+#: The warm Locust (bench/load/warm.py): Locust's imports beside the checks and the lab's start, the run's
+#: Locust handed over later (LBBENCH_WARM_LOCUST=0: a fresh Locust process, as before it).
+WARM_LOCUST = PRESTART_LOAD and os.environ.get("LBBENCH_WARM_LOCUST", "1") != "0"
 #: How often the run loop checks for a fault that is due.
 FAULT_POLL_S = 0.05
 
@@ -257,6 +256,18 @@ def _load_extra(checked: Checked) -> dict[str, Any]:
     return extra
 
 
+def load_deadline_s(duration: float, workers: int) -> float:
+    """Seconds from the load's start until `bench run` stops a Locust that has not exited on its own.
+
+    The run's time and Locust's exit, and with ``--workers`` the time the worker containers may take to
+    start and connect before the master begins: the master waits for them
+    (:data:`bench.load.runner.WORKERS_START_TIMEOUT`, then gives up and says so). A deadline without
+    it stopped a master whose workers were still starting: SIGTERM while Locust waits for its workers
+    kills it (its handler comes later) with an empty log and 0 users.
+    """
+    return duration + LOCUST_EXIT_GRACE + (WORKERS_START_TIMEOUT if workers else 0.0)
+
+
 def run_scenario(
     name: str,
     duration: str | None = None,
@@ -399,7 +410,7 @@ def _run_scenario(
                 events.phase("load", t=locust.started_at)
                 events.phase("steady", t=locust.started_at + scenario.ramp_up)
                 schedule = FaultSchedule(FaultInjector(lab, events, log=log), scenario.faults, locust.started_at)
-                deadline = time.monotonic() + scenario.duration + LOCUST_EXIT_GRACE
+                deadline = time.monotonic() + load_deadline_s(scenario.duration, workers)
                 while locust.wait(FAULT_POLL_S if schedule.next_due() is not None else 0.5) is None:
                     schedule.poll()
                     if time.monotonic() > deadline:
@@ -411,7 +422,7 @@ def _run_scenario(
                 if code != 0:
                     raise UserError(
                         f"locust exited with status {code}: {locust.log_tail()}",
-                        f"see {rd.locust_log}",
+                        f"see {rd.locust_log}" + (" and the workers' loadgen-worker*.log beside it" if workers else ""),
                     )
                 run["status"] = "completed"
             except RunInterrupted as exc:

@@ -29,6 +29,10 @@ DEFAULT_LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 STOP_GRACE = 10.0
 #: Where the Locust processes of one run on this machine meet (never another interface).
 LOOPBACK = "127.0.0.1"
+#: Seconds Locust's master waits for its worker containers (``--workers``) to connect before it gives up
+#: (exit 1, "Gave up waiting for workers to connect"). Their start (container, then Locust's imports)
+#: took 5-25 s on the busy 2-core machine; it comes on top of the run's time (bench.run.load_deadline_s).
+WORKERS_START_TIMEOUT = 60
 
 USER_CLASSES = {"fasthttp": "KeepAliveUser", "lean": "LeanHttpsUser"}
 #: The user class of the rate models (open, connection-rate, handshake-rate): the pool of connections.
@@ -370,7 +374,10 @@ def start_locust(
     ]
     if master is not None:
         bind, port, count = master
-        cmd[5:5] = ["--master", "--master-bind-host", bind, "--master-bind-port", str(port), "--expect-workers", str(count)]
+        cmd[5:5] = [  # after "-f FILE"
+            "--master", "--master-bind-host", bind, "--master-bind-port", str(port),
+            "--expect-workers", str(count), "--expect-workers-max-wait", str(WORKERS_START_TIMEOUT),
+        ]  # fmt: skip
     elif processes_of(scenario) > 1:
         # Locust's forked processes meet on a master port, 5557 unless told otherwise: a second run
         # at the same time could not bind it, and its processes would join the first run's master.

@@ -88,7 +88,7 @@ def test_ctrl_c_while_the_lab_starts_leaves_nothing(node_image: str, tmp_path: P
     # Locust is started ahead, as bench run's first step: an interrupted start ends it too,
     # and the lab's containers.
     out = tmp_path / "early"
-    env = {**os.environ, "LBBENCH_WARM_LOCUST": "1"}  # off by default (bench/run.py WARM_LOCUST)
+    env = {**os.environ, "LBBENCH_WARM_LOCUST": "1"}  # the default (bench/run.py WARM_LOCUST), whatever the environment says
     proc = subprocess.Popen([*BENCH, "run", "smoke", "--duration", "30s", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         deadline = time.monotonic() + 120

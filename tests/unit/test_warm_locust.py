@@ -60,3 +60,27 @@ def test_a_warm_locust_that_is_gone_is_replaced_and_discard_kills_one_that_impor
     busy = WarmLocust(subprocess.Popen(["sleep", "60"], stdin=subprocess.PIPE, start_new_session=True))
     busy.discard()
     assert busy.proc.returncode is not None
+
+
+def test_a_workers_master_gives_up_on_its_workers_before_bench_stops_it(tmp_path: Path) -> None:
+    """A --workers master waits for its worker containers (their start: 5-25 s seen on a busy machine) before
+    its run time starts. bench's deadline counts from the master's start, so it must cover that wait, and a
+    master whose workers never come must give up on its own (exit 1, one line): SIGTERMed while it waits it
+    died with -15, an empty log and 0 users (a full suite's failure, blamed on the warm Locust)."""
+    from bench.load.runner import WORKERS_START_TIMEOUT, start_locust
+    from bench.run import LOCUST_EXIT_GRACE, load_deadline_s
+    from bench.spec import load_scenario
+
+    scenario, _ = load_scenario("open", "6s")
+    # a real process in the warm Locust's place: it writes down the orders it is handed
+    orders = tmp_path / "orders.jsonl"
+    with orders.open("wb") as out:
+        warm = WarmLocust(subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=out))
+        locust = start_locust(scenario, "https://198.18.0.10", tmp_path / "ca.pem", tmp_path / "run", 6.0, master=("198.18.0.1", 5557, 2), warm=warm)
+        assert locust.proc.wait(timeout=30) == 0
+    argv = json.loads(orders.read_text())["argv"]
+    wait_s = int(argv[argv.index("--expect-workers-max-wait") + 1])
+    assert argv[argv.index("--expect-workers") + 1] == "2"
+    assert 0 < wait_s == WORKERS_START_TIMEOUT
+    assert load_deadline_s(6.0, workers=2) >= wait_s + 6.0 + LOCUST_EXIT_GRACE  # it gives up before bench would stop it
+    assert load_deadline_s(6.0, workers=0) == 6.0 + LOCUST_EXIT_GRACE  # no wait for workers without them
