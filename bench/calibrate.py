@@ -188,6 +188,41 @@ def new_run_name() -> str:
     return f"lbbench-calibrate-{dt.datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
+def write_haproxy_files(
+    folder: Path,
+    mount: str,
+    nbthread: int = 1,
+    extra_config: str = "",
+    extra_ports: tuple[str, ...] = (),
+    extra_files: dict[str, str] | None = None,
+    global_extra: str = "",
+) -> dict[str, int]:
+    """Write a throw-away CA, the server certificate and ``haproxy.cfg`` into ``folder``; returns the ports.
+
+    ``mount`` is where HAProxy sees ``folder`` (in a container, or ``folder`` itself).
+    """
+    ca = trustme.CA(key_type=trustme.KeyType.ECDSA)
+    cert = ca.issue_cert("127.0.0.1", "localhost", key_type=trustme.KeyType.ECDSA)
+    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
+    fd = os.open(folder / "server.pem", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(b"".join(blob.bytes() for blob in cert.cert_chain_pems) + cert.private_key_pem.bytes())
+    for fname, text in (extra_files or {}).items():
+        (folder / fname).write_text(text)
+    ports = {"full": free_port(), "resume": free_port()}
+    for extra in extra_ports:
+        ports[extra] = free_port()
+    fmt = {"mount": mount, **{f"port_{k}": v for k, v in ports.items()}}
+    cfg = HAPROXY_CFG.format(
+        nbthread=nbthread,
+        global_extra=global_extra.format(**fmt),
+        extra=extra_config.format(**fmt),
+        **fmt,
+    )
+    (folder / "haproxy.cfg").write_text(cfg)
+    return ports
+
+
 @contextlib.contextmanager
 def loopback_haproxy(
     name: str | None = None,
@@ -211,25 +246,7 @@ def loopback_haproxy(
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     container = None
     try:
-        ca = trustme.CA(key_type=trustme.KeyType.ECDSA)
-        cert = ca.issue_cert("127.0.0.1", "localhost", key_type=trustme.KeyType.ECDSA)
-        ca.cert_pem.write_to_path(str(folder / "ca.pem"))
-        fd = os.open(folder / "server.pem", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(b"".join(blob.bytes() for blob in cert.cert_chain_pems) + cert.private_key_pem.bytes())
-        for fname, text in (extra_files or {}).items():
-            (folder / fname).write_text(text)
-        ports = {"full": free_port(), "resume": free_port()}
-        for extra in extra_ports:
-            ports[extra] = free_port()
-        fmt = {"mount": CONTAINER_MOUNT, **{f"port_{k}": v for k, v in ports.items()}}
-        cfg = HAPROXY_CFG.format(
-            nbthread=nbthread,
-            global_extra=global_extra.format(**fmt),
-            extra=extra_config.format(**fmt),
-            **fmt,
-        )
-        (folder / "haproxy.cfg").write_text(cfg)
+        ports = write_haproxy_files(folder, CONTAINER_MOUNT, nbthread, extra_config, extra_ports, extra_files, global_extra)
         container = engine.client().containers.run(
             ref.node_tag,
             ["haproxy", "-db", "-f", f"{CONTAINER_MOUNT}/haproxy.cfg"],
@@ -602,12 +619,15 @@ def run_calibrate(
     out: Path | None = None,
     log: Callable[[str], None] = print,
     baseline: Path | None = None,
+    endpoint: contextlib.AbstractContextManager[Endpoint] | None = None,
 ) -> dict[str, Any]:
     """Run the benchmark and return its result (also written to ``out`` as JSON when given).
 
     ``baseline``: another lbbench checkout whose lean engine runs as the
     ``base-*`` clients (all the lean clients' twins by default), interleaved
     with this one's: the way to measure a change of the engine.
+    ``endpoint``: the HAProxy to measure against (default: :func:`loopback_haproxy`
+    in a container; scripts/lean_cpu.py gives a HAProxy binary of this machine).
     """
     if baseline is not None:
         baseline = baseline.expanduser().resolve()
@@ -626,7 +646,9 @@ def run_calibrate(
     started = time.time()
     load_before = os.getloadavg()
     measurements: list[Measurement] = []
-    with _sigterm_as_interrupt(), loopback_haproxy(nbthread=haproxy_threads, log=log) as ep:
+    if endpoint is None:
+        endpoint = loopback_haproxy(nbthread=haproxy_threads, log=log)
+    with _sigterm_as_interrupt(), endpoint as ep:
         version = ep.info().get("Version", "?")
         log(f"calibrate: HAProxy {version} ({haproxy_threads} thread) on {ep.url('full')}; {rounds} rounds x {len(clients)} clients x {seconds:g}s, {connections} connections")
         for r in range(1, rounds + 1):

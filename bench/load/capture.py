@@ -17,6 +17,8 @@ import os
 import socket
 import ssl
 import time
+from array import array
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -195,6 +197,23 @@ class RequestCapture:
         # (row, intended send time) of the rows recorded by record_intended: sparse, rate models only
         self._intended: list[tuple[int, float]] = []
         self._flusher: gevent.Greenlet | None = None
+        # successes recorded column-wise (ok_appenders): (bytes, status, name) -> (start times, latencies)
+        self._ok: dict[tuple[int, int, str], tuple[array, array]] = {}
+
+    def ok_appenders(self, nbytes: int, status: int, name: str) -> tuple[Callable[[float], None], Callable[[float], None]]:
+        """Appenders of (start time, latency ms) for requests with these fields, ``error`` "" and ``conn_new`` False.
+
+        For engines that count nanoseconds: a request costs two float appends to
+        typed arrays and no Python object, and the flush turns the arrays into
+        columns without a Python loop (a row through :attr:`record_row` costs a
+        tuple, and Arrow a conversion of each of its fields). Such rows carry no
+        ``trace_id`` or ``intended_t``: record those through :meth:`record`.
+        """
+        key = (nbytes, status, name)
+        cols = self._ok.get(key)
+        if cols is None:
+            cols = self._ok[key] = (array("d"), array("d"))
+        return cols[0].append, cols[1].append
 
     def record(
         self,
@@ -259,38 +278,72 @@ class RequestCapture:
         self._intended = []
         traced = self._traced
         self._traced = []
+        ok = self._ok_columns()  # emptied in place too: the appenders are bound to the arrays
         n = len(rows)
+        total = n + sum(len(part[0]) for part in ok)
         now = time.monotonic()
         if self._flushed_at:
-            self.tracer.adapt(n, now - self._flushed_at)
+            self.tracer.adapt(total, now - self._flushed_at)
         self._flushed_at = now
-        if not n:
+        if not total:
             return
-        cols: dict[str, Any] = dict(zip(ROW_TYPE.names, pa.array(rows, type=ROW_TYPE).flatten(), strict=True))
-        cols["worker"] = pa.repeat(pa.scalar(self.worker, pa.string()), n)
-        if intended:
-            planned: list[float | None] = [None] * n
-            corrected: list[float | None] = [None] * n
-            for row, when in intended:
-                planned[row] = when
-                corrected[row] = (rows[row][0] - when) * 1000.0 + rows[row][1]
-            cols["intended_t"] = planned
-            cols["latency_corrected_ms"] = corrected
-        else:
-            cols["intended_t"] = cols["latency_corrected_ms"] = pa.nulls(n, pa.float64())
-        if traced:
-            ids: list[int | None] = [None] * n
-            for row, trace_id in traced:
-                if row < n:
-                    ids[row] = trace_id
-            cols["trace_id"] = ids
-        else:
+        parts = []
+        if n:
+            cols: dict[str, Any] = dict(zip(ROW_TYPE.names, pa.array(rows, type=ROW_TYPE).flatten(), strict=True))
+            nulls = pa.nulls(n, pa.float64())
+            cols["intended_t"] = cols["latency_corrected_ms"] = nulls
+            if intended:
+                planned: list[float | None] = [None] * n
+                corrected: list[float | None] = [None] * n
+                for row, when in intended:
+                    planned[row] = when
+                    corrected[row] = (rows[row][0] - when) * 1000.0 + rows[row][1]
+                cols["intended_t"] = pa.array(planned, pa.float64())
+                cols["latency_corrected_ms"] = pa.array(corrected, pa.float64())
             cols["trace_id"] = pa.nulls(n, pa.int64())
+            if traced:
+                ids: list[int | None] = [None] * n
+                for row, trace_id in traced:
+                    if row < n:
+                        ids[row] = trace_id
+                cols["trace_id"] = pa.array(ids, pa.int64())
+            parts.append(cols)
+        for t, latency, nbytes, status, name in ok:
+            m = len(t)
+            parts.append(
+                {
+                    "t": pa.array(t),
+                    "latency_ms": pa.array(latency),
+                    "bytes": pa.repeat(pa.scalar(nbytes, ROW_TYPE.field("bytes").type), m),
+                    "status": pa.repeat(pa.scalar(status, ROW_TYPE.field("status").type), m),
+                    "error": pa.repeat(pa.scalar("", ROW_TYPE.field("error").type), m),
+                    "name": pa.repeat(pa.scalar(name, ROW_TYPE.field("name").type), m),
+                    "conn_new": pa.repeat(pa.scalar(False, pa.bool_()), m),
+                    "intended_t": pa.nulls(m, pa.float64()),
+                    "latency_corrected_ms": pa.nulls(m, pa.float64()),
+                    "trace_id": pa.nulls(m, pa.int64()),
+                }
+            )
+        if len(parts) == 1:
+            cols = parts[0]
+        else:
+            cols = {name: pa.concat_arrays([part[name] for part in parts]) for name in parts[0]}
+        cols["worker"] = pa.repeat(pa.scalar(self.worker, pa.string()), total)
         self.writer.write(cols)
         t = cols["t"].to_numpy()
         latency = cols["latency_ms"].to_numpy()
-        ok = pc.equal(cols["error"], "").to_numpy(zero_copy_only=False)
-        self.hist_writer.write(_histogram(t, latency, ok, self.worker))
+        ok_mask = pc.equal(cols["error"], "").to_numpy(zero_copy_only=False)
+        self.hist_writer.write(_histogram(t, latency, ok_mask, self.worker))
+
+    def _ok_columns(self) -> list[tuple[np.ndarray, np.ndarray, int, int, str]]:
+        """(start times, latencies, bytes, status, name) of what :meth:`ok_appenders` recorded; empties the arrays in place."""
+        out = []
+        for (nbytes, status, name), (t, latency) in self._ok.items():
+            if t:
+                out.append((np.array(t, dtype=np.float64), np.array(latency, dtype=np.float64), nbytes, status, name))
+                del t[:]
+                del latency[:]
+        return out
 
     def start(self) -> None:
         def loop() -> None:

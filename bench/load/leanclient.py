@@ -73,6 +73,7 @@ LINGER = 1.0
 
 _INF = math.inf
 _time = time.time
+_write = os.write
 
 # Scratch buffers of Connection._receive and .pull, shared by every connection of the process:
 # a connection uses them only between a wake-up and its next yield to the hub, and
@@ -83,7 +84,6 @@ _SCRATCH_IN_VIEW = memoryview(_SCRATCH_IN)
 _SCRATCH_PLAIN = bytearray(RECV_SIZE)
 _SCRATCH_PLAIN_VIEW = memoryview(_SCRATCH_PLAIN)
 _CLOSED_BEFORE_ANY_BYTE = "connection closed before any response byte"
-
 
 
 class LeanTimeout(TimeoutError):
@@ -263,6 +263,7 @@ class Connection:
     """
 
     __slots__ = (
+        "_fd",
         "_hub",
         "_sock_recv",
         "_sock_recv_into",
@@ -301,9 +302,10 @@ class Connection:
         self.buf = b""
         self.requests = 0
         self.last_used = 0.0
-        # (head, status, response length, body length, keep-alive) of the last usual
-        # response (see _receive): a response with the same head and length is the same kind.
-        self._usual: tuple[bytes, int, int, int, bool] | None = None
+        # (head, response length, (status, body length, keep-alive)) of the last usual response
+        # (see _receive): a response with the same head and length is the same kind, and
+        # _receive returns the same tuple for it (LeanClient tells kinds apart by identity).
+        self._usual: tuple[bytes, int, tuple[int, int, bool]] | None = None
         try:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -313,6 +315,8 @@ class Connection:
             self._sock_recv = sock.recv
             self._sock_recv_into = sock.recv_into
             self._sock_send = sock.send
+            # os.write(fd) parses its arguments several times faster than socket.send; -1 once closed
+            self._fd = sock.fileno()
             err = sock.connect_ex(addr)
             self.connecting = err in (errno.EINPROGRESS, errno.EAGAIN, errno.EALREADY)
             if err and not self.connecting:
@@ -407,7 +411,7 @@ class Connection:
             tls.write(data)
             data = self.out.read()
         try:
-            sent = self._sock_send(data)
+            sent = _write(self._fd, data)
         except BlockingIOError:
             sent = 0
         return b"" if sent == len(data) else data[sent:]
@@ -457,15 +461,16 @@ class Connection:
                 # More records came with this one: not one lone response, read on in order.
                 return bytes(view[:k])
         usual = self._usual
-        if usual is not None and k == usual[2] and plain.startswith(usual[0]):
+        if usual is not None and k == usual[1] and plain.startswith(usual[0]):
             # The head is byte for byte one that complete_simple accepted, and ends at its
             # first CRLF CRLF, so this response has the same status, framing and persistence.
-            return usual[1], usual[3], usual[4]
+            return usual[2]
         simple = complete_simple(plain, k)
         if simple is not None:
             status, head, length, keep = simple
-            self._usual = (bytes(view[:head]), status, k, length, keep)
-            return status, length, keep
+            got = (status, length, keep)
+            self._usual = (bytes(view[:head]), k, got)
+            return got
         return bytes(view[:k])
 
     def closed_by_peer(self) -> bool:
@@ -580,6 +585,7 @@ class Connection:
                 w.stop()
                 w.close()
         self.rw = self.ww = None
+        self._fd = -1  # never a number the kernel may give to another connection
         if self.sock is not None:
             self.sock.close()
             self.sock = None
@@ -822,7 +828,6 @@ def _bucket_counts(lat: np.ndarray) -> dict[int, int]:
     return dict(zip(keys.tolist(), counts.tolist(), strict=True))
 
 
-
 class _Handoff(NamedTuple):
     """Work a hub callback hands to the owner greenlet: ``client._work(what, arg)``."""
 
@@ -1033,6 +1038,10 @@ class LeanClient:
         # One tuple appended to the capture's list per request when it offers that
         # (RequestCapture.record_row); otherwise its record().
         self._capture = capture
+        # a plain RequestCapture takes the hot path's successes column-wise (ok_appenders); a
+        # wrapper (rate models, held connections) sees every row
+        self._ok_capture = capture if type(capture) is RequestCapture else None
+        self._ok: tuple[tuple[int, int, bool], Any, Any] | None = None
         if capture is None:
             self._record_row = None
         else:
@@ -1282,11 +1291,13 @@ class LeanClient:
         t0 = self._t0
         conn.last_used = t0
         latency = (t1 - t0) * 1000.0
-        record_row = self._record_row
-        if record_row is not None:
-            if self._tracing:
-                self._mark_traced()
-            record_row((t0, latency, nbytes, status, "", self._name, False))
+        ok = self._ok
+        if ok is not None and ok[0] is got and not self._tracing:
+            # the connection's usual response again: two float appends (RequestCapture.ok_appenders)
+            ok[1](t0)
+            ok[2](latency)
+        elif self._record_row is not None:
+            self._record_usual(got, t0, latency)
         ts, ms, nb, _ = self._lists
         ts.append(t0)
         ms.append(latency)
@@ -1314,6 +1325,22 @@ class LeanClient:
         if rest:
             conn.rw.stop()
             self._handoff(_UNSENT, rest)
+
+    def _record_usual(self, got: tuple[int, int, bool], t0: float, latency: float) -> None:
+        """Record a success of the keep-alive hot path that is not the connection's usual kind yet (or is traced)."""
+        status, nbytes, _keep = got
+        if self._tracing:
+            self._mark_traced()
+        elif self._ok_capture is not None:
+            # from now on this kind of response is recorded column-wise
+            t_append, latency_append = self._ok_capture.ok_appenders(nbytes, status, self._name)
+            self._ok = (got, t_append, latency_append)
+            t_append(t0)
+            latency_append(latency)
+            return
+        record_row = self._record_row
+        assert record_row is not None  # (the caller checked)
+        record_row((t0, latency, nbytes, status, "", self._name, False))
 
     def _response(self, t1: float, status: int, nbytes: int, keep: bool) -> None:
         """A whole response: keep or drop the connection, record it, go on (hub or owner greenlet)."""

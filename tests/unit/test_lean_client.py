@@ -34,11 +34,12 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bench.load import leanclient
-from bench.load.capture import Tracer
+from bench.load.capture import RequestCapture, Tracer
 from bench.load.held import HeldPool
 from bench.load.http1 import IncompleteResponse, ProtocolError
 from bench.load.leanclient import LabTrust, LeanClient, LeanSettings, LeanTimeout, Owner, Watchdog, check_target, closer, error_kind, lab_tls_context
 from bench.load.pacing import Dispatcher, PacingStats, Segment, SlotRecorder, SlotRunner
+from bench.results.store import read_table
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -517,9 +518,7 @@ class IntendedCapture(FakeCapture):
         self.rows.append((t, latency_ms, nbytes, status, error, name, conn_new, intended))
 
 
-def rate_run(
-    port: int, ca: Path | None, rate: float, seconds: float, users: int, requests: int, capture: IntendedCapture | None = None, **kw
-) -> tuple[list[tuple], PacingStats, list[LeanClient]]:
+def rate_run(port: int, ca: Path | None, rate: float, seconds: float, users: int, requests: int, capture: IntendedCapture | None = None, **kw) -> tuple[list[tuple], PacingStats, list[LeanClient]]:
     """A rate model in this process: one flow at ``rate`` slots/s for ``seconds``, ``users`` runners."""
     stats = PacingStats(worker="w")
     dispatcher = Dispatcher(stats, max_lag=1.0)
@@ -794,10 +793,7 @@ def test_request_bytes() -> None:
 
 def test_request_bytes_with_a_body_are_a_post() -> None:
     s = LeanSettings.from_settings("https://198.18.0.100", {"ca": "x", "path": "/?size=0", "request_body": 5})
-    assert s.request_bytes(close=False) == (
-        b"POST /?size=0 HTTP/1.1\r\nHost: 198.18.0.100\r\nUser-Agent: lbbench-lean\r\n"
-        b"Content-Length: 5\r\nContent-Type: application/octet-stream\r\n\r\nxxxxx"
-    )
+    assert s.request_bytes(close=False) == (b"POST /?size=0 HTTP/1.1\r\nHost: 198.18.0.100\r\nUser-Agent: lbbench-lean\r\nContent-Length: 5\r\nContent-Type: application/octet-stream\r\n\r\nxxxxx")
     assert s.request_bytes(close=True).endswith(b"Connection: close\r\n\r\nxxxxx")
     with pytest.raises(ValueError, match="request_body"):
         LeanSettings.from_settings("https://127.0.0.1", {"request_body": -1})
@@ -921,6 +917,51 @@ def test_a_traced_post_keeps_its_body_and_its_framing(serve, pki, drive) -> None
     rows = drive(LeanClient(s, lab_tls_context(s.ca), capture=TracingCapture(every=2)), 8)
     assert kinds(rows) == [""] * 8
     assert bodies == [b"x" * 3000] * 8 and len(ids) == 4
+
+
+@pytest.mark.parametrize("burst", [True, False])
+def test_the_run_capture_records_usual_responses_column_wise_and_the_same(serve, pki, tmp_path: Path, burst: bool) -> None:
+    """With the run's RequestCapture, successes on a kept connection go to typed arrays (ok_appenders):
+    the flushed rows are the requests, field for field, kinds of response mixed, traced ones with their ids."""
+    plan = [(200, 10)] * 5 + [(201, 20)] * 4 + [(200, 10)] * 3 + [(404, 5)] * 2 + [(200, 10)] * 4
+    seen: list[int] = []
+    served = itertools.count()
+
+    def handle(conn: socket.socket, request: bytes) -> bool:
+        status, size = plan[next(served)]
+        for line in request.split(b"\r\n"):
+            if line.lower().startswith(b"x-lbbench-id:"):
+                seen.append(int(line.rsplit(b"/", 1)[1]))
+        return ok(b"x" * size, status)(conn, request)
+
+    server = serve(handle)
+    s = LeanSettings.from_settings(f"https://127.0.0.1:{server.port}", {"ca": str(pki[0]), "path": "/x"})
+    cap = RequestCapture(tmp_path)
+    cap.tracer = Tracer("w:1", 4)
+    client = LeanClient(s, lab_tls_context(s.ca), capture=cap)
+
+    def go() -> None:
+        try:
+            if burst:
+                client.burst(len(plan), math.inf)
+            else:
+                for _ in plan:
+                    client.request()
+        finally:
+            client.close()
+
+    gevent.spawn(go).get(timeout=20)
+    assert client._ok is not None  # the column-wise path was taken
+    cap.stop()
+    df = read_table(tmp_path, "requests").sort_values("t", kind="stable")
+    assert list(zip(df["status"], df["bytes"], strict=True)) == plan
+    assert df["error"].tolist() == [""] * 12 + ["http_4xx"] * 2 + [""] * 4
+    assert df["conn_new"].tolist() == [True] + [False] * (len(plan) - 1)
+    assert set(df["name"]) == {"GET /x"} and (df["latency_ms"] > 0).all()
+    assert df["intended_t"].isna().all()
+    assert len(seen) >= 4 and sorted(df["trace_id"].dropna().astype(int)) == seen
+    hist = read_table(tmp_path, "latency_hist")
+    assert int(hist["count"].sum()) == len(plan) - 2  # the successes
 
 
 def test_tracing_off_sends_no_id(serve, pki) -> None:
