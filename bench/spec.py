@@ -582,6 +582,14 @@ class Load(_Model):
             raise ValueError(f"must be between 1 and 64 (or 'auto'), got {v}")
         return v
 
+    @field_validator("processes")
+    @classmethod
+    def _processes_in_range(cls, v: Any) -> Any:
+        # a value that only became an int here ("0", 0.0) was not checked above
+        if isinstance(v, int) and not 1 <= v <= 64:
+            raise ValueError(f"must be between 1 and 64 (or 'auto'), got {v}")
+        return v
+
     @model_validator(mode="after")
     def _engine_fields(self) -> Load:
         # Only what differs from its default counts: a Load dumped and validated again

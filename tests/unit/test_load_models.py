@@ -394,6 +394,8 @@ def test_nice_floor() -> None:
         ({"model": "keep-alive", "find_max": {"start": 10}}, "find_max searches a rate"),
         ({"model": "open", "requests_per_s": 5, "held": {"connections": 10, "tls": 11}}, "between 0 and connections"),
         ({"model": "open", "requests_per_s": 5, "processes": 0}, "between 1 and 64"),
+        ({"model": "open", "requests_per_s": 5, "processes": "0"}, "between 1 and 64"),  # found by test_cli_fuzz
+        ({"model": "open", "requests_per_s": 5, "processes": 0.0}, "between 1 and 64"),
     ],
 )
 def test_load_spec_errors(load: dict, message: str) -> None:
