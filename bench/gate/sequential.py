@@ -91,9 +91,10 @@ def judge_slices(
 
 
 #: How much two labs of one config differ for a whole duet beyond the noise between its slices (sd of the
-#: log-ratio), measured by A/A duets on a 2-core VM (12 gates of `bench gate --run open --rate 400`:
+#: log-ratio), measured by A/A duets on a 2-core VM (20 gates of `bench gate --run open --rate 400`:
 #: `scripts/gate_campaign.py --report`; docs/compare-gate.md). No interval of one duet can see it.
-LAB_SPREAD = {"cost.lb_us_per_request": 0.008, "latency_ms.p50": 0.034, "latency_ms.p99": 0.014}
+#: p99: none measurable beyond its slices' own noise (4.1 % rms standard error per gate).
+LAB_SPREAD = {"cost.lb_us_per_request": 0.010, "latency_ms.p50": 0.030}
 
 
 def spread_note(rule: Rule, est: stats.Estimate | None, status: str, alpha: float) -> list[str]:
@@ -220,7 +221,7 @@ def judge_duet_folder(
 LAB_INSTANCE_NOTE = [
     (
         "the intervals cover the noise between slices of these two labs, not how two labs of one config differ for a whole duet "
-        "(12 A/A duets on a 2-core VM: sd 0.8 % in cost per request, 3.4 % in p50, 1.4 % in p99; docs/compare-gate.md); "
+        "(20 A/A duets on a 2-core VM: sd 1.0 % in cost per request, 3.0 % in p50; docs/compare-gate.md); "
         "a verdict that difference could undo is named in a note of its own: repeat the gate (fresh labs) to tell"
     )
 ]

@@ -104,7 +104,7 @@ def test_a_planted_30pct_p99_is_caught_by_the_default_p99_rule(capsys: pytest.Ca
 
 
 def test_a_verdict_the_spread_between_labs_could_undo_says_so(capsys: pytest.CaptureFixture[str]) -> None:
-    """Two labs of one config differ for a whole duet (sd 0.8 % in cost here): a change right at the +2 % limit.
+    """Two labs of one config differ for a whole duet (sd 1.0 % in cost here): a change right at the +2 % limit.
 
     Each synthetic duet gets its own lab offset, which no slice interval sees; the
     gate then FAILs a change that is only at the limit far more often than its
