@@ -132,19 +132,27 @@ def clopper_pearson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
     return 100 * lo, 100 * hi
 
 
-def _cost_estimate(r: dict) -> tuple[Any, float] | None:
-    """One gate's paired cost estimate over its slices and the alpha of its deciding look (None if not on disk)."""
-    sys.path.insert(0, str(ROOT))
+def _gate_files(r: dict) -> tuple[Any, Any, dict] | None:
+    """One gate's per-slice figures (baseline, candidate) and its duet.json (None if not on disk)."""
     import pandas as pd
-
-    from bench import stats
 
     out = r["folder"] / f"{r['kind']}-{r['index']:02d}"
     try:
         b, c = (pd.read_csv(out / f"slices-{side}.csv") for side in ("baseline", "candidate"))
-        doc = json.loads((out / "duet.json").read_text())
+        return b, c, json.loads((out / "duet.json").read_text())
     except (OSError, ValueError, KeyError):
         return None
+
+
+def _cost_estimate(r: dict, files: tuple[Any, Any, dict] | None = None) -> tuple[Any, float] | None:
+    """One gate's paired cost estimate over its slices and the alpha of its deciding look (None if not on disk)."""
+    sys.path.insert(0, str(ROOT))
+    from bench import stats
+
+    files = files or _gate_files(r)
+    if files is None:
+        return None
+    b, c, doc = files
     e = stats.paired(b["cost.lb_us_per_request"], c["cost.lb_us_per_request"])
     if e is None or e.se == 0:
         return None
@@ -199,23 +207,16 @@ def instance_effect(rows: list[dict]) -> None:
     than their slices say, so a systematic difference between two lab instances
     persists across slices. Also shown: whether the side that started first matters.
     """
-    sys.path.insert(0, str(ROOT))
     import numpy as np
-    import pandas as pd
-
-    from bench import stats
 
     zs, centers, firsts, r1s, nws = [], [], [], [], []
     for r in rows:
-        out = r["folder"] / f"{r['kind']}-{r['index']:02d}"
-        try:
-            b, c = (pd.read_csv(out / f"slices-{side}.csv") for side in ("baseline", "candidate"))
-            doc = json.loads((out / "duet.json").read_text())
-        except (OSError, ValueError):
+        files = _gate_files(r)
+        est = _cost_estimate(r, files)
+        if files is None or est is None:
             continue
-        e = stats.paired(b["cost.lb_us_per_request"], c["cost.lb_us_per_request"])
-        if e is None or e.se == 0:
-            continue
+        b, c, doc = files
+        e = est[0]
         zs.append(e.center / e.se)
         centers.append(e.center)
         firsts.append((doc.get("start_order") or ["?"])[0])
