@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from ..errors import UserError
 from ..results.histogram import bucket_bounds
-from .state import LiveState, Snapshot
+from .state import WINDOW_S, LiveState, Snapshot
 
 #: Upper bounds (seconds) of the request-latency histogram exported to Prometheus.
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -82,12 +82,12 @@ class RunCollector(Collector):
             gauge("lbbench_run_elapsed_seconds", "seconds since the load started", snap.elapsed_s),
             gauge("lbbench_run_left_seconds", "seconds of load left", snap.left_s),
             gauge("lbbench_load_target", "the load model's target now (req/s, conn/s or handshakes/s)", snap.target),
-            gauge("lbbench_client_requests_per_second", f"client requests started per second, last {snap.window_s} s", snap.requests_per_s),
-            gauge("lbbench_client_new_connections_per_second", f"client connections opened per second, last {snap.window_s} s", snap.conn_new_per_s),
+            gauge("lbbench_client_requests_per_second", f"client requests started per second, the load's last {WINDOW_S} s (fewer in its first seconds)", snap.requests_per_s),
+            gauge("lbbench_client_new_connections_per_second", f"client connections opened per second, the load's last {WINDOW_S} s (fewer in its first seconds)", snap.conn_new_per_s),
         ):
             if fam is not None:
                 yield fam
-        q = GaugeMetricFamily("lbbench_client_latency_window_seconds", f"latency of successful requests, last {snap.window_s} s", labels=[*ln, "quantile"])
+        q = GaugeMetricFamily("lbbench_client_latency_window_seconds", f"latency of successful requests, the load's last {WINDOW_S} s (fewer in its first seconds)", labels=[*ln, "quantile"])
         for quant, v in (("0.5", snap.p50_ms), ("0.99", snap.p99_ms)):
             if v is not None:
                 q.add_metric([*lv, quant], v / 1000.0)

@@ -347,8 +347,14 @@ class LiveState:
             if self.load_end is not None:
                 now = min(now, self.load_end + SETTLE_S + 1.0)  # after the load: its last seconds, not the idle ones
             last = math.floor(now - SETTLE_S) - 1  # the newest second that ended SETTLE_S ago
-            secs = [self.seconds[s] for s in range(last - WINDOW_S + 1, last + 1) if s in self.seconds]
-            have = bool(secs) or self.total.count > 0
+            if self.load_end is not None:
+                last = min(last, math.floor(self.load_end) - 1)  # the second the load ended in is partial
+            first = last - WINDOW_S + 1
+            if self.load_start is not None:
+                first = max(first, math.ceil(self.load_start))  # so is the one it started in: never divide by idle time
+            span = last - first + 1
+            secs = [self.seconds[s] for s in range(first, last + 1) if s in self.seconds]
+            have = span > 0 and (bool(secs) or self.total.count > 0)
             count = sum(s.count for s in secs)
             ok = sum(s.ok for s in secs)
             new = sum(s.conn_new for s in secs)
@@ -357,8 +363,8 @@ class LiveState:
             for s in secs:
                 errors.update(s.errors)
                 hist.merge(Histogram(s.hist))
-            w = float(WINDOW_S)
-            target, tfield = self._target_at(last - WINDOW_S / 2 + 0.5)
+            w = float(max(span, 1))
+            target, tfield = self._target_at((first + last + 1) / 2)
             scenario = self.run.get("scenario") or {}
             duration = scenario.get("duration")
             elapsed = left = None
@@ -396,7 +402,7 @@ class LiveState:
                 elapsed_s=elapsed,
                 left_s=left,
                 duration_s=float(duration) if duration else None,
-                window_s=WINDOW_S,
+                window_s=max(span, 0),
                 requests_per_s=count / w if have else None,
                 ok_per_s=ok / w if have else None,
                 errors_per_s=(count - ok) / w if have else None,

@@ -120,6 +120,25 @@ def test_only_new_chunks_are_read_and_incomplete_seconds_wait(tmp_path: Path) ->
     assert state.events[-1]["name"] == "hold"
 
 
+def test_the_window_counts_only_whole_seconds_of_the_load(tmp_path: Path) -> None:
+    """A load that starts and ends mid-second: its partial first and last seconds never dilute the rate."""
+    _requests(tmp_path, range(10), per_s=100)  # 100 req/s in every whole second T0 .. T0 + 9
+    state = LiveState(tmp_path, _run(tmp_path, {"load.achieved_pct.requests_per_s": ">= 95"}))
+    state.set_phase("load", T0 - 0.6)  # the go came 0.6 s before the first whole second
+    state.poll()
+    early = state.snapshot(now=T0 + 1 + SETTLE_S - 0.1)  # no whole second of the load has settled yet
+    assert early.requests_per_s is None and early.window_s == 0 and early.p50_ms is None
+    first = state.snapshot(now=T0 + 1 + SETTLE_S + 0.1)  # second T0 has settled: one second, not five
+    assert first.window_s == 1 and first.requests_per_s == pytest.approx(100)
+    assert {t["threshold"]: t["status"] for t in first.thresholds}["load.achieved_pct.requests_per_s >= 95"] == "pass"
+    assert state.snapshot(now=T0 + 3 + SETTLE_S + 0.1).window_s == 3
+    state.set_phase("stop", T0 + 9.5)  # the load ended half-way through second 9
+    _requests(tmp_path, range(9, 10), per_s=50, writer="2")  # ... and second 9 got its first half only
+    state.poll()
+    end = state.snapshot(now=T0 + 30)
+    assert end.window_s == WINDOW_S and end.requests_per_s == pytest.approx(100)  # seconds 4 .. 8
+
+
 def test_live_thresholds_judge_what_they_can_now(tmp_path: Path) -> None:
     state = _state(tmp_path, {"latency_ms.p99": "< 50", "errors.pct": "< 1", "tls.resumption_pct": ">= 90"})
     got = {t["threshold"]: (t["status"], t["value"]) for t in state.snapshot(now=T0 + 12.5).thresholds}
