@@ -139,6 +139,7 @@ class Collectors:
         #: Thread CPU seconds spent per collector so far (written to ``collector_self`` every tick).
         self.cost: dict[str, float] = dict.fromkeys(COLLECTORS, 0.0)
         self.cgroups: cpu.Cgroups | None = None
+        self._host_files = cpu.CounterFiles()  # /proc/stat, kept open
         self.haproxy: list[haproxy.HAProxyTarget] = []
         self.cpu_targets: list[_CpuTarget] = []
         self.nodes: list[_Node] = []
@@ -195,6 +196,7 @@ class Collectors:
         self._flush()
         for node in self.nodes:
             node.ns.close()
+        self._close_counter_files()
         for buffer in self.buffers.values():
             buffer.close()
         if self.loadgen is not None:
@@ -368,7 +370,7 @@ class Collectors:
 
     def _sample_host(self) -> None:
         t = time.time()
-        self._cpu_rows("host", "host", "", t, sorted(cpu.read_host().items()))
+        self._cpu_rows("host", "host", "", t, sorted(cpu.read_host(self._host_files).items()))
 
     def _sample_container(self, ct: _CpuTarget) -> None:
         if ct.account is None:
@@ -503,6 +505,15 @@ class Collectors:
             self._learn_namespace(node)
 
     # ------------------------------------------------------------------ at stop
+
+    def _close_counter_files(self) -> None:
+        self._host_files.close()
+        for ct in self.cpu_targets:
+            for account in (ct.account, ct.memory):
+                if account is not None:
+                    account.close()
+        if self.loadgen is not None:
+            self.loadgen.account.close()
 
     def _vrrp_events(self) -> None:
         buf = self.buffers["vrrp_events"]

@@ -27,8 +27,9 @@ little.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 #: Ticks per second of the counters in /proc/stat.
@@ -131,10 +132,67 @@ def _unescape(path: str) -> str:
     return path.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
 
 
-def parse_pgrp(stat_text: str) -> int:
-    """Process group from ``/proc/<pid>/stat`` (the command name may contain spaces and parentheses)."""
-    rest = stat_text[stat_text.rfind(")") + 2 :].split(None, 3)
-    return int(rest[2])
+# ---------------------------------------------------------------- counter files
+
+#: errno of a read on a file whose cgroup or process is gone (kernfs says ENODEV, /proc ESRCH).
+_GONE = (errno.ENODEV, errno.ENOENT, errno.ESRCH)
+
+
+class CounterFiles:
+    """Kernel counter files kept open between samples, each read again from offset 0.
+
+    A cgroup or /proc counter file is a seq_file: a read at offset 0 generates it anew,
+    so one ``pread`` per sample gives the current values without an open and a close
+    (1-10 us of CPU per file here instead of 20-30 us with ``Path.read_text``). A file whose
+    cgroup was removed (container gone or restarted) answers ENODEV: that reads as
+    FileNotFoundError, like a closed path would, and every file is opened again next time.
+    """
+
+    def __init__(self) -> None:
+        self._fds: dict[Path, int] = {}
+
+    def read(self, path: Path) -> str:
+        fd = self._fds.get(path)
+        if fd is None:
+            fd = self._fds[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            data = os.pread(fd, 65536, 0)
+            while len(data) % 65536 == 0 and data:  # a file longer than one read: read on to its end
+                more = os.pread(fd, 65536, len(data))
+                if not more:
+                    break
+                data += more
+        except OSError as exc:
+            self.close()
+            if exc.errno in _GONE:
+                raise FileNotFoundError(exc.errno, f"{path}: {os.strerror(exc.errno)}") from exc
+            raise
+        return data.decode()
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._fds.clear()
+
+
+def stat_value(text: str, name: str) -> int | None:
+    """The integer field ``name`` of a ``name value`` per line text (memory.stat), without parsing the rest.
+
+    >>> stat_value("cache 20480\\nrss 11694080\\nrss_huge 0\\n", "rss")
+    11694080
+    """
+    key = name + " "
+    if text.startswith(key):
+        at = len(key)
+    else:
+        at = text.find("\n" + key)
+        if at < 0:
+            return None
+        at += len(key) + 1
+    end = text.find("\n", at)
+    value = text[at:] if end < 0 else text[at:end]
+    return int(value) if value.strip().isdigit() else None
 
 
 # ---------------------------------------------------------------- cgroup lookup
@@ -142,57 +200,55 @@ def parse_pgrp(stat_text: str) -> int:
 
 @dataclass(frozen=True)
 class CpuAccount:
-    """Where a cgroup's CPU counter lives and how to read it."""
+    """Where a cgroup's CPU counter lives and how to read it (its file kept open: :meth:`close` at the end)."""
 
     path: Path  # the cgroup folder
     version: int  # 1: cpuacct.usage_percpu per core; 2: cpu.stat total
+    files: CounterFiles = field(default_factory=CounterFiles, compare=False, repr=False)
 
     def read(self) -> list[tuple[int, float]]:
         """``[(core, cumulative seconds)]``; core -1 is the total (cgroup v2)."""
         if self.version == 1:
-            text = (self.path / "cpuacct.usage_percpu").read_text()
+            text = self.files.read(self.path / "cpuacct.usage_percpu")
             return list(enumerate(parse_usage_percpu(text)))
-        return [(-1, parse_cpu_stat((self.path / "cpu.stat").read_text()))]
+        return [(-1, parse_cpu_stat(self.files.read(self.path / "cpu.stat")))]
 
-
-def parse_memory_stat(text: str) -> dict[str, int]:
-    """``memory.stat`` (v1 or v2) as ``{field: bytes}``."""
-    out: dict[str, int] = {}
-    for line in text.splitlines():
-        key, _, value = line.partition(" ")
-        if value.strip().isdigit():
-            out[key] = int(value)
-    return out
+    def close(self) -> None:
+        self.files.close()
 
 
 @dataclass(frozen=True)
 class MemoryAccount:
-    """Where a cgroup's memory counters live and how to read them."""
+    """Where a cgroup's memory counters live and how to read them (files kept open: :meth:`close` at the end)."""
 
     path: Path  # the cgroup folder
     version: int  # 1 | 2
+    files: CounterFiles = field(default_factory=CounterFiles, compare=False, repr=False)
 
     def read(self) -> tuple[float, float | None, float | None]:
         """``(usage, anonymous, kernel)`` bytes; the last two None when the cgroup does not say."""
+        read = self.files.read
         if self.version == 1:
-            usage = float(int((self.path / "memory.usage_in_bytes").read_text()))
-            stat = parse_memory_stat((self.path / "memory.stat").read_text())
+            usage = float(int(read(self.path / "memory.usage_in_bytes")))
+            anon = stat_value(read(self.path / "memory.stat"), "rss")
             try:
-                kernel: float | None = float(int((self.path / "memory.kmem.usage_in_bytes").read_text()))
-            except (OSError, ValueError):
+                kernel: float | None = float(int(read(self.path / "memory.kmem.usage_in_bytes")))
+            except (OSError, ValueError):  # no kernel-memory accounting in this kernel
                 kernel = None
-            anon = stat.get("rss")
             return usage, None if anon is None else float(anon), kernel
-        usage = float(int((self.path / "memory.current").read_text()))
-        stat = parse_memory_stat((self.path / "memory.stat").read_text())
-        if "kernel" in stat:
-            kernel = float(stat["kernel"])
-        elif "slab" in stat:
-            kernel = float(stat["slab"] + stat.get("kernel_stack", 0) + stat.get("sock", 0))
+        usage = float(int(read(self.path / "memory.current")))
+        text = read(self.path / "memory.stat")
+        anon, kernel_total, slab = stat_value(text, "anon"), stat_value(text, "kernel"), stat_value(text, "slab")
+        if kernel_total is not None:
+            kernel = float(kernel_total)
+        elif slab is not None:
+            kernel = float(slab + (stat_value(text, "kernel_stack") or 0) + (stat_value(text, "sock") or 0))
         else:
             kernel = None
-        anon = stat.get("anon")
         return usage, None if anon is None else float(anon), kernel
+
+    def close(self) -> None:
+        self.files.close()
 
 
 class Cgroups:
@@ -317,20 +373,25 @@ def remove_loadgen_cgroups(project: str | None = None, cgroups: Cgroups | None =
 
 
 def group_pids(pgid: int) -> list[int]:
-    """PIDs of every process in process group ``pgid``."""
+    """PIDs of every process in process group ``pgid``.
+
+    One ``getpgid`` call per process of the host (not a read of each ``/proc/<pid>/stat``,
+    which cost ~20 times the CPU: the scan runs every few seconds while a load goes).
+    """
     out = []
-    for entry in os.scandir(PROC):
-        if not entry.name.isdigit():
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
             continue
+        pid = int(name)
         try:
-            text = (PROC / entry.name / "stat").read_text()
-        except OSError:
+            if os.getpgid(pid) == pgid:
+                out.append(pid)
+        except OSError:  # exited meanwhile
             continue
-        if parse_pgrp(text) == pgid:
-            out.append(int(entry.name))
     return out
 
 
-def read_host() -> dict[int, float]:
-    """Busy CPU seconds per core of the host."""
-    return parse_proc_stat((PROC / "stat").read_text())
+def read_host(files: CounterFiles | None = None) -> dict[int, float]:
+    """Busy CPU seconds per core of the host (``files``: keep /proc/stat open between reads)."""
+    path = PROC / "stat"
+    return parse_proc_stat(files.read(path) if files is not None else path.read_text())

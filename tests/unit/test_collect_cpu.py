@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -113,9 +117,21 @@ def test_memory_account_is_found_in_the_memory_hierarchy(tmp_path: Path, monkeyp
     assert account == cpu.MemoryAccount(Path("/sys/fs/cgroup/memory/docker/abc"), 1)
 
 
-def test_pgrp_from_proc_stat_with_awkward_command_names() -> None:
-    assert cpu.parse_pgrp("4242 (python3) S 1 4242 4242 0 -1 4194560") == 4242
-    assert cpu.parse_pgrp("77 (a) b (c)) R 5 70 70 0 -1") == 70
+def test_group_pids_finds_every_process_of_a_group_and_no_other() -> None:
+    """A shell in a session of its own with two children: all three, nothing else."""
+    leader = subprocess.Popen(["sh", "-c", "sleep 30 & sleep 30 & wait"], start_new_session=True)
+    try:
+        for _ in range(100):
+            members = cpu.group_pids(leader.pid)
+            if len(members) == 3:
+                break
+            time.sleep(0.05)
+        assert leader.pid in members and len(members) == 3
+        assert os.getpid() not in members
+        assert cpu.group_pids(os.getpgid(0)) and not set(cpu.group_pids(os.getpgid(0))) & set(members)
+    finally:
+        os.killpg(leader.pid, signal.SIGKILL)
+        leader.wait()
 
 
 def test_loadgen_cgroup_lifecycle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -169,3 +185,48 @@ def test_leftover_loadgen_cgroups_are_reaped(tmp_path: Path, monkeypatch: pytest
     assert (root / "lbbench" / "lbbench-bbbb-loadgen").exists()
     assert cpu.remove_loadgen_cgroups(None, cg) == 1
     assert not (root / "lbbench").exists()
+
+
+def test_counter_files_are_read_again_from_the_start(tmp_path: Path) -> None:
+    """Kept open between samples: each read gives the file's current content (a seq_file is made anew at offset 0)."""
+    counter = tmp_path / "cpuacct.usage_percpu"
+    counter.write_text("1000000000 2500000000 \n")
+    files = cpu.CounterFiles()
+    account = cpu.CpuAccount(tmp_path, 1, files)
+    assert account.read() == [(0, 1.0), (1, 2.5)]
+    counter.write_text("3000000000 4000000000 \n")  # same file, new values (and shorter than a whole read)
+    assert account.read() == [(0, 3.0), (1, 4.0)]
+    account.close()
+    assert account.read() == [(0, 3.0), (1, 4.0)]  # opened again after a close
+    account.close()
+
+
+def test_counter_file_of_a_gone_process_reads_as_file_not_found() -> None:
+    """A kept-open file whose owner went away (a removed cgroup says ENODEV, /proc ESRCH) raises FileNotFoundError, then reopens."""
+    child = subprocess.Popen(["sleep", "30"])
+    files = cpu.CounterFiles()
+    try:
+        assert files.read(Path(f"/proc/{child.pid}/stat")).startswith(f"{child.pid} (sleep)")
+    finally:
+        child.kill()
+        child.wait()
+    with pytest.raises(FileNotFoundError):
+        files.read(Path(f"/proc/{child.pid}/stat"))
+    assert files.read(Path("/proc/self/stat"))  # the failed file was dropped; others open afresh
+    files.close()
+
+
+def test_memory_stat_value_by_name() -> None:
+    text = "cache 20480\nrss 11694080\nrss_huge 0\ntotal_rss 99\n"
+    assert cpu.stat_value(text, "cache") == 20480  # the first line
+    assert cpu.stat_value(text, "rss") == 11694080  # not rss_huge nor total_rss
+    assert cpu.stat_value(text, "rss_huge") == 0
+    assert cpu.stat_value(text, "mapped_file") is None
+    assert cpu.stat_value("anon 3000", "anon") == 3000  # no newline at the end
+    assert cpu.stat_value("anon x\n", "anon") is None
+
+
+def test_v1_memory_without_kernel_memory_accounting(tmp_path: Path) -> None:
+    (tmp_path / "memory.usage_in_bytes").write_text("4096\n")
+    (tmp_path / "memory.stat").write_text("rss 1024\n")
+    assert cpu.MemoryAccount(tmp_path, 1).read() == (4096.0, 1024.0, None)
