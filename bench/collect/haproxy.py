@@ -44,42 +44,70 @@ def parse_show_info(text: str) -> dict[str, float]:
     return out
 
 
-def _float(value: str | None) -> float:
-    if value is None or value == "":
-        return math.nan
+def _float(value: str) -> float:
     try:
         return float(value)
     except ValueError:
         return math.nan
 
 
-def parse_show_stat(text: str) -> list[dict[str, object]]:
-    """Rows of a `show stat` CSV, parsed by its header.
+#: The columns of :func:`parse_show_stat_columns`, in the order of the table's schema.
+STAT_COLUMNS = ("pxname", "svname", "type", "status", *_FLOAT_FIELDS)
 
-    Each row has ``pxname``, ``svname``, ``type`` (int; -1 when missing),
-    ``status`` (str) and every field of ``STAT_FIELDS + STAT_EXTRA_FIELDS`` as
-    a float (NaN when the column is absent or empty).
+
+def parse_show_stat_columns(text: str) -> dict[str, list[object]]:
+    """The rows of a `show stat` CSV as columns (``STAT_COLUMNS``), parsed by its header.
+
+    ``pxname``, ``svname``, ``status`` (str; empty when missing), ``type`` (int; -1 when
+    missing) and every field of ``STAT_FIELDS + STAT_EXTRA_FIELDS`` as a float (NaN when the
+    column is absent, empty or not a number). Each column is found by name once per answer,
+    and a row's floats are converted in one ``map`` (this runs for every HAProxy process
+    every second).
     """
-    names: list[str] | None = None
-    rows: list[dict[str, object]] = []
+    columns: dict[str, list[object]] = {name: [] for name in STAT_COLUMNS}
+    pxname, svname, kind, status = (columns[name] for name in STAT_COLUMNS[:4])
+    floats: list[list[float]] = []  # per row, in _FLOAT_FIELDS order
+    index: list[int] = []  # field index of every float field in the header (-1: absent)
+    text_at: tuple[int, int, int, int] = (-1, -1, -1, -1)
+    width = 0
     for line in text.splitlines():
         if line.startswith("# "):
             names = line[2:].split(",")
+            at = {name: i for i, name in enumerate(names)}
+            text_at = (at.get("pxname", -1), at.get("svname", -1), at.get("type", -1), at.get("status", -1))
+            index = [at.get(name, -1) for name in _FLOAT_FIELDS]
+            width = len(names)
             continue
-        if not line or names is None:
+        if not line or not index:
             continue
-        raw = dict(zip(names, line.split(","), strict=False))
-        type_text = raw.get("type", "")
-        row: dict[str, object] = {
-            "pxname": raw.get("pxname", ""),
-            "svname": raw.get("svname", ""),
-            "type": int(type_text) if type_text.isdigit() else -1,
-            "status": raw.get("status", ""),
-        }
-        for name in _FLOAT_FIELDS:
-            row[name] = _float(raw.get(name))
-        rows.append(row)
-    return rows
+        fields = line.split(",")
+        if len(fields) < width:
+            fields += [""] * (width - len(fields))
+        fields.append("")  # what index -1 (a column the header lacks) reads
+        p, s, k, st = (fields[i] for i in text_at)
+        pxname.append(p)
+        svname.append(s)
+        kind.append(int(k) if k.isdigit() else -1)
+        status.append(st)
+        values = [fields[i] or "nan" for i in index]
+        try:
+            floats.append(list(map(float, values)))
+        except ValueError:  # a field that is not a number: NaN, like an empty one
+            floats.append([_float(v) for v in values])
+    for name, column in zip(_FLOAT_FIELDS, zip(*floats, strict=True), strict=False):
+        columns[name].extend(column)
+    return columns
+
+
+def parse_show_stat(text: str) -> list[dict[str, object]]:
+    """Rows of a `show stat` CSV, parsed by its header (:func:`parse_show_stat_columns`, one dict per row).
+
+    Each row has ``pxname``, ``svname``, ``type`` (int; -1 when missing), ``status`` (str)
+    and every field of ``STAT_FIELDS + STAT_EXTRA_FIELDS`` as a float (NaN when the column
+    is absent or empty).
+    """
+    columns = parse_show_stat_columns(text)
+    return [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
 
 
 def split_info_stat(text: str) -> tuple[str, str]:
@@ -118,5 +146,7 @@ def sample(target: HAProxyTarget, info: TableBuffer, stat: TableBuffer) -> None:
             "value": list(values.values()),
         }
     )
-    for row in parse_show_stat(stat_text):
-        stat.add(t=t, node=target.node, service=target.service, kind=target.kind, **row)
+    rows = parse_show_stat_columns(stat_text)
+    n = len(rows["pxname"])
+    if n:
+        stat.add_many({"t": [t] * n, "node": [target.node] * n, "service": [target.service] * n, "kind": [target.kind] * n, **rows})
