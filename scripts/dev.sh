@@ -5,6 +5,7 @@
 #   scripts/dev.sh run     setup, then `bench run smoke` (the default scenario, end to end)
 #   scripts/dev.sh test    setup, then the linters and the whole test suite (unit + integration)
 #   scripts/dev.sh lint    ruff, mypy and the import layering (import-linter), in seconds
+#   scripts/dev.sh wrk     only set-up's wrk step (for `bench calibrate`): installs it when missing
 #
 # `make setup|run|test` call this. It installs only what is missing: Python deps in
 # .venv, and, when no Docker engine answers and we are root on Debian, Debian's
@@ -151,5 +152,6 @@ case "${1:-}" in
     # Integration tests fail (instead of skipping) when they cannot reach Docker.
     test) setup; lint; export LBBENCH_REQUIRE_DOCKER=1; exec "$VENV/bin/python" -m pytest tests "${@:2}" ;;
     lint) setup_venv; lint ;;
-    *) echo "usage: $0 setup|run|test|lint" >&2; exit 2 ;;
+    wrk) setup_wrk; have wrk || die "wrk is still missing" ;;
+    *) echo "usage: $0 setup|run|test|lint|wrk" >&2; exit 2 ;;
 esac

@@ -78,8 +78,8 @@ class IdleSockets:
         self.procs.clear()
 
 
-def one_run(scenario: str, duration: str, reader: str, checkout: str = "") -> dict:
-    out = Path(tempfile.mkdtemp(prefix="lbbench-collectors-")) / "run"
+def one_run(scenario: str, duration: str, reader: str, checkout: str = "", keep: Path | None = None) -> dict:
+    out = Path(tempfile.mkdtemp(prefix="lbbench-collectors-", dir=keep)) / "run"
     env = {**os.environ, "LBBENCH_COLLECT_SOCKETS": reader}
     if checkout:
         env["PYTHONPATH"] = str(Path(checkout).resolve())
@@ -98,10 +98,12 @@ def one_run(scenario: str, duration: str, reader: str, checkout: str = "") -> di
             "collectors": summary["collectors"],
             "max_lab_sockets": int(per_sample.max()) if not per_sample.empty else 0,
             "requests_per_s": summary["requests"]["per_s"],
+            "dir": str(out) if keep is not None else None,
             "readers": sorted({n.get("sockets_reader", "proc") for n in meta["nodes"].values()}),
         }
     finally:
-        shutil.rmtree(out.parent, ignore_errors=True)
+        if keep is None:
+            shutil.rmtree(out.parent, ignore_errors=True)
 
 
 def main() -> int:
@@ -113,10 +115,13 @@ def main() -> int:
     ap.add_argument("--idle-sockets", default="0,20000", help="comma-separated numbers of idle host sockets")
     ap.add_argument("--checkouts", default="", help="comma-separated LABEL=DIR: compare these checkouts' code (default: this one)")
     ap.add_argument("--json", action="store_true", help="print each result as a JSON line as well")
+    ap.add_argument("--keep", type=Path, help="keep each run's folder under this directory (default: removed)")
     args = ap.parse_args()
     readers = args.readers.split(",")
     checkouts = [tuple(c.split("=", 1)) for c in args.checkouts.split(",") if c] or [("", "")]
     idles = [int(x) for x in args.idle_sockets.split(",")]
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=True)
     results = []
     for rnd in range(1, args.rounds + 1):
         for idle in idles:
@@ -124,7 +129,7 @@ def main() -> int:
             try:
                 for label, checkout in checkouts:
                     for reader in readers:
-                        r = one_run(args.scenario, args.duration, reader, checkout)
+                        r = one_run(args.scenario, args.duration, reader, checkout, args.keep)
                         r.update(round=rnd, idle_sockets=idle, reader=reader, checkout=label)
                         results.append(r)
                         c = r["collectors"]
