@@ -230,3 +230,23 @@ def test_v1_memory_without_kernel_memory_accounting(tmp_path: Path) -> None:
     (tmp_path / "memory.usage_in_bytes").write_text("4096\n")
     (tmp_path / "memory.stat").write_text("rss 1024\n")
     assert cpu.MemoryAccount(tmp_path, 1).read() == (4096.0, 1024.0, None)
+
+
+def test_counter_file_of_a_removed_cgroup_reads_as_file_not_found() -> None:
+    """A container's cgroup removed while its counter file is kept open (the kernel says ENODEV): FileNotFoundError."""
+    cgroups = cpu.Cgroups()
+    mount = cgroups.v1 or cgroups.v2
+    if mount is None:
+        pytest.skip("no cgroup hierarchy here")
+    path = Path(mount.mountpoint) / f"lbbench-unit-{os.getpid()}"
+    try:
+        path.mkdir()
+    except OSError as exc:
+        pytest.skip(f"cannot create a cgroup here ({exc})")
+    account = cpu.CpuAccount(path, cgroups.version or 1)
+    try:
+        assert account.read()
+    finally:
+        path.rmdir()
+    with pytest.raises(FileNotFoundError):
+        account.read()

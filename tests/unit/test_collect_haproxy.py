@@ -71,6 +71,15 @@ def test_show_stat_survives_reordered_and_missing_columns() -> None:
     assert math.isnan(row["qtime"]) and math.isnan(row["hrsp_5xx"])
 
 
+def test_show_stat_fields_that_are_no_number_or_cut_short_read_as_nan() -> None:
+    text = "# pxname,svname,type,status,rate,scur,qtime,\nfe,FRONTEND,0,OPEN,-,4\nbe,BACKEND,x,UP,7,3,12,\n"
+    columns = haproxy.parse_show_stat_columns(text)
+    assert columns["pxname"] == ["fe", "be"] and columns["type"] == [0, -1]
+    assert math.isnan(columns["rate"][0]) and columns["scur"][0] == 4.0 and math.isnan(columns["qtime"][0])  # "-", cut short
+    assert columns["rate"][1] == 7.0 and columns["qtime"][1] == 12.0
+    assert all(len(columns[name]) == 2 for name in haproxy.STAT_COLUMNS)
+
+
 def test_server_answer_has_info_and_stat() -> None:
     info, stat = haproxy.split_info_stat(recorded("haproxy_srv1.txt"))
     assert haproxy.parse_show_info(info)["CumReq"] > 0
