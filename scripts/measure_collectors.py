@@ -3,6 +3,7 @@
 
     /work/coord/labrun .venv/bin/python scripts/measure_collectors.py [--scenario smoke] [--duration 30s]
         [--rounds 2] [--readers proc,netlink] [--idle-sockets 0,20000] [--checkouts now=.,old=/path/to/other/checkout]
+        [--keep DIR]
 
 For each round, each number of idle sockets and each socket reader (interleaved, so
 the machine's noise falls on all alike) it runs ``bench run SCENARIO`` with
@@ -13,6 +14,9 @@ the largest number of TCP sockets the collectors counted in one LB namespace.
 Checkouts: each LABEL=DIR runs ``bench`` with DIR's ``bench`` package first on
 PYTHONPATH (same venv), so two versions of the code are compared in one session,
 interleaved like the rest.
+
+``--keep DIR`` keeps each run's folder under DIR (its ``samples/collector_self`` has the
+collector thread's CPU per collector at every tick); without it they are removed.
 
 Idle sockets: this script opens that many TCP sockets (connected pairs on
 loopback, in the host's namespace, outside every lab) before the runs and keeps

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
+from typing import Any
 
 from ..results.tables import STAT_EXTRA_FIELDS, STAT_FIELDS
 from .statsock import query
@@ -84,8 +86,8 @@ def parse_show_stat_columns(text: str) -> dict[str, list[object]]:
     columns: dict[str, list[object]] = {name: [] for name in STAT_COLUMNS}
     pxname, svname, kind, status = (columns[name] for name in STAT_COLUMNS[:4])
     rows: list[tuple[str, ...]] = []  # per row, the float fields' text in _FLOAT_FIELDS order
-    get_text: itemgetter[list[str]] | None = None
-    get_floats: itemgetter[list[str]] | None = None
+    get_text: Callable[[list[str]], Any] | None = None  # itemgetters of the header's columns
+    get_floats: Callable[[list[str]], Any] | None = None
     width = 0
     for line in text.splitlines():
         if line.startswith("# "):
