@@ -16,6 +16,7 @@ from . import __version__
 from .commands import COMMANDS
 from .commands.common import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, say
 from .errors import UserError, engine_error
+from .proc import quick_exit
 
 __all__ = ["EXIT_FAIL", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
@@ -40,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `bench` console script; returns the exit status."""
+    if argv is None:  # the command itself, not a caller in its own process (a test)
+        quick_exit()
     try:
         args = build_parser().parse_args(argv)
         code: int = args.func(args)

@@ -15,6 +15,7 @@ from bench.load.lean import LeanHttpsUser
 from bench.load.models import LeanRateUser
 from bench.load.runner import wait_for_start_gate
 from bench.load.users import KeepAliveUser, settings
+from bench.proc import quick_exit
 
 __all__ = ["KeepAliveUser", "LeanHttpsUser", "LeanRateUser"]
 
@@ -24,6 +25,7 @@ _capture: RequestCapture | None = None
 @events.init.add_listener
 def _on_init(environment, **_kwargs) -> None:
     global _capture  # noqa: PLW0603 - the process's one capture, made when Locust initialises it
+    quick_exit()  # a Locust process: its end is the load's end, which `bench run` waits for
     # Everything that listens goes first: a worker's messages are handled from the moment its
     # runner exists, and the start-gate wait below yields to them. A worker that registered after
     # the wait lost the controller's setup and schedule when the owning process passed the gate
