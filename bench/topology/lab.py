@@ -300,8 +300,11 @@ class Lab:
         compose_file = self.files.configs / "compose.yaml"
         if compose_file.exists():
             try:
+                # Killed, not stopped: by now the load has stopped and the collectors and the logs have
+                # what the run keeps, so a grace period (keepalived's and HAProxy's own shutdowns, 2 s
+                # for the slowest) would only delay the end (`bench down` kills too).
                 subprocess.run(
-                    [*engine.compose_binary(), "-f", str(compose_file), "-p", self.project, "down", "-v", "--remove-orphans", "-t", "2"],
+                    [*engine.compose_binary(), "-f", str(compose_file), "-p", self.project, "down", "-v", "--remove-orphans", "-t", "0"],
                     capture_output=True,
                     check=False,
                     text=True,
