@@ -17,8 +17,10 @@ after the child was started) of:
 - ``first_request``: the earliest request in the ``requests`` table;
 
 and the headline figures: ``start_to_first_request_s``, ``go_to_first_request_s``,
+``locust_exit_s`` (the scheduled end, ``load_window.start`` + the scenario's duration, to
+``load_window.end``: Locust stopping its users, sealing its samples and exiting),
 ``load_end_to_summary_s`` (``load_window.end`` to the line with the requests per second
-on screen) and ``load_end_to_exit_s``.
+on screen), ``load_end_to_exit_s`` and ``scheduled_end_to_exit_s`` (the two ends added).
 
 ``--checkout NAME=DIR`` (repeatable) runs another checkout's `bench` (its package, scenarios
 and locustfile, through PYTHONPATH, with this venv's interpreter); with several checkouts
@@ -48,7 +50,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = ROOT / ".venv" / "bin" / "python"
 
 PHASES = ("compose_up", "started_at", "locust_ready", "go", "first_request")
-FIGURES = ("start_to_first_request_s", "go_to_first_request_s", "load_end_to_summary_s", "load_end_to_exit_s", "total_s", "req_per_s")
+FIGURES = (
+    "start_to_first_request_s", "go_to_first_request_s", "locust_exit_s", "load_end_to_summary_s", "load_end_to_exit_s",
+    "scheduled_end_to_exit_s", "total_s", "req_per_s",
+)  # fmt: skip
 
 
 def _checkout(text: str) -> tuple[str, Path]:
@@ -96,6 +101,8 @@ def time_one(scenario: str, duration: str, extra: list[str], checkout: Path, kee
             go_to_first_request_s=round(at["first_request"] - at["go"], 2),
             load_end_to_summary_s=round(summary_at - end, 2) if summary_at else None,
             load_end_to_exit_s=round(t_exit - end, 2),
+            locust_exit_s=round(end - (at["go"] + float(run["scenario"]["duration"])), 2),
+            scheduled_end_to_exit_s=round(t_exit - (at["go"] + float(run["scenario"]["duration"])), 2),
             requests=req.num_rows,
         )
     except (OSError, KeyError, ValueError, TypeError) as exc:
