@@ -6,7 +6,8 @@
 Runs the scenario in this process with timing wrappers around the steps of
 bench/run.py and bench/topology/lab.py (nothing else changes), then prints one line
 per step: start and end in seconds since the run began, and its duration, plus the
-first request (from the requests table) and the load's end (run.json). Steps in
+first request (from the requests table), the scheduled end (the go + the duration), the
+load's end (run.json) and the tail of Locust's log. Steps in
 threads (the teardown) show up where they ran, so overlaps are visible.
 """
 
@@ -26,7 +27,8 @@ from typing import Any
 import pyarrow.compute as pc
 
 from bench import engine, images, run
-from bench.collect import collectors
+from bench.collect import collectors, integrity
+from bench.load import runner
 from bench.report import build as report_build
 from bench.results.store import read_arrow
 from bench.topology import lab as lab_mod
@@ -66,6 +68,10 @@ def main() -> int:
         (lab_mod.Lab, "save_logs"), (lab_mod.Lab, "down"), (lab_mod.Lab, "write_state"),
         (collectors.Collectors, "start"), (collectors.Collectors, "stop"),
         (report_build, "save_summary"), (report_build, "render_plots"), (report_build, "render_html"),
+        (report_build, "compact_run"), (report_build, "load_run"), (report_build, "build_series"), (report_build, "summarise_data"),
+        (report_build, "write_series"), (report_build, "write_hlog"), (report_build, "make_context"), (report_build, "writers_gone"),
+        (runner.LocustProcess, "stop"), (runner, "end_group"), (integrity.LabWatch, "stop"), (run.Teardown, "go"), (run.Teardown, "join"),
+        (lab_mod.Lab, "containers"),
     ]:  # fmt: skip
         if hasattr(owner, name):
             traced(owner, name)
@@ -78,17 +84,22 @@ def main() -> int:
         req = read_arrow(out, "requests", columns=["t"])
         first = pc.min(req["t"]).as_py()
         end = r["load_window"]["end"]
+        sched_end = r["load_window"]["start"] + float(str(args.duration).rstrip("s"))
+        log_file = out / "locust" / "locust.log"
+        print("locust.log:", log_file.read_text()[-1500:] if log_file.exists() else "-")
     finally:
         t_done = time.time()
         shutil.rmtree(out.parent, ignore_errors=True)
     rows = [(s - T0, e - T0, name, thread) for name, s, e, thread in SPANS]
     rows += [(t - T0, t - T0, f"log: {m[:70]}", "") for t, m in said]
     rows += [(first - T0, first - T0, "** first request", ""), (end - T0, end - T0, "** load end", "")]
+    rows.append((sched_end - T0, sched_end - T0, "** scheduled load end (start + duration)", ""))
     rows.append((t_done - T0, t_done - T0, "** run_scenario returned", ""))
     for s, e, name, thread in sorted(rows):
         dur = f"{e - s:6.2f}s" if e > s else "       "
         where = f"  [{thread}]" if thread and thread != "MainThread" else ""
         print(f"{s:7.2f} -> {e:7.2f} {dur}  {name}{where}")
+    print(f"scheduled end -> load end {end - sched_end:.2f} s")
     print(f"\nstart -> first request {first - T0:.2f} s; load end -> return {t_done - end:.2f} s")
     return 0
 
