@@ -306,7 +306,8 @@ def describe(checked: Checked) -> list[str]:
     if parts:
         lines.append("your configuration: " + ", ".join(parts))
     if check.configs_checked:
-        lines.append(f"{check.configs_checked} rendered configs accepted by haproxy -c / keepalived -t")
+        remembered = " (the same configs passed before: not checked again)" if check.lab is not None and check.lab.check_remembered else ""
+        lines.append(f"{check.configs_checked} rendered configs accepted by haproxy -c / keepalived -t{remembered}")
     else:
         lines.append("rendered configs: what lbbench needs is there; haproxy -c / keepalived -t not run (--offline)")
     return lines

@@ -6,16 +6,26 @@ parallel. A user's own HAProxy build (``lb.haproxy.image``) checks the LB config
 itself: one container running them all when the image has a shell, one per
 config when it has only the binary. Messages keep HAProxy's reasons (its
 ``[ALERT]`` lines, not ``-q``: quiet mode hides them), cleaned to one line.
+
+A check that passed is remembered (:func:`verdict_key`, :func:`passed_before`,
+:func:`remember_pass`): the same files, apart from the lab's name and addresses,
+checked by the same images, pass again without a container. A refused config is
+never remembered: it is checked every time, and says why every time.
 """
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
+import os
 import re
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import docker.errors
 
-from .. import engine
+from .. import engine, paths
 
 #: Where the config check sees the rendered configs folder.
 CHECK_MOUNT = "/lab"
@@ -29,6 +39,72 @@ _NOISE = re.compile(r"\[(?:ALERT|WARNING|NOTICE)\]\s*(?:\(\d+\))?\s*:\s*(?:confi
 _TRAILERS = ("Fatal errors found in configuration.", "Error(s) found in configuration file")
 #: A run of more than eight quoted words separated by commas (HAProxy lists every keyword it knows).
 _LONG_LIST = re.compile(r"(?:'[^']*',\s*){8,}")
+
+
+#: Where passed checks are remembered (one empty file per verdict key).
+VERDICTS_DIR = "config-checks"
+#: Part of every verdict key: a change to what is checked or how invalidates every remembered pass.
+_VERDICT_FORMAT = "1"
+#: An IPv4 address (a sentence's full stop may follow it).
+_IPV4 = re.compile(r"(?<!\d)(?<!\d\.)(?:\d{1,3}\.){3}\d{1,3}(?!\.?\d)")
+
+
+def verdict_key(
+    image_ids: Iterable[str],
+    configs: dict[str, str],
+    project: str,
+    subnets: Iterable[str],
+    extra: Iterable[bytes] = (),
+) -> str:
+    """What a check's pass depends on, as one hash: the images' ids, each checked file (name and text), and ``extra``.
+
+    A file's text counts with the lab's own name (``project``) and the addresses in
+    its ``subnets`` written as placeholders (a subnet and an offset in it), so the
+    same topology checked on another lab's subnets has the same key. ``extra``:
+    anything else the check reads (the user's files, the certificate's kind).
+    """
+    nets = [ipaddress.ip_network(s, strict=False) for s in subnets]
+
+    def placeholder(match: re.Match[str]) -> str:
+        try:
+            addr = ipaddress.ip_address(match.group(0))
+        except ValueError:
+            return match.group(0)
+        for i, net in enumerate(nets):
+            if addr in net:
+                return f"@net{i}+{int(addr) - int(net.network_address)}@"
+        return match.group(0)
+
+    h = hashlib.sha256(f"lbbench config check {_VERDICT_FORMAT}\0{_CHECK_SCRIPT}\0".encode())
+    for image_id in image_ids:
+        h.update(f"image {image_id}\0".encode())
+    for name in sorted(configs):
+        text = _IPV4.sub(placeholder, configs[name].replace(project, "@project@"))
+        h.update(f"file {name}\0{len(text)}\0{text}\0".encode())
+    for part in extra:
+        h.update(b"extra %d\0" % len(part) + part + b"\0")
+    return h.hexdigest()
+
+
+def _verdict_file(key: str) -> Path:
+    return paths.STATE / VERDICTS_DIR / key
+
+
+def passed_before(key: str) -> bool:
+    """Whether a check with this :func:`verdict_key` passed before on this machine."""
+    return _verdict_file(key).is_file()
+
+
+def remember_pass(key: str) -> None:
+    """Remember that the check of :func:`verdict_key` ``key`` passed (a cache that cannot be written only costs a container)."""
+    target = _verdict_file(key)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{key}.{os.getpid()}.tmp")
+        tmp.touch()
+        os.replace(tmp, target)
+    except OSError:
+        pass
 
 
 def node_check(image: str, configs: list[str], volumes: dict[str, Any], labels: dict[str, str]) -> list[str]:

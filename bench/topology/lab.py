@@ -139,6 +139,8 @@ class Lab:
         #: The name clients send (SNI) and check the certificate against: None = the VIP's address (the run's own CA).
         self.server_name: str | None = None
         self.started = False
+        #: The last :meth:`check_configs` passed without a container: the same files passed the same images' check before.
+        self.check_remembered = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -217,6 +219,10 @@ class Lab:
         if self.topology.lb.haproxy.files:
             volumes[str(self.files.configs / render.USER_FILES_DIR)] = {"bind": USER_FILES_MOUNT, "mode": "ro"}
         files = self.config_files()
+        key = self._verdict_key(files)
+        self.check_remembered = key is not None and configcheck.passed_before(key)
+        if self.check_remembered:
+            return []  # the same files passed the same images' check before (bench/topology/configcheck.py)
         lb_configs = [f for f in files if f.startswith("lb-") and f.endswith(".cfg")]
         on_node = [f for f in files if self.haproxy_image == self.image or f not in lb_configs]
         labels = {render.LABEL_PROJECT: render.PROJECT_VALUE, render.LABEL_RUN: self.project}
@@ -225,14 +231,44 @@ class Lab:
         if self.haproxy_image != self.image:
             for line in configcheck.check_haproxy_configs(self.haproxy_image, lb_configs, volumes, labels):
                 problems.append((f"rendered config rejected by {self.haproxy_image}: {line}", fix))
+        if not problems and key is not None:
+            configcheck.remember_pass(key)
         return configcheck.same_on_every_node(problems, [n.name for n in self.plan.nodes])
+
+    def _verdict_key(self, files: list[str]) -> str | None:
+        """The :func:`~bench.topology.configcheck.verdict_key` of checking ``files``: None when an image cannot be asked for its id.
+
+        Besides the files and both images: the user's files (the configs name them),
+        and the server certificate's kind (the run's own CA, of its key type) or the
+        user's own certificate, key and CA (their bytes).
+        """
+        assert self.plan is not None
+        try:
+            image_ids = [str(engine.client().images.get(image).id) for image in (self.image, self.haproxy_image)]
+        except (UserError, docker.errors.DockerException):
+            return None  # the check itself says what is wrong
+        extra = [f"key type {self.topology.tls.key_type}".encode()]
+        own = own_certificate(self.topology)
+        try:
+            if own is not None:
+                extra += [Path(f).read_bytes() for f in (own.certificate, own.key, own.ca)]
+            user_files = self.files.configs / render.USER_FILES_DIR
+            for path in sorted(user_files.rglob("*")) if user_files.is_dir() else []:
+                if path.is_file():
+                    extra += [str(path.relative_to(user_files)).encode(), path.read_bytes()]
+            texts = {f: (self.files.configs / f).read_text() for f in files}
+        except OSError:
+            return None
+        subnets = (self.plan.client_subnet, self.plan.server_subnet)
+        return configcheck.verdict_key(image_ids, texts, self.project, subnets, extra)
 
     def validate(self) -> None:
         """Check every rendered config; raise :class:`~bench.errors.Problems` listing every rejected one."""
         problems = self.check_configs()
         if problems:
             raise Problems(problems, "the rendered configs")
-        self.log(f"configs valid: {len(self.config_files())} files checked with haproxy -c / keepalived -t")
+        remembered = " (passed before, unchanged)" if self.check_remembered else ""
+        self.log(f"configs valid: {len(self.config_files())} files checked with haproxy -c / keepalived -t{remembered}")
 
     def running_versions(self) -> dict[str, str]:
         """``{service: version}`` of every HAProxy process, from its own `show info` (``"?"`` when it does not answer)."""
