@@ -137,9 +137,10 @@ class Teardown:
             ) from self.error
 
 
-#: The collectors, the analysis and the report (pyarrow, pandas, matplotlib: about a second of
-#: imports) are imported in the background while the lab starts, so the start does not wait for them.
-_ANALYSIS_MODULES = ("bench.collect.collectors", "bench.report", "bench.analysis.summary")
+#: The live view, the collectors, the analysis and the report (numpy, pyarrow, pandas, matplotlib: about
+#: a second of imports) are imported in the background while the lab starts, so the start does not wait
+#: for them; the live view first (it is attached right after the checks).
+_ANALYSIS_MODULES = ("bench.live.state", "bench.collect.collectors", "bench.report", "bench.analysis.summary")
 
 
 def _import_analysis() -> None:

@@ -33,8 +33,10 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import sockdiag
+if TYPE_CHECKING:  # numpy: imported by the collectors that count sockets, not by everything that reads a namespace
+    from . import sockdiag
 
 PROC = Path("/proc")
 
@@ -296,6 +298,8 @@ class NodeNamespace:
         self.reader = reader
         self._diag: sockdiag.DiagCounter | None = None
         if reader in ("auto", "netlink"):
+            from . import sockdiag
+
             try:
                 self._diag = sockdiag.DiagCounter(sockdiag.open_in_netns(pid))
                 self._diag.count()  # the kernel answers (INET_DIAG built in or loadable)

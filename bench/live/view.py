@@ -14,14 +14,15 @@ import os
 import sys
 import threading
 import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from .state import LiveState, Snapshot, role_order
+if TYPE_CHECKING:  # numpy, pyarrow and pandas: imported when a run is watched, not at `bench run`'s start
+    from .state import LiveState, Snapshot
 
 #: Seconds between redraws on a terminal.
 REFRESH_S = 1.0
@@ -74,6 +75,8 @@ def _event_text(s: Snapshot, ev: dict[str, Any]) -> str:
 
 
 def _cpu_text(s: Snapshot) -> str:
+    from .state import role_order
+
     parts = []
     for role in role_order(s.cpu_pct):
         if role in ("host", "node"):  # node: the namespace owner, a container that only sleeps
@@ -188,6 +191,8 @@ class LiveView:
 
     def attach(self, run_dir: Any, run: dict[str, Any]) -> None:
         """Start watching ``run_dir`` (run.json's content in ``run``)."""
+        from .state import LiveState
+
         self.close()
         self.state = LiveState(run_dir, run)
         self._stop.clear()

@@ -14,7 +14,7 @@ What is counted (every figure linear in the scale):
 
 - **client file descriptors per load-generator process**: its share of the held
   connections and of the connection pool (``users``), plus
-  :data:`~bench.load.held.FD_RESERVE`. ``processes: auto`` takes as many
+  :data:`FD_RESERVE`. ``processes: auto`` takes as many
   processes as that needs (at least one per core), up to :data:`MAX_PROCESSES`;
 - **HAProxy frontend file descriptors**: the VIP holder's one frontend process
   holds every client connection (held + pool), and HAProxy reserves two file
@@ -44,7 +44,6 @@ from typing import Any
 
 from ..errors import UserError
 from ..spec import Load, Scenario, Topology
-from .held import FD_RESERVE
 from .stages import flow_shares, phases
 
 #: Most Locust processes `processes: auto` starts on one machine.
@@ -56,6 +55,8 @@ MAX_PROCESSES = 64
 CLOSE_HOLD_S = 1.0
 #: Share of the machine's cores the load generator may plan on (the lab needs the rest).
 LOADGEN_CORE_SHARE = 0.5
+#: File descriptors a load-generator process keeps for itself (Python, Locust, capture files, sockets to the master).
+FD_RESERVE = 200
 #: File descriptors a HAProxy process needs besides connections (listeners, stats socket, logs, checks).
 HAPROXY_FD_RESERVE = 100
 #: CPU seconds of the lean engine per event, measured with `bench calibrate` on the 2-core lab VM

@@ -35,8 +35,6 @@ from .leanclient import CaptureWrapper
 
 #: Requests on a held connection are spaced by interval x uniform(1 - JITTER, 1 + JITTER).
 JITTER = 0.2
-#: File descriptors a load-generator process keeps for itself (Python, Locust, capture files, sockets to the master).
-FD_RESERVE = 200
 
 
 def share(total: int, index: int, workers: int) -> int:

@@ -31,7 +31,8 @@ from locust.user.users import LOCUST_STATE_STOPPING
 
 from ..spec import Load
 from . import control
-from .held import FD_RESERVE, HeldPool, share
+from .fit import FD_RESERVE
+from .held import HeldPool, share
 from .lean import _PROC, BURST_SECONDS
 from .leanclient import LeanClient, LeanSettings
 from .pacing import Dispatcher, PacingStats, PacingWriter, SlotRecorder, SlotRunner

@@ -12,9 +12,12 @@ last stage its target holds until the run ends.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..spec import Load, Stage
-from .pacing import Segment
+
+if TYPE_CHECKING:  # pacing imports gevent and the capture (numpy, pyarrow): not for `bench run`'s checks
+    from .pacing import Segment
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,8 @@ def _stage_name(i: int, stage: Stage, field: str, prev: float) -> str:
 
 def rate_segments(load: Load, t0: float, duration: float, share: float = 1.0) -> list[Segment]:
     """The whole schedule of a rate model as segments from epoch ``t0``, times ``share`` (a process's part)."""
+    from .pacing import Segment
+
     out = []
     for ph in phases(load, duration):
         if ph.ramp and ph.end > ph.start:
