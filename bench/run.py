@@ -137,10 +137,13 @@ class Teardown:
             ) from self.error
 
 
-#: The live view, the collectors, the analysis and the report (numpy, pyarrow, pandas, matplotlib: about
-#: a second of imports) are imported in the background while the lab starts, so the start does not wait
-#: for them; the live view first (it is attached right after the checks).
+#: The live view, the collectors, the analysis and the report (numpy, pyarrow, pandas, matplotlib: 1.5-2 s
+#: of CPU) are imported in the background while the checks run and the lab starts, so neither the start
+#: nor the end waits for them; the live view first (it is attached right after the checks).
 _ANALYSIS_MODULES = ("bench.live.state", "bench.collect.collectors", "bench.report", "bench.analysis.summary")
+#: Seconds the load's start waits, at most, for those imports to finish: they must not share the cores
+#: with the load (on a busy 2-core machine they can outlast the lab's start).
+IMPORT_WAIT_S = 60.0
 
 
 def _import_analysis() -> None:
@@ -315,7 +318,8 @@ def _run_scenario(
     live: LiveView | None,
     warm: WarmLocust | None,
 ) -> Path:
-    threading.Thread(target=_import_analysis, name="lbbench-import", daemon=True).start()
+    importer = threading.Thread(target=_import_analysis, name="lbbench-import", daemon=True)
+    importer.start()
     # Every input, the fit, the images and every rendered config, before anything starts (all problems at once).
     checked = preflight(
         name, duration, variant, sets, extra_variants, repeat=repeat, scale=scale, workers=workers, out=out, log=log
@@ -392,6 +396,8 @@ def _run_scenario(
                 collectors = Collectors(run_dir, lab, log=log)
                 collectors.watch = watch
                 collectors.start()
+                # The imports never share the cores with the load: on a busy machine they can outlast the lab's start.
+                importer.join(IMPORT_WAIT_S)
                 log(f"driving load: {describe_load(scenario)}, {scenario.duration:g}s against {host}")
                 if locust is not None and gate is not None:  # started ahead: open its gate
                     collectors.track_loadgen(locust.proc.pid)
