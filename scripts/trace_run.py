@@ -58,7 +58,7 @@ def main() -> int:
     ap.add_argument("--duration", default="5s")
     args = ap.parse_args()
     for owner, name in [
-        (run, "preflight"), (run, "start_warm"), (run, "record_lab"), (lab_mod.Lab, "check_configs"), (images, "haproxy_build"),
+        (run, "preflight"), (run, "start_warm"), (run, "_import_analysis"), (run, "record_lab"), (lab_mod.Lab, "check_configs"), (images, "haproxy_build"),
         (run, "load_scenario"), (run, "prepare_load"), (engine, "client"), (engine, "compose_version"),
         (images, "ensure_images"), (images, "versions"), (run, "_git_sha"), (run, "config_diff"),
         (run, "_copy_public_configs"), (run, "start_load"), (run, "start_locust"), (run, "open_start_gate"),
