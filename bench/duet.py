@@ -59,7 +59,7 @@ from .collect.collectors import Collectors
 from .collect.integrity import LabWatch, headline
 from .errors import Problems, RunInterrupted, UserError
 from .load.fit import prepare_load
-from .load.runner import LocustProcess, describe_load, start_locust
+from .load.runner import LocustProcess, describe_load, open_start_gate, start_gate, start_locust, wait_at_gate
 from .preflight import VALIDATE_SUBNETS, LabCheck, check_lab
 from .results.document import write_document
 from .results.duet import DUET_JSON as DUET_FILE
@@ -69,7 +69,7 @@ from .results.events import EventLog
 from .results.layout import RunDir
 from .results.run import RunDoc
 from .spec import Scenario, Topology, load_scenario, load_topology, scenario_topology
-from .topology.lab import Lab
+from .topology.lab import Lab, free_subnet_pairs
 
 SIDES = ("baseline", "candidate")
 #: Default length of one slice.
@@ -78,8 +78,14 @@ SLICE_S = 5.0
 WARMUP_S = 10.0
 #: Default budget of slice time.
 BUDGET_S = 240.0
-#: Seconds between starting the Locusts and the agreed start of the schedule (processes forked and connected).
+#: Seconds between starting the Locusts and the agreed start of the schedule (processes forked and connected):
+#: the probe's, and a half-duet's Locust before its --start-at (it covers its start on a busy machine).
 START_LEAD_S = 4.0
+#: Seconds between the go and the agreed start once both sides' Locusts wait at their start gates (every process
+#: up): each sees the go within 10 ms, its controller sends the schedule, its processes acknowledge it.
+GO_LEAD_S = 1.0
+#: Seconds a side's Locust may take to reach its start gate (its imports and forks; seconds on a busy machine).
+READY_TIMEOUT_S = 60.0
 #: How long after a slice ends its samples are on disk (collectors and Locust flush every second).
 FLUSH_SLACK_S = 2.5
 #: How long a side whose Locust exited waits for its lab watch to report a change before blaming Locust.
@@ -129,6 +135,7 @@ class Side:
     events: EventLog | None = None
     lab_check: LabCheck | None = None  # what bench.preflight.check_lab found (the HAProxy build ...)
     watch: LabWatch | None = None
+    gate: dict[str, Any] | None = None  # its Locust's start gate (bench.load.runner.start_gate)
 
 
 @dataclass
@@ -350,11 +357,21 @@ def run_duet(
                             s.run["versions"]["haproxy"] = build.version_line  # the LB's build, not the node image's
                         s.run["lab"] = {"project": s.lab.project}
                         write_document(RunDoc, s.run, RunDir(s.run_dir).run_json)
-                    # both labs come up at once (each retries on subnets the other took meanwhile)
+                    planned = _prepare_labs(order)
+                    if design.rate is not None and design.start_at is None:
+                        # each side's Locust imports and forks while the labs come up, and waits at its gate
+                        for s in order:
+                            s.scenario = _with_target(s.scenario, design.rate)
+                            _start_gated(s)
+                    # both labs come up at once (each retries on subnets another lab took meanwhile)
                     for fut in [pool.submit(s.lab.up) for s in order if s.lab is not None]:
                         fut.result()
                 for s in order:
                     assert s.lab is not None
+                    if s.locust is not None and s.lab.plan is not planned[s.name]:
+                        # its lab came up on other subnets (another VIP and CA): that Locust never passed its gate
+                        s.locust.stop()
+                        s.locust = s.gate = None
                     record_lab(s.run, s.lab, s.run_dir, s.base_topology, s.topology)
                     s.events = EventLog(RunDir(s.run_dir).events)
                     s.lab.write_state(events=str(RunDir(s.run_dir).events), run_dir=str(s.run_dir))
@@ -364,29 +381,45 @@ def run_duet(
                     s.collectors = Collectors(s.run_dir, s.lab, log=log)
                     s.collectors.watch = s.watch
                     s.collectors.start()
+                    if s.locust is not None:
+                        s.collectors.track_loadgen(s.locust.proc.pid)
                 if design.rate is None:
                     doc["probe"] = probe(sides, out, log)
                     design.rate = float(doc["probe"]["rate"])
                 for s in sides:
                     s.scenario = _with_target(s.scenario, design.rate)
                     s.run["scenario"] = s.scenario.model_dump(mode="json")
-                if design.start_at is None:
-                    design.start_at = time.time() + START_LEAD_S
-                else:
+                if design.start_at is not None:
                     log(f"waiting for the agreed start at {dt.datetime.fromtimestamp(design.start_at).isoformat(timespec='seconds')}")
                     while time.time() < design.start_at - START_LEAD_S:
                         time.sleep(0.5)
+                for s in order:
+                    assert s.lab is not None and s.lab.plan is not None and s.collectors is not None
+                    log(f"{s.name}: {describe_load(s.scenario)} against {s.scenario.load.scheme}://{s.lab.plan.vip}")
+                    if s.locust is None:  # not started ahead: the probe set the rate, a half-duet's start is far, or new subnets
+                        _start_gated(s)
+                        assert s.locust is not None
+                        s.collectors.track_loadgen(s.locust.proc.pid)
+                if design.start_at is None:
+                    # the agreed start comes once both sides' Locusts are up (a lead fixed in advance was too
+                    # short on a busy machine or wasted seconds on a quiet one)
+                    for s in order:
+                        assert s.locust is not None and s.gate is not None
+                        problem = wait_at_gate(s.locust, s.gate, READY_TIMEOUT_S)
+                        if problem is not None:
+                            raise UserError(f"{s.name}: the load generator did not start: {problem}", f"see {RunDir(s.run_dir).locust_log}")
+                    design.start_at = time.time() + GO_LEAD_S
                 doc["design"] = design.to_dict()
                 for s in sides:
                     if s.watch is not None:
                         s.watch.t0 = design.start_at
+                # the go: both schedules start at the agreed instant (a half-duet's Locust passes its gate once up)
                 for s in order:
-                    assert s.lab is not None and s.lab.plan is not None and s.lab.tls is not None and s.collectors is not None
-                    host = f"{s.scenario.load.scheme}://{s.lab.plan.vip}"
-                    log(f"{s.name}: {describe_load(s.scenario)} against {host}")
-                    extra = _load_extra(s, design.start_at)
-                    s.locust = start_locust(s.scenario, host, s.lab.tls.ca_pem, s.run_dir, s.scenario.duration, extra=extra)
-                    s.collectors.track_loadgen(s.locust.proc.pid)
+                    assert s.locust is not None and s.gate is not None
+                    open_start_gate(s.gate, design.start_at)
+                    s.locust.started_at = time.time()
+                for s in order:
+                    assert s.locust is not None
                     s.run["load_window"] = {"start": s.locust.started_at, "end": None}
                     s.run["load_pid"] = s.locust.proc.pid
                     s.run["status"] = "running"
@@ -440,12 +473,37 @@ def run_duet(
     return doc
 
 
-def _load_extra(s: Side, start_at: float) -> dict[str, Any]:
-    """A side's settings for its load processes: the fit's, the agreed start, the name a user's certificate carries."""
-    extra = {**s.load_extra, "start_at": start_at}
+def _load_extra(s: Side, start_at: float | None = None) -> dict[str, Any]:
+    """A side's settings for its load processes: the fit's, the agreed start (else its gate's), the name a user's certificate carries."""
+    extra = {**s.load_extra} if start_at is None else {**s.load_extra, "start_at": start_at}
     if s.lab is not None and s.lab.server_name:  # SNI and the name the clients check (bench/load/leanclient.py)
         extra["server_name"] = s.lab.server_name
     return extra
+
+
+def _prepare_labs(sides: list[Side]) -> dict[str, Any]:
+    """Render both labs on subnets of their own (Locust started ahead needs each VIP and CA); returns each plan.
+
+    Both sides take different free pairs (drawn at random, like a lone lab's); another lab may still
+    take one before it starts, and that side's lab then comes up on others (a new plan)."""
+    taken: set[str] = set()
+    plans: dict[str, Any] = {}
+    for s in sides:
+        assert s.lab is not None
+        pairs = [(str(c), str(v)) for c, v in free_subnet_pairs() if str(c) not in taken]
+        if not pairs:
+            raise UserError("no free /23 left in 198.18.0.0/16 for the duet's labs", "remove leftover labs with `bench down --all` or unused Docker networks")
+        plans[s.name] = s.lab.prepare(random.choice(pairs))
+        taken.add(s.lab.plan.client_subnet if s.lab.plan is not None else "")
+    return plans
+
+
+def _start_gated(s: Side) -> None:
+    """Start a side's Locust behind a start gate (its lab prepared; the gate opens at the go, with the agreed instant)."""
+    assert s.lab is not None and s.lab.plan is not None and s.lab.tls is not None
+    s.gate = start_gate(s.run_dir)
+    host = f"{s.scenario.load.scheme}://{s.lab.plan.vip}"
+    s.locust = start_locust(s.scenario, host, s.lab.tls.ca_pem, s.run_dir, s.scenario.duration, extra={**_load_extra(s), "start_gate": s.gate})
 
 
 def _changed(sides: list[Side]) -> list[str]:
@@ -485,10 +543,10 @@ def _teardown(sides: list[Side], log: Callable[[str], None]) -> None:
     for s in sides:
         if s.locust is not None:
             code = s.locust.stop()
-            if s.run.get("load_window"):
+            if s.run.get("load_window"):  # (none: stopped at its gate, before the go)
                 s.run["load_window"]["end"] = time.time()
-            if s.events is not None:
-                s.events.phase("end", t=s.run["load_window"]["end"])
+                if s.events is not None:
+                    s.events.phase("end", t=s.run["load_window"]["end"])
             if code not in (0, -15, None):
                 log(f"{s.name}: locust exited with status {code}: {s.locust.log_tail()}")
         if s.collectors is not None:

@@ -31,7 +31,7 @@ from .faults import FaultInjector, FaultSchedule
 from .images import HAProxyBuild
 from .inputs import check_output_dir
 from .live.view import LiveView
-from .load.runner import WORKERS_START_TIMEOUT, LocustProcess, WarmLocust, describe_load, open_start_gate, start_gate, start_locust, start_warm
+from .load.runner import WORKERS_START_TIMEOUT, LocustProcess, WarmLocust, describe_load, open_start_gate, start_gate, start_locust, start_warm, wait_at_gate
 from .load.workers import WorkerSet, start_load
 from .preflight import Checked, preflight
 from .results.document import write_document
@@ -260,14 +260,26 @@ def _load_extra(checked: Checked) -> dict[str, Any]:
     return extra
 
 
+def _workers_connected(locust: LocustProcess, gate: dict[str, Any], worker_set: WorkerSet | None, workers: int) -> None:
+    """Wait until a --workers master waits at ``gate`` with every worker container connected (their start took
+    5-25 s on the busy 2-core machine); one clear line when they do not come within WORKERS_START_TIMEOUT."""
+    problem = wait_at_gate(locust, gate, WORKERS_START_TIMEOUT, check=worker_set.failed if worker_set is not None else None)
+    if problem is not None:
+        raise UserError(
+            f"the load generator's master and its {workers} worker container(s) did not come up: {problem}",
+            "a worker that failed is quoted; slow ones: free the machine or use fewer --workers",
+        )
+
+
 def load_deadline_s(duration: float, workers: int) -> float:
     """Seconds from the load's start until `bench run` stops a Locust that has not exited on its own.
 
     The run's time and Locust's exit, and with ``--workers`` the time the worker containers may take to
-    start and connect before the master begins: the master waits for them
-    (:data:`bench.load.runner.WORKERS_START_TIMEOUT`, then gives up and says so). A deadline without
-    it stopped a master whose workers were still starting: SIGTERM while Locust waits for its workers
-    kills it (its handler comes later) with an empty log and 0 users.
+    connect before the master begins (:data:`bench.load.runner.WORKERS_START_TIMEOUT`, then it gives up
+    and says so). `bench run` now gives the go only once every worker is connected (the master waits
+    at its start gate), so this margin is for a worker lost between that and the go: a deadline
+    without it stopped a master still waiting for its workers, and SIGTERM then kills it (its handler
+    comes later) with an empty log and 0 users.
     """
     return duration + LOCUST_EXIT_GRACE + (WORKERS_START_TIMEOUT if workers else 0.0)
 
@@ -374,6 +386,7 @@ def _run_scenario(
                     lab.prepare()
                 assert lab.plan is not None and lab.tls is not None
                 host = f"{scenario.load.scheme}://{lab.plan.vip}"
+                planned = lab.plan
                 if PRESTART_LOAD and not workers:
                     # Locust's imports and its --processes forks (seconds on a busy machine) overlap the lab's
                     # start; no user starts before the gate opens (every process waits at it).
@@ -381,6 +394,13 @@ def _run_scenario(
                     extra = {**load_extra, "start_gate": gate}
                     locust = start_locust(scenario, host, lab.tls.ca_pem, run_dir, scenario.duration, extra=extra, warm=warm)
                 lab.up(validated=True)
+                if locust is not None and lab.plan is not planned:
+                    # its subnets were taken meanwhile and the lab came up on others (another VIP, another CA):
+                    # the Locust started ahead targets the old ones and never passed its gate; start one afresh
+                    locust.stop()
+                    locust = gate = None
+                    assert lab.plan is not None
+                    host = f"{scenario.load.scheme}://{lab.plan.vip}"
                 run["versions"].update(git_sha=later_git.result(), compose=later_compose.result(), **later_versions.result())
                 run["versions"]["haproxy"] = build.version_line  # the LB's build, not the node image's
                 record_lab(run, lab, run_dir, checked.base_topology, topology)
@@ -404,7 +424,14 @@ def _run_scenario(
                     open_start_gate(gate)
                     locust.started_at = time.time()
                 else:
-                    locust, worker_set = start_load(scenario, host, lab, run_dir, collectors, load_extra, workers, worker_image, log, warm=warm)
+                    # --workers: the master binds on the lab's client network, so it starts now, behind a gate it
+                    # reports at once every worker container is connected; the go (and the load window) comes then
+                    gate = start_gate(run_dir) if workers else None
+                    locust, worker_set = start_load(scenario, host, lab, run_dir, collectors, load_extra, workers, worker_image, log, warm=warm, gate=gate)
+                    if gate is not None:
+                        _workers_connected(locust, gate, worker_set, workers)
+                        open_start_gate(gate)
+                        locust.started_at = time.time()
                 load_started = True
                 watch.t0 = collectors.t0 = locust.started_at
                 run["load_window"] = {"start": locust.started_at, "end": None}

@@ -19,13 +19,14 @@ import platform
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import __version__, engine, images
 from ..errors import RunInterrupted, UserError
 from ..load.fit import prepare_load
-from ..load.runner import LocustProcess, gate_waiting, open_start_gate, start_gate, start_locust
+from ..load.runner import LocustProcess, open_start_gate, start_gate, start_locust, wait_at_gate
 from ..results.capacity import SweepDoc
 from ..results.document import write_document
 from ..results.layout import RunDir
@@ -35,6 +36,9 @@ from .plan import GO_LEAD_S, IDLE_S, LEAD_S, PLANS, READY_TIMEOUT_S, SETTLE_S, T
 
 #: Extra seconds a group's Locust gets beyond its schedule to stop and write its files.
 EXIT_GRACE = 25.0
+#: Seconds after a group's last stage when the next group's Locust starts (behind its gate): past the last
+#: measuring window (it ends TAIL_S before) and the collectors' next sample (every second).
+NEXT_GROUP_AFTER_S = 1.0
 SWEEP_JSON = "sweep.json"
 
 
@@ -209,64 +213,69 @@ class SweepRunner:
         self.doc["phases"].append(record)
         self._write()
         collectors = None
-        locust: LocustProcess | None = None
+        live: list[LocustProcess] = []  # every load generator of this phase still to stop (one at a time sends load)
         try:
             self.log(f"phase {phase.name}: {phase.description}")
+            planned = lab.prepare()
+            # the first group's Locust imports and forks while the lab comes up, and waits at its gate
+            ahead: _Gated | None = self._start_group(phase, phase.groups[0], folder, lab, live)
             lab.up()
+            if ahead is not None and lab.plan is not planned:  # the lab came up on other subnets (another VIP, CA)
+                ahead.locust.stop()
+                live.remove(ahead.locust)
+                ahead = None
             from ..collect.collectors import Collectors
 
             lab.copy_public_configs(RunDir(folder).configs)
             collectors = Collectors(folder, lab, log=self.log)
             collectors.start()
+            if ahead is not None:  # its imports stay out of the idle window
+                self._ready(phase, ahead)
             t0 = time.time()
             time.sleep(IDLE_S)
             record["idle_window"] = [t0 + 0.5, time.time() - 0.2]
             self._write()
-            assert lab.plan is not None and lab.tls is not None
-            for group in phase.groups:
-                scenario, extra = self.prepared[(phase.name, group.name)]
-                gdir = folder / "groups" / group.name
-                gdir.mkdir(parents=True, exist_ok=True)
-                host = f"{scenario.load.scheme}://{lab.plan.vip}"
-                self.log(f"  {group.name}: {group.description}; {scenario.load.target_field} " + ", ".join(f"{t:g}" for t in group.targets))
-                # the schedule starts shortly after the load generator is up (a busy machine takes seconds to start Locust)
-                gate = start_gate(gdir)
-                locust = start_locust(scenario, host, lab.tls.ca_pem, gdir, scenario.duration, extra={**extra, "start_gate": gate})
-                collectors.track_loadgen(locust.proc.pid)
-                ready_by = time.monotonic() + READY_TIMEOUT_S
-                while not gate_waiting(gate):
-                    if locust.wait(0.05) is not None or time.monotonic() > ready_by:
-                        raise UserError(f"capacity sweep: the load generator of {phase.name}/{group.name} did not start", f"see {RunDir(gdir).locust_log}")
+            for k, group in enumerate(phase.groups):
+                g = ahead if ahead is not None else self._start_group(phase, group, folder, lab, live)
+                ahead = None
+                collectors.track_loadgen(g.locust.proc.pid)
+                self._ready(phase, g)
                 start_at = time.time() + GO_LEAD_S
-                open_start_gate(gate, start_at)
+                open_start_gate(g.gate, start_at)
+                stages = stage_windows(group, g.scenario, start_at)
                 grecord = {
                     "name": group.name,
                     "description": group.description,
-                    "model": scenario.load.model,
-                    "target_field": scenario.load.target_field,
+                    "model": g.scenario.load.model,
+                    "target_field": g.scenario.load.target_field,
                     "tls_share": group.tls_share,
                     "held": group.held,
-                    "folder": str(gdir.relative_to(self.out)),
+                    "folder": str(g.folder.relative_to(self.out)),
                     "start_at": start_at,
                     "exit_code": None,
-                    "stages": stage_windows(group, scenario, start_at),
+                    "stages": stages,
                 }
                 record["groups"].append(grecord)
                 self._write()
-                deadline = time.monotonic() + scenario.duration + EXIT_GRACE
-                while locust.wait(0.5) is None:
+                # the next group's Locust imports during this one's last seconds, past its last measuring window
+                # (and the sample after it): nothing is measured then, and it waits at its gate until this one ended
+                next_at = stages[-1]["end"] + NEXT_GROUP_AFTER_S
+                deadline = time.monotonic() + g.scenario.duration + EXIT_GRACE
+                while g.locust.wait(0.5) is None:
+                    if ahead is None and k + 1 < len(phase.groups) and time.time() >= next_at:
+                        ahead = self._start_group(phase, phase.groups[k + 1], folder, lab, live)
                     if time.monotonic() > deadline:
                         self.log(f"  {group.name}: locust did not stop on time; stopping it")
                         break
-                grecord["exit_code"] = locust.stop()
-                locust = None
+                grecord["exit_code"] = g.locust.stop()
+                live.remove(g.locust)
                 if grecord["exit_code"] != 0:
-                    raise UserError(f"capacity sweep: the load generator of {phase.name}/{group.name} exited with status {grecord['exit_code']}", f"see {RunDir(gdir).locust_log}")
+                    raise UserError(f"capacity sweep: the load generator of {phase.name}/{group.name} exited with status {grecord['exit_code']}", f"see {RunDir(g.folder).locust_log}")
                 self._write()
         finally:
             with guard.shielded():
                 try:
-                    if locust is not None:
+                    for locust in live:
                         locust.stop()
                     if collectors is not None:
                         collectors.stop()
@@ -276,6 +285,35 @@ class SweepRunner:
                     lab.down()
                     record["ended_at"] = time.time()
                     self._write()
+
+    def _start_group(self, phase: Phase, group: Group, folder: Path, lab: Lab, live: list[LocustProcess]) -> _Gated:
+        """Start a group's Locust behind its start gate (it sends nothing before :meth:`_phase` opens it)."""
+        scenario, extra = self.prepared[(phase.name, group.name)]
+        gdir = folder / "groups" / group.name
+        gdir.mkdir(parents=True, exist_ok=True)
+        assert lab.plan is not None and lab.tls is not None
+        host = f"{scenario.load.scheme}://{lab.plan.vip}"
+        self.log(f"  {group.name}: {group.description}; {scenario.load.target_field} " + ", ".join(f"{t:g}" for t in group.targets))
+        gate = start_gate(gdir)
+        locust = start_locust(scenario, host, lab.tls.ca_pem, gdir, scenario.duration, extra={**extra, "start_gate": gate})
+        live.append(locust)
+        return _Gated(scenario, gdir, gate, locust)
+
+    def _ready(self, phase: Phase, g: _Gated) -> None:
+        """Wait until a group's load generator waits at its gate (a busy machine takes seconds to start Locust)."""
+        problem = wait_at_gate(g.locust, g.gate, READY_TIMEOUT_S)
+        if problem is not None:
+            raise UserError(f"capacity sweep: the load generator of {phase.name}/{g.folder.name} did not start: {problem}", f"see {RunDir(g.folder).locust_log}")
+
+
+@dataclass
+class _Gated:
+    """A group's Locust started behind its start gate."""
+
+    scenario: Scenario
+    folder: Path
+    gate: dict[str, Any]
+    locust: LocustProcess
 
 
 def default_out(plan: str) -> Path:

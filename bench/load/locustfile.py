@@ -4,6 +4,7 @@ the run directory, and the load models' control plane."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import gevent
@@ -41,11 +42,26 @@ def _on_init(environment, **_kwargs) -> None:
         _capture.start()
     # started ahead of its lab by `bench run`: no user before the go (the owning process starts
     # its users only after this returns, so nothing is sent before it)
-    wait_for_start_gate(settings().get("start_gate"))
+    wait_for_start_gate(settings().get("start_gate"), up=_generator_up(environment))
     # Locust's --run-time timer and its spawn pacing count from the gevent loop's "now", which is
     # only updated when the loop runs: if the imports outlasted the lab's start (the gate was open
     # at once) that "now" is the hub's creation, seconds ago, and the load ended that much early.
     gevent.get_hub().loop.update_now()
+
+
+def _generator_up(environment) -> Callable[[], bool] | bool:
+    """When this process tells its starter the load generator is up (bench.load.runner.wait_for_start_gate):
+    a master once every worker it expects (its --processes, or --workers containers) is connected, so the
+    go releases the whole generator at once; a worker never (its master speaks for it); alone at once."""
+    from locust.runners import MasterRunner, WorkerRunner
+
+    runner = getattr(environment, "runner", None)
+    if isinstance(runner, WorkerRunner):
+        return False
+    if isinstance(runner, MasterRunner):
+        expected = int(getattr(environment.parsed_options, "expect_workers", 1) or 1)
+        return lambda: len(runner.clients.ready) >= expected
+    return True
 
 
 @events.quitting.add_listener

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,23 +105,52 @@ def open_start_gate(gate: dict[str, Any], start_at: float | None = None) -> None
 
 
 def gate_waiting(gate: dict[str, Any]) -> bool:
-    """Whether a Locust process reached ``gate`` (it is up and waits for the go)."""
+    """Whether the load generator behind ``gate`` is up and waits for the go (a master: with every worker it expects)."""
     return Path(gate["file"] + ".waiting").exists()
 
 
-def wait_for_start_gate(gate: dict[str, Any] | None, timeout: float = START_GATE_TIMEOUT, poll: float = 0.01) -> None:
+def wait_at_gate(locust: LocustProcess, gate: dict[str, Any], timeout: float, check: Callable[[], str | None] | None = None) -> str | None:
+    """Wait until the load generator behind ``gate`` is up and waits for the go (:func:`gate_waiting`).
+
+    Returns None once it is; otherwise why not, in a few words: its Locust exited, ``check``
+    (asked about once a second, e.g. whether a worker container failed) named a problem, or
+    ``timeout`` seconds passed.
+    """
+    until = time.monotonic() + timeout
+    next_check = time.monotonic() + 1.0
+    while not gate_waiting(gate):
+        if locust.wait(0.02) is not None:
+            return f"it exited with status {locust.proc.returncode} ({locust.log_tail()})"
+        if check is not None and time.monotonic() >= next_check:
+            next_check = time.monotonic() + 1.0
+            problem = check()
+            if problem:
+                return problem
+        if time.monotonic() > until:
+            return f"it was not up within {timeout:g} s"
+    return None
+
+
+def wait_for_start_gate(gate: dict[str, Any] | None, timeout: float = START_GATE_TIMEOUT, poll: float = 0.01, up: Callable[[], bool] | bool = True) -> None:
     """In a Locust process, before any user starts: wait until ``gate``'s file exists (None: no gate).
 
+    ``up`` says when to tell the starter that the load generator is up (``<gate>.waiting``,
+    :func:`gate_waiting`): True at once, a callable once it returns True (a master: when every
+    worker it expects is connected), False never (a worker: its master speaks for it).
     Gives up (SystemExit, so no load is ever sent) when ``timeout`` passes or the
     process that started it (``owner``) is gone.
     """
     if not gate:
         return
     path = Path(gate["file"])
-    with contextlib.suppress(OSError):  # tells the starter this process is up (bench capacity waits for it)
-        Path(gate["file"] + ".waiting").touch()
+    told = up is False
     deadline = time.monotonic() + timeout
     while not path.exists():
+        if not told and (up is True or (callable(up) and up())):
+            told = True
+            with contextlib.suppress(OSError):  # bench capacity and the duet wait for it before their go
+                Path(gate["file"] + ".waiting").touch()
+            continue
         if time.monotonic() > deadline or not _alive(int(gate["owner"])):
             raise SystemExit("lbbench: no start signal from bench run; exiting without load")
         time.sleep(poll)

@@ -247,10 +247,15 @@ def start_load(
     image: str | None = None,
     log: Callable[[str], None] = print,
     warm: Any = None,
+    gate: dict[str, Any] | None = None,
 ) -> tuple[Any, WorkerSet | None]:
     """Start the run's Locust: one headless Locust here, or its master here plus ``workers`` containers.
 
     ``warm``: a Locust process that imported ahead (bench.load.runner.start_warm) becomes it.
+    ``gate`` (bench.load.runner.start_gate): the master waits at it, and tells it is up once every
+    worker container is connected (bench.load.runner.gate_waiting); the workers get the same
+    settings without it (they start their users when the master says, and the gate's owner is a
+    process of this machine they cannot see).
 
     The Locust processes on this machine are counted as the ``loadgen`` container
     (bench/collect/cpu.py), every worker container as ``loadgen-worker<i>``.
@@ -264,7 +269,8 @@ def start_load(
     assert image is not None
     gateway = lab.plan.client_gateway
     port = free_port(gateway)
-    locust = start_locust(scenario, host, lab.tls.ca_pem, run_dir, scenario.duration, extra=extra, master=(gateway, port, workers), warm=warm)
+    gated = {**extra, "start_gate": gate} if gate is not None else extra
+    locust = start_locust(scenario, host, lab.tls.ca_pem, run_dir, scenario.duration, extra=gated, master=(gateway, port, workers), warm=warm)
     collectors.track_loadgen(locust.proc.pid)
     ws = WorkerSet(
         lab=lab,
@@ -272,7 +278,7 @@ def start_load(
         count=workers,
         processes=processes_of(scenario),
         run_dir=Path(run_dir),
-        settings=locust.settings or {},
+        settings={k: v for k, v in (locust.settings or {}).items() if k != "start_gate"},
         user_class=user_class(scenario),
         master_host=gateway,
         master_port=port,

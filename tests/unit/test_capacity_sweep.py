@@ -37,9 +37,13 @@ class FakeLab:
         self.tls = SimpleNamespace(ca_pem=Path("/nonexistent/ca.pem"))
         FakeLab.made.append(self)
 
+    def prepare(self) -> SimpleNamespace:
+        return self.plan
+
     def up(self) -> None:
         self.started = True
         self.calls.append("up")
+        self.up_at = time.time()
 
     def copy_public_configs(self, dest: Path) -> None:
         pass
@@ -74,17 +78,21 @@ def fakes(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
     FakeLab.made = []
     started: list[dict[str, Any]] = []
-    state: dict[str, Any] = {"interrupt_at": None, "exit": 0}
+    state: dict[str, Any] = {"interrupt_at": None, "exit": 0, "run_s": 0}
 
     def start_locust(scenario: Any, host: str, ca: Path, run_dir: Path, duration: float, extra: dict[str, Any]) -> LocustProcess:
-        started.append({"scenario": scenario, "host": host, "extra": extra, "dir": run_dir})
+        started.append({"scenario": scenario, "host": host, "extra": extra, "dir": run_dir, "at": time.time()})
         if state["interrupt_at"] == len(started):
             raise RunInterrupted(2)
         gate = extra["start_gate"]
         Path(gate["file"]).parent.mkdir(parents=True, exist_ok=True)
-        # a stand-in load generator that comes up, waits at its start gate like Locust's init, and exits
-        code = f"import json, sys; from bench.load.runner import wait_for_start_gate; wait_for_start_gate(json.loads(sys.argv[1])); raise SystemExit({state['exit']})"
-        proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(gate)], start_new_session=True)
+        # a stand-in load generator that comes up, waits at its start gate like Locust's init, runs
+        # (``run_s``), writes when it ended and exits
+        code = (
+            "import json, pathlib, sys, time; from bench.load.runner import wait_for_start_gate; wait_for_start_gate(json.loads(sys.argv[1])); "
+            f"time.sleep({state['run_s']}); pathlib.Path(sys.argv[2]).write_text(repr(time.time())); raise SystemExit({state['exit']})"
+        )
+        proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(gate), str(run_dir / "ended")], start_new_session=True)
         return LocustProcess(proc, run_dir / "locust.log", time.time())
 
     monkeypatch.setattr(sweep_mod, "Lab", FakeLab)
@@ -115,6 +123,24 @@ def test_a_sweep_records_every_stage_window_and_tears_every_lab_down(tmp_path: P
     windows = sweep_windows(doc)["phases/base"]
     assert windows[0].step == "base:idle" and len(windows) == 1 + 1 + 2 + 2
     assert fakes["started"][1]["host"] == "https://198.18.0.100" and fakes["started"][2]["host"] == "http://198.18.0.100"
+
+
+def test_each_load_generator_starts_ahead_and_only_one_at_a_time_sends(tmp_path: Path, fakes: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    # the first group's Locust starts before the lab comes up, each next one while the group before
+    # it still runs (here at once: its stages are not waited out), and no gate opens before the
+    # load generator before it ended
+    fakes["state"]["run_s"] = 1.0
+    monkeypatch.setattr(sweep_mod, "NEXT_GROUP_AFTER_S", -1e6)
+    out = sweep_mod.SweepRunner(tmp_path / "cap", plan="quick", stage_s=4.0, log=lambda _m: None).run()
+    doc = read_sweep(out)
+    assert doc.status == "completed"
+    started = fakes["started"]
+    assert started[0]["at"] < FakeLab.made[0].up_at
+    ended = [float((run["dir"] / "ended").read_text()) for run in started]
+    for k, g in enumerate(doc.phases[0].groups[1:], start=1):
+        assert started[k]["at"] < ended[k - 1]  # imported while the group before it ran
+        assert g.start_at - sweep_mod.GO_LEAD_S >= ended[k - 1]  # its go came after that one ended
+        assert gate_start_at(started[k]["extra"]["start_gate"]) == g.start_at
 
 
 def test_ctrl_c_stops_the_sweep_keeps_the_record_and_takes_the_lab_down(tmp_path: Path, fakes: dict[str, Any]) -> None:

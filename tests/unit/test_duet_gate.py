@@ -280,3 +280,31 @@ def test_half_duet_arguments(argv: list[str], expect: str, tmp_path: Path, capsy
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and expect in err[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_the_two_labs_of_a_duet_are_rendered_on_subnets_of_their_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    # each side's Locust starts (behind its gate) before the labs come up, so both labs are rendered
+    # first: on the same free pair the second lab would have to come up on others, and its Locust afresh
+    import ipaddress
+    from types import SimpleNamespace
+
+    from bench import duet
+
+    pairs = [tuple(ipaddress.ip_network(f"198.18.{i}.0/24") for i in (k, k + 1)) for k in (0, 2)]
+    monkeypatch.setattr(duet, "free_subnet_pairs", lambda: list(pairs))
+
+    class Lab:
+        plan = None
+
+        def prepare(self, subnets: tuple[str, str]) -> SimpleNamespace:
+            self.plan = SimpleNamespace(client_subnet=subnets[0], server_subnet=subnets[1])
+            return self.plan
+
+    sides = [SimpleNamespace(name=n, lab=Lab()) for n in duet.SIDES]
+    for _ in range(20):  # the pairs are drawn at random
+        plans = duet._prepare_labs(sides)  # type: ignore[arg-type]
+        assert {p.client_subnet for p in plans.values()} == {"198.18.0.0/24", "198.18.2.0/24"}
+        assert all(plans[s.name] is s.lab.plan for s in sides)
+    monkeypatch.setattr(duet, "free_subnet_pairs", lambda: pairs[:1])
+    with pytest.raises(duet.UserError, match="no free /23"):
+        duet._prepare_labs(sides)  # type: ignore[arg-type]

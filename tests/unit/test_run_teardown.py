@@ -75,6 +75,69 @@ def test_start_gate_holds_locust_until_bench_says_go(tmp_path: Path) -> None:
         wait_for_start_gate({"file": str(tmp_path / "never"), "owner": 2**22 + 12345}, timeout=60)
 
 
+def test_a_master_says_it_is_up_only_with_every_worker_and_a_worker_never(tmp_path: Path) -> None:
+    # bench capacity and the duet give their go (and start their schedules' clock) once the whole load
+    # generator waits at its gate: a master tells it only when the workers it expects are connected
+    from bench.load.runner import gate_waiting, open_start_gate, start_gate, wait_for_start_gate
+
+    gate = start_gate(tmp_path)
+    Path(gate["file"]).parent.mkdir(parents=True)
+    connected: list[str] = []
+    seen: list[bool] = []
+
+    def go() -> None:
+        time.sleep(0.15)
+        seen.append(gate_waiting(gate))  # no worker yet: not up
+        connected.append("worker-1")
+        time.sleep(0.15)
+        seen.append(gate_waiting(gate))  # every worker: up
+        open_start_gate(gate)
+
+    opener = threading.Thread(target=go)
+    opener.start()
+    wait_for_start_gate(gate, timeout=5, up=lambda: len(connected) >= 1)
+    opener.join()
+    assert seen == [False, True]
+    # a worker (its master speaks for it) never says so, whether the gate is open or not
+    Path(gate["file"] + ".waiting").unlink()
+    wait_for_start_gate(gate, timeout=5, up=False)
+    other = start_gate(tmp_path / "other")
+    Path(other["file"]).parent.mkdir(parents=True)
+    with pytest.raises(SystemExit):
+        wait_for_start_gate(other, timeout=0.1, up=False)
+    assert not gate_waiting(gate) and not gate_waiting(other)
+
+
+def test_waiting_at_a_gate_ends_with_the_generator_up_or_says_why_not(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from bench.load.runner import LocustProcess, start_gate, wait_at_gate
+
+    def stand_in(code: str, where: Path) -> tuple[LocustProcess, dict]:
+        gate = start_gate(where)
+        Path(gate["file"]).parent.mkdir(parents=True)
+        proc = subprocess.Popen([sys.executable, "-c", code.replace("GATE", gate["file"])], start_new_session=True)
+        return LocustProcess(proc, where / "locust.log", time.time()), gate
+
+    up, gate = stand_in("import pathlib, time; time.sleep(0.2); pathlib.Path('GATE.waiting').touch(); time.sleep(30)", tmp_path / "up")
+    try:
+        assert wait_at_gate(up, gate, timeout=20) is None
+    finally:
+        up.stop()
+    gone, gate = stand_in("raise SystemExit(4)", tmp_path / "gone")
+    assert "exited with status 4" in (wait_at_gate(gone, gate, timeout=20) or "")
+    slow, gate = stand_in("import time; time.sleep(30)", tmp_path / "slow")
+    try:
+        assert "not up within 0.3 s" in (wait_at_gate(slow, gate, timeout=0.3) or "")
+        started = time.monotonic()
+        assert wait_at_gate(slow, gate, timeout=20, check=lambda: "worker 2 exited: boom") == "worker 2 exited: boom"
+        assert time.monotonic() - started < 5
+    finally:
+        slow.stop()
+    assert slow.proc.returncode is not None
+
+
 _STALE_CLOCK = """
 import json, time
 from types import SimpleNamespace
@@ -120,7 +183,7 @@ from bench.load import locustfile, models
 
 calls = []
 models.on_init = lambda _env: calls.append("listen")
-locustfile.wait_for_start_gate = lambda _gate: calls.append("gate")
+locustfile.wait_for_start_gate = lambda _gate, **_kw: calls.append("gate")
 locustfile._on_init(SimpleNamespace(runner=None))
 print(json.dumps(calls))
 """
