@@ -403,10 +403,11 @@ def start_locust(
         user_class(scenario),
     ]
     if master is not None:
-        bind, port, count = master
+        bind, port, _count = master
+        # every sending process: each worker container forks its --processes, each of them a worker of this master
         cmd[5:5] = [  # after "-f FILE"
             "--master", "--master-bind-host", bind, "--master-bind-port", str(port),
-            "--expect-workers", str(count), "--expect-workers-max-wait", str(WORKERS_START_TIMEOUT),
+            "--expect-workers", str(senders), "--expect-workers-max-wait", str(WORKERS_START_TIMEOUT),
         ]  # fmt: skip
     elif processes_of(scenario) > 1:
         # Locust's forked processes meet on a master port, 5557 unless told otherwise: a second run

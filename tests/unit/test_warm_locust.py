@@ -67,7 +67,7 @@ def test_a_workers_master_gives_up_on_its_workers_before_bench_stops_it(tmp_path
     its run time starts. bench's deadline counts from the master's start, so it must cover that wait, and a
     master whose workers never come must give up on its own (exit 1, one line): SIGTERMed while it waits it
     died with -15, an empty log and 0 users (a full suite's failure, blamed on the warm Locust)."""
-    from bench.load.runner import WORKERS_START_TIMEOUT, start_locust
+    from bench.load.runner import WORKERS_START_TIMEOUT, processes_of, start_locust
     from bench.run import LOCUST_EXIT_GRACE, load_deadline_s
     from bench.spec import load_scenario
 
@@ -80,7 +80,8 @@ def test_a_workers_master_gives_up_on_its_workers_before_bench_stops_it(tmp_path
         assert locust.proc.wait(timeout=30) == 0
     argv = json.loads(orders.read_text())["argv"]
     wait_s = int(argv[argv.index("--expect-workers-max-wait") + 1])
-    assert argv[argv.index("--expect-workers") + 1] == "2"
+    # every sending process: 2 containers of load.processes each (each forked process is a worker of the master)
+    assert argv[argv.index("--expect-workers") + 1] == str(2 * processes_of(scenario))
     assert 0 < wait_s == WORKERS_START_TIMEOUT
     assert load_deadline_s(6.0, workers=2) >= wait_s + 6.0 + LOCUST_EXIT_GRACE  # it gives up before bench would stop it
     assert load_deadline_s(6.0, workers=0) == 6.0 + LOCUST_EXIT_GRACE  # no wait for workers without them
