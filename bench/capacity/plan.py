@@ -30,10 +30,11 @@ from typing import Any
 SETTLE_S = 2.5
 #: Seconds at the end of a stage left out.
 TAIL_S = 0.5
-#: Seconds of the load generator's run before its schedule (its duration covers them; see :data:`GO_LEAD_S`).
-LEAD_S = 4.0
 #: The schedule starts this long after the load generator said it is up (it waits at its start gate).
 GO_LEAD_S = 1.5
+#: Seconds of the load generator's run before its schedule (its duration covers them): its run time counts
+#: from its start gate, which opens GO_LEAD_S before the schedule (it was 4 s when Locust started unguarded).
+LEAD_S = GO_LEAD_S
 #: Seconds a load generator may take to come up (a busy machine takes several).
 READY_TIMEOUT_S = 60.0
 #: Seconds of no load measured at the start of each lab (the idle intercept).

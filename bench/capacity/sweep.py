@@ -68,7 +68,8 @@ def group_scenario(group: Group, topology_name: str, stage_s: float) -> Scenario
         held = load["held"]
         durations[0] = max(durations[0], held["connections"] / float(held.get("rate", 500.0)) + 3.0)
     load["stages"] = [{"duration": d, field: t} for d, t in zip(durations, group.targets, strict=True)]
-    duration = LEAD_S + sum(durations) + 1.0
+    # at least 1 s past the last stage however Locust rounds --run-time (to whole seconds), counted from its gate
+    duration = LEAD_S + sum(durations) + 1.5
     try:
         return Scenario(
             name=f"capacity-{group.name}",
