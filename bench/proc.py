@@ -4,14 +4,23 @@ A pid alone names a process only while it runs: once it is gone the kernel hands
 the number to another one. The pid with its start time (in clock ticks since boot)
 and the boot id names exactly one process, so a record of it can later tell
 whether that very process still runs (a lab's owner, a probe container's creator).
+
+Also :class:`Forked`: a step run in a forked copy of this process, beside the rest.
 """
 
 from __future__ import annotations
 
 import atexit
 import gc
+import multiprocessing
 import os
+import signal
+import traceback
+import warnings
+from collections.abc import Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 
 def boot_id() -> str | None:
@@ -87,3 +96,62 @@ def quick_exit() -> None:
     left at exit.
     """
     atexit.register(gc.freeze)
+
+
+class Forked:
+    """``fn()`` run in a forked copy of this process, beside whatever this process does next.
+
+    The copy shares this process's memory until either writes to it (copy on write), so
+    ``fn`` reads large data without it being pickled; only its return value comes back
+    (pickled). Made for independent steps of one job on a multi-core machine, such as
+    writing files while this process computes something else. :meth:`result` waits and
+    returns ``fn``'s value or raises its exception (with the copy's traceback as a note);
+    :meth:`close` waits for the copy if it still runs. The copy ignores SIGINT (Ctrl-C
+    goes to the whole process group: this process decides, the copy finishes what it
+    writes) and takes the default action on SIGTERM instead of this process's handlers.
+    """
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        ctx = multiprocessing.get_context("fork")
+        self._answer, send = ctx.Pipe(duplex=False)
+        self._proc = ctx.Process(target=_run_forked, args=(fn, send), daemon=True)
+        with warnings.catch_warnings():
+            # Python >= 3.12 warns of fork() in a process with threads (Arrow's pools): the copy only runs fn
+            warnings.filterwarnings("ignore", message=r".*multi-threaded.*fork", category=DeprecationWarning)
+            self._proc.start()
+        send.close()
+        self._done = False
+
+    def result(self) -> Any:
+        """Wait for ``fn`` in the copy; its return value, or its exception raised here."""
+        try:
+            ok, value = self._answer.recv()
+        except EOFError:
+            self.close()
+            raise RuntimeError(f"a forked step ended without an answer (exit code {self._proc.exitcode})") from None
+        self.close()
+        if not ok:
+            raise value
+        return value
+
+    def close(self) -> None:
+        """Wait until the copy has ended (at once when it has)."""
+        if not self._done:
+            self._proc.join()
+            self._answer.close()
+            self._done = True
+
+
+def _run_forked(fn: Callable[[], Any], send: Connection) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        answer: tuple[bool, Any] = (True, fn())
+    except BaseException as exc:  # noqa: BLE001 - any failure goes back to the parent, which raises it
+        exc.add_note("in a forked step:\n" + "".join(traceback.format_exception(exc)))
+        answer = (False, exc)
+    try:
+        send.send(answer)
+    except Exception as exc:  # noqa: BLE001 - an unpicklable value or exception: say what it was
+        send.send((False, RuntimeError(f"a forked step's answer could not be sent back: {exc!r}; {answer[1]!r}")))
+    send.close()

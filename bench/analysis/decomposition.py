@@ -186,6 +186,25 @@ def _stats(values: pd.Series) -> dict[str, float | None]:
     return {"p50": num(p50, 3), "p90": num(p90, 3), "p99": num(p99, 3), "mean": num(float(v.mean()), 3)}
 
 
+def str_value_counts(col: pd.Series) -> list[tuple[str, int]]:
+    """``col.astype(str).value_counts()`` as ``(value, count)`` pairs, in its order (most first, ties as first seen).
+
+    A categorical column (how the termination states are read) is counted by its codes:
+    no string is made per row (a 10M-request run has about a million traced rows).
+    """
+    if not isinstance(col.dtype, pd.CategoricalDtype) or col.empty:
+        return [(str(k), int(v)) for k, v in col.astype(str).value_counts().items()]
+    codes = col.cat.codes.to_numpy()
+    _, first, counts = np.unique(codes, return_index=True, return_counts=True)
+    seen = np.argsort(first)  # each distinct value in the order it first appears
+    names = col.iloc[first[seen]].astype(str)  # the same conversion, one row per distinct value
+    merged: dict[str, int] = {}
+    for name, count in zip(names, counts[seen].tolist(), strict=True):
+        if not pd.isna(name):  # a missing value stays missing as a string: value_counts leaves it out
+            merged[str(name)] = merged.get(str(name), 0) + count
+    return sorted(merged.items(), key=lambda kv: -kv[1])  # stable: ties keep their first-seen order
+
+
 def decomposition_summary(
     requests: pd.DataFrame,
     timers: pd.DataFrame | None,
@@ -215,7 +234,7 @@ def decomposition_summary(
     terms: dict[str, dict[str, int]] = {}
     for col, who in (("f_term", "frontend"), ("b_term", "backend"), ("s_term", "server")):
         if not d.empty and col in d:
-            terms[who] = {str(k): int(v) for k, v in d[col].astype(str).value_counts().items() if v}
+            terms[who] = {k: v for k, v in str_value_counts(d[col]) if v}
     delay = requested_delay_ms(scenario_load.get("path"))
     served = hops["server"]
     return {

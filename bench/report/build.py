@@ -21,10 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..analysis.common import load_run, read_run
-from ..analysis.series import build_series, write_series
+from ..analysis.common import RunData, load_run, read_run
+from ..analysis.series import Series, build_series, write_series
 from ..analysis.summary import save_summary, summarise_data
-from ..proc import group_alive
+from ..proc import Forked, group_alive
 from ..results.layout import RunDir
 from ..results.store import compact_run, newest_write, use_small_pages
 from .html import render_html
@@ -72,17 +72,27 @@ def build_report(run_dir: Path, on_summary: Callable[[dict[str, Any]], None] | N
     data = load_run(run_dir)
     data.prefetch("requests", "latency_hist")  # the longest tables, read while the collectors' series are computed
     series = build_series(data)
-    summary = summarise_data(data, series)
-    save_summary(summary, run_dir)
-    if on_summary is not None:
-        on_summary(summary)
-    write_series(series, run_dir)
-    write_hlog(data.latency_hist, RunDir(run_dir).latency_hlog, base_t=(data.run.get("load_window") or {}).get("start"), comment=f"run {data.run.get('id')}")
-    ctx = make_context(data, series, summary)
-    plots = render_plots(ctx, RunDir(run_dir).plots)
+    # the derived files need neither the summary nor the plots: a copy of this process writes them meanwhile
+    writer = Forked(lambda: _write_derived(data, series, run_dir))
+    try:
+        summary = summarise_data(data, series)
+        save_summary(summary, run_dir)
+        if on_summary is not None:
+            on_summary(summary)
+        ctx = make_context(data, series, summary)
+        plots = render_plots(ctx, RunDir(run_dir).plots)
+        writer.result()
+    finally:
+        writer.close()
     page = render_html(data.run, summary, plots, data.events, ctx.t0)
     path = RunDir(run_dir).report_html
     tmp = path.with_suffix(".html.tmp")
     tmp.write_text(page)
     os.replace(tmp, path)
     return path
+
+
+def _write_derived(data: RunData, series: Series, run_dir: Path) -> None:
+    """``derived/``: the series' Parquet files and the HdrHistogram log."""
+    write_series(series, run_dir)
+    write_hlog(data.latency_hist, RunDir(run_dir).latency_hlog, base_t=(data.run.get("load_window") or {}).get("start"), comment=f"run {data.run.get('id')}")

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.analysis.decomposition import PARTS, decomposition_summary, joined, requested_delay_ms
+from bench.analysis.decomposition import PARTS, decomposition_summary, joined, requested_delay_ms, str_value_counts
 from bench.collect.timers import QLEN_SYSCTL, TABLE, TimerReceiver, datagram_socket, parse_line
 from bench.results.store import as_read, read_table
 
@@ -263,3 +263,17 @@ def test_fasthttp_users_trace_one_in_n_and_the_capture_marks_their_rows(tmp_path
     assert [h for h in sent if h] == [{"X-Lbbench-Id": f"w:1/{i}"} for i in (1, 2, 3)]
     assert [i for i, h in enumerate(sent) if h] == [3, 7, 11]
     assert [tuple(x) for x in got["traced"]] == [(3, 1), (7, 2), (11, 3)]
+
+
+def test_termination_counts_by_code_are_value_counts_of_the_strings() -> None:
+    """The termination states are counted on a categorical's codes: the same pairs, in the same order, as
+    ``astype(str).value_counts()`` (most first, ties in the order first seen, missing left out)."""
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        cats = ["--", "CD", "SD", "LR", "sH", "cD", "PR"][: rng.integers(1, 8)]
+        values = rng.choice([*cats, None], rng.integers(0, 40))  # small: counts often tie
+        col = pd.Series(pd.Categorical(values, categories=cats))
+        expected = [(str(k), int(v)) for k, v in col.astype(str).value_counts().items()]
+        assert str_value_counts(col) == expected
+        plain = pd.Series(values, dtype=object)  # a column read without categories: the strings' own counts
+        assert str_value_counts(plain) == [(str(k), int(v)) for k, v in plain.astype(str).value_counts().items()]

@@ -1,0 +1,63 @@
+"""bench.proc.Forked: a step run in a forked copy of the process, its value or its failure brought back."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.proc import Forked
+
+
+def test_the_copy_reads_the_parents_data_and_returns_its_value() -> None:
+    data = np.arange(1_000_000)  # shared with the copy, not sent to it
+    job = Forked(lambda: (os.getpid(), int(data.sum())))
+    pid, total = job.result()
+    assert pid != os.getpid() and total == int(data.sum())
+    job.close()  # once ended, closing again is a no-op
+
+
+def test_the_copys_exception_is_raised_here_with_its_traceback() -> None:
+    def fail() -> None:
+        raise ValueError("bad table")
+
+    job = Forked(fail)
+    with pytest.raises(ValueError, match="bad table") as info:
+        job.result()
+    assert any("in a forked step" in note and "fail" in note for note in info.value.__notes__)
+
+
+def test_a_copy_that_dies_without_answering_is_an_error() -> None:
+    job = Forked(lambda: os._exit(3))
+    with pytest.raises(RuntimeError, match="exit code 3"):
+        job.result()
+
+
+def test_an_unpicklable_value_is_an_error_that_says_so() -> None:
+    job = Forked(lambda: (lambda: None))
+    with pytest.raises(RuntimeError, match="could not be sent back"):
+        job.result()
+
+
+def test_the_copy_finishes_its_step_through_ctrl_c_and_leaves_the_parents_handlers() -> None:
+    def step() -> str:
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C reaches the whole process group: the copy ignores it
+        return "written"
+
+    job = Forked(step)
+    assert job.result() == "written"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_close_waits_until_the_copy_has_finished_its_step(tmp_path: Path) -> None:
+    def write() -> None:
+        time.sleep(0.3)
+        (tmp_path / "done").write_text("yes")
+
+    job = Forked(write)  # nobody asks for its result (the report failed meanwhile): close still waits for it
+    job.close()
+    assert (tmp_path / "done").read_text() == "yes"
