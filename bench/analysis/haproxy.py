@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .common import READ_ROWS, group_codes, in_window, num, restart_proof, seconds_overlapping, sum_across
+from .common import READ_ROWS, RunData, group_codes, in_window, num, restart_proof, seconds_overlapping, sum_across
 
 #: Frontends that do not carry client traffic (keepalived's `monitor-uri` check, a stats page).
 INTERNAL_FRONTENDS = frozenset({"monitor", "stats"})
@@ -79,6 +79,11 @@ def connection_series(stat: pd.DataFrame) -> pd.DataFrame:
             out[c] = np.nan
     out.index.name = "t"
     return out.reset_index()[["t", *CONNECTION_COLUMNS]]
+
+
+def run_connection_series(data: RunData) -> pd.DataFrame:
+    """:func:`connection_series` of a run's ``haproxy_stat``, computed once per :class:`RunData` (the series and the summary share it)."""
+    return data.memo("haproxy.connection_series", lambda: connection_series(data.table("haproxy_stat")))
 
 
 def window_counter_delta(rows: pd.DataFrame, keys: list[str], value: str, window: tuple[float, float] | None) -> tuple[float, float] | None:
@@ -141,15 +146,18 @@ def _max_of(series: pd.Series, window: tuple[float, float]) -> float | None:
     return float(s.max()) if not s.empty else None
 
 
-def connections_summary(info: pd.DataFrame, stat: pd.DataFrame, window: tuple[float, float]) -> dict[str, Any]:
-    """The HAProxy half of ``connections``: new client connections per second and maxima per hop."""
+def connections_summary(info: pd.DataFrame, stat: pd.DataFrame, window: tuple[float, float], conns: pd.DataFrame | None = None) -> dict[str, Any]:
+    """The HAProxy half of ``connections``: new client connections per second and maxima per hop.
+
+    ``conns``: :func:`connection_series` of ``stat`` when the caller has it.
+    """
     per_s, source = None, None
     fe = client_frontends(stat)
     if fe["conn_tot"].notna().any():
         per_s, source = window_rate(fe, ["node", "service", "pxname"], "conn_tot", window), "haproxy_stat.conn_tot"
     if per_s is None:
         per_s, source = window_rate(info_metric(info, "CumConns"), ["node", "service"], "value", window), "haproxy_info.CumConns"
-    series = connection_series(stat).set_index("t")
+    series = (connection_series(stat) if conns is None else conns).set_index("t")
     curr = info_metric(info, "CurrConns")
 
     def peak(col: str) -> float | None:
@@ -247,13 +255,14 @@ def _rate_rows(rows: pd.DataFrame) -> pd.DataFrame:
     return rows.assign(t=rows["t"] - 0.5)
 
 
-def haproxy_series(info: pd.DataFrame, stat: pd.DataFrame) -> pd.DataFrame:
+def haproxy_series(info: pd.DataFrame, stat: pd.DataFrame, conns: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per-second HAProxy figures summed over the client-facing processes of both nodes.
 
     Columns ``t``, ``conn_rate`` (new client connections/s), ``req_rate``,
     ``ssl_key_rate`` (full handshakes/s), ``ssl_rate`` (TLS connections/s) and the
     per-hop established connections of :func:`connection_series`. Rates are HAProxy's
-    own one-second rates, put in the second they describe.
+    own one-second rates, put in the second they describe. ``conns``: :func:`connection_series`
+    of ``stat`` when the caller has it.
     """
     cols = {}
     fe = client_frontends(stat)
@@ -266,7 +275,8 @@ def haproxy_series(info: pd.DataFrame, stat: pd.DataFrame) -> pd.DataFrame:
         if fe[name].notna().any():
             cols[name] = sum_across(_rate_rows(fe), ["node", "service", "pxname"], name)
     out = pd.DataFrame(cols)
-    conns = connection_series(stat)
+    if conns is None:
+        conns = connection_series(stat)
     if not conns.empty:
         out = out.join(conns.set_index("t"), how="outer")
     names = ["conn_rate", "req_rate", "ssl_key_rate", "ssl_rate", *CONNECTION_COLUMNS]

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from ..results.layout import RunDir
 from .common import RunData
 from .cpu import cpu_pct
-from .haproxy import haproxy_series
+from .haproxy import haproxy_series, run_connection_series
 from .ports import established_by_hop, ports_in_use
 from .requests import per_second_requests, timeline
 from .traffic import network_series, traffic_rates
@@ -87,7 +87,7 @@ def per_second_table(data: RunData, traffic: pd.DataFrame, hops: pd.DataFrame | 
     """The per-second table (columns :data:`PER_SECOND_COLUMNS`), over the union of all sources' seconds."""
     if hops is None:
         hops = established_by_hop(data.table("sockets"))
-    haproxy = haproxy_series(data.table("haproxy_info"), data.table("haproxy_stat")).set_index("t")  # before the requests: see build_series
+    haproxy = haproxy_series(data.table("haproxy_info"), data.table("haproxy_stat"), run_connection_series(data)).set_index("t")  # before the requests: see build_series
     parts = [per_second_requests(data.requests, data.latency_hist).set_index("t"), haproxy, hops.set_index("t")]
     for network in ("client", "server"):
         s = network_series(traffic, network)

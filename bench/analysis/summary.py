@@ -25,7 +25,7 @@ from .cost import cost_summary
 from .cpu import collector_overhead, cpu_pct, cpu_summary
 from .decomposition import decomposition_summary, traced_hops
 from .failover import failover_summary
-from .haproxy import connection_series, connections_summary, haproxy_summary, process_limits, server_pool, tls_summary, window_counter_delta
+from .haproxy import connections_summary, haproxy_summary, process_limits, run_connection_series, server_pool, tls_summary, window_counter_delta
 from .integrity import integrity_summary, mark_invalid
 from .load import corrected_latency, load_summary
 from .ports import established_by_hop, pair_sampling, ports_in_use, ports_summary, sockets_summary
@@ -55,7 +55,7 @@ def summarise_data(data: RunData, series: Series | None = None) -> dict[str, Any
     start, end = window
     info, stat = data.table("haproxy_info"), data.table("haproxy_stat")
 
-    connections = connections_summary(info, stat, window)
+    connections = connections_summary(info, stat, window, run_connection_series(data))
     connections["per_s_client"] = client_connections(req, window)["per_s"]
     split = ((run.get("topology") or {}).get("lb") or {}).get("layout", "split") != "monolith"
     connections["sockets"] = sockets_summary(hops, window, split)
@@ -70,7 +70,7 @@ def summarise_data(data: RunData, series: Series | None = None) -> dict[str, Any
     latency = latency_summary(req, data.latency_hist, window)
     latency["corrected"] = corrected_latency(req, window)
     bottleneck = find_bottleneck(run, cpu, haproxy["idle_pct"], ports, haproxy["pool"], haproxy["limits"], latency.get("mean"))
-    client_series = connection_series(stat).set_index("t")["client"]
+    client_series = run_connection_series(data).set_index("t")["client"]
     load = load_summary(
         run, req, data.table("pacing"), data.table("held"), data.event_records, window,
         connections, tls, haproxy, bottleneck.get("utilisation_pct") or {}, client_series,
