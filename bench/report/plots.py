@@ -8,7 +8,7 @@ report lines up with the others and with the event markers.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -612,14 +612,16 @@ PLOTS: list[tuple[str, str, Callable[[Context], Figure | None]]] = [
 ]
 
 
-def render_plots(ctx: Context, out_dir: Path | None = None) -> list[Plot]:
-    """Draw every plot; with ``out_dir``, also write ``<name>.png`` there (stale PNGs of empty plots are removed)."""
+def render_plots(ctx: Context, out_dir: Path | None = None, names: Collection[str] | None = None) -> list[Plot]:
+    """Draw every plot (only those in ``names`` if given); with ``out_dir``, also write ``<name>.png`` there (stale PNGs of empty plots are removed)."""
     import io
 
     plots = []
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     for name, title, fn in PLOTS:
+        if names is not None and name not in names:
+            continue
         fig = fn(ctx)
         png = None
         if fig is not None:

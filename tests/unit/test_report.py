@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -197,3 +198,26 @@ def test_a_killed_load_generator_not_yet_reaped_writes_nothing() -> None:
         child.kill()
         child.wait()
     assert not group_alive(child.pid)
+
+
+def test_plots_drawn_in_two_processes_are_the_plots_drawn_in_one(tmp_path: Path) -> None:
+    """build_report draws FORKED_PLOTS in a forked copy: the page, the files and their order are what one process draws."""
+    from bench.analysis.common import load_run
+    from bench.analysis.series import build_series
+    from bench.report.plots import make_context, render_plots
+
+    assert {name for name, _, _ in PLOTS} > build.FORKED_PLOTS  # a renamed plot would be drawn here only
+    run_dir = make_run(tmp_path)
+    (run_dir / "plots").mkdir()
+    (run_dir / "plots" / "traffic.png").write_bytes(b"old")  # a forked plot without data: its stale file goes too
+    html = build_report(run_dir).read_text()
+    data = load_run(run_dir)
+    series = build_series(data)
+    alone = render_plots(make_context(data, series, summarise(run_dir)))
+    drawn = [p for p in alone if p.png is not None]
+    assert {p.name for p in drawn} & build.FORKED_PLOTS and {p.name for p in drawn} - build.FORKED_PLOTS  # both processes drew some
+    assert sorted(f.name for f in (run_dir / "plots").iterdir()) == sorted(f"{p.name}.png" for p in drawn)
+    for p in drawn:
+        assert (run_dir / "plots" / f"{p.name}.png").read_bytes() == p.png
+    positions = [html.index(f"<h2>{p.title}</h2><figure><img alt='{p.title}' src='data:image/png;base64,{base64.b64encode(p.png).decode()}'>") for p in drawn]
+    assert positions == sorted(positions)  # in PLOTS' order, each with its own picture
