@@ -15,6 +15,7 @@ import gc
 import multiprocessing
 import os
 import signal
+import time
 import traceback
 import warnings
 from collections.abc import Callable
@@ -98,6 +99,10 @@ def quick_exit() -> None:
     atexit.register(gc.freeze)
 
 
+class ForkStalled(RuntimeError):
+    """A forked copy made no progress (no CPU time) for too long: most likely a lock it inherited, held by a thread that the fork did not copy."""
+
+
 class Forked:
     """``fn()`` run in a forked copy of this process, beside whatever this process does next.
 
@@ -106,9 +111,15 @@ class Forked:
     (pickled). Made for independent steps of one job on a multi-core machine, such as
     writing files while this process computes something else. :meth:`result` waits and
     returns ``fn``'s value or raises its exception (with the copy's traceback as a note);
-    :meth:`close` waits for the copy if it still runs. The copy ignores SIGINT (Ctrl-C
-    goes to the whole process group: this process decides, the copy finishes what it
-    writes) and takes the default action on SIGTERM instead of this process's handlers.
+    :meth:`close` waits for the copy if it still runs, and kills it after ``wait_s``.
+    The copy ignores SIGINT (Ctrl-C goes to the whole process group: this process
+    decides, the copy finishes what it writes) and takes the default action on SIGTERM
+    instead of this process's handlers.
+
+    A fork copies only the thread that forks: a lock another thread held then (in a
+    library, or a stream being printed to) stays held in the copy forever. A copy that
+    used no CPU for ``stall_s`` while it was awaited is taken for such a one: it is
+    killed and :class:`ForkStalled` raised, so the caller can do the step itself.
     """
 
     def __init__(self, fn: Callable[[], Any]) -> None:
@@ -116,14 +127,22 @@ class Forked:
         self._answer, send = ctx.Pipe(duplex=False)
         self._proc = ctx.Process(target=_run_forked, args=(fn, send), daemon=True)
         with warnings.catch_warnings():
-            # Python >= 3.12 warns of fork() in a process with threads (Arrow's pools): the copy only runs fn
+            # Python >= 3.12 warns of fork() in a process with threads (Arrow's pools, bench run's teardown): see above
             warnings.filterwarnings("ignore", message=r".*multi-threaded.*fork", category=DeprecationWarning)
             self._proc.start()
         send.close()
         self._done = False
 
-    def result(self) -> Any:
-        """Wait for ``fn`` in the copy; its return value, or its exception raised here."""
+    def result(self, stall_s: float = 20.0) -> Any:
+        """Wait for ``fn`` in the copy; its return value, or its exception raised here (:class:`ForkStalled`: see above)."""
+        pid, last, since = self._proc.pid, None, time.monotonic()
+        while not self._answer.poll(0.5):  # an answer, or the end of a copy that died (EOF)
+            used = cpu_ticks(pid) if pid is not None else None
+            if used is None or used != last:
+                last, since = used, time.monotonic()
+            elif time.monotonic() - since > stall_s:
+                self.close(wait_s=0.0)
+                raise ForkStalled(f"a forked step used no CPU for {stall_s:.0f} s: stopped")
         try:
             ok, value = self._answer.recv()
         except EOFError:
@@ -134,12 +153,29 @@ class Forked:
             raise value
         return value
 
-    def close(self) -> None:
-        """Wait until the copy has ended (at once when it has)."""
-        if not self._done:
+    def close(self, wait_s: float | None = None) -> None:
+        """Wait until the copy has ended (at once when it has); with ``wait_s``, kill it if it still runs then."""
+        if self._done:
+            return
+        self._proc.join(wait_s)
+        if self._proc.is_alive():
+            self._proc.kill()
             self._proc.join()
-            self._answer.close()
-            self._done = True
+        self._answer.close()
+        self._done = True
+
+
+def cpu_ticks(pid: int) -> int | None:
+    """User + system CPU time ``pid`` used so far, in clock ticks (fields 14-15 of /proc/PID/stat); None when it cannot be read."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rfind(")") + 2 :].split()
+    try:
+        return int(fields[11]) + int(fields[12])
+    except (IndexError, ValueError):
+        return None
 
 
 def _run_forked(fn: Callable[[], Any], send: Connection) -> None:

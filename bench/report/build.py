@@ -19,7 +19,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from ..analysis.common import RunData, load_run, read_run
 from ..analysis.series import Series, build_series, write_series
@@ -30,6 +30,8 @@ from ..results.store import compact_run, newest_write, use_small_pages
 from .html import render_html
 from .latency import write_hlog
 from .plots import PLOTS, Context, Plot, make_context, render_plots
+
+T = TypeVar("T")
 
 #: A run whose writers' streams have not grown for this long while its load generator is gone was killed.
 QUIET_S = 5.0
@@ -81,9 +83,9 @@ def build_report(run_dir: Path, on_summary: Callable[[dict[str, Any]], None] | N
             on_summary(summary)
         ctx = make_context(data, series, summary)
         plots = _draw_plots(ctx, RunDir(run_dir).plots)
-        writer.result()
+        _await(writer, lambda: _write_derived(data, series, run_dir))
     finally:
-        writer.close()
+        writer.close(wait_s=CLOSE_WAIT_S)
     page = render_html(data.run, summary, plots, data.events, ctx.t0)
     path = RunDir(run_dir).report_html
     tmp = path.with_suffix(".html.tmp")
@@ -101,10 +103,22 @@ def _draw_plots(ctx: Context, out_dir: Path) -> list[Plot]:
     theirs = Forked(lambda: render_plots(ctx, out_dir, FORKED_PLOTS))
     try:
         mine = render_plots(ctx, out_dir, [name for name, _, _ in PLOTS if name not in FORKED_PLOTS])
-        drawn = {p.name: p for p in [*mine, *theirs.result()]}
+        drawn = {p.name: p for p in [*mine, *_await(theirs, lambda: render_plots(ctx, out_dir, FORKED_PLOTS))]}
     finally:
-        theirs.close()
+        theirs.close(wait_s=CLOSE_WAIT_S)
     return [drawn[name] for name, _, _ in PLOTS]
+
+
+#: How long a forked step may go on once the report failed or was interrupted before it is killed (it finishes its file meanwhile).
+CLOSE_WAIT_S = 5.0
+
+
+def _await(job: Forked, redo: Callable[[], T]) -> T:
+    """The forked step's value; if the copy failed or stalled, the step done again here (where its error, if any, is raised)."""
+    try:
+        return cast(T, job.result())
+    except Exception:  # noqa: BLE001 - whatever went wrong in the copy, this process does the step itself
+        return redo()
 
 
 def _write_derived(data: RunData, series: Series, run_dir: Path) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bench.proc import Forked
+from bench.proc import Forked, ForkStalled
 
 
 def test_the_copy_reads_the_parents_data_and_returns_its_value() -> None:
@@ -61,3 +62,21 @@ def test_close_waits_until_the_copy_has_finished_its_step(tmp_path: Path) -> Non
     job = Forked(write)  # nobody asks for its result (the report failed meanwhile): close still waits for it
     job.close()
     assert (tmp_path / "done").read_text() == "yes"
+
+
+def test_a_copy_stuck_on_a_lock_is_stopped_and_said_so() -> None:
+    stuck = threading.Lock()
+    stuck.acquire()  # held as by a thread the fork did not copy: the copy waits for it forever, using no CPU
+    job = Forked(stuck.acquire)
+    started = time.monotonic()
+    with pytest.raises(ForkStalled, match="no CPU"):
+        job.result(stall_s=1.0)
+    assert time.monotonic() - started < 10
+    assert not job._proc.is_alive()
+
+
+def test_a_copy_that_outlives_a_failed_report_is_killed_after_the_wait() -> None:
+    job = Forked(lambda: time.sleep(60))
+    started = time.monotonic()
+    job.close(wait_s=0.2)
+    assert time.monotonic() - started < 10 and not job._proc.is_alive()

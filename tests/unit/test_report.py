@@ -221,3 +221,26 @@ def test_plots_drawn_in_two_processes_are_the_plots_drawn_in_one(tmp_path: Path)
         assert (run_dir / "plots" / f"{p.name}.png").read_bytes() == p.png
     positions = [html.index(f"<h2>{p.title}</h2><figure><img alt='{p.title}' src='data:image/png;base64,{base64.b64encode(p.png).decode()}'>") for p in drawn]
     assert positions == sorted(positions)  # in PLOTS' order, each with its own picture
+
+
+def test_a_failed_or_stalled_copy_leaves_its_step_to_the_parent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When a forked copy fails (or is stopped as stalled), build_report does its step itself: the same files and page."""
+    from bench.proc import Forked, ForkStalled
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = make_run(tmp_path / "a")
+    html = build_report(first).read_text()
+    files = {p.relative_to(first): p.read_bytes() for p in first.glob("*/*") if p.parent.name in ("plots", "derived")}
+
+    def fail(self: Forked, stall_s: float = 20.0) -> None:
+        self.close(wait_s=0.0)
+        raise ForkStalled("stopped")
+
+    monkeypatch.setattr(Forked, "result", fail)
+    second = make_run(tmp_path / "b")
+    for p in [*second.glob("plots/*"), *second.glob("derived/*")]:
+        p.unlink()
+    assert build_report(second).read_text() == html
+    again = {p.relative_to(second): p.read_bytes() for p in second.glob("*/*") if p.parent.name in ("plots", "derived")}
+    assert again == files and any(str(k).startswith("derived") for k in files) and any(str(k).startswith("plots") for k in files)
