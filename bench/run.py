@@ -137,6 +137,27 @@ class Teardown:
             ) from self.error
 
 
+@contextlib.contextmanager
+def term_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt meanwhile, as Ctrl-C does (main thread only).
+
+    After the load, outside :class:`SignalGuard`, the report is built while the lab is torn
+    down in a thread: SIGTERM's default there ended the process at once and left the lab
+    running (seen when a test run was stopped by a time limit). Now it abandons the report
+    as Ctrl-C does, and the teardown is joined on the way out (by ``except`` blocks, and by
+    the interpreter's exit, which waits for the teardown's thread).
+    """
+
+    def _interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 #: The live view, the collectors, the analysis and the report (numpy, pyarrow, pandas, matplotlib: 1.5-2 s
 #: of CPU) are imported in the background while the checks run and the lab starts, so neither the start
 #: nor the end waits for them; the live view first (it is attached right after the checks).
@@ -489,25 +510,26 @@ def _run_scenario(
                         teardown = Teardown(lab, worker_set, rd)
     except BaseException as exc:
         changed = (run.get("integrity") or {}).get("headline")
-        try:
-            if not load_started:
-                # Nothing was measured: leave no half-written report behind (the logs go there too).
+        with term_as_interrupt():
+            try:
+                if not load_started:
+                    # Nothing was measured: leave no half-written report behind (the logs go there too).
+                    if teardown is not None:
+                        teardown.join(raise_error=False)
+                    shutil.rmtree(run_dir, ignore_errors=True)
+                else:
+                    if run["status"] != "interrupted":
+                        # a load that failed because the lab changed under it: the change is the news
+                        run["status"] = "invalid" if changed else "failed"
+                    run["ended_at"] = _now()
+                    write_document(RunDoc, run, rd.run_json)
+                    try:  # keep what was measured readable; the original error is what matters
+                        _build_report(run_dir)
+                    except Exception as report_exc:  # noqa: BLE001
+                        log(f"could not build the report of the failed run: {report_exc}")
+            finally:
                 if teardown is not None:
                     teardown.join(raise_error=False)
-                shutil.rmtree(run_dir, ignore_errors=True)
-            else:
-                if run["status"] != "interrupted":
-                    # a load that failed because the lab changed under it: the change is the news
-                    run["status"] = "invalid" if changed else "failed"
-                run["ended_at"] = _now()
-                write_document(RunDoc, run, rd.run_json)
-                try:  # keep what was measured readable; the original error is what matters
-                    _build_report(run_dir)
-                except Exception as report_exc:  # noqa: BLE001
-                    log(f"could not build the report of the failed run: {report_exc}")
-        finally:
-            if teardown is not None:
-                teardown.join(raise_error=False)
         if load_started and changed and isinstance(exc, UserError):
             raise UserError(f"the lab changed during the run: {changed}", f"the figures from then on are not the lab's; report in {run_dir}") from exc
         raise
@@ -521,13 +543,14 @@ def _run_scenario(
             log(line)
         done.go()  # the summary is out: the lab goes while the plots are drawn
 
-    try:
-        _build_report(run_dir, on_summary=on_summary)
-    except BaseException:
-        teardown.join(raise_error=False)
-        raise
-    engine_lost = watch is not None and watch.engine_lost_seen
-    teardown.join(raise_error=not engine_lost)
+    with term_as_interrupt():
+        try:
+            _build_report(run_dir, on_summary=on_summary)
+        except BaseException:
+            teardown.join(raise_error=False)
+            raise
+        engine_lost = watch is not None and watch.engine_lost_seen
+        teardown.join(raise_error=not engine_lost)
     if engine_lost and teardown.error is not None:
         log(f"could not tear {lab.project} down with the engine gone: once it is back, `bench down {lab.project}`")
     return run_dir

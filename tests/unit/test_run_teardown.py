@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -203,3 +206,54 @@ def test_a_worker_listens_for_the_controller_before_it_waits_for_the_go(tmp_path
     done = subprocess.run([sys.executable, "-c", _LISTEN_ORDER], capture_output=True, text=True, timeout=120, check=False, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == ["listen", "gate"]
+
+
+#: A "bench run" after its load: the teardown in its thread, the report in the main thread when SIGTERM comes.
+AFTER_THE_LOAD = """
+import sys, time
+from pathlib import Path
+from bench.results.layout import RunDir
+from bench.run import Teardown, term_as_interrupt
+out = Path(sys.argv[1])
+
+class Lab:
+    project = "lbbench-unit"
+    started = True
+    def save_logs(self, dest):
+        pass
+    def down(self):
+        time.sleep(0.5)  # compose down takes a while
+        (out / "down").write_text("done")
+
+teardown = Teardown(Lab(), None, RunDir(out))
+teardown.go()
+guard = term_as_interrupt()  # held: entered for the rest of this process when "guarded"
+if sys.argv[2] == "guarded":
+    guard.__enter__()
+try:
+    print("report", flush=True)
+    time.sleep(30)  # the report being built
+except BaseException:
+    teardown.join(raise_error=False)
+    raise
+"""
+
+
+@pytest.mark.parametrize("mode", ["guarded", "bare"])
+def test_sigterm_while_the_report_is_built_still_tears_the_lab_down(tmp_path: Path, mode: str) -> None:
+    """bench run after its load: SIGTERM abandons the report as Ctrl-C does, and the lab still goes
+    (bare: SIGTERM's default, what happened before, ends the process with the lab left running)."""
+    proc = subprocess.Popen([sys.executable, "-c", AFTER_THE_LOAD, str(tmp_path), mode], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "report"
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    if mode == "guarded":
+        assert proc.returncode not in (0, -signal.SIGTERM) and "KeyboardInterrupt" in stderr, stderr
+        assert (tmp_path / "down").read_text() == "done"
+    else:
+        assert proc.returncode == -signal.SIGTERM
+        assert not (tmp_path / "down").exists()
