@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from bench.analysis.load import REACHED
 from bench.errors import UserError
 from bench.results.events import read_events
 from bench.results.store import read_table
@@ -65,11 +66,18 @@ def test_keep_alive_model(node_image: str, tmp_path: Path) -> None:
 
 
 def test_connection_rate_model(node_image: str, tmp_path: Path) -> None:
-    summary, _ = run("connection-rate", tmp_path)
+    summary, run_dir = run("connection-rate", tmp_path)
     load = assert_load(summary, "connections_per_s", "requests_per_s", "handshakes_per_s")
     assert load["target"]["requests_per_s"] == pytest.approx(4 * load["target"]["connections_per_s"])
-    # four requests per connection, counted by the client and by HAProxy
-    assert load["achieved"]["requests_per_s"] == pytest.approx(4 * load["achieved"]["connections_per_s"], rel=0.1)
+    # four requests per connection, counted by the client over the whole run (only the last connections may end early)
+    df = read_table(run_dir, "requests")
+    assert len(df) == pytest.approx(4 * int(df["conn_new"].sum()), rel=0.05)
+    if load["achieved_pct"]["connections_per_s"] >= 100 * REACHED:
+        # and in the 2 s steady window while the client kept its schedule; a client behind it (an overloaded
+        # machine: 144 of 200 connections/s once) opens connections ahead of their requests there, and says so
+        assert load["achieved"]["requests_per_s"] == pytest.approx(4 * load["achieved"]["connections_per_s"], rel=0.1)
+    else:
+        assert load["reached"] is False and load["limited_by"], load["verdict"]
     assert load["achieved_haproxy"]["connections_per_s"] > 0
     assert {c["name"]: c["ok"] for c in summary["checks"]}["connections"] is True
 
