@@ -27,8 +27,9 @@ keep-alive bursts (:meth:`LeanClient.burst`), single requests
 (:meth:`LeanClient.start`).
 
 I/O: one non-blocking socket per client, waited on with gevent's loop; TLS
-through an ``ssl.SSLObject`` over memory BIOs, so a small request costs one
-``send`` and one ``recv`` system call and raises no exception on the hot path.
+on that socket (the C object under ``ssl.SSLSocket``), so a small request costs
+one C call to send it (encrypt + ``send``) and one to read its response
+(``recv`` + decrypt), and raises no exception on the hot path.
 Certificates are always verified against the given CA. Timeouts (connect =
 TCP + TLS handshake; response = from sending the request to the end of the
 response) are enforced by one :class:`Watchdog` greenlet per process.
@@ -56,6 +57,7 @@ import numpy as np
 from gevent import get_hub, getcurrent
 from gevent.monkey import get_original
 
+from . import ssltune
 from .capture import RequestCapture, classify
 from .http1 import HTTPError, IncompleteResponse, ProtocolError, complete_simple, read_response
 
@@ -75,7 +77,7 @@ _INF = math.inf
 _time = time.time
 _write = os.write
 
-# Scratch buffers of Connection._receive and .pull, shared by every connection of the process:
+# Scratch buffers of Connection._receive (and Closer), shared by every connection of the process:
 # a connection uses them only between a wake-up and its next yield to the hub, and
 # copies out whatever it has to keep across a yield. Receiving into them costs no
 # 64 KiB allocation per recv() and per TLS read.
@@ -84,6 +86,11 @@ _SCRATCH_IN_VIEW = memoryview(_SCRATCH_IN)
 _SCRATCH_PLAIN = bytearray(RECV_SIZE)
 _SCRATCH_PLAIN_VIEW = memoryview(_SCRATCH_PLAIN)
 _CLOSED_BEFORE_ANY_BYTE = "connection closed before any response byte"
+
+# Connection.handshake(): the handshake is done, or what it waits for
+HANDSHAKE_DONE = 0
+WANT_READ = 1
+WANT_WRITE = 2
 
 
 class LeanTimeout(TimeoutError):
@@ -190,6 +197,7 @@ def _client_context(tls12: bool) -> ssl.SSLContext:
     _ssl._SSLContext.minimum_version.__set__(ctx, ssl.TLSVersion.TLSv1_2)  # type: ignore[attr-defined]  # a C-level property
     if tls12:
         _ssl._SSLContext.maximum_version.__set__(ctx, ssl.TLSVersion.TLSv1_2)  # type: ignore[attr-defined]
+    ssltune.tune_context(ctx)  # read-ahead: one read() per response
     return ctx
 
 
@@ -249,17 +257,22 @@ class LabTrust:
 
 
 class Connection:
-    """One client connection (TLS through memory BIOs, or plain TCP) on gevent's loop.
+    """One client connection (TLS on the socket itself, or plain TCP) on gevent's loop.
 
     Made in steps that never wait, so that gevent's hub can drive them from
     I/O callbacks (:class:`LeanClient`): the constructor starts a non-blocking
     connect (``connecting``: wait until the socket is writable, then
-    :meth:`connected`); :meth:`start_tls` and :meth:`handshake` (after
-    :meth:`pull` each time the socket is readable) do the TLS handshake.
+    :meth:`connected`); :meth:`start_tls` and :meth:`handshake` (again each
+    time the socket is ready for what it asked) do the TLS handshake.
     :meth:`open` does all of it from a greenlet, waiting as needed. The
     blocking helpers (:meth:`send`, :meth:`recv`, :meth:`_read_rest`) wait on
     gevent I/O watchers; the process :class:`Watchdog` interrupts them when
     their deadline passes.
+
+    TLS runs on the non-blocking socket itself (``SSLContext._wrap_socket``,
+    the C object under :class:`ssl.SSLSocket`): one C call both does the
+    socket I/O and the TLS record work (``read`` = receive + decrypt, ``write``
+    = encrypt + send), where memory BIOs took three or four calls each way.
     """
 
     __slots__ = (
@@ -272,21 +285,17 @@ class Connection:
         "_usual",
         "buf",
         "connecting",
-        "inc",
         "last_used",
         "obj",
-        "out",
         "requests",
         "rw",
         "sock",
         "ww",
     )
 
-    # gevent's watchers and the TLS objects are untyped (Any); the socket, BIOs and TLS object are None once closed / for plain TCP
+    # gevent's watchers and the TLS object are untyped (Any); the socket and TLS object are None once closed / for plain TCP
     sock: Any
     obj: Any
-    inc: Any
-    out: Any
     rw: Any
     ww: Any
     _tls: Any
@@ -297,15 +306,14 @@ class Connection:
         sock = _RawSocket(family, socket.SOCK_STREAM)
         self.sock = sock
         self.obj = self._tls = None
-        self.inc = self.out = None
         self.rw = self.ww = None
         self.buf = b""
         self.requests = 0
         self.last_used = 0.0
-        # (head, response length, (status, body length, keep-alive)) of the last usual response
-        # (see _receive): a response with the same head and length is the same kind, and
+        # (head, response length, (status, body length, keep-alive), head length) of the last usual
+        # response (see _receive): a response with the same head and length is the same kind, and
         # _receive returns the same tuple for it (LeanClient tells kinds apart by identity).
-        self._usual: tuple[bytes, int, tuple[int, int, bool]] | None = None
+        self._usual: tuple[bytes, int, tuple[int, int, bool], int] | None = None
         try:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -337,11 +345,12 @@ class Connection:
                 conn.start_tls(ctx, server_hostname, session)
                 for _ in range(64):  # a TLS handshake takes a handful of round trips
                     state = conn.handshake()
-                    if state is True:
+                    if state == HANDSHAKE_DONE:
                         break
-                    if state:
-                        conn._send_all(state)
-                    conn._fill()
+                    if state == WANT_READ:
+                        conn._wait_readable()
+                    else:
+                        conn._hub.wait(conn.ww)
                 else:
                     raise ssl.SSLError("TLS handshake did not finish in 64 rounds")
         except BaseException:
@@ -358,58 +367,54 @@ class Connection:
         if err:
             raise OSError(err, os.strerror(err))
 
-    def start_tls(self, ctx: ssl.SSLContext, server_hostname: str | bytes, session: ssl.SSLSession | None) -> None:
-        """Put a TLS client object over memory BIOs on the connection (the handshake is :meth:`handshake`)."""
-        self.inc = ssl.MemoryBIO()
-        self.out = ssl.MemoryBIO()
-        self.obj = ctx.wrap_bio(self.inc, self.out, server_hostname=server_hostname, session=session)
-        # The C object under ssl.SSLObject: same methods, one Python frame less per call.
-        self._tls = getattr(self.obj, "_sslobj", self.obj)
+    def start_tls(self, ctx: ssl.SSLContext, server_hostname: str | bytes, session: ssl.SSLSession | None, keep_buffers: bool = False) -> None:
+        """Put a TLS client on the connection's socket (the handshake is :meth:`handshake`).
 
-    def handshake(self) -> bool | bytes:
-        """One step of the TLS handshake: True when it is done; else it wants to read.
+        ``server_hostname`` (SNI, and the name the certificate is checked
+        against) as :meth:`ssl.SSLContext.wrap_socket` takes it: a ``str``,
+        or IDNA-encoded ``bytes``. ``keep_buffers``: OpenSSL keeps its record
+        buffers for the connection's life (:func:`~bench.load.ssltune.keep_buffers`;
+        for connections that carry many requests, not for idle held ones).
+        """
+        if isinstance(server_hostname, bytes):
+            server_hostname = server_hostname.decode("ascii")
+        elif not server_hostname.isascii():  # (IDNA leaves an ASCII name as it is)
+            server_hostname = server_hostname.encode("idna").decode("ascii")
+        # What SSLContext.wrap_socket does under the Python-level SSLSocket (which would take over
+        # the socket object): the C TLS object reads and writes this socket's file descriptor itself.
+        self.obj = self._tls = ctx._wrap_socket(self.sock, False, server_hostname, owner=None, session=session)  # type: ignore[attr-defined]
+        if keep_buffers:
+            ssltune.keep_buffers(self._tls, ctx)
 
-        What the TLS object has to send is sent first; returns False when the
-        socket took all of it, or the bytes it did not take (rare: send them,
-        then wait to read). Raises the handshake's errors (certificate, alert,
-        the server closing).
+    def handshake(self) -> int:
+        """One step of the TLS handshake: :data:`HANDSHAKE_DONE`, or what it waits for (:data:`WANT_READ`, :data:`WANT_WRITE`).
+
+        Raises the handshake's errors (certificate, alert, the server closing:
+        ``ssl.SSLEOFError``, a reset: ``ConnectionResetError``). The client's
+        last flight is sent by the step that finishes it.
         """
         try:
             self._tls.do_handshake()
-            # The client's last handshake flight goes out with the first request.
-            return True
+            return HANDSHAKE_DONE
         except ssl.SSLWantReadError:
-            pass
-        data = self.out.read()
-        if data:
-            try:
-                sent = self._sock_send(data)
-            except BlockingIOError:
-                sent = 0
-            if sent < len(data):
-                return data[sent:]
-        if self.inc.eof:
-            raise ssl.SSLEOFError("connection closed during the TLS handshake")
-        return False
-
-    def pull(self) -> bool:
-        """Move what the socket has into the TLS input (its end, when the server closed); False when it had nothing."""
-        try:
-            n = self._sock_recv_into(_SCRATCH_IN)
-        except BlockingIOError:
-            return False
-        if n:
-            self.inc.write(_SCRATCH_IN_VIEW[:n])
-        else:
-            self.inc.write_eof()
-        return True
+            return WANT_READ
+        except ssl.SSLWantWriteError:
+            return WANT_WRITE
 
     def try_send(self, data: bytes) -> bytes:
-        """Encrypt (when TLS) and send what the socket takes now, without waiting; returns what it did not take."""
+        """Encrypt (when TLS) and send what the socket takes now, without waiting; returns what is left to send.
+
+        Over TLS that is ``data`` itself or nothing: a TLS write the socket did
+        not take whole is finished by writing the same bytes again
+        (:meth:`_send_all`), which carries on where it stopped.
+        """
         tls = self._tls
         if tls is not None:
-            tls.write(data)
-            data = self.out.read()
+            try:
+                tls.write(data)
+            except ssl.SSLWantWriteError:
+                return data
+            return b""
         try:
             sent = _write(self._fd, data)
         except BlockingIOError:
@@ -421,47 +426,40 @@ class Connection:
 
         Returns ``(status, body bytes, keep-alive)`` when that is exactly one
         usual response; else the bytes of the response received so far, to
-        read on with :meth:`_read_rest` (``b""`` after the end of a TLS
-        stream); None when there is nothing to read yet (a spurious wake-up,
-        a part of a TLS record, TLS messages that carry no data). Raises
-        :class:`IncompleteResponse` when the server closed before any byte of
-        the response.
+        read on with :meth:`_read_rest`; None when there is nothing to read yet
+        (a spurious wake-up, a part of a TLS record, TLS messages that carry no
+        data). Raises :class:`IncompleteResponse` when the server closed
+        before any byte of the response.
 
-        Bytes are received and decrypted into the process's scratch buffers and
-        recognised in place by :func:`~bench.load.http1.complete_simple`; a
-        response with the same head and length as the connection's last usual
-        one is recognised by one ``startswith``. Nothing is allocated for a
-        usual response.
+        Bytes are received (and decrypted: one TLS record per read) into the
+        process's scratch buffer and recognised in place by
+        :func:`~bench.load.http1.complete_simple`; a response with the same
+        head and length as the connection's last usual one is recognised by
+        comparing its head. Nothing is kept for a usual response.
         """
-        try:
-            n = self._sock_recv_into(_SCRATCH_IN)
-        except BlockingIOError:
-            return None
         tls = self._tls
         if tls is None:
-            if not n:
-                raise IncompleteResponse(_CLOSED_BEFORE_ANY_BYTE, started=False)
-            plain, view, k = _SCRATCH_IN, _SCRATCH_IN_VIEW, n
-        else:
-            inc = self.inc
-            if not n:
-                inc.write_eof()
-                return b""
-            inc.write(_SCRATCH_IN_VIEW[:n])
             try:
-                k = tls.read(RECV_SIZE, _SCRATCH_PLAIN)
-            except ssl.SSLWantReadError:
-                # No whole application record yet: a part of one, or only TLS messages
-                # (TLS 1.3 session tickets come after the handshake). Wait for more.
+                k = self._sock_recv_into(_SCRATCH_IN)
+            except BlockingIOError:
                 return None
-            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
-                raise IncompleteResponse(_CLOSED_BEFORE_ANY_BYTE, started=False) from None
-            plain, view = _SCRATCH_PLAIN, _SCRATCH_PLAIN_VIEW
-            if inc.pending:
-                # More records came with this one: not one lone response, read on in order.
-                return bytes(view[:k])
+            if not k:
+                raise IncompleteResponse(_CLOSED_BEFORE_ANY_BYTE, started=False)
+            return self._recognise(_SCRATCH_IN, _SCRATCH_IN_VIEW, k)
+        try:
+            k = tls.read(RECV_SIZE, _SCRATCH_PLAIN)
+        except ssl.SSLWantReadError:
+            # No whole application record yet: a part of one, or only TLS messages
+            # (TLS 1.3 session tickets come after the handshake). Wait for more.
+            return None
+        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+            raise IncompleteResponse(_CLOSED_BEFORE_ANY_BYTE, started=False) from None
+        return self._recognise(_SCRATCH_PLAIN, _SCRATCH_PLAIN_VIEW, k)
+
+    def _recognise(self, plain: bytearray, view: memoryview, k: int) -> tuple[int, int, bool] | bytes:
+        """The first ``k`` bytes of ``plain`` (``view`` over it): see :meth:`_receive`."""
         usual = self._usual
-        if usual is not None and k == usual[1] and plain.startswith(usual[0]):
+        if usual is not None and k == usual[1] and plain[: usual[3]] == usual[0]:
             # The head is byte for byte one that complete_simple accepted, and ends at its
             # first CRLF CRLF, so this response has the same status, framing and persistence.
             return usual[2]
@@ -469,7 +467,7 @@ class Connection:
         if simple is not None:
             status, head, length, keep = simple
             got = (status, length, keep)
-            self._usual = (bytes(view[:head]), k, got)
+            self._usual = (bytes(view[:head]), k, got, head)
             return got
         return bytes(view[:k])
 
@@ -485,8 +483,8 @@ class Connection:
 
     @property
     def pending(self) -> bool:
-        """Bytes of a response already here (a general read kept them, or TLS holds them)."""
-        return bool(self.buf) or (self._tls is not None and self.inc.pending > 0)
+        """Bytes of a response already here (a general read kept them, or TLS holds them decrypted)."""
+        return bool(self.buf) or (self._tls is not None and self._tls.pending() > 0)
 
     # ------------------------------------------------------------------ waiting (greenlets only)
 
@@ -504,15 +502,18 @@ class Connection:
         finally:
             rw.stop()
 
-    def _fill(self) -> None:
-        """Wait until the socket is readable and move what arrived into the TLS input BIO."""
-        for _ in range(1 << 16):  # bounded: spurious wake-ups are rare
-            self._wait_readable()
-            if self.pull():
-                return
-        raise LeanTimeout("socket never became readable")
-
     def _send_all(self, data: bytes) -> None:
+        """Send ``data`` (what :meth:`try_send` returned), waiting for room in the socket buffer."""
+        tls = self._tls
+        if tls is not None:
+            for _ in range(1 << 20):  # bounded: each round waits for room in the socket buffer
+                self._hub.wait(self.ww)
+                try:
+                    tls.write(data)  # the same bytes again: TLS carries on where it stopped
+                    return
+                except ssl.SSLWantWriteError:
+                    continue
+            raise LeanTimeout("could not send the request")
         try:
             sent = self._sock_send(data)
         except BlockingIOError:
@@ -547,23 +548,16 @@ class Connection:
                 except BlockingIOError:
                     continue
             raise LeanTimeout("socket never became readable")
-        inc = self.inc
         # TLS never holds decrypted bytes back here: every read asks for more than a
-        # record (16 KiB) can carry. So an empty input BIO means nothing is buffered.
-        if not inc.pending:
-            if inc.eof:
-                return b""
-            self._fill()
+        # record (16 KiB) can carry, and a read decrypts one record.
         for _ in range(1 << 20):  # bounded: each round consumes bytes or waits
             try:
                 return tls.read(RECV_SIZE)
             except ssl.SSLWantReadError:
-                if inc.eof:
-                    return b""
-                self._fill()
+                self._wait_readable()
             except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
                 return b""
-        return b""
+        raise LeanTimeout("socket never became readable")
 
     def _read_rest(self, buf: bytes) -> tuple[int, int, bool]:
         """The general way: :func:`read_response` from ``buf`` on, through :meth:`recv`."""
@@ -839,10 +833,11 @@ class _Handoff(NamedTuple):
 # what a _Handoff asks for
 _REST = 1  # read the rest of a response with the general reader (arg: the bytes so far)
 _UNSENT = 2  # send the rest of a request the socket did not take (arg: the bytes), then wait for the response
-_UNSENT_HANDSHAKE = 3  # the same for handshake bytes, then go on with the handshake
-_GENERAL = 4  # a whole request on a connection that already holds bytes (the general reader reads them)
+_GENERAL = 3  # a whole request on a connection that already holds bytes (the general reader reads them)
 
 _NOTHING: Any = object()
+# LeanClient._ok before a kind of response is recorded column-wise: matches no response
+_NO_OK: tuple[Any, Any, Any, int] = (_NOTHING, None, None, 0)
 
 
 class Owner:
@@ -997,8 +992,9 @@ class LeanClient:
         self._resumption = s.resumption
         self._name = s.name
         # encoded once: ssl would run the (Python) IDNA codec on every connection
-        self._hostname = (s.server_name or s.host).encode("idna")
+        self._hostname = (s.server_name or s.host).encode("idna").decode("ascii")
         self._lists = lists if lists is not None else ([], [], [], [])
+        self._ts_append, self._ms_append, self._nb_append = (x.append for x in self._lists[:3])
         # 1 in N requests carries X-Lbbench-Id (bench/load/capture.py Tracer): the id of the traced
         # request in flight (0: none); the countdown is set with the capture
         self._tracing = 0
@@ -1024,6 +1020,9 @@ class LeanClient:
         self._cb_connect = self._on_connect
         self._cb_handshake = self._on_handshake
         self._cb_readable = self._on_readable
+        #: OpenSSL keeps each connection's record buffers (Connection.start_tls): for connections
+        #: that carry more than one request; held connections (which idle) set it False
+        self.keep_tls_buffers = s.requests_per_connection != 1
         #: connections opened, and how many of them resumed a TLS session
         self.connections = 0
         self.resumed = 0
@@ -1041,7 +1040,8 @@ class LeanClient:
         # a plain RequestCapture takes the hot path's successes column-wise (ok_appenders); a
         # wrapper (rate models, held connections) sees every row
         self._ok_capture = capture if type(capture) is RequestCapture else None
-        self._ok: tuple[tuple[int, int, bool], Any, Any] | None = None
+        # (the usual response's tuple, its two appenders, its body bytes) once recorded column-wise
+        self._ok: tuple[Any, Any, Any, int] = _NO_OK
         if capture is None:
             self._record_row = None
         else:
@@ -1199,47 +1199,46 @@ class LeanClient:
             ctx = trust.context()
         self._conn_ctx = ctx
         session = self._session
-        conn.start_tls(ctx, self._hostname, session[1] if self._resumption and session is not None and session[0] is ctx else None)
+        conn.start_tls(ctx, self._hostname, session[1] if self._resumption and session is not None and session[0] is ctx else None, self.keep_tls_buffers)
         self._handshake()
 
     def _on_handshake(self) -> None:
-        """The socket is readable during the handshake: feed TLS, take the next step."""
+        """The socket is ready for what the handshake waited for: take the next step."""
         conn = self._conn
         assert conn is not None
         try:
-            if conn.pull():
-                self._handshake()
-        except ssl.SSLCertVerificationError as e:
-            trust = self._trust
-            if trust is None or self._conn_ctx is trust.ca:
-                self._failed(e)
-                return
-            # A certificate the pinned store does not know: verify it against the CA, on a new connection.
-            self._verify_with_ca = True
-            self._drop()
-            try:
-                self._open()
-            except Exception as e2:  # noqa: BLE001
-                self._failed(e2)
+            self._handshake()
         except Exception as e:  # noqa: BLE001
             self._failed(e)
 
     def _handshake(self) -> None:
+        """The next step of the handshake (any step may finish it: the server's flight can be here already)."""
         conn = self._conn
         assert conn is not None  # (a request is under way on it)
-        state = conn.handshake()
-        if state is True:
+        try:
+            state = conn.handshake()
+        except ssl.SSLCertVerificationError:
+            trust = self._trust
+            if trust is None or self._conn_ctx is trust.ca:
+                raise
+            # A certificate the pinned store does not know: verify it against the CA, on a new connection.
+            self._verify_with_ca = True
+            self._drop()
+            self._open()
+            return
+        if state == HANDSHAKE_DONE:
             if conn.session_reused:
                 self.resumed += 1
             elif self._trust is not None and self._conn_ctx is self._trust.ca:
                 self._trust.learn(conn.obj.getpeercert(True))  # just verified against the CA
             self._verify_with_ca = False
             self._opened()
-        elif state is False:
+        elif state == WANT_READ:
+            conn.ww.stop()
             conn.rw.start(self._cb_handshake)
-        else:
+        else:  # (rare: the socket buffer is full)
             conn.rw.stop()
-            self._handoff(_UNSENT_HANDSHAKE, state)
+            conn.ww.start(self._cb_handshake)
 
     def _opened(self) -> None:
         """The connection is up (TCP, and TLS when the target is https): send the first request."""
@@ -1268,40 +1267,48 @@ class LeanClient:
         The usual response (see :meth:`Connection._receive`) on a connection
         that stays is recorded here and the next request sent at once; the
         rest of the bookkeeping is :meth:`_response`; anything that needs
-        waiting goes to the owner greenlet.
+        waiting goes to the owner greenlet. This runs once per keep-alive
+        request: over TLS it reads and recognises the response itself
+        (:meth:`Connection._receive` inlined), and the connection's usual
+        response again, recorded column-wise, takes the fewest steps.
         """
         conn = self._conn
         assert conn is not None  # (a request is under way on it)
+        tls = conn._tls
+        got: tuple[int, int, bool] | bytes | None
         try:
-            got = conn._receive()
+            if tls is not None:
+                k = tls.read(RECV_SIZE, _SCRATCH_PLAIN)
+                usual = conn._usual
+                if usual is not None and k == usual[1] and _SCRATCH_PLAIN[: usual[3]] == usual[0]:
+                    got = usual[2]
+                else:
+                    got = conn._recognise(_SCRATCH_PLAIN, _SCRATCH_PLAIN_VIEW, k)
+            else:
+                got = conn._receive()
+        except ssl.SSLWantReadError:
+            return  # a part of a TLS record, or TLS messages only: wait for more
+        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+            self._failed(IncompleteResponse(_CLOSED_BEFORE_ANY_BYTE, started=False))
+            return
         except Exception as e:  # noqa: BLE001
             self._failed(e)
             return
-        if type(got) is not tuple:
-            if got is not None:  # (None: a spurious wake-up, keep waiting)
-                conn.rw.stop()
-                self._handoff(_REST, got)
-            return
         t1 = _time()
-        status, nbytes, keep = got
-        if status >= 400 or not keep or self._last or self._conn_new:
-            self._response(t1, status, nbytes, keep)
-            return
-        # The hot path of keep-alive: a success on a connection that stays, recorded here ...
-        t0 = self._t0
-        conn.last_used = t0
-        latency = (t1 - t0) * 1000.0
         ok = self._ok
-        if ok is not None and ok[0] is got and not self._tracing:
-            # the connection's usual response again: two float appends (RequestCapture.ok_appenders)
+        if ok[0] is got and not (self._last or self._conn_new or self._tracing):
+            # The hot path of keep-alive: the connection's usual response again, a success
+            # on a connection that stays: two float appends (RequestCapture.ok_appenders) ...
+            t0 = self._t0
+            conn.last_used = t0
+            latency = (t1 - t0) * 1000.0
             ok[1](t0)
             ok[2](latency)
-        elif self._record_row is not None:
-            self._record_usual(got, t0, latency)
-        ts, ms, nb, _ = self._lists
-        ts.append(t0)
-        ms.append(latency)
-        nb.append(nbytes)
+            self._ts_append(t0)
+            self._ms_append(latency)
+            self._nb_append(ok[3])
+        elif not self._other_response(conn, got, t1):
+            return
         n = self._n = self._n - 1
         if n <= 0 or t1 > self._until:
             self._deadline = _INF
@@ -1315,16 +1322,48 @@ class LeanClient:
         self._deadline = t1 + self._timeout
         conn.requests += 1
         last = self._last = self._rpc > 0 and conn.requests >= self._rpc
-        self._trace_left -= 1
+        left = self._trace_left = self._trace_left - 1
         req = self._req_close if last else self._req_keep
         try:
-            rest = conn.try_send(req if self._trace_left else self._traced(req))
+            if not left:
+                req = self._traced(req)
+            if tls is not None:
+                try:
+                    tls.write(req)  # (Connection.try_send inlined)
+                    return
+                except ssl.SSLWantWriteError:
+                    rest = req  # to write again, whole, once the socket takes more (Connection._send_all)
+            else:
+                rest = conn.try_send(req)
+                if not rest:
+                    return
         except Exception as e:  # noqa: BLE001
             self._failed(e)
             return
-        if rest:
-            conn.rw.stop()
-            self._handoff(_UNSENT, rest)
+        conn.rw.stop()
+        self._handoff(_UNSENT, rest)
+
+    def _other_response(self, conn: Connection, got: tuple[int, int, bool] | bytes | None, t1: float) -> bool:
+        """What :meth:`_on_readable` read, other than the hot path's; True when it was a success on a connection that stays (send the next request)."""
+        if type(got) is not tuple:
+            if got is not None:  # (None: a spurious wake-up, keep waiting)
+                conn.rw.stop()
+                self._handoff(_REST, got)
+            return False
+        status, nbytes, keep = got
+        if status >= 400 or not keep or self._last or self._conn_new:
+            self._response(t1, status, nbytes, keep)
+            return False
+        # a success on a connection that stays, not (yet) the column-wise kind
+        t0 = self._t0
+        conn.last_used = t0
+        latency = (t1 - t0) * 1000.0
+        if self._record_row is not None:
+            self._record_usual(got, t0, latency)
+        self._ts_append(t0)
+        self._ms_append(latency)
+        self._nb_append(nbytes)
+        return True
 
     def _record_usual(self, got: tuple[int, int, bool], t0: float, latency: float) -> None:
         """Record a success of the keep-alive hot path that is not the connection's usual kind yet (or is traced)."""
@@ -1334,7 +1373,7 @@ class LeanClient:
         elif self._ok_capture is not None:
             # from now on this kind of response is recorded column-wise
             t_append, latency_append = self._ok_capture.ok_appenders(nbytes, status, self._name)
-            self._ok = (got, t_append, latency_append)
+            self._ok = (got, t_append, latency_append, nbytes)
             t_append(t0)
             latency_append(latency)
             return
@@ -1399,10 +1438,6 @@ class LeanClient:
             elif what == _UNSENT:
                 conn._send_all(arg)
                 conn.rw.start(self._cb_readable)
-                return
-            elif what == _UNSENT_HANDSHAKE:
-                conn._send_all(arg)
-                conn.rw.start(self._cb_handshake)
                 return
             else:  # _GENERAL
                 conn.requests += 1
