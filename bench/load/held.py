@@ -132,6 +132,8 @@ class HeldPool:
             if delay > 0:
                 gevent.sleep(delay)
             client = self.make_client(tls)
+            # idle most of the time, and many: OpenSSL frees its record buffers between requests
+            client.keep_tls_buffers = False
             client.capture = _HeldRecorder(client.capture, self)
             if tls and self.resumption and self._session is not None:
                 client._session = self._session

@@ -3,7 +3,7 @@
 Locust's ``FastHttpUser`` spends most of its time in its client library and in
 per-request bookkeeping. :class:`LeanHttpsUser` runs one
 :class:`~bench.load.leanclient.LeanClient` per user instead: plain non-blocking
-sockets on gevent's loop, TLS through ``ssl`` memory BIOs, the response read by
+sockets on gevent's loop, TLS by ``ssl`` on those sockets, the response read by
 :mod:`bench.load.http1`; see :mod:`bench.load.leanclient` for the details.
 
 What stays Locust's: users, spawning, shapes, ``wait_time`` (think time), the

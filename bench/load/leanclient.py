@@ -1021,7 +1021,7 @@ class LeanClient:
         self._cb_handshake = self._on_handshake
         self._cb_readable = self._on_readable
         #: OpenSSL keeps each connection's record buffers (Connection.start_tls): for connections
-        #: that carry more than one request; held connections (which idle) set it False
+        #: that carry more than one request; held connections (which idle: HeldPool) do not
         self.keep_tls_buffers = s.requests_per_connection != 1
         #: connections opened, and how many of them resumed a TLS session
         self.connections = 0

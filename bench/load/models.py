@@ -191,9 +191,7 @@ class _RateProcess:
             cs = clients_settings.get(flow)
             if cs is None:
                 raise RuntimeError(f"held connections over {flow}: no {flow} address for this run")
-            client = LeanClient(cs, _PROC.ctx if tls else None, _PROC.batch.lists(cs.name), _PROC.capture)
-            client.keep_tls_buffers = False  # idle most of the time, and many: OpenSSL frees its record buffers between requests
-            return client
+            return LeanClient(cs, _PROC.ctx if tls else None, _PROC.batch.lists(cs.name), _PROC.capture)
 
         run_dir = s.get("run_dir")
         from pathlib import Path

@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import gevent
 import pytest
@@ -33,7 +34,7 @@ import trustme
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from bench.load import leanclient
+from bench.load import leanclient, ssltune
 from bench.load.capture import RequestCapture, Tracer
 from bench.load.held import HeldPool
 from bench.load.http1 import IncompleteResponse, ProtocolError
@@ -436,22 +437,40 @@ def test_scripted_responses(pki, script: list[tuple], tls: bool, mode: str) -> N
     assert len(failures) == sum(1 for e in expected if e[2])
 
 
-def test_burst_sends_what_the_socket_did_not_take(serve, pki) -> None:
-    """A request the socket takes only in part is finished from the greenlet."""
-    server = serve(ok())
-    client = client_for(server.port, pki[0])
+@pytest.mark.parametrize("tls", [True, False])
+def test_burst_sends_what_the_socket_did_not_take(serve, pki, monkeypatch: pytest.MonkeyPatch, tls: bool) -> None:
+    """A request the socket takes only in part (a POST body larger than a small send buffer) is
+    finished from the greenlet; over TLS by writing the same bytes again once the socket has room."""
+    body = 1 << 20
+    bodies: list[int] = []
+
+    def handle(conn: socket.socket, request: bytes) -> bool:
+        bodies.append(len(request) - request.index(b"\r\n\r\n") - 4)
+        return ok()(conn, request)
+
+    class SmallSendBuffer(leanclient._RawSocket):  # type: ignore[misc, name-defined]
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            self.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+
+    monkeypatch.setattr(leanclient, "_RawSocket", SmallSendBuffer)
+    unsent: list[int] = []
+    send_all = leanclient.Connection._send_all
+    monkeypatch.setattr(leanclient.Connection, "_send_all", lambda conn, data: unsent.append(len(data)) or send_all(conn, data))
+    server = serve(handle, tls=tls)
+    client = client_for(server.port, pki[0] if tls else None, scheme="https" if tls else "http", request_body=body)
 
     def go() -> None:
         client.request()
-        conn = client._conn
-        send = conn._sock_send
-        conn._sock_send = lambda data: send(bytes(data)[:10])  # a socket that takes 10 bytes at a time
         client.burst(20, math.inf)
         client.close()
 
-    gevent.spawn(go).get(timeout=20)
+    gevent.spawn(go).get(timeout=60)
     assert kinds(client.capture.rows) == [""] * 21
     assert client.connections == 1
+    assert bodies == [body] * 21  # every body arrived whole, in order
+    # every request (the first of the connection and those sent from the read callback) waited for room
+    assert len(unsent) == 21 and all(0 < n <= body + 200 for n in unsent)
 
 
 def test_burst_count_and_until(serve, pki) -> None:
@@ -611,6 +630,53 @@ def test_held_connections_from_the_hub(serve, pki) -> None:
     n = len(rows)
     gevent.sleep(0.3)
     assert len(rows) == n  # stopped: nothing is sent any more
+
+
+def test_tls_reads_ahead_and_keep_alive_connections_keep_their_buffers(serve, pki) -> None:
+    """OpenSSL reads ahead on the engine's contexts (one read() per response); a keep-alive connection
+    keeps its record buffers, a connection per request and a held connection free them between records."""
+    assert ssltune.status().startswith("read-ahead")  # CPython 3.11-3.14: the settings apply
+    server = serve(ok())
+    ctx = lab_tls_context(str(pki[0]))
+    modes = {}
+    for rpc, keep in ((0, None), (3, None), (1, None), (0, False)):
+        client = client_for(server.port, pki[0], requests_per_connection=rpc)
+        client._ctx = ctx  # (client_for's own context is tuned the same way; one here, to read it back)
+        if keep is not None:
+            client.keep_tls_buffers = keep  # as HeldPool does
+        seen = []
+        send = client._send
+        client._send = lambda send=send, client=client, seen=seen: seen.append(ssltune.modes(client._conn._tls, ctx)) or send()  # type: ignore[method-assign]
+        assert kinds(run(client, 2, mode="burst")) == ["", ""]
+        modes[(rpc, keep)] = seen[0]
+    release = ssltune.SSL_MODE_RELEASE_BUFFERS
+    assert {key: (mode & release, read_ahead) for key, (mode, read_ahead) in modes.items()} == {
+        (0, None): (0, 1),
+        (3, None): (0, 1),
+        (1, None): (release, 1),
+        (0, False): (release, 1),
+    }
+    # the held pool's clients free their buffers
+    pool_clients: list[LeanClient] = []
+    pool = HeldPool(lambda tls: pool_clients.append(client_for(server.port, pki[0])) or pool_clients[-1], interval=10.0, rate=1000.0)
+    pool.start(1, 1)
+    gevent.sleep(0.2)
+    pool.stop()
+    assert [c.keep_tls_buffers for c in pool_clients] == [False]
+
+
+def test_without_the_openssl_settings_the_engine_works_the_same(serve, pki, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another interpreter (no known layout, no libssl functions): nothing is set, requests go as before."""
+    monkeypatch.setattr(ssltune, "_LIB", None)
+    assert ssltune.status().startswith("not available")
+    server = serve(ok(b"x" * 100))
+    ctx = lab_tls_context(str(pki[0]))
+    assert not ssltune.tune_context(ctx)
+    client = client_for(server.port, pki[0])
+    client._ctx = ctx
+    rows = run(client, 20, mode="burst")
+    assert kinds(rows) == [""] * 20 and {r[2] for r in rows} == {100}
+    assert client.connections == 1
 
 
 def test_server_closes_first_so_time_wait_stays_with_it(serve, pki, drive) -> None:
