@@ -98,26 +98,32 @@ def tune_context(ctx: ssl.SSLContext) -> bool:
     return bool(_LIB.SSL_CTX_ctrl(ptr, _SSL_CTRL_GET_READ_AHEAD, 0, None))
 
 
-def keep_buffers(tls: Any, ctx: ssl.SSLContext) -> bool:
-    """Have the connection ``tls`` (what ``ctx._wrap_socket`` made) keep its record buffers; True when done."""
+def _pointers(tls: Any, ctx: ssl.SSLContext) -> tuple[int, int] | None:
+    """(``SSL *`` of the connection ``tls``, ``SSL_CTX *`` of ``ctx``) when ``ctx`` was tuned and ``tls`` is its connection."""
     ctx_ptr = _CONTEXTS.get(ctx)
     if ctx_ptr is None:
-        return False
+        return None
     ssl_ptr = ctypes.c_void_p.from_address(id(tls) + _HEAD + _PTR).value
     if not ssl_ptr or _LIB.SSL_get_SSL_CTX(ssl_ptr) != ctx_ptr:
+        return None
+    return ssl_ptr, ctx_ptr
+
+
+def keep_buffers(tls: Any, ctx: ssl.SSLContext) -> bool:
+    """Have the connection ``tls`` (what ``ctx._wrap_socket`` made) keep its record buffers; True when done."""
+    pointers = _pointers(tls, ctx)
+    if pointers is None:
         return False
-    _LIB.SSL_ctrl(ssl_ptr, _SSL_CTRL_CLEAR_MODE, SSL_MODE_RELEASE_BUFFERS, None)
+    _LIB.SSL_ctrl(pointers[0], _SSL_CTRL_CLEAR_MODE, SSL_MODE_RELEASE_BUFFERS, None)
     return True
 
 
 def modes(tls: Any, ctx: ssl.SSLContext) -> tuple[int, int] | None:
     """(the connection's SSL mode bits, the context's read-ahead) of a tuned context's connection, for tests; else None."""
-    ctx_ptr = _CONTEXTS.get(ctx)
-    if ctx_ptr is None:
+    pointers = _pointers(tls, ctx)
+    if pointers is None:
         return None
-    ssl_ptr = ctypes.c_void_p.from_address(id(tls) + _HEAD + _PTR).value
-    if not ssl_ptr or _LIB.SSL_get_SSL_CTX(ssl_ptr) != ctx_ptr:
-        return None
+    ssl_ptr, ctx_ptr = pointers
     return int(_LIB.SSL_ctrl(ssl_ptr, _SSL_CTRL_MODE, 0, None)), int(_LIB.SSL_CTX_ctrl(ctx_ptr, _SSL_CTRL_GET_READ_AHEAD, 0, None))
 
 
