@@ -66,6 +66,7 @@ from . import __version__, engine, images, paths
 from .collect.statsock import stats_command
 from .errors import UserError
 from .inputs import check_output_file
+from .proc import sigterm_as_interrupt
 from .topology.render import LABEL_PROJECT, LABEL_RUN, PROJECT_VALUE
 
 SCHEMA_VERSION = 1
@@ -266,23 +267,6 @@ def loopback_haproxy(
                 with contextlib.suppress(Exception):
                     container.remove(force=True)
             shutil.rmtree(folder, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM tears down like Ctrl-C (the container is removed), in the main thread."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(_signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 def _wait_ready(ep: Endpoint) -> None:
@@ -648,7 +632,7 @@ def run_calibrate(
     measurements: list[Measurement] = []
     if endpoint is None:
         endpoint = loopback_haproxy(nbthread=haproxy_threads, log=log)
-    with _sigterm_as_interrupt(), endpoint as ep:
+    with sigterm_as_interrupt(), endpoint as ep:
         version = ep.info().get("Version", "?")
         log(f"calibrate: HAProxy {version} ({haproxy_threads} thread) on {ep.url('full')}; {rounds} rounds x {len(clients)} clients x {seconds:g}s, {connections} connections")
         for r in range(1, rounds + 1):

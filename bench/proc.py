@@ -11,14 +11,16 @@ Also :class:`Forked`: a step run in a forked copy of this process, beside the re
 from __future__ import annotations
 
 import atexit
+import contextlib
 import gc
 import multiprocessing
 import os
 import signal
+import threading
 import time
 import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -32,18 +34,29 @@ def boot_id() -> str | None:
         return None
 
 
-def start_ticks(pid: int) -> int | None:
-    """The start time of ``pid`` in clock ticks since boot (field 22 of /proc/PID/stat), None when it is gone."""
+def _stat_fields(stat: Path) -> list[str] | None:
+    """The fields of a /proc/PID/stat file from the 3rd (state, ppid, pgrp, ...), None when it cannot be read."""
     try:
-        text = Path(f"/proc/{pid}/stat").read_text()
+        text = stat.read_text()
     except OSError:
         return None
     # the command name (field 2) may hold spaces and parentheses: split after its closing ")"
-    fields = text[text.rfind(")") + 2 :].split()
+    return text[text.rfind(")") + 2 :].split()
+
+
+def _stat_ints(pid: int, *index: int) -> list[int] | None:
+    """Fields ``index`` (counted as :func:`_stat_fields` does) of /proc/``pid``/stat as ints, None when gone or malformed."""
+    fields = _stat_fields(Path(f"/proc/{pid}/stat"))
     try:
-        return int(fields[19])
+        return None if fields is None else [int(fields[i]) for i in index]
     except (IndexError, ValueError):
         return None
+
+
+def start_ticks(pid: int) -> int | None:
+    """The start time of ``pid`` in clock ticks since boot (field 22 of /proc/PID/stat), None when it is gone."""
+    got = _stat_ints(pid, 19)
+    return None if got is None else got[0]
 
 
 def alive(pid: int, ticks: int | None, boot: str | None) -> bool:
@@ -74,14 +87,28 @@ def group_alive(pgid: int) -> bool:
     except PermissionError:
         return True
     for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        fields = text[text.rfind(")") + 2 :].split()  # state, ppid, pgrp, ...
-        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+        fields = _stat_fields(stat)  # state, ppid, pgrp, ...
+        if fields is not None and len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
             return True
     return False
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt meanwhile, as Ctrl-C does, so the same cleanup runs (main thread only:
+    elsewhere it changes nothing, as only the main thread may set a signal handler)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def quick_exit() -> None:
@@ -167,15 +194,8 @@ class Forked:
 
 def cpu_ticks(pid: int) -> int | None:
     """User + system CPU time ``pid`` used so far, in clock ticks (fields 14-15 of /proc/PID/stat); None when it cannot be read."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text[text.rfind(")") + 2 :].split()
-    try:
-        return int(fields[11]) + int(fields[12])
-    except (IndexError, ValueError):
-        return None
+    got = _stat_ints(pid, 11, 12)
+    return None if got is None else sum(got)
 
 
 def _run_forked(fn: Callable[[], Any], send: Connection) -> None:

@@ -34,6 +34,7 @@ from .live.view import LiveView
 from .load.runner import WORKERS_START_TIMEOUT, LocustProcess, WarmLocust, describe_load, open_start_gate, start_gate, start_locust, start_warm, wait_at_gate
 from .load.workers import WorkerSet, start_load
 from .preflight import Checked, preflight
+from .proc import sigterm_as_interrupt
 from .results.document import write_document
 from .results.events import EventLog
 from .results.layout import RunDir
@@ -135,27 +136,6 @@ class Teardown:
                 f"tearing down {self.lab.project} failed: {type(self.error).__name__}: {self.error}",
                 f"`bench down {self.lab.project}` removes what is left",
             ) from self.error
-
-
-@contextlib.contextmanager
-def term_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt meanwhile, as Ctrl-C does (main thread only).
-
-    After the load, outside :class:`SignalGuard`, the report is built while the lab is torn
-    down in a thread: SIGTERM's default there ended the process at once and left the lab
-    running (seen when a test run was stopped by a time limit). Now it abandons the report
-    as Ctrl-C does, and the teardown is joined on the way out (by ``except`` blocks, and by
-    the interpreter's exit, which waits for the teardown's thread).
-    """
-
-    def _interrupt(_signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 #: The live view, the collectors, the analysis and the report (numpy, pyarrow, pandas, matplotlib: 1.5-2 s
@@ -510,7 +490,7 @@ def _run_scenario(
                         teardown = Teardown(lab, worker_set, rd)
     except BaseException as exc:
         changed = (run.get("integrity") or {}).get("headline")
-        with term_as_interrupt():
+        with sigterm_as_interrupt():
             try:
                 if not load_started:
                     # Nothing was measured: leave no half-written report behind (the logs go there too).
@@ -543,7 +523,9 @@ def _run_scenario(
             log(line)
         done.go()  # the summary is out: the lab goes while the plots are drawn
 
-    with term_as_interrupt():
+    # outside SignalGuard now: SIGTERM's default would end the process at once and leave the lab
+    # (torn down by a thread meanwhile) running; as Ctrl-C it abandons the report and joins the teardown
+    with sigterm_as_interrupt():
         try:
             _build_report(run_dir, on_summary=on_summary)
         except BaseException:

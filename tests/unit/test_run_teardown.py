@@ -213,7 +213,8 @@ AFTER_THE_LOAD = """
 import sys, time
 from pathlib import Path
 from bench.results.layout import RunDir
-from bench.run import Teardown, term_as_interrupt
+from bench.proc import sigterm_as_interrupt
+from bench.run import Teardown
 out = Path(sys.argv[1])
 
 class Lab:
@@ -227,7 +228,7 @@ class Lab:
 
 teardown = Teardown(Lab(), None, RunDir(out))
 teardown.go()
-guard = term_as_interrupt()  # held: entered for the rest of this process when "guarded"
+guard = sigterm_as_interrupt()  # held: entered for the rest of this process when "guarded"
 if sys.argv[2] == "guarded":
     guard.__enter__()
 try:
