@@ -15,6 +15,7 @@ never remembered: it is checked every time, and says why every time.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import os
@@ -43,6 +44,8 @@ _LONG_LIST = re.compile(r"(?:'[^']*',\s*){8,}")
 
 #: Where passed checks are remembered (one empty file per verdict key).
 VERDICTS_DIR = "config-checks"
+#: How many passes are remembered: past it, the least recently used are forgotten (a forgotten pass only costs a check).
+VERDICTS_KEPT = 256
 #: Part of every verdict key: a change to what is checked or how invalidates every remembered pass.
 _VERDICT_FORMAT = "1"
 #: An IPv4 address (a sentence's full stop may follow it).
@@ -91,12 +94,20 @@ def _verdict_file(key: str) -> Path:
 
 
 def passed_before(key: str) -> bool:
-    """Whether a check with this :func:`verdict_key` passed before on this machine."""
-    return _verdict_file(key).is_file()
+    """Whether a check with this :func:`verdict_key` passed before on this machine (a hit counts as a use: see :func:`remember_pass`)."""
+    try:
+        os.utime(_verdict_file(key))
+    except OSError:
+        return False
+    return True
 
 
 def remember_pass(key: str) -> None:
-    """Remember that the check of :func:`verdict_key` ``key`` passed (a cache that cannot be written only costs a container)."""
+    """Remember that the check of :func:`verdict_key` ``key`` passed (a cache that cannot be written only costs a container).
+
+    At most :data:`VERDICTS_KEPT` passes are kept: the least recently used (by
+    the file's time, which :func:`passed_before` renews on a hit) are forgotten.
+    """
     target = _verdict_file(key)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -104,7 +115,30 @@ def remember_pass(key: str) -> None:
         tmp.touch()
         os.replace(tmp, target)
     except OSError:
-        pass
+        return
+    _forget_beyond(target.parent, VERDICTS_KEPT)
+
+
+def _forget_beyond(folder: Path, kept: int) -> None:
+    """Remove all but the ``kept`` most recently used passes in ``folder`` (files vanishing meanwhile are fine)."""
+    used: list[tuple[float, str]] = []
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                try:
+                    used.append((entry.stat().st_mtime, entry.path))
+                except OSError:
+                    continue
+    except OSError:
+        return
+    if len(used) <= kept:
+        return
+    used.sort()
+    for _, path in used[: len(used) - kept]:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 def node_check(image: str, configs: list[str], volumes: dict[str, Any], labels: dict[str, str]) -> list[str]:

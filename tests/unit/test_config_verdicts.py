@@ -7,6 +7,7 @@ replaced by one that records what it was asked and answers as told.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -101,3 +102,19 @@ def test_the_key_keeps_what_is_not_the_labs_name_or_addresses() -> None:
     assert key("# lbbench-1\nbind 198.18.10.100:443\nserver s 10.0.0.2:80\n") != base  # an address outside it
     assert key("# lbbench-1\nbind 198.18.10.100:443\nserver s 10.0.0.1:80\n", ids=("sha256:bb",)) != base
     assert configcheck.verdict_key(["sha256:aa"], {"a.cfg": "x"}, "p", [], [b"ecdsa"]) != configcheck.verdict_key(["sha256:aa"], {"a.cfg": "x"}, "p", [], [b"rsa"])
+
+
+def test_only_the_most_recently_used_passes_are_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(paths, "STATE", tmp_path / "state")
+    monkeypatch.setattr(configcheck, "VERDICTS_KEPT", 3)
+    folder = tmp_path / "state" / configcheck.VERDICTS_DIR
+    keys = [f"{i:064x}" for i in range(5)]
+    for t, key in enumerate(keys[:3]):
+        configcheck.remember_pass(key)
+        os.utime(folder / key, (1000 + t, 1000 + t))
+    assert configcheck.passed_before(keys[0]), "a hit renews the oldest pass"
+    configcheck.remember_pass(keys[3])
+    configcheck.remember_pass(keys[4])
+    assert sorted(p.name for p in folder.iterdir()) == sorted([keys[0], keys[3], keys[4]])
+    assert not configcheck.passed_before(keys[1]) and not configcheck.passed_before(keys[2])
+    assert not folder.joinpath(keys[1]).exists(), "asking does not bring a forgotten pass back"
