@@ -5,6 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# No per-example deadline (Hypothesis's default is 200 ms): on a shared, noisy machine an
+# example's run time proves nothing, and tests never assert a time.
+settings.register_profile("lbbench", deadline=None)
+settings.load_profile("lbbench")
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).parent / "golden"
