@@ -125,6 +125,48 @@ def _scales() -> list[Check]:
     return out
 
 
+def _socket_table(proc_net: Path = Path("/proc/sys/net/ipv4"), sockstat: Path = Path("/proc/net/sockstat")) -> Check:
+    """Whether the lab's network namespaces get a TCP hash table of their own (Linux >= 6.1).
+
+    Without one (``net.ipv4.tcp_child_ehash_entries`` 0, the default) every namespace shares the
+    host's table, and the collectors' address-pair dump of an LB namespace (every 5 s) walks every
+    TCP socket of the host: its cost grows with sockets that are not the lab's. lbbench never
+    changes the host itself; this says which command would.
+    """
+    name = "socket table"
+    try:
+        host = abs(int((proc_net / "tcp_ehash_entries").read_text()))
+        child = int((proc_net / "tcp_child_ehash_entries").read_text())
+    except (OSError, ValueError):
+        return Check(name, "ok", "no TCP hash table per namespace in this kernel (Linux < 6.1): the collectors' socket dumps walk the host's whole table")
+    command = f"sysctl -w net.ipv4.tcp_child_ehash_entries={host}"
+    if child == 0:
+        try:
+            fields = sockstat.read_text().split("TCP:", 1)[1].split()
+            now = int(fields[fields.index("inuse") + 1]) + int(fields[fields.index("tw") + 1])
+            sockets = f"; the host's namespace holds {now:,} TCP sockets now"
+        except (OSError, IndexError, ValueError):
+            sockets = ""
+        return Check(
+            name,
+            "warn",
+            f"lab namespaces share the host's TCP hash table ({host:,} buckets{sockets}): the collectors' address-pair dump "
+            "walks every TCP socket of the host, so its cost grows with sockets that are not the lab's",
+            f"{command} before `bench run` (as root; each network namespace made afterwards, other containers' too, gets a table "
+            f"of its own, {host * 8 // 2**20 or 1} MiB; put it in /etc/sysctl.d/ to keep it; docs/performance.md, 'Collectors')",
+        )
+    size = 1 << max(child - 1, 0).bit_length()
+    if size < host:
+        return Check(
+            name,
+            "warn",
+            f"lab namespaces get TCP hash tables of their own of {size:,} buckets, smaller than the host's {host:,}: the kernel then "
+            f"caps their TIME_WAIT sockets at {size // 2:,} (tcp_max_tw_buckets) instead of {host // 2:,}, which changes port-exhaustion runs",
+            command,
+        )
+    return Check(name, "ok", f"lab namespaces get a TCP hash table of their own ({size:,} buckets): the collectors' socket dumps walk only the lab's sockets")
+
+
 def _subnets(engine_ok: bool) -> Check:
     if not engine_ok:
         return Check("lab subnets", "FAIL", "cannot check without an engine", "start the engine first")
@@ -196,5 +238,5 @@ def run_checks() -> list[Check]:
     checks = [eng, _compose()]
     if ok:
         checks += _images()
-    checks += [_cores(), _fds(), *_scales(), _cgroup(), _subnets(ok), *_leftovers(ok)]
+    checks += [_cores(), _fds(), *_scales(), _cgroup(), _socket_table(), _subnets(ok), *_leftovers(ok)]
     return checks

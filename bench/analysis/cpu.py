@@ -98,3 +98,22 @@ def collector_overhead(collector_self: pd.DataFrame, window: tuple[float, float]
     by_collector = {name: pct for name, pct in by_collector.items() if pct is not None}
     total = mean_pct("usage_s")
     return {"cpu_pct": None if total is None else round(total, 2), "by_collector": by_collector}
+
+
+def socket_table(port_range: pd.DataFrame) -> dict[str, Any]:
+    """``collectors.socket_table``: whether the LB namespaces had a TCP hash table of their own.
+
+    ``own``: every LB namespace had its own (the host's ``net.ipv4.tcp_child_ehash_entries``
+    was set when the lab was made), so the per-pair socket dumps walked only the lab's sockets;
+    ``shared``: at least one shared the host's table, so each dump also walked every TCP socket
+    of the host and its cost grows with them; None when unknown (Linux < 6.1, older runs).
+    ``socket_table_buckets``: the smallest table's size.
+    """
+    if port_range.empty or "tcp_hash" not in port_range:
+        return {"socket_table": None, "socket_table_buckets": None}
+    sizes = port_range.groupby("node", observed=True)["tcp_hash"].last().dropna()
+    if sizes.empty:
+        return {"socket_table": None, "socket_table_buckets": None}
+    mode = "own" if (sizes > 0).all() else "shared"
+    return {"socket_table": mode, "socket_table_buckets": int(sizes.abs().min())}
+

@@ -22,7 +22,7 @@ from .bottleneck import apply_load_verdict, find_bottleneck
 from .checks import run_checks
 from .common import TAIL_S, RunData, load_run, load_window, num, read_run, steady_window
 from .cost import cost_summary
-from .cpu import collector_overhead, cpu_pct, cpu_summary
+from .cpu import collector_overhead, cpu_pct, cpu_summary, socket_table
 from .decomposition import decomposition_summary, traced_hops
 from .failover import failover_summary
 from .haproxy import connections_summary, haproxy_summary, process_limits, run_connection_series, server_pool, tls_summary, window_counter_delta
@@ -100,7 +100,7 @@ def summarise_data(data: RunData, series: Series | None = None) -> dict[str, Any
         "traffic": traffic_summary(traffic, window),
         "vrrp": vrrp_summary(data.table("vrrp"), data.table("vrrp_events")),
         "failover": _failover(data),
-        "collectors": collector_overhead(data.table("collector_self"), window),
+        "collectors": {**collector_overhead(data.table("collector_self"), window), **socket_table(data.table("port_range"))},
         "bottleneck": bottleneck,
         "load": load,
         "checks": run_checks(req, info, stat, run, data.table("pacing"), data.table("held")),

@@ -96,6 +96,7 @@ class _Node:
         self.ns = namespace
         self.next_refresh = 0.0
         self.range_size: int | None = None
+        self.tcp_hash: int | None = None  # buckets of its TCP hash table, negative when shared with the host's
         self.total: int | None = None  # TCP sockets at the last tick (None: unreadable)
         self.totals: netns.SocketTotals | None = None
         self.totals_t = 0.0
@@ -262,14 +263,15 @@ class Collectors:
         self.timers = receiver
 
     def _learn_namespace(self, node: _Node) -> None:
-        """Once per namespace (nsenter): interface addresses and ip_local_port_range."""
+        """Once per namespace: interface addresses, ip_local_port_range (nsenter) and its TCP hash table."""
         plan = self.lab.plan
         node.ns.learn_interfaces(plan.client_subnet, plan.server_subnet)
         t = time.time()
         low, high = node.ns.port_range()
         node.range_size = high - low + 1
+        node.tcp_hash = node.ns.tcp_hash()
         with self._lock:
-            self.buffers["port_range"].add(t=t, node=node.name, low=low, high=high)
+            self.buffers["port_range"].add(t=t, node=node.name, low=low, high=high, tcp_hash=node.tcp_hash)
 
     # ------------------------------------------------------------------ sampling
 
@@ -541,7 +543,7 @@ class Collectors:
             "stopped_at": self.stopped_at,
             "ticks": self.ticks,
             "nodes": {
-                n.name: {"pid": n.ns.pid, "addresses": n.ns.addresses, "networks": n.ns.networks, "tcp6": n.ns.read_tcp6, "sockets_reader": n.ns.reader}
+                n.name: {"pid": n.ns.pid, "addresses": n.ns.addresses, "networks": n.ns.networks, "tcp6": n.ns.read_tcp6, "sockets_reader": n.ns.reader, "tcp_hash": n.tcp_hash}
                 for n in self.nodes
             },
             "socket_pairs": {

@@ -280,6 +280,12 @@ def read(path: Path) -> str:
     return b"".join(chunks).decode()
 
 
+#: Buckets of the TCP hash table of the reader's network namespace (negative: shared with the host's); Linux >= 6.1.
+TCP_EHASH_ENTRIES = Path("/proc/sys/net/ipv4/tcp_ehash_entries")
+#: Size of the table each network namespace created from this one gets (0: they share the host's).
+TCP_CHILD_EHASH_ENTRIES = Path("/proc/sys/net/ipv4/tcp_child_ehash_entries")
+
+
 #: Socket reader: "auto" (sock_diag, falling back to /proc/<pid>/net/tcp where the kernel refuses it),
 #: "netlink" or "proc". LBBENCH_COLLECT_SOCKETS overrides it (to compare the two, see scripts/measure_collectors.py).
 SOCKET_READER = os.environ.get("LBBENCH_COLLECT_SOCKETS", "auto")
@@ -323,6 +329,21 @@ class NodeNamespace:
 
     def port_range(self) -> tuple[int, int]:
         return parse_port_range(nsenter(self.pid, "cat", "/proc/sys/net/ipv4/ip_local_port_range"))
+
+    def tcp_hash(self) -> int | None:
+        """The namespace's TCP hash table, as its ``net.ipv4.tcp_ehash_entries`` says (None: unknown).
+
+        Positive: the namespace has a table of its own with that many buckets (the host's
+        ``net.ipv4.tcp_child_ehash_entries`` was set when it was created), so a sock_diag dump
+        walks only its sockets. Negative: it shares the host's table, and every dump walks
+        every TCP socket of the host. None before Linux 6.1, or where it cannot be read.
+        """
+        from . import nsnetlink
+
+        try:
+            return int(nsnetlink.run_in_netns(self.pid, lambda: read(TCP_EHASH_ENTRIES)))
+        except (OSError, ValueError):
+            return None
 
     def learn_interfaces(self, client_subnet: str, server_subnet: str) -> None:
         self.addresses = parse_ip_addr(nsenter(self.pid, "ip", "-o", "addr", "show"))

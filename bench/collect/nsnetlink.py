@@ -15,11 +15,15 @@ import os
 import select
 import socket
 import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 NETLINK_ROUTE = 0
 CLONE_NEWNET = 0x40000000
 #: rtnetlink multicast group of IPv4 address changes (RTMGRP_IPV4_IFADDR).
 RTMGRP_IPV4_IFADDR = 0x10
+
+T = TypeVar("T")
 
 
 def _setns(fd: int) -> None:
@@ -33,11 +37,13 @@ def _setns(fd: int) -> None:
         raise OSError(err, f"setns: {os.strerror(err)}")
 
 
-def open_in_netns(pid: int | None, protocol: int) -> socket.socket:
-    """A netlink socket of ``protocol`` in the network namespace of ``pid`` (None: our own)."""
-    if pid is None:
-        return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, protocol)
-    result: dict[str, object] = {}
+def run_in_netns(pid: int, fn: Callable[[], T]) -> T:
+    """``fn()`` called in a short-lived thread inside the network namespace of ``pid``; its result or exception.
+
+    What the thread opens there (a netlink socket, a ``/proc/sys/net`` file) stays in that
+    namespace; the thread goes back to ours before it ends.
+    """
+    result: dict[str, Any] = {}
 
     def enter() -> None:
         try:
@@ -47,7 +53,7 @@ def open_in_netns(pid: int | None, protocol: int) -> socket.socket:
                 try:
                     _setns(target)
                     try:
-                        result["sock"] = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, protocol)
+                        result["value"] = fn()
                     finally:
                         _setns(own)  # should this fail, the thread (and its namespace) ends here anyway
                 finally:
@@ -60,13 +66,19 @@ def open_in_netns(pid: int | None, protocol: int) -> socket.socket:
     thread = threading.Thread(target=enter, name=f"lbbench-setns-{pid}", daemon=True)
     thread.start()
     thread.join()
-    sock = result.get("sock")
     if "error" in result:
-        if isinstance(sock, socket.socket):
-            sock.close()
-        raise result["error"]  # type: ignore[misc]
-    assert isinstance(sock, socket.socket)
-    return sock
+        value = result.get("value")
+        if isinstance(value, socket.socket):
+            value.close()
+        raise result["error"]
+    return result["value"]
+
+
+def open_in_netns(pid: int | None, protocol: int) -> socket.socket:
+    """A netlink socket of ``protocol`` in the network namespace of ``pid`` (None: our own)."""
+    if pid is None:
+        return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, protocol)
+    return run_in_netns(pid, lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, protocol))
 
 
 class AddressWatch:

@@ -324,11 +324,17 @@ def _ports(ports: dict[str, Any]) -> str | None:
 
 
 def _collectors(c: dict[str, Any]) -> str | None:
-    """The collectors' total CPU and, where known, each collector's share: "0.8 (sockets 0.2, write 0.3, ...)"."""
+    """The collectors' total CPU, where known each collector's share and the LB namespaces' TCP table: "0.8 (sockets 0.2, write 0.3, ...); ..."."""
     if c.get("cpu_pct") is None:
         return None
     parts = [f"{name} {_plain(v)}" for name, v in (c.get("by_collector") or {}).items() if v is not None]
-    return f"{_plain(c['cpu_pct'])} ({', '.join(parts)})" if parts else _plain(c["cpu_pct"])
+    text = f"{_plain(c['cpu_pct'])} ({', '.join(parts)})" if parts else _plain(c["cpu_pct"])
+    table = c.get("socket_table")
+    if table == "own":
+        text += "; LB namespaces with a TCP table of their own"
+    elif table == "shared":
+        text += "; LB namespaces sharing the host's TCP table (the socket dumps grow with the host's sockets)"
+    return text
 
 
 def _pair(d: dict[str, Any]) -> str | None:

@@ -350,7 +350,7 @@ SOCKET_TOTALS = register(
 PORT_RANGE = register(
     Table(
         "port_range",
-        "ip_local_port_range of one LB node's namespace, read once at the start",
+        "ip_local_port_range and TCP hash table of one LB node's namespace, read once at the start",
         "collector",
         "bench/collect/netns.py",
         (
@@ -358,6 +358,12 @@ PORT_RANGE = register(
             _str("node", "lb-a, lb-b"),
             Column("low", pa.int32(), "first port of the range (inclusive)"),
             Column("high", pa.int32(), "last port of the range (inclusive)"),
+            Column(
+                "tcp_hash",
+                pa.int32(),
+                "buckets of the namespace's TCP hash table (its net.ipv4.tcp_ehash_entries): positive = a table of its own, "
+                "negative = it shares the host's (a sock_diag dump then walks every TCP socket of the host); null = unknown (Linux < 6.1)",
+            ),
         ),
     )
 )

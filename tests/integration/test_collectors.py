@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from bench.collect import netns
 from bench.results.store import read_table
 from bench.results.tables import TABLES
 
@@ -109,6 +110,12 @@ def test_sockets_and_port_range_per_node(smoke_run: Path) -> None:
     ranges = table(smoke_run, "port_range")
     assert set(ranges["node"]) == {"lb-a", "lb-b"}
     assert ((ranges["low"] > 1023) & (ranges["high"] >= ranges["low"])).all()
+    if netns.TCP_CHILD_EHASH_ENTRIES.exists():  # Linux >= 6.1: each namespace's TCP hash table is known
+        assert ranges["tcp_hash"].notna().all() and (ranges["tcp_hash"] != 0).all(), ranges
+        own = bool((ranges["tcp_hash"] > 0).all())
+        collectors = json.loads((smoke_run / "summary.json").read_text())["collectors"]
+        assert collectors["socket_table"] == ("own" if own else "shared")
+        assert collectors["socket_table_buckets"] == int(ranges["tcp_hash"].abs().min())
 
 
 def test_netdev_has_client_and_server_networks(smoke_run: Path) -> None:

@@ -293,6 +293,20 @@ def test_collector_overhead() -> None:
     assert cpu.collector_overhead(cs, (T0, T0 + 2)) == {"cpu_pct": 2.0, "by_collector": {"sockets": 0.5, "write": 1.0}}
 
 
+def test_socket_table() -> None:
+    """Own only when every LB namespace had a table of its own; the smallest size; unknown without the column."""
+    def rows(**tcp_hash: float) -> pd.DataFrame:
+        return pd.DataFrame({"t": [T0] * len(tcp_hash), "node": list(tcp_hash), "low": 32768, "high": 60999, "tcp_hash": list(tcp_hash.values())})
+
+    assert cpu.socket_table(rows(**{"lb-a": 262144, "lb-b": 65536})) == {"socket_table": "own", "socket_table_buckets": 65536}
+    assert cpu.socket_table(rows(**{"lb-a": 262144, "lb-b": -262144})) == {"socket_table": "shared", "socket_table_buckets": 262144}
+    assert cpu.socket_table(rows(**{"lb-a": -262144})) == {"socket_table": "shared", "socket_table_buckets": 262144}
+    unknown = {"socket_table": None, "socket_table_buckets": None}
+    assert cpu.socket_table(rows(**{"lb-a": float("nan")})) == unknown  # Linux < 6.1
+    assert cpu.socket_table(rows(**{"lb-a": 1}).drop(columns="tcp_hash")) == unknown  # a run from before the column
+    assert cpu.socket_table(empty_frame("port_range")) == unknown
+
+
 # ------------------------------------------------------------------ ports
 
 

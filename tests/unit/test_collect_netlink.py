@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bench.analysis import cpu
 from bench.collect import collectors, netns, nsnetlink, sockdiag
 from bench.results.store import read_table
 
@@ -167,6 +168,34 @@ def test_pairs_every_few_ticks_and_every_tick_near_the_port_range(tmp_path: Path
     meta = json.loads((run_dir / "samples" / "collectors.json").read_text())
     assert not [e for e in meta["errors"] if "sockets" in e or "namespace" in e], meta["errors"]
     assert meta["socket_pairs"]["reads"] == reads
+    # the namespace's TCP hash table, read once: in port_range, collectors.json and the summary's collectors
+    tcp_hash = read_table(run_dir, "port_range")["tcp_hash"].tolist()
+    assert tcp_hash == [meta["nodes"]["lb-a"]["tcp_hash"]] and tcp_hash[0] is not None
+    if netns.TCP_CHILD_EHASH_ENTRIES.exists():
+        own = int(netns.TCP_CHILD_EHASH_ENTRIES.read_text()) != 0  # the namespace was made from ours
+        assert (tcp_hash[0] > 0) == own
+        assert cpu.socket_table(read_table(run_dir, "port_range")) == {"socket_table": "own" if own else "shared", "socket_table_buckets": abs(tcp_hash[0])}
+
+
+def test_tcp_hash_table_of_a_namespace(child: int) -> None:
+    """A namespace made from one whose tcp_child_ehash_entries is 200 has a table of its own of 256 buckets (rounded
+    up to a power of two); the test's own child shares our table exactly when our tcp_child_ehash_entries is 0."""
+    if not netns.TCP_CHILD_EHASH_ENTRIES.exists():
+        pytest.skip("no per-namespace TCP hash table in this kernel (Linux < 6.1)")
+    ours = int(netns.TCP_CHILD_EHASH_ENTRIES.read_text())
+    shared = netns.NodeNamespace("test", child, reader="proc").tcp_hash()
+    assert shared is not None and (shared < 0 if ours == 0 else shared == 1 << (ours - 1).bit_length())
+    # the outer namespace sets ITS tcp_child_ehash_entries (ours is left alone), the inner one is made from it
+    script = "echo 200 > /proc/sys/net/ipv4/tcp_child_ehash_entries && exec unshare -n sh -c 'echo ready && read end'"
+    proc = subprocess.Popen(["unshare", "-n", "sh", "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        assert netns.NodeNamespace("test", proc.pid, reader="proc").tcp_hash() == 256
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert int(netns.TCP_CHILD_EHASH_ENTRIES.read_text()) == ours
+    assert netns.NodeNamespace("test", 2**22 + 12345, reader="proc").tcp_hash() is None  # no such process: unknown
 
 
 def test_pairs_due() -> None:

@@ -25,3 +25,8 @@ class Collectors(Section):
     cpu_pct: Figure
     by_collector: dict[str, Figure] | None = None
     """per collector (haproxy, cpu, sockets, netdev, vrrp, write), % of one core; empty for runs before it was measured"""
+    socket_table: str | None = None
+    """``own`` (every LB namespace had a TCP hash table of its own: the socket dumps walked the lab's sockets only)
+    or ``shared`` (with the host: they walked every TCP socket of the host); null when unknown"""
+    socket_table_buckets: int | None = None
+    """buckets of that table (the smallest over the LB namespaces)"""
