@@ -11,6 +11,7 @@ from bench.capacity.operations import IDLE, ROLE_OPERATIONS
 from bench.capacity.plan import FULL
 
 from .capacity_synthetic import TRUE_COSTS, group_operations
+from .cores import map_on_cores
 
 
 def sweep_design() -> pd.DataFrame:
@@ -64,13 +65,18 @@ def test_intervals_cover_the_true_costs_at_the_nominal_rate(kind: str) -> None:
         beta = truth(role)
         mu = x @ beta
         names = [IDLE, *ROLE_OPERATIONS[role]]
-        covered = np.zeros(len(names))
-        for _ in range(n):
-            fit = linear_fit(x, noisy(mu, rng, kind), names)
+        sweeps = [noisy(mu, rng, kind) for _ in range(n)]  # drawn in order: the same sweeps on any number of cores
+
+        def covers(y: np.ndarray, x: np.ndarray = x, beta: np.ndarray = beta, names: list[str] = names) -> list[bool]:
+            """Whether each cost's interval from one noisy sweep covers its true value."""
+            fit = linear_fit(x, y, names)
+            out = []
             for j, name in enumerate(names):
                 _, low, high = fit.estimate(name)
-                covered[j] += low <= beta[j] <= high
-        rate = covered / n
+                out.append(bool(low <= beta[j] <= high))
+            return out
+
+        rate = np.array(map_on_cores(covers, sweeps), dtype=float).sum(axis=0) / n
         assert rate.min() >= 0.88, dict(zip(names, rate.round(3), strict=True))
         assert 0.93 <= rate.mean() <= 0.995, dict(zip(names, rate.round(3), strict=True))
 

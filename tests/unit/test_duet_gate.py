@@ -24,6 +24,8 @@ from bench.gate.sequential import LAB_SPREAD, Sequential, judge_duet_folder, jud
 from bench.results.store import ChunkWriter
 from bench.results.tables import TABLES
 
+from .cores import map_on_cores
+
 RULES = [parse_rule(t) for t in DUET_RULES]
 PLANNED = 48
 LOOKS = planned_looks(PLANNED, 12, 6)
@@ -57,8 +59,8 @@ def synthetic_slices(rng: np.random.Generator, n: int, cost_effect: float = 1.0,
     return frames[0], frames[1]
 
 
-def gate_once(rng: np.random.Generator, **effects: float) -> tuple[str, dict[str, str]]:
-    base, cand = synthetic_slices(rng, PLANNED, **effects)
+def gate_once(slices: tuple[pd.DataFrame, pd.DataFrame]) -> tuple[str, dict[str, str]]:
+    base, cand = slices
     seq = Sequential(RULES, LOOKS, PLANNED, stats.ALPHA, defaults=True)
     for n in LOOKS:
         if seq.look(n, base.iloc[:n], cand.iloc[:n]):
@@ -68,7 +70,8 @@ def gate_once(rng: np.random.Generator, **effects: float) -> tuple[str, dict[str
 
 def rates(trials: int, seed: int, **effects: float) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     rng = np.random.default_rng(seed)
-    results = [gate_once(rng, **effects) for _ in range(trials)]
+    duets = [synthetic_slices(rng, PLANNED, **effects) for _ in range(trials)]  # drawn first, in order: the same duets on any number of cores
+    results = map_on_cores(gate_once, duets)
     verdicts = [v for v, _ in results]
     overall = {s: verdicts.count(s) / trials for s in (stats.FAIL, stats.PASS, stats.INCONCLUSIVE)}
     per_rule: dict[str, dict[str, float]] = {}
@@ -111,16 +114,24 @@ def test_a_verdict_the_spread_between_labs_could_undo_says_so(capsys: pytest.Cap
     alpha says. A FAIL without the spread note must be as rare as the interval claims.
     """
     rng = np.random.default_rng(7)
-    trials, fails, unflagged = 120, 0, 0
+    trials = 120
+    duets = []
     for _ in range(trials):
         offset = float(np.exp(rng.normal(0, LAB_SPREAD["cost.lb_us_per_request"])))
-        base, cand = synthetic_slices(rng, PLANNED, cost_effect=1.02 * offset)
+        duets.append(synthetic_slices(rng, PLANNED, cost_effect=1.02 * offset))
+
+    def judged(slices: tuple[pd.DataFrame, pd.DataFrame]) -> tuple[bool, bool]:
+        """(the cost rule failed, it failed without the spread note)."""
+        base, cand = slices
         seq = Sequential(RULES, LOOKS, PLANNED, stats.ALPHA, defaults=True)
         n = next(n for n in LOOKS if seq.look(n, base.iloc[:n], cand.iloc[:n]))
         outcomes, notes = judge_slices(base.iloc[:n], cand.iloc[:n], RULES, seq.history[-1]["alpha"], False, True)
-        if next(o for o in outcomes if o.metric == "cost.lb_us_per_request").status == stats.FAIL:
-            fails += 1
-            unflagged += not any(x.startswith("cost.lb_us_per_request: FAIL on these two labs, but") for x in notes)
+        if next(o for o in outcomes if o.metric == "cost.lb_us_per_request").status != stats.FAIL:
+            return False, False
+        return True, not any(x.startswith("cost.lb_us_per_request: FAIL on these two labs, but") for x in notes)
+
+    results = map_on_cores(judged, duets)
+    fails, unflagged = sum(f for f, _ in results), sum(u for _, u in results)
     with capsys.disabled():
         print(f"\nduet, +2% cost with a lab offset per duet: {fails}/{trials} FAIL, {unflagged} without the spread note")
     assert fails > 0.05 * trials  # the problem is there: the slices' interval alone fails it too often
