@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from pathlib import Path
 
@@ -18,10 +20,18 @@ from .capacity_synthetic import MEM_PLAIN, MEM_TLS, TRUE_COSTS, build
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, str]:
+    """A synthetic capacity folder fitted by `bench capacity fit DIR --json` (:func:`analyse`): the folder, exit status, stdout."""
     out = build(tmp_path_factory.mktemp("cap") / "capacity")
-    analyse(out, ["seed-peak"], log=lambda _m: None)
-    return out
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["capacity", "fit", str(out), "--json"])
+    return out, code, printed.getvalue()
+
+
+@pytest.fixture(scope="module")
+def folder(fitted: tuple[Path, int, str]) -> Path:
+    return fitted[0]
 
 
 def test_every_true_cost_is_found_within_its_interval(folder: Path) -> None:
@@ -87,12 +97,13 @@ def test_the_terminal_tables(folder: Path, capsys: pytest.CaptureFixture[str]) -
         assert text in out
 
 
-def test_fit_and_predict_on_the_command_line(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_fit_and_predict_on_the_command_line(fitted: tuple[Path, int, str], capsys: pytest.CaptureFixture[str]) -> None:
+    folder, fit_code, fit_out = fitted  # `bench capacity fit DIR --json` made the folder every test here reads
     assert main(["capacity", "predict", "seed-peak", "--model", str(folder / CAPACITY_JSON), "--json", "--scale", "0.1"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["scale"] == 0.1 and out["cpu_model"] == "synthetic CPU"
-    assert main(["capacity", "fit", str(folder), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["scenario"] == "seed-peak"
+    assert fit_code == 0
+    assert json.loads(fit_out)["scenario"] == "seed-peak"
 
 
 def test_a_sweep_that_measured_nothing_says_so(tmp_path: Path) -> None:
