@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -141,14 +142,16 @@ def test_waiting_at_a_gate_ends_with_the_generator_up_or_says_why_not(tmp_path: 
     assert slow.proc.returncode is not None
 
 
-_STALE_CLOCK = """
+#: A Locust process's start, twice (Locust imported once, in a subprocess: importing it monkey-patches the process):
+#: first the gevent loop's clock after imports that outlast the lab's start, then what _on_init does first.
+_LOCUST_INIT = """
 import json, time
 from types import SimpleNamespace
 
 import locust  # noqa: F401 - monkey-patches first, as in a Locust process
 import gevent
 
-from bench.load import locustfile
+from bench.load import locustfile, models
 
 loop = gevent.get_hub().loop
 busy_until = time.time() + 1.0
@@ -157,32 +160,6 @@ while time.time() < busy_until:  # imports that outlast the lab's start: CPU, th
 before = loop.now() - time.time()
 locustfile._on_init(SimpleNamespace(runner=None))  # no gate (already open): returns at once
 print(json.dumps({"before": before, "after": loop.now() - time.time()}))
-"""
-
-
-def test_locust_counts_its_run_time_from_the_go_not_from_its_imports(tmp_path: Path) -> None:
-    # Locust's --run-time timer starts from the gevent loop's cached "now": stale by the imports'
-    # time when the gate is already open, and the load then ended that much early (8 s runs of 1.6 s).
-    import json
-    import os
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if k != "LBBENCH_LOAD"}
-    done = subprocess.run([sys.executable, "-c", _STALE_CLOCK], capture_output=True, text=True, timeout=120, check=False, env=env)
-    assert done.returncode == 0, done.stderr[-2000:]
-    got = json.loads(done.stdout.strip().splitlines()[-1])
-    assert got["before"] < -0.9  # the situation: the loop's clock is behind
-    assert got["after"] > -0.5, got  # brought up to date before any timer starts
-
-
-_LISTEN_ORDER = """
-import json
-from types import SimpleNamespace
-
-import locust  # noqa: F401 - monkey-patches first, as in a Locust process
-
-from bench.load import locustfile, models
 
 calls = []
 models.on_init = lambda _env: calls.append("listen")
@@ -192,20 +169,34 @@ print(json.dumps(calls))
 """
 
 
-def test_a_worker_listens_for_the_controller_before_it_waits_for_the_go(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def locust_init(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
+    """_LOCUST_INIT's two answers: the loop's clock before and after _on_init, then the order of its calls."""
+    import json
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "LBBENCH_LOAD"}
+    cwd = tmp_path_factory.mktemp("locust-init")
+    done = subprocess.run([sys.executable, "-c", _LOCUST_INIT], capture_output=True, text=True, timeout=120, check=False, env=env, cwd=cwd)
+    assert done.returncode == 0, done.stderr[-2000:]
+    clock, calls = (json.loads(line) for line in done.stdout.strip().splitlines()[-2:])
+    return clock, calls
+
+
+def test_locust_counts_its_run_time_from_the_go_not_from_its_imports(locust_init: tuple[Any, Any]) -> None:
+    # Locust's --run-time timer starts from the gevent loop's cached "now": stale by the imports'
+    # time when the gate is already open, and the load then ended that much early (8 s runs of 1.6 s).
+    got = locust_init[0]
+    assert got["before"] < -0.9  # the situation: the loop's clock is behind
+    assert got["after"] > -0.5, got  # brought up to date before any timer starts
+
+
+def test_a_worker_listens_for_the_controller_before_it_waits_for_the_go(locust_init: tuple[Any, Any]) -> None:
     # A worker's runner handles the owning process's messages as soon as it exists, and the gate
     # wait yields to it: listening after the wait lost the setup and schedule whenever the owner
     # passed the gate first, and that worker sent nothing all run (a capacity sweep's keep-alive
     # group: 0 requests from 2 processes, 1 sweep in 3 here).
-    import json
-    import os
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if k != "LBBENCH_LOAD"}
-    done = subprocess.run([sys.executable, "-c", _LISTEN_ORDER], capture_output=True, text=True, timeout=120, check=False, env=env, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == ["listen", "gate"]
+    assert locust_init[1] == ["listen", "gate"]
 
 
 #: A "bench run" after its load: the teardown in its thread, the report in the main thread when SIGTERM comes.
