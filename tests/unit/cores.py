@@ -6,7 +6,8 @@ contiguous share of the cases: all but the first in forked copies of this
 process (:class:`bench.proc.Forked`: nothing imported again, the cases read from
 shared memory, only the results pickled back), the first here. The cases are
 drawn before, in the order the serial loop drew them, so the results are the
-same list as ``[fn(x) for x in items]``, with one core or with many.
+same list as ``[fn(x) for x in items]``, with one core or with many. A copy that
+stalls (see :class:`~bench.proc.Forked`) has its share done here instead.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from bench.proc import Forked
+from bench.proc import Forked, ForkStalled
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -27,10 +28,19 @@ def map_on_cores(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
     n = max(1, min(len(os.sched_getaffinity(0)), len(items)))
     bounds = [len(items) * k // n for k in range(n + 1)]
     shares = [items[a:b] for a, b in itertools.pairwise(bounds)]
-    copies = [Forked(lambda share=share: [fn(x) for x in share]) for share in shares[1:]]
+
+    def job(share: Sequence[T]) -> Callable[[], list[R]]:
+        return lambda: [fn(x) for x in share]
+
+    copies = [Forked(job(share)) for share in shares[1:]]
     try:
-        here = [fn(x) for x in shares[0]]
-        return here + [r for copy in copies for r in copy.result()]
+        results = [fn(x) for x in shares[0]]
+        for share, copy in zip(shares[1:], copies, strict=True):
+            try:
+                results += copy.result()
+            except ForkStalled:  # stuck on a lock another thread held at the fork (see Forked): that share here
+                results += [fn(x) for x in share]
+        return results
     finally:
         for copy in copies:
             copy.close(wait_s=0.0)
