@@ -16,6 +16,8 @@ import pytest
 from bench import gate as g
 from bench.compare import Group, Run
 
+from .cores import map_on_cores
+
 TRIALS = 400
 RULES = [g.parse_rule(t) for t in g.DEFAULT_RULES]
 
@@ -34,11 +36,11 @@ def synthetic_group(rng: np.random.Generator, label: str, runs: int, run_cv: flo
 
 def verdicts(runs: int, run_cv: float, scale: float = 1.0, seed: int = 2024, trials: int = TRIALS) -> dict[str, float]:
     rng = np.random.default_rng(seed)
-    out = []
+    pairs = []  # drawn first, in order: the same gates on any number of cores
     for _ in range(trials):
         base = synthetic_group(rng, "baseline", runs, run_cv)
-        cand = synthetic_group(rng, "candidate", runs, run_cv, scale)
-        out.append(g.judge(base, cand, RULES)["verdict"])
+        pairs.append((base, synthetic_group(rng, "candidate", runs, run_cv, scale)))
+    out: list[str] = map_on_cores(lambda pair: g.judge(*pair, RULES)["verdict"], pairs)
     return {v: out.count(v) / trials for v in ("fail", "pass", "inconclusive")}
 
 
