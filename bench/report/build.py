@@ -19,7 +19,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ..analysis.common import RunData, load_run, read_run
 from ..analysis.series import Series, build_series, write_series
@@ -29,7 +29,12 @@ from ..results.layout import RunDir
 from ..results.store import compact_run, newest_write, use_small_pages
 from .html import render_html
 from .latency import write_hlog
-from .plots import PLOTS, Context, Plot, make_context, render_plots
+
+if TYPE_CHECKING:
+    from .plots import Context, Plot
+
+# The plots (matplotlib: about 0.5 s of CPU to import) are imported once the summary is saved: `bench run`
+# imports this module while its lab starts, and nothing it needs before its headline draws.
 
 T = TypeVar("T")
 
@@ -81,6 +86,8 @@ def build_report(run_dir: Path, on_summary: Callable[[dict[str, Any]], None] | N
         save_summary(summary, run_dir)
         if on_summary is not None:
             on_summary(summary)
+        from .plots import make_context
+
         ctx = make_context(data, series, summary)
         plots = _draw_plots(ctx, RunDir(run_dir).plots)
         _await(writer, lambda: _write_derived(data, series, run_dir))
@@ -99,7 +106,9 @@ FORKED_PLOTS = frozenset({"latency_distribution", "cpu_containers", "connections
 
 
 def _draw_plots(ctx: Context, out_dir: Path) -> list[Plot]:
-    """Every plot, in :data:`PLOTS`' order; those of :data:`FORKED_PLOTS` drawn by a forked copy meanwhile."""
+    """Every plot, in :data:`~bench.report.plots.PLOTS`' order; those of :data:`FORKED_PLOTS` drawn by a forked copy meanwhile."""
+    from .plots import PLOTS, render_plots
+
     theirs = Forked(lambda: render_plots(ctx, out_dir, FORKED_PLOTS))
     try:
         mine = render_plots(ctx, out_dir, [name for name, _, _ in PLOTS if name not in FORKED_PLOTS])

@@ -5,13 +5,15 @@ from __future__ import annotations
 import base64
 import datetime as dt
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from .header import CSS as HEADER_CSS
 from .header import config_diff_section, render_header, thresholds_section
-from .plots import OPTIONAL_PLOTS, Plot
+
+if TYPE_CHECKING:
+    from .plots import Plot
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:1.5em auto;max-width:1100px;color:#222;line-height:1.4}
@@ -167,6 +169,8 @@ def render_html(run: dict[str, Any], summary: dict[str, Any], plots: list[Plot],
     )
     vers = _rows([(k, v, "") for k, v in versions.items()])
     figs = []
+    from .plots import OPTIONAL_PLOTS  # imported by the drawing already (matplotlib: not before it is needed)
+
     empty = [p.title for p in plots if p.png is None and p.name not in OPTIONAL_PLOTS]
     for p in plots:
         if p.png is None:

@@ -16,13 +16,16 @@ import datetime as dt
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from ..analysis.common import distinct_ints, per_second_histograms
 from ..results.histogram import Histogram, bucket_bounds
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure  # drawn in plot_distribution (matplotlib imported there, when a plot is drawn)
 
 #: HdrHistogram layout equal to ours: 1 us lowest, 2 significant digits, up to one hour.
 HDR_LOWEST_US, HDR_HIGHEST_US, HDR_DIGITS = 1, 3_600_000_000, 2

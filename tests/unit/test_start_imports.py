@@ -23,3 +23,16 @@ def test_bench_runs_start_imports_none_of_the_heavy_libraries() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert json.loads(out) == []
+
+
+def test_the_imports_before_the_go_leave_matplotlib_until_the_plots() -> None:
+    # bench run's background imports (joined before the load starts) import the report's module but not matplotlib:
+    # the plots import it once the summary is saved (bench/report/build.py), after the load
+    code = (
+        "import json, sys\n"
+        "import bench.run\n"
+        "bench.run._import_analysis()\n"
+        "print(json.dumps([sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib'), 'bench.report.build' in sys.modules]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == [[], True]
