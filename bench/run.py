@@ -253,6 +253,12 @@ def record_lab(run: dict[str, Any], lab: Lab, run_dir: Path, base_topology: Any,
     write_document(RunDoc, run, rd.run_json)
 
 
+def _record_lab_state(run: dict[str, Any], lab: Lab, run_dir: Path, events: Path, checked: Checked) -> None:
+    """:func:`record_lab`, then lab.json with the run's events file (`bench fault` during the run writes there)."""
+    record_lab(run, lab, run_dir, checked.base_topology, checked.topology)
+    lab.write_state(events=str(events), run_dir=str(run_dir))
+
+
 def _load_extra(checked: Checked) -> dict[str, Any]:
     """Settings for the load processes beyond the scenario's: the fit's, and the name a user's certificate carries."""
     extra = dict(checked.load_extra)
@@ -331,6 +337,8 @@ def _run_scenario(
     live: LiveView | None,
     warm: WarmLocust | None,
 ) -> Path:
+    # First, beside the checks: the live view's state (pandas) is needed right after them. (Started after them,
+    # `compose up` began up to 0.7 s later in 4 runs: the live view's attach imported pandas itself.)
     importer = threading.Thread(target=_import_analysis, name="lbbench-import", daemon=True)
     importer.start()
     # Every input, the fit, the images and every rendered config, before anything starts (all problems at once).
@@ -404,19 +412,21 @@ def _run_scenario(
                     host = f"{scenario.load.scheme}://{lab.plan.vip}"
                 run["versions"].update(git_sha=later_git.result(), compose=later_compose.result(), **later_versions.result())
                 run["versions"]["haproxy"] = build.version_line  # the LB's build, not the node image's
-                record_lab(run, lab, run_dir, checked.base_topology, topology)
                 events = EventLog(rd.events)
-                # `bench fault` during the run writes into the run's own events file.
-                lab.write_state(events=str(rd.events), run_dir=str(run_dir))
-                # Sampling starts before the load (idle baseline) and ends after it (final state).
-                # From here on, a container that dies or a VIP that moves without a fault is noticed.
-                watch = LabWatch(lab, events, log=log, advert_int=topology.keepalived.advert_int)
-                watch.start()
-                from .collect.collectors import Collectors
+                # The lab's record (configs, `show info` of every HAProxy, run.json) and lab.json are written beside
+                # the watch's and the collectors' start: those mostly wait for the engine's answers.
+                with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lbbench-record") as side:
+                    recorded = side.submit(_record_lab_state, run, lab, run_dir, rd.events, checked)
+                    # Sampling starts before the load (idle baseline) and ends after it (final state).
+                    # From here on, a container that dies or a VIP that moves without a fault is noticed.
+                    watch = LabWatch(lab, events, log=log, advert_int=topology.keepalived.advert_int)
+                    watch.start()
+                    from .collect.collectors import Collectors
 
-                collectors = Collectors(run_dir, lab, log=log)
-                collectors.watch = watch
-                collectors.start()
+                    collectors = Collectors(run_dir, lab, log=log)
+                    collectors.watch = watch
+                    collectors.start()
+                    recorded.result()
                 # The imports never share the cores with the load: on a busy machine they can outlast the lab's start.
                 importer.join(IMPORT_WAIT_S)
                 log(f"driving load: {describe_load(scenario)}, {scenario.duration:g}s against {host}")

@@ -80,7 +80,7 @@ def time_one(scenario: str, duration: str, extra: list[str], checkout: Path, kee
         lines.append((time.time(), line.rstrip("\n")))
     code = proc.wait()
     t_exit = time.time()
-    result: dict[str, Any] = {"exit_code": code, "total_s": round(t_exit - t0, 2), "lines": [(round(t - t0, 2), line) for t, line in lines]}
+    result: dict[str, Any] = {"exit_code": code, "t0": t0, "total_s": round(t_exit - t0, 2), "lines": [(round(t - t0, 2), line) for t, line in lines]}
     at: dict[str, float | None] = {"compose_up": _line_at(lines, "starting lbbench-")}
     try:
         run = json.loads((out / "run.json").read_text())

@@ -30,6 +30,7 @@ from bench import engine, images, run
 from bench.collect import collectors, integrity
 from bench.load import runner
 from bench.report import build as report_build
+from bench.report import plots as report_plots
 from bench.results.store import read_arrow
 from bench.topology import lab as lab_mod
 
@@ -67,11 +68,11 @@ def main() -> int:
         (lab_mod.Lab, "prepare"), (lab_mod.Lab, "validate"), (lab_mod.Lab, "_compose"), (lab_mod.Lab, "wait_ready"),
         (lab_mod.Lab, "save_logs"), (lab_mod.Lab, "down"), (lab_mod.Lab, "write_state"),
         (collectors.Collectors, "start"), (collectors.Collectors, "stop"),
-        (report_build, "save_summary"), (report_build, "render_plots"), (report_build, "render_html"),
+        (report_build, "save_summary"), (report_plots, "render_plots"), (report_build, "render_html"),
         (report_build, "compact_run"), (report_build, "load_run"), (report_build, "build_series"), (report_build, "summarise_data"),
-        (report_build, "write_series"), (report_build, "write_hlog"), (report_build, "make_context"), (report_build, "writers_gone"),
+        (report_build, "write_series"), (report_build, "write_hlog"), (report_plots, "make_context"), (report_build, "writers_gone"),
         (runner.LocustProcess, "stop"), (runner, "end_group"), (integrity.LabWatch, "stop"), (run.Teardown, "go"), (run.Teardown, "join"),
-        (lab_mod.Lab, "containers"),
+        (lab_mod.Lab, "containers"), (lab_mod.Lab, "_states"), (integrity.LabWatch, "start"), (run, "_record_lab_state"),
     ]:  # fmt: skip
         if hasattr(owner, name):
             traced(owner, name)

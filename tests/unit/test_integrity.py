@@ -61,7 +61,8 @@ class FakeClient:
         def list_(**_kw: Any) -> list[Any]:
             if not self.alive:
                 raise ConnectionError("engine gone")
-            return [SimpleNamespace(labels={"com.docker.compose.service": s}, status=statuses.get(s, "running")) for s in SERVICES]
+            # as docker-py's sparse list: the list's own fields in attrs (labels under "Labels"), status from "State"
+            return [SimpleNamespace(attrs={"Labels": {"com.docker.compose.service": s}}, status=statuses.get(s, "running")) for s in SERVICES]
 
         return SimpleNamespace(list=list_)
 
