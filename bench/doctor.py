@@ -62,9 +62,9 @@ def _images() -> list[Check]:
         elif images._exists(ref.base_tag):
             out.append(Check(f"image {flavour}", "warn", f"{ref.node_tag} not built yet (base present; builds in seconds on first run)", "bench images build"))
         else:
-            can = shutil.which("debootstrap") and os.geteuid() == 0
+            can = (shutil.which("mmdebstrap") or shutil.which("debootstrap")) and os.geteuid() == 0
             level = "warn" if can else "FAIL"
-            fix = "bench images build (about a minute, offline)" if can else "run `make setup` as root (installs debootstrap, builds the images)"
+            fix = "bench images build (about a minute, offline)" if can else "run `make setup` as root (installs mmdebstrap, builds the images)"
             out.append(Check(f"image {flavour}", level, f"{ref.node_tag} missing", fix))
     return out
 

@@ -1,15 +1,20 @@
 """Build the lab images offline, cached by content hash.
 
-No registry is needed: the base image is a ``debootstrap --variant=minbase``
-tree of a Debian release (with HAProxy and keepalived included) imported with
-``docker import``. Users with registry access may pass ``--base debian:bookworm-slim``
+No registry is needed: the base image is a ``--variant=minbase`` tree of a
+Debian release (with HAProxy and keepalived included) made by ``mmdebstrap``
+(apt inside: packages fetched in parallel, a tarball written directly; about
+3x faster than debootstrap) or, where only it is installed, ``debootstrap``,
+and imported with ``docker import``. Users with registry access may pass ``--base debian:bookworm-slim``
 instead; the Dockerfile then installs the packages with apt.
 
 Tags carry a hash of everything that goes into the image, so a second build
 with nothing changed builds nothing::
 
-    lbbench/base:bookworm-<hash>     debootstrap tree
+    lbbench/base:bookworm-<hash>     minbase tree + BASE_PACKAGES
     lbbench/node:bookworm-<hash>     base + topology/images/node/*
+
+``LBBENCH_IMAGE_REPO`` (default ``lbbench``) moves both to another repository,
+e.g. to time a cold build without touching the images others use.
 """
 
 from __future__ import annotations
@@ -30,8 +35,9 @@ from . import engine, paths
 from .errors import UserError
 
 BASE_PACKAGES = ("haproxy", "keepalived", "iproute2", "procps", "socat", "ca-certificates")
-BASE_REPO = "lbbench/base"
-NODE_REPO = "lbbench/node"
+IMAGE_REPO = os.environ.get("LBBENCH_IMAGE_REPO") or "lbbench"
+BASE_REPO = f"{IMAGE_REPO}/base"
+NODE_REPO = f"{IMAGE_REPO}/node"
 LABEL = "org.lbbench.project"
 
 #: Image flavours a topology's ``image:`` field may name -> Debian release.
@@ -84,32 +90,42 @@ def _exists(tag: str) -> bool:
         return False
 
 
+#: Room the base tree needs while it is made (~300 MB with the downloaded packages), with a margin.
+_SCRATCH_MIN = 1 << 30
+
+
+def _scratch_dir() -> str | None:
+    """A tmpfs for the tree while it is made (dpkg's many small writes and fsyncs cost nothing there), if it has room."""
+    try:
+        return "/dev/shm" if shutil.disk_usage("/dev/shm").free >= _SCRATCH_MIN else None
+    except OSError:
+        return None
+
+
 def _build_base(ref: ImageRef, log: Callable[[str], None]) -> None:
     if os.geteuid() != 0:
         raise UserError(f"base image {ref.base_tag} is missing and building it needs root", "run `make setup` as root")
-    if not shutil.which("debootstrap"):
-        raise UserError("debootstrap is not installed", "apt-get install -y debootstrap (`make setup` does)")
-    log(f"building base image {ref.base_tag} with debootstrap ({ref.release}, about a minute)")
+    tool = "mmdebstrap" if shutil.which("mmdebstrap") else "debootstrap" if shutil.which("debootstrap") else None
+    if tool is None:
+        raise UserError("neither mmdebstrap nor debootstrap is installed", "apt-get install -y mmdebstrap (`make setup` does)")
+    log(f"building base image {ref.base_tag} with {tool} ({ref.release}, {'about 20 s' if tool == 'mmdebstrap' else 'about a minute'})")
+    packages = f"--include={','.join(BASE_PACKAGES)}"
     with tempfile.TemporaryDirectory(prefix="lbbench-rootfs-", dir="/var/tmp") as tmp:
-        root = Path(tmp) / "root"
-        engine.run_checked(
-            [
-                "debootstrap",
-                "--variant=minbase",
-                f"--include={','.join(BASE_PACKAGES)}",
-                ref.release,
-                str(root),
-                MIRROR,
-            ],
-            f"debootstrap {ref.release}",
-            timeout=1200,
-        )
-        # Services must not start inside a chroot/container build; apt caches are dead weight.
-        for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
-            shutil.rmtree(root / junk, ignore_errors=True)
-            (root / junk).mkdir(parents=True, exist_ok=True)
         tar = Path(tmp) / "root.tar"
-        engine.run_checked(["tar", "-C", str(root), "-cf", str(tar), "."], "packing the base tree")
+        if tool == "mmdebstrap":
+            # The tree is made in TMPDIR and written as a tarball; apt's lists and caches are left out
+            # (mmdebstrap's default clean-up). Services do not start inside (it installs policy-rc.d).
+            scratch = _scratch_dir()
+            env = {**os.environ, "TMPDIR": scratch} if scratch else None
+            engine.run_checked(["mmdebstrap", "--quiet", "--variant=minbase", packages, ref.release, str(tar), MIRROR], f"mmdebstrap {ref.release}", timeout=1200, env=env)
+        else:
+            root = Path(tmp) / "root"
+            engine.run_checked(["debootstrap", "--variant=minbase", packages, ref.release, str(root), MIRROR], f"debootstrap {ref.release}", timeout=1200)
+            # apt caches are dead weight in the image.
+            for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
+                shutil.rmtree(root / junk, ignore_errors=True)
+                (root / junk).mkdir(parents=True, exist_ok=True)
+            engine.run_checked(["tar", "-C", str(root), "-cf", str(tar), "."], "packing the base tree")
         repo, tag = ref.base_tag.split(":")
         engine.client().api.import_image_from_file(str(tar), repository=repo, tag=tag, changes=[f"LABEL {LABEL}=lbbench"])
     if not _exists(ref.base_tag):

@@ -10,7 +10,9 @@
 # `make setup|run|test` call this. It installs only what is missing: Python deps in
 # .venv, and, when no Docker engine answers and we are root on Debian, Debian's
 # docker.io (started in the background with its bridge inside 198.18.0.0/15) and
-# debootstrap for the offline base image. No container registry is needed.
+# mmdebstrap for the offline base image. No container registry is needed.
+# The venv is installed in the background while the Debian packages, the engine and
+# the images are set up (they need only its `docker` package, installed first).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -37,9 +39,15 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
-setup_venv() {
+python_ok() {
     "$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
         || die "$PY is older than Python 3.11: install python3.11 or set PYTHON=/path/to/python3.11"
+}
+
+# The venv. With $1 (a file), that file is created as soon as the venv can import `docker`
+# (what the engine check and the image build need), before the rest is installed.
+setup_venv() {
+    local early=${1:-}
     if [ ! -x "$VENV/bin/python" ]; then
         say "creating $VENV"
         if ! "$PY" -m venv "$VENV" 2>/dev/null; then
@@ -51,18 +59,22 @@ setup_venv() {
     want=$(sha256sum pyproject.toml | cut -c1-16)
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         say "installing lbbench and its test extras into $VENV"
-        install_python_deps
+        install_python_deps "$early"
         echo "$want" > "$stamp"
+        say "venv ready"
     fi
+    [ -z "$early" ] || : >"$early"
 }
 
 # uv (a PyPI package) resolves and installs several times faster than pip; pip is the
 # fallback when uv cannot be had or fails (LBBENCH_INSTALLER=pip forces it).
-# --compile-bytecode: pip compiles the installed modules, uv does not by default; without it every
-# `bench` process compiles pandas, matplotlib ... from source again where PYTHONDONTWRITEBYTECODE
-# is set (this machine does): ~4 s of CPU per command (docs/performance.md, "Analysis at scale").
+# Bytecode: pip compiles the installed modules, uv does not by default; without .pyc files
+# every `bench` process compiles pandas, matplotlib ... from source again where
+# PYTHONDONTWRITEBYTECODE is set (this machine does): ~4 s of CPU per command
+# (docs/performance.md, "Analysis at scale"). After uv, compileall compiles site-packages on
+# both cores, leaving out the packages' own test suites (a third of the source; never imported).
 install_python_deps() {
-    local log="$VENV/pip-install.log" uv=""
+    local early=$1 log="$VENV/pip-install.log" uv=""
     : >"$log"
     if [ "${LBBENCH_INSTALLER:-uv}" = uv ]; then
         if have uv; then
@@ -70,8 +82,14 @@ install_python_deps() {
         elif "$VENV/bin/python" -m pip install -q --disable-pip-version-check uv >>"$log" 2>&1; then
             uv="$VENV/bin/uv"
         fi
-        if [ -n "$uv" ] && "$uv" pip install --python "$VENV/bin/python" --compile-bytecode -e '.[test]' >>"$log" 2>&1; then
-            return
+        if [ -n "$uv" ] && "$uv" pip install --python "$VENV/bin/python" docker >>"$log" 2>&1; then
+            [ -z "$early" ] || : >"$early"
+            if "$uv" pip install --python "$VENV/bin/python" -e '.[test]' >>"$log" 2>&1; then
+                # A module that does not compile (a file for another Python) stays source, as with uv's own option.
+                "$VENV/bin/python" -m compileall -q -j 0 -x 'site-packages/.*/tests?/' \
+                    "$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" >>"$log" 2>&1 || true
+                return
+            fi
         fi
         say "uv was not available or failed (log: $log); installing with pip"
     fi
@@ -79,6 +97,19 @@ install_python_deps() {
         tail -20 "$log" >&2
         die "pip install failed (full log: $log)"
     fi
+}
+
+# Debian packages the lab needs on a bare machine (root with apt only; otherwise each later
+# step says what is missing): one apt-get run, beside the venv's installation.
+setup_lab_packages() {
+    is_root && have apt-get || return 0
+    local want=()
+    have mmdebstrap || have debootstrap || want+=(mmdebstrap)
+    if ! have dockerd && [ -z "${DOCKER_HOST:-}" ] && [ ! -S /var/run/docker.sock ]; then
+        want+=(docker.io)
+        have ip || want+=(iproute2)
+    fi
+    [ ${#want[@]} -eq 0 ] || apt_install "${want[@]}"
 }
 
 # `bench calibrate` measures against wrk (Debian's package); without it calibrate says so before it starts.
@@ -118,19 +149,47 @@ setup_engine() {
 }
 
 setup_images() {
-    # The base image is built offline with debootstrap when it is not there yet.
-    if ! have debootstrap && is_root && have apt-get; then
-        apt_install debootstrap
+    # The base image is built offline (mmdebstrap) when it is not there yet. `python -m bench.cli`:
+    # the venv may still be installing everything but `docker`, which is all this needs.
+    if ! have mmdebstrap && ! have debootstrap && is_root && have apt-get; then
+        apt_install mmdebstrap
     fi
-    "$VENV/bin/bench" images build >/dev/null
+    "$VENV/bin/python" -m bench.cli images build >/dev/null
 }
 
+# Two jobs at once, each in its own process group: the venv (network, unpacking, bytecode) and
+# the lab (Debian packages, engine, images: these wait only until the venv can import docker).
+# The first job to fail stops the other and set-up, with its own message; Ctrl-C stops both.
 setup() {
-    local t0=$SECONDS
-    setup_venv
-    setup_engine
-    setup_images
-    setup_wrk
+    local t0=$SECONDS early venv_pid lab_pid done_pid rc
+    python_ok
+    if [ ! -x "$VENV/bin/python" ] && ! "$PY" -c 'import ensurepip' 2>/dev/null; then
+        apt_install python3-venv
+    fi
+    early=$(mktemp -u /tmp/lbbench-setup-venv-XXXXXX)
+    trap 'for pid in ${venv_pid:-} ${lab_pid:-}; do kill -- "-$pid" 2>/dev/null || true; done; rm -f "$early"' EXIT
+    set -m
+    setup_venv "$early" &
+    venv_pid=$!
+    {
+        setup_lab_packages
+        setup_wrk
+        while [ ! -e "$early" ]; do
+            kill -0 "$venv_pid" 2>/dev/null || exit 1  # the venv job failed and says why
+            sleep 0.2
+        done
+        setup_engine
+        setup_images
+        say "lab images ready"
+    } &
+    lab_pid=$!
+    set +m
+    rc=0
+    wait -n -p done_pid "$venv_pid" "$lab_pid" || rc=$?
+    [ "$rc" -eq 0 ] || exit "$rc"
+    wait "$([ "$done_pid" = "$venv_pid" ] && echo "$lab_pid" || echo "$venv_pid")" || exit $?
+    trap - EXIT
+    rm -f "$early"
     "$VENV/bin/bench" doctor >&2 || die "bench doctor found a blocking problem (see above)"
     say "ready in $((SECONDS - t0)) s"
 }

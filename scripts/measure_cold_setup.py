@@ -4,15 +4,16 @@
     /work/coord/labrun .venv/bin/python scripts/measure_cold_setup.py [--phases apt,images]
 
 ``apt``: in a throwaway container of a local Debian base image (``lbbench/base:<release>-*``,
-a debootstrap minbase: no wrk, no docker.io), ``scripts/dev.sh wrk`` (set-up's own wrk
-step: it must find wrk missing and install it, then ``wrk --version`` must answer), then
-``apt-get install`` of the other Debian packages set-up installs on a bare machine
-(docker.io, iproute2, debootstrap, python3-venv). Packages are downloaded from the mirror
-(``apt-get update`` included in the wrk step): nothing is cached.
+a minbase: no python3, no wrk, no docker.io), the Debian packages set-up installs on a bare
+machine, in set-up's order: ``apt-get update`` and python3-venv (before the venv can start;
+python3 itself, which a fresh Debian has, is installed first and not counted), then the lab's
+packages (docker.io, iproute2, mmdebstrap: beside the venv in set-up), then
+``scripts/dev.sh wrk`` (set-up's own wrk step: it must find wrk missing and install it, then
+``wrk --version`` must answer). Packages are downloaded from the mirror: nothing is cached.
 
 ``images``: ``bench images build``'s own code (bench.images.ensure_images) with the image
 names moved to a repository of this script's own (``lbbench-coldsetup/base``,
-``lbbench-coldsetup/node``): debootstrap of the base tree from the mirror, ``docker
+``lbbench-coldsetup/node``): mmdebstrap (else debootstrap) of the base tree from the mirror, ``docker
 import``, then the node image built on that new base (no layer of the shared images can be
 reused: its parent is new). Both tags are removed at the end; the shared ``lbbench/*``
 images are neither used nor touched.
@@ -36,8 +37,8 @@ sys.path.insert(0, str(ROOT))
 from bench import engine, images  # noqa: E402
 
 REPO = "lbbench-coldsetup"
-#: The Debian packages scripts/dev.sh installs on a bare machine besides wrk (when missing).
-OTHER_PACKAGES = ("docker.io", "iproute2", "debootstrap", "python3-venv")
+#: The Debian packages scripts/dev.sh installs on a bare machine beside the venv (when missing), besides wrk.
+LAB_PACKAGES = ("docker.io", "iproute2", "mmdebstrap")
 
 
 def local_base(release: str = "bookworm") -> str:
@@ -50,12 +51,15 @@ def local_base(release: str = "bookworm") -> str:
 
 def phase_apt() -> list[tuple[str, float]]:
     base = local_base()
+    install = "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends"
     script = (
         "set -e; cd /src; "
         "! command -v wrk >/dev/null || { echo 'wrk already there: not a machine without wrk' >&2; exit 3; }; "
-        "t0=$(date +%s.%N); scripts/dev.sh wrk; t1=$(date +%s.%N); wrk --version 2>&1 | head -1 || true; command -v wrk; "
-        f"DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends {' '.join(OTHER_PACKAGES)} >/dev/null; "
-        "t2=$(date +%s.%N); echo \"times $t0 $t1 $t2\""
+        "t0=$(date +%s.%N); apt-get update -qq; touch /var/lib/apt/lists/.lbbench-updated; t1=$(date +%s.%N); "
+        f"{install} python3 >/dev/null; t2=$(date +%s.%N); {install} python3-venv >/dev/null; t3=$(date +%s.%N); "
+        f"{install} {' '.join(LAB_PACKAGES)} >/dev/null; t4=$(date +%s.%N); "
+        "scripts/dev.sh wrk; t5=$(date +%s.%N); wrk --version 2>&1 | head -1 || true; command -v wrk; "
+        'echo "times $t0 $t1 $t2 $t3 $t4 $t5"'
     )
     print(f"== apt: throwaway container of {base}, {ROOT} mounted read-only", flush=True)
     started = time.monotonic()
@@ -68,10 +72,12 @@ def phase_apt() -> list[tuple[str, float]]:
     sys.stderr.write(proc.stderr)
     if proc.returncode != 0:
         raise SystemExit(f"apt phase failed ({proc.returncode})")
-    t0, t1, t2 = (float(x) for x in proc.stdout.split("times ")[-1].split())
+    t0, t1, t2, t3, t4, t5 = (float(x) for x in proc.stdout.split("times ")[-1].split())
     return [
-        ("dev.sh wrk (apt-get update + wrk) in a container without wrk", t1 - t0),
-        (f"apt-get install {' '.join(OTHER_PACKAGES)}", t2 - t1),
+        ("apt-get update + python3-venv (before the venv starts)", (t1 - t0) + (t3 - t2)),
+        ("(python3 itself, not counted: a fresh Debian has it)", t2 - t1),
+        (f"apt-get install {' '.join(LAB_PACKAGES)} (beside the venv)", t4 - t3),
+        ("dev.sh wrk (wrk; beside the venv)", t5 - t4),
         ("apt phase, container start to end", wall),
     ]
 
@@ -83,7 +89,7 @@ def phase_images() -> list[tuple[str, float]]:
     for tag in (ref.node_tag, ref.base_tag):
         if images._exists(tag):  # a leftover of an interrupted measurement: ours, by its repository
             api.images.remove(tag, noprune=False)
-    print(f"== images: {ref.base_tag} (debootstrap from {images.MIRROR}) and {ref.node_tag}", flush=True)
+    print(f"== images: {ref.base_tag} (mmdebstrap or debootstrap from {images.MIRROR}) and {ref.node_tag}", flush=True)
     marks: list[tuple[str, float]] = []
     started = time.monotonic()
 
@@ -99,7 +105,7 @@ def phase_images() -> list[tuple[str, float]]:
             if images._exists(tag):
                 api.images.remove(tag, noprune=False)
     node_at = next((t for line, t in marks if ref.node_tag in line), total)
-    return [("base image: debootstrap + docker import", node_at), ("node image on the new base", total - node_at), ("images, whole", total)]
+    return [("base image: mmdebstrap (or debootstrap) + docker import", node_at), ("node image on the new base", total - node_at), ("images, whole", total)]
 
 
 def main() -> int:
