@@ -46,11 +46,16 @@ python_ok() {
 
 # The venv. With $1 (a file), that file is created as soon as the venv can import `docker`
 # (what the engine check and the image build need), before the rest is installed.
+# With uv and an OS copy of pip's wheel, the venv is made without pip (`python -m venv` spends
+# most of its seconds installing and compiling pip and setuptools) and uv installs pip later.
 setup_venv() {
     local early=${1:-}
     if [ ! -x "$VENV/bin/python" ]; then
         say "creating $VENV"
-        if ! "$PY" -m venv "$VENV" 2>/dev/null; then
+        if [ "${LBBENCH_INSTALLER:-uv}" = uv ] && ! have uv && pip_wheel >/dev/null \
+            && "$PY" -m venv --without-pip "$VENV" 2>/dev/null; then
+            :
+        elif ! "$PY" -m venv "$VENV" 2>/dev/null; then
             apt_install python3-venv
             "$PY" -m venv "$VENV"
         fi
@@ -66,6 +71,17 @@ setup_venv() {
     [ -z "$early" ] || : >"$early"
 }
 
+# pip's wheel as the OS keeps it for ensurepip (Debian: /usr/share/python-wheels, from
+# python3-venv's python3-pip-whl; elsewhere ensurepip/_bundled): pip runs from it directly.
+pip_wheel() {
+    local w dir
+    dir=$("$PY" -c 'import ensurepip, os; print(os.path.dirname(ensurepip.__file__))' 2>/dev/null) || dir=/nonexistent
+    for w in /usr/share/python-wheels/pip-*.whl "$dir"/_bundled/pip-*.whl; do
+        [ -f "$w" ] && { echo "$w"; return 0; }
+    done
+    return 1
+}
+
 # uv (a PyPI package) resolves and installs several times faster than pip; pip is the
 # fallback when uv cannot be had or fails (LBBENCH_INSTALLER=pip forces it).
 # Bytecode: pip compiles the installed modules, uv does not by default; without .pyc files
@@ -73,30 +89,44 @@ setup_venv() {
 # PYTHONDONTWRITEBYTECODE is set (this machine does): ~4 s of CPU per command
 # (docs/performance.md, "Analysis at scale"). After uv, compileall compiles site-packages on
 # both cores, leaving out the packages' own test suites (a third of the source; never imported).
+# The log has a timestamped `==` line per step.
 install_python_deps() {
-    local early=$1 log="$VENV/pip-install.log" uv=""
+    local early=$1 log="$VENV/pip-install.log" uv="" py="$VENV/bin/python" wheel
     : >"$log"
+    mark() { printf '== %s %s\n' "$(date +%s.%N)" "$*" >>"$log"; }
     if [ "${LBBENCH_INSTALLER:-uv}" = uv ]; then
+        mark "uv"
         if have uv; then
             uv=$(command -v uv)
-        elif "$VENV/bin/python" -m pip install -q --disable-pip-version-check uv >>"$log" 2>&1; then
+        elif [ -x "$VENV/bin/uv" ]; then
             uv="$VENV/bin/uv"
+        elif "$py" -m pip --version >/dev/null 2>&1; then
+            "$py" -m pip install -q --disable-pip-version-check uv >>"$log" 2>&1 && uv="$VENV/bin/uv"
+        elif wheel=$(pip_wheel); then
+            "$py" "$wheel/pip" install -q --disable-pip-version-check uv >>"$log" 2>&1 && uv="$VENV/bin/uv"
         fi
-        if [ -n "$uv" ] && "$uv" pip install --python "$VENV/bin/python" docker >>"$log" 2>&1; then
+        mark "docker"
+        if [ -n "$uv" ] && "$uv" pip install --python "$py" docker >>"$log" 2>&1; then
             [ -z "$early" ] || : >"$early"
-            if "$uv" pip install --python "$VENV/bin/python" -e '.[test]' >>"$log" 2>&1; then
+            mark "lbbench[test]"
+            if "$uv" pip install --python "$py" pip -e '.[test]' >>"$log" 2>&1; then
+                mark "compile"
                 # A module that does not compile (a file for another Python) stays source, as with uv's own option.
-                "$VENV/bin/python" -m compileall -q -j 0 -x 'site-packages/.*/tests?/' \
-                    "$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" >>"$log" 2>&1 || true
+                "$py" -m compileall -q -j 0 -x 'site-packages/.*/tests?/' \
+                    "$("$py" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" >>"$log" 2>&1 || true
+                mark "done"
                 return
             fi
         fi
         say "uv was not available or failed (log: $log); installing with pip"
     fi
-    if ! { "$VENV/bin/python" -m pip install --upgrade pip && "$VENV/bin/python" -m pip install -e '.[test]'; } >>"$log" 2>&1; then
+    mark "pip"
+    if ! { { "$py" -m pip --version >/dev/null 2>&1 || "$py" -m ensurepip; } \
+        && "$py" -m pip install --upgrade pip && "$py" -m pip install -e '.[test]'; } >>"$log" 2>&1; then
         tail -20 "$log" >&2
         die "pip install failed (full log: $log)"
     fi
+    mark "done"
 }
 
 # Debian packages the lab needs on a bare machine (root with apt only; otherwise each later

@@ -47,6 +47,10 @@ for installer in "${installers[@]}"; do
         esac
     done < <(cd "$tmp/lbbench" && LBBENCH_INSTALLER=$installer scripts/dev.sh setup 2>&1)
     total=$(since "$start" "$(date +%s.%N)")
+    # the venv's steps (timestamped lines of its install log)
+    grep '^== ' "$tmp/lbbench/.venv/pip-install.log" 2>/dev/null | while read -r _ at what; do
+        printf '%7.1f  venv step: %s\n' "$(since "$start" "$at")" "$what"
+    done
     results+=("$(printf '%-4s venv+deps %5.1f s, engine+images %5.1f s (beside it), whole set-up %5.1f s' "$installer" "${venv_done:-0}" "${images_done:-0}" "$total")")
     rm -rf "$tmp"
     drop_cold_images
