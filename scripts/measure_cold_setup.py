@@ -100,12 +100,35 @@ def phase_images() -> list[tuple[str, float]]:
     try:
         images.ensure_images("node", log=log)
         total = time.monotonic() - started
+        compare_contents(ref.base_tag, ref.node_tag)
     finally:
         for tag in (ref.node_tag, ref.base_tag):
             if images._exists(tag):
                 api.images.remove(tag, noprune=False)
     node_at = next((t for line, t in marks if ref.node_tag in line), total)
     return [("base image: mmdebstrap (or debootstrap) + docker import", node_at), ("node image on the new base", total - node_at), ("images, whole", total)]
+
+
+def _in_image(image: str, command: str) -> list[str]:
+    out = subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", "--label", f"{images.LABEL}=coldsetup", image, "sh", "-c", command],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    return out.stdout.splitlines()
+
+
+def compare_contents(new_base: str, new_node: str) -> None:
+    """The new images against the shared ones: Debian packages (name version) and the HAProxy/keepalived versions."""
+    old_base = local_base()
+    packages = "dpkg-query -W -f '${Package} ${Version}\\n' | sort"
+    old, new = set(_in_image(old_base, packages)), set(_in_image(new_base, packages))
+    print(f"== contents: {new_base} against {old_base}: {len(new)} packages against {len(old)}; same name and version: {len(old & new)}")
+    for line in sorted(old - new):
+        print(f"   only in {old_base}: {line}")
+    for line in sorted(new - old):
+        print(f"   only in {new_base}: {line}")
+    versions = "haproxy -v | head -1; keepalived -v 2>&1 | head -1"
+    print(f"   {new_node}: {' | '.join(_in_image(new_node, versions))}")
 
 
 def main() -> int:
