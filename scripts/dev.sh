@@ -29,14 +29,19 @@ die() { printf 'setup: error: %s\n' "$*" >&2; exit 2; }
 is_root() { [ "$(id -u)" -eq 0 ]; }
 have() { command -v "$1" >/dev/null 2>&1; }
 
+apt_update() {  # at most once a day
+    if [ ! -f /var/lib/apt/lists/.lbbench-updated ] || [ -n "$(find /var/lib/apt/lists/.lbbench-updated -mmin +1440)" ]; then
+        apt-get update -qq && touch /var/lib/apt/lists/.lbbench-updated
+    fi
+}
+
+# Two installs at once (the lab's packages, wrk) take turns: apt-get waits for dpkg's lock.
 apt_install() {
     is_root || die "need root to install $* (or install them yourself: apt-get install $*)"
     have apt-get || die "no apt-get: install $* by hand"
     say "installing $* (apt)"
-    if [ ! -f /var/lib/apt/lists/.lbbench-updated ] || [ -n "$(find /var/lib/apt/lists/.lbbench-updated -mmin +1440)" ]; then
-        apt-get update -qq && touch /var/lib/apt/lists/.lbbench-updated
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+    apt_update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=300 "$@" >/dev/null
 }
 
 python_ok() {
@@ -112,7 +117,8 @@ install_python_deps() {
             if "$uv" pip install --python "$py" pip -e '.[test]' >>"$log" 2>&1; then
                 mark "compile"
                 # A module that does not compile (a file for another Python) stays source, as with uv's own option.
-                "$py" -m compileall -q -j 0 -x 'site-packages/.*/tests?/' \
+                # Niced: the image build beside it is the longer job.
+                nice -n 10 "$py" -m compileall -q -j 0 -x 'site-packages/.*/tests?/' \
                     "$("$py" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" >>"$log" 2>&1 || true
                 mark "done"
                 return
@@ -131,15 +137,19 @@ install_python_deps() {
 
 # Debian packages the lab needs on a bare machine (root with apt only; otherwise each later
 # step says what is missing): one apt-get run, beside the venv's installation.
+lab_packages() {
+    have mmdebstrap || have debootstrap || echo mmdebstrap
+    if ! have dockerd && [ -z "${DOCKER_HOST:-}" ] && [ ! -S /var/run/docker.sock ]; then
+        echo docker.io
+        have ip || echo iproute2
+    fi
+}
+
 setup_lab_packages() {
     is_root && have apt-get || return 0
-    local want=()
-    have mmdebstrap || have debootstrap || want+=(mmdebstrap)
-    if ! have dockerd && [ -z "${DOCKER_HOST:-}" ] && [ ! -S /var/run/docker.sock ]; then
-        want+=(docker.io)
-        have ip || want+=(iproute2)
-    fi
-    [ ${#want[@]} -eq 0 ] || apt_install "${want[@]}"
+    local want
+    want=$(lab_packages)
+    [ -z "$want" ] || apt_install $want
 }
 
 # `bench calibrate` measures against wrk (Debian's package); without it calibrate says so before it starts.
@@ -187,23 +197,29 @@ setup_images() {
     "$VENV/bin/python" -m bench.cli images build >/dev/null
 }
 
-# Two jobs at once, each in its own process group: the venv (network, unpacking, bytecode) and
-# the lab (Debian packages, engine, images: these wait only until the venv can import docker).
-# The first job to fail stops the other and set-up, with its own message; Ctrl-C stops both.
+# Two jobs at once, each in its own process group: the venv (network, unpacking, bytecode; then
+# wrk) and the lab (Debian packages, engine, images: these wait only until the venv can import
+# docker). The first job to fail stops the other and set-up, with its own message; Ctrl-C stops both.
 setup() {
     local t0=$SECONDS early venv_pid lab_pid done_pid rc
     python_ok
+    if is_root && have apt-get && { ! have wrk || [ -n "$(lab_packages)" ] \
+        || { [ ! -x "$VENV/bin/python" ] && ! "$PY" -c 'import ensurepip' 2>/dev/null; }; }; then
+        apt_update  # once, before the two jobs install packages
+    fi
     if [ ! -x "$VENV/bin/python" ] && ! "$PY" -c 'import ensurepip' 2>/dev/null; then
         apt_install python3-venv
     fi
     early=$(mktemp -u /tmp/lbbench-setup-venv-XXXXXX)
     trap 'for pid in ${venv_pid:-} ${lab_pid:-}; do kill -- "-$pid" 2>/dev/null || true; done; rm -f "$early"' EXIT
     set -m
-    setup_venv "$early" &
+    {
+        setup_venv "$early"
+        setup_wrk
+    } &
     venv_pid=$!
     {
         setup_lab_packages
-        setup_wrk
         while [ ! -e "$early" ]; do
             kill -0 "$venv_pid" 2>/dev/null || exit 1  # the venv job failed and says why
             sleep 0.2

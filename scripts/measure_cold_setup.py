@@ -41,11 +41,16 @@ REPO = "lbbench-coldsetup"
 LAB_PACKAGES = ("docker.io", "iproute2", "mmdebstrap")
 
 
+#: The shared images' repository (before phase_images moves ``images.BASE_REPO`` to this script's own).
+SHARED_BASE_REPO = images.BASE_REPO
+
+
 def local_base(release: str = "bookworm") -> str:
-    """The newest local ``lbbench/base:<release>-*`` image (read only: the container is thrown away)."""
-    tags = [t for img in engine.client().images.list(name=images.BASE_REPO) for t in img.tags if t.startswith(f"{images.BASE_REPO}:{release}-")]
+    """The newest local shared ``lbbench/base:<release>-*`` image (read only: the container is thrown away)."""
+    repo = SHARED_BASE_REPO
+    tags = [t for img in engine.client().images.list(name=repo) for t in img.tags if t.startswith(f"{repo}:{release}-")]
     if not tags:
-        raise SystemExit(f"no local {images.BASE_REPO}:{release}-* image to start a throwaway container from (run `bench images build`)")
+        raise SystemExit(f"no local {repo}:{release}-* image to start a throwaway container from (run `bench images build`)")
     return sorted(tags)[-1]
 
 
