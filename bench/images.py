@@ -90,6 +90,7 @@ def _exists(tag: str) -> bool:
         return False
 
 
+_MERGED_USR_HOOKS = "/usr/share/mmdebstrap/hooks/merged-usr"
 #: Room the base tree needs while it is made (~300 MB with the downloaded packages), with a margin.
 _SCRATCH_MIN = 1 << 30
 
@@ -115,9 +116,13 @@ def _build_base(ref: ImageRef, log: Callable[[str], None]) -> None:
         if tool == "mmdebstrap":
             # The tree is made in TMPDIR and written as a tarball; apt's lists and caches are left out
             # (mmdebstrap's default clean-up). Services do not start inside (it installs policy-rc.d).
+            # The merged-usr hook makes /bin, /lib ... links as debootstrap does (usr-is-merged); without it
+            # mmdebstrap installs usrmerge, which pulls in perl. Either way the lab's packages are the same.
             scratch = _scratch_dir()
             env = {**os.environ, "TMPDIR": scratch} if scratch else None
-            engine.run_checked(["mmdebstrap", "--quiet", "--variant=minbase", packages, ref.release, str(tar), MIRROR], f"mmdebstrap {ref.release}", timeout=1200, env=env)
+            hooks = [f"--hook-dir={_MERGED_USR_HOOKS}"] if Path(_MERGED_USR_HOOKS).is_dir() else []
+            cmd = ["mmdebstrap", "--quiet", "--variant=minbase", *hooks, packages, ref.release, str(tar), MIRROR]
+            engine.run_checked(cmd, f"mmdebstrap {ref.release}", timeout=1200, env=env)
         else:
             root = Path(tmp) / "root"
             engine.run_checked(["debootstrap", "--variant=minbase", packages, ref.release, str(root), MIRROR], f"debootstrap {ref.release}", timeout=1200)
