@@ -86,9 +86,19 @@ def group_alive(pgid: int) -> bool:
         return False
     except PermissionError:
         return True
+    return _any_live(2, pgid)
+
+
+def children_alive(ppid: int) -> bool:
+    """Whether process ``ppid`` has a child that can still write (a zombie child cannot)."""
+    return _any_live(1, ppid)
+
+
+def _any_live(index: int, value: int) -> bool:
+    """Whether a process that is not a zombie has ``value`` as field ``index`` (1: ppid, 2: pgrp) of its stat."""
     for stat in Path("/proc").glob("[0-9]*/stat"):
         fields = _stat_fields(stat)  # state, ppid, pgrp, ...
-        if fields is not None and len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+        if fields is not None and len(fields) > index and fields[index] == str(value) and fields[0] not in ("Z", "X"):
             return True
     return False
 

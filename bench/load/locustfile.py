@@ -10,7 +10,7 @@ from pathlib import Path
 import gevent
 from locust import events
 
-from bench.load import lean, models, users
+from bench.load import lean, models, quitting, users
 from bench.load.capture import RequestCapture
 from bench.load.lean import LeanHttpsUser
 from bench.load.models import LeanRateUser
@@ -32,6 +32,7 @@ def _on_init(environment, **_kwargs) -> None:
     # the wait lost the controller's setup and schedule when the owning process passed the gate
     # first, and sent nothing the whole run (seen in a capacity sweep's keep-alive group).
     models.on_init(environment)
+    quitting.install(environment)  # a --processes master ends once its workers did, not after fixed sleeps
     run_dir = settings().get("run_dir")
     if run_dir and _capture is None:
         _capture = RequestCapture(Path(run_dir))
@@ -68,3 +69,5 @@ def _generator_up(environment) -> Callable[[], bool] | bool:
 def _on_quitting(environment, **_kwargs) -> None:
     if _capture is not None:
         _capture.stop()
+    # a --processes master: its forked processes flush their capture after they quit; its exit is the load's end
+    quitting.wait_for_forked(environment)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -72,3 +74,64 @@ def test_stop_of_a_master_alone_returns_its_status(tmp_path: Path) -> None:
     proc.wait(timeout=30)
     assert LocustProcess(proc, tmp_path / "locust.log", time.time()).stop() == 3
     assert not runner.end_group(proc.pid)
+
+
+#: A locustfile with bench's end of a --processes master (bench.load.quitting, as bench/load/locustfile.py
+#: installs it): each worker process counts what it sent and, after it told the master it quit, takes
+#: FLUSH_S to "flush" it (as the request capture does), longer than Locust's own waits at the end (1.5 s).
+FORKED = """
+import json, os, time
+from locust import User, constant, events, task
+from bench.load import quitting
+
+FLUSH_S = 2.0
+sent = 0
+
+class Counting(User):
+    wait_time = constant(0.02)
+
+    @task
+    def one(self):
+        global sent
+        sent += 1
+        self.environment.events.request.fire(request_type="GET", name="/", response_time=1, response_length=0, exception=None, context={})
+
+@events.init.add_listener
+def _init(environment, **_kw):
+    quitting.install(environment)
+
+@events.quitting.add_listener
+def _quitting(environment, **_kw):
+    if os.environ.get("LOCUST_FORKED_WORKER_INDEX") is not None or getattr(environment.parsed_options, "worker", False):
+        time.sleep(FLUSH_S)
+        with open(os.path.join(os.environ["OUT"], f"flushed-{os.getpid()}"), "w") as f:
+            f.write(str(sent))
+    quitting.wait_for_forked(environment)
+"""
+
+
+def test_a_forked_master_ends_after_its_workers_flushed_and_with_their_final_statistics(tmp_path: Path) -> None:
+    """The master's exit is the load's end for `bench run`: every forked worker has flushed (its capture) and
+    sent its last figures by then, without Locust's fixed sleeps (bench.load.quitting)."""
+    locustfile = tmp_path / "forked_locustfile.py"
+    locustfile.write_text(FORKED)
+    cmd = [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless", "--processes", "2", "--users", "4", "--spawn-rate", "100",
+           "--run-time", "1s", "--only-summary", "--json", "--loglevel", "WARNING"]  # fmt: skip
+    env = {**os.environ, "OUT": str(tmp_path), "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    out, err = tmp_path / "stdout", tmp_path / "stderr"
+    with out.open("w") as stdout_file, err.open("w") as stderr_file:  # not pipes: the workers would hold them open
+        proc = subprocess.Popen(cmd, stdout=stdout_file, stderr=stderr_file, env=env, start_new_session=True)
+    try:
+        assert proc.wait(timeout=120) == 0, err.read_text()
+        stdout, stderr = out.read_text(), err.read_text()
+        # when the master is gone, so is every worker, each having flushed
+        assert not group_alive(proc.pid)
+        flushed = sorted(tmp_path.glob("flushed-*"))
+        assert len(flushed) == 2, stderr
+        # and the master's statistics hold every request the workers sent (their final reports came in)
+        # --json: each process prints its statistics (a worker's are empty), each a list starting a line
+        stats = [s for chunk in re.split(r"(?m)^(?=\[)", stdout) if chunk.strip() for s in json.loads(chunk)]
+        assert sum(s["num_requests"] for s in stats) == sum(int(f.read_text()) for f in flushed) > 0
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
