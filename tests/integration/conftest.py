@@ -74,7 +74,7 @@ def wait_running(out: Path, timeout: float = 120) -> dict[str, Any]:
                 run = {}
             if run.get("status") == "running" and part_files(out, "requests"):
                 return dict(run)
-        time.sleep(0.5)
+        time.sleep(0.1)
     pytest.fail("run never reached the load phase")
 
 

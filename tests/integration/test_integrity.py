@@ -40,7 +40,7 @@ def _kill_when_loaded(run_dir: Path, service: str, after_s: float, done: dict) -
 def test_a_container_killed_outside_a_fault_invalidates_the_run(node_image: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     scenario = tmp_path / "changed.yaml"
     scenario.write_text(
-        "extends: smoke\nname: test-lab-changed\nduration: 8s\nramp_up: 1s\n"
+        "extends: smoke\nname: test-lab-changed\nduration: 6s\nramp_up: 1s\n"
         "overrides: {lb: {nodes: 1}}\nload: {engine: lean, users: 4, path: '/?size=128&delay_ms=5'}\n"
     )
     out = tmp_path / "run"
@@ -81,7 +81,7 @@ def test_a_lab_that_changes_mid_duet_stops_the_gate_at_once_as_not_comparable(
     )
     out = tmp_path / "duet"
     killed: dict = {}
-    killer = threading.Thread(target=_kill_when_loaded, args=(out / "candidate", "srv2", 7.0, killed), daemon=True)
+    killer = threading.Thread(target=_kill_when_loaded, args=(out / "candidate", "srv2", 3.0, killed), daemon=True)  # 2 s after the warm-up
     killer.start()
     code = main(["gate", "--run", str(scenario), "--rate", "100", "--slice", "2s", "--warmup", "2s", "--budget", "60s", "--fixed", "--out", str(out)])
     killer.join(timeout=5)

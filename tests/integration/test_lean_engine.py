@@ -239,7 +239,7 @@ def run_locust(ep: Endpoint, run_dir: Path, seconds: float, **load) -> None:
 def test_locust_run_records_requests_with_conn_new(endpoint, tmp_path: Path) -> None:
     ep, _ = endpoint
     users = 5
-    run_locust(ep, tmp_path, 4, users=users, spawn_rate=50, requests_per_connection=10)
+    run_locust(ep, tmp_path, 2, users=users, spawn_rate=50, requests_per_connection=10)
     df = read_table(tmp_path, "requests")
     assert len(df) > 100
     assert (df["error"] == "").all(), df["error"].value_counts()
@@ -253,7 +253,7 @@ def test_locust_run_records_requests_with_conn_new(endpoint, tmp_path: Path) -> 
 
 def test_locust_two_processes(endpoint, tmp_path: Path) -> None:
     ep, _ = endpoint
-    run_locust(ep, tmp_path, 5, users=6, spawn_rate=50, processes=2)
+    run_locust(ep, tmp_path, 3, users=6, spawn_rate=50, processes=2)
     df = read_table(tmp_path, "requests")
     assert len(df) > 100 and (df["error"] == "").all()
     assert df["worker"].nunique() == 2  # both forked workers sent load
