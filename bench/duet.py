@@ -52,7 +52,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import engine, images, paths
 from .collect.collectors import Collectors
@@ -70,6 +70,9 @@ from .results.layout import RunDir
 from .results.run import RunDoc
 from .spec import Scenario, Topology, load_scenario, load_topology, scenario_topology
 from .topology.lab import Lab, free_subnet_pairs
+
+if TYPE_CHECKING:
+    from .run import Teardown
 
 SIDES = ("baseline", "candidate")
 #: Default length of one slice.
@@ -345,6 +348,7 @@ def run_duet(
     guard = SignalGuard()
     load_started = False
     n_done = 0
+    downs: list[Teardown] = []  # each lab's logs and `compose down`, going on while the reports are built
     try:
         with guard:
             try:
@@ -461,15 +465,24 @@ def run_duet(
                     s.run["status"] = "interrupted"
             finally:
                 with guard.shielded():
-                    _teardown(sides, log)
+                    downs = _teardown(sides, log)
     except BaseException:
-        if not load_started:
-            shutil.rmtree(out, ignore_errors=True)
-        else:
-            doc["status"] = doc["status"] if doc["status"] == "interrupted" else "failed"
-            _finish(sides, doc, out, n_done, _now(), build_report, log)
+        try:
+            if not load_started:
+                _join(downs, raise_error=False)  # their logs go into the folder removed here
+                shutil.rmtree(out, ignore_errors=True)
+            else:
+                doc["status"] = doc["status"] if doc["status"] == "interrupted" else "failed"
+                _finish(sides, doc, out, n_done, _now(), build_report, log)
+        finally:
+            _join(downs, raise_error=False)
         raise
-    _finish(sides, doc, out, n_done, _now(), build_report, log)
+    try:
+        _finish(sides, doc, out, n_done, _now(), build_report, log)
+    except BaseException:
+        _join(downs, raise_error=False)
+        raise
+    _join(downs)
     return doc
 
 
@@ -534,8 +547,9 @@ def _side_log(log: Callable[[str], None], side: str, message: str) -> None:
     log(f"{side}: {message}")
 
 
-def _teardown(sides: list[Side], log: Callable[[str], None]) -> None:
-    """Stop both Locusts at once, then the collectors; save logs; both labs down at once."""
+def _teardown(sides: list[Side], log: Callable[[str], None]) -> list[Teardown]:
+    """Stop both Locusts at once, then the collectors and watches; then each lab's logs and `compose down`
+    begin in the background, both labs at once (the reports need neither): :func:`_join` waits for them."""
     for s in sides:
         if s.locust is not None and s.locust.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -557,11 +571,21 @@ def _teardown(sides: list[Side], log: Callable[[str], None]) -> None:
                 s.run["integrity"] = {"problems": problems, "headline": headline(problems)}
                 if s.run.get("status") in ("completed", "running"):
                     s.run["status"] = "invalid"
-        if s.lab is not None and s.lab.started:
-            s.lab.save_logs(RunDir(s.run_dir).logs)
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        for fut in [pool.submit(s.lab.down) for s in sides if s.lab is not None]:
-            fut.result()
+    from .run import Teardown
+
+    downs = [Teardown(s.lab, None, RunDir(s.run_dir)) for s in sides if s.lab is not None]
+    for down in downs:
+        down.go()
+    return downs
+
+
+def _join(downs: list[Teardown], raise_error: bool = True) -> None:
+    """Wait until every lab of the duet is down (always all of them); then raise the first failure, if asked."""
+    for down in downs:
+        down.join(raise_error=False)
+    failed = [down for down in downs if down.error is not None]
+    if failed and raise_error:
+        failed[0].join()  # raises its one line (the thread has ended: nothing more is waited for)
 
 
 def _finish(sides: list[Side], doc: dict[str, Any], out: Path, n: int, ended: str, build_report: Callable[[Path], Any], log: Callable[[str], None]) -> None:

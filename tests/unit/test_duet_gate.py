@@ -319,3 +319,41 @@ def test_the_two_labs_of_a_duet_are_rendered_on_subnets_of_their_own(monkeypatch
     monkeypatch.setattr(duet, "free_subnet_pairs", lambda: pairs[:1])
     with pytest.raises(duet.UserError, match="no free /23"):
         duet._prepare_labs(sides)  # type: ignore[arg-type]
+
+
+def test_a_duets_labs_go_down_beside_its_reports_and_are_all_down_when_it_ends(tmp_path: Path) -> None:
+    """The duet's teardown: both sides' logs and `compose down` run in the background while the reports are
+    built (they need neither); joining waits for every lab, then names the one that failed."""
+    import threading
+    from types import SimpleNamespace
+
+    from bench.duet import SIDES, _join, _teardown
+    from bench.errors import UserError
+    from bench.results.layout import RunDir
+
+    release = threading.Event()
+
+    class Lab:
+        def __init__(self, project: str, fail: bool) -> None:
+            self.project, self.started, self.fail, self.down_done = project, True, fail, False
+            self.logs: Path | None = None
+
+        def save_logs(self, dest: Path) -> None:
+            self.logs = dest
+
+        def down(self) -> None:
+            release.wait(30)
+            self.down_done = True
+            if self.fail:
+                raise RuntimeError("the engine went away")
+
+    sides = [
+        SimpleNamespace(name=n, locust=None, run={}, events=None, collectors=None, watch=None, lab=Lab(f"p-{n}", n == "candidate"), run_dir=tmp_path / n)
+        for n in SIDES
+    ]
+    downs = _teardown(sides, log=lambda _m: None)  # stand-ins for what _teardown reads
+    assert not any(s.lab.down_done for s in sides)  # it returned while both labs were going down
+    release.set()
+    with pytest.raises(UserError, match="bench down p-candidate"):
+        _join(downs)
+    assert all(s.lab.down_done and s.lab.logs == RunDir(s.run_dir).logs for s in sides)
