@@ -33,6 +33,7 @@ def _on_init(environment, **_kwargs) -> None:
     # first, and sent nothing the whole run (seen in a capacity sweep's keep-alive group).
     models.on_init(environment)
     quitting.install(environment)  # a --processes master ends once its workers did, not after fixed sleeps
+    quitting.complete_csv_at_exit()  # and Locust's CSV files hold its final figures
     run_dir = settings().get("run_dir")
     if run_dir and _capture is None:
         _capture = RequestCapture(Path(run_dir))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import re
@@ -99,6 +100,7 @@ class Counting(User):
 @events.init.add_listener
 def _init(environment, **_kw):
     quitting.install(environment)
+    quitting.complete_csv_at_exit()
 
 @events.quitting.add_listener
 def _quitting(environment, **_kw):
@@ -112,11 +114,11 @@ def _quitting(environment, **_kw):
 
 def test_a_forked_master_ends_after_its_workers_flushed_and_with_their_final_statistics(tmp_path: Path) -> None:
     """The master's exit is the load's end for `bench run`: every forked worker has flushed (its capture) and
-    sent its last figures by then, without Locust's fixed sleeps (bench.load.quitting)."""
+    sent its last figures by then, without Locust's fixed sleeps, and Locust's CSV holds them (bench.load.quitting)."""
     locustfile = tmp_path / "forked_locustfile.py"
     locustfile.write_text(FORKED)
     cmd = [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless", "--processes", "2", "--users", "4", "--spawn-rate", "100",
-           "--run-time", "1s", "--only-summary", "--json", "--loglevel", "WARNING"]  # fmt: skip
+           "--run-time", "1s", "--only-summary", "--json", "--csv", str(tmp_path / "locust"), "--loglevel", "WARNING"]  # fmt: skip
     env = {**os.environ, "OUT": str(tmp_path), "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     out, err = tmp_path / "stdout", tmp_path / "stderr"
     with out.open("w") as stdout_file, err.open("w") as stderr_file:  # not pipes: the workers would hold them open
@@ -131,7 +133,39 @@ def test_a_forked_master_ends_after_its_workers_flushed_and_with_their_final_sta
         # and the master's statistics hold every request the workers sent (their final reports came in)
         # --json: each process prints its statistics (a worker's are empty), each a list starting a line
         stats = [s for chunk in re.split(r"(?m)^(?=\[)", stdout) if chunk.strip() for s in json.loads(chunk)]
-        assert sum(s["num_requests"] for s in stats) == sum(int(f.read_text()) for f in flushed) > 0
+        sent = sum(int(f.read_text()) for f in flushed)
+        assert sum(s["num_requests"] for s in stats) == sent > 0
+        # Locust's CSV too (it rewrites it once a second, and once more at its end)
+        with (tmp_path / "locust_stats.csv").open() as f:
+            assert [int(row["Request Count"]) for row in csv.DictReader(f) if row["Name"] == "Aggregated"] == [sent]
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+#: Locust's CSV writer at the end of a run whose last figures came after its last once-a-second write.
+CSV_AT_EXIT = """
+import csv, sys
+from locust.env import Environment
+from locust.stats import PERCENTILES_TO_REPORT, StatsCSVFileWriter
+from bench.load import quitting
+
+quitting.complete_csv_at_exit()
+env = Environment()
+writer = StatsCSVFileWriter(env, PERCENTILES_TO_REPORT, sys.argv[1], full_history=True)
+for _ in range(7):
+    env.stats.log_request("GET", "/", 12, 100)
+env.stats.log_error("GET", "/", "refused")
+writer.close_files()  # as Locust's shutdown does, never having written since these came in
+with open(sys.argv[1] + "_stats.csv") as f:
+    print([row["Request Count"] for row in csv.DictReader(f) if row["Name"] == "Aggregated"])
+with open(sys.argv[1] + "_failures.csv") as f:
+    print([row["Occurrences"] for row in csv.DictReader(f)])
+"""
+
+
+def test_locusts_csv_files_hold_the_final_figures(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    done = subprocess.run([sys.executable, "-c", CSV_AT_EXIT, str(tmp_path / "locust")], capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["['7']", "['1']"]
