@@ -11,9 +11,9 @@ wait for its forked processes at exit does not wait (a running child reads as ex
 
 Here (:func:`install`, from the locustfile's init, master with forked processes only):
 
-- ``quit`` waits until every worker has quit instead of a fixed 0.5 s, at most
-  :data:`QUIT_WAIT_S` (what the three sleeps gave them): a worker sends its final
-  statistics before its quit message, on the same connection, so they are in;
+- ``quit`` waits until every worker has quit instead of a fixed 0.5 s (after which Locust
+  stopped listening), at most :data:`QUIT_WAIT_S`: a worker sends its final statistics
+  before its quit message, on the same connection, so they are in;
 - at quitting the master waits (:func:`wait_for_forked`, at most :data:`FORKED_WAIT_S`)
   until its forked processes have exited: they flush their request capture after
   telling the master they quit, and the master's exit is the load's end for `bench run`,
@@ -40,7 +40,7 @@ import gevent
 
 from ..proc import children_alive
 
-#: At most this long the master waits for its workers' quit messages (Locust: three sleeps of 0.5 s).
+#: At most this long the master waits for its workers' quit messages (Locust waited 0.5 s, then stopped listening).
 QUIT_WAIT_S = 1.5
 #: At most this long the master waits for its forked processes to exit once it quits.
 FORKED_WAIT_S = 5.0
