@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from bench.analysis.load import REACHED
 from bench.errors import UserError
 from bench.results.events import read_events
 from bench.results.store import read_table
@@ -72,9 +71,10 @@ def test_connection_rate_model(node_image: str, tmp_path: Path) -> None:
     # four requests per connection, counted by the client over the whole run (only the last connections may end early)
     df = read_table(run_dir, "requests")
     assert len(df) == pytest.approx(4 * int(df["conn_new"].sum()), rel=0.05)
-    if load["achieved_pct"]["connections_per_s"] >= 100 * REACHED:
+    if load["reached"]:
         # and in the 2 s steady window while the client kept its schedule; a client behind it (an overloaded
-        # machine: 144 of 200 connections/s once) opens connections ahead of their requests there, and says so
+        # machine: 144 of 200 connections/s once; 200 connections/s but 716 of 800 requests/s another time)
+        # opens connections ahead of their requests there, and says so
         assert load["achieved"]["requests_per_s"] == pytest.approx(4 * load["achieved"]["connections_per_s"], rel=0.1)
     else:
         assert load["reached"] is False and load["limited_by"], load["verdict"]
