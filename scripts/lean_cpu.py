@@ -137,9 +137,10 @@ def client(args: argparse.Namespace) -> None:
 
     monkey.patch_all()
     import gevent
+    from locust.stats import RequestStats
 
     from bench.load.capture import RequestCapture
-    from bench.load.leanclient import LabTrust, LeanClient, LeanSettings
+    from bench.load.leanclient import LabTrust, LeanClient, LeanSettings, StatsBatch
 
     with tempfile.TemporaryDirectory(prefix="lean-cpu-run-") as run_dir:
         settings: dict = {"ca": args.ca}
@@ -148,9 +149,13 @@ def client(args: argparse.Namespace) -> None:
         s = LeanSettings.from_settings(args.url, settings)
         trust = LabTrust(s.ca)
         capture = RequestCapture(Path(run_dir))
-        lists: tuple[list, list, list, list] = ([], [], [], [])
+        # Locust's statistics as a Locust process keeps them (bench.load.lean): one StatsBatch per
+        # process, fed from the capture's arrays where the engine offers that (StatsBatch.tap)
+        batch, locust_stats = StatsBatch(), RequestStats()
+        if hasattr(batch, "tap"):
+            batch.tap(capture)
+        lists = batch.lists(s.name)
         clients = [LeanClient(s, trust, lists, capture) for _ in range(args.connections)]
-        counted = [0, 0]  # requests, failures taken out of the lists
 
         def user(client: LeanClient) -> None:
             if args.count:  # a fixed number of requests (for instruction counts: run it under valgrind)
@@ -164,13 +169,14 @@ def client(args: argparse.Namespace) -> None:
                 client.burst(512, time.time() + 0.5)
 
         def stats_loop() -> None:
-            # what a Locust process does beside the requests: empty the statistics' lists (StatsBatch.flush)
+            # what a Locust process does beside the requests: merge the statistics (lean.STATS_FLUSH)
             while True:
                 gevent.sleep(1000.0 if args.count else 0.25)
-                counted[0] += len(lists[0])
-                counted[1] += len(lists[3])
-                for x in lists:
-                    x.clear()
+                batch.flush(locust_stats)
+
+        def counted() -> int:
+            batch.flush(locust_stats)
+            return locust_stats.total.num_requests
 
         gc.collect()
         gc.freeze()
@@ -184,7 +190,7 @@ def client(args: argparse.Namespace) -> None:
         if not args.count:
             gevent.sleep(args.warmup)
         r0, w0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        n0 = counted[0] + len(lists[0])
+        n0 = counted()
         profiler = None
         if args.profile:
             import cProfile
@@ -196,8 +202,8 @@ def client(args: argparse.Namespace) -> None:
             profiler.disable()
             profiler.dump_stats(args.profile)
         r1, w1 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        done = counted[0] + len(lists[0]) - n0
-        errors = counted[1] + len(lists[3])
+        done = counted() - n0
+        errors = locust_stats.total.num_failures
         stats.kill()
         capture.stop()
         cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)

@@ -169,6 +169,11 @@ def _histogram(t: np.ndarray, latency_ms: np.ndarray, ok: np.ndarray, worker: st
     }
 
 
+def _copy_doubles(values: array, start: int, end: int) -> np.ndarray:
+    """``values[start:end]`` (an array of doubles) as a new numpy array."""
+    return np.frombuffer(values, dtype=np.float64, count=end - start, offset=8 * start).copy()
+
+
 #: One buffered request: record()'s arguments, in order (converted to columns at flush).
 ROW_TYPE = pa.struct([(name, REQUESTS.schema.field(name).type) for name in RECORD_COLUMNS if name != "worker"])
 
@@ -197,10 +202,15 @@ class RequestCapture:
         # (row, intended send time) of the rows recorded by record_intended: sparse, rate models only
         self._intended: list[tuple[int, float]] = []
         self._flusher: gevent.Greenlet | None = None
-        # successes recorded column-wise (ok_appenders): (bytes, status, name) -> (start times, latencies)
-        self._ok: dict[tuple[int, int, str], tuple[array, array]] = {}
+        # successes recorded column-wise (ok_appenders): (bytes, status, name, counted by ok_stats) -> (start times, latencies)
+        self._ok: dict[tuple[int, int, str, bool], tuple[array, array]] = {}
+        #: who takes the column-wise successes recorded with ``stats=True`` as its statistics (tap_ok), or None
+        self.ok_stats: Any = None
+        # how far ok_stats has taken each such pair of arrays (take_ok), and what a flush emptied before it did
+        self._ok_taken: dict[tuple[int, int, str, bool], int] = {}
+        self._ok_untaken: list[tuple[str, int, np.ndarray, np.ndarray]] = []
 
-    def ok_appenders(self, nbytes: int, status: int, name: str) -> tuple[Callable[[float], None], Callable[[float], None]]:
+    def ok_appenders(self, nbytes: int, status: int, name: str, stats: bool = False) -> tuple[Callable[[float], None], Callable[[float], None]]:
         """Appenders of (start time, latency ms) for requests with these fields, ``error`` "" and ``conn_new`` False.
 
         For engines that count nanoseconds: a request costs two float appends to
@@ -208,12 +218,44 @@ class RequestCapture:
         columns without a Python loop (a row through :attr:`record_row` costs a
         tuple, and Arrow a conversion of each of its fields). Such rows carry no
         ``trace_id`` or ``intended_t``: record those through :meth:`record`.
+
+        ``stats``: these rows are also the statistics of :attr:`ok_stats` (see
+        :meth:`tap_ok`), which takes them with :meth:`take_ok`; the engine then
+        counts them nowhere else.
         """
-        key = (nbytes, status, name)
+        if stats and self.ok_stats is None:
+            raise ValueError("ok_appenders(stats=True) needs a consumer: tap_ok() first")
+        key = (nbytes, status, name, stats)
         cols = self._ok.get(key)
         if cols is None:
             cols = self._ok[key] = (array("d"), array("d"))
         return cols[0].append, cols[1].append
+
+    def tap_ok(self, consumer: Any) -> None:
+        """``consumer`` (one per capture: the process's Locust statistics) takes the successes recorded with ``stats=True``.
+
+        It must call :meth:`take_ok` now and then (a flush keeps what it had not
+        taken yet until it does), so each such request is counted once, from
+        the same two floats the capture writes, with no third append per request.
+        """
+        if self.ok_stats is not None and self.ok_stats is not consumer:
+            raise ValueError("this capture's column-wise successes are already taken by another consumer")
+        self.ok_stats = consumer
+
+    def take_ok(self) -> list[tuple[str, int, np.ndarray, np.ndarray]]:
+        """(name, body bytes, start times, latencies ms) of the ``stats=True`` successes recorded since the last take."""
+        out = self._ok_untaken
+        self._ok_untaken = []
+        taken = self._ok_taken
+        for key, (t, latency) in self._ok.items():
+            if not key[3]:
+                continue
+            start, end = taken.get(key, 0), len(t)
+            if end > start:
+                # (a view over the array only while it is copied: a buffer export would stop its appends)
+                out.append((key[2], key[0], _copy_doubles(t, start, end), _copy_doubles(latency, start, end)))
+                taken[key] = end
+        return out
 
     def record(
         self,
@@ -336,11 +378,20 @@ class RequestCapture:
         self.hist_writer.write(_histogram(t, latency, ok_mask, self.worker))
 
     def _ok_columns(self) -> list[tuple[np.ndarray, np.ndarray, int, int, str]]:
-        """(start times, latencies, bytes, status, name) of what :meth:`ok_appenders` recorded; empties the arrays in place."""
+        """(start times, latencies, bytes, status, name) of what :meth:`ok_appenders` recorded; empties the arrays in place.
+
+        What :attr:`ok_stats` has not taken yet of a ``stats=True`` pair is kept for its next :meth:`take_ok`.
+        """
         out = []
-        for (nbytes, status, name), (t, latency) in self._ok.items():
+        for key, (t, latency) in self._ok.items():
             if t:
-                out.append((np.array(t, dtype=np.float64), np.array(latency, dtype=np.float64), nbytes, status, name))
+                nbytes, status, name, stats = key
+                t_all, latency_all = np.array(t, dtype=np.float64), np.array(latency, dtype=np.float64)
+                out.append((t_all, latency_all, nbytes, status, name))
+                if stats:
+                    start = self._ok_taken.pop(key, 0)
+                    if start < len(t_all):
+                        self._ok_untaken.append((name, nbytes, t_all[start:], latency_all[start:]))
                 del t[:]
                 del latency[:]
         return out

@@ -11,8 +11,10 @@ console, web UI, CSV files and distributed mode. What changes:
 
 - every request is recorded exactly into our timeline
   (:meth:`RequestCapture.record`, with ``conn_new``), and into Locust's
-  statistics in batches: per-name lists in this process, merged into
-  ``environment.stats`` every ``STATS_FLUSH`` seconds and when the test stops.
+  statistics in batches: per-name lists in this process (for the keep-alive
+  hot path's successes, the capture's own arrays: :meth:`StatsBatch.tap`),
+  merged into ``environment.stats`` every ``STATS_FLUSH`` seconds and when the
+  test stops.
   ``events.request`` is *not* fired per request, so other listeners of that
   event do not see this engine's requests;
 - with ``think_time`` 0 a task is a burst of back-to-back requests
@@ -102,6 +104,9 @@ class _Process:
             self.pid = -1
             raise StopUser(str(exc)) from None
         self.environment = environment
+        if type(self.capture) is RequestCapture:
+            # the keep-alive hot path's successes count in Locust's statistics from the capture's arrays
+            self.batch.tap(self.capture)
         events = environment.events
         events.test_stopping.add_listener(lambda **_kw: self.flush_stats())
         events.test_stop.add_listener(lambda **_kw: self.flush_stats())

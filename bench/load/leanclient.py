@@ -9,7 +9,9 @@ records it twice: exactly, into the run's
 :class:`~bench.load.capture.RequestCapture` (one tuple; ``conn_new`` says the
 request opened its connection, its latency then includes the connect and the
 TLS handshake), and cheaply, as three list appends that :class:`StatsBatch`
-later merges into Locust's statistics.
+later merges into Locust's statistics (a keep-alive success of the usual kind:
+two float appends to the capture's typed arrays, which a tapped
+:class:`StatsBatch` takes as the statistics too).
 
 The usual response (HTTP/1.1, one Content-Length, nothing else that frames it)
 arriving whole is recognised in scratch buffers without allocating
@@ -459,7 +461,7 @@ class Connection:
     def _recognise(self, plain: bytearray, view: memoryview, k: int) -> tuple[int, int, bool] | bytes:
         """The first ``k`` bytes of ``plain`` (``view`` over it): see :meth:`_receive`."""
         usual = self._usual
-        if usual is not None and k == usual[1] and plain[: usual[3]] == usual[0]:
+        if usual is not None and k == usual[1] and plain.startswith(usual[0]):
             # The head is byte for byte one that complete_simple accepted, and ends at its
             # first CRLF CRLF, so this response has the same status, framing and persistence.
             return usual[2]
@@ -718,16 +720,30 @@ class Watchdog:
 class StatsBatch:
     """Requests aggregated per name in one process, merged into Locust's stats in batches.
 
-    Per request: three list appends (plus one per failure). Per flush: numpy
-    turns the lists into Locust's rounded response-time histogram, per-second
-    counts and totals, and :meth:`locust.stats.StatsEntry.extend` merges them,
-    as Locust's master merges its workers' reports.
+    Per request: three list appends (plus one per failure), or none for the
+    keep-alive hot path's successes once :meth:`tap` gave it the run's capture:
+    those it takes from the capture's two typed arrays
+    (:meth:`RequestCapture.take_ok`). Per flush: numpy turns the lists into
+    Locust's rounded response-time histogram, per-second counts and totals,
+    and :meth:`locust.stats.StatsEntry.extend` merges them, as Locust's master
+    merges its workers' reports.
     """
 
     METHOD = "GET"
 
     def __init__(self) -> None:
         self.names: dict[str, tuple[list[float], list[float], list[int], list[tuple[float, str]]]] = {}
+        #: the capture whose column-wise successes (``stats=True``) are counted here (tap), or None
+        self.capture: RequestCapture | None = None
+
+    def tap(self, capture: RequestCapture) -> None:
+        """Count the successes a client with this batch's lists records column-wise into ``capture`` from there (see the class doc)."""
+        capture.tap_ok(self)
+        self.capture = capture
+
+    def counts_from(self, capture: Any, name: str, lists: tuple) -> bool:
+        """True when ``capture``'s column-wise successes of ``name`` are this batch's statistics in place of ``lists``' appends."""
+        return capture is not None and capture is self.capture and self.names.get(name) is lists
 
     def lists(self, name: str) -> tuple[list[float], list[float], list[int], list[tuple[float, str]]]:
         """(start times, latencies ms, body bytes, failures) of ``name``: append to them."""
@@ -745,14 +761,26 @@ class StatsBatch:
         from locust.stats import StatsError  # only ever called inside a Locust process
 
         total = 0
-        for name, lists in self.names.items():
-            n = len(lists[0])
+        # (body bytes, start times, latencies) per name: what the capture holds for this batch
+        taken: dict[str, list[tuple[int, np.ndarray, np.ndarray]]] = {}
+        if self.capture is not None:
+            for name, nb, t_ok, lat_ok in self.capture.take_ok():
+                taken.setdefault(name, []).append((nb, t_ok, lat_ok))
+        empty: tuple[list, list, list, list] = ([], [], [], [])
+        for name in [*self.names, *(n for n in taken if n not in self.names)]:
+            lists = self.names.get(name, empty)
+            parts = taken.get(name, ())
+            n = len(lists[0]) + sum(len(part[1]) for part in parts)
             if n == 0:
                 continue
             # Converted before the lists are emptied in place (users hold references to them).
             t = np.array(lists[0], dtype=float)
             lat = np.array(lists[1], dtype=float)
             nbytes = sum(lists[2])
+            if parts:
+                t = np.concatenate([t, *(part[1] for part in parts)])
+                lat = np.concatenate([lat, *(part[2] for part in parts)])
+                nbytes += sum(nb * len(t_ok) for nb, t_ok, _ in parts)
             failures = list(lists[3])
             for x in lists:
                 x.clear()
@@ -837,7 +865,7 @@ _GENERAL = 3  # a whole request on a connection that already holds bytes (the ge
 
 _NOTHING: Any = object()
 # LeanClient._ok before a kind of response is recorded column-wise: matches no response
-_NO_OK: tuple[Any, Any, Any, int] = (_NOTHING, None, None, 0)
+_NO_OK: tuple[Any, Any, Any, int, Any] = (_NOTHING, None, None, 0, None)
 
 
 class Owner:
@@ -1040,8 +1068,9 @@ class LeanClient:
         # a plain RequestCapture takes the hot path's successes column-wise (ok_appenders); a
         # wrapper (rate models, held connections) sees every row
         self._ok_capture = capture if type(capture) is RequestCapture else None
-        # (the usual response's tuple, its two appenders, its body bytes) once recorded column-wise
-        self._ok: tuple[Any, Any, Any, int] = _NO_OK
+        # (the usual response's tuple, its two appenders, its body bytes, the three statistics appenders
+        # or None when the capture's arrays are the statistics) once recorded column-wise
+        self._ok: tuple[Any, Any, Any, int, Any] = _NO_OK
         if capture is None:
             self._record_row = None
         else:
@@ -1280,7 +1309,7 @@ class LeanClient:
             if tls is not None:
                 k = tls.read(RECV_SIZE, _SCRATCH_PLAIN)
                 usual = conn._usual
-                if usual is not None and k == usual[1] and _SCRATCH_PLAIN[: usual[3]] == usual[0]:
+                if usual is not None and k == usual[1] and _SCRATCH_PLAIN.startswith(usual[0]):
                     got = usual[2]
                 else:
                     got = conn._recognise(_SCRATCH_PLAIN, _SCRATCH_PLAIN_VIEW, k)
@@ -1298,15 +1327,18 @@ class LeanClient:
         ok = self._ok
         if ok[0] is got and not (self._last or self._conn_new or self._tracing):
             # The hot path of keep-alive: the connection's usual response again, a success
-            # on a connection that stays: two float appends (RequestCapture.ok_appenders) ...
+            # on a connection that stays: two float appends (RequestCapture.ok_appenders),
+            # which are Locust's statistics too when the capture is tapped (StatsBatch.tap) ...
             t0 = self._t0
             conn.last_used = t0
             latency = (t1 - t0) * 1000.0
             ok[1](t0)
             ok[2](latency)
-            self._ts_append(t0)
-            self._ms_append(latency)
-            self._nb_append(ok[3])
+            stats = ok[4]
+            if stats is not None:  # ... or three list appends for them
+                stats[0](t0)
+                stats[1](latency)
+                stats[2](ok[3])
         elif not self._other_response(conn, got, t1):
             return
         n = self._n = self._n - 1
@@ -1358,28 +1390,36 @@ class LeanClient:
         t0 = self._t0
         conn.last_used = t0
         latency = (t1 - t0) * 1000.0
-        if self._record_row is not None:
-            self._record_usual(got, t0, latency)
+        if self._record_row is not None and self._record_usual(got, t0, latency):
+            return True  # (the capture's arrays are the statistics too)
         self._ts_append(t0)
         self._ms_append(latency)
         self._nb_append(nbytes)
         return True
 
-    def _record_usual(self, got: tuple[int, int, bool], t0: float, latency: float) -> None:
-        """Record a success of the keep-alive hot path that is not the connection's usual kind yet (or is traced)."""
+    def _record_usual(self, got: tuple[int, int, bool], t0: float, latency: float) -> bool:
+        """Record a success of the keep-alive hot path that is not the connection's usual kind yet (or is traced).
+
+        True when it went column-wise into arrays that are also the statistics (so no list appends).
+        """
         status, nbytes, _keep = got
+        capture = self._ok_capture
         if self._tracing:
             self._mark_traced()
-        elif self._ok_capture is not None:
-            # from now on this kind of response is recorded column-wise
-            t_append, latency_append = self._ok_capture.ok_appenders(nbytes, status, self._name)
-            self._ok = (got, t_append, latency_append, nbytes)
+        elif capture is not None:
+            # from now on this kind of response is recorded column-wise; Locust's statistics
+            # take the same arrays when this client's lists are those of the capture's StatsBatch
+            batch = capture.ok_stats
+            counted = batch is not None and batch.counts_from(capture, self._name, self._lists)
+            t_append, latency_append = capture.ok_appenders(nbytes, status, self._name, stats=counted)
+            self._ok = (got, t_append, latency_append, nbytes, None if counted else (self._ts_append, self._ms_append, self._nb_append))
             t_append(t0)
             latency_append(latency)
-            return
+            return counted
         record_row = self._record_row
         assert record_row is not None  # (the caller checked)
         record_row((t0, latency, nbytes, status, "", self._name, False))
+        return False
 
     def _response(self, t1: float, status: int, nbytes: int, keep: bool) -> None:
         """A whole response: keep or drop the connection, record it, go on (hub or owner greenlet)."""

@@ -868,9 +868,49 @@ def test_request_bytes_with_a_body_are_a_post() -> None:
 
 
 STATS_SCRIPT = r"""
-import json, sys
+import json, sys, tempfile
+from pathlib import Path
 from locust.stats import RequestStats
+from bench.load.capture import RequestCapture
 from bench.load.leanclient import StatsBatch
+
+def tapped(lat):
+    # half the requests through a tapped capture's arrays (the keep-alive hot path), half through the lists;
+    # the capture flushes (empties its arrays) between the batch's flushes: nothing lost, nothing twice
+    ours, theirs = RequestStats(use_response_times_cache=False), RequestStats(use_response_times_cache=False)
+    batch = StatsBatch()
+    cap = RequestCapture(Path(tempfile.mkdtemp()))
+    batch.tap(cap)
+    ts, ms, nb, failures = batch.lists("GET /")
+    t_ok, ms_ok = cap.ok_appenders(5, 200, "GET /", stats=True)
+    t_other, ms_other = cap.ok_appenders(5, 200, "GET /")  # recorded, but not this batch's statistics
+    t0 = 1_700_000_000.0
+    for i, ms_ in enumerate(lat):
+        t = t0 + i * 0.01
+        if i % 2:
+            t_ok(t); ms_ok(ms_)
+            theirs.log_request("GET", "GET /", ms_, 5)
+        else:
+            ts.append(t); ms.append(ms_); nb.append(i)
+            theirs.log_request("GET", "GET /", ms_, i)
+        t_other(t); ms_other(ms_)
+        if i == len(lat) // 3:
+            cap.flush()
+        if i == 2 * len(lat) // 3:
+            batch.flush(ours)
+    cap.stop()
+    batch.flush(ours)
+    a, b = ours.entries[("GET /", "GET")], theirs.entries[("GET /", "GET")]
+    return {
+        "requests": [a.num_requests, b.num_requests],
+        "buckets": [sorted(a.response_times.items()), sorted(b.response_times.items())],
+        "bytes": [a.total_content_length, b.total_content_length],
+        "minmax": [[a.min_response_time, a.max_response_time], [b.min_response_time, b.max_response_time]],
+        "total_rt": [a.total_response_time, b.total_response_time],
+        "total": [ours.total.num_requests, theirs.total.num_requests],
+        "per_sec": [sum(a.num_reqs_per_sec.values()), sum(b.num_reqs_per_sec.values())],
+        "left": len(cap.take_ok()) + len(ts),
+    }
 
 def compare(lat):
     ours, theirs = RequestStats(use_response_times_cache=False), RequestStats(use_response_times_cache=False)
@@ -897,6 +937,7 @@ def compare(lat):
         "errors": [[e.occurrences for e in ours.errors.values()], [e.occurrences for e in theirs.errors.values()]],
         "total": [ours.total.num_requests, theirs.total.num_requests],
         "empty_after": len(ts),
+        "tapped": tapped(lat),
     }
 
 for line in sys.stdin:  # a list of latencies per line, an answer per line: Locust is imported once
@@ -930,6 +971,12 @@ def test_stats_batch_matches_locust(locust_stats: subprocess.Popen[str], latenci
         assert r[key][0] == r[key][1], key
     assert r["total_rt"][0] == pytest.approx(r["total_rt"][1])
     assert r["per_sec"] == len(latencies) and r["empty_after"] == 0
+    # the keep-alive hot path's successes taken from the run capture's arrays (StatsBatch.tap): the same statistics
+    t = r["tapped"]
+    for key in ("requests", "buckets", "bytes", "minmax", "total", "per_sec"):
+        assert t[key][0] == t[key][1], key
+    assert t["total_rt"][0] == pytest.approx(t["total_rt"][1])
+    assert t["requests"][0] == len(latencies) and t["left"] == 0
 
 
 class TracingCapture(FakeCapture):
@@ -985,10 +1032,13 @@ def test_a_traced_post_keeps_its_body_and_its_framing(serve, pki, drive) -> None
     assert bodies == [b"x" * 3000] * 8 and len(ids) == 4
 
 
+@pytest.mark.parametrize("tap", [False, True])
 @pytest.mark.parametrize("burst", [True, False])
-def test_the_run_capture_records_usual_responses_column_wise_and_the_same(serve, pki, tmp_path: Path, burst: bool) -> None:
+def test_the_run_capture_records_usual_responses_column_wise_and_the_same(serve, pki, tmp_path: Path, burst: bool, tap: bool) -> None:
     """With the run's RequestCapture, successes on a kept connection go to typed arrays (ok_appenders):
-    the flushed rows are the requests, field for field, kinds of response mixed, traced ones with their ids."""
+    the flushed rows are the requests, field for field, kinds of response mixed, traced ones with their ids.
+    With ``tap`` (as in a Locust process: StatsBatch.tap), those arrays are the statistics too, and each
+    request is in the statistics once: in the lists or in the capture's arrays."""
     plan = [(200, 10)] * 5 + [(201, 20)] * 4 + [(200, 10)] * 3 + [(404, 5)] * 2 + [(200, 10)] * 4
     seen: list[int] = []
     served = itertools.count()
@@ -1004,7 +1054,11 @@ def test_the_run_capture_records_usual_responses_column_wise_and_the_same(serve,
     s = LeanSettings.from_settings(f"https://127.0.0.1:{server.port}", {"ca": str(pki[0]), "path": "/x"})
     cap = RequestCapture(tmp_path)
     cap.tracer = Tracer("w:1", 4)
-    client = LeanClient(s, lab_tls_context(s.ca), capture=cap)
+    batch = leanclient.StatsBatch()
+    if tap:
+        batch.tap(cap)
+    lists = batch.lists(s.name)
+    client = LeanClient(s, lab_tls_context(s.ca), lists, capture=cap)
 
     def go() -> None:
         try:
@@ -1018,6 +1072,14 @@ def test_the_run_capture_records_usual_responses_column_wise_and_the_same(serve,
 
     gevent.spawn(go).get(timeout=20)
     assert client._ok[1] is not None  # the column-wise path was taken
+    assert (client._ok[4] is None) == tap  # (no list appends on the hot path when the arrays are the statistics)
+    taken = cap.take_ok()
+    assert len(lists[0]) + sum(len(part[2]) for part in taken) == len(plan)
+    assert len(lists[3]) == 2  # the two 404s
+    if tap:
+        assert taken and {(name, nbytes) for name, nbytes, _, _ in taken} <= {("GET /x", 10), ("GET /x", 20)}
+    else:
+        assert taken == []
     cap.stop()
     df = read_table(tmp_path, "requests").sort_values("t", kind="stable")
     assert list(zip(df["status"], df["bytes"], strict=True)) == plan
@@ -1028,6 +1090,9 @@ def test_the_run_capture_records_usual_responses_column_wise_and_the_same(serve,
     assert len(seen) >= 4 and sorted(df["trace_id"].dropna().astype(int)) == seen
     hist = read_table(tmp_path, "latency_hist")
     assert int(hist["count"].sum()) == len(plan) - 2  # the successes
+    # the statistics hold the same requests as the capture's rows: start times, one each
+    stats_t = lists[0] + [x for part in taken for x in part[2].tolist()]
+    assert sorted(stats_t) == sorted(df["t"].tolist())
 
 
 def test_tracing_off_sends_no_id(serve, pki) -> None:
