@@ -25,6 +25,16 @@ def update_golden(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--update-golden"))
 
 
+@pytest.fixture
+def ctrl_c_raises() -> object:
+    """SIGINT raises KeyboardInterrupt here, as in a terminal, also when pytest runs as a background job (SIGINT ignored)."""
+    import signal
+
+    found = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, found)
+
+
 @pytest.fixture(autouse=True)
 def _never_monkey_patched() -> object:
     """Importing Locust monkey-patches threads, sockets and ssl for the whole process.

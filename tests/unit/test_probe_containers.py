@@ -131,6 +131,7 @@ def test_a_refused_start_or_a_failed_exit_removes_the_probe(monkeypatch: pytest.
     assert f.removed == ["probe0"] and f.containers_ == []
 
 
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_ctrl_c_while_the_probe_runs_removes_it_and_a_second_ctrl_c_waits_for_the_removal(monkeypatch: pytest.MonkeyPatch) -> None:
     order: list[str] = []
 

@@ -44,6 +44,7 @@ def test_an_unpicklable_value_is_an_error_that_says_so() -> None:
         job.result()
 
 
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_the_copy_finishes_its_step_through_ctrl_c_and_leaves_the_parents_handlers() -> None:
     def step() -> str:
         os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C reaches the whole process group: the copy ignores it
