@@ -177,7 +177,9 @@ setup_engine() {
     if ! pgrep -x dockerd >/dev/null; then
         pgrep -x containerd >/dev/null || true
         say "starting dockerd in the background (log: $DOCKERD_LOG)"
-        nohup dockerd --bip "$DOCKERD_BIP" --default-address-pool "$DOCKERD_POOL" \
+        # In a session of its own: set-up's jobs are killed by process group when one fails or on
+        # Ctrl-C, and the engine must outlive them.
+        setsid nohup dockerd --bip "$DOCKERD_BIP" --default-address-pool "$DOCKERD_POOL" \
             >"$DOCKERD_LOG" 2>&1 </dev/null &
     fi
     for _ in $(seq 1 120); do
