@@ -38,8 +38,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import docker.errors
-
 from .errors import UserError
 from .results.events import EventLog
 
@@ -137,12 +135,14 @@ class FaultInjector:
 
     @staticmethod
     def _parallel(fn: Callable[[Any], None], items: list[Any]) -> None:
+        from docker.errors import APIError  # here: the analysis imports this module for its fault kinds, not docker
+
         errors: list[BaseException] = []
 
         def run(item: Any) -> None:
             try:
                 fn(item)
-            except docker.errors.APIError as exc:  # already dead/stopped is fine
+            except APIError as exc:  # already dead/stopped is fine
                 if exc.status_code not in (304, 404, 409):
                     errors.append(exc)
 
@@ -230,6 +230,8 @@ class FaultInjector:
             assert inj.node is not None
             self._link(inj.node, "up")
         else:
+            from docker.errors import APIError  # see _parallel
+
             containers = self._containers(inj.services)
             # Docker may not have reaped a killed container yet; starting it then would be a no-op.
             deadline = time.monotonic() + 10
@@ -243,7 +245,7 @@ class FaultInjector:
             for c in containers:
                 try:
                     c.start()
-                except docker.errors.APIError as exc:
+                except APIError as exc:
                     if exc.status_code not in (304,):
                         raise UserError(f"recovering {c.name} failed: {exc.explanation}", "see `bench status`") from None
         inj.recovered = True

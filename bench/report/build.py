@@ -31,10 +31,11 @@ from .html import render_html
 from .latency import write_hlog
 
 if TYPE_CHECKING:
-    from .plots import Context, Plot
+    from .plots import Plot
 
-# The plots (matplotlib: about 0.5 s of CPU to import) are imported once the summary is saved: `bench run`
-# imports this module while its lab starts, and nothing it needs before its headline draws.
+# The plots (matplotlib: about 0.5 s of CPU to import) are imported by the forked copy (beside the summary) and
+# here once the summary is saved: `bench run` imports this module while its lab starts, and nothing it needs
+# before its headline draws.
 
 T = TypeVar("T")
 
@@ -79,20 +80,21 @@ def build_report(run_dir: Path, on_summary: Callable[[dict[str, Any]], None] | N
     data = load_run(run_dir)
     data.prefetch("requests", "latency_hist")  # the longest tables, read while the collectors' series are computed
     series = build_series(data)
-    # the derived files need neither the summary nor the plots: a copy of this process writes them meanwhile
-    writer = Forked(lambda: _write_derived(data, series, run_dir))
+    # derived/ and the plots of FORKED_PLOTS need no summary: a copy of this process does them while this one computes it
+    theirs = Forked(lambda: _early_steps(data, series, run_dir, NO_SUMMARY))
     try:
         summary = summarise_data(data, series)
         save_summary(summary, run_dir)
         if on_summary is not None:
             on_summary(summary)
-        from .plots import make_context
+        from .plots import PLOTS, make_context, render_plots
 
         ctx = make_context(data, series, summary)
-        plots = _draw_plots(ctx, RunDir(run_dir).plots)
-        _await(writer, lambda: _write_derived(data, series, run_dir))
+        mine = render_plots(ctx, RunDir(run_dir).plots, [name for name, _, _ in PLOTS if name not in FORKED_PLOTS])
+        drawn = {p.name: p for p in [*mine, *_await(theirs, lambda: _early_steps(data, series, run_dir, summary))]}
     finally:
-        writer.close(wait_s=CLOSE_WAIT_S)
+        theirs.close(wait_s=CLOSE_WAIT_S)
+    plots = [drawn[name] for name, _, _ in PLOTS]
     page = render_html(data.run, summary, plots, data.events, ctx.t0)
     path = RunDir(run_dir).report_html
     tmp = path.with_suffix(".html.tmp")
@@ -101,21 +103,30 @@ def build_report(run_dir: Path, on_summary: Callable[[dict[str, Any]], None] | N
     return path
 
 
-#: The plots a forked copy draws while this process draws the others: about half of the drawing at any run length.
-FORKED_PLOTS = frozenset({"latency_distribution", "cpu_containers", "connections", "traffic", "failover_distribution"})
+#: The plots a forked copy draws (after writing derived/) while this process computes the summary and then draws the
+#: others: those that read nothing of the summary, about half of the drawing at any run length.
+FORKED_PLOTS = frozenset({"latency_distribution", "cpu_cores", "cpu_containers", "connections", "traffic"})
 
 
-def _draw_plots(ctx: Context, out_dir: Path) -> list[Plot]:
-    """Every plot, in :data:`~bench.report.plots.PLOTS`' order; those of :data:`FORKED_PLOTS` drawn by a forked copy meanwhile."""
-    from .plots import PLOTS, render_plots
+class _NoSummary(dict[str, Any]):
+    """The summary of a plot context made before the summary exists: reading it is an error, not an empty summary."""
 
-    theirs = Forked(lambda: render_plots(ctx, out_dir, FORKED_PLOTS))
-    try:
-        mine = render_plots(ctx, out_dir, [name for name, _, _ in PLOTS if name not in FORKED_PLOTS])
-        drawn = {p.name: p for p in [*mine, *_await(theirs, lambda: render_plots(ctx, out_dir, FORKED_PLOTS))]}
-    finally:
-        theirs.close(wait_s=CLOSE_WAIT_S)
-    return [drawn[name] for name, _, _ in PLOTS]
+    def _missing(self, *_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("this plot reads the summary: it cannot be one of build.FORKED_PLOTS")
+
+    __getitem__ = __contains__ = __iter__ = __len__ = get = keys = items = values = _missing
+
+
+#: What a plot of :data:`FORKED_PLOTS` sees as the summary (it reads none).
+NO_SUMMARY: dict[str, Any] = _NoSummary()
+
+
+def _early_steps(data: RunData, series: Series, run_dir: Path, summary: dict[str, Any]) -> list[Plot]:
+    """``derived/`` written, then the plots of :data:`FORKED_PLOTS` drawn (in :data:`~bench.report.plots.PLOTS`' order)."""
+    _write_derived(data, series, run_dir)
+    from .plots import make_context, render_plots  # in the copy: matplotlib's import too runs beside the summary
+
+    return render_plots(make_context(data, series, summary), RunDir(run_dir).plots, FORKED_PLOTS)
 
 
 #: How long a forked step may go on once the report failed or was interrupted before it is killed (it finishes its file meanwhile).
