@@ -341,8 +341,10 @@ def distinct_ints(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if hi - lo > 4 * x.size + 100_000:
         values, index = np.unique(x, return_inverse=True)
         return values, index.reshape(-1)
-    present = np.bincount(x - lo, minlength=hi - lo + 1) > 0
-    return np.flatnonzero(present) + lo, (np.cumsum(present) - 1)[x - lo]
+    offset = np.subtract(x, lo, dtype=np.int64)  # one temporary of x's length, not two
+    present = np.bincount(offset, minlength=hi - lo + 1) > 0
+    rank = np.cumsum(present) - 1
+    return np.flatnonzero(present) + lo, np.take(rank, offset, out=offset, mode="clip")  # in range: clip (unlike raise) does not buffer
 
 
 #: ``attrs`` key of a frame :func:`per_second_histograms` made (its rows, or some of them): merging it again changes nothing.
@@ -368,14 +370,22 @@ def per_second_histograms(hist: pd.DataFrame) -> pd.DataFrame:
     seconds, si = distinct_ints(hist["t"].to_numpy(dtype=np.int64))
     buckets, bi = distinct_ints(hist["bucket"].to_numpy(dtype=np.int64))
     counts = hist["count"].to_numpy(dtype=float, na_value=0.0)  # float sums of whole counts are exact below 2**53
-    cell = si * buckets.size + bi
+    cell = np.multiply(si, buckets.size, out=si)  # si and bi are this function's own arrays: in place, no 35 MB temporaries at 10M
+    cell += bi
+    del bi
     if seconds.size * buckets.size <= 4 * cell.size + 1_000_000:  # a dense grid of cells costs less than sorting the rows
-        rows = np.bincount(cell, minlength=seconds.size * buckets.size)
-        cells = np.flatnonzero(rows)
-        sums = np.bincount(cell, weights=counts, minlength=rows.size)[cells]
+        occupied = np.zeros(seconds.size * buckets.size, dtype=bool)
+        occupied[cell] = True
+        cells = np.flatnonzero(occupied)
+        sums = np.bincount(cell, weights=counts, minlength=occupied.size)[cells]
     else:
         cells, which = np.unique(cell, return_inverse=True)
         sums = np.bincount(which.reshape(-1), weights=counts, minlength=cells.size)
-    out = pd.DataFrame({"t": seconds[cells // buckets.size], "bucket": buckets[cells % buckets.size], "count": sums.astype(np.int64)})
+    second, bucket = np.divmod(cells, buckets.size)
+    out = pd.DataFrame({
+        "t": np.take(seconds, second, out=second, mode="clip"),
+        "bucket": np.take(buckets, bucket, out=bucket, mode="clip"),
+        "count": sums.astype(np.int64),
+    })
     out.attrs[MERGED_PER_SECOND] = True
     return out

@@ -201,7 +201,7 @@ def test_a_killed_load_generator_not_yet_reaped_writes_nothing() -> None:
 
 
 def test_plots_drawn_in_two_processes_are_the_plots_drawn_in_one(tmp_path: Path) -> None:
-    """build_report draws FORKED_PLOTS in a forked copy: the page, the files and their order are what one process draws."""
+    """build_report draws FORKED_PLOTS in a forked copy (before the summary): the page, the files and their order are what one process draws."""
     from bench.analysis.common import load_run
     from bench.analysis.series import build_series
     from bench.report.plots import make_context, render_plots
@@ -216,6 +216,13 @@ def test_plots_drawn_in_two_processes_are_the_plots_drawn_in_one(tmp_path: Path)
     alone = render_plots(make_context(data, series, summarise(run_dir)))
     drawn = [p for p in alone if p.png is not None]
     assert {p.name for p in drawn} & build.FORKED_PLOTS and {p.name for p in drawn} - build.FORKED_PLOTS  # both processes drew some
+    # the copy draws before the summary exists: its plots read none of it (reading NO_SUMMARY raises; the parent would redo them)
+    early = render_plots(make_context(data, series, build.NO_SUMMARY), names=build.FORKED_PLOTS)
+    assert [(p.name, p.png) for p in early] == [(p.name, p.png) for p in alone if p.name in build.FORKED_PLOTS]
+    with pytest.raises(RuntimeError, match="reads the summary"):
+        build.NO_SUMMARY.get("ports")
+    with pytest.raises(RuntimeError, match="reads the summary"):
+        build.NO_SUMMARY["errors"]
     assert sorted(f.name for f in (run_dir / "plots").iterdir()) == sorted(f"{p.name}.png" for p in drawn)
     for p in drawn:
         assert (run_dir / "plots" / f"{p.name}.png").read_bytes() == p.png
