@@ -382,10 +382,12 @@ def per_second_histograms(hist: pd.DataFrame) -> pd.DataFrame:
         cells, which = np.unique(cell, return_inverse=True)
         sums = np.bincount(which.reshape(-1), weights=counts, minlength=cells.size)
     second, bucket = np.divmod(cells, buckets.size)
-    out = pd.DataFrame({
-        "t": np.take(seconds, second, out=second, mode="clip"),
-        "bucket": np.take(buckets, bucket, out=bucket, mode="clip"),
-        "count": sums.astype(np.int64),
-    })
+    out = pd.DataFrame(
+        {
+            "t": np.take(seconds, second, out=second, mode="clip"),
+            "bucket": np.take(buckets, bucket, out=bucket, mode="clip"),
+            "count": sums.astype(np.int64),
+        }
+    )
     out.attrs[MERGED_PER_SECOND] = True
     return out
