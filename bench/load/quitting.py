@@ -62,6 +62,8 @@ def install(environment: Any) -> bool:
     if not forked_master(environment):
         return False
     runner = environment.runner
+    if not (hasattr(getattr(runner, "clients", None), "all") and hasattr(getattr(runner, "server", None), "send_to_client") and hasattr(runner, "greenlet")):
+        return False  # another Locust than the one _quit copies: its own quit, fixed waits and all
     runner.quit = types.MethodType(_quit, runner)
     return True
 

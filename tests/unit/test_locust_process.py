@@ -99,7 +99,8 @@ class Counting(User):
 
 @events.init.add_listener
 def _init(environment, **_kw):
-    quitting.install(environment)
+    if quitting.install(environment):
+        open(os.path.join(os.environ["OUT"], "installed"), "w").close()
     quitting.complete_csv_at_exit()
 
 @events.quitting.add_listener
@@ -128,6 +129,7 @@ def test_a_forked_master_ends_after_its_workers_flushed_and_with_their_final_sta
         stdout, stderr = out.read_text(), err.read_text()
         # when the master is gone, so is every worker, each having flushed
         assert not group_alive(proc.pid)
+        assert (tmp_path / "installed").exists(), "this Locust's master quits through bench.load.quitting"
         flushed = sorted(tmp_path.glob("flushed-*"))
         assert len(flushed) == 2, stderr
         # and the master's statistics hold every request the workers sent (their final reports came in)
