@@ -90,8 +90,20 @@ def group_alive(pgid: int) -> bool:
 
 
 def children_alive(ppid: int) -> bool:
-    """Whether process ``ppid`` has a child that can still write (a zombie child cannot)."""
-    return _any_live(1, ppid)
+    """Whether process ``ppid`` has a child that can still write (a zombie child cannot).
+
+    Its children from ``/proc/PPID/task/*/children`` (a look at each, not at every process
+    on the host: a forked master polls this at 100 Hz); the whole scan where that is missing.
+    """
+    try:
+        kids = [kid for task in Path(f"/proc/{ppid}/task").iterdir() for kid in (task / "children").read_text().split()]
+    except (OSError, ValueError):
+        return _any_live(1, ppid)
+    for kid in kids:
+        fields = _stat_fields(Path(f"/proc/{kid}/stat"))
+        if fields is not None and fields[0] not in ("Z", "X"):
+            return True
+    return False
 
 
 def _any_live(index: int, value: int) -> bool:

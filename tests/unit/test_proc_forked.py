@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -11,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.proc import Forked, ForkStalled
+from bench import proc
+from bench.proc import Forked, ForkStalled, children_alive
 
 
 def test_the_copy_reads_the_parents_data_and_returns_its_value() -> None:
@@ -81,3 +83,26 @@ def test_a_copy_that_outlives_a_failed_report_is_killed_after_the_wait() -> None
     started = time.monotonic()
     job.close(wait_s=0.2)
     assert time.monotonic() - started < 10 and not job._proc.is_alive()
+
+
+def test_children_alive_sees_a_running_child_and_not_a_zombie() -> None:
+    # a parent that never reaps: the shell starts a child, then becomes `sleep 60` (exec)
+    parent = subprocess.Popen(["sh", "-c", "sleep 30 & exec sleep 60"])
+    try:
+        kids: list[str] = []
+        for _ in range(250):  # bounded: until the shell has started its child and exec'd
+            kids = Path(f"/proc/{parent.pid}/task/{parent.pid}/children").read_text().split()
+            if kids and Path(f"/proc/{parent.pid}/cmdline").read_bytes().startswith(b"sleep"):
+                break
+            time.sleep(0.02)
+        assert len(kids) == 1 and children_alive(parent.pid) is True
+        os.kill(int(kids[0]), signal.SIGKILL)
+        for _ in range(250):  # bounded: until the killed child is a zombie
+            if Path(f"/proc/{kids[0]}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+            time.sleep(0.02)
+        assert children_alive(parent.pid) is False  # a zombie child writes nothing
+        assert children_alive(parent.pid) is proc._any_live(1, parent.pid)  # the same answer as the whole scan
+    finally:
+        parent.kill()
+        parent.wait()
