@@ -20,7 +20,8 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -140,7 +141,7 @@ class Teardown:
 
 #: The live view, the collectors, the analysis and the report (numpy, pyarrow, pandas, matplotlib: 1.5-2 s
 #: of CPU) are imported in the background while the checks run and the lab starts, so neither the start
-#: nor the end waits for them; the live view first (it is attached right after the checks).
+#: nor the end waits for them; the live view first (it is attached beside `compose up`, see attach_live).
 _ANALYSIS_MODULES = ("bench.live.state", "bench.collect.collectors", "bench.report", "bench.analysis.summary")
 #: Seconds the load's start waits, at most, for those imports to finish: they must not share the cores
 #: with the load (on a busy 2-core machine they can outlast the lab's start).
@@ -150,6 +151,28 @@ IMPORT_WAIT_S = 60.0
 def _import_analysis() -> None:
     for name in _ANALYSIS_MODULES:
         importlib.import_module(name)
+
+
+def attach_live(live: LiveView | None, run_dir: Path, run: dict[str, Any]) -> Future[None] | None:
+    """Attach ``live`` to the run (phase "lab up") in a thread of its own; the future says when it is done.
+
+    The live view's state imports numpy and pyarrow: `bench run`'s background import
+    (:data:`_ANALYSIS_MODULES`) is still at them when the checks end, and an attach in
+    the main thread waited for them before `compose up` began. Beside `compose up`,
+    which mostly waits for the engine, that wait is off the start's path; the run waits
+    for the future before its next use of ``live``.
+    """
+    if live is None:
+        return None
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lbbench-live-attach")
+    attached = pool.submit(_attach_live, live, run_dir, run)
+    pool.shutdown(wait=False)
+    return attached
+
+
+def _attach_live(live: LiveView, run_dir: Path, run: dict[str, Any]) -> None:
+    live.attach(run_dir, run)
+    live.set_phase("lab up")
 
 
 def _build_report(run_dir: Path, **kwargs: Any) -> Path:
@@ -337,8 +360,8 @@ def _run_scenario(
     live: LiveView | None,
     warm: WarmLocust | None,
 ) -> Path:
-    # First, beside the checks: the live view's state (pandas) is needed right after them. (Started after them,
-    # `compose up` began up to 0.7 s later in 4 runs: the live view's attach imported pandas itself.)
+    # First, beside the checks: the live view's state (numpy, pyarrow) is needed right after them, and the
+    # load's start waits for all of them.
     importer = threading.Thread(target=_import_analysis, name="lbbench-import", daemon=True)
     importer.start()
     # Every input, the fit, the images and every rendered config, before anything starts (all problems at once).
@@ -373,9 +396,7 @@ def _run_scenario(
         lab.discard()
         raise
     load_extra = _load_extra(checked)
-    if live is not None:
-        live.attach(run_dir, run)
-        live.set_phase("lab up")
+    attached = attach_live(live, run_dir, run)  # beside `compose up`: its state imports numpy and pyarrow
 
     locust: LocustProcess | None = None
     worker_set: WorkerSet | None = None
@@ -403,6 +424,8 @@ def _run_scenario(
                     extra = {**load_extra, "start_gate": gate}
                     locust = start_locust(scenario, host, lab.tls.ca_pem, run_dir, scenario.duration, extra=extra, warm=warm)
                 lab.up(validated=True)
+                if attached is not None:
+                    attached.result()  # the live view is attached (or why not is raised here)
                 if locust is not None and lab.plan is not planned:
                     # its subnets were taken meanwhile and the lab came up on others (another VIP, another CA):
                     # the Locust started ahead targets the old ones and never passed its gate; start one afresh
@@ -475,6 +498,8 @@ def _run_scenario(
                 log(f"interrupted (signal {exc.signum}): stopping load and tearing down; data so far is kept")
             finally:
                 with guard.shielded():
+                    if attached is not None:  # a start that failed or was interrupted: the live view is used below
+                        wait_futures([attached])
                     if live is not None:
                         live.set_phase("tearing down")
                     try:
