@@ -62,7 +62,7 @@ DERIVED_METRICS: tuple[str, ...] = (
     *(f"failover.gap_s.{k}" for k in ("min", "median", "p95", "max", "mean")),
 )
 #: Summary fields that describe the run rather than measure it.
-_NOT_FIGURES = ("schema_version", "window.start", "window.end", "ports.first_exhaustion_at", "thresholds.")
+_NOT_FIGURES = ("schema_version", "window.start", "window.end", "ports.first_exhaustion_at", "thresholds.", "unfinished.bounds.")
 
 
 def _numeric_paths(model: Any, prefix: str = "") -> list[str]:
@@ -150,6 +150,15 @@ class Threshold:
     def holds(self, value: float) -> bool:
         return OPS[self.op](value, self.limit)
 
+    def could_flip(self, value: float, low: float | None, high: float | None) -> bool:
+        """Whether the verdict at ``value`` could differ for another value in ``[low, high]`` (high None: unbounded)."""
+        lo = value if low is None else min(low, value)
+        hi = math.inf if high is None else max(high, value)
+        outcomes = {self.holds(lo), self.holds(hi), self.holds(value)}
+        if self.op in ("==", "!=") and lo <= self.limit <= hi and lo < hi:
+            outcomes |= {True, False}
+        return len(outcomes) > 1
+
 
 def parse_expression(metric: str, expression: Any) -> Threshold:
     """Parse one ``"< 50"`` for ``metric``; raises ValueError with the fix in the message."""
@@ -222,9 +231,12 @@ def untrustworthy(summary: Mapping[str, Any]) -> list[str]:
 def evaluate(thresholds: list[Threshold], summary: Mapping[str, Any], lookup: Callable[[Mapping[str, Any], str], Any] | None = None) -> dict[str, Any]:
     """The ``thresholds`` section of summary.json: each threshold's value and status, and the verdict.
 
-    ``status`` of a threshold: ``pass``, ``fail`` or ``no_data``. The verdict
-    (``status``): ``none`` (no thresholds), ``fail`` (one failed), ``inconclusive``
-    (none failed, but one had no data or the run cannot vouch for a pass), ``pass``.
+    ``status`` of a threshold: ``pass``, ``fail``, ``no_data`` or ``undecided``: the
+    figure leaves out requests that never finished (``unfinished`` section), and
+    within the range it could take had they finished (``unfinished.bounds``) the
+    verdict differs. The verdict (``status``): ``none`` (no thresholds), ``fail``
+    (one failed for sure), ``inconclusive`` (none failed, but one had no data or
+    was undecided, or the run cannot vouch for a pass), ``pass``.
     """
     if lookup is None:
         from .results.figures import lookup as lookup_fn
@@ -232,10 +244,19 @@ def evaluate(thresholds: list[Threshold], summary: Mapping[str, Any], lookup: Ca
         lookup = lookup_fn  # type: ignore[assignment]  # it reads any mapping
     assert lookup is not None
     results = []
+    unfinished = summary.get("unfinished") or {}
+    bounds = unfinished.get("bounds") or {}
     for th in thresholds:
         value = _number(lookup(summary, th.metric))
+        bound = bounds.get(th.metric)
         if value is None:
             status, message = "no_data", f"{th.text}: no data in this run"
+        elif bound is not None and th.could_flip(value, _number(bound.get("low")), _number(bound.get("high"))):
+            high = _number(bound.get("high"))
+            low = _number(bound.get("low"))
+            span = f"{_fmt(min(low, value) if low is not None else value)} to {_fmt(high) if high is not None else 'unbounded'}"
+            status = "undecided"
+            message = f"{th.text}: {_fmt(value)} {'passes' if th.holds(value) else 'FAILS'} on the finished requests, but with {unfinished.get('total'):,} unfinished it could be {span}: undecided"
         elif th.holds(value):
             status, message = "pass", f"{th.text}: {_fmt(value)} passes"
         else:
@@ -246,7 +267,7 @@ def evaluate(thresholds: list[Threshold], summary: Mapping[str, Any], lookup: Ca
         verdict = "none"
     elif any(r["status"] == "fail" for r in results):
         verdict = "fail"
-    elif reasons or any(r["status"] == "no_data" for r in results):
+    elif reasons or any(r["status"] in ("no_data", "undecided") for r in results):
         verdict = "inconclusive"
     else:
         verdict = "pass"
@@ -255,6 +276,7 @@ def evaluate(thresholds: list[Threshold], summary: Mapping[str, Any], lookup: Ca
         "passed": sum(r["status"] == "pass" for r in results),
         "failed": sum(r["status"] == "fail" for r in results),
         "no_data": sum(r["status"] == "no_data" for r in results),
+        "undecided": sum(r["status"] == "undecided" for r in results),
         "untrustworthy": reasons,
         "results": results,
     }
@@ -280,6 +302,7 @@ def verdict_line(section: Mapping[str, Any] | None) -> str | None:
     text = f"thresholds: {head} ({s['passed']} of {len(results)} passed"
     text += f", {s['failed']} failed" if s.get("failed") else ""
     text += f", {s['no_data']} without data" if s.get("no_data") else ""
+    text += f", {s['undecided']} undecided" if s.get("undecided") else ""
     text += ")"
     bad = [r["message"] for r in results if r["status"] != "pass"]
     if bad:
@@ -308,7 +331,7 @@ def junit_xml(runs: list[tuple[str, Mapping[str, Any]]]) -> str:
             if r["status"] == "fail":
                 n_fail += 1
                 ET.SubElement(case, "failure", message=r["message"], type="threshold").text = json.dumps({k: r[k] for k in ("metric", "op", "limit", "value")})
-            elif r["status"] == "no_data":
+            elif r["status"] in ("no_data", "undecided"):
                 n_skip += 1
                 ET.SubElement(case, "skipped", message=r["message"])
             elif reasons:

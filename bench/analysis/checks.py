@@ -59,8 +59,14 @@ def _in_span(req: pd.DataFrame, span: tuple[float, float]) -> np.ndarray:
     return np.asarray(inside(req["t"].to_numpy(dtype=float), span), dtype=bool)
 
 
-def check_requests(req: pd.DataFrame, info: pd.DataFrame, stat: pd.DataFrame, span: tuple[float, float] | None) -> dict[str, Any]:
-    """Requests the client got an HTTP answer to vs HAProxy's CumReq increase (less health checks)."""
+def check_requests(
+    req: pd.DataFrame, info: pd.DataFrame, stat: pd.DataFrame, span: tuple[float, float] | None, unfinished: pd.DataFrame | None = None
+) -> dict[str, Any]:
+    """Requests the client got an HTTP answer to vs HAProxy's CumReq increase (less health checks).
+
+    ``unfinished`` (the table of requests sent and never answered) is named in the note: HAProxy counted
+    those it received, the client has no answer to count.
+    """
     if span is None:
         return make_check("requests", None, None, "no HAProxy show info samples")
     inside = _in_span(req, span)
@@ -86,6 +92,9 @@ def check_requests(req: pd.DataFrame, info: pd.DataFrame, stat: pd.DataFrame, sp
     unanswered = int((inside & (status == 0)).sum())
     if unanswered:
         note += f"; {unanswered} requests without an answer left out"
+    dropped = int(_in_span(unfinished, span).sum()) if unfinished is not None and len(unfinished) else 0
+    if dropped:
+        note += f"; {dropped} requests unfinished when the load stopped (sent, never answered) are in no client count"
     return make_check("requests", client, haproxy, note)
 
 
@@ -225,11 +234,12 @@ def run_checks(
     run: dict[str, Any],
     pacing: pd.DataFrame | None = None,
     held: pd.DataFrame | None = None,
+    unfinished: pd.DataFrame | None = None,
 ) -> list[dict[str, Any]]:
     """All cross-checks, in a fixed order (``resumption`` only where the client counts resumed handshakes)."""
     span = sampled_span(info)
     checks = [
-        check_requests(req, info, stat, span),
+        check_requests(req, info, stat, span, unfinished),
         check_connections(req, stat, span),
         check_handshakes(req, info, stat, run, span),
     ]

@@ -32,6 +32,7 @@ from .ports import established_by_hop, pair_sampling, ports_in_use, ports_summar
 from .requests import client_connections, error_summary, latency_summary, request_summary
 from .series import Series
 from .traffic import traffic_rates, traffic_summary
+from .unfinished import note_in_bottleneck, unfinished_line, unfinished_summary
 from .vrrp import vrrp_summary
 
 __all__ = ["SCHEMA_VERSION", "TAIL_S", "read_run", "steady_window", "summarise", "summarise_data", "write_summary"]
@@ -72,10 +73,23 @@ def summarise_data(data: RunData, series: Series | None = None) -> dict[str, Any
     bottleneck = find_bottleneck(run, cpu, haproxy["idle_pct"], ports, haproxy["pool"], haproxy["limits"], latency.get("mean"))
     client_series = run_connection_series(data).set_index("t")["client"]
     load = load_summary(
-        run, req, data.table("pacing"), data.table("held"), data.event_records, window,
-        connections, tls, haproxy, bottleneck.get("utilisation_pct") or {}, client_series,
+        run,
+        req,
+        data.table("pacing"),
+        data.table("held"),
+        data.event_records,
+        window,
+        connections,
+        tls,
+        haproxy,
+        bottleneck.get("utilisation_pct") or {},
+        client_series,
     )
     bottleneck = apply_load_verdict(bottleneck, load, cpu, run, (load.get("achieved") or {}).get("requests_per_s"), latency.get("mean"))
+    # requests sent and never answered: counted, and the figures they could change given as ranges
+    unfinished = unfinished_summary(data.table("unfinished"), req, data.latency_hist, window, latency) if _counts_unfinished(data) else None
+    if unfinished is not None:
+        bottleneck = note_in_bottleneck(bottleneck, unfinished)
     summary: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "run": {
@@ -103,14 +117,21 @@ def summarise_data(data: RunData, series: Series | None = None) -> dict[str, Any
         "collectors": {**collector_overhead(data.table("collector_self"), window), **socket_table(data.table("port_range"))},
         "bottleneck": bottleneck,
         "load": load,
-        "checks": run_checks(req, info, stat, run, data.table("pacing"), data.table("held")),
+        "checks": run_checks(req, info, stat, run, data.table("pacing"), data.table("held"), data.table("unfinished") if unfinished is not None else None),
         "integrity": integrity_summary(data.event_records, load_start),
         "decomposition": decomposition_summary(req, None, window, run, _dropped_logs(info), traced_hops(data)),
+        "unfinished": unfinished,
     }
     mark_invalid(summary, summary["integrity"])
     # last: thresholds judge the figures above (and whether the run can vouch for a pass)
     summary["thresholds"] = evaluate_thresholds(parse_thresholds((run.get("scenario") or {}).get("thresholds") or {}), summary)
     return summary_dict(summary)
+
+
+def _counts_unfinished(data: RunData) -> bool:
+    """Whether the run's load generator counted its unfinished requests (``samples/unfinished/``, made by every
+    capture at its start): a run recorded before it could not tell, so its ``unfinished`` is null, not 0."""
+    return "unfinished" in data.tables or RunDir(data.run_dir).table("unfinished").is_dir()
 
 
 def _dropped_logs(info: pd.DataFrame) -> float | None:
@@ -165,6 +186,9 @@ def headline(summary: dict[str, Any], label: str = "") -> list[str]:
             f"p50 {lat['p50']} ms, p99 {lat['p99']} ms"
         )
     ]
+    unfinished = unfinished_line(summary.get("unfinished"))
+    if unfinished:  # requests sent and never answered: the figures above leave them out
+        lines.append(f"{label}{unfinished}")
     load = summary.get("load") or {}
     if load.get("reached") is not None or load.get("find_max"):
         # target vs achieved; says so when the load generator could not reach it

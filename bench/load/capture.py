@@ -4,7 +4,11 @@ One row per request (table ``requests``), timed on the host's wall clock like
 every other sample, and alongside, in ``samples/latency_hist/``, one mergeable
 latency histogram (:mod:`bench.results.histogram`) per worker per second of the
 successful requests. A traced request (1 in N, :class:`Tracer`) also has its
-``trace_id``. Both tables are declared in :mod:`bench.results.tables`. Rows are buffered in
+``trace_id``. A request the load generator stopped waiting for before it
+finished (the load ended, its user was stopped) is in no ``requests`` row: it
+is one row of ``samples/unfinished/`` (:meth:`RequestCapture.unfinished`), so
+every request sent is accounted for. The tables are declared in
+:mod:`bench.results.tables`. Rows are buffered in
 memory for at most ``FLUSH_INTERVAL`` seconds, then appended as one batch (see
 :mod:`bench.results.store`).
 """
@@ -29,7 +33,7 @@ import pyarrow.compute as pc
 
 from ..results.histogram import buckets_of
 from ..results.store import ChunkWriter, process_writer
-from ..results.tables import LATENCY_HIST, REQUESTS
+from ..results.tables import LATENCY_HIST, REQUESTS, UNFINISHED
 
 FLUSH_INTERVAL = 1.0
 #: Columns filled per request by :meth:`RequestCapture.record`; the others are derived at flush.
@@ -190,7 +194,10 @@ class RequestCapture:
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self.writer = ChunkWriter(run_dir, REQUESTS, process_writer())
         self.hist_writer = ChunkWriter(run_dir, LATENCY_HIST, process_writer())
+        self.unfinished_writer = ChunkWriter(run_dir, UNFINISHED, process_writer())
         self._rows: list[tuple] = []
+        # (t, dropped_t, name, phase, conn_new, intended_t, trace_id) of the requests dropped unanswered (unfinished)
+        self._unfinished: list[tuple] = []
         #: which requests carry X-Lbbench-Id (an engine asks it; see Tracer)
         self.tracer = Tracer(self.worker, _trace_setting())
         # (row, trace id) of the traced rows: sparse, like _intended
@@ -202,6 +209,7 @@ class RequestCapture:
         # (row, intended send time) of the rows recorded by record_intended: sparse, rate models only
         self._intended: list[tuple[int, float]] = []
         self._flusher: gevent.Greenlet | None = None
+        self._stopped = False
         # successes recorded column-wise (ok_appenders): (bytes, status, name, counted by ok_stats) -> (start times, latencies)
         self._ok: dict[tuple[int, int, str, bool], tuple[array, array]] = {}
         #: who takes the column-wise successes recorded with ``stats=True`` as its statistics (tap_ok), or None
@@ -289,6 +297,28 @@ class RequestCapture:
             getattr(glet, "lbbench_conn_new", None),
         )
 
+    def unfinished(
+        self,
+        t: float,
+        name: str,
+        phase: str = "",
+        conn_new: bool | None = None,
+        intended_t: float | None = None,
+        trace_id: int | None = None,
+    ) -> None:
+        """One request sent at ``t`` that will never finish: the load generator drops it now, unanswered.
+
+        An engine calls this where it abandons a request in flight (the load
+        ends, Locust stops its user), so it is accounted for: it has no
+        ``requests`` row, and the analysis says how many there were and how
+        long they had waited (``samples/unfinished/``). ``phase``: "connect"
+        (TCP connect or TLS handshake) or "response"; "" when the engine cannot tell.
+        """
+        self._unfinished.append((t, time.time(), name, phase, conn_new, intended_t, trace_id))
+        if self._stopped:  # dropped after the last flush (a pool stopped at exit): written at once
+            self._flush_unfinished()
+            self.unfinished_writer.close()
+
     def mark_traced(self, trace_id: int) -> None:
         """The next row recorded (by any engine) is the traced request ``trace_id``."""
         self._traced.append((len(self._rows), trace_id))
@@ -323,6 +353,8 @@ class RequestCapture:
         ok = self._ok_columns()  # emptied in place too: the appenders are bound to the arrays
         n = len(rows)
         total = n + sum(len(part[0]) for part in ok)
+        if self._unfinished:
+            self._flush_unfinished()
         now = time.monotonic()
         if self._flushed_at:
             self.tracer.adapt(total, now - self._flushed_at)
@@ -377,6 +409,13 @@ class RequestCapture:
         ok_mask = pc.equal(cols["error"], "").to_numpy(zero_copy_only=False)
         self.hist_writer.write(_histogram(t, latency, ok_mask, self.worker))
 
+    def _flush_unfinished(self) -> None:
+        rows, self._unfinished = self._unfinished, []
+        names = ("t", "dropped_t", "name", "phase", "conn_new", "intended_t", "trace_id")
+        cols: dict[str, list] = {name: [row[i] for row in rows] for i, name in enumerate(names)}
+        cols["worker"] = [self.worker] * len(rows)
+        self.unfinished_writer.write(cols)
+
     def _ok_columns(self) -> list[tuple[np.ndarray, np.ndarray, int, int, str]]:
         """(start times, latencies, bytes, status, name) of what :meth:`ok_appenders` recorded; empties the arrays in place.
 
@@ -409,5 +448,7 @@ class RequestCapture:
             self._flusher.kill(block=False)
             self._flusher = None
         self.flush()
+        self._stopped = True
         self.writer.close()
         self.hist_writer.close()
+        self.unfinished_writer.close()

@@ -963,6 +963,12 @@ class CaptureWrapper:
         if self.inner is not None:
             self.inner.mark_traced(trace_id)
 
+    def unfinished(self, t: float, name: str, phase: str = "", conn_new: bool | None = None, intended_t: float | None = None, trace_id: int | None = None) -> None:
+        """A request dropped unanswered (see RequestCapture.unfinished): passed on."""
+        unfinished = getattr(self.inner, "unfinished", None)
+        if unfinished is not None:
+            unfinished(t, name, phase, conn_new, intended_t, trace_id)
+
 
 def _end_burst(client: LeanClient, t1: float, _failed: bool) -> None:
     owner = client._owner
@@ -1131,14 +1137,19 @@ class LeanClient:
         self._start()
 
     def abort(self) -> None:
-        """Stop at once: a request in flight is dropped with its connection, unrecorded; no callback runs after this."""
+        """Stop at once: a request in flight is dropped with its connection, as unfinished (``capture.unfinished``); no callback runs after this."""
         if self._later is not None:
             self._later.stop()
             self._later = None
         self._deadline = _INF
-        self._tracing = 0
+        trace_id, self._tracing = self._tracing, 0
         if self._in_flight:
             self._in_flight = False
+            unfinished = getattr(self._capture, "unfinished", None)
+            if unfinished is not None:
+                # sent and never answered: accounted for, not lost (samples/unfinished/)
+                phase = "connect" if self._deadline_what == "connect" else "response"
+                unfinished(self._t0, self._name, phase, self._conn_new, None, trace_id or None)
             self._drop()
         elif self._conn is not None:
             conn = self._conn

@@ -40,7 +40,7 @@ def _on_init(environment, **_kwargs) -> None:
         environment.events.request.add_listener(_capture.on_request)
         # The lean engine records its requests itself (it fires no events.request).
         lean.attach_capture(_capture)
-        users.attach_tracer(_capture.tracer)
+        users.attach_capture(_capture)
         _capture.start()
     # started ahead of its lab by `bench run`: no user before the go (the owning process starts
     # its users only after this returns, so nothing is sent before it)

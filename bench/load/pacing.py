@@ -574,6 +574,12 @@ class SlotRecorder(CaptureWrapper):
             else:
                 inner.record_intended(intended, *row)
 
+    def unfinished(self, t: float, name: str, phase: str = "", conn_new: bool | None = None, intended_t: float | None = None, trace_id: int | None = None) -> None:
+        """A request dropped unanswered: the slot's first carries its intended send time (see RequestCapture.unfinished)."""
+        if intended_t is None and self.intended is not None:
+            intended_t, self.intended = self.intended, None
+        super().unfinished(t, name, phase, conn_new, intended_t, trace_id)
+
 
 class SlotRunner:
     """One rate user's connections, running the slots the process's dispatcher gives them.

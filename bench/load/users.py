@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -102,6 +103,7 @@ class KeepAliveUser(FastHttpUser):
         glet = gevent.getcurrent()
         glet.lbbench_conn_new = False
         headers = None
+        trace_id = None
         trace = TRACE
         if trace.tracer is not None:
             trace.left -= 1
@@ -111,7 +113,18 @@ class KeepAliveUser(FastHttpUser):
                 glet.lbbench_trace = trace_id
                 headers = {TRACE_HEADER: trace.tracer.value(trace_id)}
                 trace.left = trace.tracer.countdown()
-        self.client.get(_S.get("path", "/"), name=_S.get("name", "GET"), headers=headers)
+        name = _S.get("name", "GET")
+        t0 = time.time()
+        try:
+            self.client.get(_S.get("path", "/"), name=name, headers=headers)
+        except gevent.GreenletExit:
+            # Locust stopped this user mid-request (the load ended): no request event will come for it
+            capture = TRACE.capture
+            if capture is not None:
+                if trace_id is not None:
+                    glet.lbbench_trace = None
+                capture.unfinished(t0, name, "", glet.lbbench_conn_new or None, None, trace_id)
+            raise
 
 
 class _Countdown:
@@ -120,6 +133,8 @@ class _Countdown:
     def __init__(self) -> None:
         self.tracer: Any = None
         self.left = -1
+        #: the process's RequestCapture, for the requests a stopped user drops unanswered (None: not recorded)
+        self.capture: Any = None
 
     def attach(self, tracer: Any) -> None:
         self.tracer = tracer
@@ -133,3 +148,10 @@ TRACE = _Countdown()
 def attach_tracer(tracer: Any) -> None:
     """Trace FastHttpUser requests with ``tracer`` (a :class:`bench.load.capture.Tracer`)."""
     TRACE.attach(tracer)
+
+
+def attach_capture(capture: Any) -> None:
+    """FastHttpUser requests go to ``capture`` (a :class:`bench.load.capture.RequestCapture`): traced by its
+    tracer, and those a stopped user drops unanswered as unfinished (its request events record the others)."""
+    TRACE.attach(capture.tracer)
+    TRACE.capture = capture

@@ -80,6 +80,9 @@ def _rate(run: dict[str, Any], s: dict[str, Any]) -> Tile | None:
     pct = (load.get("achieved_pct") or {}).get("requests_per_s")
     target = (load.get("target") or {}).get("requests_per_s")
     detail = f"{num(pct, 1)}% of the {num(target)} target" if pct is not None and target else f"{num(req.get('total'))} requests in all"
+    unfinished = s.get("unfinished")
+    if unfinished is not None:  # (summaries from before the count have no section)
+        detail += f", {num(unfinished.get('total'))} unfinished"
     cls = "" if load.get("reached") in (None, True) else "warn"
     return Tile("requests / s (steady)", num(req.get("per_s")), cls, detail)
 
@@ -88,7 +91,14 @@ def _latency(run: dict[str, Any], s: dict[str, Any]) -> Tile | None:
     lat = s.get("latency_ms") or {}
     if lat.get("p50") is None:
         return Tile("latency p50 / p99", "no data", "na")
-    return Tile("latency p50 / p99", f"{ms(lat.get('p50'))} / {ms(lat.get('p99'))} ms", "", f"p99.9 {ms(lat.get('p999'))} ms, max {ms(lat.get('max'))} ms")
+    detail = f"p99.9 {ms(lat.get('p999'))} ms, max {ms(lat.get('max'))} ms"
+    u = s.get("unfinished") or {}
+    p99 = (u.get("bounds") or {}).get("latency_ms.p99")
+    if p99 is not None and p99.get("high") != lat.get("p99"):
+        # of the finished requests only: with the unfinished ones the p99 could be anywhere in this range
+        high = f"{ms(p99['high'])} ms" if p99.get("high") is not None else "unbounded"
+        return Tile("latency p50 / p99", f"{ms(lat.get('p50'))} / {ms(lat.get('p99'))} ms", "warn", f"{detail}; p99 up to {high} with {num(u.get('total'))} unfinished")
+    return Tile("latency p50 / p99", f"{ms(lat.get('p50'))} / {ms(lat.get('p99'))} ms", "", detail)
 
 
 def _errors(run: dict[str, Any], s: dict[str, Any]) -> Tile | None:
@@ -167,6 +177,17 @@ def _checks_line(run: dict[str, Any], s: dict[str, Any]) -> Verdict | None:
     return Verdict("ok" if passed else "na", "Cross-checks", text)
 
 
+def _unfinished_line(run: dict[str, Any], s: dict[str, Any]) -> Verdict | None:
+    """Requests sent and never answered when the load ended (bench/analysis/unfinished.py): none, no line."""
+    from ..analysis.unfinished import unfinished_line
+
+    u = s.get("unfinished") or {}
+    line = unfinished_line(u)
+    if line is None:
+        return None
+    return Verdict("fail" if u.get("large") else "warn", "Unfinished requests", line)
+
+
 def _load_line(run: dict[str, Any], s: dict[str, Any]) -> Verdict | None:
     load = s.get("load")
     if not load or (load.get("reached") is None and not load.get("find_max")):
@@ -188,7 +209,7 @@ def _thresholds_line(run: dict[str, Any], s: dict[str, Any]) -> Verdict | None:
 
 
 #: The coloured verdict lines under the tiles, in page order.
-VERDICTS: list[Callable[[dict[str, Any], dict[str, Any]], Verdict | None]] = [_bottleneck_line, _checks_line, _load_line, _thresholds_line]
+VERDICTS: list[Callable[[dict[str, Any], dict[str, Any]], Verdict | None]] = [_bottleneck_line, _unfinished_line, _checks_line, _load_line, _thresholds_line]
 
 
 #: Lines said before the tiles: what makes every figure below doubtful.
@@ -211,7 +232,7 @@ def thresholds_section(summary: dict[str, Any]) -> str:
         return ""
     rows = []
     for r in results:
-        cls, word = {"pass": ("ok", "pass"), "fail": ("fail", "FAIL"), "no_data": ("na", "no data")}[r["status"]]
+        cls, word = {"pass": ("ok", "pass"), "fail": ("fail", "FAIL"), "no_data": ("na", "no data"), "undecided": ("warn", "undecided")}[r["status"]]
         value = r["value"]
         shown = num(value, 3) if value is not None and abs(value) < 1000 else num(value)
         limit = f"{r['limit']:,g}"

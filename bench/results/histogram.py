@@ -90,7 +90,10 @@ class Histogram:
         total = self.total
         if total == 0:
             return None
-        rank = max(1, math.ceil(q / 100.0 * total))
+        return self.at_rank(max(1, math.ceil(q / 100.0 * total)))
+
+    def at_rank(self, rank: int) -> float:
+        """The ``rank``-th smallest latency (1-based): the midpoint of its bucket; past the last, the last bucket's."""
         seen = 0
         for bucket in sorted(self.counts):
             seen += self.counts[bucket]

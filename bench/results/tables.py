@@ -158,6 +158,25 @@ REQUESTS = register(
     )
 )
 
+UNFINISHED = register(
+    Table(
+        "unfinished",
+        "one request the load generator sent and stopped waiting for before it finished (the load ended, or its user was stopped): it is in no requests row",
+        "load",
+        "bench/load/capture.py",
+        (
+            _t("request start"),
+            Column("dropped_t", pa.float64(), "when the load generator dropped it, unanswered (dropped_t - t: how long it had waited)", "epoch s"),
+            _str("worker", "host:pid of the load-generator process"),
+            _str("name", "request name"),
+            _str("phase", "what it waited for: connect (TCP connect or TLS handshake) or response; empty when the engine cannot tell"),
+            Column("conn_new", pa.bool_(), "the request was opening its connection; null when the engine cannot tell"),
+            Column("intended_t", pa.float64(), "rate models: when the schedule wanted it sent; null otherwise", "epoch s"),
+            Column("trace_id", pa.int64(), "a traced request: the n of its X-Lbbench-Id <worker>/<n>; null otherwise"),
+        ),
+    )
+)
+
 LATENCY_HIST = register(
     Table(
         "latency_hist",

@@ -37,6 +37,7 @@ from .ports import Ports
 from .requests import Bytes, Errors, Latency, Requests
 from .thresholds import Thresholds
 from .traffic import Traffic
+from .unfinished import Unfinished
 from .verdicts import Bottleneck, Check, Integrity
 from .vrrp import Failover, Vrrp
 
@@ -112,6 +113,7 @@ class Summary(Document):
     thresholds: Thresholds | None = None
     integrity: Integrity | None = None
     decomposition: Decomposition | None = None
+    unfinished: Unfinished | None = None
 
 
 def summary_dict(data: dict[str, Any]) -> dict[str, Any]:

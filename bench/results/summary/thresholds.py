@@ -18,16 +18,18 @@ class ThresholdResult(Section):
     value: Figure
     """the run's value; null = no data in this run"""
     status: str
-    """pass, fail or no_data"""
+    """pass, fail, no_data or undecided (requests that never finished could change the verdict: unfinished.bounds)"""
     message: str
 
 
 class Thresholds(Section):
     status: str
-    """pass, fail, inconclusive (none failed, but one had no data or the run cannot vouch for a pass), none (no thresholds)"""
+    """pass, fail, inconclusive (none failed, but one had no data or was undecided, or the run cannot vouch for a pass), none (no thresholds)"""
     passed: int
     failed: int
     no_data: int
+    undecided: int = 0
+    """thresholds the unfinished requests could flip (status undecided)"""
     untrustworthy: list[str]
     """why this run cannot vouch for a pass: not completed, bottleneck loadgen/contended, lab integrity broken"""
     results: list[ThresholdResult]
