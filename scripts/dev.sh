@@ -256,8 +256,10 @@ lint() {
 case "${1:-}" in
     setup) setup ;;
     run) setup; exec "$VENV/bin/bench" run "${SCENARIO:-smoke}" ${DURATION:+--duration "$DURATION"} ;;
-    # Integration tests fail (instead of skipping) when they cannot reach Docker.
-    test) setup; lint; export LBBENCH_REQUIRE_DOCKER=1; exec "$VENV/bin/python" -m pytest tests "${@:2}" ;;
+    # Integration tests fail (instead of skipping) when they cannot reach Docker. Two pytest processes
+    # (pytest-xdist): the lab's tests one after another in one, the unit tests beside them in the other
+    # (tests/conftest.py schedules them; docs/performance.md, 'The test suite').
+    test) setup; lint; export LBBENCH_REQUIRE_DOCKER=1; exec "$VENV/bin/python" -m pytest --numprocesses 2 tests "${@:2}" ;;
     lint) setup_venv; lint ;;
     wrk) setup_wrk; have wrk || die "wrk is still missing" ;;
     *) echo "usage: $0 setup|run|test|lint|wrk" >&2; exit 2 ;;
