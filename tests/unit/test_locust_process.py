@@ -118,7 +118,11 @@ def test_a_forked_master_ends_after_its_workers_flushed_and_with_their_final_sta
     sent its last figures by then, without Locust's fixed sleeps, and Locust's CSV holds them (bench.load.quitting)."""
     locustfile = tmp_path / "forked_locustfile.py"
     locustfile.write_text(FORKED)
+    # a master port of its own, as `bench run` takes (bench.load.runner.start_locust): Locust's default 5557 was
+    # taken once by another Locust on the machine (a unit suite beside this one), and this master could not bind it
+    port = runner.free_port(runner.LOOPBACK)
     cmd = [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless", "--processes", "2", "--users", "4", "--spawn-rate", "100",
+           "--master-bind-host", runner.LOOPBACK, "--master-bind-port", str(port), "--master-host", runner.LOOPBACK, "--master-port", str(port),
            "--run-time", "1s", "--only-summary", "--json", "--csv", str(tmp_path / "locust"), "--loglevel", "WARNING"]  # fmt: skip
     env = {**os.environ, "OUT": str(tmp_path), "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     out, err = tmp_path / "stdout", tmp_path / "stderr"
