@@ -15,7 +15,9 @@ two float appends to the capture's typed arrays, which a tapped
 
 The usual response (HTTP/1.1, one Content-Length, nothing else that frames it)
 arriving whole is recognised in scratch buffers without allocating
-(:meth:`Connection._receive`); anything else goes to
+(:meth:`Connection._receive`); on the keep-alive hot path, a response byte for
+byte the client's usual one is recognised by one compare of two bytes objects
+(:meth:`LeanClient._on_readable`); anything else goes to
 :func:`bench.load.http1.read_response`.
 
 Every request is driven from gevent's hub: the socket's I/O callbacks
@@ -280,6 +282,7 @@ class Connection:
     __slots__ = (
         "_fd",
         "_hub",
+        "_read",
         "_sock_recv",
         "_sock_recv_into",
         "_sock_send",
@@ -312,10 +315,10 @@ class Connection:
         self.buf = b""
         self.requests = 0
         self.last_used = 0.0
-        # (head, response length, (status, body length, keep-alive), head length) of the last usual
-        # response (see _receive): a response with the same head and length is the same kind, and
-        # _receive returns the same tuple for it (LeanClient tells kinds apart by identity).
-        self._usual: tuple[bytes, int, tuple[int, int, bool], int] | None = None
+        # (head, response length, (status, body length, keep-alive), head length, the whole response) of
+        # the last usual response (see _receive): a response with the same head and length is the same
+        # kind, and _receive returns the same tuple for it (LeanClient tells kinds apart by identity).
+        self._usual: tuple[bytes, int, tuple[int, int, bool], int, bytes] | None = None
         try:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -323,6 +326,9 @@ class Connection:
             self.rw = loop.io(sock.fileno(), 1)
             self.ww = loop.io(sock.fileno(), 2)
             self._sock_recv = sock.recv
+            #: read(n) -> up to n bytes of the response stream, decrypted (TLS) or as received: the
+            #: keep-alive hot path's read (LeanClient._on_readable); raises what recv or the TLS read raises
+            self._read = sock.recv
             self._sock_recv_into = sock.recv_into
             self._sock_send = sock.send
             # os.write(fd) parses its arguments several times faster than socket.send; -1 once closed
@@ -385,6 +391,7 @@ class Connection:
         # What SSLContext.wrap_socket does under the Python-level SSLSocket (which would take over
         # the socket object): the C TLS object reads and writes this socket's file descriptor itself.
         self.obj = self._tls = ctx._wrap_socket(self.sock, False, server_hostname, owner=None, session=session)  # type: ignore[attr-defined]
+        self._read = self._tls.read
         if keep_buffers:
             ssltune.keep_buffers(self._tls, ctx)
 
@@ -458,7 +465,7 @@ class Connection:
             raise IncompleteResponse(_CLOSED_BEFORE_ANY_BYTE, started=False) from None
         return self._recognise(_SCRATCH_PLAIN, _SCRATCH_PLAIN_VIEW, k)
 
-    def _recognise(self, plain: bytearray, view: memoryview, k: int) -> tuple[int, int, bool] | bytes:
+    def _recognise(self, plain: bytes | bytearray, view: memoryview, k: int) -> tuple[int, int, bool] | bytes:
         """The first ``k`` bytes of ``plain`` (``view`` over it): see :meth:`_receive`."""
         usual = self._usual
         if usual is not None and k == usual[1] and plain.startswith(usual[0]):
@@ -469,9 +476,25 @@ class Connection:
         if simple is not None:
             status, head, length, keep = simple
             got = (status, length, keep)
-            self._usual = (bytes(view[:head]), k, got, head)
+            self._usual = (bytes(view[:head]), k, got, head, bytes(view[:k]))
             return got
         return bytes(view[:k])
+
+    def _recognise_read(self, data: bytes, asked: int) -> tuple[int, int, bool] | bytes:
+        """What the hot path's ``_read(asked)`` returned when it was not the expected response: as :meth:`_receive` returns it.
+
+        The hot path asks for one byte more than the response it expects: a
+        longer response (or record) has the rest still in the TLS object, which
+        is read here at once, as :meth:`_receive` would have read the whole record.
+        """
+        if not data:  # (plain TCP: the server closed; TLS raises SSLZeroReturnError / SSLEOFError instead)
+            raise IncompleteResponse(_CLOSED_BEFORE_ANY_BYTE, started=False)
+        tls = self._tls
+        if tls is not None and len(data) == asked:
+            more = tls.pending()  # the rest of the record just decrypted (no I/O)
+            if more:
+                data += tls.read(more)
+        return self._recognise(data, memoryview(data), len(data))
 
     def closed_by_peer(self) -> bool:
         """True when the server has closed (or sent something unasked, such as a TLS alert) while the connection idled."""
@@ -677,8 +700,10 @@ class Watchdog:
 
     One greenlet per process checks every ``tick`` seconds; a timed-out user gets
     :class:`LeanTimeout` thrown into its greenlet from the hub, only if the same
-    request (its start time) is still pending. That costs two attribute writes
-    per request instead of a timer per wait.
+    request (its start time) is still pending. A request's deadline is its start
+    time ``_t0`` plus ``_limit`` (infinite while nothing is in flight), so a
+    keep-alive request costs one attribute write (its start time) instead of a
+    timer per wait.
     """
 
     def __init__(self) -> None:
@@ -701,15 +726,15 @@ class Watchdog:
             gevent.sleep(self.tick)
             now = _time()
             for user in list(self.users):
-                if user._deadline < now:
+                if user._t0 + user._limit < now:
                     loop.run_callback(self._fire, user, user._t0)
 
     @staticmethod
     def _fire(user: LeanClient, t0: float) -> None:
         glet = user._glet
         # the same request (its start time) still waiting, past its deadline
-        if user._t0 == t0 and user._deadline < _time() and glet is not None and not glet.dead:
-            user._deadline = _INF
+        if user._t0 == t0 and t0 + user._limit < _time() and glet is not None and not glet.dead:
+            user._limit = _INF
             what = "connect" if user._deadline_what == "connect" else "response"
             limit = user._s.connect_timeout if what == "connect" else user._s.timeout
             exc = LeanTimeout(f"{what} timeout ({limit:g}s)")
@@ -864,8 +889,8 @@ _UNSENT = 2  # send the rest of a request the socket did not take (arg: the byte
 _GENERAL = 3  # a whole request on a connection that already holds bytes (the general reader reads them)
 
 _NOTHING: Any = object()
-# LeanClient._ok before a kind of response is recorded column-wise: matches no response
-_NO_OK: tuple[Any, Any, Any, int, Any] = (_NOTHING, None, None, 0, None)
+# LeanClient._hot before a kind of response is recorded column-wise (false; LeanClient._plain is never set then)
+_NO_HOT: tuple[Any, ...] = ()
 
 
 class Owner:
@@ -994,10 +1019,76 @@ class LeanClient:
       greenlet waits in :meth:`Owner.park` (the rate models, held connections).
 
     :class:`LeanHttpsUser` runs one client per user; tests drive it directly.
-    The :class:`Watchdog` interrupts a request in flight when ``_deadline``
+    The :class:`Watchdog` interrupts a request in flight when ``_t0 + _limit``
     passes (connect = TCP + TLS handshake; response = from sending the request
     to the end of its response).
+
+    The keep-alive hot path (:meth:`_on_readable`): a request on a connection
+    that stays, neither its first nor its last nor traced (``_plain``), whose
+    response is byte for byte the client's usual one (``_hot``), is recorded
+    as two float appends, and the next request is sent from the same callback.
+    ``_easy`` of those next requests are sent without counting them in the
+    burst's, the connection's and the trace countdowns (:meth:`_next_request`
+    plans how many cannot reach any of them); :meth:`_settle` counts them
+    before anything else reads those counts.
     """
+
+    # Slots: the hot path reads and writes a handful of these per request, and a slot costs less
+    # than the instance dictionary of a class with this many attributes. __dict__ stays (tests
+    # replace a method on an instance).
+    __slots__ = (
+        "__dict__",
+        "_addr",
+        "_capture",
+        "_cb_connect",
+        "_cb_handshake",
+        "_cb_readable",
+        "_conn",
+        "_conn_ctx",
+        "_conn_new",
+        "_ctx",
+        "_deadline_what",
+        "_done",
+        "_easy",
+        "_easy_from",
+        "_glet",
+        "_hostname",
+        "_hot",
+        "_hub",
+        "_in_flight",
+        "_last",
+        "_later",
+        "_limit",
+        "_lists",
+        "_ms_append",
+        "_n",
+        "_name",
+        "_nb_append",
+        "_ok_capture",
+        "_owner",
+        "_plain",
+        "_record_row",
+        "_req_close",
+        "_req_keep",
+        "_resumption",
+        "_rpc",
+        "_s",
+        "_session",
+        "_starting",
+        "_stop_on_error",
+        "_t0",
+        "_timeout",
+        "_trace_left",
+        "_tracer",
+        "_tracing",
+        "_trust",
+        "_ts_append",
+        "_until",
+        "_verify_with_ca",
+        "connections",
+        "keep_tls_buffers",
+        "resumed",
+    )
 
     def __init__(
         self,
@@ -1029,17 +1120,21 @@ class LeanClient:
         self._hostname = (s.server_name or s.host).encode("idna").decode("ascii")
         self._lists = lists if lists is not None else ([], [], [], [])
         self._ts_append, self._ms_append, self._nb_append = (x.append for x in self._lists[:3])
+        # the requests under way (see start): how many are left, until when, what to call at the end
+        self._n = 0
+        # the keep-alive hot path (see the class doc): the request in flight may be recorded there; how many
+        # requests it may send without counting them, and how many it could when that was planned
+        self._plain = False
+        self._easy = self._easy_from = 0
         # 1 in N requests carries X-Lbbench-Id (bench/load/capture.py Tracer): the id of the traced
         # request in flight (0: none); the countdown is set with the capture
         self._tracing = 0
         self.capture = capture
-        # the watchdog's view: deadline of the request in flight, what it is, its number, whom to interrupt
-        self._deadline = _INF
+        # the watchdog's view: the request in flight's deadline (start time _t0 + _limit), what it is, whom to interrupt
+        self._limit = _INF
         self._deadline_what = ""
         self._glet: Any = None
         self._owner: Owner | None = None
-        # the requests under way (see start): how many are left, until when, what to call at the end
-        self._n = 0
         self._until = _INF
         self._stop_on_error = False
         self._done: Any = _end_burst
@@ -1071,12 +1166,14 @@ class LeanClient:
         # One tuple appended to the capture's list per request when it offers that
         # (RequestCapture.record_row); otherwise its record().
         self._capture = capture
+        self._settle()  # (the trace countdown starts again below)
         # a plain RequestCapture takes the hot path's successes column-wise (ok_appenders); a
         # wrapper (rate models, held connections) sees every row
         self._ok_capture = capture if type(capture) is RequestCapture else None
-        # (the usual response's tuple, its two appenders, its body bytes, the three statistics appenders
-        # or None when the capture's arrays are the statistics) once recorded column-wise
-        self._ok: tuple[Any, Any, Any, int, Any] = _NO_OK
+        # once a kind of response is recorded column-wise into arrays that are the statistics too:
+        # (bytes to read for it, the whole response, its two appenders); see _on_readable
+        self._hot: tuple[Any, ...] = _NO_HOT
+        self._plain = False
         if capture is None:
             self._record_row = None
         else:
@@ -1130,6 +1227,7 @@ class LeanClient:
         ``failed`` whether it failed. ``done`` runs in the hub or the owner
         greenlet and must not wait.
         """
+        self._settle()
         self._n = count
         self._until = until
         self._done = done
@@ -1141,7 +1239,8 @@ class LeanClient:
         if self._later is not None:
             self._later.stop()
             self._later = None
-        self._deadline = _INF
+        self._settle()
+        self._limit = _INF
         trace_id, self._tracing = self._tracing, 0
         if self._in_flight:
             self._in_flight = False
@@ -1195,12 +1294,12 @@ class LeanClient:
             if conn is None:
                 self._conn_new = True
                 self._deadline_what = "connect"
-                self._deadline = t0 + self._s.connect_timeout
+                self._limit = self._s.connect_timeout
                 self._open()
                 return
             self._conn_new = False
             self._deadline_what = "response"
-            self._deadline = t0 + self._timeout
+            self._limit = self._timeout
             if conn.pending:
                 conn.rw.stop()
                 self._handoff(_GENERAL, None)
@@ -1284,17 +1383,13 @@ class LeanClient:
         """The connection is up (TCP, and TLS when the target is https): send the first request."""
         self.connections += 1
         self._deadline_what = "response"
-        self._deadline = _time() + self._timeout
+        self._limit = _time() - self._t0 + self._timeout  # (from now: the connect and handshake took their time)
         self._send()
 
     def _send(self) -> None:
         conn = self._conn
         assert conn is not None  # (a request is under way on it)
-        conn.requests += 1
-        last = self._last = self._rpc > 0 and conn.requests >= self._rpc
-        self._trace_left -= 1
-        req = self._req_close if last else self._req_keep
-        rest = conn.try_send(req if self._trace_left else self._traced(req))
+        rest = conn.try_send(self._next_request(conn))
         if rest:
             conn.rw.stop()
             self._handoff(_UNSENT, rest)
@@ -1304,72 +1399,134 @@ class LeanClient:
     def _on_readable(self) -> None:
         """The socket is readable while a request is in flight: the response, then the next request.
 
-        The usual response (see :meth:`Connection._receive`) on a connection
-        that stays is recorded here and the next request sent at once; the
-        rest of the bookkeeping is :meth:`_response`; anything that needs
-        waiting goes to the owner greenlet. This runs once per keep-alive
-        request: over TLS it reads and recognises the response itself
-        (:meth:`Connection._receive` inlined), and the connection's usual
-        response again, recorded column-wise, takes the fewest steps.
+        This runs once per keep-alive request. The hot path: the request in
+        flight is ``_plain`` (on a connection that stays, neither its first nor
+        its last, not traced) and its response is byte for byte the client's
+        usual one (``_hot``, which :meth:`_record_usual` learnt from a response
+        that :func:`~bench.load.http1.complete_simple` accepted: the same bytes
+        are the same status, framing and persistence). One read asks for one
+        byte more than that response (a longer one is read on by
+        :meth:`Connection._recognise_read`), one compare of two bytes objects
+        recognises it, two float appends record it, and the next request is
+        sent from here, uncounted while ``_easy`` says no count can be reached
+        (:meth:`_next_request`, :meth:`_settle`). Everything else is
+        recognised as :meth:`Connection._receive` does and booked by
+        :meth:`_other_response`; anything that needs waiting goes to the
+        owner greenlet.
         """
         conn = self._conn
         assert conn is not None  # (a request is under way on it)
-        tls = conn._tls
         got: tuple[int, int, bool] | bytes | None
-        try:
-            if tls is not None:
-                k = tls.read(RECV_SIZE, _SCRATCH_PLAIN)
-                usual = conn._usual
-                if usual is not None and k == usual[1] and _SCRATCH_PLAIN.startswith(usual[0]):
-                    got = usual[2]
-                else:
-                    got = conn._recognise(_SCRATCH_PLAIN, _SCRATCH_PLAIN_VIEW, k)
+        if self._plain:
+            hot = self._hot
+            read = conn._read  # (a slot: LOAD_ATTR specialises for it, a method call on it would not)
+            try:
+                data = read(hot[0])
+            except (ssl.SSLWantReadError, BlockingIOError):
+                return  # a part of a TLS record, TLS messages only, or a spurious wake-up: wait for more
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                self._failed(IncompleteResponse(_CLOSED_BEFORE_ANY_BYTE, started=False))
+                return
+            except Exception as e:  # noqa: BLE001
+                self._failed(e)
+                return
+            t1 = _time()
+            if data == hot[1]:
+                # The hot path: two float appends (RequestCapture.ok_appenders), which are Locust's
+                # statistics too (the capture is tapped: StatsBatch.tap) ...
+                t0 = self._t0
+                hot[2](t0)
+                hot[3]((t1 - t0) * 1000.0)
+                easy = self._easy
+                if easy and t1 <= self._until:
+                    # ... and the next request, sent from here (the read watcher stays armed), uncounted:
+                    # it reaches none of the counts. It starts now: t1 is less than a microsecond old,
+                    # one clock read less per request; its deadline is t1 + _limit (_limit is the
+                    # response timeout already: this request was a plain one).
+                    self._easy = easy - 1
+                    self._t0 = t1
+                    req = self._req_keep
+                    tls = conn._tls
+                    try:
+                        if tls is not None:
+                            try:
+                                tls.write(req)  # (Connection.try_send inlined)
+                                return
+                            except ssl.SSLWantWriteError:
+                                rest = req  # to write again, whole, once the socket takes more (Connection._send_all)
+                        else:
+                            rest = conn.try_send(req)
+                            if not rest:
+                                return
+                    except Exception as e:  # noqa: BLE001
+                        self._failed(e)
+                        return
+                    conn.rw.stop()
+                    self._handoff(_UNSENT, rest)
+                    return
+                conn.last_used = t0  # (the hot path leaves it alone: only a new request reads it)
+                self._settle()  # (the only way to the counted next request with uncounted ones before it)
             else:
-                got = conn._receive()
-        except ssl.SSLWantReadError:
-            return  # a part of a TLS record, or TLS messages only: wait for more
-        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
-            self._failed(IncompleteResponse(_CLOSED_BEFORE_ANY_BYTE, started=False))
-            return
-        except Exception as e:  # noqa: BLE001
-            self._failed(e)
-            return
-        t1 = _time()
-        ok = self._ok
-        if ok[0] is got and not (self._last or self._conn_new or self._tracing):
-            # The hot path of keep-alive: the connection's usual response again, a success
-            # on a connection that stays: two float appends (RequestCapture.ok_appenders),
-            # which are Locust's statistics too when the capture is tapped (StatsBatch.tap) ...
-            t0 = self._t0
-            conn.last_used = t0
-            latency = (t1 - t0) * 1000.0
-            ok[1](t0)
-            ok[2](latency)
-            stats = ok[4]
-            if stats is not None:  # ... or three list appends for them
-                stats[0](t0)
-                stats[1](latency)
-                stats[2](ok[3])
-        elif not self._other_response(conn, got, t1):
-            return
+                try:
+                    got = conn._recognise_read(data, hot[0])
+                except Exception as e:  # noqa: BLE001
+                    self._failed(e)
+                    return
+                self._settle()
+                if not self._other_response(conn, got, t1):
+                    return
+        else:
+            # Any other request (a connection's first or last, a traced one, a client whose capture
+            # takes every row: the rate models, held connections): Connection._receive, inlined for TLS.
+            tls = conn._tls
+            try:
+                if tls is not None:
+                    k = tls.read(RECV_SIZE, _SCRATCH_PLAIN)
+                    usual = conn._usual
+                    if usual is not None and k == usual[1] and _SCRATCH_PLAIN.startswith(usual[0]):
+                        got = usual[2]
+                    else:
+                        got = conn._recognise(_SCRATCH_PLAIN, _SCRATCH_PLAIN_VIEW, k)
+                else:
+                    got = conn._receive()
+            except ssl.SSLWantReadError:
+                return  # a part of a TLS record, or TLS messages only: wait for more
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                self._failed(IncompleteResponse(_CLOSED_BEFORE_ANY_BYTE, started=False))
+                return
+            except Exception as e:  # noqa: BLE001
+                self._failed(e)
+                return
+            t1 = _time()
+            if not self._other_response(conn, got, t1):
+                return
+        # A success on a connection that stays: the next request, counted (all before it are).
         n = self._n = self._n - 1
         if n <= 0 or t1 > self._until:
-            self._deadline = _INF
+            self._limit = _INF
             self._in_flight = False
             conn.rw.stop()
             self._done(self, t1, False)
             return
-        # ... and the next request on it, sent from here (the read watcher stays armed); it
-        # starts now: t1 is less than a microsecond old, one clock read less per request.
         self._t0 = t1
-        self._deadline = t1 + self._timeout
-        conn.requests += 1
-        last = self._last = self._rpc > 0 and conn.requests >= self._rpc
-        left = self._trace_left = self._trace_left - 1
-        req = self._req_close if last else self._req_keep
+        self._limit = self._timeout
+        tls = conn._tls
         try:
+            # (_next_request inlined, for the clients whose every request comes here: the rate models',
+            # held connections')
+            requests = conn.requests = conn.requests + 1
+            rpc = self._rpc
+            last = self._last = rpc > 0 and requests >= rpc
+            left = self._trace_left = self._trace_left - 1
+            req = self._req_close if last else self._req_keep
             if not left:
                 req = self._traced(req)
+                self._plain = False
+            elif self._hot:  # (else no request is plain)
+                if last:
+                    self._plain = False
+                else:
+                    self._plan_easy(rpc, requests)
             if tls is not None:
                 try:
                     tls.write(req)  # (Connection.try_send inlined)
@@ -1385,6 +1542,58 @@ class LeanClient:
             return
         conn.rw.stop()
         self._handoff(_UNSENT, rest)
+
+    def _next_request(self, conn: Connection) -> bytes:
+        """Count the request about to be sent on ``conn`` and return its bytes; plan the hot path after it.
+
+        ``_plain``: this request may take the hot path (its response recorded
+        in :meth:`_on_readable`'s fewest steps). ``_easy``: how many requests
+        after it the hot path may send without counting them, because none of
+        them can be the burst's last (``_n``), the connection's last
+        (``requests_per_connection``) or a traced one (the trace countdown):
+        those are counted by :meth:`_settle` before anything reads the counts.
+        """
+        requests = conn.requests = conn.requests + 1
+        rpc = self._rpc
+        last = self._last = rpc > 0 and requests >= rpc
+        left = self._trace_left = self._trace_left - 1
+        req = self._req_close if last else self._req_keep
+        if not left:
+            req = self._traced(req)
+            self._plain = False
+        elif self._hot:  # (else no request is plain)
+            if last or self._conn_new:
+                self._plain = False
+            else:
+                self._plan_easy(rpc, requests)
+        return req
+
+    def _plan_easy(self, rpc: int, requests: int) -> None:
+        """The request being sent (the connection's ``requests``-th) is plain: how many after it the hot path may send uncounted.
+
+        Called with nothing uncounted (``_easy`` and ``_easy_from`` are 0 after
+        :meth:`_settle`, and stay 0 while no request is plain).
+        """
+        self._plain = True
+        easy = self._n - 1  # (_n counts this request)
+        if rpc > 0:
+            easy = min(easy, rpc - requests - 1)
+        left = self._trace_left
+        if left > 0:  # (negative: never traced; 0 cannot be: this request was not traced)
+            easy = min(easy, left - 1)
+        if easy > 0:
+            self._easy = self._easy_from = easy
+
+    def _settle(self) -> None:
+        """Count the requests the hot path sent uncounted since :meth:`_next_request` planned them; none after this."""
+        used = self._easy_from - self._easy
+        self._easy = self._easy_from = 0
+        if used:
+            self._n -= used
+            self._trace_left -= used
+            conn = self._conn
+            if conn is not None:
+                conn.requests += used
 
     def _other_response(self, conn: Connection, got: tuple[int, int, bool] | bytes | None, t1: float) -> bool:
         """What :meth:`_on_readable` read, other than the hot path's; True when it was a success on a connection that stays (send the next request)."""
@@ -1409,7 +1618,7 @@ class LeanClient:
         return True
 
     def _record_usual(self, got: tuple[int, int, bool], t0: float, latency: float) -> bool:
-        """Record a success of the keep-alive hot path that is not the connection's usual kind yet (or is traced).
+        """Record a success on a connection that stays that the hot path did not (not the client's usual response yet, or traced).
 
         True when it went column-wise into arrays that are also the statistics (so no list appends).
         """
@@ -1423,20 +1632,23 @@ class LeanClient:
             batch = capture.ok_stats
             counted = batch is not None and batch.counts_from(capture, self._name, self._lists)
             t_append, latency_append = capture.ok_appenders(nbytes, status, self._name, stats=counted)
-            self._ok = (got, t_append, latency_append, nbytes, None if counted else (self._ts_append, self._ms_append, self._nb_append))
+            usual = self._conn._usual  # type: ignore[union-attr]  # (a request is under way on it)
+            if counted and usual is not None and usual[2] is got:  # (got is the tuple of this response's kind: see Connection._recognise)
+                # the hot path records this kind from now on (where the arrays are the statistics: it
+                # appends nowhere else)
+                whole = usual[4]
+                self._hot = (len(whole) + 1, whole, t_append, latency_append)
             t_append(t0)
             latency_append(latency)
             return counted
-        record_row = self._record_row
-        assert record_row is not None  # (the caller checked)
-        record_row((t0, latency, nbytes, status, "", self._name, False))
+        self._record_row((t0, latency, nbytes, status, "", self._name, False))  # type: ignore[misc]  # (the caller checked it is there)
         return False
 
     def _response(self, t1: float, status: int, nbytes: int, keep: bool) -> None:
         """A whole response: keep or drop the connection, record it, go on (hub or owner greenlet)."""
         conn = self._conn
         assert conn is not None  # (a request is under way on it)
-        self._deadline = _INF
+        self._limit = _INF
         self._in_flight = False
         if self._conn_new and self._resumption and conn.obj is not None:
             # TLS 1.3 tickets arrive after the handshake: take the session now.
@@ -1459,7 +1671,7 @@ class LeanClient:
     def _failed(self, exc: BaseException) -> None:
         """The request in flight failed: drop its connection, record it, go on (hub or owner greenlet)."""
         t1 = _time()
-        self._deadline = _INF
+        self._limit = _INF
         self._in_flight = False
         self._verify_with_ca = False
         self._drop()
@@ -1468,6 +1680,7 @@ class LeanClient:
 
     def _after(self, t1: float, failed: bool) -> None:
         """A request is over: the next one, or the end (``done``)."""
+        self._settle()
         n = self._n = self._n - 1
         if n > 0 and t1 <= self._until and not (failed and self._stop_on_error):
             self._start()
@@ -1491,11 +1704,7 @@ class LeanClient:
                 conn.rw.start(self._cb_readable)
                 return
             else:  # _GENERAL
-                conn.requests += 1
-                last = self._last = self._rpc > 0 and conn.requests >= self._rpc
-                self._trace_left -= 1
-                req = self._req_close if last else self._req_keep
-                conn.send(req if self._trace_left else self._traced(req))
+                conn.send(self._next_request(conn))
                 status, nbytes, keep = conn._read_rest(conn.buf)
         except Exception as e:  # noqa: BLE001 - every failure is a recorded request (GreenletExit passes)
             self._failed(e)

@@ -1069,6 +1069,9 @@ def test_the_run_capture_records_usual_responses_column_wise_and_the_same(serve,
         batch.tap(cap)
     lists = batch.lists(s.name)
     client = LeanClient(s, lab_tls_context(s.ca), lists, capture=cap)
+    handed_over: list[int] = []
+    work = client._work
+    client._work = lambda what, arg: handed_over.append(what) or work(what, arg)  # type: ignore[method-assign]
 
     def go() -> None:
         try:
@@ -1081,8 +1084,8 @@ def test_the_run_capture_records_usual_responses_column_wise_and_the_same(serve,
             client.close()
 
     gevent.spawn(go).get(timeout=20)
-    assert client._ok[1] is not None  # the column-wise path was taken
-    assert (client._ok[4] is None) == tap  # (no list appends on the hot path when the arrays are the statistics)
+    assert handed_over == []  # every response (one TLS record each) was read in the callback, longer ones too
+    assert bool(client._hot) == tap  # the hot path records where the capture's arrays are the statistics
     taken = cap.take_ok()
     assert len(lists[0]) + sum(len(part[2]) for part in taken) == len(plan)
     assert len(lists[3]) == 2  # the two 404s
@@ -1103,6 +1106,212 @@ def test_the_run_capture_records_usual_responses_column_wise_and_the_same(serve,
     # the statistics hold the same requests as the capture's rows: start times, one each
     stats_t = lists[0] + [x for part in taken for x in part[2].tolist()]
     assert sorted(stats_t) == sorted(df["t"].tolist())
+
+
+class Logged:
+    """A server handler that answers ``ok()`` and logs each request: (connection number, ``Connection: close``, trace id or None)."""
+
+    def __init__(self, answer: Handler | None = None) -> None:
+        self.requests: list[tuple[int, bool, str | None]] = []
+        self.conns: list[socket.socket] = []  # (kept: an id() could come again once one is freed)
+        self.answer = answer or ok()
+
+    def __call__(self, conn: socket.socket, request: bytes) -> bool:
+        number = next((i for i, seen in enumerate(self.conns) if seen is conn), len(self.conns))
+        if number == len(self.conns):
+            self.conns.append(conn)
+        lines = request.lower().split(b"\r\n")
+        trace = next((line.split(b":", 1)[1].strip().decode() for line in lines if line.startswith(b"x-lbbench-id:")), None)
+        self.requests.append((number, b"connection: close" in lines, trace))
+        return self.answer(conn, request)
+
+
+def hot_client(port: int, ca: Path, tmp_path: Path, scheme: str = "https", every: int = 0, **kw: Any) -> tuple[LeanClient, RequestCapture, list[int]]:
+    """A client recording into the run's capture, its statistics tapped (as in a Locust process), as the hot path runs;
+    the third item collects what each :meth:`LeanClient._settle` counted (the requests the hot path sent uncounted)."""
+    s = LeanSettings.from_settings(f"{scheme}://127.0.0.1:{port}", {"ca": str(ca), "path": "/x", **kw})
+    cap = RequestCapture(tmp_path)
+    cap.tracer = Tracer("w:1", every)
+    batch = leanclient.StatsBatch()
+    batch.tap(cap)
+    client = LeanClient(s, lab_tls_context(s.ca) if scheme == "https" else None, batch.lists(s.name), capture=cap)
+    settled: list[int] = []
+    settle = getattr(client, "_settle", None)
+    if settle is None:  # (an engine without uncounted sends)
+        return client, cap, settled
+
+    def counting_settle() -> None:
+        settled.append(client._easy_from - client._easy)
+        settle()
+
+    client._settle = counting_settle  # type: ignore[method-assign]
+    return client, cap, settled
+
+
+@pytest.mark.parametrize("rpc", [0, 7])
+@pytest.mark.parametrize("tls", [True, False])
+def test_the_hot_path_counts_what_it_sent_uncounted(serve, pki, tmp_path: Path, tls: bool, rpc: int) -> None:
+    """The keep-alive hot path sends requests without counting them (LeanClient._easy) only where no count can be
+    reached: the burst's count, requests_per_connection and the trace countdown still fall on the same requests."""
+    log = Logged()
+    server = serve(log, tls=tls)
+    client, cap, settled = hot_client(server.port, pki[0], tmp_path, "https" if tls else "http", every=5, requests_per_connection=rpc)
+    dog = Watchdog()
+
+    def go() -> None:
+        dog.add(client, 5.0)
+        try:
+            client.burst(40, math.inf)
+            client.burst(23, math.inf)  # (on the connection the first burst left open, when it did)
+        finally:
+            dog.discard(client)
+            client.close()
+
+    gevent.spawn(go).get(timeout=20)
+    cap.stop()
+    assert sum(settled) >= (15 if rpc else 30)  # many requests went out uncounted, and were counted afterwards
+    assert len(log.requests) == 63 and len(read_table(tmp_path, "requests")) == 63
+    closing = [i for i, (_, close, _) in enumerate(log.requests, 1) if close]
+    connections = [number for number, _, _ in log.requests]
+    if rpc:
+        assert closing == list(range(7, 64, 7))  # the last request on each connection, and only that one
+        assert connections == [i // 7 for i in range(63)]
+    else:
+        assert closing == [] and set(connections) == {0}
+    traced = [i for i, (_, _, trace) in enumerate(log.requests) if trace is not None]
+    assert len(traced) >= 12 and all(b - a == 5 for a, b in itertools.pairwise(traced))
+    assert [log.requests[i][2] for i in traced] == [f"w:1/{n}" for n in range(1, len(traced) + 1)]
+
+
+def test_the_hot_path_counts_what_it_sent_uncounted_when_a_request_fails(pki, tmp_path: Path) -> None:
+    """A request sent uncounted that times out (the watchdog fails it) is counted once: the burst still sends
+    its count of requests, and the trace countdown goes on from the right place on the next connection."""
+    hold = threading.Event()
+    log = Logged()
+
+    def tenth_silent(conn: socket.socket, request: bytes) -> bool:
+        if len(log.requests) == 9:  # the tenth request: no answer
+            log.requests.append((-1, False, None))
+            hold.wait(5)
+            return False
+        return log(conn, request)
+
+    server = Server(tenth_silent, pki[1])
+    try:
+        client, cap, settled = hot_client(server.port, pki[0], tmp_path, every=4, timeout=0.3)
+        dog = Watchdog()
+
+        def go() -> None:
+            dog.add(client, 0.3)
+            try:
+                client.burst(20, math.inf)
+            finally:
+                dog.discard(client)
+                client.close()
+
+        gevent.spawn(go).get(timeout=20)
+    finally:
+        hold.set()
+        server.close()
+    cap.stop()
+    rows = read_table(tmp_path, "requests").sort_values("t", kind="stable").reset_index(drop=True)
+    assert rows["error"].tolist() == [""] * 9 + ["timeout"] + [""] * 10
+    assert rows["conn_new"].tolist() == [True] + [False] * 9 + [True] + [False] * 9
+    assert len(log.requests) == 20 and sum(settled) > 0
+    traced = rows.index[rows["trace_id"].notna()].tolist()
+    assert len(traced) >= 4 and all(b - a == 4 for a, b in itertools.pairwise(traced))
+
+
+def test_a_killed_burst_counts_the_uncounted_request_in_flight_as_unfinished(pki, tmp_path: Path) -> None:
+    """Locust killing a keep-alive user while a request the hot path sent uncounted waits: that request is
+    unfinished, once, with its own start time; every request the server saw is a row or unfinished."""
+    hold = threading.Event()
+    log = Logged()
+
+    def sixteenth_silent(conn: socket.socket, request: bytes) -> bool:
+        if len(log.requests) == 15:  # the sixteenth request: no answer
+            log.requests.append((-1, False, None))
+            hold.wait(10)
+            return False
+        return log(conn, request)
+
+    server = Server(sixteenth_silent, pki[1])
+    try:
+        client, cap, settled = hot_client(server.port, pki[0], tmp_path, timeout=30)
+        glet = gevent.spawn(client.burst, 100, math.inf)
+        for _ in range(200):  # (at most 2 s) until the sixteenth request has reached the server
+            gevent.sleep(0.01)
+            if len(log.requests) == 16:
+                break
+        gevent.sleep(0.05)
+        glet.kill(block=True, timeout=5)
+        client.close()
+    finally:
+        hold.set()
+        server.close()
+    cap.stop()
+    rows = read_table(tmp_path, "requests")
+    dropped = read_table(tmp_path, "unfinished")
+    assert len(rows) == 15 and len(dropped) == 1 and len(log.requests) == 16
+    assert sum(settled) > 0  # the sixteenth went out uncounted, and abort counted it
+    assert dropped["phase"].tolist() == ["response"] and dropped["conn_new"].tolist() == [False]
+    assert dropped["t"].iloc[0] >= (rows["t"] + rows["latency_ms"] / 1000.0).max() - 1e-6  # sent when the fifteenth ended
+
+
+def opcodes_per_request(client: LeanClient, n: int = 500) -> float:
+    """Python opcodes executed per request of a keep-alive burst of ``n`` (after 10 that open the connection), counted, not timed."""
+    counted = [0]
+
+    def local(frame: Any, event: str, arg: Any) -> Any:
+        if event == "opcode":
+            counted[0] += 1
+        return local
+
+    def trace(frame: Any, event: str, arg: Any) -> Any:
+        frame.f_trace_opcodes = True
+        frame.f_trace_lines = False
+        return local
+
+    def go() -> None:
+        try:
+            client.burst(10, math.inf)  # the connection, the usual response learnt
+            before = sys.gettrace()
+            sys.settrace(trace)
+            try:
+                client.burst(n, math.inf)
+            finally:
+                sys.settrace(before)
+        finally:
+            client.close()
+
+    gevent.spawn(go).get(timeout=30)
+    return counted[0] / n
+
+
+CPYTHON_311 = pytest.mark.skipif(sys.implementation.name != "cpython" or sys.version_info[:2] != (3, 11), reason="counts CPython 3.11's bytecode")
+
+
+@CPYTHON_311
+def test_a_usual_keep_alive_response_takes_few_python_steps(serve, pki, tmp_path: Path) -> None:
+    """The hot path's cost in the interpreter: Python opcodes per keep-alive request of the usual kind
+    (main before the uncounted sends and the bytes compare: 169.5; this change: 94)."""
+    server = serve(ok(b"x" * 10))
+    client, cap, _ = hot_client(server.port, pki[0], tmp_path)
+    steps = opcodes_per_request(client)
+    cap.stop()
+    assert len(read_table(tmp_path, "requests")) == 510
+    assert steps < 110, f"{steps:.1f} Python opcodes per keep-alive request"
+
+
+@CPYTHON_311
+def test_a_client_whose_capture_takes_every_row_takes_no_more_python_steps(serve, pki) -> None:
+    """The rate models and held connections record every row (their capture is no RequestCapture), so they never
+    take the hot path: their keep-alive requests cost no more Python opcodes than before it (main: 255.5; this change: 251.5)."""
+    server = serve(ok(b"x" * 10))
+    client = client_for(server.port, pki[0])
+    steps = opcodes_per_request(client)
+    assert len(client.capture.rows) == 510  # type: ignore[union-attr]
+    assert steps <= 255, f"{steps:.1f} Python opcodes per keep-alive request"
 
 
 def test_tracing_off_sends_no_id(serve, pki) -> None:
