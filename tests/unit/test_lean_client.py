@@ -526,7 +526,10 @@ def test_killed_burst_stops_sending(serve, pki) -> None:
     server = serve(ok())
     client = client_for(server.port, pki[0])
     glet = gevent.spawn(client.burst, 10**9, math.inf)
-    gevent.sleep(0.3)
+    # sending for a while (more than 10 requests: on a loaded machine 0.3 s was once not enough), bounded
+    deadline = time.monotonic() + 10
+    while len(client.capture.rows) <= 10 and time.monotonic() < deadline:
+        gevent.sleep(0.05)
     glet.kill(block=True, timeout=5)
     rows = len(client.capture.rows)
     assert rows > 10
