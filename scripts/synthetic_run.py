@@ -141,6 +141,11 @@ def build(base: Path, out: Path, repeat: int | None, requests: int | None, compa
         folders[name].mkdir()
         declared = TABLES.get(name)
         dictionary[name] = list(declared.dictionary) if declared is not None and declared.dictionary is not None else True
+    # the base's tables without rows stay, empty: a run whose load generator counted its unfinished requests
+    # has samples/unfinished/ even when none were (without it, the report reads the run as one that could not tell)
+    for folder in (base / "samples").iterdir():
+        if folder.is_dir() and folder.name not in folders:
+            (out / "samples" / folder.name).mkdir()
 
     def write_old_chunks(k: int) -> None:
         # one repetition as lbbench wrote it before: one Parquet file per writer and second
