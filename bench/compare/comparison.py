@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import stats
 from .figures import KEY_FIGURES, Figure, is_worse, phrase, ratio_of
-from .runs import Group, provenance_notes
+from .runs import Group, provenance_notes, unfinished_notes
 
 SCHEMA_VERSION = 2
 
@@ -97,7 +97,12 @@ def typical(values: Sequence[float] | np.ndarray, scale: str | None) -> float | 
 
 def compare_figure(base: Group, cand: Group, figure: Figure, alpha: float = stats.ALPHA) -> Row:
     """One figure between two groups of runs (repeats are independent samples)."""
-    bv, cv = base.values(figure.key), cand.values(figure.key)
+    return compare_values(base.values(figure.key), cand.values(figure.key), figure, alpha)
+
+
+def compare_values(bv: Sequence[float], cv: Sequence[float], figure: Figure, alpha: float = stats.ALPHA) -> Row:
+    """One figure from both sides' per-run values (what :func:`compare_figure` reads from the groups)."""
+    bv, cv = list(bv), list(cv)
     if not bv or not cv:
         sig = stats.Significance("none", None, None, None, (len(bv), len(cv)), "")
     else:
@@ -105,7 +110,7 @@ def compare_figure(base: Group, cand: Group, figure: Figure, alpha: float = stat
     scale = sig.estimate.scale if sig.estimate is not None else None
     b, c = typical(bv, scale), typical(cv, scale)
     ratio = sig.estimate.ratio if sig.estimate is not None else ratio_of(b, c)
-    return Row(figure, b, c, base.spread_pct(figure.key), cand.spread_pct(figure.key), ratio, sig)
+    return Row(figure, b, c, _spread(np.asarray(bv, dtype=float)), _spread(np.asarray(cv, dtype=float)), ratio, sig)
 
 
 def compare_paired(base: np.ndarray, cand: np.ndarray, figure: Figure, alpha: float = stats.ALPHA) -> Row:
@@ -177,6 +182,7 @@ def compare_duet(
                 "with its t-interval (a stall that hit one side harder in a few slices does not decide it)."
             ),
             *provenance_notes(base, cand),
+            *unfinished_notes(groups),
         ],
     }
 
@@ -199,4 +205,4 @@ def notes_for(tests_used: set[str], groups: list[Group], alpha: float = stats.AL
                 notes.append(f"run {r.id} ({r.path}) is not comparable: its lab changed during the run ({r.invalid}); its figures are left out.")
             elif r.status != "completed":
                 notes.append(f"run {r.id} ({r.path}) has status {r.status}: its figures cover a partial run.")
-    return notes
+    return notes + unfinished_notes(groups)

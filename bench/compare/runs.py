@@ -54,6 +54,19 @@ class Run:
     def value(self, key: str) -> float | None:
         return number(lookup(self.summary, key))
 
+    @property
+    def unfinished(self) -> dict[str, Any]:
+        """The ``unfinished`` section of summary.json (requests sent and never answered); empty when the run predates it."""
+        return self.summary.get("unfinished") or {}
+
+    def unfinished_text(self) -> str | None:
+        """``4 requests unfinished at the load's end, oldest waiting 8.9 s`` (None without any, or for a run that predates the count)."""
+        u = self.unfinished
+        total = int(u.get("total") or 0)
+        if not total:
+            return None
+        return f"{total:,} request{'s' if total != 1 else ''} unfinished at the load's end, oldest waiting {float(u.get('oldest_s') or 0):.1f} s"
+
     def series(self) -> pd.DataFrame:
         """Per-second figures of the steady state (:func:`bench.stats.per_second_series`), for the plots."""
         if self._series is None:
@@ -261,4 +274,23 @@ def provenance_notes(base: Group, cand: Group) -> list[str]:
                 f"{cand.label} and {base.label} differ in {label} ({', '.join(c)} vs {', '.join(b)}): "
                 "the comparison measures that difference too"
             )
+    return notes
+
+
+def unfinished_notes(groups: Sequence[Group]) -> list[str]:
+    """One line per run that left requests unfinished when its load ended: none of its figures counts them.
+
+    Runs recorded before the count (``unfinished`` null) and runs without any say nothing.
+    """
+    notes = []
+    for g in groups:
+        for r in g.runs:
+            text = r.unfinished_text()
+            if text is not None:
+                large = " (large: they could move its latency and error figures anywhere)" if r.unfinished.get("large") else ""
+                who = f"the {g.label}'s run" if g.label in ("baseline", "candidate") else "run"
+                notes.append(
+                    f"{who} {r.id} ({r.path}): {text}{large}; sent and never answered, they are in none of its figures "
+                    "(the range each figure could take had they finished: unfinished.bounds in its summary.json)"
+                )
     return notes

@@ -14,6 +14,16 @@ applies its threshold with :func:`bench.stats.decide`:
 An absolute rule (``errors.total: <= 0``) is judged on the worst candidate run
 (or, for a duet, on the candidate's total over the slices) with no test.
 
+Requests a run sent and never answered (its ``unfinished`` section,
+bench/analysis/unfinished.py) are in none of its figures. A rule is judged
+again at the ends of the ranges they give each run's figure (``unfinished.bounds``:
+for a pass, every candidate run at its worse end and every baseline run at its
+better one; for a fail, the other way round); a verdict that does not hold there
+is **inconclusive** (:func:`unfinished_check`), with one line naming the side, the
+runs, how many were unfinished and the oldest wait, as a run's SLO thresholds
+say ``undecided``. A run recorded before the count (``unfinished`` null) is
+judged as before.
+
 The gate fails when any rule fails; else it is inconclusive when any rule is;
 else it passes.
 """
@@ -31,9 +41,11 @@ from typing import Any
 import numpy as np
 
 from .. import stats
-from ..compare import Group, Row, compare_figure, figure_for, fmt_value, is_count, lookup, numeric_keys
+from ..compare import Group, Row, Run, compare_figure, figure_for, fmt_value, is_count, lookup, numeric_keys
+from ..compare.comparison import compare_values
+from ..compare.runs import unfinished_notes
 from ..errors import UserError
-from ..results.figures import MISSING
+from ..results.figures import MISSING, number
 from .rules import OPS, Rule
 
 SCHEMA_VERSION = 2
@@ -164,11 +176,12 @@ def judge(base: Group, cand: Group, rules: Sequence[Rule], alpha: float = stats.
         if rule.kind == "absolute":
             base_vals = base.values(rule.metric)
             which = "worst candidate run" if len(cand_vals) > 1 else "candidate"
-            outcomes.append(judge_absolute(rule, cand_vals, float(np.median(base_vals)) if base_vals else None, which))
-            continue
-        if not _values(base, rule.metric, "baseline"):
-            raise UserError(f"figure {rule.metric!r} is null in every baseline run ({base.runs[0].path})", "gate on a figure the baseline measured")
-        outcomes.append(judge_relative(rule, compare_figure(base, cand, figure_for(rule.metric), alpha), alpha, strict))
+            outcome = judge_absolute(rule, cand_vals, float(np.median(base_vals)) if base_vals else None, which)
+        else:
+            if not _values(base, rule.metric, "baseline"):
+                raise UserError(f"figure {rule.metric!r} is null in every baseline run ({base.runs[0].path})", "gate on a figure the baseline measured")
+            outcome = judge_relative(rule, compare_figure(base, cand, figure_for(rule.metric), alpha), alpha, strict)
+        outcomes.append(unfinished_check(rule, outcome, base, cand, alpha, strict))
     from ..compare import provenance_notes
 
     return verdict_doc(
@@ -176,8 +189,94 @@ def judge(base: Group, cand: Group, rules: Sequence[Rule], alpha: float = stats.
         alpha,
         strict,
         {"design": "runs", "baseline": {"key": base.key, "runs": [str(r.path) for r in base.runs]}, "candidate": {"key": cand.key, "runs": [str(r.path) for r in cand.runs]}},
-        provenance_notes(base, cand),
+        provenance_notes(base, cand) + unfinished_notes([base, cand]),
     )
+
+
+# --------------------------------------------------------------------------- unfinished requests
+
+
+def worse_up(rule: Rule) -> bool:
+    """Whether a higher candidate value is the way this rule fails (a rise, or an upper limit)."""
+    return rule.threshold > 0 if rule.kind == "relative" else rule.op in ("<=", "<")
+
+
+def _range(run: Run, metric: str) -> tuple[float, float, float] | None:
+    """(value, low, high) of a run's figure: the range its unfinished requests leave it (high inf: unbounded)."""
+    value = run.value(metric)
+    if value is None:
+        return None
+    bound = (run.unfinished.get("bounds") or {}).get(metric)
+    if not bound:
+        return value, value, value
+    low, high = number(bound.get("low")), number(bound.get("high"))
+    return value, value if low is None else min(low, value), math.inf if high is None else max(high, value)
+
+
+def _ends(group: Group, metric: str, up: bool) -> list[float]:
+    """Every comparable run's figure at the upper (``up``) or lower end of its range."""
+    out = []
+    for r in group.runs:
+        rng = _range(r, metric) if r.invalid is None else None
+        if rng is not None:
+            out.append(rng[2] if up else rng[1])
+    return out
+
+
+def _moved(group: Group, metric: str) -> list[tuple[Run, tuple[float, float, float]]]:
+    """The comparable runs whose figure the unfinished requests leave a range, not a value."""
+    out = []
+    for r in group.runs:
+        rng = _range(r, metric) if r.invalid is None else None
+        if rng is not None and (rng[1] < rng[0] or rng[2] > rng[0]):
+            out.append((r, rng))
+    return out
+
+
+def _judged_at(rule: Rule, base: list[float], cand: list[float], alpha: float) -> str:
+    """The rule's status on these per-run values (an unbounded value decides it: the limit cannot hold it)."""
+    if rule.kind == "absolute":
+        return judge_absolute(rule, cand, None, "").status
+    if not all(math.isfinite(v) for v in [*base, *cand]):
+        # moved to infinity the way being checked: a ratio of 0 or infinity, beyond any limit that way
+        return "unbounded"
+    return judge_relative(rule, compare_values(base, cand, figure_for(rule.metric), alpha), alpha).status
+
+
+def unfinished_check(rule: Rule, outcome: Outcome, base: Group, cand: Group, alpha: float, strict: bool = False) -> Outcome:
+    """``outcome``, or inconclusive when the runs' unfinished requests could change it (module docstring).
+
+    A pass is judged again with every candidate run at the end of its range that
+    is worse for the rule and every baseline run at its better end; a fail the
+    other way round. Inconclusive outcomes, and runs without unfinished requests
+    (or recorded before the count), are left as they are.
+    """
+    if outcome.status not in (stats.PASS, stats.FAIL):
+        return outcome
+    sides = [("candidate", cand)] if rule.kind == "absolute" else [("baseline", base), ("candidate", cand)]
+    moved = [(side, r, rng) for side, g in sides for r, rng in _moved(g, rule.metric)]
+    if not moved:
+        return outcome
+    up = worse_up(rule)
+    toward_fail = outcome.status == stats.PASS
+    # toward a fail: the candidate at its worse end, the baseline at its better end
+    cand_up = up if toward_fail else not up
+    status = _judged_at(rule, _ends(base, rule.metric, not cand_up), _ends(cand, rule.metric, cand_up), alpha)
+    if status == outcome.status:
+        return outcome
+    runs = "; ".join(
+        f"the {side}'s {r.id} ({r.path}): {r.unfinished_text()}, {rule.metric} could be {_fmt(lo, rule.metric)} to "
+        f"{'unbounded' if math.isinf(hi) else _fmt(hi, rule.metric)}"
+        for side, r, (_, lo, hi) in moved
+    )
+    could = "fail" if toward_fail else "pass"
+    out = Outcome(**outcome.to_dict())
+    out.status = stats.FAIL if strict else stats.INCONCLUSIVE
+    out.message = (
+        f"{outcome.message}; {outcome.status.upper()} on the finished requests only: {runs}; had they finished "
+        f"the rule could {could}: undecided"
+    )
+    return out
 
 
 def verdict_doc(outcomes: Sequence[Outcome], alpha: float, strict: bool, sides: dict[str, Any], notes: Sequence[str] = ()) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import json
 import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -117,13 +118,16 @@ def test_single_runs_are_never_judged_on_within_run_noise(capsys: pytest.Capture
     assert "one run per side: run-to-run noise unknown" in out
 
 
-def synthetic_runs(folder: Path, values: list[float], p99: float = 10.0, errors: int = 0) -> Path:
+def synthetic_runs(folder: Path, values: list[float], p99: float = 10.0, errors: int = 0, unfinished: dict[int, dict[str, Any] | None] | None = None) -> Path:
+    """Runs with these requests.per_s; ``unfinished`` maps a run's index to its summary's ``unfinished`` section."""
     for i, v in enumerate(values):
         run = folder / f"run-{i + 1}"
         run.mkdir(parents=True)
         run_json = {"schema_version": 1, "id": run.name, "status": "completed", "scenario": {"name": "synthetic"}, "machine": {"hostname": "h", "cpus": 2, "kernel": "k"}}
         (run / "run.json").write_text(json.dumps(run_json))
-        summary = {"schema_version": 1, "requests": {"per_s": v}, "latency_ms": {"p99": p99 * (1 + 0.01 * i)}, "errors": {"total": errors}}
+        summary: dict[str, Any] = {"schema_version": 1, "requests": {"per_s": v}, "latency_ms": {"p99": p99 * (1 + 0.01 * i)}, "errors": {"total": errors}}
+        if unfinished is not None and i in unfinished:
+            summary["unfinished"] = unfinished[i]
         (run / "summary.json").write_text(json.dumps(summary))
     return folder
 
@@ -221,6 +225,111 @@ def test_a_run_whose_lab_changed_is_not_comparable(how: str, tmp_path: Path) -> 
         (bad / "summary.json").write_text(json.dumps({**summary, "integrity": {"ok": False, "headline": "lb-a-frontend died at +12.0 s"}}))
     with pytest.raises(UserError, match=r"candidate run .*run-2 is not comparable: its lab changed during the run \(lb-a-frontend died at \+12.0 s\)"):
         g.evaluate([str(base)], [str(cand)], [g.parse_rule("requests.per_s: -5%")])
+
+
+# --------------------------------------------------------------------------- requests left unfinished (summary.json unfinished)
+
+
+def hung(total: int, oldest_s: float, bounds: dict[str, tuple[float | None, float | None]], large: bool = True) -> dict[str, Any]:
+    """An ``unfinished`` section (bench/analysis/unfinished.py) with these figures' ranges."""
+    return {
+        "total": total, "steady": total, "steady_pct": 0.4, "oldest_s": oldest_s, "large": large, "by_phase": {"response": total},
+        "by_worker": {"lg:1": {"count": total, "oldest_s": oldest_s}}, "bounds": {k: {"low": lo, "high": hi} for k, (lo, hi) in bounds.items()},
+    }  # fmt: skip
+
+
+#: 4 requests hung in a run whose p99 is 10 ms and errors 0: p99 unbounded, up to 4 errors, the rate up a little
+HUNG = hung(4, 8.9, {"latency_ms.p99": (9.5, None), "errors.total": (0, 4), "requests.per_s": (1001.0, 1001.4)})
+SAME = [1000.0, 1010.0, 990.0, 1005.0, 995.0]
+
+
+def test_a_candidate_whose_requests_hang_does_not_pass(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """The false pass: on the finished requests alone every default rule passes; with 4 hung the p99 and error rules cannot tell."""
+    base = synthetic_runs(tmp_path / "base", SAME)
+    cand = synthetic_runs(tmp_path / "cand", [1001.0, 1011.0, 991.0, 1006.0, 996.0], unfinished={0: HUNG})
+    junit = tmp_path / "gate.xml"
+    code, out, _ = run_cli(capsys, "gate", "--baseline", str(base), "--candidate", str(cand), "--junit", str(junit), "--json", str(tmp_path / "v.json"))
+    assert code == g.EXIT_INCONCLUSIVE == 3, out
+    verdict = json.loads((tmp_path / "v.json").read_text())
+    status = {r["rule"]: r["status"] for r in verdict["rules"]}
+    # the rate's range only rises (they could have succeeded): a drop limit holds over all of it
+    assert status == {"requests.per_s: -5%": "pass", "latency_ms.p99: +10%": "inconclusive", "errors.total: <= 0": "inconclusive"}
+    p99 = next(r for r in verdict["rules"] if r["rule"] == "latency_ms.p99: +10%")
+    assert p99["message"].startswith("latency_ms.p99 10.20 -> 10.20 (+0.0%")
+    assert (
+        f"PASS on the finished requests only: the candidate's run-1 ({cand / 'run-1'}): 4 requests unfinished at the load's end, oldest waiting 8.9 s, "
+        "latency_ms.p99 could be 9.50 to unbounded; had they finished the rule could fail: undecided"
+    ) in p99["message"]
+    assert "INCONCLUSIVE: errors.total = 0 (worst candidate run); limit <= 0; PASS on the finished requests only: the candidate's run-1" in out
+    assert "errors.total could be 0 to 4" in out and "gate: INCONCLUSIVE (2 of 3 rules undecided; exit 3)" in out
+    assert any(n.startswith(f"the candidate's run run-1 ({cand / 'run-1'}): 4 requests unfinished at the load's end, oldest waiting 8.9 s (large") for n in verdict["notes"])
+    # JUnit as a run's undecided thresholds: skipped, not passed
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None and (suite.get("failures"), suite.get("skipped")) == ("0", "2")
+    # --strict: what cannot be told fails
+    assert run_cli(capsys, "gate", "--baseline", str(base), "--candidate", str(cand), "--strict")[0] == g.EXIT_REGRESSION
+
+
+def test_runs_without_unfinished_requests_give_todays_verdict(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """unfinished 0 (a normal run) and null (recorded before the count) judge and print exactly as runs without the section."""
+    zero = {"total": 0, "steady": 0, "steady_pct": 0.0, "oldest_s": None, "large": False, "by_phase": {}, "by_worker": {}, "bounds": {}}
+    outputs = []
+    for name, section in (("none", None), ("zero", zero), ("null", None)):
+        marks = None if name == "none" else dict.fromkeys(range(5), section)
+        base = synthetic_runs(tmp_path / name / "base", SAME, unfinished=marks)
+        cand = synthetic_runs(tmp_path / name / "cand", [800.0, 812.0, 790.0, 805.0, 797.0], errors=2, unfinished=marks)
+        code, out, _ = run_cli(capsys, "gate", "--baseline", str(base), "--candidate", str(cand))
+        outputs.append((code, out.replace(str(tmp_path / name), "DIR")))
+    assert outputs[0] == outputs[1] == outputs[2]
+    assert outputs[0][0] == 1 and "gate: FAIL (2 of 3 rules regressed)" in outputs[0][1] and "unfinished" not in outputs[0][1]
+
+
+@pytest.mark.parametrize(
+    ("rule", "base_unf", "cand_unf", "cand_values", "expect"),
+    [
+        # a sure fail stays a fail: the rate's range rises only 0.1 %, the errors' least is the 2 already counted
+        ("requests.per_s: -5%", None, hung(4, 8.9, {"requests.per_s": (800.0, 801.0)}), [800.0, 812.0, 790.0, 805.0, 797.0], "fail"),
+        ("errors.total: <= 0", None, hung(4, 8.9, {"errors.total": (2, 6)}), SAME, "fail"),
+        # ... and a slower candidate whose hung requests had waited longer than its p99 (they could only raise it)
+        ("latency_ms.p99: +10%", None, hung(4, 8.9, {"latency_ms.p99": (13.0, None)}), SAME, "fail"),
+        # a fail the baseline's hung requests could undo: its p99 could be anything above
+        ("latency_ms.p99: +10%", hung(4, 8.9, {"latency_ms.p99": (10.0, None)}), None, SAME, "inconclusive"),
+        # a fail the candidate's could undo: had its 400 hung requests succeeded, the rate would be within -5 %
+        ("requests.per_s: -5%", None, hung(400, 8.9, {"requests.per_s": (800.0, 1000.0)}), [800.0, 812.0, 790.0, 805.0, 797.0], "inconclusive"),
+        # hung requests that cannot move the rule's figure change nothing
+        ("requests.per_s: -5%", None, hung(4, 8.9, {"latency_ms.p99": (10.0, None)}), SAME, "pass"),
+    ],
+)
+def test_unfinished_requests_decide_only_what_they_cannot_flip(
+    rule: str, base_unf: dict[str, Any] | None, cand_unf: dict[str, Any] | None, cand_values: list[float], expect: str, tmp_path: Path
+) -> None:
+    p99 = 13.0 if rule.startswith("latency") else 10.0  # +30 %: a sure fail on the finished requests
+    errors = 2 if rule.startswith("errors") else 0
+    base = synthetic_runs(tmp_path / "base", SAME, unfinished=dict.fromkeys(range(5), base_unf) if base_unf else None)
+    cand = synthetic_runs(tmp_path / "cand", cand_values, p99=p99, errors=errors, unfinished=dict.fromkeys(range(5), cand_unf) if cand_unf else None)
+    verdict = g.evaluate([str(base)], [str(cand)], [g.parse_rule(rule)])
+    assert verdict["rules"][0]["status"] == expect, verdict["rules"][0]["message"]
+    side = "baseline" if base_unf else "candidate"
+    assert (f"the {side}'s run-1" in verdict["rules"][0]["message"]) == (expect == "inconclusive")
+
+
+def test_compare_names_the_runs_that_left_requests_unfinished(tmp_path: Path) -> None:
+    from bench.compare import compare
+
+    base = synthetic_runs(tmp_path / "base", SAME[:3])
+    cand = synthetic_runs(tmp_path / "cand", SAME[:3], unfinished={1: HUNG})
+    doc = compare([str(base), str(cand)], fmt="markdown", output=str(tmp_path / "c.md"), plots=False)
+    hung_notes = [n for n in doc["notes"] if "unfinished" in n]
+    assert hung_notes == [
+        (
+            f"run run-2 ({cand / 'run-2'}): 4 requests unfinished at the load's end, oldest waiting 8.9 s (large: they could move its latency "
+            "and error figures anywhere); sent and never answered, they are in none of its figures (the range each figure could take had they "
+            "finished: unfinished.bounds in its summary.json)"
+        )
+    ]
+    assert "- " + hung_notes[0] in (tmp_path / "c.md").read_text()
+    clean = compare([str(base), str(synthetic_runs(tmp_path / "cand2", SAME[:3]))], fmt="json", output=str(tmp_path / "c.json"), plots=False)
+    assert not [n for n in clean["notes"] if "unfinished" in n]
 
 
 # --------------------------------------------------------------------------- --run: interleaved A B A B
