@@ -31,9 +31,10 @@ from ..duet import Design, SideSpec, join_halves, plan_duet, planned_looks, read
 from ..errors import UserError
 from ..results.gate import gate_dict
 from ..results.layout import RunDir
+from ..results.store import read_table
 from ..slices import FIGURES, over_slices, paired_figures, side_slices
 from .rules import DUET_RULES, Rule, parse_rule
-from .verdict import Outcome, judge_absolute, judge_relative, verdict_doc
+from .verdict import Outcome, judge_absolute, judge_relative, verdict_doc, worse_up
 
 #: Slice time before the first look, and between looks.
 FIRST_LOOK_S = 60.0
@@ -204,6 +205,14 @@ def judge_duet_folder(
     rule_list = list(rules) if rules is not None else [parse_rule(t) for t in DUET_RULES]
     base, cand = slice_frames(out, doc, n)
     outcomes, notes = judge_slices(base, cand, rule_list, alpha, strict, defaults)
+    hung = {side: slices_unfinished(Path(out) / doc["sides"][side], slices_between(doc["design"], n)) for side in ("baseline", "candidate")}
+    outcomes = [unfinished_in_slices(rule_for(rule_list, o), o, hung, cand, strict) for o in outcomes]
+    notes += [
+        f"the {side}'s run ({h['run']}) left {h['count']:,} request{'s' if h['count'] != 1 else ''} sent before the last judged slice ended unanswered "
+        f"(oldest waiting {h['oldest_s']:.1f} s): in no slice's latency, error or request count"
+        for side, h in hung.items()
+        if h["count"]
+    ]
     if invalid:
         # a lab that changed under the duet measured something else: no rule is decided by it
         for o in outcomes:
@@ -215,6 +224,63 @@ def judge_duet_folder(
     if doc["design"].get("sharing"):
         notes.append(f"cores: {doc['design']['sharing']}")
     return verdict_doc(outcomes, alpha, strict, _sides(out, doc, looks), notes)
+
+
+#: Slice figures computed from the requests table (:func:`bench.slices._latency`): requests never answered are in none of them.
+REQUEST_FIGURES = ("latency_ms.", "errors.", "requests.")
+
+
+def slices_unfinished(run_dir: Path, edges: Sequence[float]) -> dict[str, Any]:
+    """A side's requests sent before its last judged slice ended and never answered: ``count``, ``oldest_s``, ``min_wait_ms``.
+
+    By the intended send time where the rate model has one (as the slices place
+    requests), else the send time; one sent before the first slice and still
+    waiting during them counts too (the slices' figures leave it out all the same).
+    """
+    unf = read_table(Path(run_dir), "unfinished", ("t", "dropped_t", "intended_t"))
+    if unf.empty:
+        return {"count": 0}
+    t = unf["intended_t"].fillna(unf["t"]).to_numpy(dtype=float)
+    waited = unf["dropped_t"].to_numpy(dtype=float) - t
+    inside = t < float(edges[-1])
+    if not inside.any():
+        return {"count": 0}
+    return {"count": int(inside.sum()), "oldest_s": float(waited[inside].max()), "min_wait_ms": 1000.0 * float(waited[inside].min()), "run": str(run_dir)}
+
+
+def rule_for(rules: Sequence[Rule], outcome: Outcome) -> Rule:
+    return next(r for r in rules if r.text == outcome.rule)
+
+
+def unfinished_in_slices(rule: Rule, outcome: Outcome, hung: dict[str, dict[str, Any]], cand: Any, strict: bool = False) -> Outcome:
+    """``outcome``, or inconclusive when a side's unfinished requests could change it (the slices leave them out).
+
+    Only rules on figures the slices take from the requests table can change. A
+    fail stays a fail where the candidate alone left requests unfinished and
+    finishing them could only make it worse: more errors (``errors.total``), or a
+    latency rule whose every unfinished wait is at least the largest value of any
+    candidate slice. Anything else the unfinished requests touch is inconclusive.
+    """
+    sides = [side for side in ("baseline", "candidate") if hung[side]["count"]]
+    if not sides or outcome.status not in (stats.PASS, stats.FAIL) or not rule.metric.startswith(REQUEST_FIGURES):
+        return outcome
+    if outcome.status == stats.FAIL and sides == ["candidate"] and worse_up(rule):
+        if rule.metric == "errors.total":
+            return outcome
+        if rule.metric.startswith("latency_ms.") and rule.metric in cand:
+            values = cand[rule.metric].to_numpy(dtype=float)
+            top = float(np.nanmax(values)) if np.isfinite(values).any() else math.inf
+            if hung["candidate"]["min_wait_ms"] >= top:
+                return outcome
+    named = "; ".join(
+        f"the {side}'s run ({hung[side]['run']}): {hung[side]['count']:,} request{'s' if hung[side]['count'] != 1 else ''} sent before the last judged slice ended "
+        f"and never answered, oldest waiting {hung[side]['oldest_s']:.1f} s"
+        for side in sides
+    )
+    out = Outcome(**outcome.to_dict())
+    out.status = stats.FAIL if strict else stats.INCONCLUSIVE
+    out.message = f"{outcome.message}; {outcome.status.upper()} on the answered requests only: {named}; the slices' {rule.metric} leaves them out: undecided"
+    return out
 
 
 #: What a duet's intervals cannot cover, said with every duet verdict (measured: docs/compare-gate.md "Measured here").

@@ -238,6 +238,72 @@ def test_a_probe_step_is_judged_like_find_max(tmp_path: Path) -> None:
     assert "baseline 759, candidate 506" in note[0] and "60% of 759" in note[0]
 
 
+def write_unfinished(run_dir: Path, intended: list[float], dropped_t: float) -> None:
+    """Rate-model requests sent at ``intended`` and dropped unanswered at ``dropped_t`` (the unfinished table)."""
+    n = len(intended)
+    ChunkWriter(run_dir, "unfinished", "test").write(
+        {"t": intended, "dropped_t": [dropped_t] * n, "worker": ["w"] * n, "name": ["GET /"] * n, "phase": ["response"] * n,
+         "conn_new": [False] * n, "intended_t": intended, "trace_id": [None] * n}
+    )  # fmt: skip
+
+
+def hung_duet(out: Path, start: float, latency_ms: tuple[float, float] = (2.0, 2.0)) -> None:
+    """A duet folder of 12 slices at 1000 req/s, the same cost on both sides."""
+    write_side(out / "baseline", start, 70, cpu_per_s=0.40, rate=1000, latency_ms=latency_ms[0])
+    write_side(out / "candidate", start, 70, cpu_per_s=0.40, rate=1000, latency_ms=latency_ms[1])
+    design = {"slice_s": 5.0, "warmup_s": 2.0, "planned": 12, "start_at": start, "rate": 1000.0}
+    duet = {"schema_version": 1, "status": "completed", "design": design, "sides": {"baseline": "baseline", "candidate": "candidate"}}
+    (out / "duet.json").write_text(json.dumps({**duet, "start_order": ["baseline", "candidate"], "slices": 12, "looks": []}))
+
+
+def test_a_duet_side_whose_requests_hang_does_not_pass(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The slices count answered requests only: 40 hung in the candidate's slices leave its latency and error rules undecided."""
+    start = 1_800_000_000.0
+    out = tmp_path / "duet"
+    hung_duet(out, start)
+    assert main(["gate", "--duet", str(out)]) == 0  # on the answered requests alone: the same on both sides
+    capsys.readouterr()
+    write_unfinished(out / "candidate", list(start + 10.0 + np.arange(40) * 1.0), start + 75.0)
+    assert main(["gate", "--duet", str(out), "--json", str(tmp_path / "v.json")]) == 3
+    v = json.loads((tmp_path / "v.json").read_text())
+    status = {r["metric"]: r["status"] for r in v["rules"]}
+    # HAProxy's CPU per request counts what HAProxy received, not what the client saw finish
+    assert status == {"cost.lb_us_per_request": "pass", "latency_ms.p50": "inconclusive", "latency_ms.p99": "inconclusive", "errors.pct": "inconclusive"}
+    p50 = next(r for r in v["rules"] if r["metric"] == "latency_ms.p50")
+    assert p50["message"].endswith(
+        f"PASS on the answered requests only: the candidate's run ({out / 'candidate'}): 40 requests sent before the last judged slice ended and never answered, "
+        "oldest waiting 65.0 s; the slices' latency_ms.p50 leaves them out: undecided"
+    )
+    assert any(n.startswith(f"the candidate's run ({out / 'candidate'}) left 40 requests sent before the last judged slice ended unanswered") for n in v["notes"])
+    assert "gate: INCONCLUSIVE (3 of 4 rules undecided; exit 3)" in capsys.readouterr().out
+
+
+def test_a_duet_fail_the_hung_requests_cannot_undo_stays_a_fail(tmp_path: Path) -> None:
+    """The candidate alone hung, slower: requests that waited longer than any of its slices' p99 could only raise it."""
+    start = 1_800_000_000.0
+    out = tmp_path / "duet"
+    hung_duet(out, start, latency_ms=(2.0, 3.0))
+    rules = [parse_rule("latency_ms.p99: +20%"), parse_rule("errors.total: <= 0")]
+    write_unfinished(out / "candidate", list(start + 10.0 + np.arange(4) * 5.0), start + 75.0)
+    verdict = judge_duet_folder(out, rules, alpha=0.05)
+    assert [r["status"] for r in verdict["rules"]] == ["fail", "inconclusive"]
+    # the same hang on the baseline could undo it (its p99 could be anything)
+    write_unfinished(out / "baseline", list(start + 10.0 + np.arange(4) * 5.0), start + 75.0)
+    verdict = judge_duet_folder(out, rules, alpha=0.05)
+    assert [r["status"] for r in verdict["rules"]] == ["inconclusive", "inconclusive"]
+    assert "the baseline's run" in verdict["rules"][0]["message"] and "the candidate's run" in verdict["rules"][0]["message"]
+
+
+def test_requests_hung_after_the_judged_slices_change_nothing(tmp_path: Path) -> None:
+    start = 1_800_000_000.0
+    out = tmp_path / "duet"
+    hung_duet(out, start)
+    end = start + 2.0 + 12 * 5.0  # warmup, then 12 slices of 5 s
+    write_unfinished(out / "candidate", [end + 0.5, end + 3.0], end + 8.0)
+    verdict = judge_duet_folder(out, None, alpha=0.05)
+    assert verdict["verdict"] == "pass" and not [n for n in verdict["notes"] if "unanswered" in n]
+
+
 def test_bench_compare_reads_a_duet_folder(tmp_path: Path) -> None:
     from bench.compare import compare
 
