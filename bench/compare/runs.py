@@ -99,13 +99,6 @@ class Group:
         vals = self.values(key)
         return float(np.median(vals)) if vals else None
 
-    def spread_pct(self, key: str) -> float | None:
-        """Relative standard deviation of the per-run values, % (None with fewer than two)."""
-        vals = np.asarray(self.values(key))
-        if vals.size < 2 or vals.mean() == 0:
-            return None
-        return float(100.0 * vals.std(ddof=1) / abs(vals.mean()))
-
 
 def load_run(path: Path) -> Run:
     """Read one run directory through :mod:`bench.results` (summary.json is recomputed from the samples when absent).
