@@ -51,9 +51,13 @@ def unfinished_summary(
     total = len(unf)
     t = unf["t"].to_numpy(dtype=float)
     waited = unf["dropped_t"].to_numpy(dtype=float) - t
+    # Sent after the load generator began stopping (a user whose wait ended as Locust stopped it): cut by the
+    # stop itself, at once. Not a request of the measured load: counted (at_stop), in no figure's range.
+    cut = unf["after_stop"].eq(True).fillna(False).to_numpy(dtype=bool) if "after_stop" in unf.columns else np.zeros(total, dtype=bool)
+    load = ~cut
     # waiting during the steady window: sent before it ended. One sent in the ramp and never answered
     # is as much a request the window's figures leave out as one sent in it (a user hung all along).
-    steady = np.asarray(inside(t, (-math.inf, window[1])), dtype=bool)
+    steady = np.asarray(inside(t, (-math.inf, window[1])), dtype=bool) & load
     n_steady = int(steady.sum())
     recorded_steady = int(steady_mask(req, window).sum())
     by_worker: dict[str, dict[str, Any]] = {}
@@ -63,19 +67,27 @@ def unfinished_summary(
     phases = unf["phase"].astype(str)
     by_phase = {str(k): int(v) for k, v in phases[phases != ""].value_counts().sort_index().items()}
     oldest = float(waited.max()) if total else None
+    oldest_load = float(waited[load].max()) if load.any() else None
     both = recorded_steady + n_steady
     steady_pct = 100.0 * n_steady / both if both else None
     finished_max = latency.get("max")
-    large = bool(total and ((steady_pct is not None and steady_pct >= LARGE_PCT) or (oldest is not None and oldest > LARGE_WAIT_S and (finished_max is None or oldest * 1000.0 > finished_max))))
+    large = bool(
+        load.any()
+        and (
+            (steady_pct is not None and steady_pct >= LARGE_PCT)
+            or (oldest_load is not None and oldest_load > LARGE_WAIT_S and (finished_max is None or oldest_load * 1000.0 > finished_max))
+        )
+    )
     return {
         "total": total,
+        "at_stop": int(cut.sum()),
         "steady": n_steady,
         "steady_pct": num(steady_pct, 3),
         "oldest_s": num(oldest),
         "large": large,
         "by_phase": by_phase,
         "by_worker": by_worker,
-        "bounds": figure_bounds(req, hist, window, latency, waited, steady) if total else {},
+        "bounds": figure_bounds(req, hist, window, latency, waited[load], steady[load]) if load.any() else {},
     }
 
 
@@ -167,15 +179,25 @@ def _rank_value(h: Histogram, q: float, unfinished: int) -> float:
 
 
 def unfinished_line(section: dict[str, Any] | None) -> str | None:
-    """``N requests unfinished at the load's end, oldest waiting X s`` (None when there were none or the run predates the count)."""
+    """``N requests unfinished at the load's end, oldest waiting X s`` (None when there were none or the run predates the count).
+
+    Requests sent as the load stopped and cut by the stop (``at_stop``) are said apart: they are no
+    request of the measured load.
+    """
     s = section or {}
     total = s.get("total")
     if not total:
         return None
-    line = f"{total:,} request{'s' if total != 1 else ''} unfinished at the load's end, oldest waiting {s.get('oldest_s', 0) or 0:.1f} s"
+    at_stop = int(s.get("at_stop") or 0)
+    cut = f"{at_stop:,} request{'s' if at_stop != 1 else ''} sent as the load stopped, cut by the stop at once (in no figure's range)"
+    if at_stop >= total:
+        return cut
+    n = total - at_stop
+    line = f"{n:,} request{'s' if n != 1 else ''} unfinished at the load's end, oldest waiting {s.get('oldest_s', 0) or 0:.1f} s"
     if s.get("steady"):
         line += f" ({s['steady']:,} waiting in the steady window, {s.get('steady_pct') or 0:g}% of its requests)"
-    return line + ": sent and never answered, in no latency figure"
+    line += ": sent and never answered, in no latency figure"
+    return f"{line}; {cut}" if at_stop else line
 
 
 def note_in_bottleneck(bottleneck: dict[str, Any], unfinished: dict[str, Any]) -> dict[str, Any]:

@@ -237,7 +237,8 @@ def slices_unfinished(run_dir: Path, edges: Sequence[float]) -> dict[str, Any]:
     requests), else the send time; one sent before the first slice and still
     waiting during them counts too (the slices' figures leave it out all the same).
     """
-    unf = read_table(Path(run_dir), "unfinished", ("t", "dropped_t", "intended_t"))
+    unf = read_table(Path(run_dir), "unfinished", ("t", "dropped_t", "intended_t", "after_stop"))
+    unf = unf[~unf["after_stop"].eq(True).fillna(False).to_numpy(dtype=bool)]  # cut by the stop: no request of the load
     if unf.empty:
         return {"count": 0}
     t = unf["intended_t"].fillna(unf["t"]).to_numpy(dtype=float)

@@ -196,7 +196,7 @@ class RequestCapture:
         self.hist_writer = ChunkWriter(run_dir, LATENCY_HIST, process_writer())
         self.unfinished_writer = ChunkWriter(run_dir, UNFINISHED, process_writer())
         self._rows: list[tuple] = []
-        # (t, dropped_t, name, phase, conn_new, intended_t, trace_id) of the requests dropped unanswered (unfinished)
+        # (t, dropped_t, name, phase, conn_new, intended_t, trace_id, after_stop) of the requests dropped unanswered (unfinished)
         self._unfinished: list[tuple] = []
         #: which requests carry X-Lbbench-Id (an engine asks it; see Tracer)
         self.tracer = Tracer(self.worker, _trace_setting())
@@ -210,6 +210,8 @@ class RequestCapture:
         self._intended: list[tuple[int, float]] = []
         self._flusher: gevent.Greenlet | None = None
         self._stopped = False
+        #: when Locust began stopping this process's users (its test_stopping event: the load's end); None before
+        self.stopping_at: float | None = None
         # successes recorded column-wise (ok_appenders): (bytes, status, name, counted by ok_stats) -> (start times, latencies)
         self._ok: dict[tuple[int, int, str, bool], tuple[array, array]] = {}
         #: who takes the column-wise successes recorded with ``stats=True`` as its statistics (tap_ok), or None
@@ -314,10 +316,21 @@ class RequestCapture:
         long they had waited (``samples/unfinished/``). ``phase``: "connect"
         (TCP connect or TLS handshake) or "response"; "" when the engine cannot tell.
         """
-        self._unfinished.append((t, time.time(), name, phase, conn_new, intended_t, trace_id))
+        # sent after the stop began: a user whose wait ended as Locust stopped it (Locust kills a waiting
+        # user at once, and the kill lands after it sent): cut by the stop itself, not load that went unanswered
+        after_stop = self.stopping_at is not None and t >= self.stopping_at
+        self._unfinished.append((t, time.time(), name, phase, conn_new, intended_t, trace_id, after_stop))
         if self._stopped:  # dropped after the last flush (a pool stopped at exit): written at once
             self._flush_unfinished()
             self.unfinished_writer.close()
+
+    def mark_stopping(self, **_kwargs: Any) -> None:
+        """The load ends: Locust began stopping this process's users (a listener of its ``test_stopping`` event).
+
+        A request sent from now on and dropped unanswered is marked ``after_stop`` in ``samples/unfinished/``.
+        """
+        if self.stopping_at is None:
+            self.stopping_at = time.time()
 
     def mark_traced(self, trace_id: int) -> None:
         """The next row recorded (by any engine) is the traced request ``trace_id``."""
@@ -411,7 +424,7 @@ class RequestCapture:
 
     def _flush_unfinished(self) -> None:
         rows, self._unfinished = self._unfinished, []
-        names = ("t", "dropped_t", "name", "phase", "conn_new", "intended_t", "trace_id")
+        names = ("t", "dropped_t", "name", "phase", "conn_new", "intended_t", "trace_id", "after_stop")
         cols: dict[str, list] = {name: [row[i] for row in rows] for i, name in enumerate(names)}
         cols["worker"] = [self.worker] * len(rows)
         self.unfinished_writer.write(cols)

@@ -41,6 +41,8 @@ def _on_init(environment, **_kwargs) -> None:
         # The lean engine records its requests itself (it fires no events.request).
         lean.attach_capture(_capture)
         users.attach_capture(_capture)
+        # the load's end: requests sent after it and cut by the stop are told apart (samples/unfinished/ after_stop)
+        environment.events.test_stopping.add_listener(_capture.mark_stopping)
         _capture.start()
     # started ahead of its lab by `bench run`: no user before the go (the owning process starts
     # its users only after this returns, so nothing is sent before it)

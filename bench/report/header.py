@@ -82,7 +82,8 @@ def _rate(run: dict[str, Any], s: dict[str, Any]) -> Tile | None:
     detail = f"{num(pct, 1)}% of the {num(target)} target" if pct is not None and target else f"{num(req.get('total'))} requests in all"
     unfinished = s.get("unfinished")
     if unfinished is not None:  # (summaries from before the count have no section)
-        detail += f", {num(unfinished.get('total'))} unfinished"
+        # (those sent as the load stopped and cut by the stop are no request of the load: the verdict line names them)
+        detail += f", {num((unfinished.get('total') or 0) - (unfinished.get('at_stop') or 0))} unfinished"
     cls = "" if load.get("reached") in (None, True) else "warn"
     return Tile("requests / s (steady)", num(req.get("per_s")), cls, detail)
 
@@ -97,7 +98,8 @@ def _latency(run: dict[str, Any], s: dict[str, Any]) -> Tile | None:
     if p99 is not None and p99.get("high") != lat.get("p99"):
         # of the finished requests only: with the unfinished ones the p99 could be anywhere in this range
         high = f"{ms(p99['high'])} ms" if p99.get("high") is not None else "unbounded"
-        return Tile("latency p50 / p99", f"{ms(lat.get('p50'))} / {ms(lat.get('p99'))} ms", "warn", f"{detail}; p99 up to {high} with {num(u.get('total'))} unfinished")
+        left = (u.get("total") or 0) - (u.get("at_stop") or 0)
+        return Tile("latency p50 / p99", f"{ms(lat.get('p50'))} / {ms(lat.get('p99'))} ms", "warn", f"{detail}; p99 up to {high} with {num(left)} unfinished")
     return Tile("latency p50 / p99", f"{ms(lat.get('p50'))} / {ms(lat.get('p99'))} ms", "", detail)
 
 
@@ -185,6 +187,8 @@ def _unfinished_line(run: dict[str, Any], s: dict[str, Any]) -> Verdict | None:
     line = unfinished_line(u)
     if line is None:
         return None
+    if (u.get("at_stop") or 0) >= (u.get("total") or 0):  # only requests the stop itself cut: no request of the load
+        return Verdict("na", "Unfinished requests", line)
     return Verdict("fail" if u.get("large") else "warn", "Unfinished requests", line)
 
 

@@ -172,6 +172,11 @@ UNFINISHED = register(
             _str("phase", "what it waited for: connect (TCP connect or TLS handshake) or response; empty when the engine cannot tell"),
             Column("conn_new", pa.bool_(), "the request was opening its connection; null when the engine cannot tell"),
             Column("intended_t", pa.float64(), "rate models: when the schedule wanted it sent; null otherwise", "epoch s"),
+            Column(
+                "after_stop",
+                pa.bool_(),
+                "sent after its load generator began stopping (the load's end): cut by the stop itself, not a request of the measured load; null when not known",
+            ),
             Column("trace_id", pa.int64(), "a traced request: the n of its X-Lbbench-Id <worker>/<n>; null otherwise"),
         ),
     )

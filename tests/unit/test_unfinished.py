@@ -158,6 +158,20 @@ def test_the_capture_writes_them_to_the_run_directory(tmp_path: Path) -> None:
     assert got["intended_t"].tolist()[2] == pytest.approx(before - 0.6)
 
 
+def test_requests_sent_after_the_stop_began_are_marked(tmp_path: Path) -> None:
+    """A user whose wait ends as Locust stops it sends, and the kill lands after: that request is marked after_stop."""
+    cap = RequestCapture(tmp_path)
+    before = time.time()
+    cap.unfinished(before - 1.0, "GET /", "response")  # hung before the stop
+    cap.mark_stopping(environment=None)  # (Locust's test_stopping event)
+    cap.mark_stopping()  # a second stop keeps the first moment
+    assert cap.stopping_at is not None and before <= cap.stopping_at <= time.time()
+    cap.unfinished(time.time(), "GET /", "")  # sent as it stopped
+    cap.stop()
+    got = read_table(tmp_path, "unfinished").sort_values("t")
+    assert got["after_stop"].tolist() == [False, True]
+
+
 # --------------------------------------------------------------------------- analysis
 
 
@@ -190,7 +204,7 @@ def test_counts_waits_and_who() -> None:
     assert s["steady_pct"] == pytest.approx(100 * 3 / 1003, abs=1e-3)
     assert s["large"] is True  # waited 4 s, every finished request 10 ms: a hang
     none = unfinished_summary(_unf([]), req, empty_frame("latency_hist"), (100.0, 105.0), latency)
-    assert none == {"total": 0, "steady": 0, "steady_pct": 0.0, "oldest_s": None, "large": False, "by_phase": {}, "by_worker": {}, "bounds": {}}
+    assert none == {"total": 0, "at_stop": 0, "steady": 0, "steady_pct": 0.0, "oldest_s": None, "large": False, "by_phase": {}, "by_worker": {}, "bounds": {}}
 
 
 def test_bounds_of_a_percentile_follow_the_rank_the_unfinished_reach() -> None:
@@ -256,6 +270,28 @@ def test_a_normal_run_reads_as_before_with_a_zero_count(tmp_path: Path) -> None:
     assert {k: v for k, v in s.items() if k != "unfinished"} == {k: v for k, v in before.items() if k != "unfinished"}
     assert headline(s) == headline(before)
     assert "0 unfinished" in render_header({}, s) and "Unfinished requests" not in render_header({}, s)
+
+
+def test_requests_cut_by_the_stop_are_in_no_range_and_decide_nothing(tmp_path: Path) -> None:
+    """Two requests sent as the load stopped and cut at once (as a paced run ends: Locust kills a waiting user, and the
+    kill lands after it sent): counted apart (at_stop), in no figure's range, so errors.total <= 0 still passes."""
+    run = json.loads((GOLDEN / "smoke" / "run.json").read_text())
+    end = run["load_window"]["end"]
+    run_dir = _golden_with_unfinished(tmp_path, [], {"errors.total": "<= 0"})
+    writer = ChunkWriter(run_dir, UNFINISHED, "test2")
+    writer.write({"t": [end - 0.03, end - 0.02], "dropped_t": [end - 0.0298, end - 0.0197], "worker": ["h:1"] * 2, "name": ["GET"] * 2, "after_stop": [True, True]})
+    writer.close()
+    s = summarise(run_dir)
+    u = s["unfinished"]
+    assert u["total"] == 2 and u["at_stop"] == 2 and u["steady"] == 0 and u["large"] is False and u["bounds"] == {}
+    assert s["thresholds"]["results"][0]["status"] == "pass"
+    line = "2 requests sent as the load stopped, cut by the stop at once (in no figure's range)"
+    assert line in headline(s)
+    html = render_header({}, s)
+    assert escape(line) in html and "0 unfinished" in html
+    # the same two, not known to be cut (a run recorded before the mark): the rule could flip, as before
+    s = summarise(_golden_with_unfinished(tmp_path / "old", [(end - 0.03, end - 0.0298), (end - 0.02, end - 0.0197)], {"errors.total": "<= 0"}))
+    assert s["unfinished"]["at_stop"] == 0 and s["thresholds"]["results"][0]["status"] == "undecided"
 
 
 def test_a_hung_run_says_so_everywhere(tmp_path: Path) -> None:

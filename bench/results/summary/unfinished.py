@@ -25,6 +25,9 @@ class Bound(Section):
 class Unfinished(Section):
     total: int
     """requests sent and dropped unanswered when the load ended (or their user stopped): in no requests row"""
+    at_stop: int | None = None
+    """of them, sent after the load generator began stopping (the load's end) and cut by the stop at once: no request
+    of the measured load, so in no figure's range (``bounds``), ``steady`` or ``large``; null in summaries written before it"""
     steady: int
     """of them, waiting during the steady window: sent before it ended (in it, or in the ramp and never answered)"""
     steady_pct: Figure
