@@ -53,7 +53,7 @@ def unfinished_summary(
     waited = unf["dropped_t"].to_numpy(dtype=float) - t
     # Sent after the load generator began stopping (a user whose wait ended as Locust stopped it): cut by the
     # stop itself, at once. Not a request of the measured load: counted (at_stop), in no figure's range.
-    cut = unf["after_stop"].eq(True).fillna(False).to_numpy(dtype=bool) if "after_stop" in unf.columns else np.zeros(total, dtype=bool)
+    cut = cut_by_stop(unf)
     load = ~cut
     # waiting during the steady window: sent before it ended. One sent in the ramp and never answered
     # is as much a request the window's figures leave out as one sent in it (a user hung all along).
@@ -144,15 +144,15 @@ def _latency_bounds(req: pd.DataFrame, hist: pd.DataFrame, window: tuple[float, 
         value = latency.get(key)
         high: float | None
         low: float | None
+        # the least it could be: the waits below it as if each had succeeded the moment it was dropped
+        below = waited_ms[waited_ms < value] if value is not None else waited_ms
         if merged is not None:
             high = _rank_value(merged, q, u)
-            below = waited_ms[waited_ms < value] if value is not None else waited_ms
             low_h = Histogram(merged.counts)
             low_h.add_many(below)
             low = low_h.percentile(q)
         else:
             high = float(np.percentile(np.r_[lat, np.full(u, np.inf)], q, method="higher")) if lat.size + u else None
-            below = waited_ms[waited_ms < value] if value is not None else waited_ms
             both = np.r_[lat, below]
             low = float(np.percentile(both, q)) if both.size else None
         if value is not None and low is not None:
@@ -178,6 +178,27 @@ def _rank_value(h: Histogram, q: float, unfinished: int) -> float:
     return math.inf if rank > n or n == 0 else h.at_rank(rank)
 
 
+def cut_by_stop(unf: pd.DataFrame) -> np.ndarray:
+    """Which rows of an ``unfinished`` table the stop itself cut (``after_stop``; rows written before the mark: none)."""
+    if "after_stop" not in unf.columns:
+        return np.zeros(len(unf), dtype=bool)
+    return np.asarray(unf["after_stop"].eq(True).fillna(False).to_numpy(dtype=bool))
+
+
+def of_the_load(section: dict[str, Any] | None) -> int:
+    """How many of a summary's unfinished requests were of the measured load: ``total`` less those the stop cut (``at_stop``)."""
+    s = section or {}
+    return int(s.get("total") or 0) - int(s.get("at_stop") or 0)
+
+
+def count_text(section: dict[str, Any] | None) -> str | None:
+    """``N requests unfinished at the load's end, oldest waiting X s`` for the load's own (None without any)."""
+    n = of_the_load(section)
+    if n <= 0:
+        return None
+    return f"{n:,} request{'s' if n != 1 else ''} unfinished at the load's end, oldest waiting {float((section or {}).get('oldest_s') or 0):.1f} s"
+
+
 def unfinished_line(section: dict[str, Any] | None) -> str | None:
     """``N requests unfinished at the load's end, oldest waiting X s`` (None when there were none or the run predates the count).
 
@@ -190,10 +211,9 @@ def unfinished_line(section: dict[str, Any] | None) -> str | None:
         return None
     at_stop = int(s.get("at_stop") or 0)
     cut = f"{at_stop:,} request{'s' if at_stop != 1 else ''} sent as the load stopped, cut by the stop at once (in no figure's range)"
-    if at_stop >= total:
+    line = count_text(s)
+    if line is None:
         return cut
-    n = total - at_stop
-    line = f"{n:,} request{'s' if n != 1 else ''} unfinished at the load's end, oldest waiting {s.get('oldest_s', 0) or 0:.1f} s"
     if s.get("steady"):
         line += f" ({s['steady']:,} waiting in the steady window, {s.get('steady_pct') or 0:g}% of its requests)"
     line += ": sent and never answered, in no latency figure"

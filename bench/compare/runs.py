@@ -61,12 +61,10 @@ class Run:
 
     def unfinished_text(self) -> str | None:
         """``4 requests unfinished at the load's end, oldest waiting 8.9 s`` (None without any, or for a run that predates the count)."""
-        u = self.unfinished
+        from ..analysis.unfinished import count_text  # (as summarise below: compare imports no analysis until it needs it)
+
         # (those sent as the load stopped and cut by the stop at once are no request of the load: in no figure's range)
-        total = int(u.get("total") or 0) - int(u.get("at_stop") or 0)
-        if total <= 0:
-            return None
-        return f"{total:,} request{'s' if total != 1 else ''} unfinished at the load's end, oldest waiting {float(u.get('oldest_s') or 0):.1f} s"
+        return count_text(self.unfinished)
 
     def series(self) -> pd.DataFrame:
         """Per-second figures of the steady state (:func:`bench.stats.per_second_series`), for the plots."""

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .. import stats
+from ..analysis.unfinished import cut_by_stop
 from ..compare import Group, Run, compare_paired, figure_for, provenance_notes
 from ..duet import Design, SideSpec, join_halves, plan_duet, planned_looks, read_duet, run_duet, slices_between
 from ..errors import UserError
@@ -238,7 +239,7 @@ def slices_unfinished(run_dir: Path, edges: Sequence[float]) -> dict[str, Any]:
     waiting during them counts too (the slices' figures leave it out all the same).
     """
     unf = read_table(Path(run_dir), "unfinished", ("t", "dropped_t", "intended_t", "after_stop"))
-    unf = unf[~unf["after_stop"].eq(True).fillna(False).to_numpy(dtype=bool)]  # cut by the stop: no request of the load
+    unf = unf[~cut_by_stop(unf)]  # cut by the stop: no request of the load
     if unf.empty:
         return {"count": 0}
     t = unf["intended_t"].fillna(unf["t"]).to_numpy(dtype=float)

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
+from ..analysis.unfinished import of_the_load, unfinished_line
+
 #: Colour class of the bottleneck verdict: a saturated load generator voids the result; a saturated host taints it.
 #: The client's own pool as the limit taints it too (the run measured the closed loop, not the load balancer).
 BOTTLENECK_CLASS = {None: "na", "none": "ok", "loadgen": "fail", "server": "fail", "host": "warn", "ports": "info", "contended": "warn", "client-pool": "warn"}
@@ -83,7 +85,7 @@ def _rate(run: dict[str, Any], s: dict[str, Any]) -> Tile | None:
     unfinished = s.get("unfinished")
     if unfinished is not None:  # (summaries from before the count have no section)
         # (those sent as the load stopped and cut by the stop are no request of the load: the verdict line names them)
-        detail += f", {num((unfinished.get('total') or 0) - (unfinished.get('at_stop') or 0))} unfinished"
+        detail += f", {num(of_the_load(unfinished))} unfinished"
     cls = "" if load.get("reached") in (None, True) else "warn"
     return Tile("requests / s (steady)", num(req.get("per_s")), cls, detail)
 
@@ -98,8 +100,7 @@ def _latency(run: dict[str, Any], s: dict[str, Any]) -> Tile | None:
     if p99 is not None and p99.get("high") != lat.get("p99"):
         # of the finished requests only: with the unfinished ones the p99 could be anywhere in this range
         high = f"{ms(p99['high'])} ms" if p99.get("high") is not None else "unbounded"
-        left = (u.get("total") or 0) - (u.get("at_stop") or 0)
-        return Tile("latency p50 / p99", f"{ms(lat.get('p50'))} / {ms(lat.get('p99'))} ms", "warn", f"{detail}; p99 up to {high} with {num(left)} unfinished")
+        return Tile("latency p50 / p99", f"{ms(lat.get('p50'))} / {ms(lat.get('p99'))} ms", "warn", f"{detail}; p99 up to {high} with {num(of_the_load(u))} unfinished")
     return Tile("latency p50 / p99", f"{ms(lat.get('p50'))} / {ms(lat.get('p99'))} ms", "", detail)
 
 
@@ -181,13 +182,11 @@ def _checks_line(run: dict[str, Any], s: dict[str, Any]) -> Verdict | None:
 
 def _unfinished_line(run: dict[str, Any], s: dict[str, Any]) -> Verdict | None:
     """Requests sent and never answered when the load ended (bench/analysis/unfinished.py): none, no line."""
-    from ..analysis.unfinished import unfinished_line
-
     u = s.get("unfinished") or {}
     line = unfinished_line(u)
     if line is None:
         return None
-    if (u.get("at_stop") or 0) >= (u.get("total") or 0):  # only requests the stop itself cut: no request of the load
+    if not of_the_load(u):  # only requests the stop itself cut: no request of the load
         return Verdict("na", "Unfinished requests", line)
     return Verdict("fail" if u.get("large") else "warn", "Unfinished requests", line)
 

@@ -1128,6 +1128,18 @@ class Logged:
         self.requests.append((number, b"connection: close" in lines, trace))
         return self.answer(conn, request)
 
+    def silent_at(self, n: int, hold: threading.Event, wait_s: float) -> Handler:
+        """This handler, but the ``n``-th request (1-based) gets no answer: logged as (-1, False, None), held until ``hold`` or ``wait_s``."""
+
+        def handle(conn: socket.socket, request: bytes) -> bool:
+            if len(self.requests) == n - 1:
+                self.requests.append((-1, False, None))
+                hold.wait(wait_s)
+                return False
+            return self(conn, request)
+
+        return handle
+
 
 def hot_client(port: int, ca: Path, tmp_path: Path, scheme: str = "https", every: int = 0, **kw: Any) -> tuple[LeanClient, RequestCapture, list[int]]:
     """A client recording into the run's capture, its statistics tapped (as in a Locust process), as the hot path runs;
@@ -1192,14 +1204,7 @@ def test_the_hot_path_counts_what_it_sent_uncounted_when_a_request_fails(pki, tm
     hold = threading.Event()
     log = Logged()
 
-    def tenth_silent(conn: socket.socket, request: bytes) -> bool:
-        if len(log.requests) == 9:  # the tenth request: no answer
-            log.requests.append((-1, False, None))
-            hold.wait(5)
-            return False
-        return log(conn, request)
-
-    server = Server(tenth_silent, pki[1])
+    server = Server(log.silent_at(10, hold, 5), pki[1])  # the tenth request: no answer
     try:
         client, cap, settled = hot_client(server.port, pki[0], tmp_path, every=4, timeout=0.3)
         dog = Watchdog()
@@ -1231,14 +1236,7 @@ def test_a_killed_burst_counts_the_uncounted_request_in_flight_as_unfinished(pki
     hold = threading.Event()
     log = Logged()
 
-    def sixteenth_silent(conn: socket.socket, request: bytes) -> bool:
-        if len(log.requests) == 15:  # the sixteenth request: no answer
-            log.requests.append((-1, False, None))
-            hold.wait(10)
-            return False
-        return log(conn, request)
-
-    server = Server(sixteenth_silent, pki[1])
+    server = Server(log.silent_at(16, hold, 10), pki[1])  # the sixteenth request: no answer
     try:
         client, cap, settled = hot_client(server.port, pki[0], tmp_path, timeout=30)
         glet = gevent.spawn(client.burst, 100, math.inf)
